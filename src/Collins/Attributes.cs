@@ -1,0 +1,104 @@
+namespace Collins;
+
+/// <summary>How a tensor's entries are mapped to Count-Sketch buckets.</summary>
+public enum SketchLayout
+{
+    /// <summary>
+    /// The tensor is viewed as rows of k entries; row r lands in the buckets rotated by a constant
+    /// ρ_r with a constant sign σ_r. Every bucket holds one entry per row, no two entries of a row
+    /// collide, and the step is one streaming pass without atomics.
+    /// </summary>
+    Rotation = 0,
+
+    /// <summary>
+    /// Carter–Wegman hashing: bucket h1(i) = ((a·i + b) mod p) mod k and an independent sign hash.
+    /// Faithful to the Count-Sketch analysis; random scatter/gather (atomics on the GPU).
+    /// </summary>
+    Universal = 1,
+}
+
+/// <summary>How the second moment of an entry is read back from its bucket.</summary>
+public enum SecondMomentEstimate
+{
+    /// <summary>v̂[i] = sketch_v[h1(i)]: the bucket total, as the Count-Sketch Adam algorithm states.</summary>
+    Sum = 0,
+
+    /// <summary>v̂[i] = sketch_v[h1(i)] / occupancy(h1(i)): the bucket total divided by the number of entries in the bucket.</summary>
+    Mean = 1,
+}
+
+/// <summary>Whether a tensor's moments are sketched or kept dense.</summary>
+public enum TensorSketching
+{
+    /// <summary>Sketch the tensor when its length reaches the optimizer's <c>DenseThreshold</c>; keep it dense otherwise.</summary>
+    Auto = 0,
+
+    /// <summary>Always keep exact dense Adam moments (2·d floats) for this tensor.</summary>
+    Dense = 1,
+
+    /// <summary>Always sketch this tensor, whatever its length.</summary>
+    Sketched = 2,
+}
+
+/// <summary>
+/// Asks the Collins source generator to emit a Count-Sketch Adam optimizer specialised to the
+/// tensors declared with <see cref="TensorAttribute"/> in this partial class. Apply it more than
+/// once with different <see cref="Name"/>s to get several optimizer variants for one model.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = true, Inherited = false)]
+public sealed class SketchedOptimizerAttribute : Attribute
+{
+    /// <summary>Name of the generated nested optimizer type. Default <c>"Optimizer"</c>.</summary>
+    public string Name { get; set; } = "Optimizer";
+
+    /// <summary>Compression ratio: k = ceil(d / Ratio) buckets per tensor. 1 means exact dense Adam. Default 32.</summary>
+    public int Ratio { get; set; } = 32;
+
+    /// <summary>First-moment decay. 0 removes the first-moment sketch entirely (m̂ = g). Default 0.9.</summary>
+    public double Beta1 { get; set; } = 0.9;
+
+    /// <summary>Second-moment decay. Default 0.999.</summary>
+    public double Beta2 { get; set; } = 0.999;
+
+    /// <summary>Denominator guard ε. Default 1e-8.</summary>
+    public double Epsilon { get; set; } = 1e-8;
+
+    /// <summary>Decoupled weight decay (as in AdamW): p ← p − lr·WeightDecay·p. Default 0.</summary>
+    public double WeightDecay { get; set; }
+
+    /// <summary>Hash layout. Default <see cref="SketchLayout.Rotation"/>.</summary>
+    public SketchLayout Layout { get; set; } = SketchLayout.Rotation;
+
+    /// <summary>Second-moment estimate. Default <see cref="SecondMomentEstimate.Sum"/>.</summary>
+    public SecondMomentEstimate SecondMoment { get; set; } = SecondMomentEstimate.Sum;
+
+    /// <summary>Seed from which every hash constant is derived (together with each tensor's name). Default 0.</summary>
+    public long Seed { get; set; }
+
+    /// <summary>Tensors with fewer elements than this stay dense unless marked <see cref="TensorSketching.Sketched"/>. Default 4096.</summary>
+    public int DenseThreshold { get; set; } = 4096;
+}
+
+/// <summary>
+/// Declares one parameter tensor of a <see cref="SketchedOptimizerAttribute"/> model. Put it on a
+/// field or property; the shape is given as compile-time constants and the tensor's name defaults
+/// to the member's name.
+/// </summary>
+[AttributeUsage(AttributeTargets.Field | AttributeTargets.Property, AllowMultiple = false, Inherited = false)]
+public sealed class TensorAttribute : Attribute
+{
+    /// <summary>Declares a tensor of the given shape (each dimension a positive constant).</summary>
+    public TensorAttribute(params int[] shape) => Shape = shape;
+
+    /// <summary>The tensor's shape.</summary>
+    public int[] Shape { get; }
+
+    /// <summary>The tensor's name (a C# identifier). Defaults to the member's name.</summary>
+    public string? Name { get; set; }
+
+    /// <summary>Overrides the optimizer's ratio for this tensor; 0 (the default) inherits it. 1 means exact dense Adam.</summary>
+    public int Ratio { get; set; }
+
+    /// <summary>Whether this tensor is sketched. Default <see cref="TensorSketching.Auto"/>.</summary>
+    public TensorSketching Sketching { get; set; }
+}

@@ -1,0 +1,40 @@
+namespace Collins;
+
+/// <summary>
+/// The settings of one Count-Sketch Adam optimizer: the run-time twin of
+/// <see cref="SketchedOptimizerAttribute"/>, with the same names and defaults.
+/// </summary>
+public sealed record OptimizerSettings
+{
+    public int Ratio { get; init; } = 32;
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.999;
+    public double Epsilon { get; init; } = 1e-8;
+    public double WeightDecay { get; init; }
+    public SketchLayout Layout { get; init; } = SketchLayout.Rotation;
+    public SecondMomentEstimate SecondMoment { get; init; } = SecondMomentEstimate.Sum;
+    public long Seed { get; init; }
+    public int DenseThreshold { get; init; } = 4096;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
+    public void Validate()
+    {
+        if (Ratio < 1) throw new ArgumentException($"Ratio must be at least 1, got {Ratio}.", nameof(Ratio));
+        if (!(Beta1 >= 0 && Beta1 < 1)) throw new ArgumentException($"Beta1 must be in [0, 1), got {Beta1}.", nameof(Beta1));
+        if (!(Beta2 >= 0 && Beta2 < 1)) throw new ArgumentException($"Beta2 must be in [0, 1), got {Beta2}.", nameof(Beta2));
+        if (!(Epsilon > 0) || !double.IsFinite(Epsilon)) throw new ArgumentException($"Epsilon must be finite and > 0, got {Epsilon}.", nameof(Epsilon));
+        if (!(WeightDecay >= 0) || !double.IsFinite(WeightDecay)) throw new ArgumentException($"WeightDecay must be finite and >= 0, got {WeightDecay}.", nameof(WeightDecay));
+        if (DenseThreshold < 0) throw new ArgumentException($"DenseThreshold must be >= 0, got {DenseThreshold}.", nameof(DenseThreshold));
+    }
+}
+
+/// <summary>A tensor declared at run time: the twin of <see cref="TensorAttribute"/>.</summary>
+/// <param name="Name">The tensor's name; with the seed it determines the hash constants.</param>
+/// <param name="Shape">The tensor's shape; the product is its length.</param>
+/// <param name="Ratio">Per-tensor ratio override; 0 inherits the optimizer's.</param>
+/// <param name="Sketching">Whether the tensor is sketched.</param>
+public sealed record TensorSpec(string Name, int[] Shape, int Ratio = 0, TensorSketching Sketching = TensorSketching.Auto)
+{
+    /// <summary>Convenience for a 1-D tensor.</summary>
+    public TensorSpec(string name, int length) : this(name, new[] { length }) { }
+}

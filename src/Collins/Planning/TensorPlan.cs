@@ -1,0 +1,112 @@
+using Collins.Hashing;
+
+namespace Collins;
+
+/// <summary>
+/// Everything the optimizer needs to know about one tensor: its length, whether it is sketched,
+/// its buckets, rows and hash constants. Built from <see cref="HashDerivation"/>, the same code the
+/// source generator runs at compile time, so a generated optimizer and a run-time one agree exactly.
+/// </summary>
+public sealed class TensorPlan
+{
+    private readonly int[] _rotations;
+    private readonly int[] _signs;
+
+    public TensorPlan(TensorSpec spec, OptimizerSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(settings);
+        settings.Validate();
+        if (string.IsNullOrEmpty(spec.Name)) throw new ArgumentException("A tensor needs a non-empty name.", nameof(spec));
+        if (spec.Shape is null || spec.Shape.Length == 0) throw new ArgumentException($"Tensor '{spec.Name}' has no shape.", nameof(spec));
+        long length = 1;
+        foreach (int dim in spec.Shape)
+        {
+            if (dim <= 0) throw new ArgumentException($"Tensor '{spec.Name}' has a dimension {dim}; every dimension must be > 0.", nameof(spec));
+            length *= dim;
+            if (length > HashDerivation.MaxTensorLength)
+                throw new ArgumentException($"Tensor '{spec.Name}' has more than {HashDerivation.MaxTensorLength} elements, which the kernels cannot index.", nameof(spec));
+        }
+        if (spec.Ratio < 0) throw new ArgumentException($"Tensor '{spec.Name}' has Ratio {spec.Ratio}; it must be >= 1 (or 0 to inherit).", nameof(spec));
+
+        Name = spec.Name;
+        Shape = (int[])spec.Shape.Clone();
+        Length = (int)length;
+        Layout = settings.Layout;
+        SecondMoment = settings.SecondMoment;
+        HasFirstMoment = settings.Beta1 != 0;
+        int ratio = spec.Ratio == 0 ? settings.Ratio : spec.Ratio;
+        IsDense = ratio == 1
+            || spec.Sketching == TensorSketching.Dense
+            || (spec.Sketching == TensorSketching.Auto && Length < settings.DenseThreshold);
+        Ratio = IsDense ? 1 : ratio;
+        Buckets = IsDense ? Length : HashDerivation.Buckets(Length, ratio);
+        Rows = IsDense ? 1 : HashDerivation.Rows(Length, Buckets);
+        _rotations = new int[IsDense || Layout != SketchLayout.Rotation ? 0 : Rows];
+        _signs = new int[_rotations.Length];
+        if (!IsDense && Layout == SketchLayout.Rotation)
+            HashDerivation.Rotation(settings.Seed, Name, Rows, Buckets, _rotations, _signs);
+        if (!IsDense && Layout == SketchLayout.Universal)
+        {
+            HashDerivation.Universal(settings.Seed, Name, out uint a, out uint b, out uint sa, out uint sb);
+            UniversalA = a; UniversalB = b; UniversalSignA = sa; UniversalSignB = sb;
+        }
+    }
+
+    public string Name { get; }
+    public IReadOnlyList<int> Shape { get; }
+    /// <summary>d: the number of elements.</summary>
+    public int Length { get; }
+    /// <summary>Effective ratio (1 when dense).</summary>
+    public int Ratio { get; }
+    /// <summary>True when the moments are exact dense Adam moments of length d.</summary>
+    public bool IsDense { get; }
+    public SketchLayout Layout { get; }
+    public SecondMomentEstimate SecondMoment { get; }
+    /// <summary>False when Beta1 = 0: no first-moment storage at all.</summary>
+    public bool HasFirstMoment { get; }
+    /// <summary>k: buckets per moment (d when dense).</summary>
+    public int Buckets { get; }
+    /// <summary>Rows of the Rotation view, ceil(d / k); 1 when dense.</summary>
+    public int Rows { get; }
+    /// <summary>Rotation ρ_r per row (Rotation layout only).</summary>
+    public ReadOnlySpan<int> Rotations => _rotations;
+    /// <summary>Sign σ_r per row (Rotation layout only).</summary>
+    public ReadOnlySpan<int> Signs => _signs;
+    public uint UniversalA { get; }
+    public uint UniversalB { get; }
+    public uint UniversalSignA { get; }
+    public uint UniversalSignB { get; }
+
+    /// <summary>Floats of optimizer state: (HasFirstMoment ? 2 : 1) · k.</summary>
+    public long StateFloats => (HasFirstMoment ? 2L : 1L) * Buckets;
+
+    /// <summary>h1(i): the bucket of entry i.</summary>
+    public int Bucket(int i)
+    {
+        if (IsDense) return i;
+        if (Layout == SketchLayout.Rotation)
+        {
+            int r = i / Buckets, c = i - r * Buckets;
+            int b = c + _rotations[r];
+            return b >= Buckets ? b - Buckets : b;
+        }
+        return HashDerivation.UniversalBucket(UniversalA, UniversalB, Buckets, i);
+    }
+
+    /// <summary>h2(i): the sign (±1) of entry i.</summary>
+    public int Sign(int i)
+    {
+        if (IsDense) return 1;
+        if (Layout == SketchLayout.Rotation) return _signs[i / Buckets];
+        return HashDerivation.UniversalSign(UniversalSignA, UniversalSignB, i);
+    }
+
+    /// <summary>Number of entries that hash to each bucket (computed, not stored by the optimizer).</summary>
+    public int[] Occupancy()
+    {
+        var counts = new int[Buckets];
+        for (int i = 0; i < Length; i++) counts[Bucket(i)]++;
+        return counts;
+    }
+}
