@@ -1,0 +1,15 @@
+namespace Collins.Tests;
+
+public class HashDerivationTests
+{
+    [Fact]
+    public void Plans_are_deterministic_in_seed_and_name()
+    {
+        var s = new OptimizerSettings { Ratio = 8 };
+        var a = new TensorPlan(new TensorSpec("w", 1000), s);
+        var b = new TensorPlan(new TensorSpec("w", 1000), s);
+        var c = new TensorPlan(new TensorSpec("w", 1000), s with { Seed = 1 });
+        Assert.Equal(a.Rotations.ToArray(), b.Rotations.ToArray());
+        Assert.NotEqual(a.Rotations.ToArray(), c.Rotations.ToArray());
+    }
+}
