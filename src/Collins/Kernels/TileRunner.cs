@@ -38,6 +38,15 @@ public delegate bool TileKernel(int tile, in TileBuffers buffers, in StepScalars
 /// Runs a tile kernel over a fixed partition of tiles on up to <c>maxThreads</c> threads. The
 /// partition never depends on the thread count, so results are bit-identical for any count.
 /// </summary>
+/// <remarks>
+/// A small persistent pool of background worker threads (ProcessorCount − 1 of them, created on the
+/// first multi-threaded run) claims tile indices with <see cref="Interlocked.Increment(ref int)"/>;
+/// the calling thread works too. A run allocates nothing after the pool exists. Runs from
+/// different threads are serialised by a lock (one run owns the pool at a time); a run started from
+/// inside a kernel (on the caller or on a worker) executes its tiles inline on that thread, so it
+/// can never deadlock. The first exception a kernel throws is rethrown on the caller after every
+/// participating thread has stopped; workers survive it.
+/// </remarks>
 public static unsafe class TileRunner
 {
     /// <summary>Runs <paramref name="kernel"/> for tiles 0..tiles−1; returns true when every tile returned true.</summary>
@@ -46,6 +55,7 @@ public static unsafe class TileRunner
                            Span<float> firstMoment, Span<float> secondMoment,
                            Span<float> sumM, Span<float> sumV, in StepScalars scalars)
     {
+        ArgumentNullException.ThrowIfNull(kernel);
         fixed (float* p = parameters)
         fixed (float* g = gradient)
         fixed (float* m = firstMoment)
@@ -55,24 +65,128 @@ public static unsafe class TileRunner
         {
             var buffers = new TileBuffers(p, g, parameters.Length, m, firstMoment.Length, v, secondMoment.Length,
                                           sm, sumM.Length, sv, sumV.Length);
-            return RunCore(tiles, maxThreads, kernel, buffers, scalars);
+            return RunCore(tiles, maxThreads, kernel, in buffers, in scalars);
         }
     }
 
-    private static bool RunCore(int tiles, int maxThreads, TileKernel kernel, TileBuffers buffers, StepScalars scalars)
+    /// <summary>Number of pool workers (threads besides the caller) a run can use: ProcessorCount − 1.</summary>
+    internal static int WorkerCount => Math.Max(0, Environment.ProcessorCount - 1);
+
+    // ---- the pool ------------------------------------------------------------------------------
+    private static readonly object s_runLock = new();          // one run owns the pool at a time
+    private static readonly object s_createLock = new();
+    private static SemaphoreSlim? s_wake;                       // one permit per helper per run
+    private static ManualResetEventSlim? s_done;                // set by the last helper to finish
+    private static volatile bool s_started;
+
+    [ThreadStatic] private static bool t_inRun;                 // true on workers and on a caller during its run
+
+    // ---- the current run (written by the owner before waking helpers; read by helpers) ---------
+    private static TileKernel? s_kernel;
+    private static TileBuffers s_buffers;
+    private static StepScalars s_scalars;
+    private static int s_tiles;
+    private static int s_next;                                  // next tile to claim (Interlocked)
+    private static int s_failed;                                // 1 when some tile returned false
+    private static int s_outstanding;                           // helpers that have not finished yet
+    private static Exception? s_exception;                      // first exception a kernel threw
+
+    private static bool RunCore(int tiles, int maxThreads, TileKernel kernel, in TileBuffers buffers, in StepScalars scalars)
     {
         if (tiles <= 0) return true;
-        if (tiles == 1 || maxThreads <= 1)
+        int helpers = Math.Min(Math.Min(maxThreads, tiles) - 1, WorkerCount);
+        if (helpers <= 0 || t_inRun) return RunInline(tiles, kernel, in buffers, in scalars);
+
+        EnsureStarted();
+        lock (s_runLock)
         {
-            bool ok = true;
-            for (int t = 0; t < tiles; t++) ok &= kernel(t, buffers, scalars);
-            return ok;
+            t_inRun = true;
+            try
+            {
+                s_kernel = kernel;
+                s_buffers = buffers;
+                s_scalars = scalars;
+                s_tiles = tiles;
+                s_failed = 0;
+                s_exception = null;
+                s_outstanding = helpers;
+                s_done!.Reset();
+                Volatile.Write(ref s_next, 0);                  // publishes the fields above
+                s_wake!.Release(helpers);
+
+                Work();                                         // the caller works too
+
+                s_done.Wait();                                  // every helper has stopped touching the run
+                s_kernel = null;
+                s_buffers = default;
+                var ex = s_exception;
+                s_exception = null;
+                if (ex is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex).Throw();
+                return s_failed == 0;
+            }
+            finally { t_inRun = false; }
         }
-        int failed = 0;
-        Parallel.For(0, tiles, new ParallelOptions { MaxDegreeOfParallelism = maxThreads }, t =>
+    }
+
+    private static bool RunInline(int tiles, TileKernel kernel, in TileBuffers buffers, in StepScalars scalars)
+    {
+        bool ok = true;
+        for (int t = 0; t < tiles; t++) ok &= kernel(t, in buffers, in scalars);
+        return ok;
+    }
+
+    /// <summary>Claims and runs tiles of the current run until none is left; records failures and the first exception.</summary>
+    private static void Work()
+    {
+        var kernel = s_kernel!;
+        int tiles = s_tiles;
+        bool ok = true;
+        try
         {
-            if (!kernel(t, buffers, scalars)) Volatile.Write(ref failed, 1);
-        });
-        return failed == 0;
+            int t;
+            while ((t = Interlocked.Increment(ref s_next) - 1) < tiles)
+                ok &= kernel(t, in s_buffers, in s_scalars);
+        }
+        catch (Exception ex)
+        {
+            Interlocked.CompareExchange(ref s_exception, ex, null);
+            Volatile.Write(ref s_next, tiles);                 // nobody claims more tiles of a failed run
+        }
+        if (!ok) Volatile.Write(ref s_failed, 1);
+    }
+
+    private static void EnsureStarted()
+    {
+        if (s_started) return;
+        lock (s_createLock)
+        {
+            if (s_started) return;
+            s_wake = new SemaphoreSlim(0);
+            s_done = new ManualResetEventSlim(false, spinCount: 200);
+            for (int i = 0; i < WorkerCount; i++)
+            {
+                var thread = new Thread(WorkerLoop, maxStackSize: 1 << 20)
+                {
+                    IsBackground = true,
+                    Name = $"Collins.TileRunner worker {i}",
+                };
+                thread.Start();
+            }
+            s_started = true;
+        }
+    }
+
+    private static void WorkerLoop()
+    {
+        t_inRun = true;                                         // a nested run on a worker executes inline
+        var wake = s_wake!;
+        var done = s_done!;
+        while (true)
+        {
+            wake.Wait();
+            try { Work(); }
+            catch (Exception ex) { Interlocked.CompareExchange(ref s_exception, ex, null); }   // never kill a worker
+            if (Interlocked.Decrement(ref s_outstanding) == 0) done.Set();
+        }
     }
 }
