@@ -15,13 +15,13 @@ if (opts is null) return 2;
 if (opts.Gpu) return GpuBench.Run(opts);
 return CpuBench.Run(opts);
 
-public sealed record Options(int Length, int Ratio, int Reps, int Threads, string? Filter, bool Gpu, string GpuBackend, double MinSampleMs, int AllocSteps)
+public sealed record Options(int Length, int Ratio, int Reps, int Threads, string? Filter, bool Gpu, string GpuBackend, double MinSampleMs, int AllocSteps, bool LengthGiven)
 {
     public static Options? Parse(string[] args)
     {
         int length = 1 << 26, ratio = 32, reps = 7, threads = Environment.ProcessorCount, allocSteps = 0;
         double minMs = 25;
-        string? filter = null; bool gpu = false; string backend = "cuda";
+        string? filter = null; bool gpu = false, lengthGiven = false; string backend = "cuda";
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -30,7 +30,7 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
             {
                 switch (a)
                 {
-                    case "--length": case "-d": length = checked((int)ParseSize(Next())); break;
+                    case "--length": case "-d": length = checked((int)ParseSize(Next())); lengthGiven = true; break;
                     case "--ratio": case "-r": ratio = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--threads": case "-t": threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -50,7 +50,7 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
         }
         if (length <= 0 || ratio < 1 || reps < 1 || threads < 1) { Console.Error.WriteLine("error: sizes, ratio, reps and threads must be positive"); return null; }
         if (reps < 5) Console.Error.WriteLine("note: fewer than 5 repetitions; medians are fragile");
-        return new Options(length, ratio, reps, threads, filter, gpu, backend, minMs, allocSteps);
+        return new Options(length, ratio, reps, threads, filter, gpu, backend, minMs, allocSteps, lengthGiven);
     }
 
     /// <summary>Parses 1048576, 1M, 16M, 64M, 256M, 512K, 1G (binary multiples).</summary>
