@@ -41,7 +41,10 @@ public delegate bool TileKernel(int tile, in TileBuffers buffers, in StepScalars
 /// <remarks>
 /// A small persistent pool of background worker threads (ProcessorCount − 1 of them, created on the
 /// first multi-threaded run) claims tile indices with <see cref="Interlocked.Increment(ref int)"/>;
-/// the calling thread works too. A run allocates nothing after the pool exists. Runs from
+/// the calling thread works too. Each participant starts on its own contiguous range of tiles and
+/// walks it in order (so a thread's memory streams continue from one tile to the next and the
+/// hardware prefetchers keep running), then steals the remaining tiles of the other ranges; which
+/// thread runs a tile never changes what the tile computes. A run allocates nothing after the pool exists. Runs from
 /// different threads are serialised by a lock (one run owns the pool at a time); a run started from
 /// inside a kernel (on the caller or on a worker) executes its tiles inline on that thread, so it
 /// can never deadlock. The first exception a kernel throws is rethrown on the caller after every
@@ -86,7 +89,17 @@ public static unsafe class TileRunner
     private static TileBuffers s_buffers;
     private static StepScalars s_scalars;
     private static int s_tiles;
-    private static int s_next;                                  // next tile to claim (Interlocked)
+    private static int s_participants;                          // caller + helpers of the current run
+    private static int s_joined;                                // helpers that have taken a participant slot
+    private static Range[] s_ranges = Array.Empty<Range>();     // per participant: next tile (Interlocked) and end
+
+    /// <summary>One participant's contiguous tile range, padded to its own cache lines.</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 128)]
+    private struct Range
+    {
+        [System.Runtime.InteropServices.FieldOffset(64)] public int Next;
+        [System.Runtime.InteropServices.FieldOffset(68)] public int End;
+    }
     private static int s_failed;                                // 1 when some tile returned false
     private static int s_outstanding;                           // helpers that have not finished yet
     private static Exception? s_exception;                      // first exception a kernel threw
@@ -110,11 +123,20 @@ public static unsafe class TileRunner
                 s_failed = 0;
                 s_exception = null;
                 s_outstanding = helpers;
+                int participants = helpers + 1;
+                s_participants = participants;
+                s_joined = 0;
+                var ranges = s_ranges;
+                for (int j = 0; j < participants; j++)
+                {
+                    ranges[j].Next = (int)((long)tiles * j / participants);
+                    ranges[j].End = (int)((long)tiles * (j + 1) / participants);
+                }
                 s_done!.Reset();
-                Volatile.Write(ref s_next, 0);                  // publishes the fields above
+                Interlocked.MemoryBarrier();                    // the semaphore release publishes too; be explicit
                 s_wake!.Release(helpers);
 
-                Work();                                         // the caller works too
+                Work(0);                                        // the caller works too, as participant 0
 
                 s_done.Wait();                                  // every helper has stopped touching the run
                 s_kernel = null;
@@ -135,22 +157,31 @@ public static unsafe class TileRunner
         return ok;
     }
 
-    /// <summary>Claims and runs tiles of the current run until none is left; records failures and the first exception.</summary>
-    private static void Work()
+    /// <summary>
+    /// Runs tiles of the current run as participant <paramref name="self"/>: first its own range in
+    /// order, then whatever is left of the others'; records failures and the first exception.
+    /// </summary>
+    private static void Work(int self)
     {
         var kernel = s_kernel!;
-        int tiles = s_tiles;
+        var ranges = s_ranges;
+        int participants = s_participants;
         bool ok = true;
         try
         {
-            int t;
-            while ((t = Interlocked.Increment(ref s_next) - 1) < tiles)
-                ok &= kernel(t, in s_buffers, in s_scalars);
+            for (int k = 0; k < participants; k++)
+            {
+                ref Range r = ref ranges[(self + k) % participants];
+                int end = r.End, t;
+                while ((t = Interlocked.Increment(ref r.Next) - 1) < end)
+                    ok &= kernel(t, in s_buffers, in s_scalars);
+            }
         }
         catch (Exception ex)
         {
             Interlocked.CompareExchange(ref s_exception, ex, null);
-            Volatile.Write(ref s_next, tiles);                 // nobody claims more tiles of a failed run
+            for (int k = 0; k < participants; k++)              // nobody claims more tiles of a failed run
+                Volatile.Write(ref ranges[k].Next, ranges[k].End);
         }
         if (!ok) Volatile.Write(ref s_failed, 1);
     }
@@ -161,6 +192,7 @@ public static unsafe class TileRunner
         lock (s_createLock)
         {
             if (s_started) return;
+            s_ranges = new Range[WorkerCount + 1];
             s_wake = new SemaphoreSlim(0);
             s_done = new ManualResetEventSlim(false, spinCount: 200);
             for (int i = 0; i < WorkerCount; i++)
@@ -184,7 +216,7 @@ public static unsafe class TileRunner
         while (true)
         {
             wake.Wait();
-            try { Work(); }
+            try { Work(Interlocked.Increment(ref s_joined)); }
             catch (Exception ex) { Interlocked.CompareExchange(ref s_exception, ex, null); }   // never kill a worker
             if (Interlocked.Decrement(ref s_outstanding) == 0) done.Set();
         }
