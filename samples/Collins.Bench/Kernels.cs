@@ -280,3 +280,60 @@ public static class KernelSet
         return list;
     }
 }
+
+/// <summary>
+/// Profile evidence without hardware counters: times the two phases of a generated Rotation step
+/// separately (phase 1 reads g: 4 B/param; phase 2 updates the buckets, then reads and writes p:
+/// 8 B/param, plus g again when β1 = 0), next to the triad, using the generated tile kernels.
+/// </summary>
+public static class PhaseProbe
+{
+    public static void Run(BenchBuffers b, int ratio, int threads, int reps, TextWriter w)
+    {
+        foreach (bool b0 in new[] { false, true })
+        {
+            var model = GeneratedKernel.ModelFor(b.Length);
+            var variant = model?.GetNestedType(GeneratedKernel.VariantName(SketchLayout.Rotation, ratio, b0), BindingFlags.Public);
+            var tensor = variant?.GetNestedType("W", BindingFlags.Public | BindingFlags.NonPublic);
+            const BindingFlags Static = BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic;
+            var acc = tensor?.GetMethod("Accumulate", Static);
+            var app = tensor?.GetMethod("Apply", Static);
+            var tilesField = tensor?.GetField("Tiles", Static);
+            var bucketsField = tensor?.GetField("Buckets", Static);
+            if (acc is null || app is null || tilesField is null || bucketsField is null)
+            {
+                w.WriteLine($"phases: generated Rotation{(b0 ? " β1=0" : "")} tile kernels not found");
+                continue;
+            }
+            int tiles = (int)tilesField.GetRawConstantValue()!;
+            int k = (int)bucketsField.GetRawConstantValue()!;
+            var accumulate = acc.CreateDelegate<TileKernel>();
+            var apply = app.CreateDelegate<TileKernel>();
+            float[] m = new float[b0 ? 0 : k], v = new float[k], sumM = new float[b0 ? 0 : k], sumV = new float[k];
+            var triad = new TriadKernel(b, threads);
+            var s = StepScalars.For(10, 1e-4f, b0 ? 0 : 0.9, 0.999, 0);
+            Action[] steps =
+            {
+                () => triad.Step(),
+                () => TileRunner.Run(tiles, threads, accumulate, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
+                () => TileRunner.Run(tiles, threads, apply, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
+            };
+            var samples = steps.Select(_ => new double[reps]).ToArray();
+            foreach (var st in steps) { st(); st(); }
+            for (int r = 0; r < reps; r++)
+                for (int j = 0; j < steps.Length; j++)
+                {
+                    int i = (j + r) % steps.Length;
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    steps[i]();
+                    samples[i][r] = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                }
+            double Med(double[] x) { var c = (double[])x.Clone(); Array.Sort(c); return c[c.Length / 2]; }
+            double tt = Med(samples[0]), ta = Med(samples[1]), tp = Med(samples[2]);
+            double applyBytes = b0 ? 12 : 8;
+            w.WriteLine($"phases of generated Rotation{(b0 ? " β1=0" : "")} ({tiles} tiles, {k / tiles} buckets/tile, {threads} threads): " +
+                        $"accumulate {ta:F2} ms ({4.0 * b.Length / ta / 1e6:F1} GB/s at 4 B/param), apply {tp:F2} ms ({applyBytes * b.Length / tp / 1e6:F1} GB/s at {applyBytes} B/param), " +
+                        $"sum {ta + tp:F2} ms; triad {tt:F2} ms ({12.0 * b.Length / tt / 1e6:F1} GB/s)");
+        }
+    }
+}

@@ -15,13 +15,13 @@ if (opts is null) return 2;
 if (opts.Gpu) return GpuBench.Run(opts);
 return CpuBench.Run(opts);
 
-public sealed record Options(int Length, int Ratio, int Reps, int Threads, string? Filter, bool Gpu, string GpuBackend, double MinSampleMs, int AllocSteps, bool LengthGiven)
+public sealed record Options(int Length, int Ratio, int Reps, int Threads, string? Filter, bool Gpu, string GpuBackend, double MinSampleMs, int AllocSteps, bool LengthGiven, bool Phases)
 {
     public static Options? Parse(string[] args)
     {
         int length = 1 << 26, ratio = 32, reps = 7, threads = Environment.ProcessorCount, allocSteps = 0;
         double minMs = 25;
-        string? filter = null; bool gpu = false, lengthGiven = false; string backend = "cuda";
+        string? filter = null; bool gpu = false, lengthGiven = false, phases = false; string backend = "cuda";
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -38,6 +38,7 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
                     case "--min-sample-ms": minMs = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--alloc-steps": allocSteps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--gpu": gpu = true; break;
+                    case "--phases": phases = true; break;
                     case "--gpu-backend": backend = Next(); break;
                     case "-h": case "--help": Usage(); return null;
                     default: throw new ArgumentException($"unknown option {a}");
@@ -50,7 +51,7 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
         }
         if (length <= 0 || ratio < 1 || reps < 1 || threads < 1) { Console.Error.WriteLine("error: sizes, ratio, reps and threads must be positive"); return null; }
         if (reps < 5) Console.Error.WriteLine("note: fewer than 5 repetitions; medians are fragile");
-        return new Options(length, ratio, reps, threads, filter, gpu, backend, minMs, allocSteps, lengthGiven);
+        return new Options(length, ratio, reps, threads, filter, gpu, backend, minMs, allocSteps, lengthGiven, phases);
     }
 
     /// <summary>Parses 1048576, 1M, 16M, 64M, 256M, 512K, 1G (binary multiples).</summary>
@@ -71,7 +72,7 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
         n % (1L << 30) == 0 ? $"{n >> 30}G" : n % (1L << 20) == 0 ? $"{n >> 20}M" : n % (1L << 10) == 0 ? $"{n >> 10}K" : n.ToString(CultureInfo.InvariantCulture);
 
     private static void Usage() => Console.Error.WriteLine(
-        "usage: Collins.Bench [--length 64M] [--ratio 32] [--reps 7] [--threads N] [--filter text] [--min-sample-ms 25] [--alloc-steps N] [--gpu [--gpu-backend cuda|cpu]]");
+        "usage: Collins.Bench [--length 64M] [--ratio 32] [--reps 7] [--threads N] [--filter text] [--min-sample-ms 25] [--alloc-steps N] [--phases] [--gpu [--gpu-backend cuda|cpu]]");
 }
 
 public static class CpuBench
@@ -151,6 +152,7 @@ public static class CpuBench
                 Console.WriteLine($"| {kernels[k].Name,-32} | {total,12:F1} | {caller,21:F1} | {state,12} | {formula,12} | {ctor,13} |");
             }
             Console.WriteLine($"(alloc over {(o.AllocSteps > 0 ? o.AllocSteps.ToString() : "2×calibrated")} steps after warm-up; 'alloc at ctor' is the whole-process delta while constructing: state + workspace + plans)");
+            if (o.Phases) { Console.WriteLine(); PhaseProbe.Run(buffers, o.Ratio, o.Threads, o.Reps, Console.Out); }
             Console.WriteLine($"load average at end: {LoadAverage()}");
 
             int rot = kernels.FindIndex(k => k.Name == "generated Rotation");
