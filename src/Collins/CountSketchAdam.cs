@@ -391,26 +391,31 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         private const int BucketTile = 8192, EntryTile = 16384;
         private readonly uint _a, _b, _sa, _sb;
         private readonly int _k, _d;
+        private readonly ulong _fastModM;
         private readonly TileKernel _buckets, _entries;
 
         public UniversalKernel(TensorPlan plan, OptimizerSettings settings) : base(plan, settings)
         {
             _a = plan.UniversalA; _b = plan.UniversalB; _sa = plan.UniversalSignA; _sb = plan.UniversalSignB;
             _k = plan.Buckets; _d = plan.Length;
+            _fastModM = ulong.MaxValue / (uint)_k + 1;
             _buckets = BucketTileKernel;
             _entries = EntryTileKernel;
         }
+
+        /// <summary>x mod k without a division (Lemire's fastmod; exact for 32-bit x and k).</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        private int Mod(ulong x) => (int)Math.BigMul(_fastModM * (uint)x, (ulong)(uint)_k, out _);
 
         public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
         {
             sumM.Clear(); sumV.Clear();
             const ulong P = HashDerivation.MersennePrime;
             ulong x = HashDerivation.ModMersenne(_b), y = HashDerivation.ModMersenne(_sb);
-            ulong k = (ulong)_k;
             for (int i = 0; i < _d; i++)
             {
                 float gi = g[i];
-                int bucket = (int)(x % k);
+                int bucket = Mod(x);
                 if (HasM) sumM[bucket] += (y & 1UL) == 0 ? gi : -gi;
                 sumV[bucket] += gi * gi;
                 x += _a; if (x >= P) x -= P;
@@ -442,10 +447,9 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
             float decay = s.Decay;
             ulong x = HashDerivation.ModMersenne((ulong)_a * (uint)i0 + _b);
             ulong y = HashDerivation.ModMersenne((ulong)_sa * (uint)i0 + _sb);
-            ulong k = (ulong)_k;
             for (int i = i0; i < i1; i++)
             {
-                float f = factor[(int)(x % k)];
+                float f = factor[Mod(x)];
                 if (HasM) p[i] = p[i] * decay - ((y & 1UL) == 0 ? f : -f);
                 else p[i] = p[i] * decay - g[i] * f;
                 x += _a; if (x >= P) x -= P;
