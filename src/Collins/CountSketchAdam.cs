@@ -8,7 +8,7 @@ namespace Collins;
 /// The run-time (non-specialised) Count-Sketch Adam optimizer, for shapes known only at run time.
 /// It derives exactly the same hash constants as the generated optimizers (through
 /// <see cref="TensorPlan"/>), loops over rows with run-time constants, and keeps its state in CPU
-/// arrays. It follows the two-phase step protocol of <see cref="SketchedOptimizerBase"/>: every
+/// arrays or, when constructed with an ILGPU accelerator, on that accelerator (generic kernels). It follows the two-phase step protocol of <see cref="SketchedOptimizerBase"/>: every
 /// argument is validated before anything is written, a non-finite gradient changes nothing, and
 /// results are bit-identical for any <see cref="SketchedOptimizerBase.MaxThreads"/>.
 /// </summary>
@@ -25,10 +25,12 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
     /// <summary>Builds an optimizer for <paramref name="tensors"/> with CPU state.</summary>
     /// <param name="settings">Ratio, betas, layout, seed…</param>
     /// <param name="tensors">The tensors, in the order <c>Step</c> receives their buffers.</param>
-    /// <param name="accelerator">Must be null: the run-time optimizer keeps its state on the CPU.</param>
+    /// <param name="accelerator">
+    /// Null for CPU state (step it with arrays or <see cref="Memory{T}"/>); an ILGPU accelerator to keep
+    /// the state there (step it with <see cref="ILGPU.ArrayView{T}"/> buffers of that accelerator).
+    /// </param>
     public CountSketchAdam(OptimizerSettings settings, IReadOnlyList<TensorSpec> tensors, ILGPU.Runtime.Accelerator? accelerator = null)
-        : base(settings, BuildPlans(settings, tensors), accelerator is null ? null
-              : throw new NotSupportedException("CountSketchAdam keeps its state on the CPU; use a generated optimizer for ILGPU accelerators."))
+        : base(settings, BuildPlans(settings, tensors), accelerator)
     {
         _kernels = new TensorKernel[Tensors.Count];
         for (int i = 0; i < Tensors.Count; i++)
@@ -38,7 +40,11 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
                         : plan.Layout == SketchLayout.Rotation ? new RotationKernel(plan, settings)
                         : new UniversalKernel(plan, settings);
         }
+        if (accelerator is not null) InitializeDevice(accelerator);
     }
+
+    /// <inheritdoc/>
+    protected override void OnDispose() => DisposeDevice();
 
     private static TensorPlan[] BuildPlans(OptimizerSettings settings, IReadOnlyList<TensorSpec> tensors)
     {
