@@ -22,14 +22,17 @@ public sealed partial class CountSketchAdam
             Beta1 = (float)settings.Beta1; Beta2 = (float)settings.Beta2; Epsilon = (float)settings.Epsilon;
             C1 = (float)(1.0 - settings.Beta1); C2 = (float)(1.0 - settings.Beta2);
             A = plan.UniversalA; B = plan.UniversalB; SA = plan.UniversalSignA; SB = plan.UniversalSignB;
+            Universal = plan.Layout == SketchLayout.Universal ? 1 : 0;
+            LastRotation = !plan.IsDense && plan.Layout == SketchLayout.Rotation ? plan.Rotations[plan.Rows - 1] : 0;
+            LastLength = plan.Length - (plan.Rows - 1) * plan.Buckets;
         }
 
-        public readonly int Length, Buckets, Rows, HasM, Mean;
+        public readonly int Length, Buckets, Rows, HasM, Mean, Universal, LastRotation, LastLength;
         public readonly float Beta1, Beta2, Epsilon, C1, C2;
         public readonly uint A, B, SA, SB;
     }
 
-    private sealed class DeviceTensor : IDisposable
+    private sealed class DeviceTensor : IDisposable // rotations/signs (rows ints/floats) and, for Universal Mean only, 1/occupancy (k floats)
     {
         public DeviceTensorConstants Constants;
         public MemoryBuffer1D<int, Stride1D.Dense> Rotations = null!;
@@ -59,7 +62,7 @@ public sealed partial class CountSketchAdam
             t.Rotations = accelerator.Allocate1D(rotation ? plan.Rotations.ToArray() : new int[1]);
             t.Signs = accelerator.Allocate1D(rotation ? plan.Signs.ToArray().Select(s => (float)s).ToArray() : new float[1]);
             float[] inv = new float[1];
-            if (t.Constants.Mean == 1) inv = plan.Occupancy().Select(o => o == 0 ? 0f : 1f / o).ToArray();
+            if (t.Constants.Mean == 1 && t.Constants.Universal == 1) inv = plan.Occupancy().Select(o => o == 0 ? 0f : 1f / o).ToArray();
             t.InvOccupancy = accelerator.Allocate1D(inv);
             _device[i] = t;
         }
@@ -202,7 +205,19 @@ public sealed partial class CountSketchAdam
     {
         float vv = c.Beta2 * v[b] + c.C2 * sumV[b];
         v[b] = vv;
-        float den = MathF.Sqrt(c.Mean != 0 ? vv * invOcc[b] : vv) * s.InvSqrtBiasCorrection2 + c.Epsilon;
+        float scaled = vv;
+        if (c.Mean != 0)
+        {
+            if (c.Universal != 0) scaled = vv * invOcc[b];
+            else
+            {
+                // Rotation: the last row reaches buckets [ρ_last, ρ_last + lastLength) mod k.
+                int col = b - c.LastRotation;
+                if (col < 0) col += c.Buckets;
+                scaled = vv * (col < c.LastLength ? 1f / c.Rows : 1f / (c.Rows - 1));
+            }
+        }
+        float den = MathF.Sqrt(scaled) * s.InvSqrtBiasCorrection2 + c.Epsilon;
         if (c.HasM != 0)
         {
             float mm = c.Beta1 * m[b] + c.C1 * sumM[b];

@@ -17,7 +17,7 @@ public class CountSketchAdamTests
             new("bias", new[] { 50 }),                                                     // dense (below threshold)
             new("one", new[] { 1 }, Sketching: TensorSketching.Sketched),                  // k 1
         };
-        if (big) list.Add(new("Big", new[] { 300, 400 }, Ratio: 4));                      // k 30000: several tiles
+        if (big) list.Add(new("Big", new[] { 120001 }, Ratio: 4));                        // k 30001, rows 4, last row 29998: several tiles
         return list.ToArray();
     }
 
