@@ -18,6 +18,7 @@ namespace TinyLm;
 [SketchedOptimizer(Name = "C32Mean", Ratio = 32, SecondMoment = SecondMomentEstimate.Mean)]
 [SketchedOptimizer(Name = "C32Universal", Ratio = 32, Layout = SketchLayout.Universal)]
 [SketchedOptimizer(Name = "C32NoMomentum", Ratio = 32, Beta1 = 0)]
+[SketchedOptimizer(Name = "C32MeanNoMomentum", Ratio = 32, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean)]
 [SketchedOptimizer(Name = "C1", Ratio = 1)]
 [SketchedOptimizer(Name = "C64", Ratio = 64)]
 public partial class TinyLmModel

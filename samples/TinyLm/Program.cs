@@ -38,7 +38,7 @@ Console.WriteLine($"tiny Shakespeare: {corpus.Train.Length:N0} train / {corpus.V
                   $"{train.Steps} steps × {train.Batch}×{config.Context} tokens, seed {train.Seed}, {Kernels.MaxThreads} threads.");
 var wall = Stopwatch.StartNew();
 
-if (opts.Sweep) return Sweep.Run(config, corpus, train, opts.Out);
+if (opts.Sweep) return Sweep.Run(config, corpus, train, opts.Out, opts.SweepMax);
 
 var names = opts.Optimizers ?? ["AdamW", "C32", "C32Mean"];
 var results = new List<RunResult>();
@@ -63,6 +63,7 @@ internal sealed class CliOptions
     public float? LearningRate { get; private set; }
     public int Threads { get; private set; }
     public string[]? Optimizers { get; private set; }
+    public int SweepMax { get; private set; }
 
     public static CliOptions? Parse(string[] args)
     {
@@ -80,6 +81,7 @@ internal sealed class CliOptions
                     case "--out": o.Out = Next(); break;
                     case "--quick": o.Quick = true; break;
                     case "--sweep": o.Sweep = true; break;
+                    case "--sweep-max": o.SweepMax = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--batch": o.Batch = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--lr": o.LearningRate = float.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--threads": o.Threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -100,6 +102,6 @@ internal sealed class CliOptions
     }
 
     private static void Usage() => Console.Error.WriteLine(
-        "usage: TinyLm [--steps N] [--seed S] [--out DIR] [--quick] [--sweep] [--batch B] [--lr LR] [--threads N] [--optimizers AdamW,C32,...]\n" +
+        "usage: TinyLm [--steps N] [--seed S] [--out DIR] [--quick] [--sweep [--sweep-max N]] [--batch B] [--lr LR] [--threads N] [--optimizers AdamW,C32,...]\n" +
         $"optimizers: {string.Join(", ", OptimizerCatalog.Names)} (one per [SketchedOptimizer] on TinyLmModel, plus AdamW)");
 }

@@ -31,11 +31,13 @@ public static class Sweep
                     }
     }
 
-    public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir)
+    public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir, int maxConfigurations = 0)
     {
         var wall = Stopwatch.StartNew();
         var specs = config.Specs();
         var configs = Configurations().ToArray();
+        if (maxConfigurations > 0) configs = configs[..Math.Min(maxConfigurations, configs.Length)];
+        Console.WriteLine($"Sweep: {configs.Length} configurations × {LearningRates.Length} learning rates.");
         var best = new List<RunResult>();
         var all = new StringBuilder("configuration,lr,final_val_loss,state_bytes,step_ms,implementation\n");
         Directory.CreateDirectory(dir);

@@ -126,8 +126,10 @@ public static class Trainer
                 log($"  [{optimizer.Name}] step {step + 1,5}/{o.Steps}  train {ema:F4}  lr {o.LearningRateAt(step):G3}  {tps / 1000:F1}k tok/s  ETA {TimeSpan.FromSeconds(eta):m\\:ss}");
             }
         }
+        // The curve keeps one estimator (the interval windows); the final loss uses the final-evaluation windows.
+        if (o.EvalEvery > 0) curve.Add((o.Steps, Evaluate(model, corpus.Validation, o.EvalWindows, B)));
         double final = Evaluate(model, corpus.Validation, o.FinalEvalWindows, B);
-        curve.Add((o.Steps, final));
+        if (o.EvalEvery <= 0) curve.Add((o.Steps, final));
         log?.Invoke($"  [{optimizer.Name}] done: final val {final:F4} in {total.Elapsed.TotalSeconds:F1} s");
         int tail = Math.Max(1, Math.Min(50, trainLosses.Count));
         return new RunResult(optimizer.Name, optimizer.Implementation, o.LearningRate, optimizer.StateBytes, config.ParameterCount,
