@@ -21,7 +21,8 @@ public static class Report
                       $"seed {o.Seed}, weight decay 0, β2 0.999, ε 1e-8, {Kernels.MaxThreads} threads. Final validation loss over " +
                       (o.FinalEvalWindows == 0 ? "every non-overlapping validation window" : $"{o.FinalEvalWindows} validation windows") + " (nats/char).");
         if (sweepNote is not null) md.AppendLine(sweepNote);
-        md.AppendLine($"Wall time {wall.TotalSeconds:F0} s.");
+        md.AppendLine($"Wall time {wall.TotalSeconds:F0} s on {Environment.ProcessorCount} cores; load average at the end {LoadAverage()} " +
+                      "(timings are wall-clock and include whatever else the machine was running).");
         md.AppendLine();
         md.AppendLine("| configuration | optimizer state bytes | bytes per parameter | final validation loss | difference from AdamW (%) | step time (ms) | optimizer step (ms) | lr | implementation |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---|");
@@ -48,6 +49,13 @@ public static class Report
         File.WriteAllText(Path.Combine(dir, "curves.csv"), curves.ToString());
 
         Plot(Path.Combine(dir, "loss.png"), results, title);
+    }
+
+    private static string LoadAverage()
+    {
+        try { return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
+        catch (IOException) { return "n/a"; }
+        catch (UnauthorizedAccessException) { return "n/a"; }
     }
 
     public static void Plot(string path, IReadOnlyList<RunResult> results, string title)
