@@ -1,0 +1,117 @@
+using System.Collections.Generic;
+using Microsoft.CodeAnalysis;
+
+namespace Collins.Generators
+{
+    /// <summary>
+    /// Every diagnostic the Collins generator reports. IDs are stable (see AnalyzerReleases.Shipped.md);
+    /// each links to the README's diagnostics section.
+    /// </summary>
+    public static class DiagnosticDescriptors
+    {
+        private const string Category = "Collins.Generators";
+        private const string HelpBase = "https://github.com/collins-generators/collins#diagnostics";
+
+        private static DiagnosticDescriptor Make(string id, string title, string message, DiagnosticSeverity severity)
+            => new DiagnosticDescriptor(id, title, message, Category, severity, isEnabledByDefault: true,
+                                        helpLinkUri: HelpBase + "-" + id.ToLowerInvariant());
+
+        public static readonly DiagnosticDescriptor ClassNotPartial = Make("COL001",
+            "Optimizer model class must be partial",
+            "Class '{0}' has [SketchedOptimizer] but is not declared partial; declare it 'partial' so the optimizer can be generated inside it",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor ContainingTypeNotPartial = Make("COL002",
+            "Containing type must be partial",
+            "Type '{0}' contains the [SketchedOptimizer] class '{1}' but is not declared partial",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor GenericClass = Make("COL003",
+            "Optimizer model class cannot be generic",
+            "Class '{0}' has [SketchedOptimizer] but is generic; generated optimizers are specialised to constant shapes and need a non-generic class",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InvalidRatio = Make("COL004",
+            "Invalid ratio",
+            "{0} has Ratio {1}; it must be at least 1 (a tensor may also use 0 to inherit the optimizer's ratio)",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InvalidBeta = Make("COL005",
+            "Invalid beta",
+            "Optimizer '{0}' has {1} = {2}; it must be in [0, 1)",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InvalidEpsilon = Make("COL006",
+            "Invalid epsilon",
+            "Optimizer '{0}' has Epsilon = {1}; it must be finite and greater than 0",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InvalidWeightDecay = Make("COL007",
+            "Invalid weight decay",
+            "Optimizer '{0}' has WeightDecay = {1}; it must be finite and at least 0",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InvalidDimension = Make("COL008",
+            "Invalid tensor dimension",
+            "Tensor '{0}' has an invalid shape: {1}; every dimension must be a positive compile-time constant",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor TensorTooLarge = Make("COL009",
+            "Tensor too large",
+            "Tensor '{0}' has {1} elements; the kernels index at most {2}",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor DuplicateTensorName = Make("COL010",
+            "Duplicate tensor name",
+            "Tensor name '{0}' is used by more than one member of '{1}'; tensor names must be distinct",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InvalidTensorName = Make("COL011",
+            "Invalid tensor name",
+            "Tensor name '{0}' is not usable: {1}",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor NoTensors = Make("COL012",
+            "No tensors",
+            "Class '{0}' has [SketchedOptimizer] but no field or property with [Tensor]",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor RatioExceedsLength = Make("COL013",
+            "Ratio larger than the tensor",
+            "Tensor '{0}' has {1} elements but is sketched with ratio {2} in optimizer '{3}': all its entries share one bucket",
+            DiagnosticSeverity.Warning);
+
+        public static readonly DiagnosticDescriptor DuplicateVariantName = Make("COL014",
+            "Duplicate optimizer name",
+            "Class '{0}' has more than one [SketchedOptimizer] named '{1}'; give each variant a distinct Name",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InvalidVariantName = Make("COL015",
+            "Invalid optimizer name",
+            "Optimizer name '{0}' is not usable: {1}",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InvalidDenseThreshold = Make("COL016",
+            "Invalid dense threshold",
+            "Optimizer '{0}' has DenseThreshold = {1}; it must be at least 0",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InternalError = Make("COL999",
+            "Collins generator internal error",
+            "The Collins generator failed unexpectedly and generated nothing for this class: {0}",
+            DiagnosticSeverity.Error);
+
+        /// <summary>All descriptors, by ID.</summary>
+        public static readonly IReadOnlyDictionary<string, DiagnosticDescriptor> ById = Index(
+            ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
+            InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
+            RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, InternalError);
+
+        private static IReadOnlyDictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
+        {
+            var d = new Dictionary<string, DiagnosticDescriptor>();
+            foreach (var x in all) d.Add(x.Id, x);
+            return d;
+        }
+    }
+}

@@ -1,0 +1,389 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using System.Text;
+using System.Threading;
+using Collins.Hashing;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+
+namespace Collins.Generators
+{
+    /// <summary>
+    /// Turns an annotated class into an equatable <see cref="ClassModel"/> plus diagnostics. Reads
+    /// attribute values from <see cref="AttributeData"/> and derives every hash constant with the
+    /// linked <see cref="HashDerivation"/>, mirroring <c>Collins.TensorPlan</c>'s dense/ratio rules.
+    /// </summary>
+    internal static class ModelBuilder
+    {
+        // Names a tensor cannot take: members of the generated type and of SketchedOptimizerBase.
+        private static readonly HashSet<string> Reserved = new HashSet<string>(StringComparer.Ordinal)
+        {
+            "Step", "DefaultSettings", "TensorSpecs", "Settings", "Tensors", "Accelerator", "StepCount", "SkippedSteps",
+            "NonFinitePolicy", "MaxThreads", "StateBytes", "DenseAdamWStateBytes", "ParameterCount", "FirstMoments",
+            "SecondMoments", "SumM", "SumV", "DeviceFirstMoments", "DeviceSecondMoments", "DeviceSumM", "DeviceSumV",
+            "DeviceFlag", "BeginStep", "ValidateTensor", "ValidateNoOverlap", "ValidateDevice", "EndStep", "AbortStep",
+            "Dispose", "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize", "learningRate",
+        };
+
+        private sealed class TensorDecl
+        {
+            public string Name = "";
+            public int[] Shape = Array.Empty<int>();
+            public long Length;
+            public int SpecRatio;
+            public int Sketching;
+            public Location? Location;
+            public bool Valid = true;
+        }
+
+        public static ClassResult Build(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)
+        {
+            var diagnostics = new List<DiagnosticInfo>();
+            var symbol = (INamedTypeSymbol)ctx.TargetSymbol;
+            var node = (TypeDeclarationSyntax)ctx.TargetNode;
+            var classLocation = node.Identifier.GetLocation();
+            bool ok = true;
+
+            if (!node.Modifiers.Any(m => m.IsKind(SyntaxKind.PartialKeyword)))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ClassNotPartial, classLocation, symbol.Name));
+                ok = false;
+            }
+            if (symbol.IsGenericType)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.GenericClass, classLocation, symbol.Name));
+                ok = false;
+            }
+
+            // Containing types, outermost first.
+            var containing = new List<ContainingTypeModel>();
+            for (var parent = node.Parent as TypeDeclarationSyntax; parent is not null; parent = parent.Parent as TypeDeclarationSyntax)
+            {
+                if (!parent.Modifiers.Any(m => m.IsKind(SyntaxKind.PartialKeyword)))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.ContainingTypeNotPartial, parent.Identifier.GetLocation(),
+                        parent.Identifier.ValueText, symbol.Name));
+                    ok = false;
+                }
+                containing.Insert(0, new ContainingTypeModel(Keyword(parent), parent.Identifier.ValueText + TypeParameters(parent)));
+            }
+
+            // Tensors: fields and properties with [Tensor], in declaration order.
+            var tensorAttribute = ctx.SemanticModel.Compilation.GetTypeByMetadataName(SketchedOptimizerGenerator.TensorAttributeMetadataName);
+            var tensors = new List<TensorDecl>();
+            foreach (var member in symbol.GetMembers())
+            {
+                ct.ThrowIfCancellationRequested();
+                if (member is not IFieldSymbol && member is not IPropertySymbol) continue;
+                foreach (var attr in member.GetAttributes())
+                {
+                    if (tensorAttribute is null || !SymbolEqualityComparer.Default.Equals(attr.AttributeClass, tensorAttribute)) continue;
+                    tensors.Add(ReadTensor(member, attr, diagnostics, ct));
+                }
+            }
+            if (tensors.Count == 0)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NoTensors, classLocation, symbol.Name));
+                ok = false;
+            }
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            var parameterNames = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var t in tensors)
+            {
+                if (!t.Valid) { ok = false; continue; }
+                if (!seen.Add(t.Name))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateTensorName, t.Location, t.Name, symbol.Name));
+                    ok = false;
+                    continue;
+                }
+                if (!parameterNames.Add(t.Name) || !parameterNames.Add(t.Name + "Grad"))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.Location, t.Name,
+                        "its Step parameters '" + t.Name + "'/'" + t.Name + "Grad' clash with another tensor's"));
+                    ok = false;
+                }
+            }
+
+            // Variants: one per [SketchedOptimizer] on this declaration.
+            var variants = new List<VariantModel>();
+            var variantNames = new HashSet<string>(StringComparer.Ordinal);
+            string metadataName = MetadataName(symbol);
+            int attributeCount = ctx.Attributes.Length;
+            foreach (var attr in ctx.Attributes)
+            {
+                ct.ThrowIfCancellationRequested();
+                var variant = ReadVariant(symbol, attr, tensors, seen, variantNames, metadataName, attributeCount, diagnostics, ct);
+                if (variant is not null) variants.Add(variant);
+            }
+            foreach (var v in variants)
+            {
+                if (tensors.Any(t => t.Name == v.Name))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, classLocation, v.Name,
+                        "a tensor has the same name"));
+                    ok = false;
+                }
+            }
+
+            ClassModel? model = null;
+            if (ok && variants.Count > 0)
+            {
+                string? ns = symbol.ContainingNamespace is { IsGlobalNamespace: false } n ? n.ToDisplayString() : null;
+                model = new ClassModel(ns, new EquatableArray<ContainingTypeModel>(containing), Keyword(node), symbol.Name,
+                    symbol.ToDisplayString(), new EquatableArray<VariantModel>(variants));
+            }
+            return new ClassResult(model, new EquatableArray<DiagnosticInfo>(diagnostics));
+        }
+
+        private static TensorDecl ReadTensor(ISymbol member, AttributeData attr, List<DiagnosticInfo> diagnostics, CancellationToken ct)
+        {
+            var t = new TensorDecl
+            {
+                Name = member.Name,
+                Location = attr.ApplicationSyntaxReference?.GetSyntax(ct).GetLocation() ?? member.Locations.FirstOrDefault(),
+            };
+            foreach (var named in attr.NamedArguments)
+            {
+                switch (named.Key)
+                {
+                    case "Name" when named.Value.Value is string s: t.Name = s; break;
+                    case "Ratio" when named.Value.Value is int r: t.SpecRatio = r; break;
+                    case "Sketching" when named.Value.Value is int k: t.Sketching = k; break;
+                }
+            }
+            if (!IsIdentifier(t.Name, out string why))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.Location, t.Name, why));
+                t.Valid = false;
+            }
+            else if (Reserved.Contains(t.Name) || t.Name.StartsWith("__", StringComparison.Ordinal))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.Location, t.Name,
+                    "it is a member name of the generated optimizer"));
+                t.Valid = false;
+            }
+            if (t.SpecRatio < 0)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidRatio, t.Location, "Tensor '" + t.Name + "'",
+                    t.SpecRatio.ToString(CultureInfo.InvariantCulture)));
+                t.Valid = false;
+            }
+            if (t.Sketching < 0 || t.Sketching > 2) t.Valid = false; // undefined enum value: the compiler reports nothing, we generate nothing
+
+            // Shape: the params int[] constructor argument.
+            var dims = new List<int>();
+            string? shapeError = null;
+            if (attr.ConstructorArguments.Length != 1 || attr.ConstructorArguments[0].Kind != TypedConstantKind.Array)
+                shapeError = "the shape is not a list of constants";
+            else
+            {
+                var values = attr.ConstructorArguments[0].Values;
+                if (values.IsDefaultOrEmpty) shapeError = "no dimensions";
+                else
+                {
+                    foreach (var v in values)
+                    {
+                        if (v.Kind == TypedConstantKind.Error || v.Value is not int d) { shapeError = "a dimension is not a constant"; break; }
+                        if (d <= 0) { shapeError = "dimension " + d.ToString(CultureInfo.InvariantCulture); break; }
+                        dims.Add(d);
+                    }
+                }
+            }
+            if (shapeError is not null)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidDimension, t.Location, t.Name, shapeError));
+                t.Valid = false;
+                return t;
+            }
+            t.Shape = dims.ToArray();
+            long length = 1;
+            foreach (int d in dims)
+            {
+                length *= d;
+                if (length > HashDerivation.MaxTensorLength)
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TensorTooLarge, t.Location, t.Name,
+                        TotalLength(dims), HashDerivation.MaxTensorLength.ToString(CultureInfo.InvariantCulture)));
+                    t.Valid = false;
+                    return t;
+                }
+            }
+            t.Length = length;
+            return t;
+        }
+
+        private static string TotalLength(List<int> dims)
+        {
+            System.Numerics.BigInteger n = 1;
+            foreach (int d in dims) n *= d;
+            return n.ToString(CultureInfo.InvariantCulture);
+        }
+
+        private static VariantModel? ReadVariant(INamedTypeSymbol symbol, AttributeData attr, List<TensorDecl> tensors, HashSet<string> tensorNames,
+                                                 HashSet<string> variantNames, string metadataName, int attributeCount,
+                                                 List<DiagnosticInfo> diagnostics, CancellationToken ct)
+        {
+            var location = attr.ApplicationSyntaxReference?.GetSyntax(ct).GetLocation() ?? symbol.Locations.FirstOrDefault();
+            string name = "Optimizer";
+            int ratio = 32, layout = 0, secondMoment = 0, denseThreshold = 4096;
+            double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weightDecay = 0;
+            long seed = 0;
+            bool valid = true;
+            foreach (var named in attr.NamedArguments)
+            {
+                object? v = named.Value.Value;
+                switch (named.Key)
+                {
+                    case "Name": name = v as string ?? ""; break;
+                    case "Ratio" when v is int i: ratio = i; break;
+                    case "Beta1": beta1 = ToDouble(v); break;
+                    case "Beta2": beta2 = ToDouble(v); break;
+                    case "Epsilon": epsilon = ToDouble(v); break;
+                    case "WeightDecay": weightDecay = ToDouble(v); break;
+                    case "Layout" when v is int i: layout = i; break;
+                    case "SecondMoment" when v is int i: secondMoment = i; break;
+                    case "Seed": seed = v is long l ? l : v is int si ? si : 0; break;
+                    case "DenseThreshold" when v is int i: denseThreshold = i; break;
+                }
+            }
+            string display = name;
+            if (!IsIdentifier(name, out string why))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, location, name, why));
+                valid = false;
+            }
+            else if (name == symbol.Name)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, location, name, "it is the name of the model class"));
+                valid = false;
+            }
+            else if (!variantNames.Add(name))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateVariantName, location, symbol.Name, name));
+                valid = false;
+            }
+            if (ratio < 1)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidRatio, location, "Optimizer '" + display + "'", ratio.ToString(CultureInfo.InvariantCulture)));
+                valid = false;
+            }
+            if (!(beta1 >= 0 && beta1 < 1))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, location, display, "Beta1", Num(beta1)));
+                valid = false;
+            }
+            if (!(beta2 >= 0 && beta2 < 1))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, location, display, "Beta2", Num(beta2)));
+                valid = false;
+            }
+            if (!(epsilon > 0) || double.IsInfinity(epsilon))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidEpsilon, location, display, Num(epsilon)));
+                valid = false;
+            }
+            if (!(weightDecay >= 0) || double.IsInfinity(weightDecay))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidWeightDecay, location, display, Num(weightDecay)));
+                valid = false;
+            }
+            if (denseThreshold < 0)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidDenseThreshold, location, display, denseThreshold.ToString(CultureInfo.InvariantCulture)));
+                valid = false;
+            }
+            if (layout < 0 || layout > 1 || secondMoment < 0 || secondMoment > 1) valid = false; // undefined enum values
+            if (!valid) return null;
+
+            var models = new List<TensorModel>();
+            foreach (var t in tensors)
+            {
+                if (!t.Valid) return null;
+                models.Add(Plan(t, name, ratio, beta1, layout, seed, denseThreshold, location, diagnostics));
+            }
+            string hint = Sanitize(metadataName) + (attributeCount > 1 ? "." + name : "") + ".g.cs";
+            return new VariantModel(name, hint, ratio, beta1, beta2, epsilon, weightDecay, layout, secondMoment, seed, denseThreshold,
+                new EquatableArray<TensorModel>(models));
+        }
+
+        /// <summary>Mirrors <c>TensorPlan</c>: dense rule, effective ratio, buckets, rows, hash constants.</summary>
+        private static TensorModel Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, long seed, int denseThreshold,
+                                        Location? variantLocation, List<DiagnosticInfo> diagnostics)
+        {
+            int length = (int)t.Length;
+            int ratio = t.SpecRatio == 0 ? settingsRatio : t.SpecRatio;
+            bool dense = ratio == 1 || t.Sketching == 1 || (t.Sketching == 0 && length < denseThreshold);
+            int effectiveRatio = dense ? 1 : ratio;
+            int buckets = dense ? length : HashDerivation.Buckets(length, ratio);
+            int rows = dense ? 1 : HashDerivation.Rows(length, buckets);
+            int[] rotations = Array.Empty<int>(), signs = Array.Empty<int>();
+            uint a = 0, b = 0, sa = 0, sb = 0;
+            if (!dense && layout == 0)
+            {
+                rotations = new int[rows];
+                signs = new int[rows];
+                HashDerivation.Rotation(seed, t.Name, rows, buckets, rotations, signs);
+            }
+            if (!dense && layout == 1) HashDerivation.Universal(seed, t.Name, out a, out b, out sa, out sb);
+            if (!dense && ratio > length)
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.RatioExceedsLength, t.Location ?? variantLocation, t.Name,
+                    length.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant));
+            return new TensorModel(t.Name, new EquatableArray<int>(t.Shape), t.SpecRatio, t.Sketching, length, dense, effectiveRatio,
+                buckets, rows, new EquatableArray<int>(rotations), new EquatableArray<int>(signs), a, b, sa, sb);
+        }
+
+        private static double ToDouble(object? v) => v switch
+        {
+            double d => d,
+            float f => f,
+            int i => i,
+            long l => l,
+            _ => double.NaN,
+        };
+
+        private static string Num(double d) => d.ToString("R", CultureInfo.InvariantCulture);
+
+        private static bool IsIdentifier(string name, out string why)
+        {
+            why = "";
+            if (string.IsNullOrEmpty(name)) { why = "it is empty"; return false; }
+            if (!SyntaxFacts.IsValidIdentifier(name)) { why = "it is not a valid C# identifier"; return false; }
+            if (SyntaxFacts.GetKeywordKind(name) != SyntaxKind.None) { why = "it is a C# keyword"; return false; }
+            return true;
+        }
+
+        private static string Keyword(TypeDeclarationSyntax node) => node switch
+        {
+            RecordDeclarationSyntax r when r.ClassOrStructKeyword.IsKind(SyntaxKind.StructKeyword) => "record struct",
+            RecordDeclarationSyntax => "record",
+            StructDeclarationSyntax => "struct",
+            InterfaceDeclarationSyntax => "interface",
+            _ => "class",
+        };
+
+        private static string TypeParameters(TypeDeclarationSyntax node)
+            => node.TypeParameterList is null || node.TypeParameterList.Parameters.Count == 0
+                ? ""
+                : "<" + string.Join(", ", node.TypeParameterList.Parameters.Select(p => p.Identifier.ValueText)) + ">";
+
+        private static string MetadataName(INamedTypeSymbol symbol)
+        {
+            var parts = new List<string>();
+            for (ISymbol? s = symbol; s is INamedTypeSymbol t; s = t.ContainingSymbol) parts.Insert(0, t.MetadataName);
+            string types = string.Join("+", parts);
+            var ns = symbol.ContainingNamespace;
+            return ns is null || ns.IsGlobalNamespace ? types : ns.ToDisplayString() + "." + types;
+        }
+
+        private static string Sanitize(string s)
+        {
+            var sb = new StringBuilder(s.Length);
+            foreach (char c in s) sb.Append(char.IsLetterOrDigit(c) || c == '.' || c == '_' || c == '+' ? c : '_');
+            return sb.ToString();
+        }
+    }
+}

@@ -1,0 +1,77 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+
+namespace Collins.Generators
+{
+    /// <summary>
+    /// Emits a Count-Sketch Adam optimizer, specialised to constant tensor shapes, for every class
+    /// annotated with <c>[Collins.SketchedOptimizer]</c>.
+    /// Pipeline: ForAttributeWithMetadataName → <see cref="ModelBuilder.Build"/> (equatable
+    /// <see cref="ClassResult"/>) → diagnostics output and source output, registered separately.
+    /// </summary>
+    [Generator(LanguageNames.CSharp)]
+    public sealed class SketchedOptimizerGenerator : IIncrementalGenerator
+    {
+        public const string AttributeMetadataName = "Collins.SketchedOptimizerAttribute";
+        public const string TensorAttributeMetadataName = "Collins.TensorAttribute";
+
+        public void Initialize(IncrementalGeneratorInitializationContext context)
+        {
+            var results = context.SyntaxProvider
+                .ForAttributeWithMetadataName(
+                    AttributeMetadataName,
+                    predicate: static (node, _) => node is ClassDeclarationSyntax || node is RecordDeclarationSyntax,
+                    transform: static (ctx, ct) => SafeBuild(ctx, ct))
+                .WithTrackingName(TrackingNames.Transform);
+
+            var diagnostics = results
+                .Select(static (r, _) => r.Diagnostics)
+                .WithTrackingName(TrackingNames.Diagnostics);
+
+            var models = results
+                .Where(static r => r.Model is not null)
+                .Select(static (r, _) => r.Model!)
+                .WithTrackingName(TrackingNames.Models);
+
+            context.RegisterSourceOutput(diagnostics, static (spc, list) =>
+            {
+                foreach (var d in list) spc.ReportDiagnostic(d.ToDiagnostic());
+            });
+
+            context.RegisterSourceOutput(models, static (spc, model) =>
+            {
+                // Render everything first: on failure nothing of this class is added (no broken code).
+                var files = new List<(string Hint, string Text)>();
+                try
+                {
+                    foreach (var variant in model.Variants)
+                        files.Add((variant.HintName, Emitter.Emit(model, variant)));
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.InternalError, Location.None,
+                        $"emitting '{model.DisplayName}': {ex.GetType().Name}: {ex.Message}"));
+                    return;
+                }
+                foreach (var (hint, text) in files) spc.AddSource(hint, text);
+            });
+        }
+
+        private static ClassResult SafeBuild(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)
+        {
+            try
+            {
+                return ModelBuilder.Build(ctx, ct);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                var info = DiagnosticInfo.Create(DiagnosticDescriptors.InternalError, ctx.TargetNode.GetLocation(),
+                    $"{ex.GetType().Name}: {ex.Message}");
+                return new ClassResult(null, new EquatableArray<DiagnosticInfo>(new[] { info }));
+            }
+        }
+    }
+}

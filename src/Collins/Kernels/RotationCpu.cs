@@ -1,0 +1,352 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Collins.Kernels;
+
+/// <summary>
+/// Vectorised CPU primitives for the Count-Sketch kernels the source generator emits. Generated
+/// code calls them with literal arguments (rotation ρ_r, sign σ_r, row offsets, β1, β2, ε), one
+/// call per row of the Rotation view, so that a person reading the generated file sees the whole
+/// hash of a tensor spelled out.
+/// </summary>
+/// <remarks>
+/// Rotation layout recap: a tensor of d entries is viewed as rows of k entries (the last row may be
+/// shorter); entry i = r·k + c lands in bucket (c + ρ_r) mod k with sign σ_r. For a bucket range
+/// [b0, b1) the entries of row r that land there form at most two contiguous column segments (the
+/// rotation wraps once), which is what makes the kernels streaming and vectorisable.
+/// Every loop here runs in a fixed order: results never depend on the number of threads.
+/// </remarks>
+public static class RotationCpu
+{
+    /// <summary>
+    /// Phase 1 for one row of the Rotation view restricted to buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>):
+    /// sumM[b] (+)= σ·g[i] and sumV[b] (+)= g[i]² for every entry i of the row landing in b.
+    /// With <paramref name="first"/> the sums are assigned (row 0 covers every bucket), otherwise added.
+    /// <paramref name="sumM"/> is empty when β1 = 0.
+    /// </summary>
+    public static void AccumulateRow(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                     int bucketStart, int bucketEnd, int buckets,
+                                     int rowOffset, int rowLength, int rotation, float sign, bool first)
+    {
+        bool hasM = sumM.Length != 0;
+        // Segment A: buckets b < ρ hold columns c = b + k − ρ.
+        int bs = bucketStart, be = Math.Min(bucketEnd, rotation);
+        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs, bs + buckets - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
+        // Segment B: buckets b ≥ ρ hold columns c = b − ρ.
+        bs = Math.Max(bucketStart, rotation); be = bucketEnd;
+        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs, bs - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
+    }
+
+    private static void AccumulateSegment(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                          int bucket, int column, int count, int rowOffset, int rowLength,
+                                          float sign, bool first, bool hasM)
+    {
+        if (column >= rowLength) return;
+        if (column + count > rowLength) count = rowLength - column; // ragged last row
+        var g = gradient.Slice(rowOffset + column, count);
+        var v = sumV.Slice(bucket, count);
+        if (hasM)
+        {
+            var m = sumM.Slice(bucket, count);
+            if (first) SetMV(g, m, v, sign); else AddMV(g, m, v, sign);
+        }
+        else
+        {
+            if (first) SetV(g, v); else AddV(g, v);
+        }
+    }
+
+    /// <summary>m[j] = σ·g[j]; v[j] = g[j]².</summary>
+    public static void SetMV(ReadOnlySpan<float> g, Span<float> m, Span<float> v, float sign)
+    {
+        int n = g.Length, j = 0;
+        ref float rg = ref MemoryMarshal.GetReference(g);
+        ref float rm = ref MemoryMarshal.GetReference(m);
+        ref float rv = ref MemoryMarshal.GetReference(v);
+        if (m.Length < n || v.Length < n) throw new ArgumentException("Destination shorter than the source.");
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var s = Vector512.Create(sign);
+            for (; j <= n - Vector512<float>.Count; j += Vector512<float>.Count)
+            {
+                var x = Vector512.LoadUnsafe(ref rg, (nuint)j);
+                (s * x).StoreUnsafe(ref rm, (nuint)j);
+                (x * x).StoreUnsafe(ref rv, (nuint)j);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var s = Vector256.Create(sign);
+            for (; j <= n - Vector256<float>.Count; j += Vector256<float>.Count)
+            {
+                var x = Vector256.LoadUnsafe(ref rg, (nuint)j);
+                (s * x).StoreUnsafe(ref rm, (nuint)j);
+                (x * x).StoreUnsafe(ref rv, (nuint)j);
+            }
+        }
+        for (; j < n; j++)
+        {
+            float x = Unsafe.Add(ref rg, j);
+            Unsafe.Add(ref rm, j) = sign * x;
+            Unsafe.Add(ref rv, j) = x * x;
+        }
+    }
+
+    /// <summary>m[j] += σ·g[j]; v[j] += g[j]².</summary>
+    public static void AddMV(ReadOnlySpan<float> g, Span<float> m, Span<float> v, float sign)
+    {
+        int n = g.Length, j = 0;
+        if (m.Length < n || v.Length < n) throw new ArgumentException("Destination shorter than the source.");
+        ref float rg = ref MemoryMarshal.GetReference(g);
+        ref float rm = ref MemoryMarshal.GetReference(m);
+        ref float rv = ref MemoryMarshal.GetReference(v);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var s = Vector512.Create(sign);
+            for (; j <= n - Vector512<float>.Count; j += Vector512<float>.Count)
+            {
+                var x = Vector512.LoadUnsafe(ref rg, (nuint)j);
+                (Vector512.LoadUnsafe(ref rm, (nuint)j) + s * x).StoreUnsafe(ref rm, (nuint)j);
+                (Vector512.LoadUnsafe(ref rv, (nuint)j) + x * x).StoreUnsafe(ref rv, (nuint)j);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var s = Vector256.Create(sign);
+            for (; j <= n - Vector256<float>.Count; j += Vector256<float>.Count)
+            {
+                var x = Vector256.LoadUnsafe(ref rg, (nuint)j);
+                (Vector256.LoadUnsafe(ref rm, (nuint)j) + s * x).StoreUnsafe(ref rm, (nuint)j);
+                (Vector256.LoadUnsafe(ref rv, (nuint)j) + x * x).StoreUnsafe(ref rv, (nuint)j);
+            }
+        }
+        for (; j < n; j++)
+        {
+            float x = Unsafe.Add(ref rg, j);
+            Unsafe.Add(ref rm, j) += sign * x;
+            Unsafe.Add(ref rv, j) += x * x;
+        }
+    }
+
+    /// <summary>v[j] = g[j]² (β1 = 0: no first-moment sum).</summary>
+    public static void SetV(ReadOnlySpan<float> g, Span<float> v)
+    {
+        int n = g.Length, j = 0;
+        if (v.Length < n) throw new ArgumentException("Destination shorter than the source.");
+        ref float rg = ref MemoryMarshal.GetReference(g);
+        ref float rv = ref MemoryMarshal.GetReference(v);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; j <= n - Vector512<float>.Count; j += Vector512<float>.Count)
+            {
+                var x = Vector512.LoadUnsafe(ref rg, (nuint)j);
+                (x * x).StoreUnsafe(ref rv, (nuint)j);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            for (; j <= n - Vector256<float>.Count; j += Vector256<float>.Count)
+            {
+                var x = Vector256.LoadUnsafe(ref rg, (nuint)j);
+                (x * x).StoreUnsafe(ref rv, (nuint)j);
+            }
+        }
+        for (; j < n; j++) { float x = Unsafe.Add(ref rg, j); Unsafe.Add(ref rv, j) = x * x; }
+    }
+
+    /// <summary>v[j] += g[j]² (β1 = 0: no first-moment sum).</summary>
+    public static void AddV(ReadOnlySpan<float> g, Span<float> v)
+    {
+        int n = g.Length, j = 0;
+        if (v.Length < n) throw new ArgumentException("Destination shorter than the source.");
+        ref float rg = ref MemoryMarshal.GetReference(g);
+        ref float rv = ref MemoryMarshal.GetReference(v);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; j <= n - Vector512<float>.Count; j += Vector512<float>.Count)
+            {
+                var x = Vector512.LoadUnsafe(ref rg, (nuint)j);
+                (Vector512.LoadUnsafe(ref rv, (nuint)j) + x * x).StoreUnsafe(ref rv, (nuint)j);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            for (; j <= n - Vector256<float>.Count; j += Vector256<float>.Count)
+            {
+                var x = Vector256.LoadUnsafe(ref rg, (nuint)j);
+                (Vector256.LoadUnsafe(ref rv, (nuint)j) + x * x).StoreUnsafe(ref rv, (nuint)j);
+            }
+        }
+        for (; j < n; j++) { float x = Unsafe.Add(ref rg, j); Unsafe.Add(ref rv, j) += x * x; }
+    }
+
+    /// <summary>True when every value is finite (a sum of squares is finite iff no input was NaN/±Inf and nothing overflowed).</summary>
+    public static bool AllFinite(ReadOnlySpan<float> values) => DenseAdamWCpu.AllFinite(values);
+
+    // ---------------------------------------------------------------- phase 2: bucket moments
+
+    /// <summary>
+    /// Phase 2, per bucket b in [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) with v̂ = v (SecondMoment = Sum):
+    /// m ← β1·m + (1−β1)·sumM; v ← β2·v + (1−β2)·sumV; then the workspace receives the per-bucket
+    /// update coefficient: sumM[b] = lr·m·invBc1 / (√v̂·invSqrtBc2 + ε) when β1 ≠ 0, or
+    /// sumV[b] = lr / (√v̂·invSqrtBc2 + ε) when β1 = 0 (the update is then g[i]·sumV[b]).
+    /// </summary>
+    public static void UpdateBuckets(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
+                                     int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, beta2, epsilon, scalars, new NoOccupancy());
+
+    /// <summary>
+    /// As <see cref="UpdateBuckets"/> with SecondMoment = Mean for the Rotation layout: v̂ = v / occupancy
+    /// where a bucket holds <paramref name="rows"/> entries when its column exists in the ragged last row
+    /// (column (b − ρ_last) mod k &lt; <paramref name="lastRowLength"/>) and rows − 1 otherwise.
+    /// </summary>
+    public static void UpdateBucketsRotationMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
+                                                 int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars,
+                                                 int rows, int buckets, int lastRotation, int lastRowLength)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, beta2, epsilon, scalars,
+                      new RotationOccupancy(rows, buckets, lastRotation, lastRowLength));
+
+    /// <summary>As <see cref="UpdateBuckets"/> with SecondMoment = Mean from a table of bucket occupancies (Universal layout).</summary>
+    public static void UpdateBucketsMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
+                                         int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars,
+                                         float[] occupancy)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, beta2, epsilon, scalars, new TableOccupancy(occupancy));
+
+    private interface IOccupancy { float Get(int bucket); }
+    private readonly struct NoOccupancy : IOccupancy { public float Get(int bucket) => 1f; }
+    private readonly struct TableOccupancy(float[] table) : IOccupancy { public float Get(int bucket) => table[bucket]; }
+    private readonly struct RotationOccupancy(int rows, int buckets, int lastRotation, int lastRowLength) : IOccupancy
+    {
+        public float Get(int bucket)
+        {
+            int c = bucket - lastRotation;
+            if (c < 0) c += buckets;
+            return c < lastRowLength ? rows : rows - 1;
+        }
+    }
+
+    private static void UpdateCore<TOcc>(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
+                                         int b0, int b1, float beta1, float beta2, float epsilon, in StepScalars s, TOcc occ)
+        where TOcc : struct, IOccupancy
+    {
+        bool hasM = firstMoment.Length != 0;
+        bool mean = typeof(TOcc) != typeof(NoOccupancy);
+        float c1 = 1f - beta1, c2 = 1f - beta2;
+        float lr = s.LearningRate, ib1 = s.InvBiasCorrection1, isb2 = s.InvSqrtBiasCorrection2;
+        if (hasM)
+        {
+            for (int b = b0; b < b1; b++)
+            {
+                float m = beta1 * firstMoment[b] + c1 * sumM[b];
+                float v = beta2 * secondMoment[b] + c2 * sumV[b];
+                firstMoment[b] = m; secondMoment[b] = v;
+                float vhat = mean ? v / occ.Get(b) : v;
+                sumM[b] = lr * (m * ib1) / (MathF.Sqrt(vhat) * isb2 + epsilon);
+            }
+        }
+        else
+        {
+            for (int b = b0; b < b1; b++)
+            {
+                float v = beta2 * secondMoment[b] + c2 * sumV[b];
+                secondMoment[b] = v;
+                float vhat = mean ? v / occ.Get(b) : v;
+                sumV[b] = lr / (MathF.Sqrt(vhat) * isb2 + epsilon);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- phase 2: parameters
+
+    /// <summary>
+    /// Phase 2 for one row restricted to buckets [b0, b1) when β1 ≠ 0: p[i] ← p[i]·decay − σ·q[b] where
+    /// q is the per-bucket coefficient <see cref="UpdateBuckets"/> left in the workspace.
+    /// </summary>
+    public static void ApplyRowMomentum(Span<float> parameters, ReadOnlySpan<float> coefficient,
+                                        int bucketStart, int bucketEnd, int buckets,
+                                        int rowOffset, int rowLength, int rotation, float sign, float decay)
+    {
+        int bs = bucketStart, be = Math.Min(bucketEnd, rotation);
+        if (bs < be) MomentumSegment(parameters, coefficient, bs, bs + buckets - rotation, be - bs, rowOffset, rowLength, sign, decay);
+        bs = Math.Max(bucketStart, rotation); be = bucketEnd;
+        if (bs < be) MomentumSegment(parameters, coefficient, bs, bs - rotation, be - bs, rowOffset, rowLength, sign, decay);
+    }
+
+    /// <summary>
+    /// Phase 2 for one row restricted to buckets [b0, b1) when β1 = 0: p[i] ← p[i]·decay − g[i]·w[b] where
+    /// w is the per-bucket coefficient <see cref="UpdateBuckets"/> left in the workspace.
+    /// </summary>
+    public static void ApplyRowGradient(Span<float> parameters, ReadOnlySpan<float> gradient, ReadOnlySpan<float> coefficient,
+                                        int bucketStart, int bucketEnd, int buckets,
+                                        int rowOffset, int rowLength, int rotation, float decay)
+    {
+        int bs = bucketStart, be = Math.Min(bucketEnd, rotation);
+        if (bs < be) GradientSegment(parameters, gradient, coefficient, bs, bs + buckets - rotation, be - bs, rowOffset, rowLength, decay);
+        bs = Math.Max(bucketStart, rotation); be = bucketEnd;
+        if (bs < be) GradientSegment(parameters, gradient, coefficient, bs, bs - rotation, be - bs, rowOffset, rowLength, decay);
+    }
+
+    private static void MomentumSegment(Span<float> parameters, ReadOnlySpan<float> coefficient, int bucket, int column, int count,
+                                        int rowOffset, int rowLength, float sign, float decay)
+    {
+        if (column >= rowLength) return;
+        if (column + count > rowLength) count = rowLength - column;
+        ScaleSubtract(parameters.Slice(rowOffset + column, count), coefficient.Slice(bucket, count), sign, decay);
+    }
+
+    private static void GradientSegment(Span<float> parameters, ReadOnlySpan<float> gradient, ReadOnlySpan<float> coefficient,
+                                        int bucket, int column, int count, int rowOffset, int rowLength, float decay)
+    {
+        if (column >= rowLength) return;
+        if (column + count > rowLength) count = rowLength - column;
+        ScaleSubtractProduct(parameters.Slice(rowOffset + column, count), gradient.Slice(rowOffset + column, count),
+                             coefficient.Slice(bucket, count), decay);
+    }
+
+    /// <summary>p[j] ← p[j]·decay − σ·q[j].</summary>
+    public static void ScaleSubtract(Span<float> p, ReadOnlySpan<float> q, float sign, float decay)
+    {
+        int n = p.Length, j = 0;
+        if (q.Length < n) throw new ArgumentException("Coefficient shorter than the parameters.");
+        ref float rp = ref MemoryMarshal.GetReference(p);
+        ref float rq = ref MemoryMarshal.GetReference(q);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var s = Vector512.Create(sign); var d = Vector512.Create(decay);
+            for (; j <= n - Vector512<float>.Count; j += Vector512<float>.Count)
+                (Vector512.LoadUnsafe(ref rp, (nuint)j) * d - s * Vector512.LoadUnsafe(ref rq, (nuint)j)).StoreUnsafe(ref rp, (nuint)j);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var s = Vector256.Create(sign); var d = Vector256.Create(decay);
+            for (; j <= n - Vector256<float>.Count; j += Vector256<float>.Count)
+                (Vector256.LoadUnsafe(ref rp, (nuint)j) * d - s * Vector256.LoadUnsafe(ref rq, (nuint)j)).StoreUnsafe(ref rp, (nuint)j);
+        }
+        for (; j < n; j++) Unsafe.Add(ref rp, j) = Unsafe.Add(ref rp, j) * decay - sign * Unsafe.Add(ref rq, j);
+    }
+
+    /// <summary>p[j] ← p[j]·decay − g[j]·w[j].</summary>
+    public static void ScaleSubtractProduct(Span<float> p, ReadOnlySpan<float> g, ReadOnlySpan<float> w, float decay)
+    {
+        int n = p.Length, j = 0;
+        if (g.Length < n || w.Length < n) throw new ArgumentException("Inputs shorter than the parameters.");
+        ref float rp = ref MemoryMarshal.GetReference(p);
+        ref float rg = ref MemoryMarshal.GetReference(g);
+        ref float rw = ref MemoryMarshal.GetReference(w);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var d = Vector512.Create(decay);
+            for (; j <= n - Vector512<float>.Count; j += Vector512<float>.Count)
+                (Vector512.LoadUnsafe(ref rp, (nuint)j) * d - Vector512.LoadUnsafe(ref rg, (nuint)j) * Vector512.LoadUnsafe(ref rw, (nuint)j)).StoreUnsafe(ref rp, (nuint)j);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var d = Vector256.Create(decay);
+            for (; j <= n - Vector256<float>.Count; j += Vector256<float>.Count)
+                (Vector256.LoadUnsafe(ref rp, (nuint)j) * d - Vector256.LoadUnsafe(ref rg, (nuint)j) * Vector256.LoadUnsafe(ref rw, (nuint)j)).StoreUnsafe(ref rp, (nuint)j);
+        }
+        for (; j < n; j++) Unsafe.Add(ref rp, j) = Unsafe.Add(ref rp, j) * decay - Unsafe.Add(ref rg, j) * Unsafe.Add(ref rw, j);
+    }
+}

@@ -1,0 +1,40 @@
+// Models annotated for the real generator (referenced as an analyzer by this project). Each class
+// exercises a different corner of the emitted code; GeneratedOptimizerTests checks them against
+// Collins.ReferenceOptimizer.
+namespace Collins.Tests.Generated
+{
+    /// <summary>Rotation, Sum, β1 = 0.9, weight decay; ragged shapes: prime, below ratio, not a multiple of ratio or vector width, one element.</summary>
+    [SketchedOptimizer(Ratio = 16, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 64)]
+    [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64, Seed = 7)]
+    public partial class RaggedRotation
+    {
+        [Tensor(10007)] public float[] Prime = new float[10007];
+        [Tensor(7, Sketching = TensorSketching.Sketched)] public float[] Tiny = new float[7];
+        [Tensor(4099, 3)] public float[] Odd = new float[4099 * 3];
+        [Tensor(1)] public float[] One = new float[1];
+        [Tensor(33)] public float[] Small = new float[33];
+        [Tensor(64, 40, Ratio = 4)] public float[] Override { get; set; } = new float[64 * 40];
+    }
+
+    /// <summary>Universal layout, both estimates, β1 both ways.</summary>
+    [SketchedOptimizer(Layout = SketchLayout.Universal, Ratio = 16, WeightDecay = 0.05, DenseThreshold = 64)]
+    [SketchedOptimizer(Name = "MeanNoMomentum", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64)]
+    public partial class RaggedUniversal
+    {
+        [Tensor(10007)] public float[] Prime = new float[10007];
+        [Tensor(7, Sketching = TensorSketching.Sketched)] public float[] Tiny = new float[7];
+        [Tensor(4099, 3)] public float[] Odd = new float[4099 * 3];
+        [Tensor(1)] public float[] One = new float[1];
+    }
+
+    public static partial class Outer
+    {
+        /// <summary>Nested in a partial type, one large tensor (≥ 4M elements) for the multi-tile paths.</summary>
+        [SketchedOptimizer(Ratio = 32, Beta1 = 0.9, SecondMoment = SecondMomentEstimate.Mean)]
+        public partial class Large
+        {
+            [Tensor(4_194_319, Name = "Big")] public float[] Weights = new float[4_194_319];
+            [Tensor(128)] public float[] Bias = new float[128];
+        }
+    }
+}
