@@ -320,15 +320,24 @@ namespace Collins.Generators
             foreach (var t in tensors)
             {
                 if (!t.Valid) return null;
-                models.Add(Plan(t, name, ratio, beta1, layout, seed, denseThreshold, location, diagnostics));
+                var model = Plan(t, name, ratio, beta1, layout, seed, denseThreshold, location, diagnostics);
+                if (model is null) valid = false;
+                else models.Add(model);
             }
+            if (!valid) return null;
             string hint = Sanitize(metadataName) + (attributeCount > 1 ? "." + name : "") + ".g.cs";
             return new VariantModel(name, hint, ratio, beta1, beta2, epsilon, weightDecay, layout, secondMoment, seed, denseThreshold,
                 new EquatableArray<TensorModel>(models));
         }
 
         /// <summary>Mirrors <c>TensorPlan</c>: dense rule, effective ratio, buckets, rows, hash constants.</summary>
-        private static TensorModel Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, long seed, int denseThreshold,
+        /// <summary>
+        /// Most rows a Rotation tensor may have: the emitter unrolls one statement per row in each kernel, so rows (≤ ratio)
+        /// bound the size of the generated code. Beyond it COL017 is reported instead of emitting huge code.
+        /// </summary>
+        internal const int MaxUnrolledRows = 1024;
+
+        private static TensorModel? Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, long seed, int denseThreshold,
                                         Location? variantLocation, List<DiagnosticInfo> diagnostics)
         {
             int length = (int)t.Length;
@@ -337,6 +346,13 @@ namespace Collins.Generators
             int effectiveRatio = dense ? 1 : ratio;
             int buckets = dense ? length : HashDerivation.Buckets(length, ratio);
             int rows = dense ? 1 : HashDerivation.Rows(length, buckets);
+            if (!dense && layout == 0 && rows > MaxUnrolledRows)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TooManyRows, t.Location ?? variantLocation, t.Name,
+                    rows.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant,
+                    MaxUnrolledRows.ToString(CultureInfo.InvariantCulture)));
+                return null;
+            }
             int[] rotations = Array.Empty<int>(), signs = Array.Empty<int>();
             uint a = 0, b = 0, sa = 0, sb = 0;
             if (!dense && layout == 0)
