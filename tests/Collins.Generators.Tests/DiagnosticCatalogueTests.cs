@@ -304,6 +304,22 @@ public class DiagnosticCatalogueTests
             Error("COL016", "Optimizer 'Optimizer' has DenseThreshold = -1; it must be at least 0")));
 
     [Fact]
+    public void COL017_too_many_rotation_rows()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Ratio = 2000)", "[[|Tensor(100, 100)|]] public float[] W = new float[10000];"),
+            Error("COL017", "Tensor 'W' would have 2000 Rotation rows with ratio 2000 in optimizer 'Optimizer'; the generated kernels unroll one statement per row and allow at most 1024")));
+
+    [Fact]
+    public void COL017_not_reported_at_the_limit_or_for_the_universal_layout()
+    {
+        var atLimit = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 1024)", "[Tensor(1024, 1024)] public float[] W = null!;"));
+        Assert.Empty(atLimit.GeneratorDiagnostics);
+        Assert.Contains("public const int Rows = 1024;", atLimit.Sources["App.M.g.cs"]);
+        var universal = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 2000, Layout = SketchLayout.Universal)", "[Tensor(100, 100)] public float[] W = null!;"));
+        Assert.Empty(universal.GeneratorDiagnostics);
+        Assert.Single(universal.Generator.GeneratedSources);
+    }
+
+    [Fact]
     public void Several_problems_are_all_reported_at_their_own_spans()
         => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer([|Ratio = 0|], [|Beta1 = 2|], [|Epsilon = 0|])"),
             Error("COL004", "Optimizer 'Optimizer' has Ratio 0; it must be at least 1 (a tensor may also use 0 to inherit the optimizer's ratio)"),
