@@ -38,12 +38,12 @@ namespace Collins.Generators
 
         public static readonly DiagnosticDescriptor InvalidBeta = Make("COL005",
             "Invalid beta",
-            "Optimizer '{0}' has {1} = {2}; it must be in [0, 1)",
+            "Optimizer '{0}' has {1} = {2}; it must be in [0, 1), also when rounded to float",
             DiagnosticSeverity.Error);
 
         public static readonly DiagnosticDescriptor InvalidEpsilon = Make("COL006",
             "Invalid epsilon",
-            "Optimizer '{0}' has Epsilon = {1}; it must be finite and greater than 0",
+            "Optimizer '{0}' has Epsilon = {1}; it must be finite and greater than 0, also when rounded to float",
             DiagnosticSeverity.Error);
 
         public static readonly DiagnosticDescriptor InvalidWeightDecay = Make("COL007",

@@ -26,6 +26,21 @@ namespace Collins.Generators
             "SecondMoments", "SumM", "SumV", "DeviceFirstMoments", "DeviceSecondMoments", "DeviceSumM", "DeviceSumV",
             "DeviceFlag", "BeginStep", "ValidateTensor", "ValidateNoOverlap", "ValidateDevice", "EndStep", "AbortStep",
             "Dispose", "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize", "learningRate",
+            // Locals of the generated Step methods and __CreatePlans (a Step parameter of the same name would clash).
+            "scalars", "threads", "finite", "accelerator", "flagBuffer", "flag", "m", "v", "sumM", "sumV", "nonFinite", "settings", "plans", "i",
+        };
+
+        // Members of the generated per-tensor class (Emitter.EmitTensor and the layout emitters): a tensor of the same name
+        // would be a class with a member named like itself (CS0542). Which ones exist depends on the layout and on density.
+        private static readonly string[] TensorClassMembers =
+            { "Index", "Length", "Buckets", "Rows", "Ratio", "IsDense", "StateBytes", "DenseAdamWStateBytes" };
+        private static readonly string[] DenseClassMembers = { "Apply", "DenseCheckKernel", "DenseApplyKernel" };
+        private static readonly string[] RotationClassMembers =
+            { "Rotations", "Signs", "TileBuckets", "Tiles", "Accumulate", "Apply", "AccumulateKernel", "ApplyKernel" };
+        private static readonly string[] UniversalClassMembers =
+        {
+            "A", "B", "SignA", "SignB", "BucketTile", "ElementTile", "Bucket", "Sign", "Occupancy", "BuildOccupancy", "s_occupancy",
+            "Accumulate", "UpdateBuckets", "ApplyElements", "ScatterKernel", "CheckKernel", "BucketKernel", "ElementKernel",
         };
 
         private sealed class TensorDecl
@@ -288,17 +303,17 @@ namespace Collins.Generators
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidRatio, At("Ratio"), "Optimizer '" + display + "'", ratio.ToString(CultureInfo.InvariantCulture)));
                 valid = false;
             }
-            if (!(beta1 >= 0 && beta1 < 1))
+            if (!(beta1 >= 0 && beta1 < 1 && (float)beta1 < 1f))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, At("Beta1"), display, "Beta1", Num(beta1)));
                 valid = false;
             }
-            if (!(beta2 >= 0 && beta2 < 1))
+            if (!(beta2 >= 0 && beta2 < 1 && (float)beta2 < 1f))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, At("Beta2"), display, "Beta2", Num(beta2)));
                 valid = false;
             }
-            if (!(epsilon > 0) || double.IsInfinity(epsilon))
+            if (!(epsilon > 0) || double.IsInfinity(epsilon) || !((float)epsilon > 0f) || float.IsInfinity((float)epsilon))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidEpsilon, At("Epsilon"), display, Num(epsilon)));
                 valid = false;
@@ -346,6 +361,14 @@ namespace Collins.Generators
             int effectiveRatio = dense ? 1 : ratio;
             int buckets = dense ? length : HashDerivation.Buckets(length, ratio);
             int rows = dense ? 1 : HashDerivation.Rows(length, buckets);
+            var clashes = dense ? DenseClassMembers : layout == 0 ? RotationClassMembers : UniversalClassMembers;
+            if (Array.IndexOf(TensorClassMembers, t.Name) >= 0 || Array.IndexOf(clashes, t.Name) >= 0)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.NameLocation ?? variantLocation, t.Name,
+                    "its generated class in optimizer '" + variant + "' has a member of that name"
+                    + (dense ? "" : layout == 0 ? " (Rotation layout)" : " (Universal layout)")));
+                return null;
+            }
             if (!dense && layout == 0 && rows > MaxUnrolledRows)
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TooManyRows, t.Location ?? variantLocation, t.Name,
