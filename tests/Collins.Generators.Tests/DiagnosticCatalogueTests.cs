@@ -125,18 +125,21 @@ public class DiagnosticCatalogueTests
     [InlineData("Beta2", "1.0", "1")]
     [InlineData("Beta2", "-1e-3", "-0.001")]
     [InlineData("Beta2", "double.PositiveInfinity", "Infinity")]
+    [InlineData("Beta2", "0.99999999999", "0.99999999999")]
     public void COL005_beta_outside_zero_one(string property, string value, string shown)
         => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(Ratio = 4, [|{property} = {value}|])"),
-            Error("COL005", $"Optimizer 'Optimizer' has {property} = {shown}; it must be in [0, 1)")));
+            Error("COL005", $"Optimizer 'Optimizer' has {property} = {shown}; it must be in [0, 1), also when rounded to float")));
 
     [Theory]
     [InlineData("0", "0")]
     [InlineData("-1e-8", "-1E-08")]
     [InlineData("double.NaN", "NaN")]
     [InlineData("double.PositiveInfinity", "Infinity")]
+    [InlineData("double.MaxValue", "1.7976931348623157E+308")]
+    [InlineData("1e-50", "1E-50")]
     public void COL006_epsilon_not_positive_finite(string value, string shown)
         => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(Ratio = 4, [|Epsilon = {value}|])"),
-            Error("COL006", $"Optimizer 'Optimizer' has Epsilon = {shown}; it must be finite and greater than 0")));
+            Error("COL006", $"Optimizer 'Optimizer' has Epsilon = {shown}; it must be finite and greater than 0, also when rounded to float")));
 
     [Theory]
     [InlineData("-0.01", "-0.01")]
@@ -206,6 +209,32 @@ public class DiagnosticCatalogueTests
     public void COL011_reserved_member_name_points_at_the_attribute()
         => AssertNothingGenerated(AssertDiagnostics(Model(body: "[[|Tensor(8, 8)|]] public float[] DefaultSettings = new float[64];"),
             Error("COL011", "Tensor name 'DefaultSettings' is not usable: it is a member name of the generated optimizer")));
+
+    [Theory]
+    [InlineData("Rotation", "Length", "its generated class in optimizer 'Optimizer' has a member of that name (Rotation layout)")]
+    [InlineData("Rotation", "Rotations", "its generated class in optimizer 'Optimizer' has a member of that name (Rotation layout)")]
+    [InlineData("Universal", "B", "its generated class in optimizer 'Optimizer' has a member of that name (Universal layout)")]
+    [InlineData("Universal", "SignA", "its generated class in optimizer 'Optimizer' has a member of that name (Universal layout)")]
+    public void COL011_tensor_named_like_a_member_of_its_generated_class(string layout, string name, string why)
+        => AssertNothingGenerated(AssertDiagnostics(
+            Model($"SketchedOptimizer(Ratio = 4, Layout = SketchLayout.{layout}, DenseThreshold = 0)", $"[Tensor(8, 8, [|Name = \"{name}\"|])] public float[] W = new float[64];"),
+            Error("COL011", $"Tensor name '{name}' is not usable: {why}")));
+
+    [Theory]
+    [InlineData("finite")]
+    [InlineData("scalars")]
+    [InlineData("plans")]
+    public void COL011_tensor_named_like_a_local_of_the_generated_step(string name)
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: $"[Tensor(8, 8, [|Name = \"{name}\"|])] public float[] W = new float[64];"),
+            Error("COL011", $"Tensor name '{name}' is not usable: it is a member name of the generated optimizer")));
+
+    [Fact]
+    public void A_tensor_named_B_is_fine_in_the_rotation_layout()
+    {
+        var run = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 4, DenseThreshold = 0)", "[Tensor(8, 8)] public float[] B = new float[64];"));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Empty(run.Output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error));
+    }
 
     [Fact]
     public void COL011_step_parameter_clash()
@@ -323,8 +352,8 @@ public class DiagnosticCatalogueTests
     public void Several_problems_are_all_reported_at_their_own_spans()
         => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer([|Ratio = 0|], [|Beta1 = 2|], [|Epsilon = 0|])"),
             Error("COL004", "Optimizer 'Optimizer' has Ratio 0; it must be at least 1 (a tensor may also use 0 to inherit the optimizer's ratio)"),
-            Error("COL005", "Optimizer 'Optimizer' has Beta1 = 2; it must be in [0, 1)"),
-            Error("COL006", "Optimizer 'Optimizer' has Epsilon = 0; it must be finite and greater than 0")));
+            Error("COL005", "Optimizer 'Optimizer' has Beta1 = 2; it must be in [0, 1), also when rounded to float"),
+            Error("COL006", "Optimizer 'Optimizer' has Epsilon = 0; it must be finite and greater than 0, also when rounded to float")));
 
     // ------------------------------------------------------------------ the catalogue itself
 
