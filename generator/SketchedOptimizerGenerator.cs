@@ -33,6 +33,7 @@ namespace Collins.Generators
 
             var models = results
                 .Where(static r => r.Model is not null)
+                .WithTrackingName(TrackingNames.WithModel)
                 .Select(static (r, _) => r.Model!)
                 .WithTrackingName(TrackingNames.Models);
 
