@@ -328,6 +328,11 @@ public class DiagnosticCatalogueTests
             Error("COL015", $"Optimizer name '{name}' is not usable: {why}")));
 
     [Fact]
+    public void COL015_variant_named_like_an_existing_member()
+        => AssertNothingGenerated(AssertDiagnostics(Model("[|SketchedOptimizer(Ratio = 4)|]", Tensors + "\n    public int Optimizer;"),
+            Error("COL015", "Optimizer name 'Optimizer' is not usable: the class already has a member of that name")));
+
+    [Fact]
     public void COL016_negative_dense_threshold()
         => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Ratio = 4, [|DenseThreshold = -1|])"),
             Error("COL016", "Optimizer 'Optimizer' has DenseThreshold = -1; it must be at least 0")));
