@@ -426,6 +426,8 @@ namespace Collins.Generators
                 w.Line("/// Sketched, Rotation layout, ratio " + Lit.I(t.Ratio) + ": viewed as " + Lit.I(t.Rows) + " rows × " + Lit.I(t.Buckets) + " buckets; entry i = r·k + c");
                 w.Line("/// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref=\"Rotations\"/>, <see cref=\"Signs\"/>); the last row has "
                        + Lit.I(t.Length - (t.Rows - 1) * t.Buckets) + " entries.");
+                w.Line("/// Hash constants (seed " + v.Seed.ToString(CultureInfo.InvariantCulture) + "): ρ = [" + string.Join(", ", t.Rotations.Select(Lit.I))
+                       + "], σ = [" + string.Join(", ", t.Signs.Select(x => x > 0 ? "+1" : "−1")) + "].");
             }
             else
             {
@@ -434,7 +436,8 @@ namespace Collins.Generators
                        + t.B.ToString(CultureInfo.InvariantCulture) + ", SignA = " + t.SignA.ToString(CultureInfo.InvariantCulture) + ", SignB = " + t.SignB.ToString(CultureInfo.InvariantCulture) + ".");
             }
             w.Line("/// Optimizer state: " + state.ToString(CultureInfo.InvariantCulture) + " bytes (" + (c.HasM ? "m and v" : "v only (β1 = 0)") + ", " + Lit.I(t.Buckets)
-                   + " floats each) versus dense AdamW's 8·d = " + dense.ToString(CultureInfo.InvariantCulture) + " bytes (" + Ratio(dense, state) + " smaller).");
+                   + " floats each) versus dense AdamW's 8·d = " + dense.ToString(CultureInfo.InvariantCulture) + " bytes ("
+                   + (state == dense ? "the same" : Ratio(dense, state) + " smaller") + ").");
             w.Line("/// </summary>");
             w.Open("public static class " + t.Name);
             w.Line("/// <summary>Position of this tensor in <see cref=\"TensorSpecs\"/> and in the <c>Step</c> parameters.</summary>");

@@ -56,7 +56,16 @@ namespace Collins.Generators
                         $"emitting '{model.DisplayName}': {ex.GetType().Name}: {ex.Message}"));
                     return;
                 }
-                foreach (var (hint, text) in files) spc.AddSource(hint, text);
+                try
+                {
+                    // AddSource throws on a hint name already added, e.g. for two same-named classes (already a CS0101 error).
+                    foreach (var (hint, text) in files) spc.AddSource(hint, text);
+                }
+                catch (ArgumentException ex)
+                {
+                    spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.InternalError, Location.None,
+                        $"adding the source of '{model.DisplayName}': {ex.GetType().Name}: {ex.Message}"));
+                }
             });
         }
 

@@ -186,6 +186,21 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     /// <summary>One int on the device, set to 1 by a phase-1 kernel that saw a non-finite gradient.</summary>
     protected ILGPU.Runtime.MemoryBuffer1D<int, ILGPU.Stride1D.Dense>? DeviceFlag { get; }
 
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s first-moment state (k floats, d when dense; empty when β1 = 0), from the device when the state lives there.</summary>
+    public float[] CopyFirstMoment(int tensor)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!Tensors[tensor].HasFirstMoment) return Array.Empty<float>();
+        return DeviceFirstMoments is null ? (float[])FirstMoments[tensor].Clone() : DeviceFirstMoments[tensor].GetAsArray1D();
+    }
+
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s second-moment state (k floats, d when dense), from the device when the state lives there.</summary>
+    public float[] CopySecondMoment(int tensor)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return DeviceSecondMoments is null ? (float[])SecondMoments[tensor].Clone() : DeviceSecondMoments[tensor].GetAsArray1D();
+    }
+
     /// <summary>Starts a step: checks disposal, mode and learning rate, and takes the one-step-at-a-time guard.</summary>
     protected StepScalars BeginStep(float learningRate, bool onDevice)
     {
@@ -196,7 +211,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             throw new InvalidOperationException($"This optimizer keeps its state on the accelerator '{Accelerator.Name}'; step it with ArrayView buffers.");
         if (!float.IsFinite(learningRate) || learningRate < 0)
             throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, $"The learning rate must be finite and >= 0, got {learningRate}.");
-        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+        if (Interlocked.CompareExchange(ref _busy, Environment.CurrentManagedThreadId, 0) != 0)
             throw new InvalidOperationException("Step was called concurrently on one optimizer; steps must not overlap. Nothing was changed by the refused call.");
         int t = StepCount + 1;
         return StepScalars.For(t, learningRate, Settings.Beta1, Settings.Beta2, Settings.WeightDecay);
@@ -210,6 +225,32 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             throw new ArgumentException($"Tensor '{plan.Name}': the parameter buffer has {parameterLength} elements, expected {plan.Length}.", plan.Name);
         if (gradientLength != plan.Length)
             throw new ArgumentException($"Tensor '{plan.Name}': the gradient buffer has {gradientLength} elements, expected {plan.Length}.", plan.Name + "Grad");
+    }
+
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> when fewer or more buffers than tensors were passed,
+    /// naming the first tensor without a buffer.
+    /// </summary>
+    protected void ValidateBufferCounts(int parameterCount, int gradientCount)
+    {
+        int n = Tensors.Count;
+        if (parameterCount < n)
+            throw new ArgumentException($"Tensor '{Tensors[parameterCount].Name}' (index {parameterCount}) has no parameter buffer: expected {n} parameter buffers, one per tensor, got {parameterCount}.", "parameters");
+        if (gradientCount < n)
+            throw new ArgumentException($"Tensor '{Tensors[gradientCount].Name}' (index {gradientCount}) has no gradient buffer: expected {n} gradient buffers, one per tensor, got {gradientCount}.", "gradients");
+        if (parameterCount > n)
+            throw new ArgumentException($"Expected {n} parameter buffers, one per tensor, got {parameterCount}.", "parameters");
+        if (gradientCount > n)
+            throw new ArgumentException($"Expected {n} gradient buffers, one per tensor, got {gradientCount}.", "gradients");
+    }
+
+    /// <summary>Throws when tensor <paramref name="index"/>'s parameters overlap tensor <paramref name="other"/>'s parameter or gradient buffer.</summary>
+    protected void ValidateNoCrossOverlap(int index, ReadOnlySpan<float> parameters, int other, ReadOnlySpan<float> otherParameters, ReadOnlySpan<float> otherGradient)
+    {
+        if (parameters.Overlaps(otherParameters))
+            throw new ArgumentException($"Tensor '{Tensors[index].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[other].Name}'.", Tensors[index].Name);
+        if (parameters.Overlaps(otherGradient))
+            throw new ArgumentException($"Tensor '{Tensors[index].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[other].Name}'.", Tensors[index].Name);
     }
 
     /// <summary>Throws when a tensor's parameter and gradient buffers overlap in memory.</summary>
@@ -241,16 +282,26 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             SkippedSteps++;
             return StepOutcome.SkippedNonFinite;
         }
-        finally { Volatile.Write(ref _busy, 0); }
+        finally { ReleaseGuard(); }
     }
 
-    /// <summary>Releases the guard after an exception thrown before any state was written.</summary>
-    protected void AbortStep() => Volatile.Write(ref _busy, 0);
+    /// <summary>
+    /// Releases the guard after an exception thrown before any state was written. Only the thread
+    /// that took the guard releases it, so calling it after <see cref="EndStep"/> (or from a refused
+    /// concurrent call) never frees a step running on another thread.
+    /// </summary>
+    protected void AbortStep() => ReleaseGuard();
+
+    private void ReleaseGuard() => Interlocked.CompareExchange(ref _busy, 0, Environment.CurrentManagedThreadId);
+
+    /// <summary>Called once by <see cref="Dispose"/> before the state buffers are released: derived types free their own resources here.</summary>
+    protected virtual void OnDispose() { }
 
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        OnDispose();
         if (DeviceFirstMoments is not null)
         {
             for (int i = 0; i < Tensors.Count; i++)

@@ -1,0 +1,164 @@
+using System.Diagnostics;
+
+namespace TinyLm;
+
+/// <summary>Character-level corpus: vocabulary, token ids, 90/10 train/validation split.</summary>
+public sealed class Corpus
+{
+    public Corpus(string text, double trainFraction = 0.9)
+    {
+        Vocabulary = text.Distinct().OrderBy(ch => ch).ToArray();
+        var index = new Dictionary<char, int>();
+        for (int i = 0; i < Vocabulary.Length; i++) index[Vocabulary[i]] = i;
+        var tokens = text.Select(ch => index[ch]).ToArray();
+        int split = (int)(tokens.Length * trainFraction);
+        Train = tokens[..split];
+        Validation = tokens[split..];
+    }
+
+    public char[] Vocabulary { get; }
+    public int[] Train { get; }
+    public int[] Validation { get; }
+
+    /// <summary>Loads samples/TinyLm/data/input.txt (next to the executable, or from the source tree).</summary>
+    public static Corpus Load(string? path = null) => new(File.ReadAllText(path ?? FindData()));
+
+    public static string FindData()
+    {
+        foreach (var root in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+        {
+            for (var dir = new DirectoryInfo(root); dir is not null; dir = dir.Parent)
+            {
+                foreach (var rel in new[] { Path.Combine("data", "input.txt"), Path.Combine("samples", "TinyLm", "data", "input.txt") })
+                {
+                    var p = Path.Combine(dir.FullName, rel);
+                    if (File.Exists(p)) return p;
+                }
+            }
+        }
+        throw new FileNotFoundException("samples/TinyLm/data/input.txt not found.");
+    }
+}
+
+public sealed record TrainOptions
+{
+    public int Steps { get; init; } = 1200;
+    public int Batch { get; init; } = 16;
+    public float LearningRate { get; init; } = 3e-3f;
+    /// <summary>Linear warm-up steps, then cosine decay to <see cref="FinalLrFraction"/>·lr.</summary>
+    public int WarmupSteps { get; init; } = 60;
+    public float FinalLrFraction { get; init; } = 0.1f;
+    public int EvalEvery { get; init; } = 100;
+    /// <summary>Validation windows (of Context tokens, evenly spaced) for interval evaluations.</summary>
+    public int EvalWindows { get; init; } = 256;
+    /// <summary>Validation windows for the final evaluation; 0 = every non-overlapping window of the split.</summary>
+    public int FinalEvalWindows { get; init; }
+    public ulong Seed { get; init; } = 1;
+    /// <summary>Use only the first N training tokens (0 = all); for tests.</summary>
+    public int TrainTokens { get; init; }
+
+    public float LearningRateAt(int step)
+    {
+        if (step < WarmupSteps) return LearningRate * (step + 1) / WarmupSteps;
+        double t = (double)(step - WarmupSteps) / Math.Max(1, Steps - WarmupSteps);
+        return (float)(LearningRate * (FinalLrFraction + (1 - FinalLrFraction) * 0.5 * (1 + Math.Cos(Math.PI * t))));
+    }
+}
+
+public sealed record RunResult(
+    string Name, string Implementation, float LearningRate, long StateBytes, long Parameters,
+    double FinalValidationLoss, double FinalTrainLoss, double StepMs, double OptimizerMs, double WallSeconds,
+    IReadOnlyList<(int Step, double Loss)> ValidationCurve, IReadOnlyList<float> TrainLosses)
+{
+    public double BytesPerParameter => (double)StateBytes / Parameters;
+}
+
+/// <summary>Trains one model with one optimizer; deterministic given the options' seed.</summary>
+public static class Trainer
+{
+    public static RunResult Train(ModelConfig config, Corpus corpus, ITrainerOptimizer optimizer, TrainOptions o,
+                                  Action<string>? log = null)
+    {
+        var parameters = Transformer.Initialize(config, o.Seed);
+        var model = new Transformer(config, parameters);
+        int T = config.Context, B = o.Batch;
+        var train = o.TrainTokens > 0 ? corpus.Train[..Math.Min(o.TrainTokens, corpus.Train.Length)] : corpus.Train;
+        if (train.Length < T + 2) throw new ArgumentException("Training slice is shorter than one window.");
+        var rng = new SplitMix(o.Seed ^ 0xD1B54A32D192ED03UL);   // batch order: same for every optimizer
+        var x = new int[B * T]; var y = new int[B * T];
+        var curve = new List<(int, double)>();
+        var trainLosses = new List<float>(o.Steps);
+        var total = Stopwatch.StartNew();
+        var stepWatch = new Stopwatch(); var optWatch = new Stopwatch();
+        var lastLog = Stopwatch.StartNew();
+        long tokens = 0;
+        double ema = double.NaN;
+
+        for (int step = 0; step < o.Steps; step++)
+        {
+            if (o.EvalEvery > 0 && step % o.EvalEvery == 0)
+            {
+                double v = Evaluate(model, corpus.Validation, o.EvalWindows, B);
+                curve.Add((step, v));
+                log?.Invoke($"  [{optimizer.Name}] step {step,5}/{o.Steps}  val {v:F4}");
+            }
+            for (int b = 0; b < B; b++)
+            {
+                int start = rng.NextInt(train.Length - T - 1);
+                Array.Copy(train, start, x, b * T, T);
+                Array.Copy(train, start + 1, y, b * T, T);
+            }
+            stepWatch.Start();
+            float loss = model.ForwardBackward(x, y, B);
+            optWatch.Start();
+            optimizer.Step(o.LearningRateAt(step), parameters, model.Gradients);
+            optWatch.Stop();
+            stepWatch.Stop();
+            if (!float.IsFinite(loss)) throw new InvalidOperationException($"[{optimizer.Name}] loss became {loss} at step {step}.");
+            trainLosses.Add(loss);
+            tokens += B * T;
+            ema = double.IsNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
+            if (log is not null && (lastLog.Elapsed.TotalSeconds >= 5 || step == o.Steps - 1))
+            {
+                lastLog.Restart();
+                double tps = tokens / stepWatch.Elapsed.TotalSeconds;
+                double eta = (o.Steps - step - 1) * stepWatch.Elapsed.TotalSeconds / (step + 1);
+                log($"  [{optimizer.Name}] step {step + 1,5}/{o.Steps}  train {ema:F4}  lr {o.LearningRateAt(step):G3}  {tps / 1000:F1}k tok/s  ETA {TimeSpan.FromSeconds(eta):m\\:ss}");
+            }
+        }
+        // The curve keeps one estimator (the interval windows); the final loss uses the final-evaluation windows.
+        if (o.EvalEvery > 0) curve.Add((o.Steps, Evaluate(model, corpus.Validation, o.EvalWindows, B)));
+        double final = Evaluate(model, corpus.Validation, o.FinalEvalWindows, B);
+        if (o.EvalEvery <= 0) curve.Add((o.Steps, final));
+        log?.Invoke($"  [{optimizer.Name}] done: final val {final:F4} in {total.Elapsed.TotalSeconds:F1} s");
+        int tail = Math.Max(1, Math.Min(50, trainLosses.Count));
+        return new RunResult(optimizer.Name, optimizer.Implementation, o.LearningRate, optimizer.StateBytes, config.ParameterCount,
+            final, trainLosses.Count == 0 ? double.NaN : trainLosses.TakeLast(tail).Average(),
+            o.Steps == 0 ? 0 : stepWatch.Elapsed.TotalMilliseconds / o.Steps, o.Steps == 0 ? 0 : optWatch.Elapsed.TotalMilliseconds / o.Steps,
+            total.Elapsed.TotalSeconds, curve, trainLosses);
+    }
+
+    /// <summary>Mean cross-entropy over <paramref name="windows"/> evenly spaced windows (0 = all non-overlapping ones).</summary>
+    public static double Evaluate(Transformer model, int[] tokens, int windows, int batch)
+    {
+        int T = model.Config.Context;
+        int max = (tokens.Length - 1) / T;
+        int n = windows <= 0 ? max : Math.Min(windows, max);
+        var starts = new int[n];
+        for (int j = 0; j < n; j++) starts[j] = windows <= 0 || n == 1 ? j * T : (int)((long)j * (tokens.Length - T - 1) / (n - 1));
+        var x = new int[batch * T]; var y = new int[batch * T];
+        double sum = 0; long count = 0;
+        for (int j0 = 0; j0 < n; j0 += batch)
+        {
+            int b = Math.Min(batch, n - j0);
+            for (int k = 0; k < b; k++)
+            {
+                Array.Copy(tokens, starts[j0 + k], x, k * T, T);
+                Array.Copy(tokens, starts[j0 + k] + 1, y, k * T, T);
+            }
+            sum += model.LossSum(x.AsSpan(0, b * T), y.AsSpan(0, b * T), b);
+            count += b * T;
+        }
+        return sum / count;
+    }
+}

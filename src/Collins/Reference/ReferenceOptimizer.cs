@@ -1,0 +1,112 @@
+namespace Collins.Reference;
+
+/// <summary>
+/// The Count-Sketch Adam algorithm of DEVELOPERS.md written as plainly as possible: scalar loops,
+/// arithmetic in <see cref="double"/>, moments stored as <see cref="float"/> (as the kernels store
+/// them). It is the oracle every optimized implementation (the run-time <see cref="CountSketchAdam"/>
+/// and the generated optimizers) is tested against; it is not meant to be fast.
+/// </summary>
+/// <remarks>
+/// Per tensor and step t (1-based), with bc1 = 1 − β1^t (1 when β1 = 0) and bc2 = 1 − β2^t:
+/// <list type="number">
+/// <item>Sketch update: sumM[b] = Σ_{h1(i)=b} h2(i)·g[i], sumV[b] = Σ_{h1(i)=b} g[i]² (in double);
+/// m[b] ← β1·m[b] + (1−β1)·sumM[b]; v[b] ← β2·v[b] + (1−β2)·sumV[b].</item>
+/// <item>Recovery: m̂[i] = h2(i)·m[h1(i)]/bc1 (m̂[i] = g[i] when β1 = 0, no first-moment sketch);
+/// v̂[i] = v[h1(i)]/bc2, divided by the bucket's occupancy for <see cref="SecondMomentEstimate.Mean"/>.</item>
+/// <item>Update: p[i] ← p[i] − lr·wd·p[i] − lr·m̂[i]/(√v̂[i] + ε).</item>
+/// </list>
+/// Dense tensors (<see cref="TensorPlan.IsDense"/>) use h1(i) = i, h2(i) = +1, which is exact AdamW.
+/// The reference has no non-finite guard: it applies whatever the formulas give.
+/// </remarks>
+public sealed class ReferenceOptimizer
+{
+    private readonly OptimizerSettings _settings;
+    private readonly TensorPlan[] _plans;
+    private readonly float[][] _m;
+    private readonly float[][] _v;
+    private readonly int[]?[] _occupancy;
+
+    public ReferenceOptimizer(OptimizerSettings settings, IReadOnlyList<TensorSpec> tensors)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(tensors);
+        settings.Validate();
+        _settings = settings;
+        _plans = tensors.Select(t => new TensorPlan(t, settings)).ToArray();
+        _m = new float[_plans.Length][];
+        _v = new float[_plans.Length][];
+        _occupancy = new int[]?[_plans.Length];
+        for (int t = 0; t < _plans.Length; t++)
+        {
+            var plan = _plans[t];
+            _m[t] = plan.HasFirstMoment ? new float[plan.Buckets] : Array.Empty<float>();
+            _v[t] = new float[plan.Buckets];
+            if (!plan.IsDense && plan.SecondMoment == SecondMomentEstimate.Mean) _occupancy[t] = plan.Occupancy();
+        }
+    }
+
+    /// <summary>One plan per tensor, in the order given.</summary>
+    public IReadOnlyList<TensorPlan> Tensors => _plans;
+
+    /// <summary>Number of steps taken, t.</summary>
+    public int StepCount { get; private set; }
+
+    /// <summary>Takes one step on every tensor.</summary>
+    public void Step(float learningRate, IReadOnlyList<float[]> parameters, IReadOnlyList<float[]> gradients)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(gradients);
+        if (parameters.Count != _plans.Length || gradients.Count != _plans.Length)
+            throw new ArgumentException($"Expected {_plans.Length} parameter and gradient buffers, got {parameters.Count} and {gradients.Count}.");
+        for (int t = 0; t < _plans.Length; t++)
+            if (parameters[t].Length != _plans[t].Length || gradients[t].Length != _plans[t].Length)
+                throw new ArgumentException($"Tensor '{_plans[t].Name}': expected {_plans[t].Length} elements, got {parameters[t].Length} parameters and {gradients[t].Length} gradients.");
+
+        int step = StepCount + 1;
+        double beta1 = _settings.Beta1, beta2 = _settings.Beta2, eps = _settings.Epsilon, wd = _settings.WeightDecay;
+        double lr = learningRate;
+        double bc1 = beta1 == 0 ? 1.0 : 1.0 - Math.Pow(beta1, step);
+        double bc2 = 1.0 - Math.Pow(beta2, step);
+
+        for (int t = 0; t < _plans.Length; t++)
+        {
+            var plan = _plans[t];
+            float[] p = parameters[t], g = gradients[t], m = _m[t], v = _v[t];
+            int d = plan.Length, k = plan.Buckets;
+
+            // 1. Sketch update (for a dense tensor h1(i) = i and h2(i) = 1, so this is AdamW's moment update).
+            var sumM = new double[k];
+            var sumV = new double[k];
+            for (int i = 0; i < d; i++)
+            {
+                int b = plan.Bucket(i);
+                sumM[b] += plan.Sign(i) * (double)g[i];
+                sumV[b] += (double)g[i] * g[i];
+            }
+            for (int b = 0; b < k; b++)
+            {
+                if (plan.HasFirstMoment) m[b] = (float)(beta1 * m[b] + (1.0 - beta1) * sumM[b]);
+                v[b] = (float)(beta2 * v[b] + (1.0 - beta2) * sumV[b]);
+            }
+
+            // 2. Recovery and 3. parameter update.
+            int[]? occupancy = _occupancy[t];
+            for (int i = 0; i < d; i++)
+            {
+                int b = plan.Bucket(i);
+                double mHat = plan.HasFirstMoment ? plan.Sign(i) * (double)m[b] / bc1 : g[i];
+                double vHat = v[b] / bc2;
+                if (occupancy is not null) vHat /= occupancy[b];
+                double pi = p[i];
+                p[i] = (float)(pi - lr * wd * pi - lr * mHat / (Math.Sqrt(vHat) + eps));
+            }
+        }
+        StepCount = step;
+    }
+
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s first-moment sketch m (k floats; empty when β1 = 0).</summary>
+    public float[] FirstMoment(int tensor) => (float[])_m[tensor].Clone();
+
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s second-moment sketch v (k floats).</summary>
+    public float[] SecondMoment(int tensor) => (float[])_v[tensor].Clone();
+}
