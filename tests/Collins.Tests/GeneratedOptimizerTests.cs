@@ -1,4 +1,5 @@
 using Collins.Kernels;
+using Collins.Reference;
 using static Collins.Tests.Generated.GeneratedTestSupport;
 
 namespace Collins.Tests.Generated;
@@ -12,7 +13,7 @@ public class GeneratedOptimizerTests
     private static (float[][] Generated, float[][] Expected) RunAgainstReference(
         OptimizerSettings settings, IReadOnlyList<TensorSpec> specs, Action<float, float[][], float[][]> step, int steps, int seed)
     {
-        var reference = new ScalarReference(settings, specs);
+        var reference = new ReferenceOptimizer(settings, specs);
         var p = Parameters(specs, seed);
         var expected = Clone(p);
         for (int s = 1; s <= steps; s++)
@@ -199,7 +200,7 @@ public class GeneratedOptimizerTests
     {
         var specs = RaggedRotation.Optimizer.TensorSpecs;
         using var opt = new RaggedRotation.Optimizer();
-        var reference = new ScalarReference(RaggedRotation.Optimizer.DefaultSettings, specs);
+        var reference = new ReferenceOptimizer(RaggedRotation.Optimizer.DefaultSettings, specs);
         var p = Parameters(specs, 8);
         var expected = Clone(p);
         for (int s = 1; s <= 4; s++)
