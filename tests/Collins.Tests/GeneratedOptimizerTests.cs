@@ -244,4 +244,21 @@ public class GeneratedOptimizerTests
         StepRaggedUniversal(opt, LearningRate, p, g);
         Assert.Equal(1, opt.StepCount);
     }
+
+    [Fact]
+    public void Cpu_step_allocates_nothing()
+    {
+        var specs = RaggedRotation.Optimizer.TensorSpecs;
+        foreach (int threads in new[] { 1, 2 })
+        {
+            using var opt = new RaggedRotation.Optimizer { MaxThreads = threads };
+            var p = Parameters(specs, 10);
+            var g = Gradients(specs, 10, 1);
+            for (int i = 0; i < 200; i++) StepRaggedRotation(opt, 1e-6f, p, g); // past tiered-JIT warm-up
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            opt.Step(1e-6f, p[0], g[0], p[1], g[1], p[2], g[2], p[3], g[3], p[4], g[4], p[5], g[5]);
+            long after = GC.GetAllocatedBytesForCurrentThread();
+            Assert.Equal(0, after - before);
+        }
+    }
 }
