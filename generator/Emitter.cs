@@ -261,7 +261,7 @@ namespace Collins.Generators
 
         private const string AccType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AVI + ">";
         private const string CheckType = "global::System.Action<" + Idx + ", " + AV + ", " + AVI + ">";
-        private const string ScatterType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ">";
+        private const string ScatterType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AVI + ">";
         private const string RotApplyType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + SS + ">";
         private const string BucketType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + SS + ">";
         private const string ElemType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + SS + ">";
@@ -369,7 +369,7 @@ namespace Collins.Generators
                 {
                     if (c.HasM) w.Line("global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumM[" + I + "].View);");
                     w.Line("global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumV[" + I + "].View);");
-                    w.Line("__" + n + "_DeviceScatter!(" + Lit.I(t.Length) + ", " + n + "Grad, sumM[" + I + "].AsContiguous(), sumV[" + I + "].AsContiguous());");
+                    w.Line("__" + n + "_DeviceScatter!(" + Lit.I(t.Length) + ", " + n + "Grad, sumM[" + I + "].AsContiguous(), sumV[" + I + "].AsContiguous(), flag);");
                     w.Line("__" + n + "_DeviceCheck!(" + Lit.I(t.Buckets) + ", sumV[" + I + "].AsContiguous(), flag);");
                 }
             }
@@ -757,10 +757,15 @@ namespace Collins.Generators
             w.Line("return true;");
             w.Close();
             w.Line();
-            w.Line("/// <summary>Device phase 1a, one thread per element: atomic scatter of h2(i)·g[i] and g[i]² into the zeroed SumM/SumV.</summary>");
-            w.Open("internal static void ScatterKernel(" + Idx + " index, " + AV + " gradient, " + AV + " sumM, " + AV + " sumV)");
+            w.Line("/// <summary>");
+            w.Line("/// Device phase 1a, one thread per element: atomic scatter of h2(i)·g[i] and g[i]² into the zeroed SumM/SumV.");
+            w.Line("/// An element whose g² is not finite raises <paramref name=\"flag\"/>[0] (plain store) and is not added, so the atomics never");
+            w.Line("/// see NaN (ILGPU's CPU accelerator implements float atomics as a compare-exchange loop that never ends on NaN).");
+            w.Line("/// </summary>");
+            w.Open("internal static void ScatterKernel(" + Idx + " index, " + AV + " gradient, " + AV + " sumM, " + AV + " sumV, " + AVI + " flag)");
             w.Line("int i = index;");
             w.Line("float x = gradient[i];");
+            w.Line("if (!(x * x <= " + FloatMax + ")) { flag[0] = 1; return; }");
             w.Line("int b = Bucket(i);");
             if (c.HasM) w.Line("global::ILGPU.Atomic.Add(ref sumM[b], Sign(i) * x);");
             w.Line("global::ILGPU.Atomic.Add(ref sumV[b], x * x);");

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
+using Collins.Reference;
 using static Collins.Tests.Generated.GeneratedTestSupport;
 
 namespace Collins.Tests.Generated;
@@ -19,7 +20,7 @@ public class GeneratedDeviceTests
         using var context = Context.Create(b => b.CPU());
         using var accelerator = context.CreateCPUAccelerator(0);
         using var opt = create(accelerator);
-        var reference = new ScalarReference(settings, specs);
+        var reference = new ReferenceOptimizer(settings, specs);
         var p = Parameters(specs, seed);
         var expected = Clone(p);
         var pBuffers = p.Select(a => accelerator.Allocate1D(a)).ToArray();

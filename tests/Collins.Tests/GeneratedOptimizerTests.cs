@@ -1,4 +1,5 @@
 using Collins.Kernels;
+using Collins.Reference;
 using static Collins.Tests.Generated.GeneratedTestSupport;
 
 namespace Collins.Tests.Generated;
@@ -12,7 +13,7 @@ public class GeneratedOptimizerTests
     private static (float[][] Generated, float[][] Expected) RunAgainstReference(
         OptimizerSettings settings, IReadOnlyList<TensorSpec> specs, Action<float, float[][], float[][]> step, int steps, int seed)
     {
-        var reference = new ScalarReference(settings, specs);
+        var reference = new ReferenceOptimizer(settings, specs);
         var p = Parameters(specs, seed);
         var expected = Clone(p);
         for (int s = 1; s <= steps; s++)
@@ -199,7 +200,7 @@ public class GeneratedOptimizerTests
     {
         var specs = RaggedRotation.Optimizer.TensorSpecs;
         using var opt = new RaggedRotation.Optimizer();
-        var reference = new ScalarReference(RaggedRotation.Optimizer.DefaultSettings, specs);
+        var reference = new ReferenceOptimizer(RaggedRotation.Optimizer.DefaultSettings, specs);
         var p = Parameters(specs, 8);
         var expected = Clone(p);
         for (int s = 1; s <= 4; s++)
@@ -242,5 +243,22 @@ public class GeneratedOptimizerTests
         // The guard was released: a valid step works.
         StepRaggedUniversal(opt, LearningRate, p, g);
         Assert.Equal(1, opt.StepCount);
+    }
+
+    [Fact]
+    public void Cpu_step_allocates_nothing()
+    {
+        var specs = RaggedRotation.Optimizer.TensorSpecs;
+        foreach (int threads in new[] { 1, 2 })
+        {
+            using var opt = new RaggedRotation.Optimizer { MaxThreads = threads };
+            var p = Parameters(specs, 10);
+            var g = Gradients(specs, 10, 1);
+            for (int i = 0; i < 200; i++) StepRaggedRotation(opt, 1e-6f, p, g); // past tiered-JIT warm-up
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            opt.Step(1e-6f, p[0], g[0], p[1], g[1], p[2], g[2], p[3], g[3], p[4], g[4], p[5], g[5]);
+            long after = GC.GetAllocatedBytesForCurrentThread();
+            Assert.Equal(0, after - before);
+        }
     }
 }

@@ -114,7 +114,7 @@ namespace Samples.Hashing
 
             // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>>? __Table_DeviceScatter;
+            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Table_DeviceScatter;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Table_DeviceCheck;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceBuckets;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceElements;
@@ -126,7 +126,7 @@ namespace Samples.Hashing
             {
                 if (__deviceKernelsLoaded) return;
                 var accelerator = Accelerator!;
-                __Table_DeviceScatter = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>>(accelerator, Table.ScatterKernel);
+                __Table_DeviceScatter = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Table.ScatterKernel);
                 __Table_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Table.CheckKernel);
                 __Table_DeviceBuckets = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Table.BucketKernel);
                 __Table_DeviceElements = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Table.ElementKernel);
@@ -165,7 +165,7 @@ namespace Samples.Hashing
                     // Phase 1: bucket sums (and the non-finite flag).
                     global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumM[0].View);
                     global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumV[0].View);
-                    __Table_DeviceScatter!(16000, TableGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous());
+                    __Table_DeviceScatter!(16000, TableGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), flag);
                     __Table_DeviceCheck!(1000, sumV[0].AsContiguous(), flag);
                     __Bias_DeviceCheck!(16, BiasGrad, flag);
                     accelerator.Synchronize();
@@ -292,11 +292,16 @@ namespace Samples.Hashing
                     return true;
                 }
 
-                /// <summary>Device phase 1a, one thread per element: atomic scatter of h2(i)·g[i] and g[i]² into the zeroed SumM/SumV.</summary>
-                internal static void ScatterKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV)
+                /// <summary>
+                /// Device phase 1a, one thread per element: atomic scatter of h2(i)·g[i] and g[i]² into the zeroed SumM/SumV.
+                /// An element whose g² is not finite raises <paramref name="flag"/>[0] (plain store) and is not added, so the atomics never
+                /// see NaN (ILGPU's CPU accelerator implements float atomics as a compare-exchange loop that never ends on NaN).
+                /// </summary>
+                internal static void ScatterKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<int> flag)
                 {
                     int i = index;
                     float x = gradient[i];
+                    if (!(x * x <= 3.40282347E+38f)) { flag[0] = 1; return; }
                     int b = Bucket(i);
                     global::ILGPU.Atomic.Add(ref sumM[b], Sign(i) * x);
                     global::ILGPU.Atomic.Add(ref sumV[b], x * x);
