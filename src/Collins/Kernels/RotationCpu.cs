@@ -192,10 +192,12 @@ public static class RotationCpu
     /// m ← β1·m + (1−β1)·sumM; v ← β2·v + (1−β2)·sumV; then the workspace receives the per-bucket
     /// update coefficient: sumM[b] = lr·m·invBc1 / (√v̂·invSqrtBc2 + ε) when β1 ≠ 0, or
     /// sumV[b] = lr / (√v̂·invSqrtBc2 + ε) when β1 = 0 (the update is then g[i]·sumV[b]).
+    /// 1 − β1 and 1 − β2 are passed separately, formed in double and rounded once (1f − 0.999f is 4.7e-5 relative off 0.001).
     /// </summary>
     public static void UpdateBuckets(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                     int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, beta2, epsilon, scalars, new NoOccupancy());
+                                     int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                     in StepScalars scalars)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, new NoOccupancy());
 
     /// <summary>
     /// As <see cref="UpdateBuckets"/> with SecondMoment = Mean for the Rotation layout: v̂ = v / occupancy
@@ -203,16 +205,16 @@ public static class RotationCpu
     /// (column (b − ρ_last) mod k &lt; <paramref name="lastRowLength"/>) and rows − 1 otherwise.
     /// </summary>
     public static void UpdateBucketsRotationMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                                 int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars,
-                                                 int rows, int buckets, int lastRotation, int lastRowLength)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, beta2, epsilon, scalars,
+                                                 int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                                 in StepScalars scalars, int rows, int buckets, int lastRotation, int lastRowLength)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars,
                       new RotationOccupancy(rows, buckets, lastRotation, lastRowLength));
 
     /// <summary>As <see cref="UpdateBuckets"/> with SecondMoment = Mean from a table of bucket occupancies (Universal layout).</summary>
     public static void UpdateBucketsMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                         int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars,
-                                         float[] occupancy)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, beta2, epsilon, scalars, new TableOccupancy(occupancy));
+                                         int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                         in StepScalars scalars, float[] occupancy)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, new TableOccupancy(occupancy));
 
     private interface IOccupancy { float Get(int bucket); }
     private readonly struct NoOccupancy : IOccupancy { public float Get(int bucket) => 1f; }
@@ -228,12 +230,11 @@ public static class RotationCpu
     }
 
     private static void UpdateCore<TOcc>(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                         int b0, int b1, float beta1, float beta2, float epsilon, in StepScalars s, TOcc occ)
+                                         int b0, int b1, float beta1, float c1, float beta2, float c2, float epsilon, in StepScalars s, TOcc occ)
         where TOcc : struct, IOccupancy
     {
         bool hasM = firstMoment.Length != 0;
         bool mean = typeof(TOcc) != typeof(NoOccupancy);
-        float c1 = 1f - beta1, c2 = 1f - beta2;
         float lr = s.LearningRate, ib1 = s.InvBiasCorrection1, isb2 = s.InvSqrtBiasCorrection2;
         if (hasM)
         {
