@@ -216,9 +216,34 @@ public static class RotationCpu
                                          in StepScalars scalars, float[] occupancy)
         => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, new TableOccupancy(occupancy));
 
-    private interface IOccupancy { float Get(int bucket); }
-    private readonly struct NoOccupancy : IOccupancy { public float Get(int bucket) => 1f; }
-    private readonly struct TableOccupancy(float[] table) : IOccupancy { public float Get(int bucket) => table[bucket]; }
+    private interface IOccupancy
+    {
+        float Get(int bucket);
+        /// <summary>Occupancies of buckets [bucket, bucket + Vector&lt;float&gt;.Count).</summary>
+        Vector<float> GetVector(int bucket);
+    }
+
+    private static readonly Vector<int> s_lanes = CreateLanes();
+
+    private static Vector<int> CreateLanes()
+    {
+        Span<int> lanes = stackalloc int[Vector<int>.Count];
+        for (int i = 0; i < lanes.Length; i++) lanes[i] = i;
+        return new Vector<int>(lanes);
+    }
+
+    private readonly struct NoOccupancy : IOccupancy
+    {
+        public float Get(int bucket) => 1f;
+        public Vector<float> GetVector(int bucket) => Vector<float>.One;
+    }
+
+    private readonly struct TableOccupancy(float[] table) : IOccupancy
+    {
+        public float Get(int bucket) => table[bucket];
+        public Vector<float> GetVector(int bucket) => new(table, bucket);
+    }
+
     private readonly struct RotationOccupancy(int rows, int buckets, int lastRotation, int lastRowLength) : IOccupancy
     {
         public float Get(int bucket)
@@ -226,6 +251,14 @@ public static class RotationCpu
             int c = bucket - lastRotation;
             if (c < 0) c += buckets;
             return c < lastRowLength ? rows : rows - 1;
+        }
+
+        public Vector<float> GetVector(int bucket)
+        {
+            var c = new Vector<int>(bucket - lastRotation) + s_lanes;
+            c = Vector.ConditionalSelect(Vector.LessThan(c, Vector<int>.Zero), c + new Vector<int>(buckets), c);
+            var inLastRow = Vector.LessThan(c, new Vector<int>(lastRowLength));
+            return Vector.ConvertToSingle(Vector.ConditionalSelect(inLastRow, new Vector<int>(rows), new Vector<int>(rows - 1)));
         }
     }
 
@@ -236,6 +269,31 @@ public static class RotationCpu
         bool hasM = firstMoment.Length != 0;
         bool mean = typeof(TOcc) != typeof(NoOccupancy);
         float lr = s.LearningRate, ib1 = s.InvBiasCorrection1, isb2 = s.InvSqrtBiasCorrection2;
+        int w = Vector<float>.Count;
+        // Vector prefix: lane-wise IEEE operations, so every bucket gets exactly the scalar loop's value.
+        int vb = b0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vb1 = new Vector<float>(beta1); var vc1 = new Vector<float>(c1);
+            var vb2 = new Vector<float>(beta2); var vc2 = new Vector<float>(c2);
+            var vlr = new Vector<float>(lr); var vib1 = new Vector<float>(ib1);
+            var visb2 = new Vector<float>(isb2); var veps = new Vector<float>(epsilon);
+            for (; vb <= b1 - w; vb += w)
+            {
+                var v = vb2 * new Vector<float>(secondMoment.Slice(vb)) + vc2 * new Vector<float>(sumV.Slice(vb));
+                v.CopyTo(secondMoment.Slice(vb));
+                var vhat = mean ? v / occ.GetVector(vb) : v;
+                var den = Vector.SquareRoot(vhat) * visb2 + veps;
+                if (hasM)
+                {
+                    var m = vb1 * new Vector<float>(firstMoment.Slice(vb)) + vc1 * new Vector<float>(sumM.Slice(vb));
+                    m.CopyTo(firstMoment.Slice(vb));
+                    (vlr * (m * vib1) / den).CopyTo(sumM.Slice(vb));
+                }
+                else (vlr / den).CopyTo(sumV.Slice(vb));
+            }
+        }
+        b0 = vb;
         if (hasM)
         {
             for (int b = b0; b < b1; b++)
