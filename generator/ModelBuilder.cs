@@ -294,6 +294,12 @@ namespace Collins.Generators
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, At("Name"), name, "a tensor has the same name"));
                 valid = false;
             }
+            else if (symbol.GetMembers(name).Any(m => !m.IsImplicitlyDeclared))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, At("Name"), name,
+                    "the class already has a member of that name"));
+                valid = false;
+            }
             else if (!variantNames.Add(name))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateVariantName, At("Name"), symbol.Name, name));

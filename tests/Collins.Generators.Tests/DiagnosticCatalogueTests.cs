@@ -328,6 +328,11 @@ public class DiagnosticCatalogueTests
             Error("COL015", $"Optimizer name '{name}' is not usable: {why}")));
 
     [Fact]
+    public void COL015_variant_named_like_an_existing_member()
+        => AssertNothingGenerated(AssertDiagnostics(Model("[|SketchedOptimizer(Ratio = 4)|]", Tensors + "\n    public int Optimizer;"),
+            Error("COL015", "Optimizer name 'Optimizer' is not usable: the class already has a member of that name")));
+
+    [Fact]
     public void COL016_negative_dense_threshold()
         => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Ratio = 4, [|DenseThreshold = -1|])"),
             Error("COL016", "Optimizer 'Optimizer' has DenseThreshold = -1; it must be at least 0")));
@@ -410,4 +415,67 @@ public class DiagnosticCatalogueTests
 
     internal static string RepositoryRoot([CallerFilePath] string path = "")
         => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", ".."));
+}
+
+/// <summary>COL999: an exception inside the generator becomes one diagnostic carrying its message, never CS8785.</summary>
+public class InternalErrorTests
+{
+    private const string Source = """
+        using Collins;
+        namespace App;
+
+        [SketchedOptimizer(Ratio = 4)]
+        public partial class [|FaultyModel7f3a|]
+        {
+            [Tensor(64, 64)] public float[] W = new float[4096];
+        }
+
+        [SketchedOptimizer(Ratio = 4)]
+        public partial class Healthy
+        {
+            [Tensor(64, 64)] public float[] W = new float[4096];
+        }
+        """;
+
+    private static GeneratorRun RunWithFault(string stage)
+    {
+        // Keyed by a class name no other test uses, so tests running in parallel are unaffected.
+        SketchedOptimizerGenerator.FaultInjection = key => key == stage + ":FaultyModel7f3a" ? new InvalidOperationException("injected fault 42") : null;
+        try
+        {
+            return GeneratorDriverHelper.Run(Markup.Parse(Source).Source);
+        }
+        finally
+        {
+            SketchedOptimizerGenerator.FaultInjection = null;
+        }
+    }
+
+    private static void AssertOneInternalError(GeneratorRun run, string message)
+    {
+        Assert.Null(run.Generator.Exception);
+        Assert.DoesNotContain(run.Output.GetDiagnostics().Concat(run.GeneratorDiagnostics), d => d.Id is "CS8784" or "CS8785");
+        var d = Assert.Single(run.GeneratorDiagnostics);
+        Assert.Equal("COL999", d.Id);
+        Assert.Equal(DiagnosticSeverity.Error, d.Severity);
+        Assert.Equal(message, d.GetMessage(CultureInfo.InvariantCulture));
+        // The healthy class is still generated; nothing of the faulty one is.
+        Assert.Equal(new[] { "App.Healthy.g.cs" }, run.Generator.GeneratedSources.Select(s => s.HintName));
+    }
+
+    [Fact]
+    public void Exception_in_the_transform_becomes_COL999_at_the_class()
+    {
+        var run = RunWithFault("transform");
+        AssertOneInternalError(run, "The Collins generator failed unexpectedly and generated nothing for this class: InvalidOperationException: injected fault 42");
+        // Reported at the class declaration (the whole declaration, attributes included).
+        var tree = run.Input.SyntaxTrees.Single();
+        var declaration = tree.GetRoot().DescendantNodes().OfType<Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax>().First();
+        Assert.Equal(declaration.Span, run.GeneratorDiagnostics[0].Location.SourceSpan);
+    }
+
+    [Fact]
+    public void Exception_in_the_emitter_becomes_COL999()
+        => AssertOneInternalError(RunWithFault("emit"),
+            "The Collins generator failed unexpectedly and generated nothing for this class: emitting 'App.FaultyModel7f3a': InvalidOperationException: injected fault 42");
 }

@@ -38,7 +38,14 @@ public class IncrementalCachingTests
         }
         """;
 
-    private static readonly string[] OurSteps = { TrackingNames.Transform, TrackingNames.Diagnostics, TrackingNames.Models };
+    private static readonly string[] OurSteps = { TrackingNames.Transform, TrackingNames.Diagnostics, TrackingNames.WithModel, TrackingNames.Models };
+
+    [Fact]
+    public void Every_tracking_name_constant_names_a_tracked_step()
+    {
+        var names = typeof(TrackingNames).GetFields().Where(f => f.IsLiteral).Select(f => (string)f.GetRawConstantValue()!).ToList();
+        Assert.Equal(names.OrderBy(n => n), OurSteps.OrderBy(n => n));
+    }
 
     private static (GeneratorDriver Driver, CSharpCompilation Compilation) Prime()
     {
