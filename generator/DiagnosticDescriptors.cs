@@ -38,12 +38,12 @@ namespace Collins.Generators
 
         public static readonly DiagnosticDescriptor InvalidBeta = Make("COL005",
             "Invalid beta",
-            "Optimizer '{0}' has {1} = {2}; it must be in [0, 1)",
+            "Optimizer '{0}' has {1} = {2}; it must be in [0, 1), also when rounded to float",
             DiagnosticSeverity.Error);
 
         public static readonly DiagnosticDescriptor InvalidEpsilon = Make("COL006",
             "Invalid epsilon",
-            "Optimizer '{0}' has Epsilon = {1}; it must be finite and greater than 0",
+            "Optimizer '{0}' has Epsilon = {1}; it must be finite and greater than 0, also when rounded to float",
             DiagnosticSeverity.Error);
 
         public static readonly DiagnosticDescriptor InvalidWeightDecay = Make("COL007",
@@ -96,6 +96,11 @@ namespace Collins.Generators
             "Optimizer '{0}' has DenseThreshold = {1}; it must be at least 0",
             DiagnosticSeverity.Error);
 
+        public static readonly DiagnosticDescriptor TooManyRows = Make("COL017",
+            "Too many Rotation rows",
+            "Tensor '{0}' would have {1} Rotation rows with ratio {2} in optimizer '{3}'; the generated kernels unroll one statement per row and allow at most {4}",
+            DiagnosticSeverity.Error);
+
         public static readonly DiagnosticDescriptor InternalError = Make("COL999",
             "Collins generator internal error",
             "The Collins generator failed unexpectedly and generated nothing for this class: {0}",
@@ -105,7 +110,7 @@ namespace Collins.Generators
         public static readonly IReadOnlyDictionary<string, DiagnosticDescriptor> ById = Index(
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
-            RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, InternalError);
+            RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, InternalError);
 
         private static IReadOnlyDictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

@@ -25,7 +25,23 @@ namespace Collins.Generators
             "NonFinitePolicy", "MaxThreads", "StateBytes", "DenseAdamWStateBytes", "ParameterCount", "FirstMoments",
             "SecondMoments", "SumM", "SumV", "DeviceFirstMoments", "DeviceSecondMoments", "DeviceSumM", "DeviceSumV",
             "DeviceFlag", "BeginStep", "ValidateTensor", "ValidateNoOverlap", "ValidateDevice", "EndStep", "AbortStep",
-            "Dispose", "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize", "learningRate",
+            "Dispose", "OnDispose", "ValidateNoCrossOverlap", "ValidateBufferCounts", "CopyFirstMoment", "CopySecondMoment",
+            "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize", "learningRate",
+            // Locals of the generated Step methods and __CreatePlans (a Step parameter of the same name would clash).
+            "scalars", "threads", "finite", "accelerator", "flagBuffer", "flag", "m", "v", "sumM", "sumV", "nonFinite", "settings", "plans", "i",
+        };
+
+        // Members of the generated per-tensor class (Emitter.EmitTensor and the layout emitters): a tensor of the same name
+        // would be a class with a member named like itself (CS0542). Which ones exist depends on the layout and on density.
+        private static readonly string[] TensorClassMembers =
+            { "Index", "Length", "Buckets", "Rows", "Ratio", "IsDense", "StateBytes", "DenseAdamWStateBytes" };
+        private static readonly string[] DenseClassMembers = { "Apply", "DenseCheckKernel", "DenseApplyKernel" };
+        private static readonly string[] RotationClassMembers =
+            { "Rotations", "Signs", "TileBuckets", "Tiles", "Accumulate", "Apply", "AccumulateKernel", "ApplyKernel" };
+        private static readonly string[] UniversalClassMembers =
+        {
+            "A", "B", "SignA", "SignB", "BucketTile", "ElementTile", "Bucket", "Sign", "Occupancy", "BuildOccupancy", "s_occupancy",
+            "Accumulate", "UpdateBuckets", "ApplyElements", "ScatterKernel", "CheckKernel", "BucketKernel", "ElementKernel",
         };
 
         private sealed class TensorDecl
@@ -36,6 +52,7 @@ namespace Collins.Generators
             public int SpecRatio;
             public int Sketching;
             public Location? Location;
+            public Location? NameLocation;
             public bool Valid = true;
         }
 
@@ -44,6 +61,18 @@ namespace Collins.Generators
             var diagnostics = new List<DiagnosticInfo>();
             var symbol = (INamedTypeSymbol)ctx.TargetSymbol;
             var node = (TypeDeclarationSyntax)ctx.TargetNode;
+
+            // A partial class may carry [SketchedOptimizer] on several of its declarations. The transform runs once per such
+            // declaration; only the one holding the first attribute builds the class (with every attribute of every
+            // declaration), so that variants are checked together and no hint name is added twice.
+            var attributes = symbol.GetAttributes()
+                .Where(a => a.AttributeClass?.ToDisplayString() == SketchedOptimizerGenerator.AttributeMetadataName)
+                .ToList();
+            if (attributes.Count == 0) attributes.AddRange(ctx.Attributes);
+            var firstApplication = attributes[0].ApplicationSyntaxReference;
+            if (firstApplication is not null
+                && (firstApplication.SyntaxTree != node.SyntaxTree || !node.Span.Contains(firstApplication.Span)))
+                return new ClassResult(null, EquatableArray<DiagnosticInfo>.Empty);
             var classLocation = node.Identifier.GetLocation();
             bool ok = true;
 
@@ -96,13 +125,13 @@ namespace Collins.Generators
                 if (!t.Valid) { ok = false; continue; }
                 if (!seen.Add(t.Name))
                 {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateTensorName, t.Location, t.Name, symbol.Name));
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateTensorName, t.NameLocation, t.Name, symbol.Name));
                     ok = false;
                     continue;
                 }
                 if (!parameterNames.Add(t.Name) || !parameterNames.Add(t.Name + "Grad"))
                 {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.Location, t.Name,
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.NameLocation, t.Name,
                         "its Step parameters '" + t.Name + "'/'" + t.Name + "Grad' clash with another tensor's"));
                     ok = false;
                 }
@@ -112,21 +141,12 @@ namespace Collins.Generators
             var variants = new List<VariantModel>();
             var variantNames = new HashSet<string>(StringComparer.Ordinal);
             string metadataName = MetadataName(symbol);
-            int attributeCount = ctx.Attributes.Length;
-            foreach (var attr in ctx.Attributes)
+            int attributeCount = attributes.Count;
+            foreach (var attr in attributes)
             {
                 ct.ThrowIfCancellationRequested();
                 var variant = ReadVariant(symbol, attr, tensors, seen, variantNames, metadataName, attributeCount, diagnostics, ct);
                 if (variant is not null) variants.Add(variant);
-            }
-            foreach (var v in variants)
-            {
-                if (tensors.Any(t => t.Name == v.Name))
-                {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, classLocation, v.Name,
-                        "a tensor has the same name"));
-                    ok = false;
-                }
             }
 
             ClassModel? model = null;
@@ -146,6 +166,7 @@ namespace Collins.Generators
                 Name = member.Name,
                 Location = attr.ApplicationSyntaxReference?.GetSyntax(ct).GetLocation() ?? member.Locations.FirstOrDefault(),
             };
+            var syntax = attr.ApplicationSyntaxReference?.GetSyntax(ct) as AttributeSyntax;
             foreach (var named in attr.NamedArguments)
             {
                 switch (named.Key)
@@ -155,21 +176,22 @@ namespace Collins.Generators
                     case "Sketching" when named.Value.Value is int k: t.Sketching = k; break;
                 }
             }
+            var nameLocation = t.NameLocation = NamedArgumentLocation(syntax, "Name") ?? t.Location;
             if (!IsIdentifier(t.Name, out string why))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.Location, t.Name, why));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, nameLocation, t.Name, why));
                 t.Valid = false;
             }
             else if (Reserved.Contains(t.Name) || t.Name.StartsWith("__", StringComparison.Ordinal))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.Location, t.Name,
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, nameLocation, t.Name,
                     "it is a member name of the generated optimizer"));
                 t.Valid = false;
             }
             if (t.SpecRatio < 0)
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidRatio, t.Location, "Tensor '" + t.Name + "'",
-                    t.SpecRatio.ToString(CultureInfo.InvariantCulture)));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidRatio, NamedArgumentLocation(syntax, "Ratio") ?? t.Location,
+                    "Tensor '" + t.Name + "'", t.SpecRatio.ToString(CultureInfo.InvariantCulture)));
                 t.Valid = false;
             }
             if (t.Sketching < 0 || t.Sketching > 2) t.Valid = false; // undefined enum value: the compiler reports nothing, we generate nothing
@@ -177,6 +199,7 @@ namespace Collins.Generators
             // Shape: the params int[] constructor argument.
             var dims = new List<int>();
             string? shapeError = null;
+            Location? shapeLocation = t.Location;
             if (attr.ConstructorArguments.Length != 1 || attr.ConstructorArguments[0].Kind != TypedConstantKind.Array)
                 shapeError = "the shape is not a list of constants";
             else
@@ -185,17 +208,20 @@ namespace Collins.Generators
                 if (values.IsDefaultOrEmpty) shapeError = "no dimensions";
                 else
                 {
-                    foreach (var v in values)
+                    for (int i = 0; i < values.Length; i++)
                     {
-                        if (v.Kind == TypedConstantKind.Error || v.Value is not int d) { shapeError = "a dimension is not a constant"; break; }
-                        if (d <= 0) { shapeError = "dimension " + d.ToString(CultureInfo.InvariantCulture); break; }
-                        dims.Add(d);
+                        var v = values[i];
+                        if (v.Kind == TypedConstantKind.Error || v.Value is not int d) shapeError = "a dimension is not a constant";
+                        else if (d <= 0) shapeError = "dimension " + d.ToString(CultureInfo.InvariantCulture);
+                        else { dims.Add(d); continue; }
+                        shapeLocation = PositionalArgumentLocation(syntax, i, values.Length) ?? t.Location;
+                        break;
                     }
                 }
             }
             if (shapeError is not null)
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidDimension, t.Location, t.Name, shapeError));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidDimension, shapeLocation, t.Name, shapeError));
                 t.Valid = false;
                 return t;
             }
@@ -227,7 +253,9 @@ namespace Collins.Generators
                                                  HashSet<string> variantNames, string metadataName, int attributeCount,
                                                  List<DiagnosticInfo> diagnostics, CancellationToken ct)
         {
-            var location = attr.ApplicationSyntaxReference?.GetSyntax(ct).GetLocation() ?? symbol.Locations.FirstOrDefault();
+            var syntax = attr.ApplicationSyntaxReference?.GetSyntax(ct) as AttributeSyntax;
+            var location = syntax?.GetLocation() ?? symbol.Locations.FirstOrDefault();
+            Location? At(string argument) => NamedArgumentLocation(syntax, argument) ?? location;
             string name = "Optimizer";
             int ratio = 32, layout = 0, secondMoment = 0, denseThreshold = 4096;
             double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weightDecay = 0;
@@ -253,47 +281,58 @@ namespace Collins.Generators
             string display = name;
             if (!IsIdentifier(name, out string why))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, location, name, why));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, At("Name"), name, why));
                 valid = false;
             }
             else if (name == symbol.Name)
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, location, name, "it is the name of the model class"));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, At("Name"), name, "it is the name of the model class"));
+                valid = false;
+            }
+            else if (tensors.Any(t => t.Name == name))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, At("Name"), name, "a tensor has the same name"));
+                valid = false;
+            }
+            else if (symbol.GetMembers(name).Any(m => !m.IsImplicitlyDeclared))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, At("Name"), name,
+                    "the class already has a member of that name"));
                 valid = false;
             }
             else if (!variantNames.Add(name))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateVariantName, location, symbol.Name, name));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateVariantName, At("Name"), symbol.Name, name));
                 valid = false;
             }
             if (ratio < 1)
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidRatio, location, "Optimizer '" + display + "'", ratio.ToString(CultureInfo.InvariantCulture)));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidRatio, At("Ratio"), "Optimizer '" + display + "'", ratio.ToString(CultureInfo.InvariantCulture)));
                 valid = false;
             }
-            if (!(beta1 >= 0 && beta1 < 1))
+            if (!(beta1 >= 0 && beta1 < 1 && (float)beta1 < 1f))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, location, display, "Beta1", Num(beta1)));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, At("Beta1"), display, "Beta1", Num(beta1)));
                 valid = false;
             }
-            if (!(beta2 >= 0 && beta2 < 1))
+            if (!(beta2 >= 0 && beta2 < 1 && (float)beta2 < 1f))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, location, display, "Beta2", Num(beta2)));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, At("Beta2"), display, "Beta2", Num(beta2)));
                 valid = false;
             }
-            if (!(epsilon > 0) || double.IsInfinity(epsilon))
+            if (!(epsilon > 0) || double.IsInfinity(epsilon) || !((float)epsilon > 0f) || float.IsInfinity((float)epsilon))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidEpsilon, location, display, Num(epsilon)));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidEpsilon, At("Epsilon"), display, Num(epsilon)));
                 valid = false;
             }
             if (!(weightDecay >= 0) || double.IsInfinity(weightDecay))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidWeightDecay, location, display, Num(weightDecay)));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidWeightDecay, At("WeightDecay"), display, Num(weightDecay)));
                 valid = false;
             }
             if (denseThreshold < 0)
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidDenseThreshold, location, display, denseThreshold.ToString(CultureInfo.InvariantCulture)));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidDenseThreshold, At("DenseThreshold"), display, denseThreshold.ToString(CultureInfo.InvariantCulture)));
                 valid = false;
             }
             if (layout < 0 || layout > 1 || secondMoment < 0 || secondMoment > 1) valid = false; // undefined enum values
@@ -303,15 +342,24 @@ namespace Collins.Generators
             foreach (var t in tensors)
             {
                 if (!t.Valid) return null;
-                models.Add(Plan(t, name, ratio, beta1, layout, seed, denseThreshold, location, diagnostics));
+                var model = Plan(t, name, ratio, beta1, layout, seed, denseThreshold, location, diagnostics);
+                if (model is null) valid = false;
+                else models.Add(model);
             }
+            if (!valid) return null;
             string hint = Sanitize(metadataName) + (attributeCount > 1 ? "." + name : "") + ".g.cs";
             return new VariantModel(name, hint, ratio, beta1, beta2, epsilon, weightDecay, layout, secondMoment, seed, denseThreshold,
                 new EquatableArray<TensorModel>(models));
         }
 
         /// <summary>Mirrors <c>TensorPlan</c>: dense rule, effective ratio, buckets, rows, hash constants.</summary>
-        private static TensorModel Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, long seed, int denseThreshold,
+        /// <summary>
+        /// Most rows a Rotation tensor may have: the emitter unrolls one statement per row in each kernel, so rows (≤ ratio)
+        /// bound the size of the generated code. Beyond it COL017 is reported instead of emitting huge code.
+        /// </summary>
+        internal const int MaxUnrolledRows = 1024;
+
+        private static TensorModel? Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, long seed, int denseThreshold,
                                         Location? variantLocation, List<DiagnosticInfo> diagnostics)
         {
             int length = (int)t.Length;
@@ -320,6 +368,21 @@ namespace Collins.Generators
             int effectiveRatio = dense ? 1 : ratio;
             int buckets = dense ? length : HashDerivation.Buckets(length, ratio);
             int rows = dense ? 1 : HashDerivation.Rows(length, buckets);
+            var clashes = dense ? DenseClassMembers : layout == 0 ? RotationClassMembers : UniversalClassMembers;
+            if (Array.IndexOf(TensorClassMembers, t.Name) >= 0 || Array.IndexOf(clashes, t.Name) >= 0)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.NameLocation ?? variantLocation, t.Name,
+                    "its generated class in optimizer '" + variant + "' has a member of that name"
+                    + (dense ? "" : layout == 0 ? " (Rotation layout)" : " (Universal layout)")));
+                return null;
+            }
+            if (!dense && layout == 0 && rows > MaxUnrolledRows)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TooManyRows, t.Location ?? variantLocation, t.Name,
+                    rows.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant,
+                    MaxUnrolledRows.ToString(CultureInfo.InvariantCulture)));
+                return null;
+            }
             int[] rotations = Array.Empty<int>(), signs = Array.Empty<int>();
             uint a = 0, b = 0, sa = 0, sb = 0;
             if (!dense && layout == 0)
@@ -334,6 +397,23 @@ namespace Collins.Generators
                     length.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant));
             return new TensorModel(t.Name, new EquatableArray<int>(t.Shape), t.SpecRatio, t.Sketching, length, dense, effectiveRatio,
                 buckets, rows, new EquatableArray<int>(rotations), new EquatableArray<int>(signs), a, b, sa, sb);
+        }
+
+        /// <summary>The location of <c>Name = value</c> in an attribute application, or null when it is not written there.</summary>
+        private static Location? NamedArgumentLocation(AttributeSyntax? syntax, string name)
+        {
+            if (syntax?.ArgumentList is null) return null;
+            foreach (var argument in syntax.ArgumentList.Arguments)
+                if (argument.NameEquals is not null && argument.NameEquals.Name.Identifier.ValueText == name) return argument.GetLocation();
+            return null;
+        }
+
+        /// <summary>The location of the positional argument holding element <paramref name="index"/> of a params array (null when not expanded).</summary>
+        private static Location? PositionalArgumentLocation(AttributeSyntax? syntax, int index, int count)
+        {
+            if (syntax?.ArgumentList is null) return null;
+            var positional = syntax.ArgumentList.Arguments.Where(a => a.NameEquals is null && a.NameColon is null).ToList();
+            return positional.Count == count && index < positional.Count ? positional[index].GetLocation() : null;
         }
 
         private static double ToDouble(object? v) => v switch

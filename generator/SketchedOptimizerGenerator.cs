@@ -18,6 +18,12 @@ namespace Collins.Generators
         public const string AttributeMetadataName = "Collins.SketchedOptimizerAttribute";
         public const string TensorAttributeMetadataName = "Collins.TensorAttribute";
 
+        /// <summary>
+        /// Tests only (null otherwise): given "transform:{class name}" or "emit:{class name}", returns an exception to throw
+        /// at that stage, to check that a failure becomes one COL999 diagnostic and never the compiler's CS8785.
+        /// </summary>
+        internal static Func<string, Exception?>? FaultInjection;
+
         public void Initialize(IncrementalGeneratorInitializationContext context)
         {
             var results = context.SyntaxProvider
@@ -33,6 +39,7 @@ namespace Collins.Generators
 
             var models = results
                 .Where(static r => r.Model is not null)
+                .WithTrackingName(TrackingNames.WithModel)
                 .Select(static (r, _) => r.Model!)
                 .WithTrackingName(TrackingNames.Models);
 
@@ -47,6 +54,7 @@ namespace Collins.Generators
                 var files = new List<(string Hint, string Text)>();
                 try
                 {
+                    if (FaultInjection?.Invoke("emit:" + model.ClassName) is { } fault) throw fault;
                     foreach (var variant in model.Variants)
                         files.Add((variant.HintName, Emitter.Emit(model, variant)));
                 }
@@ -56,7 +64,16 @@ namespace Collins.Generators
                         $"emitting '{model.DisplayName}': {ex.GetType().Name}: {ex.Message}"));
                     return;
                 }
-                foreach (var (hint, text) in files) spc.AddSource(hint, text);
+                try
+                {
+                    // AddSource throws on a hint name already added, e.g. for two same-named classes (already a CS0101 error).
+                    foreach (var (hint, text) in files) spc.AddSource(hint, text);
+                }
+                catch (ArgumentException ex)
+                {
+                    spc.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.InternalError, Location.None,
+                        $"adding the source of '{model.DisplayName}': {ex.GetType().Name}: {ex.Message}"));
+                }
             });
         }
 
@@ -64,6 +81,7 @@ namespace Collins.Generators
         {
             try
             {
+                if (FaultInjection?.Invoke("transform:" + ctx.TargetSymbol.Name) is { } fault) throw fault;
                 return ModelBuilder.Build(ctx, ct);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)

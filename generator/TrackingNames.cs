@@ -7,6 +7,8 @@ namespace Collins.Generators
         public const string Transform = "Collins.Transform";
         /// <summary>The diagnostics of a class (data records, no Location).</summary>
         public const string Diagnostics = "Collins.Diagnostics";
+        /// <summary>The transform results that carry a model (the filter before <see cref="Models"/>).</summary>
+        public const string WithModel = "Collins.WithModel";
         /// <summary>The valid class models (the input of the source output).</summary>
         public const string Models = "Collins.Models";
     }

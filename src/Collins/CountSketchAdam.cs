@@ -8,7 +8,7 @@ namespace Collins;
 /// The run-time (non-specialised) Count-Sketch Adam optimizer, for shapes known only at run time.
 /// It derives exactly the same hash constants as the generated optimizers (through
 /// <see cref="TensorPlan"/>), loops over rows with run-time constants, and keeps its state in CPU
-/// arrays. It follows the two-phase step protocol of <see cref="SketchedOptimizerBase"/>: every
+/// arrays or, when constructed with an ILGPU accelerator, on that accelerator (generic kernels). It follows the two-phase step protocol of <see cref="SketchedOptimizerBase"/>: every
 /// argument is validated before anything is written, a non-finite gradient changes nothing, and
 /// results are bit-identical for any <see cref="SketchedOptimizerBase.MaxThreads"/>.
 /// </summary>
@@ -25,10 +25,12 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
     /// <summary>Builds an optimizer for <paramref name="tensors"/> with CPU state.</summary>
     /// <param name="settings">Ratio, betas, layout, seed…</param>
     /// <param name="tensors">The tensors, in the order <c>Step</c> receives their buffers.</param>
-    /// <param name="accelerator">Must be null: the run-time optimizer keeps its state on the CPU.</param>
+    /// <param name="accelerator">
+    /// Null for CPU state (step it with arrays or <see cref="Memory{T}"/>); an ILGPU accelerator to keep
+    /// the state there (step it with <see cref="ILGPU.ArrayView{T}"/> buffers of that accelerator).
+    /// </param>
     public CountSketchAdam(OptimizerSettings settings, IReadOnlyList<TensorSpec> tensors, ILGPU.Runtime.Accelerator? accelerator = null)
-        : base(settings, BuildPlans(settings, tensors), accelerator is null ? null
-              : throw new NotSupportedException("CountSketchAdam keeps its state on the CPU; use a generated optimizer for ILGPU accelerators."))
+        : base(settings, BuildPlans(settings, tensors), accelerator)
     {
         _kernels = new TensorKernel[Tensors.Count];
         for (int i = 0; i < Tensors.Count; i++)
@@ -38,7 +40,11 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
                         : plan.Layout == SketchLayout.Rotation ? new RotationKernel(plan, settings)
                         : new UniversalKernel(plan, settings);
         }
+        if (accelerator is not null) InitializeDevice(accelerator);
     }
+
+    /// <inheritdoc/>
+    protected override void OnDispose() => DisposeDevice();
 
     private static TensorPlan[] BuildPlans(OptimizerSettings settings, IReadOnlyList<TensorSpec> tensors)
     {
@@ -162,12 +168,16 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
     /// <summary>Shared by the sketched layouts: the per-bucket part of phase 2.</summary>
     private abstract class SketchKernel : TensorKernel
     {
-        /// <summary>1/occupancy per bucket for <see cref="SecondMomentEstimate.Mean"/>; null for Sum.</summary>
+        /// <summary>
+        /// 1/occupancy per bucket for <see cref="SecondMomentEstimate.Mean"/> under the Universal layout
+        /// (k floats of workspace, no closed form); null otherwise. Rotation occupancies are computed:
+        /// rows for buckets the last row reaches, rows − 1 for the others.
+        /// </summary>
         protected readonly float[]? InvOccupancy;
 
         protected SketchKernel(TensorPlan plan, OptimizerSettings settings) : base(plan, settings)
         {
-            if (plan.SecondMoment == SecondMomentEstimate.Mean)
+            if (plan.SecondMoment == SecondMomentEstimate.Mean && plan.Layout == SketchLayout.Universal)
             {
                 var occ = plan.Occupancy();
                 InvOccupancy = new float[occ.Length];
@@ -179,9 +189,10 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         /// Updates m and v of buckets [b0, b1) from the workspace, then overwrites the workspace with the
         /// per-bucket factor of the parameter update: sumM[b] = lr·m[b]·invBc1/den[b] when β1 ≠ 0
         /// (the update is p ← p·decay − σ·sumM[b]), otherwise sumV[b] = lr/den[b] (p ← p·decay − g·sumV[b]),
-        /// with den[b] = √(v[b]·invOcc[b])·invSqrtBc2 + ε.
+        /// with den[b] = √(v[b]·invOcc[b])·invSqrtBc2 + ε; invOcc[b] comes from <see cref="InvOccupancy"/>
+        /// when it exists, else it is <paramref name="invOccupancy"/> for the whole range (1 for Sum).
         /// </summary>
-        protected void UpdateBuckets(int b0, int b1, in TileBuffers buf, in StepScalars s)
+        protected void UpdateBuckets(int b0, int b1, in TileBuffers buf, in StepScalars s, float invOccupancy = 1f)
         {
             Span<float> m = buf.FirstMoment, v = buf.SecondMoment, sm = buf.SumM, sv = buf.SumV;
             float lr = s.LearningRate, ib1 = s.InvBiasCorrection1, isb2 = s.InvSqrtBiasCorrection2;
@@ -194,11 +205,12 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
                 var vb2 = new Vector<float>(Beta2); var vc2 = new Vector<float>(C2);
                 var vlr = new Vector<float>(lr); var vlrib1 = new Vector<float>(lr * ib1);
                 var visb2 = new Vector<float>(isb2); var veps = new Vector<float>(Epsilon);
+                var vocc = new Vector<float>(invOccupancy);
                 for (; b <= b1 - w; b += w)
                 {
                     var vv = vb2 * new Vector<float>(v.Slice(b)) + vc2 * new Vector<float>(sv.Slice(b));
                     vv.CopyTo(v.Slice(b));
-                    var vs = inv is null ? vv : vv * new Vector<float>(inv, b);
+                    var vs = inv is null ? vv * vocc : vv * new Vector<float>(inv, b);
                     var den = Vector.SquareRoot(vs) * visb2 + veps;
                     if (HasM)
                     {
@@ -213,7 +225,7 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
             {
                 float vv = Beta2 * v[b] + C2 * sv[b];
                 v[b] = vv;
-                float den = MathF.Sqrt(inv is null ? vv : vv * inv[b]) * isb2 + Epsilon;
+                float den = MathF.Sqrt(inv is null ? vv * invOccupancy : vv * inv[b]) * isb2 + Epsilon;
                 if (HasM)
                 {
                     float mm = Beta1 * m[b] + C1 * sm[b];
@@ -325,6 +337,32 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
             if (cs2 >= rowLength) n2 = 0; else n2 = Math.Min(n2, rowLength - cs2);
         }
 
+        /// <summary>
+        /// Mean: the last row reaches buckets [ρ_last, ρ_last + lastLength) mod k (occupancy = rows),
+        /// the others hold rows − 1 entries. Splits [b0, b1) at the boundaries of that range.
+        /// </summary>
+        private void UpdateBucketsMean(int b0, int b1, in TileBuffers buf, in StepScalars s)
+        {
+            float full = 1f / _rows, partial = _rows > 1 ? 1f / (_rows - 1) : 0f;
+            int start = _rho[_rows - 1], end = start + _lastLength;   // end may exceed k: wraps to [0, end − k)
+            Span<int> cuts = stackalloc int[5];
+            int n = 0;
+            cuts[n++] = b1;
+            if (start > b0 && start < b1) cuts[n++] = start;
+            if (end < _k && end > b0 && end < b1) cuts[n++] = end;
+            if (end > _k && end - _k > b0 && end - _k < b1) cuts[n++] = end - _k;
+            cuts[..n].Sort();
+            int from = b0;
+            for (int c = 0; c < n; c++)
+            {
+                int to = cuts[c];
+                if (to <= from) continue;
+                bool inLast = (from >= start && from < end) || (from < end - _k);
+                UpdateBuckets(from, to, buf, s, inLast ? full : partial);
+                from = to;
+            }
+        }
+
         private bool AccumulateTile(int tile, in TileBuffers buf, in StepScalars s)
         {
             int b0 = tile * _tileBuckets, b1 = Math.Min(_k, b0 + _tileBuckets);
@@ -356,7 +394,8 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         private bool ApplyTile(int tile, in TileBuffers buf, in StepScalars s)
         {
             int b0 = tile * _tileBuckets, b1 = Math.Min(_k, b0 + _tileBuckets);
-            UpdateBuckets(b0, b1, buf, s);
+            if (Plan.SecondMoment == SecondMomentEstimate.Mean) UpdateBucketsMean(b0, b1, buf, s);
+            else UpdateBuckets(b0, b1, buf, s);
             var p = buf.Parameters;
             var g = buf.Gradient;
             ReadOnlySpan<float> factor = HasM ? buf.SumM : buf.SumV;
@@ -391,26 +430,31 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         private const int BucketTile = 8192, EntryTile = 16384;
         private readonly uint _a, _b, _sa, _sb;
         private readonly int _k, _d;
+        private readonly ulong _fastModM;
         private readonly TileKernel _buckets, _entries;
 
         public UniversalKernel(TensorPlan plan, OptimizerSettings settings) : base(plan, settings)
         {
             _a = plan.UniversalA; _b = plan.UniversalB; _sa = plan.UniversalSignA; _sb = plan.UniversalSignB;
             _k = plan.Buckets; _d = plan.Length;
+            _fastModM = ulong.MaxValue / (uint)_k + 1;
             _buckets = BucketTileKernel;
             _entries = EntryTileKernel;
         }
+
+        /// <summary>x mod k without a division (Lemire's fastmod; exact for 32-bit x and k).</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        private int Mod(ulong x) => (int)Math.BigMul(_fastModM * (uint)x, (ulong)(uint)_k, out _);
 
         public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
         {
             sumM.Clear(); sumV.Clear();
             const ulong P = HashDerivation.MersennePrime;
             ulong x = HashDerivation.ModMersenne(_b), y = HashDerivation.ModMersenne(_sb);
-            ulong k = (ulong)_k;
             for (int i = 0; i < _d; i++)
             {
                 float gi = g[i];
-                int bucket = (int)(x % k);
+                int bucket = Mod(x);
                 if (HasM) sumM[bucket] += (y & 1UL) == 0 ? gi : -gi;
                 sumV[bucket] += gi * gi;
                 x += _a; if (x >= P) x -= P;
@@ -442,10 +486,9 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
             float decay = s.Decay;
             ulong x = HashDerivation.ModMersenne((ulong)_a * (uint)i0 + _b);
             ulong y = HashDerivation.ModMersenne((ulong)_sa * (uint)i0 + _sb);
-            ulong k = (ulong)_k;
             for (int i = i0; i < i1; i++)
             {
-                float f = factor[(int)(x % k)];
+                float f = factor[Mod(x)];
                 if (HasM) p[i] = p[i] * decay - ((y & 1UL) == 0 ? f : -f);
                 else p[i] = p[i] * decay - g[i] * f;
                 x += _a; if (x >= P) x -= P;

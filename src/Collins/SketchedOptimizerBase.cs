@@ -294,10 +294,14 @@ public abstract partial class SketchedOptimizerBase : IDisposable
 
     private void ReleaseGuard() => Interlocked.CompareExchange(ref _busy, 0, Environment.CurrentManagedThreadId);
 
+    /// <summary>Called once by <see cref="Dispose"/> before the state buffers are released: derived types free their own resources here.</summary>
+    protected virtual void OnDispose() { }
+
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        OnDispose();
         if (DeviceFirstMoments is not null)
         {
             for (int i = 0; i < Tensors.Count; i++)

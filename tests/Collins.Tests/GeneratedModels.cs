@@ -38,3 +38,26 @@ namespace Collins.Tests.Generated
         }
     }
 }
+
+namespace Collins.Tests.Generated
+{
+    /// <summary>Small shapes for the ILGPU CPU-accelerator tests (a few thousand elements): Rotation, both β1 and both estimates via two variants.</summary>
+    [SketchedOptimizer(Ratio = 8, Beta1 = 0.9, WeightDecay = 0.02, DenseThreshold = 100)]
+    [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 8, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 100)]
+    public partial class DeviceRotation
+    {
+        [Tensor(3001)] public float[] W = new float[3001];
+        [Tensor(40, 13)] public float[] V = new float[520];
+        [Tensor(50)] public float[] B = new float[50];
+    }
+
+    /// <summary>Small shapes for the ILGPU CPU-accelerator tests: Universal layout.</summary>
+    [SketchedOptimizer(Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0.9, DenseThreshold = 100)]
+    [SketchedOptimizer(Name = "MeanNoMomentum", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, WeightDecay = 0.1, DenseThreshold = 100)]
+    public partial class DeviceUniversal
+    {
+        [Tensor(2503)] public float[] W = new float[2503];
+        [Tensor(7, Sketching = TensorSketching.Sketched)] public float[] T = new float[7];
+        [Tensor(50)] public float[] B = new float[50];
+    }
+}

@@ -38,6 +38,18 @@ public delegate bool TileKernel(int tile, in TileBuffers buffers, in StepScalars
 /// Runs a tile kernel over a fixed partition of tiles on up to <c>maxThreads</c> threads. The
 /// partition never depends on the thread count, so results are bit-identical for any count.
 /// </summary>
+/// <remarks>
+/// A small persistent pool of background worker threads (ProcessorCount − 1 of them, created on the
+/// first multi-threaded run) claims tile indices with <see cref="Interlocked.Increment(ref int)"/>;
+/// the calling thread works too. Each participant starts on its own contiguous range of tiles and
+/// walks it in order (so a thread's memory streams continue from one tile to the next and the
+/// hardware prefetchers keep running), then steals the remaining tiles of the other ranges; which
+/// thread runs a tile never changes what the tile computes. A run allocates nothing after the pool exists. Runs from
+/// different threads are serialised by a lock (one run owns the pool at a time); a run started from
+/// inside a kernel (on the caller or on a worker) executes its tiles inline on that thread, so it
+/// can never deadlock. The first exception a kernel throws is rethrown on the caller after every
+/// participating thread has stopped; workers survive it.
+/// </remarks>
 public static unsafe class TileRunner
 {
     /// <summary>Runs <paramref name="kernel"/> for tiles 0..tiles−1; returns true when every tile returned true.</summary>
@@ -46,6 +58,7 @@ public static unsafe class TileRunner
                            Span<float> firstMoment, Span<float> secondMoment,
                            Span<float> sumM, Span<float> sumV, in StepScalars scalars)
     {
+        ArgumentNullException.ThrowIfNull(kernel);
         fixed (float* p = parameters)
         fixed (float* g = gradient)
         fixed (float* m = firstMoment)
@@ -55,24 +68,157 @@ public static unsafe class TileRunner
         {
             var buffers = new TileBuffers(p, g, parameters.Length, m, firstMoment.Length, v, secondMoment.Length,
                                           sm, sumM.Length, sv, sumV.Length);
-            return RunCore(tiles, maxThreads, kernel, buffers, scalars);
+            return RunCore(tiles, maxThreads, kernel, in buffers, in scalars);
         }
     }
 
-    private static bool RunCore(int tiles, int maxThreads, TileKernel kernel, TileBuffers buffers, StepScalars scalars)
+    /// <summary>Number of pool workers (threads besides the caller) a run can use: ProcessorCount − 1.</summary>
+    internal static int WorkerCount => Math.Max(0, Environment.ProcessorCount - 1);
+
+    // ---- the pool ------------------------------------------------------------------------------
+    private static readonly object s_runLock = new();          // one run owns the pool at a time
+    private static readonly object s_createLock = new();
+    private static SemaphoreSlim? s_wake;                       // one permit per helper per run
+    private static ManualResetEventSlim? s_done;                // set by the last helper to finish
+    private static volatile bool s_started;
+
+    [ThreadStatic] private static bool t_inRun;                 // true on workers and on a caller during its run
+
+    // ---- the current run (written by the owner before waking helpers; read by helpers) ---------
+    private static TileKernel? s_kernel;
+    private static TileBuffers s_buffers;
+    private static StepScalars s_scalars;
+    private static int s_tiles;
+    private static int s_participants;                          // caller + helpers of the current run
+    private static int s_joined;                                // helpers that have taken a participant slot
+    private static Range[] s_ranges = Array.Empty<Range>();     // per participant: next tile (Interlocked) and end
+
+    /// <summary>One participant's contiguous tile range, padded to its own cache lines.</summary>
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 128)]
+    private struct Range
+    {
+        [System.Runtime.InteropServices.FieldOffset(64)] public int Next;
+        [System.Runtime.InteropServices.FieldOffset(68)] public int End;
+    }
+    private static int s_failed;                                // 1 when some tile returned false
+    private static int s_outstanding;                           // helpers that have not finished yet
+    private static Exception? s_exception;                      // first exception a kernel threw
+
+    private static bool RunCore(int tiles, int maxThreads, TileKernel kernel, in TileBuffers buffers, in StepScalars scalars)
     {
         if (tiles <= 0) return true;
-        if (tiles == 1 || maxThreads <= 1)
+        int helpers = Math.Min(Math.Min(maxThreads, tiles) - 1, WorkerCount);
+        if (helpers <= 0 || t_inRun) return RunInline(tiles, kernel, in buffers, in scalars);
+
+        EnsureStarted();
+        lock (s_runLock)
         {
-            bool ok = true;
-            for (int t = 0; t < tiles; t++) ok &= kernel(t, buffers, scalars);
-            return ok;
+            t_inRun = true;
+            try
+            {
+                s_kernel = kernel;
+                s_buffers = buffers;
+                s_scalars = scalars;
+                s_tiles = tiles;
+                s_failed = 0;
+                s_exception = null;
+                s_outstanding = helpers;
+                int participants = helpers + 1;
+                s_participants = participants;
+                s_joined = 0;
+                var ranges = s_ranges;
+                for (int j = 0; j < participants; j++)
+                {
+                    ranges[j].Next = (int)((long)tiles * j / participants);
+                    ranges[j].End = (int)((long)tiles * (j + 1) / participants);
+                }
+                s_done!.Reset();
+                Interlocked.MemoryBarrier();                    // the semaphore release publishes too; be explicit
+                s_wake!.Release(helpers);
+
+                Work(0);                                        // the caller works too, as participant 0
+
+                s_done.Wait();                                  // every helper has stopped touching the run
+                s_kernel = null;
+                s_buffers = default;
+                var ex = s_exception;
+                s_exception = null;
+                if (ex is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex).Throw();
+                return s_failed == 0;
+            }
+            finally { t_inRun = false; }
         }
-        int failed = 0;
-        Parallel.For(0, tiles, new ParallelOptions { MaxDegreeOfParallelism = maxThreads }, t =>
+    }
+
+    private static bool RunInline(int tiles, TileKernel kernel, in TileBuffers buffers, in StepScalars scalars)
+    {
+        bool ok = true;
+        for (int t = 0; t < tiles; t++) ok &= kernel(t, in buffers, in scalars);
+        return ok;
+    }
+
+    /// <summary>
+    /// Runs tiles of the current run as participant <paramref name="self"/>: first its own range in
+    /// order, then whatever is left of the others'; records failures and the first exception.
+    /// </summary>
+    private static void Work(int self)
+    {
+        var kernel = s_kernel!;
+        var ranges = s_ranges;
+        int participants = s_participants;
+        bool ok = true;
+        try
         {
-            if (!kernel(t, buffers, scalars)) Volatile.Write(ref failed, 1);
-        });
-        return failed == 0;
+            for (int k = 0; k < participants; k++)
+            {
+                ref Range r = ref ranges[(self + k) % participants];
+                int end = r.End, t;
+                while ((t = Interlocked.Increment(ref r.Next) - 1) < end)
+                    ok &= kernel(t, in s_buffers, in s_scalars);
+            }
+        }
+        catch (Exception ex)
+        {
+            Interlocked.CompareExchange(ref s_exception, ex, null);
+            for (int k = 0; k < participants; k++)              // nobody claims more tiles of a failed run
+                Volatile.Write(ref ranges[k].Next, ranges[k].End);
+        }
+        if (!ok) Volatile.Write(ref s_failed, 1);
+    }
+
+    private static void EnsureStarted()
+    {
+        if (s_started) return;
+        lock (s_createLock)
+        {
+            if (s_started) return;
+            s_ranges = new Range[WorkerCount + 1];
+            s_wake = new SemaphoreSlim(0);
+            s_done = new ManualResetEventSlim(false, spinCount: 200);
+            for (int i = 0; i < WorkerCount; i++)
+            {
+                var thread = new Thread(WorkerLoop, maxStackSize: 1 << 20)
+                {
+                    IsBackground = true,
+                    Name = $"Collins.TileRunner worker {i}",
+                };
+                thread.Start();
+            }
+            s_started = true;
+        }
+    }
+
+    private static void WorkerLoop()
+    {
+        t_inRun = true;                                         // a nested run on a worker executes inline
+        var wake = s_wake!;
+        var done = s_done!;
+        while (true)
+        {
+            wake.Wait();
+            try { Work(Interlocked.Increment(ref s_joined)); }
+            catch (Exception ex) { Interlocked.CompareExchange(ref s_exception, ex, null); }   // never kill a worker
+            if (Interlocked.Decrement(ref s_outstanding) == 0) done.Set();
+        }
     }
 }

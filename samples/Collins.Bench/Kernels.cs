@@ -1,0 +1,339 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using Collins.Kernels;
+
+namespace Collins.Bench;
+
+/// <summary>One benchmarked kernel: a whole optimizer step (or the triad) over the shared buffers.</summary>
+public interface IBenchKernel : IDisposable
+{
+    /// <summary>Row label.</summary>
+    string Name { get; }
+    /// <summary>Nominal bytes of memory traffic per parameter, used for the effective GB/s.</summary>
+    double NominalBytesPerParam { get; }
+    /// <summary>How <see cref="NominalBytesPerParam"/> is counted.</summary>
+    string BytesFormula { get; }
+    /// <summary>The optimizer's reported state bytes (null for the triad).</summary>
+    long? StateBytes { get; }
+    /// <summary>State bytes by the formula (β1 ≠ 0 ? 2 : 1)·k·4, k = ceil(d/Ratio) (d for dense AdamW).</summary>
+    long? FormulaStateBytes { get; }
+    /// <summary>Bytes allocated (whole process) while constructing the kernel's optimizer: state + workspace + plans.</summary>
+    long ConstructionBytes { get; }
+    /// <summary>One step.</summary>
+    void Step();
+}
+
+/// <summary>Buffers shared by every kernel of a run: p and g (d each); dense moments are allocated on demand.</summary>
+public sealed class BenchBuffers
+{
+    public BenchBuffers(int length, int seed = 1)
+    {
+        Length = length;
+        Parameters = GC.AllocateUninitializedArray<float>(length, pinned: true);
+        Gradient = GC.AllocateUninitializedArray<float>(length, pinned: true);
+        // Deterministic, cheap, zero-mean values; small enough that thousands of steps stay finite.
+        uint x = (uint)seed * 2654435761u + 1;
+        for (int i = 0; i < length; i++)
+        {
+            x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+            float u = (x >> 8) * (1f / (1 << 24)) - 0.5f;
+            Parameters[i] = u * 0.2f;
+            Gradient[i] = u * 1e-3f + 1e-5f;
+        }
+    }
+
+    public int Length { get; }
+    public float[] Parameters { get; }
+    public float[] Gradient { get; }
+
+    private float[]? _m, _v;
+    /// <summary>Dense first moment (d), shared by the dense rows.</summary>
+    public float[] DenseM => _m ??= GC.AllocateArray<float>(Length, pinned: true);
+    /// <summary>Dense second moment (d), shared by the dense rows.</summary>
+    public float[] DenseV => _v ??= GC.AllocateArray<float>(Length, pinned: true);
+}
+
+/// <summary>The limit: a vectorised, multi-threaded stream triad p[i] −= a·g[i] (read g, read+write p: 12 B/param).</summary>
+public sealed class TriadKernel(BenchBuffers buffers, int threads) : IBenchKernel
+{
+    public const int TileLength = 1 << 16;
+    private static readonly TileKernel Kernel = TriadTile;
+    private readonly StepScalars _scalars = new(1e-7f, 1f, 1f, 1f, 1);
+
+    public string Name => "triad (limit)";
+    public double NominalBytesPerParam => 12;
+    public string BytesFormula => "12 = read g + read/write p";
+    public long? StateBytes => null;
+    public long? FormulaStateBytes => null;
+    public long ConstructionBytes => 0;
+
+    public void Step()
+    {
+        int tiles = (buffers.Length + TileLength - 1) / TileLength;
+        TileRunner.Run(tiles, threads, Kernel, buffers.Parameters, buffers.Gradient, default, default, default, default, in _scalars);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool TriadTile(int tile, in TileBuffers b, in StepScalars s)
+    {
+        int start = tile * TileLength;
+        int n = Math.Min(TileLength, b.Parameters.Length - start);
+        ref float p = ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Parameters), start);
+        ref float g = ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Gradient), start);
+        float a = s.LearningRate;
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var va = Vector512.Create(-a);
+            for (; i <= n - 2 * Vector512<float>.Count; i += 2 * Vector512<float>.Count)
+            {
+                var p0 = Vector512.FusedMultiplyAdd(va, Vector512.LoadUnsafe(ref g, (nuint)i), Vector512.LoadUnsafe(ref p, (nuint)i));
+                var p1 = Vector512.FusedMultiplyAdd(va, Vector512.LoadUnsafe(ref g, (nuint)(i + 16)), Vector512.LoadUnsafe(ref p, (nuint)(i + 16)));
+                p0.StoreUnsafe(ref p, (nuint)i);
+                p1.StoreUnsafe(ref p, (nuint)(i + 16));
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var va = Vector256.Create(-a);
+            for (; i <= n - Vector256<float>.Count; i += Vector256<float>.Count)
+                Vector256.FusedMultiplyAdd(va, Vector256.LoadUnsafe(ref g, (nuint)i), Vector256.LoadUnsafe(ref p, (nuint)i)).StoreUnsafe(ref p, (nuint)i);
+        }
+        for (; i < n; i++) Unsafe.Add(ref p, i) = MathF.FusedMultiplyAdd(-a, Unsafe.Add(ref g, i), Unsafe.Add(ref p, i));
+        return true;
+    }
+
+    public void Dispose() { }
+}
+
+/// <summary>Dense fused AdamW (<see cref="DenseAdamWCpu"/>), multi-threaded over fixed tiles.</summary>
+public sealed class DenseAdamWKernel : IBenchKernel
+{
+    private readonly BenchBuffers _b;
+    private readonly int _threads;
+    private readonly float _beta1;
+    private int _t;
+
+    public DenseAdamWKernel(BenchBuffers buffers, int threads, float beta1)
+    {
+        _b = buffers; _threads = threads; _beta1 = beta1;
+        long before = GC.GetTotalAllocatedBytes(true);
+        _ = _b.DenseV;
+        if (beta1 != 0) _ = _b.DenseM;
+        ConstructionBytes = GC.GetTotalAllocatedBytes(true) - before;
+    }
+
+    public string Name => _beta1 == 0 ? "dense AdamW β1=0" : "dense AdamW";
+    public double NominalBytesPerParam => _beta1 == 0 ? 20 : 28;
+    public string BytesFormula => _beta1 == 0 ? "20 = read g + r/w p, v" : "28 = read g + r/w p, m, v";
+    public long? StateBytes => (_beta1 == 0 ? 1L : 2L) * _b.Length * 4;
+    public long? FormulaStateBytes => (_beta1 == 0 ? 1L : 2L) * _b.Length * 4;
+    public long ConstructionBytes { get; }
+
+    public void Step()
+    {
+        // The step counter cycles so that the bias corrections stay in a realistic range.
+        _t = _t % 1000 + 1;
+        var s = StepScalars.For(_t, 1e-4f, _beta1, 0.999, 0.01);
+        DenseAdamWCpu.Step(_b.Parameters, _b.Gradient, _beta1 == 0 ? Span<float>.Empty : _b.DenseM, _b.DenseV, in s, _beta1, 0.999f, 1e-8f, _threads);
+    }
+
+    public void Dispose() { }
+}
+
+/// <summary>The CPU step of a source-generated optimizer <c>ModelXM.Layout_Rr[_B0]</c>, found by reflection.</summary>
+public sealed class GeneratedKernel : IBenchKernel
+{
+    public delegate StepOutcome SpanStep(float learningRate, Span<float> parameters, ReadOnlySpan<float> gradient);
+
+    private readonly SketchedOptimizerBase _opt;
+    private readonly SpanStep _step;
+    private readonly BenchBuffers _b;
+    private readonly SketchLayout _layout;
+
+    private GeneratedKernel(string name, SketchedOptimizerBase opt, SpanStep step, BenchBuffers b, SketchLayout layout, long constructionBytes)
+    {
+        Name = name; _opt = opt; _step = step; _b = b; _layout = layout; ConstructionBytes = constructionBytes;
+    }
+
+    public string Name { get; }
+    public SketchedOptimizerBase Optimizer => _opt;
+    public double NominalBytesPerParam => 12;
+    public string BytesFormula => _layout == SketchLayout.Rotation
+        ? "12 = read g + r/w p (sketch traffic 4·(β1≠0?4:2)/Ratio not counted)"
+        : "12 = read g + r/w p, streamed; + 2 random bucket gathers/scatters per param (not counted)";
+    public long? StateBytes => _opt.StateBytes;
+    public long? FormulaStateBytes => (_opt.Settings.Beta1 != 0 ? 2L : 1L) * ((_b.Length + (long)_opt.Settings.Ratio - 1) / _opt.Settings.Ratio) * 4;
+    public long ConstructionBytes { get; }
+
+    public void Step()
+    {
+        var outcome = _step(1e-4f, _b.Parameters, _b.Gradient);
+        if (outcome != StepOutcome.Applied) throw new InvalidOperationException($"{Name}: step was {outcome}");
+    }
+
+    public void Dispose() => _opt.Dispose();
+
+    /// <summary>The model class holding generated variants for <paramref name="length"/>, or null.</summary>
+    public static Type? ModelFor(int length) => length switch
+    {
+        1 << 20 => typeof(Model1M),
+        1 << 24 => typeof(Model16M),
+        1 << 26 => typeof(Model64M),
+        1 << 28 => typeof(Model256M),
+        _ => null,
+    };
+
+    public static string VariantName(SketchLayout layout, int ratio, bool beta1Zero) => $"{layout}_R{ratio}{(beta1Zero ? "_B0" : "")}";
+
+    /// <summary>Creates the kernel, or returns null with the reason it is unavailable.</summary>
+    public static GeneratedKernel? TryCreate(BenchBuffers b, int ratio, SketchLayout layout, bool beta1Zero, int threads, out string? why)
+    {
+        var model = ModelFor(b.Length);
+        string variant = VariantName(layout, ratio, beta1Zero);
+        if (model is null) { why = $"no generated model for d={b.Length} (sizes 1M, 16M, 64M, 256M)"; return null; }
+        var type = model.GetNestedType(variant, BindingFlags.Public);
+        if (type is null) { why = $"{model.Name}.{variant} was not generated (generator not merged yet?)"; return null; }
+        var step = type.GetMethod("Step", BindingFlags.Public | BindingFlags.Instance, new[] { typeof(float), typeof(Span<float>), typeof(ReadOnlySpan<float>) });
+        if (step is null) { why = $"{type.Name} has no Step(float, Span<float>, ReadOnlySpan<float>)"; return null; }
+        long before = GC.GetTotalAllocatedBytes(true);
+        var opt = (SketchedOptimizerBase)Activator.CreateInstance(type)!;
+        long bytes = GC.GetTotalAllocatedBytes(true) - before;
+        opt.MaxThreads = threads;
+        why = null;
+        string name = $"generated {layout}{(beta1Zero ? " β1=0" : "")}";
+        return new GeneratedKernel(name, opt, step.CreateDelegate<SpanStep>(opt), b, layout, bytes);
+    }
+}
+
+/// <summary>The run-time (non-generated) <see cref="CountSketchAdam"/>, bound by reflection so the bench builds before its Step exists.</summary>
+public sealed class RuntimeKernel : IBenchKernel
+{
+    private readonly SketchedOptimizerBase _opt;
+    private readonly Func<float, float[][], float[][], StepOutcome> _step;
+    private readonly float[][] _p, _g;
+    private readonly int _length;
+    private readonly SketchLayout _layout;
+
+    private RuntimeKernel(string name, SketchedOptimizerBase opt, Func<float, float[][], float[][], StepOutcome> step, BenchBuffers b, SketchLayout layout, long bytes)
+    {
+        Name = name; _opt = opt; _step = step; _p = new[] { b.Parameters }; _g = new[] { b.Gradient }; _length = b.Length; _layout = layout; ConstructionBytes = bytes;
+    }
+
+    public string Name { get; }
+    public double NominalBytesPerParam => 12;
+    public string BytesFormula => _layout == SketchLayout.Rotation ? "12 (as generated Rotation)" : "12 + random gathers (as generated Universal)";
+    public long? StateBytes => _opt.StateBytes;
+    public long? FormulaStateBytes => (_opt.Settings.Beta1 != 0 ? 2L : 1L) * ((_length + (long)_opt.Settings.Ratio - 1) / _opt.Settings.Ratio) * 4;
+    public long ConstructionBytes { get; }
+
+    public void Step()
+    {
+        var outcome = _step(1e-4f, _p, _g);
+        if (outcome != StepOutcome.Applied) throw new InvalidOperationException($"{Name}: step was {outcome}");
+    }
+
+    public void Dispose() => _opt.Dispose();
+
+    public static RuntimeKernel? TryCreate(BenchBuffers b, int ratio, SketchLayout layout, int threads, out string? why)
+    {
+        var method = typeof(CountSketchAdam).GetMethod("Step", BindingFlags.Public | BindingFlags.Instance, new[] { typeof(float), typeof(float[][]), typeof(float[][]) });
+        if (method is null || method.ReturnType != typeof(StepOutcome)) { why = "CountSketchAdam.Step(float, float[][], float[][]) does not exist yet"; return null; }
+        var settings = new OptimizerSettings { Ratio = ratio, Layout = layout };
+        long before = GC.GetTotalAllocatedBytes(true);
+        var opt = new CountSketchAdam(settings, new[] { new TensorSpec("W", b.Length) });
+        long bytes = GC.GetTotalAllocatedBytes(true) - before;
+        opt.MaxThreads = threads;
+        why = null;
+        return new RuntimeKernel($"runtime CountSketchAdam {layout}", opt, method.CreateDelegate<Func<float, float[][], float[][], StepOutcome>>(opt), b, layout, bytes);
+    }
+}
+
+/// <summary>Builds the kernel list for one size and ratio; reports the kernels that could not be built.</summary>
+public static class KernelSet
+{
+    public static List<IBenchKernel> Create(BenchBuffers b, int ratio, int threads, List<string> missing, Func<string, bool>? include = null)
+    {
+        include ??= _ => true;
+        var list = new List<IBenchKernel>();
+        void Add(IBenchKernel? k, string? why, string what)
+        {
+            if (k is null) { missing.Add($"{what}: {why}"); return; }
+            if (include(k.Name)) list.Add(k); else k.Dispose();
+        }
+        Add(new TriadKernel(b, threads), null, "triad");
+        Add(new DenseAdamWKernel(b, threads, 0.9f), null, "dense AdamW");
+        Add(new DenseAdamWKernel(b, threads, 0f), null, "dense AdamW β1=0");
+        foreach (var layout in new[] { SketchLayout.Rotation, SketchLayout.Universal })
+            foreach (bool b0 in new[] { false, true })
+            {
+                var k = GeneratedKernel.TryCreate(b, ratio, layout, b0, threads, out var why);
+                Add(k, why, $"generated {layout}{(b0 ? " β1=0" : "")}");
+            }
+        foreach (var layout in new[] { SketchLayout.Rotation, SketchLayout.Universal })
+        {
+            var k = RuntimeKernel.TryCreate(b, ratio, layout, threads, out var why);
+            Add(k, why, $"runtime CountSketchAdam {layout}");
+        }
+        return list;
+    }
+}
+
+/// <summary>
+/// Profile evidence without hardware counters: times the two phases of a generated Rotation step
+/// separately (phase 1 reads g: 4 B/param; phase 2 updates the buckets, then reads and writes p:
+/// 8 B/param, plus g again when β1 = 0), next to the triad, using the generated tile kernels.
+/// </summary>
+public static class PhaseProbe
+{
+    public static void Run(BenchBuffers b, int ratio, int threads, int reps, TextWriter w)
+    {
+        foreach (bool b0 in new[] { false, true })
+        {
+            var model = GeneratedKernel.ModelFor(b.Length);
+            var variant = model?.GetNestedType(GeneratedKernel.VariantName(SketchLayout.Rotation, ratio, b0), BindingFlags.Public);
+            var tensor = variant?.GetNestedType("W", BindingFlags.Public | BindingFlags.NonPublic);
+            const BindingFlags Static = BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic;
+            var acc = tensor?.GetMethod("Accumulate", Static);
+            var app = tensor?.GetMethod("Apply", Static);
+            var tilesField = tensor?.GetField("Tiles", Static);
+            var bucketsField = tensor?.GetField("Buckets", Static);
+            if (acc is null || app is null || tilesField is null || bucketsField is null)
+            {
+                w.WriteLine($"phases: generated Rotation{(b0 ? " β1=0" : "")} tile kernels not found");
+                continue;
+            }
+            int tiles = (int)tilesField.GetRawConstantValue()!;
+            int k = (int)bucketsField.GetRawConstantValue()!;
+            var accumulate = acc.CreateDelegate<TileKernel>();
+            var apply = app.CreateDelegate<TileKernel>();
+            float[] m = new float[b0 ? 0 : k], v = new float[k], sumM = new float[b0 ? 0 : k], sumV = new float[k];
+            var triad = new TriadKernel(b, threads);
+            var s = StepScalars.For(10, 1e-4f, b0 ? 0 : 0.9, 0.999, 0);
+            Action[] steps =
+            {
+                () => triad.Step(),
+                () => TileRunner.Run(tiles, threads, accumulate, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
+                () => TileRunner.Run(tiles, threads, apply, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
+            };
+            var samples = steps.Select(_ => new double[reps]).ToArray();
+            foreach (var st in steps) { st(); st(); }
+            for (int r = 0; r < reps; r++)
+                for (int j = 0; j < steps.Length; j++)
+                {
+                    int i = (j + r) % steps.Length;
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    steps[i]();
+                    samples[i][r] = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                }
+            double Med(double[] x) { var c = (double[])x.Clone(); Array.Sort(c); return c[c.Length / 2]; }
+            double tt = Med(samples[0]), ta = Med(samples[1]), tp = Med(samples[2]);
+            double applyBytes = b0 ? 12 : 8;
+            w.WriteLine($"phases of generated Rotation{(b0 ? " β1=0" : "")} ({tiles} tiles, {k / tiles} buckets/tile, {threads} threads): " +
+                        $"accumulate {ta:F2} ms ({4.0 * b.Length / ta / 1e6:F1} GB/s at 4 B/param), apply {tp:F2} ms ({applyBytes * b.Length / tp / 1e6:F1} GB/s at {applyBytes} B/param), " +
+                        $"sum {ta + tp:F2} ms; triad {tt:F2} ms ({12.0 * b.Length / tt / 1e6:F1} GB/s)");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.Intrinsics;
+using Collins.Bench;
+
+// Collins.Bench: median of interleaved repetitions of each kernel's whole step, effective GB/s,
+// and speed relative to dense fused AdamW (vs_adamw) and to a stream triad (vs_limit).
+//   dotnet run -c Release --project samples/Collins.Bench -- --length 64M --ratio 32 [--reps 7] [--threads N] [--filter text] [--gpu]
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+var opts = Options.Parse(args);
+if (opts is null) return 2;
+if (opts.Gpu) return GpuBench.Run(opts);
+return CpuBench.Run(opts);
+
+public sealed record Options(int Length, int Ratio, int Reps, int Threads, string? Filter, bool Gpu, string GpuBackend, double MinSampleMs, int AllocSteps, bool LengthGiven, bool Phases)
+{
+    public static Options? Parse(string[] args)
+    {
+        int length = 1 << 26, ratio = 32, reps = 7, threads = Environment.ProcessorCount, allocSteps = 0;
+        double minMs = 25;
+        string? filter = null; bool gpu = false, lengthGiven = false, phases = false; string backend = "cuda";
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{a} needs a value");
+            try
+            {
+                switch (a)
+                {
+                    case "--length": case "-d": length = checked((int)ParseSize(Next())); lengthGiven = true; break;
+                    case "--ratio": case "-r": ratio = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                    case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                    case "--threads": case "-t": threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                    case "--filter": filter = Next(); break;
+                    case "--min-sample-ms": minMs = double.Parse(Next(), CultureInfo.InvariantCulture); break;
+                    case "--alloc-steps": allocSteps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                    case "--gpu": gpu = true; break;
+                    case "--phases": phases = true; break;
+                    case "--gpu-backend": backend = Next(); break;
+                    case "-h": case "--help": Usage(); return null;
+                    default: throw new ArgumentException($"unknown option {a}");
+                }
+            }
+            catch (Exception e) when (e is FormatException or OverflowException or ArgumentException)
+            {
+                Console.Error.WriteLine($"error: {e.Message}"); Usage(); return null;
+            }
+        }
+        if (length <= 0 || ratio < 1 || reps < 1 || threads < 1) { Console.Error.WriteLine("error: sizes, ratio, reps and threads must be positive"); return null; }
+        if (reps < 5) Console.Error.WriteLine("note: fewer than 5 repetitions; medians are fragile");
+        return new Options(length, ratio, reps, threads, filter, gpu, backend, minMs, allocSteps, lengthGiven, phases);
+    }
+
+    /// <summary>Parses 1048576, 1M, 16M, 64M, 256M, 512K, 1G (binary multiples).</summary>
+    public static long ParseSize(string s)
+    {
+        s = s.Trim();
+        long mult = 1;
+        char last = char.ToUpperInvariant(s[^1]);
+        if (last is 'K' or 'M' or 'G')
+        {
+            mult = last switch { 'K' => 1L << 10, 'M' => 1L << 20, _ => 1L << 30 };
+            s = s[..^1];
+        }
+        return checked(long.Parse(s, CultureInfo.InvariantCulture) * mult);
+    }
+
+    public static string FormatSize(long n) =>
+        n % (1L << 30) == 0 ? $"{n >> 30}G" : n % (1L << 20) == 0 ? $"{n >> 20}M" : n % (1L << 10) == 0 ? $"{n >> 10}K" : n.ToString(CultureInfo.InvariantCulture);
+
+    private static void Usage() => Console.Error.WriteLine(
+        "usage: Collins.Bench [--length 64M] [--ratio 32] [--reps 7] [--threads N] [--filter text] [--min-sample-ms 25] [--alloc-steps N] [--phases] [--gpu [--gpu-backend cuda|cpu]]");
+}
+
+public static class CpuBench
+{
+    public static int Run(Options o)
+    {
+        Console.WriteLine($"Collins.Bench  d={Options.FormatSize(o.Length)} ({o.Length:N0} params)  ratio={o.Ratio}  threads={o.Threads}/{Environment.ProcessorCount}  reps={o.Reps} (interleaved)");
+        Console.WriteLine($"runtime {Environment.Version}  Vector512={Vector512.IsHardwareAccelerated} Vector256={Vector256.IsHardwareAccelerated}  load average at start: {LoadAverage()}");
+
+        var buffers = new BenchBuffers(o.Length);
+        var missing = new List<string>();
+        var kernels = KernelSet.Create(buffers, o.Ratio, o.Threads, missing,
+            o.Filter is null ? null : name => name.Contains("triad") || name == "dense AdamW" || name.Contains(o.Filter, StringComparison.OrdinalIgnoreCase));
+        try
+        {
+            // Warm-up and calibration: steps per sample so that one sample lasts at least MinSampleMs.
+            var iters = new int[kernels.Count];
+            for (int k = 0; k < kernels.Count; k++)
+            {
+                kernels[k].Step(); kernels[k].Step();
+                var sw = Stopwatch.StartNew();
+                kernels[k].Step();
+                double ms = sw.Elapsed.TotalMilliseconds;
+                iters[k] = Math.Clamp((int)Math.Ceiling(o.MinSampleMs / Math.Max(ms, 1e-3)), 1, 10_000);
+            }
+
+            // Interleaved repetitions: every rep times every kernel once; the start rotates so no kernel always follows the same one.
+            var samples = new double[kernels.Count][];
+            for (int k = 0; k < kernels.Count; k++) samples[k] = new double[o.Reps];
+            for (int r = 0; r < o.Reps; r++)
+            {
+                for (int j = 0; j < kernels.Count; j++)
+                {
+                    int k = (j + r) % kernels.Count;
+                    var kernel = kernels[k];
+                    long t0 = Stopwatch.GetTimestamp();
+                    for (int it = 0; it < iters[k]; it++) kernel.Step();
+                    samples[k][r] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds / iters[k];
+                }
+            }
+
+            var median = samples.Select(Median).ToArray();
+            int triad = kernels.FindIndex(k => k.Name.StartsWith("triad"));
+            int adamw = kernels.FindIndex(k => k.Name == "dense AdamW");
+
+            Console.WriteLine();
+            Console.WriteLine($"| {"kernel",-32} | {"median ms",9} | {"min ms",8} | {"max ms",8} | {"GB/s",6} | {"B/param",7} | {"vs_adamw",8} | {"vs_limit",8} |");
+            Console.WriteLine($"|{new string('-', 34)}|{new string('-', 11)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 8)}|{new string('-', 9)}|{new string('-', 10)}|{new string('-', 10)}|");
+            for (int k = 0; k < kernels.Count; k++)
+            {
+                double gbs = kernels[k].NominalBytesPerParam * o.Length / (median[k] * 1e-3) / 1e9;
+                string vsA = adamw >= 0 ? (median[adamw] / median[k]).ToString("F2") : "n/a";
+                string vsL = triad >= 0 ? (median[triad] / median[k]).ToString("F2") : "n/a";
+                Console.WriteLine($"| {kernels[k].Name,-32} | {median[k],9:F3} | {samples[k].Min(),8:F3} | {samples[k].Max(),8:F3} | {gbs,6:F1} | {kernels[k].NominalBytesPerParam,7:F0} | {vsA,8} | {vsL,8} |");
+            }
+            Console.WriteLine();
+            Console.WriteLine("nominal bytes per parameter:");
+            foreach (var k in kernels) Console.WriteLine($"  {k.Name,-32} {k.BytesFormula}");
+            foreach (var m in missing) Console.WriteLine($"  not measured: {m}");
+
+            // Allocation per step after the first, and state bytes.
+            Console.WriteLine();
+            Console.WriteLine($"| {"kernel",-32} | {"alloc B/step",12} | {"alloc B/step (caller)",21} | {"StateBytes",12} | {"formula",12} | {"alloc at ctor",13} |");
+            Console.WriteLine($"|{new string('-', 34)}|{new string('-', 14)}|{new string('-', 23)}|{new string('-', 14)}|{new string('-', 14)}|{new string('-', 15)}|");
+            for (int k = 0; k < kernels.Count; k++)
+            {
+                int n = o.AllocSteps > 0 ? o.AllocSteps : Math.Clamp(iters[k] * 2, 3, 200);
+                kernels[k].Step();
+                long thread0 = GC.GetAllocatedBytesForCurrentThread();
+                long total0 = GC.GetTotalAllocatedBytes(true);
+                for (int i = 0; i < n; i++) kernels[k].Step();
+                double total = (GC.GetTotalAllocatedBytes(true) - total0) / (double)n;
+                double caller = (GC.GetAllocatedBytesForCurrentThread() - thread0) / (double)n;
+                string state = kernels[k].StateBytes?.ToString("N0") ?? "-";
+                string formula = kernels[k].FormulaStateBytes?.ToString("N0") ?? "-";
+                string ctor = kernels[k].ConstructionBytes > 0 ? kernels[k].ConstructionBytes.ToString("N0") : "-";
+                Console.WriteLine($"| {kernels[k].Name,-32} | {total,12:F1} | {caller,21:F1} | {state,12} | {formula,12} | {ctor,13} |");
+            }
+            Console.WriteLine($"(alloc over {(o.AllocSteps > 0 ? o.AllocSteps.ToString() : "2×calibrated")} steps after warm-up; 'alloc at ctor' is the whole-process delta while constructing: state + workspace + plans)");
+            if (o.Phases) { Console.WriteLine(); PhaseProbe.Run(buffers, o.Ratio, o.Threads, o.Reps, Console.Out); }
+            Console.WriteLine($"load average at end: {LoadAverage()}");
+
+            int rot = kernels.FindIndex(k => k.Name == "generated Rotation");
+            int uni = kernels.FindIndex(k => k.Name == "generated Universal");
+            string rotPart = rot >= 0 && adamw >= 0 && triad >= 0
+                ? $"Rotation vs_adamw={median[adamw] / median[rot]:F2} vs_limit={median[triad] / median[rot]:F2}"
+                : "Rotation not measured (generated optimizer unavailable)";
+            string uniPart = uni >= 0 && adamw >= 0 ? $"; Universal vs_adamw={median[adamw] / median[uni]:F2}" : "";
+            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads}: {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms");
+            return 0;
+        }
+        finally
+        {
+            foreach (var k in kernels) k.Dispose();
+        }
+    }
+
+    public static double Median(double[] xs)
+    {
+        var s = (double[])xs.Clone();
+        Array.Sort(s);
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+    }
+
+    public static string LoadAverage()
+    {
+        try { return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
+        catch { return "n/a"; }
+    }
+}

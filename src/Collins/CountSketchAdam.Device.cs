@@ -1,0 +1,264 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Collins.Hashing;
+
+// ILGPU's CPU accelerator emits its kernel launchers into a dynamic assembly named "ILGPURuntime":
+// it must see the internal constant struct and kernels below.
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("ILGPURuntime")]
+
+namespace Collins;
+
+/// <summary>Device (ILGPU) state and step for the run-time optimizer: generic kernels with run-time constants.</summary>
+public sealed partial class CountSketchAdam
+{
+    /// <summary>Constants of one tensor, passed to every kernel.</summary>
+    internal readonly struct DeviceTensorConstants
+    {
+        public DeviceTensorConstants(TensorPlan plan, OptimizerSettings settings)
+        {
+            Length = plan.Length; Buckets = plan.Buckets; Rows = plan.Rows;
+            HasM = plan.HasFirstMoment ? 1 : 0;
+            Mean = plan.SecondMoment == SecondMomentEstimate.Mean && !plan.IsDense ? 1 : 0;
+            Beta1 = (float)settings.Beta1; Beta2 = (float)settings.Beta2; Epsilon = (float)settings.Epsilon;
+            C1 = (float)(1.0 - settings.Beta1); C2 = (float)(1.0 - settings.Beta2);
+            A = plan.UniversalA; B = plan.UniversalB; SA = plan.UniversalSignA; SB = plan.UniversalSignB;
+            Universal = plan.Layout == SketchLayout.Universal ? 1 : 0;
+            LastRotation = !plan.IsDense && plan.Layout == SketchLayout.Rotation ? plan.Rotations[plan.Rows - 1] : 0;
+            LastLength = plan.Length - (plan.Rows - 1) * plan.Buckets;
+        }
+
+        public readonly int Length, Buckets, Rows, HasM, Mean, Universal, LastRotation, LastLength;
+        public readonly float Beta1, Beta2, Epsilon, C1, C2;
+        public readonly uint A, B, SA, SB;
+    }
+
+    private sealed class DeviceTensor : IDisposable // rotations/signs (rows ints/floats) and, for Universal Mean only, 1/occupancy (k floats)
+    {
+        public DeviceTensorConstants Constants;
+        public MemoryBuffer1D<int, Stride1D.Dense> Rotations = null!;
+        public MemoryBuffer1D<float, Stride1D.Dense> Signs = null!;
+        public MemoryBuffer1D<float, Stride1D.Dense> InvOccupancy = null!;
+
+        public void Dispose() { Rotations.Dispose(); Signs.Dispose(); InvOccupancy.Dispose(); }
+    }
+
+    private DeviceTensor[]? _device;
+    private Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>? _rotationAccumulate;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>? _universalAccumulate;
+    private Action<Index1D, ArrayView<float>, ArrayView<int>>? _checkFinite;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>? _bucketUpdate;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>? _rotationApply;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>? _universalApply;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>? _denseApply;
+
+    private void InitializeDevice(Accelerator accelerator)
+    {
+        _device = new DeviceTensor[Tensors.Count];
+        for (int i = 0; i < Tensors.Count; i++)
+        {
+            var plan = Tensors[i];
+            var t = new DeviceTensor { Constants = new DeviceTensorConstants(plan, Settings) };
+            bool rotation = !plan.IsDense && plan.Layout == SketchLayout.Rotation;
+            t.Rotations = accelerator.Allocate1D(rotation ? plan.Rotations.ToArray() : new int[1]);
+            t.Signs = accelerator.Allocate1D(rotation ? plan.Signs.ToArray().Select(s => (float)s).ToArray() : new float[1]);
+            float[] inv = new float[1];
+            if (t.Constants.Mean == 1 && t.Constants.Universal == 1) inv = plan.Occupancy().Select(o => o == 0 ? 0f : 1f / o).ToArray();
+            t.InvOccupancy = accelerator.Allocate1D(inv);
+            _device[i] = t;
+        }
+        _rotationAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>(RotationAccumulateKernel);
+        _universalAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>(UniversalAccumulateKernel);
+        _checkFinite = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(CheckFiniteKernel);
+        _bucketUpdate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(BucketUpdateKernel);
+        _rotationApply = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(RotationApplyKernel);
+        _universalApply = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(UniversalApplyKernel);
+        _denseApply = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(DenseApplyKernel);
+        accelerator.Synchronize();
+    }
+
+    /// <summary>Device step: buffers on the optimizer's accelerator, one parameter/gradient pair per tensor in declaration order.</summary>
+    /// <exception cref="ArgumentException">A buffer is missing, invalid, on another accelerator, of the wrong length, or overlapping; nothing was changed.</exception>
+    /// <exception cref="InvalidOperationException">The optimizer keeps its state on the CPU, or another step is running.</exception>
+    public StepOutcome Step(float learningRate, IReadOnlyList<ArrayView<float>> parameters, IReadOnlyList<ArrayView<float>> gradients)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(gradients);
+        var s = BeginStep(learningRate, onDevice: true);
+        bool finite;
+        try
+        {
+            int n = Tensors.Count;
+            ValidateBufferCounts(parameters.Count, gradients.Count);
+            for (int i = 0; i < n; i++) ValidateDevice(i, parameters[i], gradients[i]);
+            for (int i = 0; i < n; i++)
+            {
+                if (ViewsOverlap(parameters[i], gradients[i]))
+                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter and gradient buffers overlap in memory.", Tensors[i].Name);
+                for (int j = 0; j < n; j++)
+                {
+                    if (i == j) continue;
+                    if (ViewsOverlap(parameters[i], parameters[j]))
+                        throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+                    if (ViewsOverlap(parameters[i], gradients[j]))
+                        throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+                }
+            }
+
+            var acc = Accelerator!;
+            var flag = DeviceFlag!.View;
+            DeviceFlag.MemSetToZero();
+            // Phase 1: workspace only.
+            for (int i = 0; i < n; i++)
+            {
+                var plan = Tensors[i];
+                var t = _device![i];
+                if (plan.IsDense) { _checkFinite!(plan.Length, gradients[i], flag); continue; }
+                var sumM = DeviceSumM![i].View; var sumV = DeviceSumV![i].View;
+                if (plan.Layout == SketchLayout.Rotation)
+                    _rotationAccumulate!(plan.Buckets, gradients[i], t.Rotations.View, t.Signs.View, sumM, sumV, t.Constants);
+                else
+                {
+                    DeviceSumM[i].MemSetToZero(); DeviceSumV[i].MemSetToZero();
+                    _universalAccumulate!(plan.Length, gradients[i], sumM, sumV, t.Constants);
+                }
+                _checkFinite!(plan.Buckets, sumV, flag);
+            }
+            acc.Synchronize();
+            finite = DeviceFlag.GetAsArray1D()[0] == 0;
+            // Phase 2.
+            if (finite)
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    var plan = Tensors[i];
+                    var t = _device![i];
+                    var m = DeviceFirstMoments![i].View; var v = DeviceSecondMoments![i].View;
+                    if (plan.IsDense) { _denseApply!(plan.Length, parameters[i], gradients[i], m, v, t.Constants, s); continue; }
+                    var sumM = DeviceSumM![i].View; var sumV = DeviceSumV![i].View;
+                    _bucketUpdate!(plan.Buckets, m, v, sumM, sumV, t.InvOccupancy.View, t.Constants, s);
+                    var factor = plan.HasFirstMoment ? sumM : sumV;
+                    if (plan.Layout == SketchLayout.Rotation)
+                        _rotationApply!(plan.Length, parameters[i], gradients[i], t.Rotations.View, t.Signs.View, factor, t.Constants, s);
+                    else
+                        _universalApply!(plan.Length, parameters[i], gradients[i], factor, t.Constants, s);
+                }
+                acc.Synchronize();
+            }
+        }
+        catch
+        {
+            AbortStep();
+            throw;
+        }
+        return EndStep(finite);
+    }
+
+    private static bool ViewsOverlap(ArrayView<float> a, ArrayView<float> b)
+    {
+        if (a.Length == 0 || b.Length == 0 || !ReferenceEquals(((IArrayView)a).Buffer, ((IArrayView)b).Buffer)) return false;
+        long ia = ((IContiguousArrayView)a).Index, ib = ((IContiguousArrayView)b).Index;
+        return ia < ib + b.Length && ib < ia + a.Length;
+    }
+
+    // ------------------------------------------------------------------------------ kernels
+
+    /// <summary>One thread per bucket b: sums over rows in order, column c = (b − ρ_r) mod k.</summary>
+    internal static void RotationAccumulateKernel(Index1D b, ArrayView<float> g, ArrayView<int> rho, ArrayView<float> sigma,
+                                                 ArrayView<float> sumM, ArrayView<float> sumV, DeviceTensorConstants c)
+    {
+        float sm = 0, sv = 0;
+        int k = c.Buckets;
+        for (int r = 0; r < c.Rows; r++)
+        {
+            int col = b - rho[r];
+            if (col < 0) col += k;
+            int i = r * k + col;
+            if (i < c.Length)
+            {
+                float x = g[i];
+                sm += sigma[r] * x;
+                sv += x * x;
+            }
+        }
+        if (c.HasM != 0) sumM[b] = sm;
+        sumV[b] = sv;
+    }
+
+    /// <summary>One thread per entry: scatter with atomics (bucket order not fixed on a device).</summary>
+    internal static void UniversalAccumulateKernel(Index1D i, ArrayView<float> g, ArrayView<float> sumM, ArrayView<float> sumV, DeviceTensorConstants c)
+    {
+        float x = g[i];
+        int b = HashDerivation.UniversalBucket(c.A, c.B, c.Buckets, i);
+        if (c.HasM != 0) Atomic.Add(ref sumM[b], HashDerivation.UniversalSign(c.SA, c.SB, i) * x);
+        Atomic.Add(ref sumV[b], x * x);
+    }
+
+    internal static void CheckFiniteKernel(Index1D i, ArrayView<float> values, ArrayView<int> flag)
+    {
+        float x = values[i];
+        if (!(x - x == 0f)) flag[0] = 1;   // NaN and ±Inf give NaN
+    }
+
+    /// <summary>One thread per bucket: moments, then the update factor into the workspace (see the CPU kernel).</summary>
+    internal static void BucketUpdateKernel(Index1D b, ArrayView<float> m, ArrayView<float> v, ArrayView<float> sumM, ArrayView<float> sumV,
+                                           ArrayView<float> invOcc, DeviceTensorConstants c, StepScalars s)
+    {
+        float vv = c.Beta2 * v[b] + c.C2 * sumV[b];
+        v[b] = vv;
+        float scaled = vv;
+        if (c.Mean != 0)
+        {
+            if (c.Universal != 0) scaled = vv * invOcc[b];
+            else
+            {
+                // Rotation: the last row reaches buckets [ρ_last, ρ_last + lastLength) mod k.
+                int col = b - c.LastRotation;
+                if (col < 0) col += c.Buckets;
+                scaled = vv * (col < c.LastLength ? 1f / c.Rows : 1f / (c.Rows - 1));
+            }
+        }
+        float den = MathF.Sqrt(scaled) * s.InvSqrtBiasCorrection2 + c.Epsilon;
+        if (c.HasM != 0)
+        {
+            float mm = c.Beta1 * m[b] + c.C1 * sumM[b];
+            m[b] = mm;
+            sumM[b] = s.LearningRate * s.InvBiasCorrection1 * mm / den;
+        }
+        else sumV[b] = s.LearningRate / den;
+    }
+
+    internal static void RotationApplyKernel(Index1D i, ArrayView<float> p, ArrayView<float> g, ArrayView<int> rho, ArrayView<float> sigma,
+                                            ArrayView<float> factor, DeviceTensorConstants c, StepScalars s)
+    {
+        int k = c.Buckets;
+        int r = i / k;
+        int b = i - r * k + rho[r];
+        if (b >= k) b -= k;
+        if (c.HasM != 0) p[i] = p[i] * s.Decay - sigma[r] * factor[b];
+        else p[i] = p[i] * s.Decay - g[i] * factor[b];
+    }
+
+    internal static void UniversalApplyKernel(Index1D i, ArrayView<float> p, ArrayView<float> g, ArrayView<float> factor, DeviceTensorConstants c, StepScalars s)
+    {
+        int b = HashDerivation.UniversalBucket(c.A, c.B, c.Buckets, i);
+        if (c.HasM != 0) p[i] = p[i] * s.Decay - HashDerivation.UniversalSign(c.SA, c.SB, i) * factor[b];
+        else p[i] = p[i] * s.Decay - g[i] * factor[b];
+    }
+
+    internal static void DenseApplyKernel(Index1D i, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v, DeviceTensorConstants c, StepScalars s)
+    {
+        float x = g[i];
+        float vv = c.Beta2 * v[i] + c.C2 * x * x;
+        v[i] = vv;
+        float mHat = x;
+        if (c.HasM != 0) { float mm = c.Beta1 * m[i] + c.C1 * x; m[i] = mm; mHat = mm * s.InvBiasCorrection1; }
+        p[i] = p[i] * s.Decay - s.LearningRate * mHat / (MathF.Sqrt(vv) * s.InvSqrtBiasCorrection2 + c.Epsilon);
+    }
+
+    private void DisposeDevice()
+    {
+        if (_device is null) return;
+        foreach (var t in _device) t.Dispose();
+        _device = null;
+    }
+}

@@ -1,0 +1,481 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text.RegularExpressions;
+using Collins.Generators.Tests.Infrastructure;
+using Microsoft.CodeAnalysis;
+
+namespace Collins.Generators.Tests;
+
+/// <summary>
+/// One test per diagnostic (and per distinct trigger): id, severity, the formatted message and the exact span (marked
+/// <c>[|…|]</c> in the source). Invalid input must produce the diagnostic and no code for the invalid optimizer, and the
+/// generated code that is produced must compile without errors.
+/// </summary>
+public class DiagnosticCatalogueTests
+{
+    private const string Tensors = """
+            [Tensor(8, 8)] public float[] W = new float[64];
+            [Tensor(8)] public float[] B = new float[8];
+        """;
+
+    /// <summary>A model class with the given attribute arguments and body.</summary>
+    private static string Model(string attribute = "SketchedOptimizer(Ratio = 4)", string body = Tensors, string declaration = "public partial class M")
+        => $$"""
+        using Collins;
+        namespace App;
+
+        [{{attribute}}]
+        {{declaration}}
+        {
+        {{body}}
+        }
+        """;
+
+    /// <summary>Runs the generator over <paramref name="markup"/> and checks that it reports exactly the expected diagnostics.</summary>
+    private static GeneratorRun AssertDiagnostics(string markup, params (string Id, DiagnosticSeverity Severity, string Message)[] expected)
+    {
+        var (source, spans) = Markup.Parse(markup);
+        Assert.Equal(expected.Length, spans.Count);
+        var run = GeneratorDriverHelper.Run(source);
+        Assert.Null(run.Generator.Exception);
+
+        var actual = run.GeneratorDiagnostics.OrderBy(d => d.Location.SourceSpan.Start).ThenBy(d => d.Id, StringComparer.Ordinal).ToList();
+        Assert.True(actual.Count == expected.Length, "Expected " + expected.Length + " diagnostic(s), got:\n" + string.Join("\n", actual));
+        for (int i = 0; i < expected.Length; i++)
+        {
+            var d = actual[i];
+            Assert.Equal(expected[i].Id, d.Id);
+            Assert.Equal(expected[i].Severity, d.Severity);
+            Assert.Equal(expected[i].Message, d.GetMessage(CultureInfo.InvariantCulture));
+            Assert.True(spans[i] == d.Location.SourceSpan,
+                $"{d.Id}: expected span '{source.Substring(spans[i].Start, spans[i].Length)}' {spans[i]}, got '{SpanText(source, d)}' {d.Location.SourceSpan}");
+            Assert.Equal("Model.cs", d.Location.GetLineSpan().Path);
+            // The line/column view agrees with the span (an external location carries both).
+            var tree = run.Input.SyntaxTrees.Single();
+            Assert.Equal(tree.GetLineSpan(spans[i]).Span, d.Location.GetLineSpan().Span);
+        }
+
+        var generatedErrors = run.ErrorsInGeneratedCode();
+        Assert.True(generatedErrors.Count == 0, "Generated code does not compile:\n" + string.Join("\n", generatedErrors.Take(10)));
+        return run;
+    }
+
+    private static string SpanText(string source, Diagnostic d)
+        => d.Location.SourceSpan.End <= source.Length ? source.Substring(d.Location.SourceSpan.Start, d.Location.SourceSpan.Length) : "<out of range>";
+
+    private static (string, DiagnosticSeverity, string) Error(string id, string message) => (id, DiagnosticSeverity.Error, message);
+
+    private static void AssertNothingGenerated(GeneratorRun run) => Assert.Empty(run.Generator.GeneratedSources);
+
+    [Fact]
+    public void Valid_model_reports_nothing_and_compiles()
+    {
+        var run = GeneratorDriverHelper.Run(Model());
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Equal(new[] { "App.M.g.cs" }, run.Generator.GeneratedSources.Select(s => s.HintName));
+        Assert.True(run.Output.GetDiagnostics().All(d => d.Severity != DiagnosticSeverity.Error), run.Describe());
+    }
+
+    [Fact]
+    public void COL001_class_not_partial()
+        => AssertNothingGenerated(AssertDiagnostics(Model(declaration: "public class [|M|]"),
+            Error("COL001", "Class 'M' has [SketchedOptimizer] but is not declared partial; declare it 'partial' so the optimizer can be generated inside it")));
+
+    [Fact]
+    public void COL002_containing_type_not_partial()
+    {
+        const string markup = """
+            using Collins;
+            namespace App;
+
+            public static class [|Outer|]
+            {
+                [SketchedOptimizer]
+                public partial class M
+                {
+                    [Tensor(64, 64)] public float[] W = new float[4096];
+                }
+            }
+            """;
+        AssertNothingGenerated(AssertDiagnostics(markup, Error("COL002", "Type 'Outer' contains the [SketchedOptimizer] class 'M' but is not declared partial")));
+    }
+
+    [Fact]
+    public void COL003_generic_class()
+        => AssertNothingGenerated(AssertDiagnostics(Model(declaration: "public partial class [|M|]<T>"),
+            Error("COL003", "Class 'M' has [SketchedOptimizer] but is generic; generated optimizers are specialised to constant shapes and need a non-generic class")));
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-3")]
+    public void COL004_optimizer_ratio_below_one(string ratio)
+        => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer([|Ratio = {ratio}|])"),
+            Error("COL004", $"Optimizer 'Optimizer' has Ratio {ratio}; it must be at least 1 (a tensor may also use 0 to inherit the optimizer's ratio)")));
+
+    [Fact]
+    public void COL004_tensor_ratio_negative()
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: "[Tensor(8, 8, [|Ratio = -2|])] public float[] W = new float[64];"),
+            Error("COL004", "Tensor 'W' has Ratio -2; it must be at least 1 (a tensor may also use 0 to inherit the optimizer's ratio)")));
+
+    [Theory]
+    [InlineData("Beta1", "1", "1")]
+    [InlineData("Beta1", "1.5", "1.5")]
+    [InlineData("Beta1", "-0.25", "-0.25")]
+    [InlineData("Beta1", "double.NaN", "NaN")]
+    [InlineData("Beta2", "1.0", "1")]
+    [InlineData("Beta2", "-1e-3", "-0.001")]
+    [InlineData("Beta2", "double.PositiveInfinity", "Infinity")]
+    [InlineData("Beta2", "0.99999999999", "0.99999999999")]
+    public void COL005_beta_outside_zero_one(string property, string value, string shown)
+        => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(Ratio = 4, [|{property} = {value}|])"),
+            Error("COL005", $"Optimizer 'Optimizer' has {property} = {shown}; it must be in [0, 1), also when rounded to float")));
+
+    [Theory]
+    [InlineData("0", "0")]
+    [InlineData("-1e-8", "-1E-08")]
+    [InlineData("double.NaN", "NaN")]
+    [InlineData("double.PositiveInfinity", "Infinity")]
+    [InlineData("double.MaxValue", "1.7976931348623157E+308")]
+    [InlineData("1e-50", "1E-50")]
+    public void COL006_epsilon_not_positive_finite(string value, string shown)
+        => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(Ratio = 4, [|Epsilon = {value}|])"),
+            Error("COL006", $"Optimizer 'Optimizer' has Epsilon = {shown}; it must be finite and greater than 0, also when rounded to float")));
+
+    [Theory]
+    [InlineData("-0.01", "-0.01")]
+    [InlineData("double.NaN", "NaN")]
+    [InlineData("double.PositiveInfinity", "Infinity")]
+    public void COL007_weight_decay_negative_or_not_finite(string value, string shown)
+        => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(Ratio = 4, [|WeightDecay = {value}|])"),
+            Error("COL007", $"Optimizer 'Optimizer' has WeightDecay = {shown}; it must be finite and at least 0")));
+
+    [Theory]
+    [InlineData("8, [|0|]", "dimension 0")]
+    [InlineData("[|-5|], 8", "dimension -5")]
+    [InlineData("8, 8, [|-1|]", "dimension -1")]
+    [InlineData("8, [|N|]", "a dimension is not a constant")]
+    public void COL008_invalid_dimension(string arguments, string why)
+    {
+        var run = AssertDiagnostics(Model(body: $"public static int N = 3; [Tensor({arguments})] public float[] W = new float[64];"),
+            Error("COL008", $"Tensor 'W' has an invalid shape: {why}; every dimension must be a positive compile-time constant"));
+        AssertNothingGenerated(run);
+    }
+
+    [Fact]
+    public void COL008_no_dimensions()
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: "[[|Tensor|]] public float[] W = new float[64];"),
+            Error("COL008", "Tensor 'W' has an invalid shape: no dimensions; every dimension must be a positive compile-time constant")));
+
+    [Theory]
+    [InlineData("65536, 65536", "4294967296")]
+    [InlineData("2147483647", "2147483647")]
+    [InlineData("2147483647, 2147483647, 2147483647", "9903520300447984150353281023")]
+    public void COL009_tensor_too_large(string shape, string elements)
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: $"[[|Tensor({shape})|]] public float[] W = null!;"),
+            Error("COL009", $"Tensor 'W' has {elements} elements; the kernels index at most 2147483646")));
+
+    [Fact]
+    public void COL009_largest_indexable_tensor_is_accepted()
+    {
+        // 2·3·357913941 = 2147483646 = the limit: accepted (the emitted code is only generated, not compiled here).
+        var run = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 1)", "[Tensor(2, 3, 357913941)] public float[] W = null!;"));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Single(run.Generator.GeneratedSources);
+    }
+
+    [Fact]
+    public void COL010_duplicate_tensor_name()
+    {
+        const string body = """
+                [Tensor(8, 8, Name = "A")] public float[] W = new float[64];
+                [Tensor(8, [|Name = "A"|])] public float[] B = new float[8];
+            """;
+        AssertNothingGenerated(AssertDiagnostics(Model(body: body),
+            Error("COL010", "Tensor name 'A' is used by more than one member of 'M'; tensor names must be distinct")));
+    }
+
+    [Theory]
+    [InlineData("\"1abc\"", "1abc", "it is not a valid C# identifier")]
+    [InlineData("\"my weights\"", "my weights", "it is not a valid C# identifier")]
+    [InlineData("\"\"", "", "it is empty")]
+    [InlineData("\"class\"", "class", "it is a C# keyword")]
+    [InlineData("\"Step\"", "Step", "it is a member name of the generated optimizer")]
+    [InlineData("\"__x\"", "__x", "it is a member name of the generated optimizer")]
+    public void COL011_invalid_tensor_name(string literal, string name, string why)
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: $"[Tensor(8, 8, [|Name = {literal}|])] public float[] W = new float[64];"),
+            Error("COL011", $"Tensor name '{name}' is not usable: {why}")));
+
+    [Fact]
+    public void COL011_reserved_member_name_points_at_the_attribute()
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: "[[|Tensor(8, 8)|]] public float[] DefaultSettings = new float[64];"),
+            Error("COL011", "Tensor name 'DefaultSettings' is not usable: it is a member name of the generated optimizer")));
+
+    [Theory]
+    [InlineData("Rotation", "Length", "its generated class in optimizer 'Optimizer' has a member of that name (Rotation layout)")]
+    [InlineData("Rotation", "Rotations", "its generated class in optimizer 'Optimizer' has a member of that name (Rotation layout)")]
+    [InlineData("Universal", "B", "its generated class in optimizer 'Optimizer' has a member of that name (Universal layout)")]
+    [InlineData("Universal", "SignA", "its generated class in optimizer 'Optimizer' has a member of that name (Universal layout)")]
+    public void COL011_tensor_named_like_a_member_of_its_generated_class(string layout, string name, string why)
+        => AssertNothingGenerated(AssertDiagnostics(
+            Model($"SketchedOptimizer(Ratio = 4, Layout = SketchLayout.{layout}, DenseThreshold = 0)", $"[Tensor(8, 8, [|Name = \"{name}\"|])] public float[] W = new float[64];"),
+            Error("COL011", $"Tensor name '{name}' is not usable: {why}")));
+
+    [Theory]
+    [InlineData("finite")]
+    [InlineData("scalars")]
+    [InlineData("plans")]
+    public void COL011_tensor_named_like_a_local_of_the_generated_step(string name)
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: $"[Tensor(8, 8, [|Name = \"{name}\"|])] public float[] W = new float[64];"),
+            Error("COL011", $"Tensor name '{name}' is not usable: it is a member name of the generated optimizer")));
+
+    [Fact]
+    public void A_tensor_named_B_is_fine_in_the_rotation_layout()
+    {
+        var run = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 4, DenseThreshold = 0)", "[Tensor(8, 8)] public float[] B = new float[64];"));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Empty(run.Output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error));
+    }
+
+    [Fact]
+    public void COL011_step_parameter_clash()
+    {
+        const string body = """
+                [Tensor(8, 8)] public float[] W = new float[64];
+                [Tensor(8, [|Name = "WGrad"|])] public float[] B = new float[8];
+            """;
+        AssertNothingGenerated(AssertDiagnostics(Model(body: body),
+            Error("COL011", "Tensor name 'WGrad' is not usable: its Step parameters 'WGrad'/'WGradGrad' clash with another tensor's")));
+    }
+
+    [Fact]
+    public void COL012_no_tensors()
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: "public float[] W = new float[64];", declaration: "public partial class [|M|]"),
+            Error("COL012", "Class 'M' has [SketchedOptimizer] but no field or property with [Tensor]")));
+
+    [Fact]
+    public void COL013_ratio_larger_than_tensor_is_a_warning_and_still_generates()
+    {
+        var run = AssertDiagnostics(Model("SketchedOptimizer(Ratio = 16)", "[[|Tensor(3, 4, Sketching = TensorSketching.Sketched)|]] public float[] W = new float[12];"),
+            ("COL013", DiagnosticSeverity.Warning, "Tensor 'W' has 12 elements but is sketched with ratio 16 in optimizer 'Optimizer': all its entries share one bucket"));
+        Assert.Single(run.Generator.GeneratedSources);
+        Assert.Contains("public const int Buckets = 1;", run.Sources["App.M.g.cs"]);
+    }
+
+    [Fact]
+    public void COL014_duplicate_variant_name()
+    {
+        const string markup = """
+            using Collins;
+            namespace App;
+
+            [SketchedOptimizer(Name = "Fast", Ratio = 4)]
+            [SketchedOptimizer([|Name = "Fast"|], Ratio = 8)]
+            public partial class M
+            {
+                [Tensor(64, 64)] public float[] W = new float[4096];
+            }
+            """;
+        var run = AssertDiagnostics(markup, Error("COL014", "Class 'M' has more than one [SketchedOptimizer] named 'Fast'; give each variant a distinct Name"));
+        Assert.Equal(new[] { "App.M.Fast.g.cs" }, run.Generator.GeneratedSources.Select(s => s.HintName)); // the first stays valid
+    }
+
+    [Fact]
+    public void COL014_duplicate_default_name_points_at_the_second_attribute()
+    {
+        const string markup = """
+            using Collins;
+            namespace App;
+
+            [SketchedOptimizer(Ratio = 4)]
+            [[|SketchedOptimizer(Ratio = 8)|]]
+            public partial class M
+            {
+                [Tensor(64, 64)] public float[] W = new float[4096];
+            }
+            """;
+        AssertDiagnostics(markup, Error("COL014", "Class 'M' has more than one [SketchedOptimizer] named 'Optimizer'; give each variant a distinct Name"));
+    }
+
+    [Fact]
+    public void COL014_duplicate_across_partial_declarations()
+    {
+        const string markup = """
+            using Collins;
+            namespace App;
+
+            [SketchedOptimizer(Ratio = 4)]
+            public partial class M
+            {
+                [Tensor(64, 64)] public float[] W = new float[4096];
+            }
+
+            [[|SketchedOptimizer(Ratio = 8)|]]
+            public partial class M { }
+            """;
+        var run = AssertDiagnostics(markup, Error("COL014", "Class 'M' has more than one [SketchedOptimizer] named 'Optimizer'; give each variant a distinct Name"));
+        Assert.Single(run.Generator.GeneratedSources);
+    }
+
+    [Theory]
+    [InlineData("\"my optimizer\"", "my optimizer", "it is not a valid C# identifier")]
+    [InlineData("\"\"", "", "it is empty")]
+    [InlineData("null", "", "it is empty")]
+    [InlineData("\"int\"", "int", "it is a C# keyword")]
+    [InlineData("\"M\"", "M", "it is the name of the model class")]
+    [InlineData("\"W\"", "W", "a tensor has the same name")]
+    public void COL015_invalid_variant_name(string literal, string name, string why)
+        => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer([|Name = {literal}|], Ratio = 4)"),
+            Error("COL015", $"Optimizer name '{name}' is not usable: {why}")));
+
+    [Fact]
+    public void COL015_variant_named_like_an_existing_member()
+        => AssertNothingGenerated(AssertDiagnostics(Model("[|SketchedOptimizer(Ratio = 4)|]", Tensors + "\n    public int Optimizer;"),
+            Error("COL015", "Optimizer name 'Optimizer' is not usable: the class already has a member of that name")));
+
+    [Fact]
+    public void COL016_negative_dense_threshold()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Ratio = 4, [|DenseThreshold = -1|])"),
+            Error("COL016", "Optimizer 'Optimizer' has DenseThreshold = -1; it must be at least 0")));
+
+    [Fact]
+    public void COL017_too_many_rotation_rows()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Ratio = 2000)", "[[|Tensor(100, 100)|]] public float[] W = new float[10000];"),
+            Error("COL017", "Tensor 'W' would have 2000 Rotation rows with ratio 2000 in optimizer 'Optimizer'; the generated kernels unroll one statement per row and allow at most 1024")));
+
+    [Fact]
+    public void COL017_not_reported_at_the_limit_or_for_the_universal_layout()
+    {
+        var atLimit = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 1024)", "[Tensor(1024, 1024)] public float[] W = null!;"));
+        Assert.Empty(atLimit.GeneratorDiagnostics);
+        Assert.Contains("public const int Rows = 1024;", atLimit.Sources["App.M.g.cs"]);
+        var universal = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 2000, Layout = SketchLayout.Universal)", "[Tensor(100, 100)] public float[] W = null!;"));
+        Assert.Empty(universal.GeneratorDiagnostics);
+        Assert.Single(universal.Generator.GeneratedSources);
+    }
+
+    [Fact]
+    public void Several_problems_are_all_reported_at_their_own_spans()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer([|Ratio = 0|], [|Beta1 = 2|], [|Epsilon = 0|])"),
+            Error("COL004", "Optimizer 'Optimizer' has Ratio 0; it must be at least 1 (a tensor may also use 0 to inherit the optimizer's ratio)"),
+            Error("COL005", "Optimizer 'Optimizer' has Beta1 = 2; it must be in [0, 1), also when rounded to float"),
+            Error("COL006", "Optimizer 'Optimizer' has Epsilon = 0; it must be finite and greater than 0, also when rounded to float")));
+
+    // ------------------------------------------------------------------ the catalogue itself
+
+    private static readonly Regex IdPattern = new("^COL[0-9]{3}$");
+
+    [Fact]
+    public void Every_descriptor_has_a_stable_id_title_message_category_and_help_link()
+    {
+        var all = DiagnosticDescriptors.ById.Values.ToList();
+        Assert.True(all.Count >= 17);
+        Assert.Equal(all.Count, all.Select(d => d.Id).Distinct().Count());
+        foreach (var d in all)
+        {
+            Assert.Matches(IdPattern, d.Id);
+            Assert.False(string.IsNullOrWhiteSpace(d.Title.ToString(CultureInfo.InvariantCulture)), d.Id);
+            Assert.False(string.IsNullOrWhiteSpace(d.MessageFormat.ToString(CultureInfo.InvariantCulture)), d.Id);
+            Assert.Equal("Collins.Generators", d.Category);
+            Assert.True(d.IsEnabledByDefault);
+            Assert.Equal("https://github.com/collins-generators/collins#diagnostics-" + d.Id.ToLowerInvariant(), d.HelpLinkUri);
+        }
+        // Every public descriptor field is in the index (so none escapes the release tracking below).
+        var fields = typeof(DiagnosticDescriptors).GetFields().Where(f => f.FieldType == typeof(DiagnosticDescriptor)).Select(f => (DiagnosticDescriptor)f.GetValue(null)!);
+        Assert.Equal(fields.Select(f => f.Id).OrderBy(x => x), all.Select(d => d.Id).OrderBy(x => x));
+    }
+
+    [Fact]
+    public void Release_tracking_lists_every_descriptor_with_its_category_and_severity()
+    {
+        string dir = Path.Combine(RepositoryRoot(), "generator");
+        var rows = File.ReadAllLines(Path.Combine(dir, "AnalyzerReleases.Shipped.md"))
+            .Concat(File.ReadAllLines(Path.Combine(dir, "AnalyzerReleases.Unshipped.md")))
+            .Where(l => l.StartsWith("COL", StringComparison.Ordinal))
+            .Select(l => l.Split('|').Select(c => c.Trim()).ToArray())
+            .ToList();
+        Assert.Equal(DiagnosticDescriptors.ById.Keys.OrderBy(x => x), rows.Select(r => r[0]).OrderBy(x => x));
+        foreach (var r in rows)
+        {
+            var d = DiagnosticDescriptors.ById[r[0]];
+            Assert.Equal(d.Category, r[1]);
+            Assert.Equal(d.DefaultSeverity.ToString(), r[2]);
+        }
+    }
+
+    [Fact]
+    public void Diagnostics_doc_has_an_anchor_and_row_for_every_descriptor()
+    {
+        string doc = File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", "diagnostics.md"));
+        foreach (var d in DiagnosticDescriptors.ById.Values)
+        {
+            Assert.Contains("<a id=\"diagnostics-" + d.Id.ToLowerInvariant() + "\"></a>", doc);
+            Assert.Matches(new Regex(@"^\|[^|\n]*" + d.Id + @"[^|\n]*\|\s*" + d.DefaultSeverity + @"\s*\|", RegexOptions.Multiline), doc);
+        }
+    }
+
+    internal static string RepositoryRoot([CallerFilePath] string path = "")
+        => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", ".."));
+}
+
+/// <summary>COL999: an exception inside the generator becomes one diagnostic carrying its message, never CS8785.</summary>
+public class InternalErrorTests
+{
+    private const string Source = """
+        using Collins;
+        namespace App;
+
+        [SketchedOptimizer(Ratio = 4)]
+        public partial class [|FaultyModel7f3a|]
+        {
+            [Tensor(64, 64)] public float[] W = new float[4096];
+        }
+
+        [SketchedOptimizer(Ratio = 4)]
+        public partial class Healthy
+        {
+            [Tensor(64, 64)] public float[] W = new float[4096];
+        }
+        """;
+
+    private static GeneratorRun RunWithFault(string stage)
+    {
+        // Keyed by a class name no other test uses, so tests running in parallel are unaffected.
+        SketchedOptimizerGenerator.FaultInjection = key => key == stage + ":FaultyModel7f3a" ? new InvalidOperationException("injected fault 42") : null;
+        try
+        {
+            return GeneratorDriverHelper.Run(Markup.Parse(Source).Source);
+        }
+        finally
+        {
+            SketchedOptimizerGenerator.FaultInjection = null;
+        }
+    }
+
+    private static void AssertOneInternalError(GeneratorRun run, string message)
+    {
+        Assert.Null(run.Generator.Exception);
+        Assert.DoesNotContain(run.Output.GetDiagnostics().Concat(run.GeneratorDiagnostics), d => d.Id is "CS8784" or "CS8785");
+        var d = Assert.Single(run.GeneratorDiagnostics);
+        Assert.Equal("COL999", d.Id);
+        Assert.Equal(DiagnosticSeverity.Error, d.Severity);
+        Assert.Equal(message, d.GetMessage(CultureInfo.InvariantCulture));
+        // The healthy class is still generated; nothing of the faulty one is.
+        Assert.Equal(new[] { "App.Healthy.g.cs" }, run.Generator.GeneratedSources.Select(s => s.HintName));
+    }
+
+    [Fact]
+    public void Exception_in_the_transform_becomes_COL999_at_the_class()
+    {
+        var run = RunWithFault("transform");
+        AssertOneInternalError(run, "The Collins generator failed unexpectedly and generated nothing for this class: InvalidOperationException: injected fault 42");
+        // Reported at the class declaration (the whole declaration, attributes included).
+        var tree = run.Input.SyntaxTrees.Single();
+        var declaration = tree.GetRoot().DescendantNodes().OfType<Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax>().First();
+        Assert.Equal(declaration.Span, run.GeneratorDiagnostics[0].Location.SourceSpan);
+    }
+
+    [Fact]
+    public void Exception_in_the_emitter_becomes_COL999()
+        => AssertOneInternalError(RunWithFault("emit"),
+            "The Collins generator failed unexpectedly and generated nothing for this class: emitting 'App.FaultyModel7f3a': InvalidOperationException: injected fault 42");
+}

@@ -1,0 +1,396 @@
+using System.Buffers.Binary;
+using ILGPU;
+using ILGPU.Runtime;
+using System.IO.Hashing;
+using static Collins.Tests.ReferenceTestHelpers;
+
+namespace Collins.Tests;
+
+public class CheckpointTests : IDisposable
+{
+    private readonly string _folder = Path.Combine(Path.GetTempPath(), "collins-ckpt-" + Guid.NewGuid().ToString("N"));
+
+    public CheckpointTests() => Directory.CreateDirectory(_folder);
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_folder, recursive: true); } catch (IOException) { }
+    }
+
+    private static readonly OptimizerSettings Settings = new() { Ratio = 8, WeightDecay = 0.01, Seed = 11 };
+
+    private static TensorSpec[] Specs(int w1Ratio = 0) => new[]
+    {
+        new TensorSpec("W1", new[] { 64, 64 }, Ratio: w1Ratio),          // sketched (4096 ≥ threshold)
+        new TensorSpec("W2", new[] { 30, 33 }, Ratio: 4, Sketching: TensorSketching.Sketched),
+        new TensorSpec("b", new[] { 16 }),                                // dense
+    };
+
+    private static CountSketchAdam Create(OptimizerSettings? settings = null, TensorSpec[]? specs = null)
+        => new(settings ?? Settings, specs ?? Specs());
+
+    /// <summary>Takes <paramref name="steps"/> steps with gradients drawn from <paramref name="rng"/>.</summary>
+    private static void Train(CountSketchAdam opt, float[][] p, Random rng, int steps)
+    {
+        for (int s = 0; s < steps; s++)
+            Assert.Equal(StepOutcome.Applied, opt.Step(1e-2f, p, opt.Tensors.Select(t => Normal(rng, t.Length)).ToArray()));
+    }
+
+    internal sealed record Snapshot(int StepCount, long Skipped, float[][] M, float[][] V);
+
+    internal static Snapshot Take(SketchedOptimizerBase opt)
+        => new(opt.StepCount, opt.SkippedSteps,
+               Enumerable.Range(0, opt.Tensors.Count).Select(opt.CopyFirstMoment).ToArray(),
+               Enumerable.Range(0, opt.Tensors.Count).Select(opt.CopySecondMoment).ToArray());
+
+    /// <summary>Bit-for-bit equality of two snapshots (NaN-safe: compares the bits).</summary>
+    internal static void AssertSame(Snapshot a, Snapshot b)
+    {
+        Assert.Equal(a.StepCount, b.StepCount);
+        Assert.Equal(a.Skipped, b.Skipped);
+        for (int i = 0; i < a.M.Length; i++)
+        {
+            AssertBits(a.M[i], b.M[i], $"tensor {i} m");
+            AssertBits(a.V[i], b.V[i], $"tensor {i} v");
+        }
+    }
+
+    internal static void AssertBits(float[] a, float[] b, string what)
+    {
+        Assert.Equal(a.Length, b.Length);
+        for (int j = 0; j < a.Length; j++)
+            if (BitConverter.SingleToInt32Bits(a[j]) != BitConverter.SingleToInt32Bits(b[j]))
+                Assert.Fail($"{what}[{j}]: {a[j]:R} vs {b[j]:R}");
+    }
+
+    private static byte[] SaveBytes(SketchedOptimizerBase opt)
+    {
+        using var ms = new MemoryStream();
+        opt.Save(ms);
+        return ms.ToArray();
+    }
+
+    private static void Reseal(byte[] file)
+    {
+        int body = file.Length - 8;
+        BinaryPrimitives.WriteUInt64LittleEndian(file.AsSpan(body), XxHash64.HashToUInt64(file.AsSpan(0, body)));
+    }
+
+    [Fact]
+    public void Checkpoint_round_trip_is_bit_exact()
+    {
+        using var a = Create();
+        var rng = new Random(1);
+        var p = a.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
+        Train(a, p, rng, 3);
+        a.NonFinitePolicy = NonFinitePolicy.Skip;
+        var bad = a.Tensors.Select(t => new float[t.Length]).ToArray();
+        bad[0][5] = float.NaN;
+        Assert.Equal(StepOutcome.SkippedNonFinite, a.Step(1e-2f, p, bad));
+
+        var bytes = SaveBytes(a);
+        using var b = Create();
+        b.Load(new MemoryStream(bytes));
+        AssertSame(Take(a), Take(b));
+        Assert.Equal(3, b.StepCount);
+        Assert.Equal(1, b.SkippedSteps);
+        // Saving the loaded optimizer gives the same bytes.
+        Assert.Equal(bytes, SaveBytes(b));
+        // The moments are not trivially zero.
+        Assert.Contains(Take(b).V[0], x => x != 0);
+    }
+
+    [Theory]
+    [InlineData(SketchLayout.Rotation, 0.9)]
+    [InlineData(SketchLayout.Universal, 0.9)]
+    [InlineData(SketchLayout.Rotation, 0.0)]
+    public void Ten_steps_equal_five_save_load_five_bit_for_bit(SketchLayout layout, double beta1)
+    {
+        var settings = Settings with { Layout = layout, Beta1 = beta1 };
+        var grads = new Random(2);
+        var gradients = Enumerable.Range(0, 10).Select(_ => Specs().Select(s => Normal(grads, s.Shape.Aggregate(1, (x, y) => x * y))).ToArray()).ToArray();
+        var p0 = Specs().Select(s => Uniform(new Random(3), s.Shape.Aggregate(1, (x, y) => x * y))).ToArray();
+
+        using var straight = Create(settings);
+        var p1 = Clone(p0);
+        for (int s = 0; s < 10; s++) straight.Step(1e-2f, p1, gradients[s]);
+
+        var p2 = Clone(p0);
+        string path = Path.Combine(_folder, "resume.ckpt");
+        using (var first = Create(settings))
+        {
+            for (int s = 0; s < 5; s++) first.Step(1e-2f, p2, gradients[s]);
+            first.SaveToFile(path);
+        }
+        using var resumed = Create(settings);
+        resumed.LoadFromFile(path);
+        Assert.Equal(5, resumed.StepCount);
+        for (int s = 5; s < 10; s++) resumed.Step(1e-2f, p2, gradients[s]);
+
+        AssertSame(Take(straight), Take(resumed));
+        for (int n = 0; n < p1.Length; n++)
+            AssertBits(p1[n], p2[n], $"parameters {n}");
+    }
+
+    [Fact]
+    public void Random_mutations_and_truncations_raise_only_documented_exceptions_and_change_nothing()
+    {
+        using var source = Create();
+        var rng = new Random(4);
+        var p = source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
+        Train(source, p, rng, 2);
+        byte[] valid = SaveBytes(source);
+
+        // The target has different state, so a load that slipped through would show.
+        using var target = Create();
+        var q = target.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
+        Train(target, q, rng, 3);
+        var before = Take(target);
+
+        var fuzz = new Random(5);
+        var kinds = new Dictionary<Type, int>();
+        const int cases = 10_000;
+        for (int c = 0; c < cases; c++)
+        {
+            byte[] bad;
+            switch (c % 4)
+            {
+                case 0: // truncation
+                    bad = valid[..fuzz.Next(valid.Length)];
+                    break;
+                case 1: // one flipped bit-pattern at a random place
+                    bad = (byte[])valid.Clone();
+                    bad[fuzz.Next(bad.Length)] ^= (byte)fuzz.Next(1, 256);
+                    break;
+                case 2: // several random bytes, mostly in the header and fingerprint
+                    bad = (byte[])valid.Clone();
+                    int hits = fuzz.Next(1, 6);
+                    for (int h = 0; h < hits; h++)
+                    {
+                        int at = fuzz.Next(2) == 0 ? fuzz.Next(Math.Min(120, bad.Length)) : fuzz.Next(bad.Length);
+                        bad[at] ^= (byte)fuzz.Next(1, 256);
+                    }
+                    break;
+                default: // appended garbage
+                    bad = valid.Concat(Enumerable.Range(0, fuzz.Next(1, 16)).Select(_ => (byte)fuzz.Next(256))).ToArray();
+                    break;
+            }
+            var e = Assert.ThrowsAny<CheckpointException>(() => target.Load(new MemoryStream(bad)));
+            Assert.True(e is CheckpointFormatException or CheckpointVersionException or CheckpointMismatchException, e.GetType().Name);
+            kinds[e.GetType()] = kinds.GetValueOrDefault(e.GetType()) + 1;
+            if (c % 500 == 0) AssertSame(before, Take(target));
+        }
+        AssertSame(before, Take(target));
+        Assert.True(kinds.GetValueOrDefault(typeof(CheckpointFormatException)) > cases / 2);
+        Assert.True(kinds.GetValueOrDefault(typeof(CheckpointVersionException)) > 0);
+    }
+
+    [Fact]
+    public void Resealed_mutations_exercise_the_parser_without_crashing_or_partial_loads()
+    {
+        // Mutate the fingerprint/counters and recompute the checksum, so the parser itself must
+        // catch the damage: every outcome is a documented exception (target unchanged) or a clean load.
+        using var source = Create();
+        var rng = new Random(6);
+        var p = source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
+        Train(source, p, rng, 2);
+        byte[] valid = SaveBytes(source);
+        int fingerprintEnd = 20 + 2 + 8 + 8 + 8 + 4 + Specs().Sum(s => 4 + s.Name.Length + 4 + 4 * s.Shape.Length + 4 + 1 + 4 + 1) + 4 + 8 + 4;
+
+        using var target = Create();
+        var q = target.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
+        Train(target, q, new Random(70), 3);
+        var before = Take(target);
+        byte[] targetBytes = SaveBytes(target);
+
+        var fuzz = new Random(7);
+        int rejected = 0;
+        for (int c = 0; c < 2000; c++)
+        {
+            byte[] bad = (byte[])valid.Clone();
+            int at = fuzz.Next(12, fingerprintEnd); // after magic and version, up to the first moment length
+            bad[at] ^= (byte)fuzz.Next(1, 256);
+            if (at < 20) BinaryPrimitives.WriteInt64LittleEndian(bad.AsSpan(12), fuzz.Next(2) == 0 ? bad.Length : BinaryPrimitives.ReadInt64LittleEndian(bad.AsSpan(12)));
+            Reseal(bad);
+            try
+            {
+                target.Load(new MemoryStream(bad));
+                target.Load(new MemoryStream(targetBytes)); // a mutation that still made a valid file: restore
+            }
+            catch (CheckpointException)
+            {
+                rejected++;
+                AssertSame(before, Take(target));
+            }
+        }
+        Assert.True(rejected > 1000, $"only {rejected} of 2000 rejected");
+    }
+
+    [Fact]
+    public void Crash_during_SaveToFile_leaves_the_old_file_loadable()
+    {
+        string path = Path.Combine(_folder, "model.ckpt");
+        using var opt = Create();
+        var rng = new Random(8);
+        var p = opt.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
+        Train(opt, p, rng, 2);
+        opt.SaveToFile(path);
+        var saved = Take(opt);
+        byte[] oldBytes = File.ReadAllBytes(path);
+
+        Train(opt, p, rng, 3);
+        foreach (int failAfter in new[] { 0, 7, 100, oldBytes.Length / 2, oldBytes.Length - 1, -1 /* at Flush */ })
+        {
+            opt.CheckpointStreamWrapper = s => new CrashingStream(s, failAfter);
+            var e = Assert.Throws<IOException>(() => opt.SaveToFile(path));
+            Assert.Contains("simulated crash", e.Message);
+            Assert.Equal(oldBytes, File.ReadAllBytes(path));
+            using var fresh = Create();
+            fresh.LoadFromFile(path);
+            AssertSame(saved, Take(fresh));
+        }
+        // No temporary files are left behind.
+        Assert.Equal(new[] { "model.ckpt" }, Directory.GetFiles(_folder).Select(Path.GetFileName).ToArray());
+
+        // Without the crash, the new state replaces the old file.
+        opt.CheckpointStreamWrapper = null;
+        opt.SaveToFile(path);
+        using var latest = Create();
+        latest.LoadFromFile(path);
+        AssertSame(Take(opt), Take(latest));
+        Assert.Equal(5, latest.StepCount);
+    }
+
+    [Fact]
+    public void Mismatched_plan_names_what_differs()
+    {
+        using var a = Create(specs: Specs(w1Ratio: 32));
+        byte[] bytes = SaveBytes(a);
+        using var b = Create(specs: Specs(w1Ratio: 16));
+        var before = Take(b);
+        var e = Assert.Throws<CheckpointMismatchException>(() => b.Load(new MemoryStream(bytes)));
+        Assert.Contains("tensor 'W1': ratio 32 in file, 16 in optimizer", e.Message);
+        Assert.Single(e.Differences);
+        AssertSame(before, Take(b));
+
+        using var c = Create(Settings with { Seed = 12, Beta2 = 0.99, Layout = SketchLayout.Universal });
+        e = Assert.Throws<CheckpointMismatchException>(() => c.Load(new MemoryStream(SaveBytes(Create()))));
+        Assert.Contains("seed 11 in file, 12 in optimizer", e.Message);
+        Assert.Contains("Beta2 0.999 in file, 0.99 in optimizer", e.Message);
+        Assert.Contains("layout Rotation in file, Universal in optimizer", e.Message);
+
+        var other = new[] { new TensorSpec("W1", new[] { 64, 65 }), new TensorSpec("W2", new[] { 30, 33 }, Ratio: 4, Sketching: TensorSketching.Sketched) };
+        using var d = Create(specs: other);
+        e = Assert.Throws<CheckpointMismatchException>(() => d.Load(new MemoryStream(SaveBytes(Create()))));
+        Assert.Contains("tensor 'W1': shape [64, 64] in file, [64, 65] in optimizer", e.Message);
+        Assert.Contains("3 tensors in file, 2 in optimizer; not in optimizer: 'b'", e.Message);
+
+        var denseFlag = new[] { Specs()[0], Specs()[1], new TensorSpec("b", new[] { 16 }, Sketching: TensorSketching.Sketched) };
+        using var f = Create(specs: denseFlag);
+        e = Assert.Throws<CheckpointMismatchException>(() => f.Load(new MemoryStream(SaveBytes(Create()))));
+        Assert.Contains("tensor 'b': dense in file, sketched in optimizer", e.Message);
+    }
+
+    [Fact]
+    public void Unknown_version_bad_magic_truncation_and_checksum_are_reported_specifically()
+    {
+        using var opt = Create();
+        byte[] valid = SaveBytes(opt);
+
+        byte[] v2 = (byte[])valid.Clone();
+        BinaryPrimitives.WriteInt32LittleEndian(v2.AsSpan(8), 2);
+        Reseal(v2);
+        var ve = Assert.Throws<CheckpointVersionException>(() => opt.Load(new MemoryStream(v2)));
+        Assert.Equal(2, ve.FileVersion);
+        Assert.Equal(1, ve.SupportedVersion);
+        Assert.Contains("version 2", ve.Message);
+
+        byte[] magic = (byte[])valid.Clone();
+        magic[0] = (byte)'X';
+        Assert.Contains("magic", Assert.Throws<CheckpointFormatException>(() => opt.Load(new MemoryStream(magic))).Message);
+
+        Assert.Contains("truncated", Assert.Throws<CheckpointFormatException>(() => opt.Load(new MemoryStream(valid[..^1]))).Message);
+        Assert.Contains("truncated", Assert.Throws<CheckpointFormatException>(() => opt.Load(new MemoryStream(valid[..12]))).Message);
+
+        byte[] flipped = (byte[])valid.Clone();
+        flipped[valid.Length / 2] ^= 0x10;
+        Assert.Contains("checksum", Assert.Throws<CheckpointFormatException>(() => opt.Load(new MemoryStream(flipped))).Message);
+
+        Assert.Throws<FileNotFoundException>(() => opt.LoadFromFile(Path.Combine(_folder, "missing.ckpt")));
+    }
+
+    [Fact]
+    public void Device_state_round_trips_through_a_checkpoint()
+    {
+        using var context = ILGPU.Context.Create(b => ILGPU.Runtime.CPU.CPUContextExtensions.CPU(b));
+        using var acc = ILGPU.Runtime.CPU.CPUContextExtensions.CreateCPUAccelerator(context, 0);
+        var plans = Specs().Select(s => new TensorPlan(s, Settings)).ToArray();
+        using var a = new DeviceStateOptimizer(Settings, plans, acc);
+        a.Fill(seed: 9, steps: 4);
+        using var b = new DeviceStateOptimizer(Settings, plans, acc);
+        b.Load(new MemoryStream(SaveBytes(a)));
+        AssertSame(Take(a), Take(b));
+        Assert.Equal(4, b.StepCount);
+        // CPU and device optimizers with the same plan share the format.
+        using var cpu = Create();
+        cpu.Load(new MemoryStream(SaveBytes(a)));
+        AssertSame(Take(a), Take(cpu));
+    }
+
+    /// <summary>A base-class optimizer with device state, whose moments the test fills directly.</summary>
+    private sealed class DeviceStateOptimizer : SketchedOptimizerBase
+    {
+        public DeviceStateOptimizer(OptimizerSettings s, IReadOnlyList<TensorPlan> plans, ILGPU.Runtime.Accelerator acc) : base(s, plans, acc) { }
+
+        public void Fill(int seed, int steps)
+        {
+            var rng = new Random(seed);
+            for (int i = 0; i < Tensors.Count; i++)
+            {
+                if (Tensors[i].HasFirstMoment) DeviceFirstMoments![i].CopyFromCPU(Uniform(rng, Tensors[i].Buckets));
+                DeviceSecondMoments![i].CopyFromCPU(Uniform(rng, Tensors[i].Buckets, 0, 1));
+            }
+            StepCount = steps;
+        }
+    }
+
+    /// <summary>Throws an IOException once <c>failAfter</c> bytes were written (−1: at Flush).</summary>
+    private sealed class CrashingStream : Stream
+    {
+        private readonly Stream _inner;
+        private readonly int _failAfter;
+        private long _written;
+
+        public CrashingStream(Stream inner, int failAfter) { _inner = inner; _failAfter = failAfter; }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            if (_failAfter >= 0 && _written + buffer.Length > _failAfter)
+            {
+                int part = (int)(_failAfter - _written);
+                _inner.Write(buffer[..part]);
+                _inner.Flush();
+                throw new IOException($"simulated crash after {_failAfter} bytes");
+            }
+            _inner.Write(buffer);
+            _written += buffer.Length;
+        }
+
+        public override void Flush()
+        {
+            if (_failAfter < 0) throw new IOException("simulated crash at flush");
+            _inner.Flush();
+        }
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => _written; set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}

@@ -1,0 +1,78 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+
+namespace Collins.Tests.Generated;
+
+/// <summary>
+/// Every generated ILGPU kernel compiles to PTX for sm_90 with ILGPU's PTX backend, without a GPU.
+/// Rotation kernels must be atomic-free; the Universal scatter must use atomics.
+/// </summary>
+public class GeneratedPtxTests
+{
+    private static readonly Type[] Optimizers =
+    {
+        typeof(RaggedRotation.Optimizer), typeof(RaggedRotation.MeanNoMomentum),
+        typeof(RaggedUniversal.Optimizer), typeof(RaggedUniversal.MeanNoMomentum),
+        typeof(Outer.Large.Optimizer),
+        typeof(DeviceRotation.Optimizer), typeof(DeviceRotation.MeanNoMomentum),
+        typeof(DeviceUniversal.Optimizer), typeof(DeviceUniversal.MeanNoMomentum),
+    };
+
+    /// <summary>(optimizer, tensor, kernel method) for every generated kernel.</summary>
+    private static IEnumerable<(Type Optimizer, Type Tensor, MethodInfo Kernel)> Kernels()
+    {
+        foreach (var optimizer in Optimizers)
+            foreach (var tensor in optimizer.GetNestedTypes(BindingFlags.Public))
+                foreach (var method in tensor.GetMethods(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public))
+                    if (method.Name.EndsWith("Kernel", StringComparison.Ordinal))
+                        yield return (optimizer, tensor, method);
+    }
+
+    private static string CompileToPtx(PTXBackend backend, MethodInfo kernel)
+    {
+        var entry = EntryPointDescription.FromImplicitlyGroupedKernel(kernel);
+        var compiled = backend.Compile(entry, KernelSpecialization.Empty);
+        return ((PTXCompiledKernel)compiled).PTXAssembly;
+    }
+
+    [Fact]
+    public void Every_generated_kernel_compiles_to_ptx_for_sm90()
+    {
+        using var context = Context.Create(b => b.CPU());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90,
+                                           CudaInstructionSet.ISA_83, null!);
+        Assert.Equal(CudaArchitecture.SM_90, backend.Architecture);
+        var kernels = Kernels().ToList();
+        Assert.True(kernels.Count >= 40, $"found only {kernels.Count} kernels");
+        int rotation = 0, universalScatter = 0;
+        foreach (var (optimizer, tensor, kernel) in kernels)
+        {
+            string ptx = CompileToPtx(backend, kernel);
+            string where = $"{optimizer.Name}.{tensor.Name}.{kernel.Name}";
+            // The backend is configured for SM_90 (capabilities and architecture); ILGPU 1.5.3 nevertheless writes
+            // ".target sm_80" in the module header (sm_80 PTX is forward-compatible and JIT-compiled for sm_90).
+            Assert.True(System.Text.RegularExpressions.Regex.IsMatch(ptx, @"\.target sm_(80|90)\b"), $"{where}: unexpected PTX target:\n{ptx[..Math.Min(ptx.Length, 400)]}");
+            Assert.True(ptx.Contains(".entry", StringComparison.Ordinal), $"{where}: PTX has no entry point");
+            bool atomic = ptx.Contains("atom.", StringComparison.Ordinal) || ptx.Contains("red.", StringComparison.Ordinal);
+            bool isUniversal = ((SketchLayout)optimizer.GetProperty("DefaultSettings")!.GetValue(null)!.GetType()
+                .GetProperty("Layout")!.GetValue(optimizer.GetProperty("DefaultSettings")!.GetValue(null))!) == SketchLayout.Universal;
+            if (kernel.Name == "ScatterKernel")
+            {
+                Assert.True(atomic, $"{where}: the Universal scatter should use atomics");
+                universalScatter++;
+            }
+            else
+            {
+                Assert.False(atomic, $"{where}: unexpected atomic instruction in PTX");
+                if (!isUniversal && kernel.Name is "AccumulateKernel" or "ApplyKernel") rotation++;
+            }
+        }
+        Assert.True(rotation >= 10, $"only {rotation} Rotation kernels checked");
+        Assert.True(universalScatter >= 4, $"only {universalScatter} Universal scatter kernels checked");
+    }
+}
