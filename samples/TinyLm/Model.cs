@@ -20,6 +20,8 @@ namespace TinyLm;
 [SketchedOptimizer(Name = "C32NoMomentum", Ratio = 32, Beta1 = 0)]
 [SketchedOptimizer(Name = "C32MeanNoMomentum", Ratio = 32, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean)]
 [SketchedOptimizer(Name = "C1", Ratio = 1)]
+[SketchedOptimizer(Name = "C4", Ratio = 4)]
+[SketchedOptimizer(Name = "C8", Ratio = 8)]
 [SketchedOptimizer(Name = "C64", Ratio = 64)]
 public partial class TinyLmModel
 {

@@ -41,7 +41,9 @@ var wall = Stopwatch.StartNew();
 if (opts.Sweep) return Sweep.Run(config, corpus, train, opts.Out, opts.SweepMax);
 
 // The default set: the AdamW baseline, Collins at Ratio 32 with β1 0.9 (Rotation, Sum), and the best Collins
-// setting at Ratio 32 we have measured so far (Rotation layout, Mean second moment).
+// setting at Ratio 32 measured so far: Rotation layout, Mean second moment (500-step comparison at lr 3e-3 of
+// C32, C32Mean, C32Universal, C32NoMomentum and C64; 1500-step default run C32Mean 2.405 vs C32 2.440).
+// Each name is an optimizer of OptimizerCatalog: "AdamW" or a [SketchedOptimizer(Name = ...)] on TinyLmModel.
 var names = opts.Optimizers ?? ["AdamW", "C32", "C32Mean"];
 var results = new List<RunResult>();
 foreach (var name in names)

@@ -86,6 +86,9 @@ partial class NoMomentum
                 ValidateNoOverlap(0, W, WGrad);
                 ValidateTensor(1, B.Length, BGrad.Length);
                 ValidateNoOverlap(1, B, BGrad);
+                // No tensor's parameters may alias another tensor's parameters or gradient.
+                ValidateNoCrossOverlap(0, W, 1, B, BGrad);
+                ValidateNoCrossOverlap(1, B, 0, W, WGrad);
                 int threads = MaxThreads;
 
                 // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
@@ -245,7 +248,7 @@ partial class NoMomentum
             {
                 int b0 = tile * TileBuckets;
                 int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0f, 0.99f, 1E-06f, in scalars);
+                global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0f, 1f, 0.99f, 0.01f, 1E-06f, in scalars);
                 global::System.Span<float> p = buffers.Parameters;
                 float decay = scalars.Decay;
                 global::System.ReadOnlySpan<float> g = buffers.Gradient;
@@ -306,7 +309,7 @@ partial class NoMomentum
             internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
             {
                 int b = bucket;
-                float v = 0.99f * secondMoment[b] + 0.00999999f * sumV[b];
+                float v = 0.99f * secondMoment[b] + 0.01f * sumV[b];
                 secondMoment[b] = v;
                 float vhat = v; // SecondMoment = Sum
                 float q = scalars.LearningRate / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-06f);
@@ -387,7 +390,7 @@ partial class NoMomentum
             {
                 int i = index;
                 float g = gradient[i];
-                float v = 0.99f * secondMoment[i] + 0.00999999f * g * g;
+                float v = 0.99f * secondMoment[i] + 0.01f * g * g;
                 secondMoment[i] = v;
                 float mhat = g; // β1 = 0
                 parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-06f);

@@ -122,6 +122,37 @@ namespace Samples
                     ValidateNoOverlap(4, NormGain, NormGainGrad);
                     ValidateTensor(5, Ragged.Length, RaggedGrad.Length);
                     ValidateNoOverlap(5, Ragged, RaggedGrad);
+                    // No tensor's parameters may alias another tensor's parameters or gradient.
+                    ValidateNoCrossOverlap(0, Qkv, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(0, Qkv, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(0, Qkv, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(0, Qkv, 4, NormGain, NormGainGrad);
+                    ValidateNoCrossOverlap(0, Qkv, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 4, NormGain, NormGainGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 4, NormGain, NormGainGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 4, NormGain, NormGainGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 4, NormGain, NormGainGrad);
                     int threads = MaxThreads;
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
@@ -333,7 +364,7 @@ namespace Samples
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.999f, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
                     global::System.Span<float> p = buffers.Parameters;
                     float decay = scalars.Decay;
                     global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
@@ -426,9 +457,9 @@ namespace Samples
                 internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
                 {
                     int b = bucket;
-                    float m = 0.9f * firstMoment[b] + 0.100000024f * sumM[b];
+                    float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
                     firstMoment[b] = m;
-                    float v = 0.999f * secondMoment[b] + 0.0009999871f * sumV[b];
+                    float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
                     secondMoment[b] = v;
                     float vhat = v; // SecondMoment = Sum
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
@@ -533,9 +564,9 @@ namespace Samples
                 {
                     int i = index;
                     float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.0009999871f * g * g;
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
                     secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.100000024f * g;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
                     firstMoment[i] = m;
                     float mhat = m * scalars.InvBiasCorrection1;
                     parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
@@ -605,7 +636,7 @@ namespace Samples
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.999f, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
                     global::System.Span<float> p = buffers.Parameters;
                     float decay = scalars.Decay;
                     global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
@@ -650,9 +681,9 @@ namespace Samples
                 internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
                 {
                     int b = bucket;
-                    float m = 0.9f * firstMoment[b] + 0.100000024f * sumM[b];
+                    float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
                     firstMoment[b] = m;
-                    float v = 0.999f * secondMoment[b] + 0.0009999871f * sumV[b];
+                    float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
                     secondMoment[b] = v;
                     float vhat = v; // SecondMoment = Sum
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
@@ -721,9 +752,9 @@ namespace Samples
                 {
                     int i = index;
                     float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.0009999871f * g * g;
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
                     secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.100000024f * g;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
                     firstMoment[i] = m;
                     float mhat = m * scalars.InvBiasCorrection1;
                     parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
@@ -778,9 +809,9 @@ namespace Samples
                 {
                     int i = index;
                     float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.0009999871f * g * g;
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
                     secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.100000024f * g;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
                     firstMoment[i] = m;
                     float mhat = m * scalars.InvBiasCorrection1;
                     parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
@@ -851,7 +882,7 @@ namespace Samples
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.999f, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
                     global::System.Span<float> p = buffers.Parameters;
                     float decay = scalars.Decay;
                     global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
@@ -900,9 +931,9 @@ namespace Samples
                 internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
                 {
                     int b = bucket;
-                    float m = 0.9f * firstMoment[b] + 0.100000024f * sumM[b];
+                    float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
                     firstMoment[b] = m;
-                    float v = 0.999f * secondMoment[b] + 0.0009999871f * sumV[b];
+                    float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
                     secondMoment[b] = v;
                     float vhat = v; // SecondMoment = Sum
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);

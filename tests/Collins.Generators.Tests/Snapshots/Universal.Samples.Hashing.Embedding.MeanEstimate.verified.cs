@@ -89,6 +89,9 @@ namespace Samples.Hashing
                     ValidateNoOverlap(0, Table, TableGrad);
                     ValidateTensor(1, Bias.Length, BiasGrad.Length);
                     ValidateNoOverlap(1, Bias, BiasGrad);
+                    // No tensor's parameters may alias another tensor's parameters or gradient.
+                    ValidateNoCrossOverlap(0, Table, 1, Bias, BiasGrad);
+                    ValidateNoCrossOverlap(1, Bias, 0, Table, TableGrad);
                     int threads = MaxThreads;
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
@@ -118,7 +121,7 @@ namespace Samples.Hashing
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Table_DeviceCheck;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceBuckets;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceElements;
-            private global::ILGPU.Runtime.MemoryBuffer1D<float, global::ILGPU.Stride1D.Dense>? __Table_DeviceOccupancy; // derived from the hash, not state; freed with the accelerator
+            private global::ILGPU.Runtime.MemoryBuffer1D<float, global::ILGPU.Stride1D.Dense>? __Table_DeviceOccupancy; // derived from the hash, not state; freed in OnDispose
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Bias_DeviceCheck;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Bias_DeviceApply;
 
@@ -135,6 +138,12 @@ namespace Samples.Hashing
                 __Bias_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Bias.DenseCheckKernel);
                 __Bias_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Bias.DenseApplyKernel);
                 __deviceKernelsLoaded = true;
+            }
+
+            /// <summary>Frees the device occupancy tables (derived data this type allocated itself).</summary>
+            protected override void OnDispose()
+            {
+                __Table_DeviceOccupancy?.Dispose();
             }
 
             /// <summary>
@@ -293,7 +302,7 @@ namespace Samples.Hashing
                 {
                     int b0 = tile * BucketTile;
                     int b1 = global::System.Math.Min(b0 + BucketTile, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBucketsMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.999f, 1E-08f, in scalars, Occupancy);
+                    global::Collins.Kernels.RotationCpu.UpdateBucketsMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars, Occupancy);
                     return true;
                 }
 
@@ -334,9 +343,9 @@ namespace Samples.Hashing
                 internal static void BucketKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<float> occupancy, global::Collins.StepScalars scalars)
                 {
                     int b = bucket;
-                    float m = 0.9f * firstMoment[b] + 0.100000024f * sumM[b];
+                    float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
                     firstMoment[b] = m;
-                    float v = 0.999f * secondMoment[b] + 0.0009999871f * sumV[b];
+                    float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
                     secondMoment[b] = v;
                     float vhat = v / occupancy[b]; // SecondMoment = Mean: ÷ occupancy
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
@@ -399,9 +408,9 @@ namespace Samples.Hashing
                 {
                     int i = index;
                     float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.0009999871f * g * g;
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
                     secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.100000024f * g;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
                     firstMoment[i] = m;
                     float mhat = m * scalars.InvBiasCorrection1;
                     parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
