@@ -405,7 +405,7 @@ public class DiagnosticCatalogueTests
     [Fact]
     public void Diagnostics_doc_has_an_anchor_and_row_for_every_descriptor()
     {
-        string doc = File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", "diagnostics.md"));
+        string doc = File.ReadAllText(Path.Combine(RepositoryRoot(), "README.md"));
         foreach (var d in DiagnosticDescriptors.ById.Values)
         {
             Assert.Contains("<a id=\"diagnostics-" + d.Id.ToLowerInvariant() + "\"></a>", doc);
