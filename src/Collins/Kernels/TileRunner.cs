@@ -90,7 +90,7 @@ public static unsafe class TileRunner
     private static StepScalars s_scalars;
     private static int s_tiles;
     private static int s_participants;                          // caller + helpers of the current run
-    private static int s_joined;                                // helpers that have taken a participant slot
+    private static int s_joinSeq;                               // helpers that joined the current run (picks their first range)
     private static Range[] s_ranges = Array.Empty<Range>();     // per participant: next tile (Interlocked) and end
 
     /// <summary>One participant's contiguous tile range, padded to its own cache lines.</summary>
@@ -101,7 +101,11 @@ public static unsafe class TileRunner
         [System.Runtime.InteropServices.FieldOffset(68)] public int End;
     }
     private static int s_failed;                                // 1 when some tile returned false
-    private static int s_outstanding;                           // helpers that have not finished yet
+    // Run state: Closed flag | number of helpers inside the run. A helper may only join an open run;
+    // the owner closes the run once every tile is claimed and waits only for helpers that joined,
+    // never for a helper the OS has not scheduled yet (that one later finds the run closed).
+    private const int Closed = 1 << 30;
+    private static int s_state = Closed;
     private static Exception? s_exception;                      // first exception a kernel threw
 
     private static bool RunCore(int tiles, int maxThreads, TileKernel kernel, in TileBuffers buffers, in StepScalars scalars)
@@ -122,10 +126,9 @@ public static unsafe class TileRunner
                 s_tiles = tiles;
                 s_failed = 0;
                 s_exception = null;
-                s_outstanding = helpers;
                 int participants = helpers + 1;
                 s_participants = participants;
-                s_joined = 0;
+                s_joinSeq = 0;
                 var ranges = s_ranges;
                 for (int j = 0; j < participants; j++)
                 {
@@ -133,12 +136,13 @@ public static unsafe class TileRunner
                     ranges[j].End = (int)((long)tiles * (j + 1) / participants);
                 }
                 s_done!.Reset();
-                Interlocked.MemoryBarrier();                    // the semaphore release publishes too; be explicit
+                Interlocked.Exchange(ref s_state, 0);           // open (full fence: publishes the fields above)
                 s_wake!.Release(helpers);
 
                 Work(0);                                        // the caller works too, as participant 0
 
-                s_done.Wait();                                  // every helper has stopped touching the run
+                // Every tile is claimed now: close the run, then wait for the helpers inside it to finish their tiles.
+                if (Interlocked.Add(ref s_state, Closed) != Closed) s_done.Wait();
                 s_kernel = null;
                 s_buffers = default;
                 var ex = s_exception;
@@ -208,6 +212,19 @@ public static unsafe class TileRunner
         }
     }
 
+    /// <summary>Enters the current run if it is still open.</summary>
+    private static bool TryJoin()
+    {
+        int st = Volatile.Read(ref s_state);
+        while (true)
+        {
+            if ((st & Closed) != 0) return false;
+            int seen = Interlocked.CompareExchange(ref s_state, st + 1, st);
+            if (seen == st) return true;
+            st = seen;
+        }
+    }
+
     private static void WorkerLoop()
     {
         t_inRun = true;                                         // a nested run on a worker executes inline
@@ -216,9 +233,10 @@ public static unsafe class TileRunner
         while (true)
         {
             wake.Wait();
-            try { Work(Interlocked.Increment(ref s_joined)); }
+            if (!TryJoin()) continue;                           // woke after the run it was meant for had closed
+            try { Work(Interlocked.Increment(ref s_joinSeq) % s_participants); }
             catch (Exception ex) { Interlocked.CompareExchange(ref s_exception, ex, null); }   // never kill a worker
-            if (Interlocked.Decrement(ref s_outstanding) == 0) done.Set();
+            if (Interlocked.Decrement(ref s_state) == Closed) done.Set();   // last helper out of a closed run
         }
     }
 }
