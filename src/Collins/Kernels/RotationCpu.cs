@@ -39,6 +39,102 @@ public static class RotationCpu
         if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs, bs - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
     }
 
+    /// <summary>
+    /// Phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
+    /// for each vector of 16 buckets the sums are kept in registers while the rows are read in order 0..R−1 (row r at
+    /// column (b − ρ_r) mod k; a vector that straddles row r's wrap point, or the end of the ragged last row, is filled lane by
+    /// lane, absent entries as 0), then stored once. sumM[b] = Σ_r σ_r·g, sumV[b] = Σ_r g² with the same operations in the
+    /// same order as <see cref="AccumulateRow"/> row after row, so the result never depends on the tiling or the thread count.
+    /// <paramref name="sumM"/> is empty when β1 = 0. Returns false when a sumV of the range is not finite.
+    /// </summary>
+    /// <param name="gradient">The tensor's gradient, (R − 1)·k + <paramref name="lastRowLength"/> floats.</param>
+    /// <param name="rotations">ρ_r for r = 0..R−1 (0 ≤ ρ_r &lt; k).</param>
+    /// <param name="signs">σ_r = ±1 for r = 0..R−1.</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static bool AccumulateTile(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                      int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                      ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs)
+    {
+        int rows = rotations.Length;
+        bool hasM = sumM.Length != 0;
+        if (rows == 0 || signs.Length != rows || (uint)bucketStart > (uint)bucketEnd || bucketEnd > buckets
+            || sumV.Length < bucketEnd || (hasM && sumM.Length < bucketEnd)
+            || lastRowLength <= 0 || lastRowLength > buckets || gradient.Length != (long)(rows - 1) * buckets + lastRowLength)
+            throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
+        if (!Vector512.IsHardwareAccelerated)
+        {
+            for (int r = 0; r < rows; r++)
+                AccumulateRow(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, r * buckets, r == rows - 1 ? lastRowLength : buckets,
+                              rotations[r], signs[r] > 0 ? 1f : -1f, r == 0);
+            return AllFinite(sumV.Slice(bucketStart, bucketEnd - bucketStart));
+        }
+        const int W = 16; // Vector512<float>.Count
+        ref float rg = ref MemoryMarshal.GetReference(gradient);
+        ref float rm = ref MemoryMarshal.GetReference(sumM);
+        ref float rv = ref MemoryMarshal.GetReference(sumV);
+        ref int rrho = ref MemoryMarshal.GetReference(rotations);
+        ref int rsig = ref MemoryMarshal.GetReference(signs);
+        Span<float> lanes = stackalloc float[W];
+        ref float rl = ref MemoryMarshal.GetReference(lanes);
+        var check = Vector512<float>.Zero;
+        int b = bucketStart;
+        for (; b <= bucketEnd - W; b += W)
+        {
+            Vector512<float> sm = default, sv = default;
+            for (int r = 0; r < rows; r++)
+            {
+                int rho = Unsafe.Add(ref rrho, r);
+                int c = b - rho;
+                if (c < 0) c += buckets;
+                int len = r == rows - 1 ? lastRowLength : buckets;
+                nuint rowOffset = (nuint)r * (nuint)buckets;
+                Vector512<float> x;
+                if (c + W <= len) x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
+                else
+                {
+                    // wrap point or ragged end inside this vector: lane by lane
+                    for (int j = 0; j < W; j++)
+                    {
+                        int cj = b + j - rho;
+                        if (cj < 0) cj += buckets;
+                        Unsafe.Add(ref rl, j) = cj < len ? Unsafe.Add(ref rg, rowOffset + (nuint)cj) : 0f;
+                    }
+                    x = Vector512.LoadUnsafe(ref rl);
+                }
+                if (r == 0)
+                {
+                    if (hasM) sm = Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                    sv = x * x;
+                }
+                else
+                {
+                    if (hasM) sm += Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                    sv += x * x;
+                }
+            }
+            if (hasM) sm.StoreUnsafe(ref rm, (nuint)b);
+            sv.StoreUnsafe(ref rv, (nuint)b);
+            check += sv * Vector512<float>.Zero;
+        }
+        for (; b < bucketEnd; b++)
+        {
+            float sm = 0f, sv = 0f;
+            for (int r = 0; r < rows; r++)
+            {
+                int c = b - Unsafe.Add(ref rrho, r);
+                if (c < 0) c += buckets;
+                int len = r == rows - 1 ? lastRowLength : buckets;
+                float x = c < len ? Unsafe.Add(ref rg, (nuint)r * (nuint)buckets + (nuint)c) : 0f;
+                float sx = (Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                if (r == 0) { sm = sx; sv = x * x; } else { sm += sx; sv += x * x; }
+            }
+            if (hasM) Unsafe.Add(ref rm, b) = sm;
+            Unsafe.Add(ref rv, b) = sv;
+            if (!float.IsFinite(sv)) check = Vector512.Create(float.NaN);
+        }
+        return Vector512.EqualsAll(check, check);
+    }
+
     private static void AccumulateSegment(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                           int bucket, int column, int count, int rowOffset, int rowLength,
                                           float sign, bool first, bool hasM)
@@ -195,7 +291,12 @@ public static class RotationCpu
     /// </summary>
     public static void UpdateBuckets(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
                                      int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, beta2, epsilon, scalars, new NoOccupancy());
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, 1f - beta1, beta2, 1f - beta2, epsilon, scalars, new NoOccupancy());
+
+    /// <summary>As the <see cref="float"/> overload, with (1 − β1), (1 − β2) computed in double and rounded to float once.</summary>
+    public static void UpdateBuckets(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
+                                     int bucketStart, int bucketEnd, double beta1, double beta2, float epsilon, in StepScalars scalars)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon, scalars, new NoOccupancy());
 
     /// <summary>
     /// As <see cref="UpdateBuckets"/> with SecondMoment = Mean for the Rotation layout: v̂ = v / occupancy
@@ -205,14 +306,27 @@ public static class RotationCpu
     public static void UpdateBucketsRotationMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
                                                  int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars,
                                                  int rows, int buckets, int lastRotation, int lastRowLength)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, beta2, epsilon, scalars,
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, 1f - beta1, beta2, 1f - beta2, epsilon, scalars,
+                      new RotationOccupancy(rows, buckets, lastRotation, lastRowLength));
+
+    /// <summary>As the <see cref="float"/> overload, with (1 − β1), (1 − β2) computed in double and rounded to float once.</summary>
+    public static void UpdateBucketsRotationMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
+                                                 int bucketStart, int bucketEnd, double beta1, double beta2, float epsilon, in StepScalars scalars,
+                                                 int rows, int buckets, int lastRotation, int lastRowLength)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon, scalars,
                       new RotationOccupancy(rows, buckets, lastRotation, lastRowLength));
 
     /// <summary>As <see cref="UpdateBuckets"/> with SecondMoment = Mean from a table of bucket occupancies (Universal layout).</summary>
     public static void UpdateBucketsMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
                                          int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars,
                                          float[] occupancy)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, beta2, epsilon, scalars, new TableOccupancy(occupancy));
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, 1f - beta1, beta2, 1f - beta2, epsilon, scalars, new TableOccupancy(occupancy));
+
+    /// <summary>As the <see cref="float"/> overload, with (1 − β1), (1 − β2) computed in double and rounded to float once.</summary>
+    public static void UpdateBucketsMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
+                                         int bucketStart, int bucketEnd, double beta1, double beta2, float epsilon, in StepScalars scalars,
+                                         float[] occupancy)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon, scalars, new TableOccupancy(occupancy));
 
     private interface IOccupancy { float Get(int bucket); }
     private readonly struct NoOccupancy : IOccupancy { public float Get(int bucket) => 1f; }
@@ -228,12 +342,11 @@ public static class RotationCpu
     }
 
     private static void UpdateCore<TOcc>(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                         int b0, int b1, float beta1, float beta2, float epsilon, in StepScalars s, TOcc occ)
+                                         int b0, int b1, float beta1, float c1, float beta2, float c2, float epsilon, in StepScalars s, TOcc occ)
         where TOcc : struct, IOccupancy
     {
         bool hasM = firstMoment.Length != 0;
         bool mean = typeof(TOcc) != typeof(NoOccupancy);
-        float c1 = 1f - beta1, c2 = 1f - beta2;
         float lr = s.LearningRate, ib1 = s.InvBiasCorrection1, isb2 = s.InvSqrtBiasCorrection2;
         if (hasM)
         {

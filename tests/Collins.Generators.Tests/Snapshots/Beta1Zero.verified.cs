@@ -245,7 +245,7 @@ partial class NoMomentum
             {
                 int b0 = tile * TileBuckets;
                 int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0f, 0.99f, 1E-06f, in scalars);
+                global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0d, 0.99d, 1E-06f, in scalars);
                 global::System.Span<float> p = buffers.Parameters;
                 float decay = scalars.Decay;
                 global::System.ReadOnlySpan<float> g = buffers.Gradient;
@@ -306,7 +306,7 @@ partial class NoMomentum
             internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
             {
                 int b = bucket;
-                float v = 0.99f * secondMoment[b] + 0.00999999f * sumV[b];
+                float v = 0.99f * secondMoment[b] + 0.01f * sumV[b];
                 secondMoment[b] = v;
                 float vhat = v; // SecondMoment = Sum
                 float q = scalars.LearningRate / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-06f);
@@ -371,7 +371,7 @@ partial class NoMomentum
                 global::Collins.Kernels.DenseAdamWCpu.Step(
                     buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                     default /* β1 = 0: no first moment */, buffers.SecondMoment.Slice(start, count),
-                    in scalars, beta1: 0f, beta2: 0.99f, epsilon: 1E-06f);
+                    in scalars, beta1: 0d, beta2: 0.99d, epsilon: 1E-06f);
                 return true;
             }
 
@@ -387,7 +387,7 @@ partial class NoMomentum
             {
                 int i = index;
                 float g = gradient[i];
-                float v = 0.99f * secondMoment[i] + 0.00999999f * g * g;
+                float v = 0.99f * secondMoment[i] + 0.01f * g * g;
                 secondMoment[i] = v;
                 float mhat = g; // β1 = 0
                 parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-06f);

@@ -309,7 +309,7 @@ namespace Samples
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.999f, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
                     global::System.Span<float> p = buffers.Parameters;
                     float decay = scalars.Decay;
                     global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
@@ -466,9 +466,9 @@ namespace Samples
                 internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
                 {
                     int b = bucket;
-                    float m = 0.9f * firstMoment[b] + 0.100000024f * sumM[b];
+                    float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
                     firstMoment[b] = m;
-                    float v = 0.999f * secondMoment[b] + 0.0009999871f * sumV[b];
+                    float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
                     secondMoment[b] = v;
                     float vhat = v; // SecondMoment = Sum
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
@@ -605,7 +605,7 @@ namespace Samples
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 
@@ -621,9 +621,9 @@ namespace Samples
                 {
                     int i = index;
                     float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.0009999871f * g * g;
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
                     secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.100000024f * g;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
                     firstMoment[i] = m;
                     float mhat = m * scalars.InvBiasCorrection1;
                     parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
@@ -662,7 +662,7 @@ namespace Samples
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 
@@ -678,9 +678,9 @@ namespace Samples
                 {
                     int i = index;
                     float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.0009999871f * g * g;
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
                     secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.100000024f * g;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
                     firstMoment[i] = m;
                     float mhat = m * scalars.InvBiasCorrection1;
                     parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
@@ -719,7 +719,7 @@ namespace Samples
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 
@@ -735,9 +735,9 @@ namespace Samples
                 {
                     int i = index;
                     float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.0009999871f * g * g;
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
                     secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.100000024f * g;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
                     firstMoment[i] = m;
                     float mhat = m * scalars.InvBiasCorrection1;
                     parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
