@@ -214,26 +214,15 @@ partial class NoMomentum
             internal const int Tiles = 1;
 
             /// <summary>
-            /// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in
-            /// order 0..7 (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.
+            /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+            /// order 0..7 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+            /// returns false when a SumV of the tile is not finite.
             /// </summary>
             internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
             {
                 int b0 = tile * TileBuckets;
                 int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                global::System.Span<float> sumM = buffers.SumM; // empty: β1 = 0
-                global::System.Span<float> sumV = buffers.SumV;
-                //                                          tile      k, row offset, row length, ρ_r, σ_r, first row
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 0, 100, 53, 1f, true);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 100, 100, 3, -1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 200, 100, 13, 1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 300, 100, 38, 1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 400, 100, 22, 1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 500, 100, 28, -1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 600, 100, 69, 1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 700, 100, 62, -1f, false);
-                return global::Collins.Kernels.RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
+                return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 100, lastRowLength: 100, Rotations, Signs);
             }
 
             /// <summary>

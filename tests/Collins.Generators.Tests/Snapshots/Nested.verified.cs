@@ -220,22 +220,15 @@ namespace Org.Models.Vision
                         internal const int Tiles = 1;
 
                         /// <summary>
-                        /// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in
-                        /// order 0..3 (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.
+                        /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                        /// order 0..3 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                        /// returns false when a SumV of the tile is not finite.
                         /// </summary>
                         internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                         {
                             int b0 = tile * TileBuckets;
                             int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                            global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                            global::System.Span<float> sumM = buffers.SumM; // k floats
-                            global::System.Span<float> sumV = buffers.SumV;
-                            //                                          tile      k, row offset, row length, ρ_r, σ_r, first row
-                            global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 54, 0, 54, 33, 1f, true);
-                            global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 54, 54, 54, 46, 1f, false);
-                            global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 54, 108, 54, 18, -1f, false);
-                            global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 54, 162, 54, 23, 1f, false);
-                            return global::Collins.Kernels.RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
+                            return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 54, lastRowLength: 54, Rotations, Signs);
                         }
 
                         /// <summary>

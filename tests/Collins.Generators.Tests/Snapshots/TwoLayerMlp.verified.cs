@@ -254,50 +254,15 @@ namespace Samples
                 internal const int Tiles = 2;
 
                 /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in
-                /// order 0..31 (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.
+                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                /// order 0..31 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                /// returns false when a SumV of the tile is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                    global::System.Span<float> sumM = buffers.SumM; // k floats
-                    global::System.Span<float> sumV = buffers.SumV;
-                    //                                          tile      k, row offset, row length, ρ_r, σ_r, first row
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 0, 3136, 283, 1f, true);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 3136, 3136, 2432, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 6272, 3136, 2887, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 9408, 3136, 1560, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 12544, 3136, 2722, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 15680, 3136, 1546, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 18816, 3136, 1360, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 21952, 3136, 1114, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 25088, 3136, 1505, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 28224, 3136, 1228, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 31360, 3136, 368, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 34496, 3136, 1706, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 37632, 3136, 245, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 40768, 3136, 2855, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 43904, 3136, 823, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 47040, 3136, 2999, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 50176, 3136, 2382, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 53312, 3136, 1345, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 56448, 3136, 1421, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 59584, 3136, 1344, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 62720, 3136, 2012, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 65856, 3136, 284, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 68992, 3136, 2071, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 72128, 3136, 2223, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 75264, 3136, 494, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 78400, 3136, 1232, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 81536, 3136, 2155, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 84672, 3136, 951, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 87808, 3136, 504, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 90944, 3136, 2054, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 94080, 3136, 1019, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 97216, 3136, 3100, -1f, false);
-                    return global::Collins.Kernels.RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
+                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs);
                 }
 
                 /// <summary>
