@@ -227,27 +227,15 @@ partial class NoMomentum
 
             /// <summary>
             /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-            /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-            /// in the tile (the tile's sketch stays in L1).
+            /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+            /// 16 buckets at a time (the tile's sketch stays in L1).
             /// </summary>
             internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
             {
                 int b0 = tile * TileBuckets;
                 int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                 global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0d, 0.99d, 1E-06f, in scalars);
-                global::System.Span<float> p = buffers.Parameters;
-                float decay = scalars.Decay;
-                global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                global::System.ReadOnlySpan<float> q = buffers.SumV; // lr / (√v̂ + ε) per bucket (β1 = 0: m̂ = g)
-                //                                       tile      k, row offset, row length, ρ_r
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 0, 100, 53, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 100, 100, 3, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 200, 100, 13, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 300, 100, 38, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 400, 100, 22, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 500, 100, 28, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 600, 100, 69, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 700, 100, 62, decay);
+                global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, buffers.Gradient, buffers.SumV, b0, b1, buckets: 100, lastRowLength: 100, Rotations, Signs, scalars.Decay); // β1 = 0: p ← p·decay − g·w[b], w = lr / (√v̂ + ε)
                 return true;
             }
 

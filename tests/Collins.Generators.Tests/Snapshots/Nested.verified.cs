@@ -233,22 +233,15 @@ namespace Org.Models.Vision
 
                         /// <summary>
                         /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                        /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                        /// in the tile (the tile's sketch stays in L1).
+                        /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                        /// 16 buckets at a time (the tile's sketch stays in L1).
                         /// </summary>
                         internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                         {
                             int b0 = tile * TileBuckets;
                             int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                             global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
-                            global::System.Span<float> p = buffers.Parameters;
-                            float decay = scalars.Decay;
-                            global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                            //                                    tile      k, row offset, row length, ρ_r, σ_r
-                            global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 54, 0, 54, 33, 1f, decay);
-                            global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 54, 54, 54, 46, 1f, decay);
-                            global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 54, 108, 54, 18, -1f, decay);
-                            global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 54, 162, 54, 23, 1f, decay);
+                            global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 54, lastRowLength: 54, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                             return true;
                         }
 

@@ -307,34 +307,15 @@ namespace Samples
 
                 /// <summary>
                 /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                /// in the tile (the tile's sketch stays in L1).
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                     global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
-                    global::System.Span<float> p = buffers.Parameters;
-                    float decay = scalars.Decay;
-                    global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                    //                                    tile      k, row offset, row length, ρ_r, σ_r
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 0, 192, 181, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 192, 192, 102, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 384, 192, 80, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 576, 192, 150, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 768, 192, 189, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 960, 192, 79, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1152, 192, 127, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1344, 192, 18, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1536, 192, 5, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1728, 192, 168, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1920, 192, 99, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2112, 192, 186, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2304, 192, 118, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2496, 192, 128, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2688, 192, 50, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2880, 192, 158, 1f, decay);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
@@ -572,22 +553,15 @@ namespace Samples
 
                 /// <summary>
                 /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                /// in the tile (the tile's sketch stays in L1).
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                     global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
-                    global::System.Span<float> p = buffers.Parameters;
-                    float decay = scalars.Decay;
-                    global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                    //                                    tile      k, row offset, row length, ρ_r, σ_r
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 1024, 0, 1024, 975, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 1024, 1024, 1024, 918, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 1024, 2048, 1024, 461, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 1024, 3072, 1024, 895, 1f, decay);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
@@ -810,23 +784,15 @@ namespace Samples
 
                 /// <summary>
                 /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                /// in the tile (the tile's sketch stays in L1).
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                     global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
-                    global::System.Span<float> p = buffers.Parameters;
-                    float decay = scalars.Decay;
-                    global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                    //                                    tile      k, row offset, row length, ρ_r, σ_r
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 0, 7, 6, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 7, 7, 1, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 14, 7, 6, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 21, 7, 2, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 28, 5, 3, 1f, decay);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 

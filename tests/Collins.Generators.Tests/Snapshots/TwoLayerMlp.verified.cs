@@ -267,50 +267,15 @@ namespace Samples
 
                 /// <summary>
                 /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                /// in the tile (the tile's sketch stays in L1).
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                     global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
-                    global::System.Span<float> p = buffers.Parameters;
-                    float decay = scalars.Decay;
-                    global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                    //                                    tile      k, row offset, row length, ρ_r, σ_r
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 0, 3136, 283, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 3136, 3136, 2432, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 6272, 3136, 2887, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 9408, 3136, 1560, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 12544, 3136, 2722, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 15680, 3136, 1546, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 18816, 3136, 1360, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 21952, 3136, 1114, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 25088, 3136, 1505, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 28224, 3136, 1228, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 31360, 3136, 368, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 34496, 3136, 1706, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 37632, 3136, 245, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 40768, 3136, 2855, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 43904, 3136, 823, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 47040, 3136, 2999, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 50176, 3136, 2382, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 53312, 3136, 1345, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 56448, 3136, 1421, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 59584, 3136, 1344, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 62720, 3136, 2012, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 65856, 3136, 284, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 68992, 3136, 2071, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 72128, 3136, 2223, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 75264, 3136, 494, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 78400, 3136, 1232, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 81536, 3136, 2155, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 84672, 3136, 951, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 87808, 3136, 504, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 90944, 3136, 2054, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 94080, 3136, 1019, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 97216, 3136, 3100, -1f, decay);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
