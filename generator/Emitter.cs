@@ -17,7 +17,7 @@ namespace Collins.Generators
         internal const int RotationTileBuckets = 2048;
         internal const int UniversalBucketTile = 4096;
         /// <summary>Universal phase 1 is split by bucket range into this many tiles (each bucket still summed in index order).</summary>
-        internal const int UniversalScatterTiles = 2;
+        internal const int UniversalScatterTiles = 1;
         internal const int ElementTile = 16384;
 
         private const string AV = "global::ILGPU.ArrayView<float>";

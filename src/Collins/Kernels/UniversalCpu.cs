@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace Collins.Kernels;
@@ -24,6 +25,7 @@ public static unsafe class UniversalCpu
 {
     private const ulong P = 2147483647UL;
     private const int Block = 64;
+    private static readonly Vector512<ulong> Iota = Vector512.Create(0UL, 1UL, 2UL, 3UL, 4UL, 5UL, 6UL, 7UL);
 
     /// <summary>The hash constants of one tensor and k, with Lemire's fast-modulo multiplier for k.</summary>
     public readonly struct Hash
@@ -50,6 +52,51 @@ public static unsafe class UniversalCpu
             return (int)Math.BigMul(_m * x, _k, out _);
         }
 
+        /// <summary>
+        /// h1 (into <paramref name="bucket"/>) and, when <paramref name="sign"/> is not null, h2 as ±1 (into <paramref name="sign"/>) of the
+        /// <see cref="Block"/> indices i0, i0 + 1, …: 8 at a time in Vector512 (64-bit products, Mersenne reduction by shifts, then
+        /// mod k in double: x &lt; 2^31 and k &lt; 2^31, so floor(x/k) from x·(1/k) is off by at most one and is corrected exactly).
+        /// Indices past the tensor's end are hashed too (harmless: the caller ignores them).
+        /// </summary>
+        internal void HashBlock(int i0, long* bucket, double* sign)
+        {
+            if (!Vector512.IsHardwareAccelerated)
+            {
+                for (int j = 0; j < Block; j++)
+                {
+                    bucket[j] = Bucket(i0 + j);
+                    if (sign != null) sign[j] = Sign(i0 + j);
+                }
+                return;
+            }
+            var pP = Vector512.Create(P);
+            var va = Vector512.Create(_a); var vb = Vector512.Create(_b);
+            var vsa = Vector512.Create(_sa); var vsb = Vector512.Create(_sb);
+            var kd = Vector512.Create((double)_k); var invk = Vector512.Create(1.0 / _k);
+            var one = Vector512.Create(1UL);
+            for (int j = 0; j < Block; j += 8)
+            {
+                var idx = Vector512.Create((ulong)(uint)(i0 + j)) + Iota;
+                var x = va * idx + vb;
+                x = (x & pP) + (x >> 31);
+                x = (x & pP) + (x >> 31);
+                x -= Vector512.GreaterThanOrEqual(x, pP) & pP;
+                var xd = Vector512.ConvertToDouble(x);
+                var r = xd - Vector512.Floor(xd * invk) * kd;
+                r += Vector512.ConditionalSelect(Vector512.LessThan(r, Vector512<double>.Zero), kd, Vector512<double>.Zero);
+                r -= Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(r, kd), kd, Vector512<double>.Zero);
+                Vector512.ConvertToInt64(r).Store(bucket + j);
+                if (sign != null)
+                {
+                    var y = vsa * idx + vsb;
+                    y = (y & pP) + (y >> 31);
+                    y = (y & pP) + (y >> 31);
+                    y -= Vector512.GreaterThanOrEqual(y, pP) & pP;
+                    (Vector512<double>.One - Vector512.ConvertToDouble(y & one) * 2.0).Store(sign + j);
+                }
+            }
+        }
+
         /// <summary>h2(i) as ±1f.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public float Sign(int i)
@@ -66,10 +113,34 @@ public static unsafe class UniversalCpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float* Pair(float* pm, float* pv, int b, int h, out float* second)
     {
-        float* first = b < h ? pm + 2 * b : pv + 2 * (b - h);
+        // branchless (b is random: a branch on b < h would mispredict half the time)
+        nint lower = (nint)((b - h) >> 31);                                   // −1 when b < h, else 0
+        float* basePtr = (float*)((nint)pv + (((nint)pm - (nint)pv) & lower));
+        float* first = basePtr + 2 * (b - (h & ~(int)lower));
         second = first + 1;
         if (b >= 2 * h) { first = pm + b; second = pv + b; }    // odd k: the last bucket
         return first;
+    }
+
+    /// <summary>Bench probe: time of hashing n indices in blocks (ms).</summary>
+    public static double TimeHashBlocks(in Hash hash, int n)
+    {
+        long* bk = stackalloc long[Block]; double* sg = stackalloc double[Block];
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp(); long acc = 0;
+        for (int i0 = 0; i0 < n; i0 += Block) { hash.HashBlock(i0, bk, sg); acc += bk[3]; }
+        double ms = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        return acc == 42 ? ms + 1e-9 : ms;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Prefetch(long* bk, float* pm, float* pv, int h, int lo, uint span, bool pairs)
+    {
+        if (!Sse.IsSupported) return;
+        for (int j = 0; j < Block; j++)
+        {
+            int b = (int)bk[j];
+            if ((uint)(b - lo) < span) Sse.Prefetch0(pairs ? Pair(pm, pv, b, h, out _) : pv + b);
+        }
     }
 
     /// <summary>
@@ -86,7 +157,6 @@ public static unsafe class UniversalCpu
         int lo = (int)((long)buckets * tile / tiles), hi = (int)((long)buckets * (tile + 1) / tiles);
         int h = buckets >> 1, n = gradient.Length;
         var hs = hash;
-        int* bk = stackalloc int[Block];
         fixed (float* pg = gradient)
         fixed (float* pm = sumM)
         fixed (float* pv = sumV)
@@ -96,29 +166,44 @@ public static unsafe class UniversalCpu
                 if (hasM) { float* f = Pair(pm, pv, b, h, out float* s); *f = 0f; *s = 0f; }
                 else pv[b] = 0f;
             }
+            long* bkA = stackalloc long[Block], bkB = stackalloc long[Block];
+            double* sgA = stackalloc double[Block], sgB = stackalloc double[Block];
+            uint span = (uint)(hi - lo);
+            int* sel = stackalloc int[Block];
+            // Software pipeline: hash and prefetch block j + 1 while block j is added.
+            if (n > 0)
+            {
+                hs.HashBlock(0, bkA, hasM ? sgA : null);
+                Prefetch(bkA, pm, pv, h, lo, span, hasM);
+            }
             for (int i0 = 0; i0 < n; i0 += Block)
             {
-                int cnt = Math.Min(Block, n - i0);
-                for (int j = 0; j < cnt; j++)
+                if (i0 + Block < n)
                 {
-                    int b = hs.Bucket(i0 + j);
-                    bk[j] = b;
-                    if (Sse.IsSupported && (uint)(b - lo) < (uint)(hi - lo))
-                        Sse.Prefetch0(hasM ? Pair(pm, pv, b, h, out _) : pv + b);
+                    hs.HashBlock(i0 + Block, bkB, hasM ? sgB : null);
+                    Prefetch(bkB, pm, pv, h, lo, span, hasM);
                 }
-                for (int j = 0; j < cnt; j++)
+                int cnt = Math.Min(Block, n - i0), kept = 0;
+                for (int j = 0; j < cnt; j++)                       // branchless compaction of the in-range elements
                 {
-                    int b = bk[j];
-                    if ((uint)(b - lo) >= (uint)(hi - lo)) continue;
+                    sel[kept] = j;
+                    kept += (uint)((int)bkA[j] - lo) < span ? 1 : 0;
+                }
+                for (int e = 0; e < kept; e++)
+                {
+                    int j = sel[e];
+                    int b = (int)bkA[j];
                     float x = pg[i0 + j];
                     if (hasM)
                     {
                         float* f = Pair(pm, pv, b, h, out float* s);
-                        *f += hs.Sign(i0 + j) * x;
+                        *f += (float)sgA[j] * x;
                         *s += x * x;
                     }
                     else pv[b] += x * x;
                 }
+                long* tb = bkA; bkA = bkB; bkB = tb;
+                double* ts = sgA; sgA = sgB; sgB = ts;
             }
             bool finite = true;
             for (int b = lo; b < hi; b++)
@@ -187,33 +272,40 @@ public static unsafe class UniversalCpu
             || (!momentum && gradient.Length != parameters.Length))
             throw new ArgumentException("Universal phase-2 arguments disagree with the buffers.");
         var hs = hash;
-        int* bk = stackalloc int[Block];
+        long* bkA = stackalloc long[Block], bkB = stackalloc long[Block];
+        double* sgA = stackalloc double[Block], sgB = stackalloc double[Block];
         fixed (float* pp = parameters)
         fixed (float* pg = gradient)
         fixed (float* pm = sumM)
         fixed (float* pv = sumV)
         {
+            if (start < end)
+            {
+                hs.HashBlock(start, bkA, momentum ? sgA : null);
+                Prefetch(bkA, pm, pv, h, 0, (uint)buckets, momentum);
+            }
             for (int i0 = start; i0 < end; i0 += Block)
             {
-                int cnt = Math.Min(Block, end - i0);
-                for (int j = 0; j < cnt; j++)
+                if (i0 + Block < end)
                 {
-                    int b = hs.Bucket(i0 + j);
-                    bk[j] = b;
-                    if (Sse.IsSupported) Sse.Prefetch0(momentum ? Pair(pm, pv, b, h, out _) : pv + b);
+                    hs.HashBlock(i0 + Block, bkB, momentum ? sgB : null);
+                    Prefetch(bkB, pm, pv, h, 0, (uint)buckets, momentum);
                 }
+                int cnt = Math.Min(Block, end - i0);
                 if (momentum)
                     for (int j = 0; j < cnt; j++)
                     {
                         int i = i0 + j;
-                        pp[i] = pp[i] * decay - hs.Sign(i) * *Pair(pm, pv, bk[j], h, out _);
+                        pp[i] = pp[i] * decay - (float)sgA[j] * *Pair(pm, pv, (int)bkA[j], h, out _);
                     }
                 else
                     for (int j = 0; j < cnt; j++)
                     {
                         int i = i0 + j;
-                        pp[i] = pp[i] * decay - pg[i] * pv[bk[j]];
+                        pp[i] = pp[i] * decay - pg[i] * pv[bkA[j]];
                     }
+                long* tb = bkA; bkA = bkB; bkB = tb;
+                double* ts = sgA; sgA = sgB; sgB = ts;
             }
         }
     }
