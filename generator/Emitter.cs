@@ -16,8 +16,6 @@ namespace Collins.Generators
         // Tile sizes: fixed, so the partition never depends on the thread count.
         internal const int RotationTileBuckets = 2048;
         internal const int UniversalBucketTile = 4096;
-        /// <summary>Universal phase 1 is split by bucket range into this many tiles (each bucket still summed in index order).</summary>
-        internal const int UniversalScatterTiles = 1;
         internal const int ElementTile = 16384;
 
         private const string AV = "global::ILGPU.ArrayView<float>";
@@ -28,7 +26,6 @@ namespace Collins.Generators
         private const string ROSpan = "global::System.ReadOnlySpan<float>";
         private const string TB = "global::Collins.Kernels.TileBuffers";
         private const string RC = "global::Collins.Kernels.RotationCpu";
-        private const string UC = "global::Collins.Kernels.UniversalCpu";
         private const string Sqrt = "global::System.MathF.Sqrt";
         private const string FloatMax = "3.40282347E+38f";
 
@@ -228,7 +225,7 @@ namespace Collins.Generators
                 if (t.IsDense)
                     w.Line("finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(" + t.Name + "Grad); // dense tensor: check the gradient");
                 else
-                    w.Line("finite &= " + Run(c, t, i, c.Universal ? Lit.I(UniversalScatterTiles) : Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Accumulate"));
+                    w.Line("finite &= " + Run(c, t, i, c.Universal ? "1" : Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Accumulate"));
             }
             w.Line();
             w.Line("// Phase 2, only when every gradient was finite: moments, then parameters.");
@@ -684,26 +681,32 @@ namespace Collins.Generators
                 w.Close();
                 w.Line();
             }
-            w.Line("/// <summary>The hash for the CPU kernels (" + UC + ": same h1, h2 as <see cref=\"Bucket\"/>, <see cref=\"Sign\"/>).</summary>");
-            w.Line("internal static readonly " + UC + ".Hash CpuHash = new " + UC + ".Hash(A, B, SignA, SignB, Buckets);");
-            w.Line();
-            w.Line("/// <summary>Universal phase 1 is split by bucket range into this many tiles (fixed).</summary>");
-            w.Line("internal const int ScatterTiles = " + Lit.I(UniversalScatterTiles) + ";");
-            w.Line();
             w.Line("/// <summary>");
-            w.Line("/// CPU phase 1, tile t of ScatterTiles (buckets [t·k/T, (t+1)·k/T)): a deterministic scatter over i = 0..d−1 in index order:");
-            w.Line("/// Σh2(i)·g[i] and Σg[i]² of bucket h1(i)" + (c.HasM ? ", side by side in the workspace (see " + UC + ")" : " into SumV") + "; returns false when a Σg² of the tile is not finite.");
+            w.Line("/// CPU phase 1: a deterministic scatter in one serial pass (a single tile) over i = 0..d−1:");
+            w.Line("/// SumM[h1(i)] += h2(i)·g[i], SumV[h1(i)] += g[i]²; returns false when a SumV is not finite.");
             w.Line("/// </summary>");
             w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("return " + UC + ".Accumulate(tile, ScatterTiles, buffers.Gradient, buffers.SumM, buffers.SumV, in CpuHash, Buckets);");
+            w.Line(ROSpan + " g = buffers.Gradient;");
+            if (c.HasM) w.Line(Span + " sumM = buffers.SumM;");
+            w.Line(Span + " sumV = buffers.SumV;");
+            if (c.HasM) w.Line("sumM.Clear();");
+            w.Line("sumV.Clear();");
+            w.Open("for (int i = 0; i < Length; i++)");
+            w.Line("float x = g[i];");
+            w.Line("int b = Bucket(i);");
+            if (c.HasM) w.Line("sumM[b] += Sign(i) * x;");
+            w.Line("sumV[b] += x * x;");
+            w.Close();
+            w.Line("return " + RC + ".AllFinite(sumV);");
             w.Close();
             w.Line();
             w.Line("/// <summary>CPU phase 2a for buckets [tile·BucketTile, …): moment update; leaves each bucket's update coefficient in the workspace.</summary>");
             w.Open("internal static bool UpdateBuckets(int tile, in " + TB + " buffers, in " + SS + " scalars)");
             w.Line("int b0 = tile * BucketTile;");
             w.Line("int b1 = global::System.Math.Min(b0 + BucketTile, Buckets);");
-            w.Line(UC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, " + Lit.D(c.V.Beta1) + ", " + Lit.D(c.V.Beta2) + ", "
-                   + Lit.F(c.Eps) + ", in scalars, " + (c.Mean ? "Occupancy" : "null") + ");");
+            w.Line(c.Mean
+                ? RC + ".UpdateBucketsMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, " + Lit.D(c.V.Beta1) + ", " + Lit.D(c.V.Beta2) + ", " + Lit.F(c.Eps) + ", in scalars, Occupancy);"
+                : RC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, " + Lit.D(c.V.Beta1) + ", " + Lit.D(c.V.Beta2) + ", " + Lit.F(c.Eps) + ", in scalars);");
             w.Line("return true;");
             w.Close();
             w.Line();
@@ -711,7 +714,19 @@ namespace Collins.Generators
             w.Open("internal static bool ApplyElements(int tile, in " + TB + " buffers, in " + SS + " scalars)");
             w.Line("int i0 = tile * ElementTile;");
             w.Line("int i1 = global::System.Math.Min(i0 + ElementTile, Length);");
-            w.Line(UC + ".ApplyElements(buffers.Parameters, " + (c.HasM ? "default" : "buffers.Gradient") + ", buffers.SumM, buffers.SumV, i0, i1, in CpuHash, Buckets, scalars.Decay);");
+            w.Line(Span + " p = buffers.Parameters;");
+            w.Line("float decay = scalars.Decay;");
+            if (c.HasM)
+            {
+                w.Line(ROSpan + " q = buffers.SumM;");
+                w.Line("for (int i = i0; i < i1; i++) p[i] = p[i] * decay - Sign(i) * q[Bucket(i)];");
+            }
+            else
+            {
+                w.Line(ROSpan + " g = buffers.Gradient;");
+                w.Line(ROSpan + " q = buffers.SumV;");
+                w.Line("for (int i = i0; i < i1; i++) p[i] = p[i] * decay - g[i] * q[Bucket(i)];");
+            }
             w.Line("return true;");
             w.Close();
             w.Line();

@@ -93,7 +93,7 @@ namespace Samples.Hashing
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
                     bool finite = true;
-                    finite &= global::Collins.Kernels.TileRunner.Run(2, threads, __Table_Accumulate, Table, TableGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
+                    finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __Table_Accumulate, Table, TableGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
                     finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(BiasGrad); // dense tensor: check the gradient
 
                     // Phase 2, only when every gradient was finite: moments, then parameters.
@@ -250,19 +250,25 @@ namespace Samples.Hashing
                     return (x & 1UL) == 0UL ? 1f : -1f;
                 }
 
-                /// <summary>The hash for the CPU kernels (global::Collins.Kernels.UniversalCpu: same h1, h2 as <see cref="Bucket"/>, <see cref="Sign"/>).</summary>
-                internal static readonly global::Collins.Kernels.UniversalCpu.Hash CpuHash = new global::Collins.Kernels.UniversalCpu.Hash(A, B, SignA, SignB, Buckets);
-
-                /// <summary>Universal phase 1 is split by bucket range into this many tiles (fixed).</summary>
-                internal const int ScatterTiles = 2;
-
                 /// <summary>
-                /// CPU phase 1, tile t of ScatterTiles (buckets [t·k/T, (t+1)·k/T)): a deterministic scatter over i = 0..d−1 in index order:
-                /// Σh2(i)·g[i] and Σg[i]² of bucket h1(i), side by side in the workspace (see global::Collins.Kernels.UniversalCpu); returns false when a Σg² of the tile is not finite.
+                /// CPU phase 1: a deterministic scatter in one serial pass (a single tile) over i = 0..d−1:
+                /// SumM[h1(i)] += h2(i)·g[i], SumV[h1(i)] += g[i]²; returns false when a SumV is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
-                    return global::Collins.Kernels.UniversalCpu.Accumulate(tile, ScatterTiles, buffers.Gradient, buffers.SumM, buffers.SumV, in CpuHash, Buckets);
+                    global::System.ReadOnlySpan<float> g = buffers.Gradient;
+                    global::System.Span<float> sumM = buffers.SumM;
+                    global::System.Span<float> sumV = buffers.SumV;
+                    sumM.Clear();
+                    sumV.Clear();
+                    for (int i = 0; i < Length; i++)
+                    {
+                        float x = g[i];
+                        int b = Bucket(i);
+                        sumM[b] += Sign(i) * x;
+                        sumV[b] += x * x;
+                    }
+                    return global::Collins.Kernels.RotationCpu.AllFinite(sumV);
                 }
 
                 /// <summary>CPU phase 2a for buckets [tile·BucketTile, …): moment update; leaves each bucket's update coefficient in the workspace.</summary>
@@ -270,7 +276,7 @@ namespace Samples.Hashing
                 {
                     int b0 = tile * BucketTile;
                     int b1 = global::System.Math.Min(b0 + BucketTile, Buckets);
-                    global::Collins.Kernels.UniversalCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars, null);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
                     return true;
                 }
 
@@ -279,7 +285,10 @@ namespace Samples.Hashing
                 {
                     int i0 = tile * ElementTile;
                     int i1 = global::System.Math.Min(i0 + ElementTile, Length);
-                    global::Collins.Kernels.UniversalCpu.ApplyElements(buffers.Parameters, default, buffers.SumM, buffers.SumV, i0, i1, in CpuHash, Buckets, scalars.Decay);
+                    global::System.Span<float> p = buffers.Parameters;
+                    float decay = scalars.Decay;
+                    global::System.ReadOnlySpan<float> q = buffers.SumM;
+                    for (int i = i0; i < i1; i++) p[i] = p[i] * decay - Sign(i) * q[Bucket(i)];
                     return true;
                 }
 
