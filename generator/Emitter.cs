@@ -18,6 +18,9 @@ namespace Collins.Generators
         internal const int UniversalBucketTile = 4096;
         internal const int ElementTile = 16384;
 
+        // Pairwise aliasing checks are emitted up to this many tensors (n·(n−1) calls).
+        internal const int MaxCrossOverlapTensors = 24;
+
         private const string AV = "global::ILGPU.ArrayView<float>";
         private const string AVI = "global::ILGPU.ArrayView<int>";
         private const string Idx = "global::ILGPU.Index1D";
@@ -48,8 +51,7 @@ namespace Collins.Generators
                 B2 = (float)v.Beta2,
                 Eps = (float)v.Epsilon,
             };
-            // (1 − β) in double, rounded to float once (1f − 0.999f would be 0.00099998713, not 0.001).
-            c.C1 = (float)(1.0 - v.Beta1);
+            c.C1 = (float)(1.0 - v.Beta1); // formed in double, rounded once
             c.C2 = (float)(1.0 - v.Beta2);
 
             var w = new CodeWriter();
@@ -215,6 +217,14 @@ namespace Collins.Generators
                 w.Line("ValidateTensor(" + Lit.I(i) + ", " + t.Name + ".Length, " + t.Name + "Grad.Length);");
                 w.Line("ValidateNoOverlap(" + Lit.I(i) + ", " + t.Name + ", " + t.Name + "Grad);");
             }
+            if (v.Tensors.Count > 1 && v.Tensors.Count <= MaxCrossOverlapTensors)
+            {
+                w.Line("// No tensor's parameters may alias another tensor's parameters or gradient.");
+                for (int i = 0; i < v.Tensors.Count; i++)
+                    for (int j = 0; j < v.Tensors.Count; j++)
+                        if (i != j)
+                            w.Line("ValidateNoCrossOverlap(" + Lit.I(i) + ", " + v.Tensors[i].Name + ", " + Lit.I(j) + ", " + v.Tensors[j].Name + ", " + v.Tensors[j].Name + "Grad);");
+            }
             w.Line("int threads = MaxThreads;");
             w.Line();
             w.Line("// Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.");
@@ -293,7 +303,7 @@ namespace Collins.Generators
                     w.Line("private " + BucketType + "? __" + t.Name + "_DeviceBuckets;");
                     w.Line("private " + ElemType + "? __" + t.Name + "_DeviceElements;");
                     if (c.Mean)
-                        w.Line("private global::ILGPU.Runtime.MemoryBuffer1D<float, global::ILGPU.Stride1D.Dense>? __" + t.Name + "_DeviceOccupancy; // derived from the hash, not state; freed with the accelerator");
+                        w.Line("private global::ILGPU.Runtime.MemoryBuffer1D<float, global::ILGPU.Stride1D.Dense>? __" + t.Name + "_DeviceOccupancy; // derived from the hash, not state; freed in OnDispose");
                 }
             }
             w.Line();
@@ -326,6 +336,15 @@ namespace Collins.Generators
             w.Line("__deviceKernelsLoaded = true;");
             w.Close();
             w.Line();
+            if (c.Universal && c.Mean && v.Tensors.Any(t => !t.IsDense))
+            {
+                w.Line("/// <summary>Frees the device occupancy tables (derived data this type allocated itself).</summary>");
+                w.Open("protected override void OnDispose()");
+                foreach (var t in v.Tensors)
+                    if (!t.IsDense) w.Line("__" + t.Name + "_DeviceOccupancy?.Dispose();");
+                w.Close();
+                w.Line();
+            }
         }
 
         private static void EmitDeviceStep(CodeWriter w, Ctx c)
@@ -553,10 +572,10 @@ namespace Collins.Generators
             w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
             string update = c.Mean
                 ? RC + ".UpdateBucketsRotationMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, "
-                  + Lit.D(c.V.Beta1) + ", " + Lit.D(c.V.Beta2) + ", " + Lit.F(c.Eps) + ", in scalars, rows: " + Lit.I(rows) + ", buckets: " + Lit.I(k)
+                  + BetaArgs(c) + ", in scalars, rows: " + Lit.I(rows) + ", buckets: " + Lit.I(k)
                   + ", lastRotation: " + Lit.I(t.Rotations[rows - 1]) + ", lastRowLength: " + Lit.I(last) + ");"
                 : RC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, "
-                  + Lit.D(c.V.Beta1) + ", " + Lit.D(c.V.Beta2) + ", " + Lit.F(c.Eps) + ", in scalars);";
+                  + BetaArgs(c) + ", in scalars);";
             w.Line(update);
             w.Line(c.HasM
                 ? RC + ".ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
@@ -614,6 +633,10 @@ namespace Collins.Generators
             }
             w.Close();
         }
+
+        /// <summary>β1, 1 − β1, β2, 1 − β2, ε as float literals (the differences formed in double).</summary>
+        private static string BetaArgs(Ctx c)
+            => Lit.F(c.B1) + ", " + Lit.F(c.C1) + ", " + Lit.F(c.B2) + ", " + Lit.F(c.C2) + ", " + Lit.F(c.Eps);
 
         private static string ColumnOf(int rho, int k)
             => rho == 0 ? "c = b;" : "c = b - " + Lit.I(rho) + "; if (c < 0) c += " + Lit.I(k) + ";";
@@ -705,8 +728,8 @@ namespace Collins.Generators
             w.Line("int b0 = tile * BucketTile;");
             w.Line("int b1 = global::System.Math.Min(b0 + BucketTile, Buckets);");
             w.Line(c.Mean
-                ? RC + ".UpdateBucketsMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, " + Lit.D(c.V.Beta1) + ", " + Lit.D(c.V.Beta2) + ", " + Lit.F(c.Eps) + ", in scalars, Occupancy);"
-                : RC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, " + Lit.D(c.V.Beta1) + ", " + Lit.D(c.V.Beta2) + ", " + Lit.F(c.Eps) + ", in scalars);");
+                ? RC + ".UpdateBucketsMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, " + BetaArgs(c) + ", in scalars, Occupancy);"
+                : RC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, " + BetaArgs(c) + ", in scalars);");
             w.Line("return true;");
             w.Close();
             w.Line();

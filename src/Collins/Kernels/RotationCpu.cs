@@ -288,15 +288,12 @@ public static class RotationCpu
     /// m ← β1·m + (1−β1)·sumM; v ← β2·v + (1−β2)·sumV; then the workspace receives the per-bucket
     /// update coefficient: sumM[b] = lr·m·invBc1 / (√v̂·invSqrtBc2 + ε) when β1 ≠ 0, or
     /// sumV[b] = lr / (√v̂·invSqrtBc2 + ε) when β1 = 0 (the update is then g[i]·sumV[b]).
+    /// 1 − β1 and 1 − β2 are passed separately, formed in double and rounded once (1f − 0.999f is 4.7e-5 relative off 0.001).
     /// </summary>
     public static void UpdateBuckets(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                     int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, 1f - beta1, beta2, 1f - beta2, epsilon, scalars, new NoOccupancy());
-
-    /// <summary>As the <see cref="float"/> overload, with (1 − β1), (1 − β2) computed in double and rounded to float once.</summary>
-    public static void UpdateBuckets(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                     int bucketStart, int bucketEnd, double beta1, double beta2, float epsilon, in StepScalars scalars)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon, scalars, new NoOccupancy());
+                                     int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                     in StepScalars scalars)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, new NoOccupancy());
 
     /// <summary>
     /// As <see cref="UpdateBuckets"/> with SecondMoment = Mean for the Rotation layout: v̂ = v / occupancy
@@ -304,33 +301,45 @@ public static class RotationCpu
     /// (column (b − ρ_last) mod k &lt; <paramref name="lastRowLength"/>) and rows − 1 otherwise.
     /// </summary>
     public static void UpdateBucketsRotationMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                                 int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars,
-                                                 int rows, int buckets, int lastRotation, int lastRowLength)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, 1f - beta1, beta2, 1f - beta2, epsilon, scalars,
-                      new RotationOccupancy(rows, buckets, lastRotation, lastRowLength));
-
-    /// <summary>As the <see cref="float"/> overload, with (1 − β1), (1 − β2) computed in double and rounded to float once.</summary>
-    public static void UpdateBucketsRotationMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                                 int bucketStart, int bucketEnd, double beta1, double beta2, float epsilon, in StepScalars scalars,
-                                                 int rows, int buckets, int lastRotation, int lastRowLength)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon, scalars,
+                                                 int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                                 in StepScalars scalars, int rows, int buckets, int lastRotation, int lastRowLength)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars,
                       new RotationOccupancy(rows, buckets, lastRotation, lastRowLength));
 
     /// <summary>As <see cref="UpdateBuckets"/> with SecondMoment = Mean from a table of bucket occupancies (Universal layout).</summary>
     public static void UpdateBucketsMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                         int bucketStart, int bucketEnd, float beta1, float beta2, float epsilon, in StepScalars scalars,
-                                         float[] occupancy)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, 1f - beta1, beta2, 1f - beta2, epsilon, scalars, new TableOccupancy(occupancy));
+                                         int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                         in StepScalars scalars, float[] occupancy)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, new TableOccupancy(occupancy));
 
-    /// <summary>As the <see cref="float"/> overload, with (1 − β1), (1 − β2) computed in double and rounded to float once.</summary>
-    public static void UpdateBucketsMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                         int bucketStart, int bucketEnd, double beta1, double beta2, float epsilon, in StepScalars scalars,
-                                         float[] occupancy)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon, scalars, new TableOccupancy(occupancy));
+    private interface IOccupancy
+    {
+        float Get(int bucket);
+        /// <summary>Occupancies of buckets [bucket, bucket + Vector&lt;float&gt;.Count).</summary>
+        Vector<float> GetVector(int bucket);
+    }
 
-    private interface IOccupancy { float Get(int bucket); }
-    private readonly struct NoOccupancy : IOccupancy { public float Get(int bucket) => 1f; }
-    private readonly struct TableOccupancy(float[] table) : IOccupancy { public float Get(int bucket) => table[bucket]; }
+    private static readonly Vector<int> s_lanes = CreateLanes();
+
+    private static Vector<int> CreateLanes()
+    {
+        Span<int> lanes = stackalloc int[Vector<int>.Count];
+        for (int i = 0; i < lanes.Length; i++) lanes[i] = i;
+        return new Vector<int>(lanes);
+    }
+
+    private readonly struct NoOccupancy : IOccupancy
+    {
+        public float Get(int bucket) => 1f;
+        public Vector<float> GetVector(int bucket) => Vector<float>.One;
+    }
+
+    private readonly struct TableOccupancy(float[] table) : IOccupancy
+    {
+        public float Get(int bucket) => table[bucket];
+        public Vector<float> GetVector(int bucket) => new(table, bucket);
+    }
+
     private readonly struct RotationOccupancy(int rows, int buckets, int lastRotation, int lastRowLength) : IOccupancy
     {
         public float Get(int bucket)
@@ -338,6 +347,14 @@ public static class RotationCpu
             int c = bucket - lastRotation;
             if (c < 0) c += buckets;
             return c < lastRowLength ? rows : rows - 1;
+        }
+
+        public Vector<float> GetVector(int bucket)
+        {
+            var c = new Vector<int>(bucket - lastRotation) + s_lanes;
+            c = Vector.ConditionalSelect(Vector.LessThan(c, Vector<int>.Zero), c + new Vector<int>(buckets), c);
+            var inLastRow = Vector.LessThan(c, new Vector<int>(lastRowLength));
+            return Vector.ConvertToSingle(Vector.ConditionalSelect(inLastRow, new Vector<int>(rows), new Vector<int>(rows - 1)));
         }
     }
 
@@ -348,6 +365,31 @@ public static class RotationCpu
         bool hasM = firstMoment.Length != 0;
         bool mean = typeof(TOcc) != typeof(NoOccupancy);
         float lr = s.LearningRate, ib1 = s.InvBiasCorrection1, isb2 = s.InvSqrtBiasCorrection2;
+        int w = Vector<float>.Count;
+        // Vector prefix: lane-wise IEEE operations, so every bucket gets exactly the scalar loop's value.
+        int vb = b0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vb1 = new Vector<float>(beta1); var vc1 = new Vector<float>(c1);
+            var vb2 = new Vector<float>(beta2); var vc2 = new Vector<float>(c2);
+            var vlr = new Vector<float>(lr); var vib1 = new Vector<float>(ib1);
+            var visb2 = new Vector<float>(isb2); var veps = new Vector<float>(epsilon);
+            for (; vb <= b1 - w; vb += w)
+            {
+                var v = vb2 * new Vector<float>(secondMoment.Slice(vb)) + vc2 * new Vector<float>(sumV.Slice(vb));
+                v.CopyTo(secondMoment.Slice(vb));
+                var vhat = mean ? v / occ.GetVector(vb) : v;
+                var den = Vector.SquareRoot(vhat) * visb2 + veps;
+                if (hasM)
+                {
+                    var m = vb1 * new Vector<float>(firstMoment.Slice(vb)) + vc1 * new Vector<float>(sumM.Slice(vb));
+                    m.CopyTo(firstMoment.Slice(vb));
+                    (vlr * (m * vib1) / den).CopyTo(sumM.Slice(vb));
+                }
+                else (vlr / den).CopyTo(sumV.Slice(vb));
+            }
+        }
+        b0 = vb;
         if (hasM)
         {
             for (int b = b0; b < b1; b++)

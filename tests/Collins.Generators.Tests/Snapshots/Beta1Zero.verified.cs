@@ -86,6 +86,9 @@ partial class NoMomentum
                 ValidateNoOverlap(0, W, WGrad);
                 ValidateTensor(1, B.Length, BGrad.Length);
                 ValidateNoOverlap(1, B, BGrad);
+                // No tensor's parameters may alias another tensor's parameters or gradient.
+                ValidateNoCrossOverlap(0, W, 1, B, BGrad);
+                ValidateNoCrossOverlap(1, B, 0, W, WGrad);
                 int threads = MaxThreads;
 
                 // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
@@ -234,7 +237,7 @@ partial class NoMomentum
             {
                 int b0 = tile * TileBuckets;
                 int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0d, 0.99d, 1E-06f, in scalars);
+                global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0f, 1f, 0.99f, 0.01f, 1E-06f, in scalars);
                 global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, buffers.Gradient, buffers.SumV, b0, b1, buckets: 100, lastRowLength: 100, Rotations, Signs, scalars.Decay); // β1 = 0: p ← p·decay − g·w[b], w = lr / (√v̂ + ε)
                 return true;
             }

@@ -92,6 +92,9 @@ namespace Org.Models.Vision
                             ValidateNoOverlap(0, Kernel, KernelGrad);
                             ValidateTensor(1, Bias.Length, BiasGrad.Length);
                             ValidateNoOverlap(1, Bias, BiasGrad);
+                            // No tensor's parameters may alias another tensor's parameters or gradient.
+                            ValidateNoCrossOverlap(0, Kernel, 1, Bias, BiasGrad);
+                            ValidateNoCrossOverlap(1, Bias, 0, Kernel, KernelGrad);
                             int threads = MaxThreads;
 
                             // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
@@ -240,7 +243,7 @@ namespace Org.Models.Vision
                         {
                             int b0 = tile * TileBuckets;
                             int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                            global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
+                            global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
                             global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 54, lastRowLength: 54, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                             return true;
                         }

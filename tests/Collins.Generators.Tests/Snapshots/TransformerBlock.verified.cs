@@ -122,6 +122,37 @@ namespace Samples
                     ValidateNoOverlap(4, NormGain, NormGainGrad);
                     ValidateTensor(5, Ragged.Length, RaggedGrad.Length);
                     ValidateNoOverlap(5, Ragged, RaggedGrad);
+                    // No tensor's parameters may alias another tensor's parameters or gradient.
+                    ValidateNoCrossOverlap(0, Qkv, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(0, Qkv, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(0, Qkv, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(0, Qkv, 4, NormGain, NormGainGrad);
+                    ValidateNoCrossOverlap(0, Qkv, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 4, NormGain, NormGainGrad);
+                    ValidateNoCrossOverlap(1, AttentionOutput, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 4, NormGain, NormGainGrad);
+                    ValidateNoCrossOverlap(2, FfnUp, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 4, NormGain, NormGainGrad);
+                    ValidateNoCrossOverlap(3, FfnDown, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(4, NormGain, 5, Ragged, RaggedGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 0, Qkv, QkvGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 1, AttentionOutput, AttentionOutputGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 2, FfnUp, FfnUpGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 3, FfnDown, FfnDownGrad);
+                    ValidateNoCrossOverlap(5, Ragged, 4, NormGain, NormGainGrad);
                     int threads = MaxThreads;
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
@@ -314,7 +345,7 @@ namespace Samples
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
                     global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
@@ -560,7 +591,7 @@ namespace Samples
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
                     global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
@@ -791,7 +822,7 @@ namespace Samples
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
                     global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }

@@ -104,6 +104,19 @@ namespace Samples
                     ValidateNoOverlap(2, W2, W2Grad);
                     ValidateTensor(3, B2.Length, B2Grad.Length);
                     ValidateNoOverlap(3, B2, B2Grad);
+                    // No tensor's parameters may alias another tensor's parameters or gradient.
+                    ValidateNoCrossOverlap(0, W1, 1, B1, B1Grad);
+                    ValidateNoCrossOverlap(0, W1, 2, W2, W2Grad);
+                    ValidateNoCrossOverlap(0, W1, 3, B2, B2Grad);
+                    ValidateNoCrossOverlap(1, B1, 0, W1, W1Grad);
+                    ValidateNoCrossOverlap(1, B1, 2, W2, W2Grad);
+                    ValidateNoCrossOverlap(1, B1, 3, B2, B2Grad);
+                    ValidateNoCrossOverlap(2, W2, 0, W1, W1Grad);
+                    ValidateNoCrossOverlap(2, W2, 1, B1, B1Grad);
+                    ValidateNoCrossOverlap(2, W2, 3, B2, B2Grad);
+                    ValidateNoCrossOverlap(3, B2, 0, W1, W1Grad);
+                    ValidateNoCrossOverlap(3, B2, 1, B1, B1Grad);
+                    ValidateNoCrossOverlap(3, B2, 2, W2, W2Grad);
                     int threads = MaxThreads;
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
@@ -274,7 +287,7 @@ namespace Samples
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
                     global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }

@@ -89,6 +89,9 @@ namespace Samples.Hashing
                     ValidateNoOverlap(0, Table, TableGrad);
                     ValidateTensor(1, Bias.Length, BiasGrad.Length);
                     ValidateNoOverlap(1, Bias, BiasGrad);
+                    // No tensor's parameters may alias another tensor's parameters or gradient.
+                    ValidateNoCrossOverlap(0, Table, 1, Bias, BiasGrad);
+                    ValidateNoCrossOverlap(1, Bias, 0, Table, TableGrad);
                     int threads = MaxThreads;
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
@@ -118,7 +121,7 @@ namespace Samples.Hashing
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Table_DeviceCheck;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceBuckets;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceElements;
-            private global::ILGPU.Runtime.MemoryBuffer1D<float, global::ILGPU.Stride1D.Dense>? __Table_DeviceOccupancy; // derived from the hash, not state; freed with the accelerator
+            private global::ILGPU.Runtime.MemoryBuffer1D<float, global::ILGPU.Stride1D.Dense>? __Table_DeviceOccupancy; // derived from the hash, not state; freed in OnDispose
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Bias_DeviceCheck;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Bias_DeviceApply;
 
@@ -135,6 +138,12 @@ namespace Samples.Hashing
                 __Bias_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Bias.DenseCheckKernel);
                 __Bias_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Bias.DenseApplyKernel);
                 __deviceKernelsLoaded = true;
+            }
+
+            /// <summary>Frees the device occupancy tables (derived data this type allocated itself).</summary>
+            protected override void OnDispose()
+            {
+                __Table_DeviceOccupancy?.Dispose();
             }
 
             /// <summary>
@@ -293,7 +302,7 @@ namespace Samples.Hashing
                 {
                     int b0 = tile * BucketTile;
                     int b1 = global::System.Math.Min(b0 + BucketTile, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBucketsMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars, Occupancy);
+                    global::Collins.Kernels.RotationCpu.UpdateBucketsMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars, Occupancy);
                     return true;
                 }
 

@@ -89,6 +89,9 @@ namespace Samples.Hashing
                     ValidateNoOverlap(0, Table, TableGrad);
                     ValidateTensor(1, Bias.Length, BiasGrad.Length);
                     ValidateNoOverlap(1, Bias, BiasGrad);
+                    // No tensor's parameters may alias another tensor's parameters or gradient.
+                    ValidateNoCrossOverlap(0, Table, 1, Bias, BiasGrad);
+                    ValidateNoCrossOverlap(1, Bias, 0, Table, TableGrad);
                     int threads = MaxThreads;
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
@@ -276,7 +279,7 @@ namespace Samples.Hashing
                 {
                     int b0 = tile * BucketTile;
                     int b1 = global::System.Math.Min(b0 + BucketTile, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9d, 0.999d, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
                     return true;
                 }
 
