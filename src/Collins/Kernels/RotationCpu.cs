@@ -504,6 +504,8 @@ public static unsafe class RotationCpu
                 if (c + W <= len)
                 {
                     nuint i = rowOffset + (nuint)c;
+                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + PrefetchAhead < len)
+                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
                     var pv = Vector512.LoadUnsafe(ref rp, i);
                     pv = momentum ? pv * vd - Vector512.Create(sign) * q : pv * vd - Vector512.LoadUnsafe(ref rg, i) * q;
                     pv.StoreUnsafe(ref rp, i);
