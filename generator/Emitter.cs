@@ -513,7 +513,7 @@ namespace Collins.Generators
             w.Line("global::Collins.Kernels.DenseAdamWCpu.Step(");
             w.Line("    buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),");
             w.Line("    " + (c.HasM ? "buffers.FirstMoment.Slice(start, count)" : "default /* β1 = 0: no first moment */") + ", buffers.SecondMoment.Slice(start, count),");
-            w.Line("    in scalars, beta1: " + Lit.F(c.B1) + ", beta2: " + Lit.F(c.B2) + ", epsilon: " + Lit.F(c.Eps) + ");");
+            w.Line("    in scalars, beta1: " + Lit.D(c.V.Beta1) + ", beta2: " + Lit.D(c.V.Beta2) + ", epsilon: " + Lit.F(c.Eps) + ");");
             w.Line("return true;");
             w.Close();
             w.Line();
@@ -552,29 +552,20 @@ namespace Collins.Generators
             w.Line("internal const int Tiles = " + Lit.I(tiles) + ";");
             w.Line();
             w.Line("/// <summary>");
-            w.Line("/// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in");
-            w.Line("/// order 0.." + Lit.I(rows - 1) + " (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.");
+            w.Line("/// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in");
+            w.Line("/// order 0.." + Lit.I(rows - 1) + " (ρ, σ: <see cref=\"Rotations\"/>, <see cref=\"Signs\"/>), 16 buckets at a time in registers;");
+            w.Line("/// returns false when a SumV of the tile is not finite.");
             w.Line("/// </summary>");
             w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
             w.Line("int b0 = tile * TileBuckets;");
             w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
-            w.Line(ROSpan + " g = buffers.Gradient;");
-            w.Line(Span + " sumM = buffers.SumM; // " + (c.HasM ? "k floats" : "empty: β1 = 0"));
-            w.Line(Span + " sumV = buffers.SumV;");
-            w.Line("//                                          tile      k, row offset, row length, ρ_r, σ_r, first row");
-            for (int r = 0; r < rows; r++)
-            {
-                int len = r == rows - 1 ? last : k;
-                w.Line(RC + ".AccumulateRow(g, sumM, sumV, b0, b1, " + Lit.I(k) + ", " + Lit.I(r * k) + ", " + Lit.I(len) + ", " + Lit.I(t.Rotations[r]) + ", "
-                       + (t.Signs[r] > 0 ? "1f" : "-1f") + ", " + (r == 0 ? "true" : "false") + ");");
-            }
-            w.Line("return " + RC + ".AllFinite(sumV.Slice(b0, b1 - b0));");
+            w.Line("return " + RC + ".AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last) + ", Rotations, Signs);");
             w.Close();
             w.Line();
             w.Line("/// <summary>");
             w.Line("/// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),");
-            w.Line("/// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land");
-            w.Line("/// in the tile (the tile's sketch stays in L1).");
+            w.Line("/// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,");
+            w.Line("/// 16 buckets at a time (the tile's sketch stays in L1).");
             w.Line("/// </summary>");
             w.Open("internal static bool Apply(int tile, in " + TB + " buffers, in " + SS + " scalars)");
             w.Line("int b0 = tile * TileBuckets;");
@@ -586,30 +577,11 @@ namespace Collins.Generators
                 : RC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, "
                   + BetaArgs(c) + ", in scalars);";
             w.Line(update);
-            w.Line(Span + " p = buffers.Parameters;");
-            w.Line("float decay = scalars.Decay;");
-            if (c.HasM)
-            {
-                w.Line(ROSpan + " q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket");
-                w.Line("//                                    tile      k, row offset, row length, ρ_r, σ_r");
-                for (int r = 0; r < rows; r++)
-                {
-                    int len = r == rows - 1 ? last : k;
-                    w.Line(RC + ".ApplyRowMomentum(p, q, b0, b1, " + Lit.I(k) + ", " + Lit.I(r * k) + ", " + Lit.I(len) + ", " + Lit.I(t.Rotations[r]) + ", "
-                           + (t.Signs[r] > 0 ? "1f" : "-1f") + ", decay);");
-                }
-            }
-            else
-            {
-                w.Line(ROSpan + " g = buffers.Gradient;");
-                w.Line(ROSpan + " q = buffers.SumV; // lr / (√v̂ + ε) per bucket (β1 = 0: m̂ = g)");
-                w.Line("//                                       tile      k, row offset, row length, ρ_r");
-                for (int r = 0; r < rows; r++)
-                {
-                    int len = r == rows - 1 ? last : k;
-                    w.Line(RC + ".ApplyRowGradient(p, g, q, b0, b1, " + Lit.I(k) + ", " + Lit.I(r * k) + ", " + Lit.I(len) + ", " + Lit.I(t.Rotations[r]) + ", decay);");
-                }
-            }
+            w.Line(c.HasM
+                ? RC + ".ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
+                  + ", Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)"
+                : RC + ".ApplyTile(buffers.Parameters, buffers.Gradient, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
+                  + ", Rotations, Signs, scalars.Decay); // β1 = 0: p ← p·decay − g·w[b], w = lr / (√v̂ + ε)");
             w.Line("return true;");
             w.Close();
             w.Line();

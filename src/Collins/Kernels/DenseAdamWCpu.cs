@@ -75,6 +75,18 @@ public static class DenseAdamWCpu
     /// </summary>
     public static void Step(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
                             in StepScalars s, float beta1, float beta2, float epsilon)
+        => StepCoefficients(parameters, gradient, firstMoment, secondMoment, in s, beta1, 1f - beta1, beta2, 1f - beta2, epsilon);
+
+    /// <summary>
+    /// As the <see cref="float"/> overload, with β1 and β2 given in double: (1 − β1) and (1 − β2) are computed in double
+    /// and rounded to float once (for β2 = 0.999, 0.001f rather than 1f − 0.999f = 0.00099998713).
+    /// </summary>
+    public static void Step(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
+                            in StepScalars s, double beta1, double beta2, float epsilon)
+        => StepCoefficients(parameters, gradient, firstMoment, secondMoment, in s, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon);
+
+    private static void StepCoefficients(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
+                                         in StepScalars s, float beta1, float c1, float beta2, float c2, float epsilon)
     {
         int n = parameters.Length;
         if (gradient.Length != n || secondMoment.Length != n || (firstMoment.Length != 0 && firstMoment.Length != n))
@@ -84,9 +96,9 @@ public static class DenseAdamWCpu
         ref float g = ref MemoryMarshal.GetReference(gradient);
         ref float v = ref MemoryMarshal.GetReference(secondMoment);
         if (firstMoment.Length != 0)
-            StepCore<WithFirstMoment>(ref p, ref g, ref MemoryMarshal.GetReference(firstMoment), ref v, (nuint)n, in s, beta1, beta2, epsilon);
+            StepCore<WithFirstMoment>(ref p, ref g, ref MemoryMarshal.GetReference(firstMoment), ref v, (nuint)n, in s, beta1, c1, beta2, c2, epsilon);
         else
-            StepCore<NoFirstMoment>(ref p, ref g, ref v, ref v, (nuint)n, in s, beta1, beta2, epsilon);
+            StepCore<NoFirstMoment>(ref p, ref g, ref v, ref v, (nuint)n, in s, beta1, c1, beta2, c2, epsilon);
     }
 
     /// <summary>
@@ -97,6 +109,15 @@ public static class DenseAdamWCpu
     /// </summary>
     public static void Step(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
                             in StepScalars s, float beta1, float beta2, float epsilon, int maxThreads)
+        => StepThreaded(parameters, gradient, firstMoment, secondMoment, in s, beta1, 1f - beta1, beta2, 1f - beta2, epsilon, maxThreads);
+
+    /// <summary>As the multi-threaded <see cref="float"/> overload, with (1 − β1), (1 − β2) computed in double and rounded once.</summary>
+    public static void Step(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
+                            in StepScalars s, double beta1, double beta2, float epsilon, int maxThreads)
+        => StepThreaded(parameters, gradient, firstMoment, secondMoment, in s, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon, maxThreads);
+
+    private static void StepThreaded(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
+                                     in StepScalars s, float beta1, float c1, float beta2, float c2, float epsilon, int maxThreads)
     {
         int n = parameters.Length;
         if (gradient.Length != n || secondMoment.Length != n || (firstMoment.Length != 0 && firstMoment.Length != n))
@@ -105,10 +126,10 @@ public static class DenseAdamWCpu
         int tiles = (int)(((long)n + TileLength - 1) / TileLength);
         if (tiles == 1 || maxThreads <= 1)
         {
-            Step(parameters, gradient, firstMoment, secondMoment, in s, beta1, beta2, epsilon);
+            StepCoefficients(parameters, gradient, firstMoment, secondMoment, in s, beta1, c1, beta2, c2, epsilon);
             return;
         }
-        var kernel = TileKernels.GetOrAdd((beta1, beta2, epsilon), static key => new DenseTileKernel(key.Item1, key.Item2, key.Item3).Invoke);
+        var kernel = TileKernels.GetOrAdd((beta1, c1, beta2, c2, epsilon), static key => new DenseTileKernel(key.Item1, key.Item2, key.Item3, key.Item4, key.Item5).Invoke);
         TileRunner.Run(tiles, maxThreads, kernel, parameters, gradient, firstMoment, secondMoment, default, default, in s);
     }
 
@@ -117,22 +138,29 @@ public static class DenseAdamWCpu
     /// inside a <see cref="TileKernel"/>; always returns true (finiteness is checked separately).
     /// </summary>
     public static bool StepTile(int tile, in TileBuffers buffers, in StepScalars s, float beta1, float beta2, float epsilon)
+        => StepTileCoefficients(tile, in buffers, in s, beta1, 1f - beta1, beta2, 1f - beta2, epsilon);
+
+    /// <summary>As the <see cref="float"/> overload of <c>StepTile</c>, with (1 − β1), (1 − β2) computed in double and rounded once.</summary>
+    public static bool StepTile(int tile, in TileBuffers buffers, in StepScalars s, double beta1, double beta2, float epsilon)
+        => StepTileCoefficients(tile, in buffers, in s, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon);
+
+    private static bool StepTileCoefficients(int tile, in TileBuffers buffers, in StepScalars s, float beta1, float c1, float beta2, float c2, float epsilon)
     {
         int start = tile * TileLength;
         int length = Math.Min(TileLength, buffers.Parameters.Length - start);
         if (length <= 0) return true;
         var m = buffers.FirstMoment;
-        Step(buffers.Parameters.Slice(start, length), buffers.Gradient.Slice(start, length),
+        StepCoefficients(buffers.Parameters.Slice(start, length), buffers.Gradient.Slice(start, length),
              m.Length == 0 ? Span<float>.Empty : m.Slice(start, length), buffers.SecondMoment.Slice(start, length),
-             in s, beta1, beta2, epsilon);
+             in s, beta1, c1, beta2, c2, epsilon);
         return true;
     }
 
-    private static readonly ConcurrentDictionary<(float, float, float), TileKernel> TileKernels = new();
+    private static readonly ConcurrentDictionary<(float, float, float, float, float), TileKernel> TileKernels = new();
 
-    private sealed class DenseTileKernel(float beta1, float beta2, float epsilon)
+    private sealed class DenseTileKernel(float beta1, float c1, float beta2, float c2, float epsilon)
     {
-        public bool Invoke(int tile, in TileBuffers buffers, in StepScalars s) => StepTile(tile, in buffers, in s, beta1, beta2, epsilon);
+        public bool Invoke(int tile, in TileBuffers buffers, in StepScalars s) => StepTileCoefficients(tile, in buffers, in s, beta1, c1, beta2, c2, epsilon);
     }
 
     private interface IMomentMode { static abstract bool HasFirstMoment { get; } }
@@ -141,10 +169,9 @@ public static class DenseAdamWCpu
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void StepCore<TMode>(ref float p, ref float g, ref float m, ref float v, nuint n, in StepScalars s,
-                                        float beta1, float beta2, float epsilon) where TMode : struct, IMomentMode
+                                        float beta1, float c1, float beta2, float c2, float epsilon) where TMode : struct, IMomentMode
     {
         float lr = s.LearningRate, decay = s.Decay, ib1 = s.InvBiasCorrection1, isb2 = s.InvSqrtBiasCorrection2;
-        float c1 = 1f - beta1, c2 = 1f - beta2;
         nuint i = 0;
         if (Vector512.IsHardwareAccelerated && n >= (nuint)Vector512<float>.Count)
         {

@@ -217,51 +217,28 @@ partial class NoMomentum
             internal const int Tiles = 1;
 
             /// <summary>
-            /// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in
-            /// order 0..7 (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.
+            /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+            /// order 0..7 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+            /// returns false when a SumV of the tile is not finite.
             /// </summary>
             internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
             {
                 int b0 = tile * TileBuckets;
                 int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                global::System.Span<float> sumM = buffers.SumM; // empty: β1 = 0
-                global::System.Span<float> sumV = buffers.SumV;
-                //                                          tile      k, row offset, row length, ρ_r, σ_r, first row
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 0, 100, 53, 1f, true);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 100, 100, 3, -1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 200, 100, 13, 1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 300, 100, 38, 1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 400, 100, 22, 1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 500, 100, 28, -1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 600, 100, 69, 1f, false);
-                global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 100, 700, 100, 62, -1f, false);
-                return global::Collins.Kernels.RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
+                return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 100, lastRowLength: 100, Rotations, Signs);
             }
 
             /// <summary>
             /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-            /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-            /// in the tile (the tile's sketch stays in L1).
+            /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+            /// 16 buckets at a time (the tile's sketch stays in L1).
             /// </summary>
             internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
             {
                 int b0 = tile * TileBuckets;
                 int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                 global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0f, 1f, 0.99f, 0.01f, 1E-06f, in scalars);
-                global::System.Span<float> p = buffers.Parameters;
-                float decay = scalars.Decay;
-                global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                global::System.ReadOnlySpan<float> q = buffers.SumV; // lr / (√v̂ + ε) per bucket (β1 = 0: m̂ = g)
-                //                                       tile      k, row offset, row length, ρ_r
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 0, 100, 53, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 100, 100, 3, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 200, 100, 13, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 300, 100, 38, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 400, 100, 22, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 500, 100, 28, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 600, 100, 69, decay);
-                global::Collins.Kernels.RotationCpu.ApplyRowGradient(p, g, q, b0, b1, 100, 700, 100, 62, decay);
+                global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, buffers.Gradient, buffers.SumV, b0, b1, buckets: 100, lastRowLength: 100, Rotations, Signs, scalars.Decay); // β1 = 0: p ← p·decay − g·w[b], w = lr / (√v̂ + ε)
                 return true;
             }
 
@@ -374,7 +351,7 @@ partial class NoMomentum
                 global::Collins.Kernels.DenseAdamWCpu.Step(
                     buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                     default /* β1 = 0: no first moment */, buffers.SecondMoment.Slice(start, count),
-                    in scalars, beta1: 0f, beta2: 0.99f, epsilon: 1E-06f);
+                    in scalars, beta1: 0d, beta2: 0.99d, epsilon: 1E-06f);
                 return true;
             }
 

@@ -223,42 +223,28 @@ namespace Org.Models.Vision
                         internal const int Tiles = 1;
 
                         /// <summary>
-                        /// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in
-                        /// order 0..3 (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.
+                        /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                        /// order 0..3 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                        /// returns false when a SumV of the tile is not finite.
                         /// </summary>
                         internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                         {
                             int b0 = tile * TileBuckets;
                             int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                            global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                            global::System.Span<float> sumM = buffers.SumM; // k floats
-                            global::System.Span<float> sumV = buffers.SumV;
-                            //                                          tile      k, row offset, row length, ρ_r, σ_r, first row
-                            global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 54, 0, 54, 33, 1f, true);
-                            global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 54, 54, 54, 46, 1f, false);
-                            global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 54, 108, 54, 18, -1f, false);
-                            global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 54, 162, 54, 23, 1f, false);
-                            return global::Collins.Kernels.RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
+                            return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 54, lastRowLength: 54, Rotations, Signs);
                         }
 
                         /// <summary>
                         /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                        /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                        /// in the tile (the tile's sketch stays in L1).
+                        /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                        /// 16 buckets at a time (the tile's sketch stays in L1).
                         /// </summary>
                         internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                         {
                             int b0 = tile * TileBuckets;
                             int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                             global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
-                            global::System.Span<float> p = buffers.Parameters;
-                            float decay = scalars.Decay;
-                            global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                            //                                    tile      k, row offset, row length, ρ_r, σ_r
-                            global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 54, 0, 54, 33, 1f, decay);
-                            global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 54, 54, 54, 46, 1f, decay);
-                            global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 54, 108, 54, 18, -1f, decay);
-                            global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 54, 162, 54, 23, 1f, decay);
+                            global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 54, lastRowLength: 54, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                             return true;
                         }
 
@@ -350,7 +336,7 @@ namespace Org.Models.Vision
                             global::Collins.Kernels.DenseAdamWCpu.Step(
                                 buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                                 buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                                in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                                in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                             return true;
                         }
 

@@ -325,66 +325,28 @@ namespace Samples
                 internal const int Tiles = 1;
 
                 /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in
-                /// order 0..15 (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.
+                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                /// order 0..15 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                /// returns false when a SumV of the tile is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                    global::System.Span<float> sumM = buffers.SumM; // k floats
-                    global::System.Span<float> sumV = buffers.SumV;
-                    //                                          tile      k, row offset, row length, ρ_r, σ_r, first row
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 0, 192, 181, 1f, true);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 192, 192, 102, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 384, 192, 80, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 576, 192, 150, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 768, 192, 189, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 960, 192, 79, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 1152, 192, 127, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 1344, 192, 18, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 1536, 192, 5, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 1728, 192, 168, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 1920, 192, 99, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 2112, 192, 186, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 2304, 192, 118, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 2496, 192, 128, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 2688, 192, 50, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 192, 2880, 192, 158, 1f, false);
-                    return global::Collins.Kernels.RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
+                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs);
                 }
 
                 /// <summary>
                 /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                /// in the tile (the tile's sketch stays in L1).
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                     global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
-                    global::System.Span<float> p = buffers.Parameters;
-                    float decay = scalars.Decay;
-                    global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                    //                                    tile      k, row offset, row length, ρ_r, σ_r
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 0, 192, 181, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 192, 192, 102, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 384, 192, 80, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 576, 192, 150, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 768, 192, 189, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 960, 192, 79, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1152, 192, 127, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1344, 192, 18, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1536, 192, 5, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1728, 192, 168, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 1920, 192, 99, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2112, 192, 186, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2304, 192, 118, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2496, 192, 128, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2688, 192, 50, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 192, 2880, 192, 158, 1f, decay);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
@@ -548,7 +510,7 @@ namespace Samples
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 
@@ -609,42 +571,28 @@ namespace Samples
                 internal const int Tiles = 1;
 
                 /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in
-                /// order 0..3 (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.
+                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                /// order 0..3 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                /// returns false when a SumV of the tile is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                    global::System.Span<float> sumM = buffers.SumM; // k floats
-                    global::System.Span<float> sumV = buffers.SumV;
-                    //                                          tile      k, row offset, row length, ρ_r, σ_r, first row
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 1024, 0, 1024, 975, -1f, true);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 1024, 1024, 1024, 918, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 1024, 2048, 1024, 461, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 1024, 3072, 1024, 895, 1f, false);
-                    return global::Collins.Kernels.RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
+                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs);
                 }
 
                 /// <summary>
                 /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                /// in the tile (the tile's sketch stays in L1).
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                     global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
-                    global::System.Span<float> p = buffers.Parameters;
-                    float decay = scalars.Decay;
-                    global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                    //                                    tile      k, row offset, row length, ρ_r, σ_r
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 1024, 0, 1024, 975, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 1024, 1024, 1024, 918, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 1024, 2048, 1024, 461, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 1024, 3072, 1024, 895, 1f, decay);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
@@ -736,7 +684,7 @@ namespace Samples
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 
@@ -793,7 +741,7 @@ namespace Samples
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 
@@ -854,44 +802,28 @@ namespace Samples
                 internal const int Tiles = 1;
 
                 /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in
-                /// order 0..4 (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.
+                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                /// order 0..4 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                /// returns false when a SumV of the tile is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                    global::System.Span<float> sumM = buffers.SumM; // k floats
-                    global::System.Span<float> sumV = buffers.SumV;
-                    //                                          tile      k, row offset, row length, ρ_r, σ_r, first row
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 7, 0, 7, 6, 1f, true);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 7, 7, 7, 1, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 7, 14, 7, 6, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 7, 21, 7, 2, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 7, 28, 5, 3, 1f, false);
-                    return global::Collins.Kernels.RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
+                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs);
                 }
 
                 /// <summary>
                 /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                /// in the tile (the tile's sketch stays in L1).
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                     global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
-                    global::System.Span<float> p = buffers.Parameters;
-                    float decay = scalars.Decay;
-                    global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                    //                                    tile      k, row offset, row length, ρ_r, σ_r
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 0, 7, 6, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 7, 7, 1, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 14, 7, 6, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 21, 7, 2, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 7, 28, 5, 3, 1f, decay);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 

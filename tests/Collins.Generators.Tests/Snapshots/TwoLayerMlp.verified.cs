@@ -267,98 +267,28 @@ namespace Samples
                 internal const int Tiles = 2;
 
                 /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): sums every row's entries into SumM (σ_r·g) and SumV (g²), rows in
-                /// order 0..31 (each row is at most two contiguous segments); returns false when a SumV of the tile is not finite.
+                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                /// order 0..31 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                /// returns false when a SumV of the tile is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                    global::System.Span<float> sumM = buffers.SumM; // k floats
-                    global::System.Span<float> sumV = buffers.SumV;
-                    //                                          tile      k, row offset, row length, ρ_r, σ_r, first row
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 0, 3136, 283, 1f, true);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 3136, 3136, 2432, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 6272, 3136, 2887, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 9408, 3136, 1560, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 12544, 3136, 2722, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 15680, 3136, 1546, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 18816, 3136, 1360, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 21952, 3136, 1114, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 25088, 3136, 1505, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 28224, 3136, 1228, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 31360, 3136, 368, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 34496, 3136, 1706, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 37632, 3136, 245, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 40768, 3136, 2855, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 43904, 3136, 823, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 47040, 3136, 2999, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 50176, 3136, 2382, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 53312, 3136, 1345, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 56448, 3136, 1421, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 59584, 3136, 1344, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 62720, 3136, 2012, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 65856, 3136, 284, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 68992, 3136, 2071, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 72128, 3136, 2223, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 75264, 3136, 494, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 78400, 3136, 1232, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 81536, 3136, 2155, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 84672, 3136, 951, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 87808, 3136, 504, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 90944, 3136, 2054, -1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 94080, 3136, 1019, 1f, false);
-                    global::Collins.Kernels.RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, 3136, 97216, 3136, 3100, -1f, false);
-                    return global::Collins.Kernels.RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
+                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs);
                 }
 
                 /// <summary>
                 /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates the parameter segments of every row that land
-                /// in the tile (the tile's sketch stays in L1).
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
                     global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
-                    global::System.Span<float> p = buffers.Parameters;
-                    float decay = scalars.Decay;
-                    global::System.ReadOnlySpan<float> q = buffers.SumM; // lr·m̂ / (√v̂ + ε) per bucket
-                    //                                    tile      k, row offset, row length, ρ_r, σ_r
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 0, 3136, 283, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 3136, 3136, 2432, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 6272, 3136, 2887, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 9408, 3136, 1560, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 12544, 3136, 2722, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 15680, 3136, 1546, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 18816, 3136, 1360, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 21952, 3136, 1114, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 25088, 3136, 1505, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 28224, 3136, 1228, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 31360, 3136, 368, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 34496, 3136, 1706, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 37632, 3136, 245, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 40768, 3136, 2855, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 43904, 3136, 823, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 47040, 3136, 2999, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 50176, 3136, 2382, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 53312, 3136, 1345, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 56448, 3136, 1421, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 59584, 3136, 1344, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 62720, 3136, 2012, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 65856, 3136, 284, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 68992, 3136, 2071, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 72128, 3136, 2223, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 75264, 3136, 494, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 78400, 3136, 1232, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 81536, 3136, 2155, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 84672, 3136, 951, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 87808, 3136, 504, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 90944, 3136, 2054, -1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 94080, 3136, 1019, 1f, decay);
-                    global::Collins.Kernels.RotationCpu.ApplyRowMomentum(p, q, b0, b1, 3136, 97216, 3136, 3100, -1f, decay);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
@@ -618,7 +548,7 @@ namespace Samples
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 
@@ -675,7 +605,7 @@ namespace Samples
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 
@@ -732,7 +662,7 @@ namespace Samples
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 

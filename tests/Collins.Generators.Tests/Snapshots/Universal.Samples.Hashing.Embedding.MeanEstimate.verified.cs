@@ -392,7 +392,7 @@ namespace Samples.Hashing
                     global::Collins.Kernels.DenseAdamWCpu.Step(
                         buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
                         buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9f, beta2: 0.999f, epsilon: 1E-08f);
+                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
                     return true;
                 }
 
