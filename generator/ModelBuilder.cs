@@ -31,6 +31,13 @@ namespace Collins.Generators
             "scalars", "threads", "finite", "accelerator", "flagBuffer", "flag", "m", "v", "sumM", "sumV", "nonFinite", "settings", "plans", "i",
         };
 
+        // Members declared by the generated optimizer type itself (besides tensor classes and "__"-prefixed helpers):
+        // the optimizer cannot take one of these names.
+        private static readonly HashSet<string> OptimizerMembers = new HashSet<string>(StringComparer.Ordinal)
+        {
+            "Step", "DefaultSettings", "TensorSpecs",
+        };
+
         // Members of the generated per-tensor class (Emitter.EmitTensor and the layout emitters): a tensor of the same name
         // would be a class with a member named like itself (CS0542). Which ones exist depends on the layout and on density.
         private static readonly string[] TensorClassMembers =
@@ -292,6 +299,13 @@ namespace Collins.Generators
             else if (tensors.Any(t => t.Name == name))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, At("Name"), name, "a tensor has the same name"));
+                valid = false;
+            }
+            else if (OptimizerMembers.Contains(name) || name.StartsWith("__", StringComparison.Ordinal))
+            {
+                // The optimizer type would declare a member named like itself (CS0542).
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidVariantName, At("Name"), name,
+                    "the generated optimizer has a member of that name"));
                 valid = false;
             }
             else if (symbol.GetMembers(name).Any(m => !m.IsImplicitlyDeclared))

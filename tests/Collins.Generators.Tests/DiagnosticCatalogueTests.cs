@@ -323,6 +323,8 @@ public class DiagnosticCatalogueTests
     [InlineData("\"int\"", "int", "it is a C# keyword")]
     [InlineData("\"M\"", "M", "it is the name of the model class")]
     [InlineData("\"W\"", "W", "a tensor has the same name")]
+    [InlineData("\"Step\"", "Step", "the generated optimizer has a member of that name")]
+    [InlineData("\"TensorSpecs\"", "TensorSpecs", "the generated optimizer has a member of that name")]
     public void COL015_invalid_variant_name(string literal, string name, string why)
         => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer([|Name = {literal}|], Ratio = 4)"),
             Error("COL015", $"Optimizer name '{name}' is not usable: {why}")));
