@@ -30,7 +30,7 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
             {
                 switch (a)
                 {
-                    case "--length": case "-d": length = checked((int)ParseSize(Next())); lengthGiven = true; break;
+                    case "--length": case "-d": length = checked((int)Sizes.Parse(Next())); lengthGiven = true; break;
                     case "--ratio": case "-r": ratio = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--reps": reps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--threads": case "-t": threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -54,19 +54,6 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
         return new Options(length, ratio, reps, threads, filter, gpu, backend, minMs, allocSteps, lengthGiven, phases);
     }
 
-    /// <summary>Parses 1048576, 1M, 16M, 64M, 256M, 512K, 1G (binary multiples).</summary>
-    public static long ParseSize(string s)
-    {
-        s = s.Trim();
-        long mult = 1;
-        char last = char.ToUpperInvariant(s[^1]);
-        if (last is 'K' or 'M' or 'G')
-        {
-            mult = last switch { 'K' => 1L << 10, 'M' => 1L << 20, _ => 1L << 30 };
-            s = s[..^1];
-        }
-        return checked(long.Parse(s, CultureInfo.InvariantCulture) * mult);
-    }
 
     public static string FormatSize(long n) =>
         n % (1L << 30) == 0 ? $"{n >> 30}G" : n % (1L << 20) == 0 ? $"{n >> 20}M" : n % (1L << 10) == 0 ? $"{n >> 10}K" : n.ToString(CultureInfo.InvariantCulture);

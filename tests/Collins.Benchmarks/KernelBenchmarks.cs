@@ -52,7 +52,7 @@ public class KernelBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        int length = checked((int)Options.ParseSize(Length));
+        int length = checked((int)Sizes.Parse(Length));
         _buffers = new BenchBuffers(length);
         var missing = new List<string>();
         var kernels = KernelSet.Create(_buffers, Ratio, Environment.ProcessorCount, missing, n => n == Kernel);

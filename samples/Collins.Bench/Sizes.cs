@@ -2,10 +2,11 @@ using System.Globalization;
 
 namespace Collins.Bench;
 
-/// <summary>Size parsing shared with the console bench's option syntax (1M, 16M, 64M, 256M).</summary>
-public static class Options
+/// <summary>Size syntax shared by the console bench and the BenchmarkDotNet project (which links this file).</summary>
+public static class Sizes
 {
-    public static long ParseSize(string s)
+    /// <summary>Parses 1048576, 1M, 16M, 64M, 256M, 512K, 1G (binary multiples).</summary>
+    public static long Parse(string s)
     {
         s = s.Trim();
         long mult = 1;
