@@ -193,6 +193,17 @@ namespace Collins.Generators
         private static string ParamList(Ctx c, string spanType, string gradType)
             => "float learningRate" + string.Concat(c.V.Tensors.Select(t => ", " + spanType + " " + t.Name + ", " + gradType + " " + t.Name + "Grad"));
 
+        /// <summary>The &lt;param&gt; docs shared by both Step overloads.</summary>
+        private static void EmitStepParameterDocs(CodeWriter w, VariantModel v)
+        {
+            w.Line("/// <param name=\"learningRate\">lr, finite and ≥ 0.</param>");
+            foreach (var t in v.Tensors)
+            {
+                w.Line("/// <param name=\"" + t.Name + "\">Parameters of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats), updated in place.</param>");
+                w.Line("/// <param name=\"" + t.Name + "Grad\">Gradient of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats).</param>");
+            }
+        }
+
         private static void EmitCpuStep(CodeWriter w, Ctx c)
         {
             var v = c.V;
@@ -201,12 +212,7 @@ namespace Collins.Generators
             w.Line("/// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref=\"global::Collins.SketchedOptimizerBase.NonFinitePolicy\"/>).");
             w.Line("/// Results are bit-identical for any <see cref=\"global::Collins.SketchedOptimizerBase.MaxThreads\"/>.");
             w.Line("/// </summary>");
-            w.Line("/// <param name=\"learningRate\">lr, finite and ≥ 0.</param>");
-            foreach (var t in v.Tensors)
-            {
-                w.Line("/// <param name=\"" + t.Name + "\">Parameters of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats), updated in place.</param>");
-                w.Line("/// <param name=\"" + t.Name + "Grad\">Gradient of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats).</param>");
-            }
+            EmitStepParameterDocs(w, v);
             w.Open("public global::Collins.StepOutcome Step(" + ParamList(c, Span, ROSpan) + ")");
             w.Line("var scalars = BeginStep(learningRate, onDevice: false);");
             w.Open("try");
@@ -355,12 +361,7 @@ namespace Collins.Generators
             w.Line("/// sums and raise a device flag on a non-finite gradient; after one synchronisation the flag is read and, when clear,");
             w.Line("/// the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes nothing.");
             w.Line("/// </summary>");
-            w.Line("/// <param name=\"learningRate\">lr, finite and ≥ 0.</param>");
-            foreach (var t in v.Tensors)
-            {
-                w.Line("/// <param name=\"" + t.Name + "\">Parameters of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats), updated in place.</param>");
-                w.Line("/// <param name=\"" + t.Name + "Grad\">Gradient of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats).</param>");
-            }
+            EmitStepParameterDocs(w, v);
             w.Open("public global::Collins.StepOutcome Step(" + ParamList(c, AV, AV) + ")");
             w.Line("var scalars = BeginStep(learningRate, onDevice: true);");
             w.Open("try");
