@@ -4,23 +4,19 @@ internal static class ReferenceTestHelpers
 {
     /// <summary>|actual − expected| ≤ rel·max(|expected|, floor) for every element.</summary>
     public static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double rel, double floor, string what)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        for (int i = 0; i < expected.Length; i++)
-        {
-            double e = expected[i], a = actual[i];
-            double tol = rel * Math.Max(Math.Abs(e), floor);
-            if (!(Math.Abs(a - e) <= tol))
-                Assert.Fail($"{what}[{i}]: expected {e:R}, got {a:R} (|diff| {Math.Abs(a - e):E3} > tol {tol:E3}).");
-        }
-    }
+        => AssertClose<float>(expected, actual, rel, floor, what);
 
+    /// <summary>As above, against expected values held in double.</summary>
     public static void AssertClose(ReadOnlySpan<double> expected, ReadOnlySpan<float> actual, double rel, double floor, string what)
+        => AssertClose<double>(expected, actual, rel, floor, what);
+
+    private static void AssertClose<T>(ReadOnlySpan<T> expected, ReadOnlySpan<float> actual, double rel, double floor, string what)
+        where T : struct, System.Numerics.INumberBase<T>
     {
         Assert.Equal(expected.Length, actual.Length);
         for (int i = 0; i < expected.Length; i++)
         {
-            double e = expected[i], a = actual[i];
+            double e = double.CreateTruncating(expected[i]), a = actual[i];
             double tol = rel * Math.Max(Math.Abs(e), floor);
             if (!(Math.Abs(a - e) <= tol))
                 Assert.Fail($"{what}[{i}]: expected {e:R}, got {a:R} (|diff| {Math.Abs(a - e):E3} > tol {tol:E3}).");
