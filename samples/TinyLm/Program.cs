@@ -38,7 +38,8 @@ Console.WriteLine($"tiny Shakespeare: {corpus.Train.Length:N0} train / {corpus.V
                   $"{train.Steps} steps × {train.Batch}×{config.Context} tokens, seed {train.Seed}, {Kernels.MaxThreads} threads.");
 var wall = Stopwatch.StartNew();
 
-if (opts.Sweep) return Sweep.Run(config, corpus, train, opts.Out, opts.SweepMax);
+if (opts.SweepReport) return SweepReport.Write(opts.Out, config, corpus, train);
+if (opts.Sweep) return Sweep.Run(config, corpus, train, opts.Out, opts.SweepMax, opts.Resume);
 
 // The default set: the AdamW baseline, Collins at Ratio 32 with β1 0.9 (Rotation, Sum), and the best Collins
 // setting at Ratio 32 measured so far: β1 = 0 (no first-moment sketch, m̂ = g) with the Mean second moment.
@@ -69,6 +70,8 @@ internal sealed class CliOptions
     public int Threads { get; private set; }
     public string[]? Optimizers { get; private set; }
     public int SweepMax { get; private set; }
+    public bool Resume { get; private set; }
+    public bool SweepReport { get; private set; }
 
     public static CliOptions? Parse(string[] args)
     {
@@ -86,6 +89,8 @@ internal sealed class CliOptions
                     case "--out": o.Out = Next(); break;
                     case "--quick": o.Quick = true; break;
                     case "--sweep": o.Sweep = true; break;
+                    case "--resume": o.Resume = true; break;
+                    case "--sweep-report": o.SweepReport = true; break;
                     case "--sweep-max": o.SweepMax = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--batch": o.Batch = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--lr": o.LearningRate = float.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -107,6 +112,6 @@ internal sealed class CliOptions
     }
 
     private static void Usage() => Console.Error.WriteLine(
-        "usage: TinyLm [--steps N] [--seed S] [--out DIR] [--quick] [--sweep [--sweep-max N]] [--batch B] [--lr LR] [--threads N] [--optimizers AdamW,C32,...]\n" +
+        "usage: TinyLm [--steps N] [--seed S] [--out DIR] [--quick] [--sweep [--sweep-max N] [--resume]] [--sweep-report] [--batch B] [--lr LR] [--threads N] [--optimizers AdamW,C32,...]\n" +
         $"optimizers: {string.Join(", ", OptimizerCatalog.Names)} (one per [SketchedOptimizer] on TinyLmModel, plus AdamW)");
 }

@@ -7,7 +7,8 @@ namespace TinyLm;
 public static class Report
 {
     public static void Write(string dir, ModelConfig config, Corpus corpus, TrainOptions o, IReadOnlyList<RunResult> results,
-                             TimeSpan wall, string? sweepNote, string title = "TinyLm: validation loss")
+                             TimeSpan wall, string? sweepNote, string title = "TinyLm: validation loss",
+                             IReadOnlyList<RunResult>? plotted = null)
     {
         Directory.CreateDirectory(dir);
         var adam = results.FirstOrDefault(r => r.Name == "AdamW");
@@ -21,7 +22,7 @@ public static class Report
                       $"seed {o.Seed}, weight decay 0, β2 0.999, ε 1e-8, {Kernels.MaxThreads} threads. Final validation loss over " +
                       (o.FinalEvalWindows == 0 ? "every non-overlapping validation window" : $"{o.FinalEvalWindows} validation windows") + " (nats/char).");
         if (sweepNote is not null) md.AppendLine(sweepNote);
-        md.AppendLine($"Wall time {wall.TotalSeconds:F0} s on {Environment.ProcessorCount} cores; load average at the end {LoadAverage()} " +
+        md.AppendLine($"Wall time {wall.TotalSeconds:F0} s (sum over runs for a sweep) on {Environment.ProcessorCount} cores; load average at the end {LoadAverage()} " +
                       "(timings are wall-clock and include whatever else the machine was running).");
         md.AppendLine();
         md.AppendLine("| configuration | optimizer state bytes | bytes per parameter | final validation loss | difference from AdamW (%) | step time (ms) | optimizer step (ms) | lr | implementation |");
@@ -48,7 +49,7 @@ public static class Report
                 curves.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{r.Name},{step},{loss:F5}"));
         File.WriteAllText(Path.Combine(dir, "curves.csv"), curves.ToString());
 
-        Plot(Path.Combine(dir, "loss.png"), results, title);
+        Plot(Path.Combine(dir, "loss.png"), plotted ?? results, title);
     }
 
     private static string LoadAverage()

@@ -31,38 +31,42 @@ public static class Sweep
                     }
     }
 
-    public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir, int maxConfigurations = 0)
+    public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir, int maxConfigurations = 0, bool resume = false)
     {
         var wall = Stopwatch.StartNew();
         var specs = config.Specs();
         var configs = Configurations().ToArray();
         if (maxConfigurations > 0) configs = configs[..Math.Min(maxConfigurations, configs.Length)];
-        Console.WriteLine($"Sweep: {configs.Length} configurations × {LearningRates.Length} learning rates.");
-        var best = new List<RunResult>();
-        var all = new StringBuilder("configuration,lr,final_val_loss,state_bytes,step_ms,implementation\n");
         Directory.CreateDirectory(dir);
-        int done = 0, total = configs.Length * LearningRates.Length;
+        string allPath = Path.Combine(dir, "sweep_all.csv"), curvesPath = Path.Combine(dir, "sweep_curves.csv");
+        // --resume keeps the runs already in sweep_all.csv / sweep_curves.csv (same options assumed) and runs the rest.
+        var previous = resume ? SweepData.Load(dir) : new SweepData();
+        if (!resume || !File.Exists(allPath))
+        {
+            File.WriteAllText(allPath, SweepData.AllHeader + "\n");
+            File.WriteAllText(curvesPath, SweepData.CurvesHeader + "\n");
+        }
+        int total = configs.Length * LearningRates.Length, done = 0, ran = 0;
+        Console.WriteLine($"Sweep: {configs.Length} configurations × {LearningRates.Length} learning rates = {total} runs of {o.Steps} steps" +
+                          (previous.Runs.Count > 0 ? $" ({previous.Runs.Count} already in {allPath})." : "."));
         foreach (var (name, settings) in configs)
         {
-            RunResult? bestRun = null;
             foreach (float lr in LearningRates)
             {
+                done++;
+                if (previous.Has(name, lr)) continue;
                 var opt = settings is null ? new DenseAdamW(specs) : OptimizerCatalog.CreateRuntime(name, settings, specs);
                 var r = Trainer.Train(config, corpus, opt, o with { LearningRate = lr });
-                done++;
-                Console.WriteLine($"[{done}/{total}] {name} lr {lr:G3}: val {r.FinalValidationLoss:F4}  ({r.StepMs:F1} ms/step, {opt.Implementation})  elapsed {wall.Elapsed:h\\:mm\\:ss}");
-                all.AppendLine(string.Create(CultureInfo.InvariantCulture, $"\"{name}\",{lr:G3},{r.FinalValidationLoss:F5},{r.StateBytes},{r.StepMs:F3},\"{r.Implementation}\""));
-                File.WriteAllText(Path.Combine(dir, "sweep_all.csv"), all.ToString());
-                if (bestRun is null || r.FinalValidationLoss < bestRun.FinalValidationLoss) bestRun = r;
+                ran++;
+                double perRun = wall.Elapsed.TotalSeconds / ran;
+                var eta = TimeSpan.FromSeconds(perRun * (total - done));
+                Console.WriteLine($"[{done}/{total}] {name} lr {lr:G3}: val {r.FinalValidationLoss:F4}  ({r.StepMs:F1} ms/step, {opt.Implementation})  " +
+                                  $"elapsed {wall.Elapsed:h\\:mm\\:ss}  ETA {eta:h\\:mm\\:ss}");
+                File.AppendAllText(allPath, SweepData.AllLine(name, settings, r) + "\n");
+                File.AppendAllText(curvesPath, string.Concat(r.ValidationCurve.Select(c => SweepData.CurveLine(name, lr, c.Step, c.Loss) + "\n")));
             }
-            best.Add(bestRun!);
         }
-        string note = "Sweep: every configuration is reported at its best learning rate of {3e-4, 1e-3, 3e-3}. " +
-                      "Collins configurations are built at run time (the generator emits one type per attribute) with the run-time " +
-                      "Collins.CountSketchAdam where available (same math and hash derivation as the generated optimizers); " +
-                      "the implementation column says which code ran.";
-        Report.Write(dir, config, corpus, o, best, wall.Elapsed, note, "TinyLm sweep: validation loss at the best learning rate");
-        Console.WriteLine($"Sweep done in {wall.Elapsed:h\\:mm\\:ss}; wrote {Path.Combine(dir, "results.md")}.");
-        return 0;
+        Console.WriteLine($"Sweep runs done in {wall.Elapsed:h\\:mm\\:ss}.");
+        return SweepReport.Write(dir, config, corpus, o);
     }
 }
