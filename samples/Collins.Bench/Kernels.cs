@@ -264,6 +264,8 @@ public static class KernelSet
             if (include(k.Name)) list.Add(k); else k.Dispose();
         }
         Add(new TriadKernel(b, threads), null, "triad");
+        foreach (var kind in Enum.GetValues<LimitKernel.Kind>())
+            Add(new LimitKernel(b, threads, kind, ratio), null, kind.ToString());
         Add(new DenseAdamWKernel(b, threads, 0.9f), null, "dense AdamW");
         Add(new DenseAdamWKernel(b, threads, 0f), null, "dense AdamW β1=0");
         foreach (var layout in new[] { SketchLayout.Rotation, SketchLayout.Universal })

@@ -72,7 +72,7 @@ public static class CpuBench
         var buffers = new BenchBuffers(o.Length);
         var missing = new List<string>();
         var kernels = KernelSet.Create(buffers, o.Ratio, o.Threads, missing,
-            o.Filter is null ? null : name => name.Contains("triad") || name == "dense AdamW" || name.Contains(o.Filter, StringComparison.OrdinalIgnoreCase));
+            o.Filter is null ? null : name => name.Contains("limit") || name == "dense AdamW" || name.Contains(o.Filter, StringComparison.OrdinalIgnoreCase));
         try
         {
             // Warm-up and calibration: steps per sample so that one sample lasts at least MinSampleMs.
@@ -148,7 +148,13 @@ public static class CpuBench
                 ? $"Rotation vs_adamw={median[adamw] / median[rot]:F2} vs_limit={median[triad] / median[rot]:F2}"
                 : "Rotation not measured (generated optimizer unavailable)";
             string uniPart = uni >= 0 && adamw >= 0 ? $"; Universal vs_adamw={median[adamw] / median[uni]:F2}" : "";
-            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads}: {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms");
+            // The floors (Limits.cs): the best vs_adamw any kernel with the same memory protocol could reach here.
+            int twoPass = kernels.FindIndex(k => k.Name.StartsWith("read + scale"));
+            int random = kernels.FindIndex(k => k.Name.StartsWith("random scatter"));
+            string floors = adamw >= 0 && twoPass >= 0 && random >= 0
+                ? $"; floors: two-pass vs_adamw={median[adamw] / median[twoPass]:F2}, random scatter+gather vs_adamw={median[adamw] / median[random]:F2}"
+                : "";
+            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads}: {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms{floors}");
             return 0;
         }
         finally

@@ -53,17 +53,23 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         return tensors.Select(t => new TensorPlan(t, settings)).ToArray();
     }
 
-    /// <summary>Convenience overload: one parameter and one gradient array per tensor, in declaration order.</summary>
+    /// <summary>Convenience overload: one parameter and one gradient array per tensor, in declaration order. Allocates nothing.</summary>
     public StepOutcome Step(float learningRate, float[][] parameters, float[][] gradients)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(gradients);
-        var p = new Memory<float>[parameters.Length];
-        var g = new ReadOnlyMemory<float>[gradients.Length];
-        for (int i = 0; i < p.Length; i++) p[i] = parameters[i] ?? throw NullBuffer(i, "parameter");
-        for (int i = 0; i < g.Length; i++) g[i] = gradients[i] ?? throw NullBuffer(i, "gradient");
-        return Step(learningRate, p, g);
+        for (int i = 0; i < parameters.Length; i++) if (parameters[i] is null) throw NullBuffer(i, "parameter");
+        for (int i = 0; i < gradients.Length; i++) if (gradients[i] is null) throw NullBuffer(i, "gradient");
+        return StepCore(learningRate, new ArrayParameters(parameters), new ArrayGradients(gradients));
     }
+
+    // The buffer lists seen through structs, so the generic StepCore neither boxes them nor copies them into arrays.
+    private interface IParameterList { int Count { get; } Span<float> Span(int i); }
+    private interface IGradientList { int Count { get; } ReadOnlySpan<float> Span(int i); }
+    private readonly struct ArrayParameters(float[][] a) : IParameterList { public int Count => a.Length; public Span<float> Span(int i) => a[i]; }
+    private readonly struct ArrayGradients(float[][] a) : IGradientList { public int Count => a.Length; public ReadOnlySpan<float> Span(int i) => a[i]; }
+    private readonly struct MemoryParameters(IReadOnlyList<Memory<float>> l) : IParameterList { public int Count => l.Count; public Span<float> Span(int i) => l[i].Span; }
+    private readonly struct MemoryGradients(IReadOnlyList<ReadOnlyMemory<float>> l) : IGradientList { public int Count => l.Count; public ReadOnlySpan<float> Span(int i) => l[i].Span; }
 
     private ArgumentException NullBuffer(int index, string what)
         => new($"Tensor '{(index < Tensors.Count ? Tensors[index].Name : "#" + index)}': the {what} array is null.", what == "parameter" ? "parameters" : "gradients");
@@ -82,6 +88,12 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(gradients);
+        return StepCore(learningRate, new MemoryParameters(parameters), new MemoryGradients(gradients));
+    }
+
+    private StepOutcome StepCore<TP, TG>(float learningRate, TP parameters, TG gradients)
+        where TP : struct, IParameterList where TG : struct, IGradientList
+    {
         var s = BeginStep(learningRate, onDevice: false);
         bool finite = true;
         try
@@ -90,21 +102,21 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
             ValidateBufferCounts(parameters.Count, gradients.Count);
             for (int i = 0; i < n; i++)
             {
-                ValidateTensor(i, parameters[i].Length, gradients[i].Length);
-                ValidateNoOverlap(i, parameters[i].Span, gradients[i].Span);
+                ValidateTensor(i, parameters.Span(i).Length, gradients.Span(i).Length);
+                ValidateNoOverlap(i, parameters.Span(i), gradients.Span(i));
             }
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < n; j++)
-                    if (i != j) ValidateNoCrossOverlap(i, parameters[i].Span, j, parameters[j].Span, gradients[j].Span);
+                    if (i != j) ValidateNoCrossOverlap(i, parameters.Span(i), j, parameters.Span(j), gradients.Span(j));
 
             int threads = Math.Max(1, MaxThreads);
             // Phase 1: bucket sums into the workspace; nothing of the state is written.
             for (int i = 0; i < n; i++)
-                finite &= _kernels[i].Accumulate(threads, parameters[i].Span, gradients[i].Span, FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], s);
+                finite &= _kernels[i].Accumulate(threads, parameters.Span(i), gradients.Span(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], s);
             // Phase 2: moments and parameters, only when every gradient was finite.
             if (finite)
                 for (int i = 0; i < n; i++)
-                    _kernels[i].Apply(threads, parameters[i].Span, gradients[i].Span, FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], s);
+                    _kernels[i].Apply(threads, parameters.Span(i), gradients.Span(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], s);
         }
         catch
         {

@@ -159,3 +159,29 @@ public class CountSketchAdamTests
         }
     }
 }
+
+public class CountSketchAdamAllocationTests
+{
+    [Theory]
+    [InlineData(SketchLayout.Rotation, 1)]
+    [InlineData(SketchLayout.Rotation, 2)]
+    [InlineData(SketchLayout.Universal, 2)]
+    public void Cpu_step_allocates_nothing_on_the_calling_thread(SketchLayout layout, int threads)
+    {
+        var specs = CountSketchAdamTests.MixedSpecs();
+        using var opt = new CountSketchAdam(new OptimizerSettings { Layout = layout }, specs) { MaxThreads = threads };
+        var p = specs.Select(s => Enumerable.Range(0, s.Shape.Aggregate(1, (x, y) => x * y)).Select(i => 0.01f * (i % 7)).ToArray()).ToArray();
+        var g = specs.Select(s => Enumerable.Range(0, s.Shape.Aggregate(1, (x, y) => x * y)).Select(i => 1e-3f * ((i % 5) - 2)).ToArray()).ToArray();
+        var mp = p.Select(a => (Memory<float>)a).ToArray();
+        var mg = g.Select(a => (ReadOnlyMemory<float>)a).ToArray();
+        for (int i = 0; i < 100; i++) { opt.Step(1e-6f, p, g); opt.Step(1e-6f, mp, mg); }   // past tiered-JIT warm-up
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        opt.Step(1e-6f, p, g);
+        long afterArrays = GC.GetAllocatedBytesForCurrentThread();
+        opt.Step(1e-6f, mp, mg);
+        long afterMemory = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Equal(0, afterArrays - before);
+        Assert.Equal(0, afterMemory - afterArrays);
+        Assert.Equal(202, opt.StepCount);
+    }
+}
