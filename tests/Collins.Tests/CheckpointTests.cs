@@ -227,6 +227,21 @@ public class CheckpointTests : IDisposable
     }
 
     [Fact]
+    public void SaveToFile_can_flush_the_folder_on_posix()
+    {
+        // The rename is made durable by an fsync of the folder; on Linux and macOS that call must really reach libc.
+        string dir = Directory.CreateTempSubdirectory("collins-sync").FullName;
+        try
+        {
+            bool flushed = DirectorySync.Flush(dir);
+            if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS()) Assert.True(flushed);
+            else Assert.False(flushed);
+            Assert.False(DirectorySync.Flush(Path.Combine(dir, "missing")));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public void Crash_during_SaveToFile_leaves_the_old_file_loadable()
     {
         string path = Path.Combine(_folder, "model.ckpt");

@@ -44,8 +44,9 @@ public abstract partial class SketchedOptimizerBase
 
     /// <summary>
     /// Saves atomically: writes a temporary file in the same folder, flushes it to disk, then
-    /// renames it over <paramref name="path"/>. A crash at any point leaves either the old file or
-    /// the new one, never a mixture.
+    /// renames it over <paramref name="path"/> and, on Linux and macOS, flushes the folder so the
+    /// rename survives a power loss too. A crash at any point leaves either the old file or the new
+    /// one, never a mixture.
     /// </summary>
     public void SaveToFile(string path)
     {
@@ -64,6 +65,7 @@ public abstract partial class SketchedOptimizerBase
                 file.Flush(flushToDisk: true);
             }
             File.Move(temp, full, overwrite: true);
+            _ = DirectorySync.Flush(folder);   // make the rename itself durable (Linux, macOS)
         }
         catch
         {
