@@ -39,7 +39,7 @@ Console.WriteLine($"tiny Shakespeare: {corpus.Train.Length:N0} train / {corpus.V
 var wall = Stopwatch.StartNew();
 
 if (opts.SweepReport) return SweepReport.Write(opts.Out, config, corpus, train);
-if (opts.Sweep) return Sweep.Run(config, corpus, train, opts.Out, opts.SweepMax, opts.Resume);
+if (opts.Sweep) return Sweep.Run(config, corpus, train, opts.Out, opts.SweepMax, opts.Resume, opts.LearningRates);
 
 // The default set: the AdamW baseline, Collins at Ratio 32 with β1 0.9 (Rotation, Sum), and the best Collins
 // setting at Ratio 32 measured so far: β1 = 0 (no first-moment sketch, m̂ = g) with the Mean second moment.
@@ -71,6 +71,7 @@ internal sealed class CliOptions
     public string[]? Optimizers { get; private set; }
     public int SweepMax { get; private set; }
     public bool Resume { get; private set; }
+    public float[]? LearningRates { get; private set; }
     public bool SweepReport { get; private set; }
 
     public static CliOptions? Parse(string[] args)
@@ -90,6 +91,7 @@ internal sealed class CliOptions
                     case "--quick": o.Quick = true; break;
                     case "--sweep": o.Sweep = true; break;
                     case "--resume": o.Resume = true; break;
+                    case "--lrs": o.LearningRates = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(x => float.Parse(x, CultureInfo.InvariantCulture)).ToArray(); break;
                     case "--sweep-report": o.SweepReport = true; break;
                     case "--sweep-max": o.SweepMax = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--batch": o.Batch = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -112,6 +114,6 @@ internal sealed class CliOptions
     }
 
     private static void Usage() => Console.Error.WriteLine(
-        "usage: TinyLm [--steps N] [--seed S] [--out DIR] [--quick] [--sweep [--sweep-max N] [--resume]] [--sweep-report] [--batch B] [--lr LR] [--threads N] [--optimizers AdamW,C32,...]\n" +
+        "usage: TinyLm [--steps N] [--seed S] [--out DIR] [--quick] [--sweep [--sweep-max N] [--resume] [--lrs 3e-4,1e-3,3e-3,1e-2]] [--sweep-report] [--batch B] [--lr LR] [--threads N] [--optimizers AdamW,C32,...]\n" +
         $"optimizers: {string.Join(", ", OptimizerCatalog.Names)} (one per [SketchedOptimizer] on TinyLmModel, plus AdamW)");
 }

@@ -7,13 +7,14 @@ namespace TinyLm;
 
 /// <summary>
 /// The full grid: AdamW and Collins at Ratio × Layout × SecondMoment × Beta1, each at every learning
-/// rate of <see cref="LearningRates"/>, reported at its best rate. The generator emits one type per
+/// rate of the grid (<see cref="DefaultLearningRates"/> unless given), reported at its best rate. The generator emits one type per
 /// attribute, so the sweep builds its configurations at run time (run-time CountSketchAdam when
 /// available: identical math and hash derivation).
 /// </summary>
 public static class Sweep
 {
-    public static readonly float[] LearningRates = [3e-4f, 1e-3f, 3e-3f];
+    /// <summary>The default grid (the issue asks for at least 3e-4, 1e-3, 3e-3); <c>--lrs</c> replaces it.</summary>
+    public static readonly float[] DefaultLearningRates = [3e-4f, 1e-3f, 3e-3f, 1e-2f];
     public static readonly int[] Ratios = [1, 4, 8, 16, 32, 40, 64, 128];
 
     public static IEnumerable<(string Name, OptimizerSettings? Settings)> Configurations()
@@ -31,8 +32,10 @@ public static class Sweep
                     }
     }
 
-    public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir, int maxConfigurations = 0, bool resume = false)
+    public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir, int maxConfigurations = 0, bool resume = false,
+                          float[]? learningRates = null)
     {
+        var grid = learningRates ?? DefaultLearningRates;
         var wall = Stopwatch.StartNew();
         var specs = config.Specs();
         var configs = Configurations().ToArray();
@@ -46,12 +49,12 @@ public static class Sweep
             File.WriteAllText(allPath, SweepData.AllHeader + "\n");
             File.WriteAllText(curvesPath, SweepData.CurvesHeader + "\n");
         }
-        int total = configs.Length * LearningRates.Length, done = 0, ran = 0;
-        Console.WriteLine($"Sweep: {configs.Length} configurations × {LearningRates.Length} learning rates = {total} runs of {o.Steps} steps" +
+        int total = configs.Length * grid.Length, done = 0, ran = 0;
+        Console.WriteLine($"Sweep: {configs.Length} configurations × {grid.Length} learning rates = {total} runs of {o.Steps} steps" +
                           (previous.Runs.Count > 0 ? $" ({previous.Runs.Count} already in {allPath})." : "."));
         foreach (var (name, settings) in configs)
         {
-            foreach (float lr in LearningRates)
+            foreach (float lr in grid)
             {
                 done++;
                 if (previous.Has(name, lr)) continue;

@@ -1,0 +1,53 @@
+using System.Globalization;
+
+namespace TinyLm.Tests;
+
+public class SweepTests
+{
+    private static readonly Lazy<Corpus> Data = new(() => Corpus.Load());
+
+    [Fact]
+    public void Sweep_writes_every_run_resumes_without_rerunning_and_reports_each_configuration_at_its_best_rate()
+    {
+        string dir = Directory.CreateTempSubdirectory("tinylm-sweep").FullName;
+        try
+        {
+            var o = new TrainOptions { Steps = 4, Batch = 2, WarmupSteps = 1, EvalEvery = 2, EvalWindows = 4, FinalEvalWindows = 8, TrainTokens = 20_000, Seed = 5 };
+            float[] grid = [1e-3f, 1e-2f];
+            // The first three configurations: AdamW, then Ratio 1 with β1 0.9 and 0.
+            Assert.Equal(0, Sweep.Run(TinyLmModel.Config, Data.Value, o, dir, maxConfigurations: 3, learningRates: grid));
+
+            var data = SweepData.Load(dir);
+            Assert.Equal(6, data.Runs.Count);
+            Assert.Equal(6, data.Curves.Count);
+            Assert.All(data.Curves.Values, c => Assert.Equal([0, 2, 4], c.Select(p => p.Step)));
+            // Ratio 1 with β1 0.9 keeps exact Adam state: it must track AdamW at every rate.
+            foreach (float lr in grid)
+            {
+                var adam = data.Runs.Single(r => r.Name == "AdamW" && r.LearningRate == lr);
+                var r1 = data.Runs.Single(r => r.Name == "R1 b1=0.9" && r.LearningRate == lr);
+                Assert.Equal(adam.StateBytes, r1.StateBytes);
+                Assert.True(Math.Abs(adam.FinalValidationLoss - r1.FinalValidationLoss) < 1e-3 * adam.FinalValidationLoss);
+            }
+
+            // --resume runs only what is missing: nothing here, so the files stay as they were.
+            string before = File.ReadAllText(Path.Combine(dir, "sweep_all.csv"));
+            Assert.Equal(0, Sweep.Run(TinyLmModel.Config, Data.Value, o, dir, maxConfigurations: 3, resume: true, learningRates: grid));
+            Assert.Equal(before, File.ReadAllText(Path.Combine(dir, "sweep_all.csv")));
+
+            // The report picks each configuration's best rate.
+            string md = File.ReadAllText(Path.Combine(dir, "results.md"));
+            foreach (var g in data.Runs.GroupBy(r => r.Name))
+            {
+                var best = g.MinBy(r => r.FinalValidationLoss)!;
+                Assert.Contains($"| {g.Key} | ", md);
+                Assert.Contains(best.FinalValidationLoss.ToString("F4", CultureInfo.InvariantCulture), md);
+            }
+            var csv = File.ReadAllLines(Path.Combine(dir, "results.csv"));
+            Assert.Equal(4, csv.Length);   // header + 3 configurations
+            foreach (var f in new[] { "loss.png", "ratio.png", "curves.csv" })
+                Assert.True(new FileInfo(Path.Combine(dir, f)).Length > 0, f);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+}
