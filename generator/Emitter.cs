@@ -241,7 +241,7 @@ namespace Collins.Generators
                 if (t.IsDense)
                     w.Line("finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(" + t.Name + "Grad); // dense tensor: check the gradient");
                 else
-                    w.Line("finite &= " + Run(c, t, i, c.Universal ? "1" : Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Accumulate"));
+                    w.Line("finite &= " + Run(c, t, i, c.Universal ? "global::Collins.Kernels.UniversalCpu.ScatterTiles(" + Lit.I(t.Length) + ", threads)" : Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Accumulate"));
             }
             w.Line();
             w.Line("// Phase 2, only when every gradient was finite: moments, then parameters.");
@@ -706,22 +706,15 @@ namespace Collins.Generators
                 w.Line();
             }
             w.Line("/// <summary>");
-            w.Line("/// CPU phase 1: a deterministic scatter in one serial pass (a single tile) over i = 0..d−1:");
-            w.Line("/// SumM[h1(i)] += h2(i)·g[i], SumV[h1(i)] += g[i]²; returns false when a SumV is not finite.");
+            w.Line("/// CPU phase 1 for the buckets of tile <paramref name=\"tile\"/> of <c>buffers.TileCount</c> (equal bucket ranges): over i = 0..d−1 in");
+            w.Line("/// order, SumM[h1(i)] += h2(i)·g[i] and SumV[h1(i)] += g[i]² for the entries landing in the range (hashes 16 at a time in");
+            w.Line("/// AVX-512 registers, <see cref=\"global::Collins.Kernels.UniversalCpu.AccumulateBuckets\"/>). Every bucket is summed in index");
+            w.Line("/// order, so any tile count gives the same sums; returns false when a SumV of the range is not finite.");
             w.Line("/// </summary>");
             w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line(ROSpan + " g = buffers.Gradient;");
-            if (c.HasM) w.Line(Span + " sumM = buffers.SumM;");
-            w.Line(Span + " sumV = buffers.SumV;");
-            if (c.HasM) w.Line("sumM.Clear();");
-            w.Line("sumV.Clear();");
-            w.Open("for (int i = 0; i < Length; i++)");
-            w.Line("float x = g[i];");
-            w.Line("int b = Bucket(i);");
-            if (c.HasM) w.Line("sumM[b] += Sign(i) * x;");
-            w.Line("sumV[b] += x * x;");
-            w.Close();
-            w.Line("return " + RC + ".AllFinite(sumV);");
+            w.Line("int b0 = (int)((long)Buckets * tile / buffers.TileCount);");
+            w.Line("int b1 = (int)((long)Buckets * (tile + 1) / buffers.TileCount);");
+            w.Line("return global::Collins.Kernels.UniversalCpu.AccumulateBuckets(buffers.Gradient, " + (c.HasM ? "buffers.SumM" : "default") + ", buffers.SumV, b0, b1, Buckets, A, B, SignA, SignB);");
             w.Close();
             w.Line();
             w.Line("/// <summary>CPU phase 2a for buckets [tile·BucketTile, …): moment update; leaves each bucket's update coefficient in the workspace.</summary>");
@@ -738,19 +731,9 @@ namespace Collins.Generators
             w.Open("internal static bool ApplyElements(int tile, in " + TB + " buffers, in " + SS + " scalars)");
             w.Line("int i0 = tile * ElementTile;");
             w.Line("int i1 = global::System.Math.Min(i0 + ElementTile, Length);");
-            w.Line(Span + " p = buffers.Parameters;");
-            w.Line("float decay = scalars.Decay;");
-            if (c.HasM)
-            {
-                w.Line(ROSpan + " q = buffers.SumM;");
-                w.Line("for (int i = i0; i < i1; i++) p[i] = p[i] * decay - Sign(i) * q[Bucket(i)];");
-            }
-            else
-            {
-                w.Line(ROSpan + " g = buffers.Gradient;");
-                w.Line(ROSpan + " q = buffers.SumV;");
-                w.Line("for (int i = i0; i < i1; i++) p[i] = p[i] * decay - g[i] * q[Bucket(i)];");
-            }
+            w.Line(c.HasM
+                ? "global::Collins.Kernels.UniversalCpu.ApplyElements(buffers.Parameters, default, buffers.SumM, i0, i1, scalars.Decay, Buckets, A, B, SignA, SignB);"
+                : "global::Collins.Kernels.UniversalCpu.ApplyElements(buffers.Parameters, buffers.Gradient, buffers.SumV, i0, i1, scalars.Decay, Buckets, A, B, SignA, SignB);");
             w.Line("return true;");
             w.Close();
             w.Line();

@@ -442,43 +442,32 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         private const int BucketTile = 8192, EntryTile = 16384;
         private readonly uint _a, _b, _sa, _sb;
         private readonly int _k, _d;
-        private readonly ulong _fastModM;
-        private readonly TileKernel _buckets, _entries;
+        private readonly TileKernel _scatter, _buckets, _entries;
 
         public UniversalKernel(TensorPlan plan, OptimizerSettings settings) : base(plan, settings)
         {
             _a = plan.UniversalA; _b = plan.UniversalB; _sa = plan.UniversalSignA; _sb = plan.UniversalSignB;
             _k = plan.Buckets; _d = plan.Length;
-            _fastModM = ulong.MaxValue / (uint)_k + 1;
+            _scatter = ScatterTileKernel;
             _buckets = BucketTileKernel;
             _entries = EntryTileKernel;
         }
 
-        /// <summary>x mod k without a division (Lemire's fastmod; exact for 32-bit x and k).</summary>
-        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-        private int Mod(ulong x) => (int)Math.BigMul(_fastModM * (uint)x, (ulong)(uint)_k, out _);
-
+        // Phase 1 splits the buckets into equal ranges, one tile each (UniversalCpu.ScatterTiles): every bucket is still
+        // summed in index order, so the tile count never changes the result.
         public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
-        {
-            sumM.Clear(); sumV.Clear();
-            const ulong P = HashDerivation.MersennePrime;
-            ulong x = HashDerivation.ModMersenne(_b), y = HashDerivation.ModMersenne(_sb);
-            for (int i = 0; i < _d; i++)
-            {
-                float gi = g[i];
-                int bucket = Mod(x);
-                if (HasM) sumM[bucket] += (y & 1UL) == 0 ? gi : -gi;
-                sumV[bucket] += gi * gi;
-                x += _a; if (x >= P) x -= P;
-                y += _sa; if (y >= P) y -= P;
-            }
-            return DenseAdamWCpu.AllFinite(sumV);
-        }
+            => TileRunner.Run(UniversalCpu.ScatterTiles(_d, threads), threads, _scatter, p, g, m, v, HasM ? sumM : default, sumV, s);
 
         public override void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
         {
             TileRunner.Run((_k + BucketTile - 1) / BucketTile, threads, _buckets, p, g, m, v, sumM, sumV, s);
             TileRunner.Run((_d + EntryTile - 1) / EntryTile, threads, _entries, p, g, m, v, sumM, sumV, s);
+        }
+
+        private bool ScatterTileKernel(int tile, in TileBuffers buf, in StepScalars s)
+        {
+            int b0 = (int)((long)_k * tile / buf.TileCount), b1 = (int)((long)_k * (tile + 1) / buf.TileCount);
+            return UniversalCpu.AccumulateBuckets(buf.Gradient, buf.SumM, buf.SumV, b0, b1, _k, _a, _b, _sa, _sb);
         }
 
         private bool BucketTileKernel(int tile, in TileBuffers buf, in StepScalars s)
@@ -490,22 +479,9 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
 
         private bool EntryTileKernel(int tile, in TileBuffers buf, in StepScalars s)
         {
-            const ulong P = HashDerivation.MersennePrime;
             int i0 = tile * EntryTile, i1 = Math.Min(_d, i0 + EntryTile);
-            var p = buf.Parameters;
-            var g = buf.Gradient;
-            ReadOnlySpan<float> factor = HasM ? buf.SumM : buf.SumV;
-            float decay = s.Decay;
-            ulong x = HashDerivation.ModMersenne((ulong)_a * (uint)i0 + _b);
-            ulong y = HashDerivation.ModMersenne((ulong)_sa * (uint)i0 + _sb);
-            for (int i = i0; i < i1; i++)
-            {
-                float f = factor[Mod(x)];
-                if (HasM) p[i] = p[i] * decay - ((y & 1UL) == 0 ? f : -f);
-                else p[i] = p[i] * decay - g[i] * f;
-                x += _a; if (x >= P) x -= P;
-                y += _sa; if (y >= P) y -= P;
-            }
+            if (HasM) UniversalCpu.ApplyElements(buf.Parameters, default, buf.SumM, i0, i1, s.Decay, _k, _a, _b, _sa, _sb);
+            else UniversalCpu.ApplyElements(buf.Parameters, buf.Gradient, buf.SumV, i0, i1, s.Decay, _k, _a, _b, _sa, _sb);
             return true;
         }
     }

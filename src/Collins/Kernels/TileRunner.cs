@@ -8,14 +8,17 @@ namespace Collins.Kernels;
 public readonly unsafe struct TileBuffers
 {
     private readonly float* _p, _g, _m, _v, _sumM, _sumV;
-    private readonly int _length, _buckets, _mLength, _sumMLength, _sumVLength;
+    private readonly int _length, _buckets, _mLength, _sumMLength, _sumVLength, _tiles;
 
     internal TileBuffers(float* p, float* g, int length, float* m, int mLength, float* v, int buckets,
-                         float* sumM, int sumMLength, float* sumV, int sumVLength)
+                         float* sumM, int sumMLength, float* sumV, int sumVLength, int tiles)
     {
         _p = p; _g = g; _length = length; _m = m; _mLength = mLength; _v = v; _buckets = buckets;
-        _sumM = sumM; _sumMLength = sumMLength; _sumV = sumV; _sumVLength = sumVLength;
+        _sumM = sumM; _sumMLength = sumMLength; _sumV = sumV; _sumVLength = sumVLength; _tiles = tiles;
     }
+
+    /// <summary>The number of tiles of the run (a kernel that splits a range by tile reads it here).</summary>
+    public int TileCount => _tiles;
 
     /// <summary>The tensor's parameters (d).</summary>
     public Span<float> Parameters => new(_p, _length);
@@ -67,7 +70,7 @@ public static unsafe class TileRunner
         fixed (float* sv = sumV)
         {
             var buffers = new TileBuffers(p, g, parameters.Length, m, firstMoment.Length, v, secondMoment.Length,
-                                          sm, sumM.Length, sv, sumV.Length);
+                                          sm, sumM.Length, sv, sumV.Length, tiles);
             return RunCore(tiles, maxThreads, kernel, in buffers, in scalars);
         }
     }
@@ -79,7 +82,10 @@ public static unsafe class TileRunner
     private static readonly object s_runLock = new();          // one run owns the pool at a time
     private static readonly object s_createLock = new();
     private static SemaphoreSlim? s_wake;                       // one permit per helper per run
-    private static ManualResetEventSlim? s_done;                // set by the last helper to finish
+    // Released once by the last helper out of a closed run (exactly when the owner waits: see RunCore). A semaphore rather
+    // than a ManualResetEventSlim, whose lock object is created lazily the first time a wait blocks: that one-time
+    // allocation landed on the calling thread in the middle of a measured step.
+    private static SemaphoreSlim? s_done;
     private static volatile bool s_started;
 
     [ThreadStatic] private static bool t_inRun;                 // true on workers and on a caller during its run
@@ -135,14 +141,13 @@ public static unsafe class TileRunner
                     ranges[j].Next = (int)((long)tiles * j / participants);
                     ranges[j].End = (int)((long)tiles * (j + 1) / participants);
                 }
-                s_done!.Reset();
                 Interlocked.Exchange(ref s_state, 0);           // open (full fence: publishes the fields above)
                 s_wake!.Release(helpers);
 
                 Work(0);                                        // the caller works too, as participant 0
 
                 // Every tile is claimed now: close the run, then wait for the helpers inside it to finish their tiles.
-                if (Interlocked.Add(ref s_state, Closed) != Closed) s_done.Wait();
+                if (Interlocked.Add(ref s_state, Closed) != Closed) s_done!.Wait();
                 s_kernel = null;
                 s_buffers = default;
                 var ex = s_exception;
@@ -198,7 +203,7 @@ public static unsafe class TileRunner
             if (s_started) return;
             s_ranges = new Range[WorkerCount + 1];
             s_wake = new SemaphoreSlim(0);
-            s_done = new ManualResetEventSlim(false, spinCount: 200);
+            s_done = new SemaphoreSlim(0);
             for (int i = 0; i < WorkerCount; i++)
             {
                 var thread = new Thread(WorkerLoop, maxStackSize: 1 << 20)
@@ -236,7 +241,7 @@ public static unsafe class TileRunner
             if (!TryJoin()) continue;                           // woke after the run it was meant for had closed
             try { Work(Interlocked.Increment(ref s_joinSeq) % s_participants); }
             catch (Exception ex) { Interlocked.CompareExchange(ref s_exception, ex, null); }   // never kill a worker
-            if (Interlocked.Decrement(ref s_state) == Closed) done.Set();   // last helper out of a closed run
+            if (Interlocked.Decrement(ref s_state) == Closed) done.Release();   // last helper out of a closed run
         }
     }
 }

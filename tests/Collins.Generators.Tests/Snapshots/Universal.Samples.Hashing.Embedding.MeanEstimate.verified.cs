@@ -96,7 +96,7 @@ namespace Samples.Hashing
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
                     bool finite = true;
-                    finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __Table_Accumulate, Table, TableGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
+                    finite &= global::Collins.Kernels.TileRunner.Run(global::Collins.Kernels.UniversalCpu.ScatterTiles(16000, threads), threads, __Table_Accumulate, Table, TableGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
                     finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(BiasGrad); // dense tensor: check the gradient
 
                     // Phase 2, only when every gradient was finite: moments, then parameters.
@@ -277,24 +277,16 @@ namespace Samples.Hashing
                 }
 
                 /// <summary>
-                /// CPU phase 1: a deterministic scatter in one serial pass (a single tile) over i = 0..d−1:
-                /// SumM[h1(i)] += h2(i)·g[i], SumV[h1(i)] += g[i]²; returns false when a SumV is not finite.
+                /// CPU phase 1 for the buckets of tile <paramref name="tile"/> of <c>buffers.TileCount</c> (equal bucket ranges): over i = 0..d−1 in
+                /// order, SumM[h1(i)] += h2(i)·g[i] and SumV[h1(i)] += g[i]² for the entries landing in the range (hashes 16 at a time in
+                /// AVX-512 registers, <see cref="global::Collins.Kernels.UniversalCpu.AccumulateBuckets"/>). Every bucket is summed in index
+                /// order, so any tile count gives the same sums; returns false when a SumV of the range is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
-                    global::System.ReadOnlySpan<float> g = buffers.Gradient;
-                    global::System.Span<float> sumM = buffers.SumM;
-                    global::System.Span<float> sumV = buffers.SumV;
-                    sumM.Clear();
-                    sumV.Clear();
-                    for (int i = 0; i < Length; i++)
-                    {
-                        float x = g[i];
-                        int b = Bucket(i);
-                        sumM[b] += Sign(i) * x;
-                        sumV[b] += x * x;
-                    }
-                    return global::Collins.Kernels.RotationCpu.AllFinite(sumV);
+                    int b0 = (int)((long)Buckets * tile / buffers.TileCount);
+                    int b1 = (int)((long)Buckets * (tile + 1) / buffers.TileCount);
+                    return global::Collins.Kernels.UniversalCpu.AccumulateBuckets(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, Buckets, A, B, SignA, SignB);
                 }
 
                 /// <summary>CPU phase 2a for buckets [tile·BucketTile, …): moment update; leaves each bucket's update coefficient in the workspace.</summary>
@@ -311,10 +303,7 @@ namespace Samples.Hashing
                 {
                     int i0 = tile * ElementTile;
                     int i1 = global::System.Math.Min(i0 + ElementTile, Length);
-                    global::System.Span<float> p = buffers.Parameters;
-                    float decay = scalars.Decay;
-                    global::System.ReadOnlySpan<float> q = buffers.SumM;
-                    for (int i = i0; i < i1; i++) p[i] = p[i] * decay - Sign(i) * q[Bucket(i)];
+                    global::Collins.Kernels.UniversalCpu.ApplyElements(buffers.Parameters, default, buffers.SumM, i0, i1, scalars.Decay, Buckets, A, B, SignA, SignB);
                     return true;
                 }
 
