@@ -708,7 +708,7 @@ namespace Collins.Generators
             w.Line("/// <summary>");
             w.Line("/// CPU phase 1 for the buckets of tile <paramref name=\"tile\"/> of <c>buffers.TileCount</c> (equal bucket ranges): over i = 0..d−1 in");
             w.Line("/// order, SumM[h1(i)] += h2(i)·g[i] and SumV[h1(i)] += g[i]² for the entries landing in the range (hashes 16 at a time in");
-            w.Line("/// AVX-512 registers, <see cref=\"global::Collins.Kernels.UniversalCpu.AccumulateBuckets\"/>). Every bucket is summed in index");
+            w.Line("/// AVX-512 registers where the CPU has them, <see cref=\"global::Collins.Kernels.UniversalCpu.AccumulateBuckets\"/>). Every bucket is summed in index");
             w.Line("/// order, so any tile count gives the same sums; returns false when a SumV of the range is not finite.");
             w.Line("/// </summary>");
             w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");

@@ -36,6 +36,7 @@ public class UniversalCpuTests
             expectM[t] += HashDerivation.UniversalSign(sa, sb, i) * g[i];
             expectV[t] += g[i] * g[i];
         }
+        foreach (bool vectorize in new[] { true, false })
         foreach (int tiles in new[] { 1, 2, 3, 7 })
         {
             var m = Enumerable.Repeat(float.NaN, k).ToArray();   // stale workspace: every range must be zeroed first
@@ -44,8 +45,8 @@ public class UniversalCpuTests
             for (int tile = 0; tile < tiles; tile++)
             {
                 int b0 = (int)((long)k * tile / tiles), b1 = (int)((long)k * (tile + 1) / tiles);
-                Assert.True(UniversalCpu.AccumulateBuckets(g, m, v, b0, b1, k, a, b, sa, sb));
-                Assert.True(UniversalCpu.AccumulateBuckets(g, default, v0, b0, b1, k, a, b, sa, sb));   // β1 = 0: no first moment
+                Assert.True(UniversalCpu.AccumulateBuckets(g, m, v, b0, b1, k, a, b, sa, sb, vectorize));
+                Assert.True(UniversalCpu.AccumulateBuckets(g, default, v0, b0, b1, k, a, b, sa, sb, vectorize));   // β1 = 0: no first moment
             }
             Assert.Equal(Bits(expectM), Bits(m));
             Assert.Equal(Bits(expectV), Bits(v));
@@ -62,6 +63,7 @@ public class UniversalCpuTests
         var g = Values(d, 8);
         var p0 = Values(d, 9);
         const float decay = 0.999f;
+        foreach (bool vectorize in new[] { true, false })
         foreach (bool withG in new[] { false, true })
         {
             var expect = (float[])p0.Clone();
@@ -73,7 +75,7 @@ public class UniversalCpuTests
             var p = (float[])p0.Clone();
             // Ragged tiles, each starting anywhere: the vector hash must start from the tile's own first index.
             for (int i0 = 0; i0 < d; i0 += 1237)
-                UniversalCpu.ApplyElements(p, withG ? g : default, q, i0, Math.Min(d, i0 + 1237), decay, k, a, b, sa, sb);
+                UniversalCpu.ApplyElements(p, withG ? g : default, q, i0, Math.Min(d, i0 + 1237), decay, k, a, b, sa, sb, vectorize);
             Assert.Equal(Bits(expect), Bits(p));
         }
     }

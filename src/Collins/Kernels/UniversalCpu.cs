@@ -52,10 +52,16 @@ public static class UniversalCpu
     /// i = 0..d−1 in order adds h2(i)·g[i] to sumM[h1(i)] (when <paramref name="sumM"/> is not empty; it is empty when β1 = 0)
     /// and g[i]² to sumV[h1(i)] for every i whose bucket lies in the range. Returns false when a sumV of the range is not finite.
     /// </summary>
+    public static bool AccumulateBuckets(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                         int bucketStart, int bucketEnd, int buckets,
+                                         uint a, uint b, uint signA, uint signB)
+        => AccumulateBuckets(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, a, b, signA, signB, IsVectorized);
+
+    /// <summary><see cref="AccumulateBuckets(ReadOnlySpan{float}, Span{float}, Span{float}, int, int, int, uint, uint, uint, uint)"/> with the vector path on or off (tests run both).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe bool AccumulateBuckets(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
-                                                int bucketStart, int bucketEnd, int buckets,
-                                                uint a, uint b, uint signA, uint signB)
+    internal static unsafe bool AccumulateBuckets(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                                  int bucketStart, int bucketEnd, int buckets,
+                                                  uint a, uint b, uint signA, uint signB, bool vectorize)
     {
         bool hasM = sumM.Length != 0;
         int d = gradient.Length;
@@ -70,7 +76,7 @@ public static class UniversalCpu
         ref float rm = ref MemoryMarshal.GetReference(sumM);
         ref float rv = ref MemoryMarshal.GetReference(sumV);
         int i = 0;
-        if (IsVectorized && d >= 16)
+        if (vectorize && IsVectorized && d >= 16)
         {
             var h = new VectorHash(a, b, signA, signB, buckets, 0);
             int* bk = stackalloc int[16];
@@ -124,10 +130,16 @@ public static class UniversalCpu
     /// <paramref name="gradient"/> is empty (β1 ≠ 0: q holds lr·m̂/(√v̂ + ε) per bucket without the sign), or
     /// p[i] ← p[i]·decay − g[i]·q[h1(i)] when it is given (β1 = 0: q holds lr/(√v̂ + ε)). The same two roundings as the scalar form.
     /// </summary>
+    public static void ApplyElements(Span<float> parameters, ReadOnlySpan<float> gradient, ReadOnlySpan<float> q,
+                                     int start, int end, float decay, int buckets,
+                                     uint a, uint b, uint signA, uint signB)
+        => ApplyElements(parameters, gradient, q, start, end, decay, buckets, a, b, signA, signB, IsVectorized);
+
+    /// <summary><see cref="ApplyElements(Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, float, int, uint, uint, uint, uint)"/> with the vector path on or off (tests run both).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void ApplyElements(Span<float> parameters, ReadOnlySpan<float> gradient, ReadOnlySpan<float> q,
-                                            int start, int end, float decay, int buckets,
-                                            uint a, uint b, uint signA, uint signB)
+    internal static unsafe void ApplyElements(Span<float> parameters, ReadOnlySpan<float> gradient, ReadOnlySpan<float> q,
+                                              int start, int end, float decay, int buckets,
+                                              uint a, uint b, uint signA, uint signB, bool vectorize)
     {
         bool withG = gradient.Length != 0;
         if (buckets <= 0 || q.Length != buckets || (uint)start > (uint)end || end > parameters.Length
@@ -138,7 +150,7 @@ public static class UniversalCpu
         int i = start;
         fixed (float* pq = q)
         {
-            if (IsVectorized && end - start >= 16)
+            if (vectorize && IsVectorized && end - start >= 16)
             {
                 var h = new VectorHash(a, b, signA, signB, buckets, start);
                 var vd = Vector512.Create(decay);

@@ -279,7 +279,7 @@ namespace Samples.Hashing
                 /// <summary>
                 /// CPU phase 1 for the buckets of tile <paramref name="tile"/> of <c>buffers.TileCount</c> (equal bucket ranges): over i = 0..d−1 in
                 /// order, SumM[h1(i)] += h2(i)·g[i] and SumV[h1(i)] += g[i]² for the entries landing in the range (hashes 16 at a time in
-                /// AVX-512 registers, <see cref="global::Collins.Kernels.UniversalCpu.AccumulateBuckets"/>). Every bucket is summed in index
+                /// AVX-512 registers where the CPU has them, <see cref="global::Collins.Kernels.UniversalCpu.AccumulateBuckets"/>). Every bucket is summed in index
                 /// order, so any tile count gives the same sums; returns false when a SumV of the range is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
