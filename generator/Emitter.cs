@@ -204,6 +204,18 @@ namespace Collins.Generators
             }
         }
 
+        /// <summary>The end every Step shares: report the outcome, or release the guard and rethrow.</summary>
+        private static void EmitStepEnd(CodeWriter w)
+        {
+            w.Line("return EndStep(finite);");
+            w.Close();
+            w.Open("catch");
+            w.Line("AbortStep();");
+            w.Line("throw;");
+            w.Close();
+            w.Close();
+        }
+
         private static void EmitCpuStep(CodeWriter w, Ctx c)
         {
             var v = c.V;
@@ -258,13 +270,7 @@ namespace Collins.Generators
                 }
             }
             w.Close();
-            w.Line("return EndStep(finite);");
-            w.Close();
-            w.Open("catch");
-            w.Line("AbortStep();");
-            w.Line("throw;");
-            w.Close();
-            w.Close();
+            EmitStepEnd(w);
             w.Line();
         }
 
@@ -420,13 +426,7 @@ namespace Collins.Generators
             }
             w.Line("accelerator.Synchronize();");
             w.Close();
-            w.Line("return EndStep(finite);");
-            w.Close();
-            w.Open("catch");
-            w.Line("AbortStep();");
-            w.Line("throw;");
-            w.Close();
-            w.Close();
+            EmitStepEnd(w);
             w.Line();
         }
 
