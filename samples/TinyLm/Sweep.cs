@@ -50,6 +50,7 @@ public static class Sweep
             File.WriteAllText(curvesPath, SweepData.CurvesHeader + "\n");
         }
         int total = configs.Length * grid.Length, done = 0, ran = 0;
+        int pending = configs.Sum(c => grid.Count(lr => !previous.Has(c.Name, lr)));
         Console.WriteLine($"Sweep: {configs.Length} configurations × {grid.Length} learning rates = {total} runs of {o.Steps} steps" +
                           (previous.Runs.Count > 0 ? $" ({previous.Runs.Count} already in {allPath})." : "."));
         foreach (var (name, settings) in configs)
@@ -62,7 +63,7 @@ public static class Sweep
                 var r = Trainer.Train(config, corpus, opt, o with { LearningRate = lr });
                 ran++;
                 double perRun = wall.Elapsed.TotalSeconds / ran;
-                var eta = TimeSpan.FromSeconds(perRun * (total - done));
+                var eta = TimeSpan.FromSeconds(perRun * (pending - ran));
                 Console.WriteLine($"[{done}/{total}] {name} lr {lr:G3}: val {r.FinalValidationLoss:F4}  ({r.StepMs:F1} ms/step, {opt.Implementation})  " +
                                   $"elapsed {wall.Elapsed:h\\:mm\\:ss}  ETA {eta:h\\:mm\\:ss}");
                 File.AppendAllText(allPath, SweepData.AllLine(name, settings, r) + "\n");
