@@ -222,6 +222,17 @@ public static class OptimizerCatalog
 
     public static IEnumerable<string> Names => new[] { "AdamW" }.Concat(Variants.Select(v => v.Name));
 
+    /// <summary>
+    /// The learning rate each named optimizer did best with in the 500-step sweep (grid 3e-4, 1e-3, 3e-3, 1e-2, seed 1;
+    /// docs/tinylm/sweep/results.md), which the default run uses unless <c>--lr</c> is given, so that no optimizer of
+    /// the default run is handicapped by a rate chosen for another.
+    /// </summary>
+    public static float SweepLearningRate(string name) => name switch
+    {
+        "C32Mean" or "C32MeanNoMomentum" => 3e-3f,   // R32 Rotation Mean b1=0.9 / b1=0.0
+        _ => 1e-2f,                                   // AdamW, C1, C4, C8, C32, C32Universal, C32NoMomentum, C64
+    };
+
     public static OptimizerSettings ToSettings(SketchedOptimizerAttribute a) => new()
     {
         Ratio = a.Ratio, Beta1 = a.Beta1, Beta2 = a.Beta2, Epsilon = a.Epsilon, WeightDecay = a.WeightDecay,

@@ -22,7 +22,7 @@ public static class Report
                       $"seed {o.Seed}, weight decay 0, β2 0.999, ε 1e-8, {Kernels.MaxThreads} threads. Final validation loss over " +
                       (o.FinalEvalWindows == 0 ? "every non-overlapping validation window" : $"{o.FinalEvalWindows} validation windows") + " (nats/char).");
         if (sweepNote is not null) md.AppendLine(sweepNote);
-        md.AppendLine($"Wall time {wall.TotalSeconds:F0} s (sum over runs for a sweep) on {Environment.ProcessorCount} cores; load average at the end {LoadAverage()} " +
+        md.AppendLine($"Wall time {wall.TotalSeconds:F0} s{(sweepNote is null ? "" : " (sum over the runs)")} on {Environment.ProcessorCount} cores; load average at the end {LoadAverage()} " +
                       "(timings are wall-clock and include whatever else the machine was running).");
         md.AppendLine();
         md.AppendLine("| configuration | optimizer state bytes | bytes per parameter | final validation loss | difference from AdamW (%) | step time (ms) | optimizer step (ms) | lr | implementation |");

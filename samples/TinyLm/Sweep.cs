@@ -33,12 +33,18 @@ public static class Sweep
     }
 
     public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir, int maxConfigurations = 0, bool resume = false,
-                          float[]? learningRates = null)
+                          float[]? learningRates = null, string[]? only = null)
     {
         var grid = learningRates ?? DefaultLearningRates;
         var wall = Stopwatch.StartNew();
         var specs = config.Specs();
         var configs = Configurations().ToArray();
+        if (only is not null)
+        {
+            var unknown = only.Where(n => !configs.Any(c => c.Name == n)).ToArray();
+            if (unknown.Length > 0) throw new ArgumentException($"Unknown sweep configuration(s): {string.Join("; ", unknown)}.");
+            configs = configs.Where(c => only.Contains(c.Name)).ToArray();
+        }
         if (maxConfigurations > 0) configs = configs[..Math.Min(maxConfigurations, configs.Length)];
         Directory.CreateDirectory(dir);
         string allPath = Path.Combine(dir, "sweep_all.csv"), curvesPath = Path.Combine(dir, "sweep_curves.csv");
