@@ -708,13 +708,11 @@ namespace Collins.Generators
             w.Line("/// <summary>");
             w.Line("/// CPU phase 1 for the buckets of tile <paramref name=\"tile\"/> of <c>buffers.TileCount</c> (equal bucket ranges): over i = 0..d−1 in");
             w.Line("/// order, SumM[h1(i)] += h2(i)·g[i] and SumV[h1(i)] += g[i]² for the entries landing in the range (hashes 16 at a time in");
-            w.Line("/// AVX-512 registers where the CPU has them, <see cref=\"global::Collins.Kernels.UniversalCpu.AccumulateBuckets\"/>). Every bucket is summed in index");
+            w.Line("/// AVX-512 registers where the CPU has them, <see cref=\"global::Collins.Kernels.UniversalCpu.AccumulateTile\"/>). Every bucket is summed in index");
             w.Line("/// order, so any tile count gives the same sums; returns false when a SumV of the range is not finite.");
             w.Line("/// </summary>");
             w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int b0 = (int)((long)Buckets * tile / buffers.TileCount);");
-            w.Line("int b1 = (int)((long)Buckets * (tile + 1) / buffers.TileCount);");
-            w.Line("return global::Collins.Kernels.UniversalCpu.AccumulateBuckets(buffers.Gradient, " + (c.HasM ? "buffers.SumM" : "default") + ", buffers.SumV, b0, b1, Buckets, A, B, SignA, SignB);");
+            w.Line("return global::Collins.Kernels.UniversalCpu.AccumulateTile(tile, in buffers, Buckets, A, B, SignA, SignB);");
             w.Close();
             w.Line();
             w.Line("/// <summary>CPU phase 2a for buckets [tile·BucketTile, …): moment update; leaves each bucket's update coefficient in the workspace.</summary>");
@@ -729,11 +727,7 @@ namespace Collins.Generators
             w.Line();
             w.Line("/// <summary>CPU phase 2b for elements [tile·ElementTile, …): gathers each element's bucket coefficient: " + (c.HasM ? "p ← p·decay − h2(i)·q[h1(i)]." : "p ← p·decay − g·q[h1(i)] (β1 = 0).") + "</summary>");
             w.Open("internal static bool ApplyElements(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int i0 = tile * ElementTile;");
-            w.Line("int i1 = global::System.Math.Min(i0 + ElementTile, Length);");
-            w.Line(c.HasM
-                ? "global::Collins.Kernels.UniversalCpu.ApplyElements(buffers.Parameters, default, buffers.SumM, i0, i1, scalars.Decay, Buckets, A, B, SignA, SignB);"
-                : "global::Collins.Kernels.UniversalCpu.ApplyElements(buffers.Parameters, buffers.Gradient, buffers.SumV, i0, i1, scalars.Decay, Buckets, A, B, SignA, SignB);");
+            w.Line("global::Collins.Kernels.UniversalCpu.ApplyTile(tile, in buffers, ElementTile, scalars.Decay, Buckets, A, B, SignA, SignB);");
             w.Line("return true;");
             w.Close();
             w.Line();

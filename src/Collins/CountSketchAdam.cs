@@ -456,7 +456,7 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         // Phase 1 splits the buckets into equal ranges, one tile each (UniversalCpu.ScatterTiles): every bucket is still
         // summed in index order, so the tile count never changes the result.
         public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
-            => TileRunner.Run(UniversalCpu.ScatterTiles(_d, threads), threads, _scatter, p, g, m, v, HasM ? sumM : default, sumV, s);
+            => TileRunner.Run(UniversalCpu.ScatterTiles(_d, threads), threads, _scatter, p, g, m, v, sumM, sumV, s);
 
         public override void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
         {
@@ -465,10 +465,7 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         }
 
         private bool ScatterTileKernel(int tile, in TileBuffers buf, in StepScalars s)
-        {
-            int b0 = (int)((long)_k * tile / buf.TileCount), b1 = (int)((long)_k * (tile + 1) / buf.TileCount);
-            return UniversalCpu.AccumulateBuckets(buf.Gradient, buf.SumM, buf.SumV, b0, b1, _k, _a, _b, _sa, _sb);
-        }
+            => UniversalCpu.AccumulateTile(tile, in buf, _k, _a, _b, _sa, _sb);
 
         private bool BucketTileKernel(int tile, in TileBuffers buf, in StepScalars s)
         {
@@ -479,9 +476,7 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
 
         private bool EntryTileKernel(int tile, in TileBuffers buf, in StepScalars s)
         {
-            int i0 = tile * EntryTile, i1 = Math.Min(_d, i0 + EntryTile);
-            if (HasM) UniversalCpu.ApplyElements(buf.Parameters, default, buf.SumM, i0, i1, s.Decay, _k, _a, _b, _sa, _sb);
-            else UniversalCpu.ApplyElements(buf.Parameters, buf.Gradient, buf.SumV, i0, i1, s.Decay, _k, _a, _b, _sa, _sb);
+            UniversalCpu.ApplyTile(tile, in buf, EntryTile, s.Decay, _k, _a, _b, _sa, _sb);
             return true;
         }
     }

@@ -48,6 +48,33 @@ public static class UniversalCpu
     public static bool IsVectorized => Vector512.IsHardwareAccelerated && Avx512DQ.IsSupported && Avx2.IsSupported;
 
     /// <summary>
+    /// Phase 1 as the body of a <see cref="TileRunner"/> kernel: tile <paramref name="tile"/> of <c>buffers.TileCount</c> equal
+    /// bucket ranges (<see cref="AccumulateBuckets(ReadOnlySpan{float}, Span{float}, Span{float}, int, int, int, uint, uint, uint, uint)"/>
+    /// over the buffers' gradient and sums; <c>buffers.SumM</c> is empty when β1 = 0). Returns false when a sum of the range is not finite.
+    /// </summary>
+    public static bool AccumulateTile(int tile, in TileBuffers buffers, int buckets, uint a, uint b, uint signA, uint signB)
+    {
+        int tiles = buffers.TileCount;
+        int b0 = (int)((long)buckets * tile / tiles), b1 = (int)((long)buckets * (tile + 1) / tiles);
+        return AccumulateBuckets(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets, a, b, signA, signB);
+    }
+
+    /// <summary>
+    /// Phase 2b as the body of a <see cref="TileRunner"/> kernel: entries [tile·<paramref name="tileLength"/>, …) after the bucket
+    /// update left each bucket's coefficient in the workspace: in <c>buffers.SumM</c> (β1 ≠ 0, signed by h2) or, when SumM is
+    /// empty (β1 = 0), in <c>buffers.SumV</c>, multiplied by g. See
+    /// <see cref="ApplyElements(Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, float, int, uint, uint, uint, uint)"/>.
+    /// </summary>
+    public static void ApplyTile(int tile, in TileBuffers buffers, int tileLength, float decay, int buckets,
+                                 uint a, uint b, uint signA, uint signB)
+    {
+        int start = tile * tileLength, end = Math.Min(start + tileLength, buffers.Parameters.Length);
+        bool momentum = buffers.SumM.Length != 0;
+        ApplyElements(buffers.Parameters, momentum ? default : buffers.Gradient, momentum ? buffers.SumM : buffers.SumV,
+                      start, end, decay, buckets, a, b, signA, signB);
+    }
+
+    /// <summary>
     /// Phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>): zeroes that range of the sums, then for
     /// i = 0..d−1 in order adds h2(i)·g[i] to sumM[h1(i)] (when <paramref name="sumM"/> is not empty; it is empty when β1 = 0)
     /// and g[i]² to sumV[h1(i)] for every i whose bucket lies in the range. Returns false when a sumV of the range is not finite.

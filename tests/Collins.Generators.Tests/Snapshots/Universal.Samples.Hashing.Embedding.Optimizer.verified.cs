@@ -256,14 +256,12 @@ namespace Samples.Hashing
                 /// <summary>
                 /// CPU phase 1 for the buckets of tile <paramref name="tile"/> of <c>buffers.TileCount</c> (equal bucket ranges): over i = 0..d−1 in
                 /// order, SumM[h1(i)] += h2(i)·g[i] and SumV[h1(i)] += g[i]² for the entries landing in the range (hashes 16 at a time in
-                /// AVX-512 registers where the CPU has them, <see cref="global::Collins.Kernels.UniversalCpu.AccumulateBuckets"/>). Every bucket is summed in index
+                /// AVX-512 registers where the CPU has them, <see cref="global::Collins.Kernels.UniversalCpu.AccumulateTile"/>). Every bucket is summed in index
                 /// order, so any tile count gives the same sums; returns false when a SumV of the range is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
-                    int b0 = (int)((long)Buckets * tile / buffers.TileCount);
-                    int b1 = (int)((long)Buckets * (tile + 1) / buffers.TileCount);
-                    return global::Collins.Kernels.UniversalCpu.AccumulateBuckets(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, Buckets, A, B, SignA, SignB);
+                    return global::Collins.Kernels.UniversalCpu.AccumulateTile(tile, in buffers, Buckets, A, B, SignA, SignB);
                 }
 
                 /// <summary>CPU phase 2a for buckets [tile·BucketTile, …): moment update; leaves each bucket's update coefficient in the workspace.</summary>
@@ -278,9 +276,7 @@ namespace Samples.Hashing
                 /// <summary>CPU phase 2b for elements [tile·ElementTile, …): gathers each element's bucket coefficient: p ← p·decay − h2(i)·q[h1(i)].</summary>
                 internal static bool ApplyElements(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
-                    int i0 = tile * ElementTile;
-                    int i1 = global::System.Math.Min(i0 + ElementTile, Length);
-                    global::Collins.Kernels.UniversalCpu.ApplyElements(buffers.Parameters, default, buffers.SumM, i0, i1, scalars.Decay, Buckets, A, B, SignA, SignB);
+                    global::Collins.Kernels.UniversalCpu.ApplyTile(tile, in buffers, ElementTile, scalars.Decay, Buckets, A, B, SignA, SignB);
                     return true;
                 }
 
