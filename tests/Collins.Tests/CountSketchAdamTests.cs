@@ -96,6 +96,33 @@ public class CountSketchAdamTests
         }
     }
 
+    [Theory]
+    [InlineData(0.9)]
+    [InlineData(0.0)]
+    public void Universal_phase_1_split_over_cores_matches_the_reference_for_any_MaxThreads(double beta1)
+    {
+        // Above UniversalCpu.SplitThreshold phase 1 runs one bucket-range tile per core (TileBuffers.TileCount):
+        // every thread count must give the same bits, and those must be the algorithm's.
+        var settings = new OptimizerSettings { Layout = SketchLayout.Universal, Beta1 = beta1, Seed = 11 };
+        var specs = new[] { new TensorSpec("Wide", new[] { Kernels.UniversalCpu.SplitThreshold + 7 }) };
+        var reference = new ReferenceOptimizer(settings, specs);
+        var rng = new Random(23);
+        var p0 = Uniform(rng, specs[0].Shape[0]);
+        var grads = Enumerable.Range(0, 2).Select(_ => Normal(rng, p0.Length)).ToArray();
+        var q = new[] { (float[])p0.Clone() };
+        foreach (var g in grads) reference.Step(1e-2f, q, new[] { g });
+        float[]? first = null;
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            using var opt = new CountSketchAdam(settings, specs) { MaxThreads = threads };
+            var p = new[] { (float[])p0.Clone() };
+            foreach (var g in grads) Assert.Equal(StepOutcome.Applied, opt.Step(1e-2f, p, new[] { g }));
+            AssertClose(q[0], p[0], 1e-5, 0.1, $"threads {threads} p");
+            if (first is null) first = p[0];
+            else Assert.Equal(first, p[0]);
+        }
+    }
+
     [Fact]
     public void Memory_overload_accepts_slices_of_larger_buffers()
     {
