@@ -97,9 +97,9 @@ public static class SweepReport
         foreach (var g in best.Where(r => r.Ratio > 0).GroupBy(r => r.Ratio).OrderBy(g => g.Key))
             plotted.Add(ToResult(g.MinBy(r => r.FinalValidationLoss)!));
 
-        int lrs = data.Runs.Select(r => r.LearningRate).Distinct().Count();
-        string grid = string.Join(", ", data.Runs.Select(r => r.LearningRate).Distinct().Order().Select(l => l.ToString("G3", CultureInfo.InvariantCulture)));
-        string note = $"Sweep: {best.Count} configurations × {lrs} learning rates ({data.Runs.Count} runs); every configuration, AdamW included, " +
+        var lrList = data.Runs.Select(r => r.LearningRate).Distinct().Order().ToArray();
+        string grid = string.Join(", ", lrList.Select(l => l.ToString("G3", CultureInfo.InvariantCulture)));
+        string note = $"Sweep: {best.Count} configurations × {lrList.Length} learning rates ({data.Runs.Count} runs); every configuration, AdamW included, " +
                       $"is reported at its best learning rate of {{{grid}}}. Collins configurations are built at run time with " +
                       "Collins.CountSketchAdam (same math and hash derivation as the generated optimizers; the implementation column says which code ran). " +
                       "loss.png shows AdamW and the best Collins configuration at each ratio; ratio.png shows every family.";
@@ -135,8 +135,7 @@ public static class SweepReport
         md.AppendLine();
         md.AppendLine("## Every run");
         md.AppendLine();
-        md.AppendLine("| configuration | " + string.Join(" | ", data.Runs.Select(r => r.LearningRate).Distinct().Order().Select(l => $"lr {l.ToString("G3", CultureInfo.InvariantCulture)}")) + " |");
-        var lrList = data.Runs.Select(r => r.LearningRate).Distinct().Order().ToArray();
+        md.AppendLine("| configuration | " + string.Join(" | ", lrList.Select(l => $"lr {l.ToString("G3", CultureInfo.InvariantCulture)}")) + " |");
         md.AppendLine("|---|" + string.Concat(lrList.Select(_ => "---:|")));
         foreach (var g in data.Runs.GroupBy(r => r.Name))
             md.AppendLine($"| {g.Key} | " + string.Join(" | ", lrList.Select(l => g.FirstOrDefault(r => r.LearningRate == l)?.FinalValidationLoss.ToString("F4", CultureInfo.InvariantCulture) ?? "–")) + " |");
