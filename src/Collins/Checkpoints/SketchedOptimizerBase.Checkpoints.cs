@@ -1,3 +1,4 @@
+using Collins.Kernels;
 using ILGPU;
 using ILGPU.Runtime;
 using System.Buffers.Binary;
@@ -132,7 +133,7 @@ public abstract partial class SketchedOptimizerBase
             w.Int64(SkippedSteps);
             for (int i = 0; i < Tensors.Count; i++)
             {
-                w.Floats(Tensors[i].HasFirstMoment ? ReadFirstMomentState(i) : Array.Empty<float>());
+                w.Floats(Tensors[i].HasFirstMoment ? ReadFirstMomentState(i) : ReadOnlySpan<float>.Empty);
                 w.Floats(ReadSecondMomentState(i));
             }
             return w.Finish();
@@ -140,10 +141,10 @@ public abstract partial class SketchedOptimizerBase
         finally { ReleaseGuard(); }
     }
 
-    private float[] ReadFirstMomentState(int i)
+    private ReadOnlySpan<float> ReadFirstMomentState(int i)
         => DeviceFirstMoments is null ? FirstMoments[i] : DeviceFirstMoments[i].GetAsArray1D();
 
-    private float[] ReadSecondMomentState(int i)
+    private ReadOnlySpan<float> ReadSecondMomentState(int i)
         => DeviceSecondMoments is null ? SecondMoments[i] : DeviceSecondMoments[i].GetAsArray1D();
 
     private sealed class CheckpointWriter
@@ -276,8 +277,8 @@ public abstract partial class SketchedOptimizerBase
             {
                 if (DeviceSecondMoments is null)
                 {
-                    m[i].CopyTo(FirstMoments[i], 0);
-                    v[i].CopyTo(SecondMoments[i], 0);
+                    m[i].CopyTo(FirstMoments[i].Span);
+                    v[i].CopyTo(SecondMoments[i].Span);
                 }
                 else
                 {

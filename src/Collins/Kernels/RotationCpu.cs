@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Collins.Kernels;
 
@@ -29,56 +30,253 @@ public static unsafe class RotationCpu
     public static void AccumulateRow(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                      int bucketStart, int bucketEnd, int buckets,
                                      int rowOffset, int rowLength, int rotation, float sign, bool first)
+        => AccumulateRow(gradient, sumM, sumV, 0, bucketStart, bucketEnd, buckets, rowOffset, rowLength, rotation, sign, first);
+
+    /// <summary>As the public overload, with the sums of bucket b at index b − <paramref name="bucketBase"/>.</summary>
+    private static void AccumulateRow(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV, int bucketBase,
+                                      int bucketStart, int bucketEnd, int buckets,
+                                      int rowOffset, int rowLength, int rotation, float sign, bool first)
     {
         bool hasM = sumM.Length != 0;
         // Segment A: buckets b < ρ hold columns c = b + k − ρ.
         int bs = bucketStart, be = Math.Min(bucketEnd, rotation);
-        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs, bs + buckets - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
+        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs - bucketBase, bs + buckets - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
         // Segment B: buckets b ≥ ρ hold columns c = b − ρ.
         bs = Math.Max(bucketStart, rotation); be = bucketEnd;
-        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs, bs - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
+        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs - bucketBase, bs - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
     }
 
-    /// <summary>Floats ahead in each row that <see cref="AccumulateTile"/> software-prefetches (a prefetch never faults, so an
+    /// <summary>Floats ahead in each row that phase 2 (<c>ApplyTile</c>) software-prefetches (a prefetch never faults, so an
     /// address that a moving GC made stale costs nothing but the hint).</summary>
     private const int PrefetchAhead = 256;
 
-    /// <summary>The same for <see cref="AccumulateTile"/> (d = 64M, Ratio 32: 128 ≈ 256 ≈ 512 within noise, 1024 slower).</summary>
+    /// <summary>The same for phase 1 (d = 64M, Ratio 32: 128 ≈ 256 ≈ 512 within noise, 1024 slower).</summary>
     private const int AccumulatePrefetchAhead = 128;
 
+    /// <summary>Buckets that the moment kernels stage on the stack at a time (8 KiB per array, in L1).</summary>
+    internal const int StageBuckets = 2048;
+
     /// <summary>
-    /// Phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
-    /// for each vector of 16 buckets the sums are kept in registers while the rows are read in order 0..R−1 (row r at
-    /// column (b − ρ_r) mod k; a vector that straddles row r's wrap point, or the end of the ragged last row, is filled lane by
-    /// lane, absent entries as 0), then stored once. sumM[b] = Σ_r σ_r·g, sumV[b] = Σ_r g² with the same operations in the
-    /// same order as <see cref="AccumulateRow"/> row after row, so the result never depends on the tiling or the thread count.
-    /// <paramref name="sumM"/> is empty when β1 = 0. Returns false when a sumV of the range is not finite.
+    /// Phase 1 of a Rotation step for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>): the bucket sums
+    /// Σ_r σ_r·g and Σ_r g² (rows read in order 0..R−1, row r at column (b − ρ_r) mod k, 16 buckets at a time in registers), then,
+    /// still in registers, the step's new moments m' = β1·m + (1−β1)·Σσg, v' = β2·v + (1−β2)·Σg² and the bucket's update coefficient
+    /// q = lr·m'·invBc1 / (√v̂·invSqrtBc2 + ε) (β1 ≠ 0) or q = lr / (√v̂·invSqrtBc2 + ε) (β1 = 0), with v̂ = v' (SecondMoment = Sum) or
+    /// v' divided by the bucket's occupancy (Mean: R entries when the bucket's column exists in the ragged last row, R − 1 otherwise).
+    /// m', v' and q go to the workspace (<paramref name="nextFirstMoment"/>, <paramref name="nextSecondMoment"/>,
+    /// <paramref name="coefficient"/>), with non-temporal stores where the CPU has AVX-512 (nothing reads them before phase 2).
+    /// The state (<paramref name="firstMoment"/>, <paramref name="secondMoment"/>) is only read, so a step whose gradient turns out
+    /// non-finite changes nothing; a completed step makes m', v' the state (<see cref="SketchedOptimizerBase"/>.CommitNextMoments).
+    /// Returns false when a Σg² of the range is not finite.
+    /// The arithmetic is that of <see cref="UpdateBuckets"/> operation for operation, and every bucket gets the same operations in the
+    /// same order whatever the range, the tiling or the thread count. <paramref name="firstMoment"/> and <paramref name="nextFirstMoment"/>
+    /// are empty when β1 = 0; <paramref name="gradient"/> holds (R − 1)·k + <paramref name="lastRowLength"/> floats;
+    /// <paramref name="rotations"/> are ρ_r (0 ≤ ρ_r &lt; k) and <paramref name="signs"/> σ_r = ±1 for r = 0..R−1.
     /// </summary>
-    /// <param name="gradient">The tensor's gradient, (R − 1)·k + <paramref name="lastRowLength"/> floats.</param>
-    /// <param name="rotations">ρ_r for r = 0..R−1 (0 ≤ ρ_r &lt; k).</param>
-    /// <param name="signs">σ_r = ±1 for r = 0..R−1.</param>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static bool AccumulateTile(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
-                                      int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                      ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs)
+    public static bool AccumulateMomentsTile(ReadOnlySpan<float> gradient, ReadOnlySpan<float> firstMoment, ReadOnlySpan<float> secondMoment,
+                                             Span<float> nextFirstMoment, Span<float> nextSecondMoment, Span<float> coefficient,
+                                             int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                             ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
+                                             float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                             bool meanSecondMoment, in StepScalars scalars)
+        => AccumulateMomentsTile(gradient, firstMoment, secondMoment, nextFirstMoment, nextSecondMoment, coefficient, bucketStart, bucketEnd,
+                                 buckets, lastRowLength, rotations, signs, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon,
+                                 meanSecondMoment, scalars, vectorize: true);
+
+    /// <summary>As the public overload; <paramref name="vectorize"/> = false runs the portable row-by-row path (tests compare the two bit for bit).</summary>
+    [SkipLocalsInit] // the stage buffers are written before they are read; zeroing them cost 24 KiB of stores per tile
+    internal static bool AccumulateMomentsTile(ReadOnlySpan<float> gradient, ReadOnlySpan<float> firstMoment, ReadOnlySpan<float> secondMoment,
+                                               Span<float> nextFirstMoment, Span<float> nextSecondMoment, Span<float> coefficient,
+                                               int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                               ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
+                                               float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                               bool meanSecondMoment, in StepScalars scalars, bool vectorize)
     {
         int rows = rotations.Length;
-        bool hasM = sumM.Length != 0;
+        bool hasM = firstMoment.Length != 0;
         if (rows == 0 || signs.Length != rows || (uint)bucketStart > (uint)bucketEnd || bucketEnd > buckets
-            || sumV.Length < bucketEnd || (hasM && sumM.Length < bucketEnd)
+            || secondMoment.Length < bucketEnd || nextSecondMoment.Length < bucketEnd || coefficient.Length < bucketEnd
+            || nextFirstMoment.Length != firstMoment.Length || (hasM && firstMoment.Length < bucketEnd)
             || lastRowLength <= 0 || lastRowLength > buckets || gradient.Length != (long)(rows - 1) * buckets + lastRowLength)
             throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
-        if (!Vector512.IsHardwareAccelerated)
+        if (nextSecondMoment.Overlaps(secondMoment) || nextSecondMoment.Overlaps(firstMoment) || nextFirstMoment.Overlaps(secondMoment)
+            || nextFirstMoment.Overlaps(firstMoment) || nextFirstMoment.Overlaps(nextSecondMoment)
+            || coefficient.Overlaps(firstMoment) || coefficient.Overlaps(secondMoment) || coefficient.Overlaps(nextFirstMoment) || coefficient.Overlaps(nextSecondMoment))
+            throw new ArgumentException("The new moments and the coefficients must not share memory with each other or with the current moments.");
+        var math = new MomentMath(beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, hasM,
+                                  meanSecondMoment, rows, buckets, rotations[rows - 1], lastRowLength);
+        if (vectorize && Vector512.IsHardwareAccelerated && Avx512F.IsSupported && bucketEnd > bucketStart)
         {
-            for (int r = 0; r < rows; r++)
-                AccumulateRow(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, r * buckets, r == rows - 1 ? lastRowLength : buckets,
-                              rotations[r], signs[r] > 0 ? 1f : -1f, r == 0);
-            return AllFinite(sumV.Slice(bucketStart, bucketEnd - bucketStart));
+            fixed (float* pm = nextFirstMoment)
+            fixed (float* pv = nextSecondMoment)
+            fixed (float* pq = coefficient)
+            {
+                // The usual case (the optimizers' workspaces are AlignedFloats and tiles start on multiples of 16 buckets): every
+                // 16-bucket vector of the three outputs is one whole cache line, written straight from registers, non-temporally.
+                if ((!hasM || IsLineAligned(pm + bucketStart)) && IsLineAligned(pv + bucketStart) && IsLineAligned(pq + bucketStart))
+                {
+                    bool ok = SketchRangeVector512(gradient, hasM ? firstMoment.Slice(bucketStart) : default, secondMoment.Slice(bucketStart),
+                                                   hasM ? nextFirstMoment.Slice(bucketStart) : default, nextSecondMoment.Slice(bucketStart),
+                                                   coefficient.Slice(bucketStart), bucketStart, bucketEnd, buckets, lastRowLength,
+                                                   rotations, signs, in math, nonTemporal: true);
+                    Sse.StoreFence(); // non-temporal stores are weakly ordered: fence them before phase 2 reads them on another thread
+                    return ok;
+                }
+            }
         }
+        Span<float> stageM = stackalloc float[hasM ? StageBuckets : 0];
+        Span<float> stageV = stackalloc float[StageBuckets];
+        Span<float> stageQ = stackalloc float[StageBuckets];
+        bool finite = true, streamed = false;
+        for (int c0 = bucketStart; c0 < bucketEnd; c0 += StageBuckets)
+        {
+            int n = Math.Min(StageBuckets, bucketEnd - c0);
+            var sm = stageM.Slice(0, hasM ? n : 0);
+            var sv = stageV.Slice(0, n);
+            var sq = stageQ.Slice(0, n);
+            var m = hasM ? firstMoment.Slice(c0, n) : default;
+            var v = secondMoment.Slice(c0, n);
+            finite &= vectorize && Vector512.IsHardwareAccelerated
+                ? SketchRangeVector512(gradient, m, v, sm, sv, sq, c0, c0 + n, buckets, lastRowLength, rotations, signs, in math, nonTemporal: false)
+                : SketchRangePortable(gradient, m, v, sm, sv, sq, c0, c0 + n, buckets, lastRowLength, rotations, signs, in math);
+            if (hasM) streamed |= StreamTo(sm, nextFirstMoment.Slice(c0, n), vectorize);
+            streamed |= StreamTo(sv, nextSecondMoment.Slice(c0, n), vectorize);
+            streamed |= StreamTo(sq, coefficient.Slice(c0, n), vectorize);
+        }
+        // Non-temporal stores are weakly ordered: fence them before another thread (phase 2) reads the workspace.
+        if (streamed) Sse.StoreFence();
+        return finite;
+    }
+
+    /// <summary>The per-bucket arithmetic of phase 1 after the sums, vector and scalar, in <see cref="UpdateBuckets"/>'s operation order.</summary>
+    private readonly struct MomentMath(float beta1, float c1, float beta2, float c2, float epsilon, in StepScalars s, bool hasM,
+                                       bool mean, int rows, int buckets, int lastRotation, int lastRowLength)
+    {
+        private readonly float _lr = s.LearningRate, _ib1 = s.InvBiasCorrection1, _isb2 = s.InvSqrtBiasCorrection2;
+        public bool HasM => hasM;
+
+        /// <summary>Occupancy of bucket b in the Rotation view (Mean): R when its column exists in the ragged last row, else R − 1.</summary>
+        private float Occupancy(int b)
+        {
+            int c = b - lastRotation;
+            if (c < 0) c += buckets;
+            return c < lastRowLength ? rows : rows - 1;
+        }
+
+        private Vector512<float> Occupancy16(int b)
+        {
+            var c = Vector512.Create(b - lastRotation) + Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            c = Vector512.ConditionalSelect(Vector512.LessThan(c, Vector512<int>.Zero), c + Vector512.Create(buckets), c);
+            return Vector512.ConvertToSingle(Vector512.ConditionalSelect(Vector512.LessThan(c, Vector512.Create(lastRowLength)),
+                                                                         Vector512.Create(rows), Vector512.Create(rows - 1)));
+        }
+
+        /// <summary>Buckets b..b+15: (Σσg, Σg², m, v) → (m', v', q).</summary>
+        public void Finish(Vector512<float> sumM, Vector512<float> sumV, Vector512<float> m, Vector512<float> v, int b,
+                           out Vector512<float> nextM, out Vector512<float> nextV, out Vector512<float> q)
+        {
+            nextV = Vector512.Create(beta2) * v + Vector512.Create(c2) * sumV;
+            var vhat = mean ? nextV / Occupancy16(b) : nextV;
+            var den = Vector512.Sqrt(vhat) * Vector512.Create(_isb2) + Vector512.Create(epsilon);
+            if (hasM)
+            {
+                nextM = Vector512.Create(beta1) * m + Vector512.Create(c1) * sumM;
+                q = Vector512.Create(_lr) * (nextM * Vector512.Create(_ib1)) / den;
+            }
+            else
+            {
+                nextM = default;
+                q = Vector512.Create(_lr) / den;
+            }
+        }
+
+        /// <summary>Bucket b: (Σσg, Σg², m, v) → (m', v', q).</summary>
+        public void Finish(float sumM, float sumV, float m, float v, int b, out float nextM, out float nextV, out float q)
+        {
+            nextV = beta2 * v + c2 * sumV;
+            float vhat = mean ? nextV / Occupancy(b) : nextV;
+            float den = MathF.Sqrt(vhat) * _isb2 + epsilon;
+            if (hasM)
+            {
+                nextM = beta1 * m + c1 * sumM;
+                q = _lr * (nextM * _ib1) / den;
+            }
+            else
+            {
+                nextM = 0f;
+                q = _lr / den;
+            }
+        }
+    }
+
+    private static bool IsLineAligned(float* p) => ((nuint)p & 63) == 0;
+
+    /// <summary>
+    /// Copies <paramref name="source"/> to <paramref name="destination"/>, with non-temporal 64-byte stores for the aligned middle when
+    /// AVX-512 is there (they skip the read-for-ownership of lines that are entirely overwritten). Returns true when it streamed.
+    /// </summary>
+    private static bool StreamTo(ReadOnlySpan<float> source, Span<float> destination, bool vectorize)
+    {
+        int n = source.Length;
+        if (!vectorize || !Avx512F.IsSupported || n < 64) { source.CopyTo(destination); return false; }
+        fixed (float* src = source)
+        fixed (float* dst = destination)
+        {
+            int j = 0;
+            while (j < n && ((nuint)(dst + j) & 63) != 0) { dst[j] = src[j]; j++; }
+            for (; j <= n - 16; j += 16) Avx512F.StoreAlignedNonTemporal(dst + j, Avx512F.LoadVector512(src + j));
+            for (; j < n; j++) dst[j] = src[j];
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The portable phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>): the sums row after row with
+    /// <see cref="AccumulateRow(ReadOnlySpan{float}, Span{float}, Span{float}, int, int, int, int, int, int, float, bool)"/>'s kernels
+    /// into the stage (bucket b at index b − bucketStart), then m', v', q bucket by bucket in place.
+    /// </summary>
+    private static bool SketchRangePortable(ReadOnlySpan<float> gradient, ReadOnlySpan<float> m, ReadOnlySpan<float> v,
+                                            Span<float> stageM, Span<float> stageV, Span<float> stageQ,
+                                            int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                            ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, in MomentMath math)
+    {
+        int rows = rotations.Length;
+        for (int r = 0; r < rows; r++)
+            AccumulateRow(gradient, stageM, stageV, bucketStart, bucketStart, bucketEnd, buckets, r * buckets, r == rows - 1 ? lastRowLength : buckets,
+                          rotations[r], signs[r] > 0 ? 1f : -1f, r == 0);
+        bool finite = AllFinite(stageV);
+        for (int j = 0; j < stageV.Length; j++)
+        {
+            math.Finish(math.HasM ? stageM[j] : 0f, stageV[j], math.HasM ? m[j] : 0f, v[j], bucketStart + j, out float nm, out float nv, out float q);
+            if (math.HasM) stageM[j] = nm;
+            stageV[j] = nv;
+            stageQ[j] = q;
+        }
+        return finite;
+    }
+
+    /// <summary>
+    /// The AVX-512 phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) (stage index b − bucketStart):
+    /// for each vector of 16 buckets the sums are kept in registers while the rows are read in order 0..R−1 (a vector that straddles
+    /// row r's wrap point, or the end of the ragged last row, is filled lane by lane, absent entries as 0), then m', v', q are formed
+    /// in registers and stored once; the same operations in the same order as <see cref="SketchRangePortable"/>. With
+    /// <paramref name="nonTemporal"/> the full vectors are stored with non-temporal stores (the outputs must then be pinned and
+    /// 64-byte aligned at index 0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool SketchRangeVector512(ReadOnlySpan<float> gradient, ReadOnlySpan<float> m, ReadOnlySpan<float> v,
+                                             Span<float> stageM, Span<float> stageV, Span<float> stageQ,
+                                             int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                             ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, in MomentMath math, bool nonTemporal)
+    {
         const int W = 16; // Vector512<float>.Count
+        int rows = rotations.Length;
+        bool hasM = math.HasM;
         ref float rg = ref MemoryMarshal.GetReference(gradient);
-        ref float rm = ref MemoryMarshal.GetReference(sumM);
-        ref float rv = ref MemoryMarshal.GetReference(sumV);
+        ref float rm = ref MemoryMarshal.GetReference(m);
+        ref float rv = ref MemoryMarshal.GetReference(v);
+        ref float rsm = ref MemoryMarshal.GetReference(stageM);
+        ref float rsv = ref MemoryMarshal.GetReference(stageV);
+        ref float rsq = ref MemoryMarshal.GetReference(stageQ);
         ref int rrho = ref MemoryMarshal.GetReference(rotations);
         ref int rsig = ref MemoryMarshal.GetReference(signs);
         Span<float> lanes = stackalloc float[W];
@@ -99,8 +297,8 @@ public static unsafe class RotationCpu
                 if (c + W <= len)
                 {
                     x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
-                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + AccumulatePrefetchAhead < len)
-                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
+                    if (Sse.IsSupported && c + AccumulatePrefetchAhead < len)
+                        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
                 }
                 else
                 {
@@ -124,9 +322,22 @@ public static unsafe class RotationCpu
                     sv += x * x;
                 }
             }
-            if (hasM) sm.StoreUnsafe(ref rm, (nuint)b);
-            sv.StoreUnsafe(ref rv, (nuint)b);
             check += sv * Vector512<float>.Zero;
+            nuint j0 = (nuint)(b - bucketStart);
+            math.Finish(sm, sv, hasM ? Vector512.LoadUnsafe(ref rm, j0) : default, Vector512.LoadUnsafe(ref rv, j0), b,
+                        out var nm, out var nv, out var q);
+            if (nonTemporal)
+            {
+                if (hasM) Avx512F.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref Unsafe.Add(ref rsm, j0)), nm);
+                Avx512F.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref Unsafe.Add(ref rsv, j0)), nv);
+                Avx512F.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref Unsafe.Add(ref rsq, j0)), q);
+            }
+            else
+            {
+                if (hasM) nm.StoreUnsafe(ref rsm, j0);
+                nv.StoreUnsafe(ref rsv, j0);
+                q.StoreUnsafe(ref rsq, j0);
+            }
         }
         for (; b < bucketEnd; b++)
         {
@@ -140,9 +351,12 @@ public static unsafe class RotationCpu
                 float sx = (Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
                 if (r == 0) { sm = sx; sv = x * x; } else { sm += sx; sv += x * x; }
             }
-            if (hasM) Unsafe.Add(ref rm, b) = sm;
-            Unsafe.Add(ref rv, b) = sv;
             if (!float.IsFinite(sv)) check = Vector512.Create(float.NaN);
+            int j = b - bucketStart;
+            math.Finish(sm, sv, hasM ? Unsafe.Add(ref rm, j) : 0f, Unsafe.Add(ref rv, j), b, out float nm, out float nv, out float q);
+            if (hasM) Unsafe.Add(ref rsm, j) = nm;
+            Unsafe.Add(ref rsv, j) = nv;
+            Unsafe.Add(ref rsq, j) = q;
         }
         return Vector512.EqualsAll(check, check);
     }
@@ -307,17 +521,6 @@ public static unsafe class RotationCpu
                                      in StepScalars scalars)
         => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, new NoOccupancy());
 
-    /// <summary>
-    /// As <see cref="UpdateBuckets"/> with SecondMoment = Mean for the Rotation layout: v̂ = v / occupancy
-    /// where a bucket holds <paramref name="rows"/> entries when its column exists in the ragged last row
-    /// (column (b − ρ_last) mod k &lt; <paramref name="lastRowLength"/>) and rows − 1 otherwise.
-    /// </summary>
-    public static void UpdateBucketsRotationMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
-                                                 int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
-                                                 in StepScalars scalars, int rows, int buckets, int lastRotation, int lastRowLength)
-        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars,
-                      new RotationOccupancy(rows, buckets, lastRotation, lastRowLength));
-
     /// <summary>As <see cref="UpdateBuckets"/> with SecondMoment = Mean from a table of bucket occupancies (Universal layout).</summary>
     public static void UpdateBucketsMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
                                          int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
@@ -456,16 +659,25 @@ public static unsafe class RotationCpu
     }
 
     /// <summary>
-    /// Phase 2 (parameters) for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
-    /// for each vector of 16 buckets the coefficient is loaded once and every row's 16 parameters at column (b − ρ_r) mod k are updated,
-    /// rows in order (a vector that straddles a wrap point or the end of the ragged last row is done lane by lane).
-    /// β1 ≠ 0 (<paramref name="gradient"/> empty): p ← p·decay − σ_r·q[b]; β1 = 0: p ← p·decay − g·q[b]. Same arithmetic as
-    /// <see cref="ApplyRowMomentum"/> / <see cref="ApplyRowGradient"/>; every parameter is written by exactly one bucket.
+    /// Phase 2 (parameters) of a Rotation step for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>), run only when
+    /// every gradient was finite, with the per-bucket coefficient q that phase 1 (<see cref="AccumulateMomentsTile(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, Span{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, float, float, float, float, bool, in StepScalars)"/>)
+    /// left in <paramref name="coefficient"/>: for each vector of 16 buckets q is loaded once and every row's 16 parameters at column
+    /// (b − ρ_r) mod k are updated, rows in order (a vector that straddles a wrap point or the end of the ragged last row is done lane by
+    /// lane). β1 ≠ 0 (<paramref name="gradient"/> empty): p ← p·decay − σ_r·q[b]; β1 = 0: p ← p·decay − g·q[b]. Same arithmetic as
+    /// <see cref="ApplyRowMomentum(Span{float}, ReadOnlySpan{float}, int, int, int, int, int, int, float, float)"/> /
+    /// <see cref="ApplyRowGradient(Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, int, int, float)"/>;
+    /// every parameter is written by exactly one bucket. Only <paramref name="parameters"/> is written.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ApplyTile(Span<float> parameters, ReadOnlySpan<float> gradient, ReadOnlySpan<float> coefficient,
                                  int bucketStart, int bucketEnd, int buckets, int lastRowLength,
                                  ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, float decay)
+        => ApplyTile(parameters, gradient, coefficient, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, decay, vectorize: true);
+
+    /// <summary>As the public overload; <paramref name="vectorize"/> = false runs the portable row-by-row path (tests compare the two bit for bit).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void ApplyTile(Span<float> parameters, ReadOnlySpan<float> gradient, ReadOnlySpan<float> coefficient,
+                                   int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                   ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, float decay, bool vectorize)
     {
         int rows = rotations.Length;
         bool momentum = gradient.Length == 0;
@@ -475,7 +687,7 @@ public static unsafe class RotationCpu
             throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
         // β1 = 0 reads g as well (2·R streams per vector): without prefetch that was slower than row by row; with the
         // prefetch below it is slightly faster (d = 64M, Ratio 32, quiet machine: Rotation β1=0 30.8 -> 29.6 ms).
-        if (!Vector512.IsHardwareAccelerated)
+        if (!vectorize || !Vector512.IsHardwareAccelerated)
         {
             for (int r = 0; r < rows; r++)
             {
@@ -493,6 +705,31 @@ public static unsafe class RotationCpu
         ref int rsig = ref MemoryMarshal.GetReference(signs);
         var vd = Vector512.Create(decay);
         int b = bucketStart;
+        if (momentum)
+        {
+            // β1 ≠ 0: the hot loop of the whole step at d = 64M, kept minimal (reads q and p, writes p).
+            int full = rows - 1 + (lastRowLength == buckets ? 1 : 0); // rows every column of which exists
+            for (; b <= bucketEnd - W; b += W)
+            {
+                var q = Vector512.LoadUnsafe(ref rq, (nuint)b);
+                for (int r = 0; r < rows; r++)
+                {
+                    int rho = Unsafe.Add(ref rrho, r);
+                    int c = b - rho;
+                    if (c < 0) c += buckets;
+                    int len = r < full ? buckets : lastRowLength;
+                    nuint rowOffset = (nuint)r * (nuint)buckets;
+                    float sign = Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f;
+                    if (c + W <= len)
+                    {
+                        nuint i = rowOffset + (nuint)c;
+                        if (c + PrefetchAhead < len) Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
+                        (Vector512.LoadUnsafe(ref rp, i) * vd - Vector512.Create(sign) * q).StoreUnsafe(ref rp, i);
+                    }
+                    else ApplyLanes(ref rp, ref rg, ref rq, b, W, rho, buckets, len, rowOffset, sign, decay, momentum: true);
+                }
+            }
+        }
         for (; b <= bucketEnd - W; b += W)
         {
             var q = Vector512.LoadUnsafe(ref rq, (nuint)b);
@@ -507,10 +744,10 @@ public static unsafe class RotationCpu
                 if (c + W <= len)
                 {
                     nuint i = rowOffset + (nuint)c;
-                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + PrefetchAhead < len)
+                    if (Sse.IsSupported && c + PrefetchAhead < len)
                     {
-                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
-                        if (!momentum) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
+                        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
+                        if (!momentum) Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
                     }
                     var pv = Vector512.LoadUnsafe(ref rp, i);
                     pv = momentum ? pv * vd - Vector512.Create(sign) * q : pv * vd - Vector512.LoadUnsafe(ref rg, i) * q;
