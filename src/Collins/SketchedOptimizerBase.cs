@@ -98,8 +98,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     /// <param name="tensors">The tensors' plans, in Step order.</param>
     /// <param name="accelerator">Where the state lives: null for CPU memory.</param>
     /// <param name="coefficientWorkspace">
-    /// Also keep, in CPU memory, one more k-float workspace per sketched Rotation tensor (<see cref="Coefficients"/>) where phase 1
-    /// leaves each bucket's update coefficient for phase 2: the generated optimizers' CPU step uses it.
+    /// Also keep, in CPU memory, one more k-float workspace (<see cref="Coefficients"/>) per sketched Rotation tensor of at least
+    /// 2^25 entries, where phase 1 of the generated optimizers' streaming CPU step leaves each bucket's update coefficient for phase 2.
     /// </param>
     protected SketchedOptimizerBase(OptimizerSettings settings, IReadOnlyList<TensorPlan> tensors, ILGPU.Runtime.Accelerator? accelerator,
                                     bool coefficientWorkspace)
@@ -130,7 +130,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             for (int i = 0; i < n; i++)
             {
                 var plan = tensors[i];
-                if (coefficientWorkspace && !plan.IsDense && plan.Layout == SketchLayout.Rotation)
+                if (coefficientWorkspace && !plan.IsDense && plan.Layout == SketchLayout.Rotation && plan.Length >= RotationStreaming.MinLength)
                     Coefficients[i] = new AlignedFloats(plan.Buckets);
                 FirstMoments[i] = plan.HasFirstMoment ? new AlignedFloats(plan.Buckets) : AlignedFloats.Empty;
                 SecondMoments[i] = new AlignedFloats(plan.Buckets);
@@ -199,8 +199,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     protected AlignedFloats[] SumM { get; }
     protected AlignedFloats[] SumV { get; }
     /// <summary>
-    /// CPU workspace of k floats per sketched Rotation tensor when the optimizer asked for it (empty otherwise): the per-bucket update
-    /// coefficient that phase 1 computes and phase 2 applies.
+    /// CPU workspace of k floats per sketched Rotation tensor of at least 2^25 entries when the optimizer asked for it (empty otherwise):
+    /// the per-bucket update coefficient that phase 1 of the streaming step computes and phase 2 applies.
     /// </summary>
     protected AlignedFloats[] Coefficients { get; }
     // Device state (null on CPU).

@@ -91,19 +91,27 @@ public class RotationCpuTests
         {
             var (em, ev, eq) = Expected(w, g, m, v, hasM, mean, s);
             var mIn = hasM ? m : Array.Empty<float>();
-            foreach (string path in new[] { "aligned", "unaligned", "portable" })
+            foreach (string path in new[] { "aligned", "aligned, streamed", "unaligned", "unaligned, streamed", "portable" })
             foreach (int tiles in new[] { 1, 2, 3, 7 })
             {
-                // Aligned workspaces take the direct non-temporal path where a tile starts on a 16-bucket boundary; plain arrays
-                // shifted by one float never do (staged through the stack); "portable" is the row-by-row path.
+                // Aligned workspaces take the direct path (registers to memory) where a tile starts on a 16-bucket boundary; plain
+                // arrays shifted by one float never do (staged through the stack); "streamed" lowers the size from which the
+                // stores are non-temporal to 0 (the values cannot differ, so other tests running meanwhile are unaffected);
+                // "portable" is the row-by-row path.
                 Span<float> nm, nv, q;
-                if (path == "aligned") { nm = new AlignedFloats(hasM ? k : 0); nv = new AlignedFloats(k); q = new AlignedFloats(k); }
+                if (path.StartsWith("aligned")) { nm = new AlignedFloats(hasM ? k : 0); nv = new AlignedFloats(k); q = new AlignedFloats(k); }
                 else { nm = new float[hasM ? k + 1 : 0].AsSpan(hasM ? 1 : 0); nv = new float[k + 1].AsSpan(1); q = new float[k + 1].AsSpan(1); }
                 nm.Fill(float.NaN); nv.Fill(float.NaN); q.Fill(float.NaN);   // stale workspace: every bucket must be written
                 var mCopy = (float[])mIn.Clone(); var vCopy = (float[])v.Clone();
-                foreach (var (b0, b1) in Tiles(k, tiles))
-                    Assert.True(RotationCpu.AccumulateMomentsTile(g, mCopy, vCopy, nm, nv, q, b0, b1, k, last, w.Rho, w.Sigma,
-                                                                  B1, C1, B2, C2, Eps, mean, s, vectorize: path != "portable"));
+                int threshold = RotationCpu.NonTemporalMinLength;
+                if (path.EndsWith("streamed")) RotationCpu.NonTemporalMinLength = 0;
+                try
+                {
+                    foreach (var (b0, b1) in Tiles(k, tiles))
+                        Assert.True(RotationCpu.AccumulateMomentsTile(g, mCopy, vCopy, nm, nv, q, b0, b1, k, last, w.Rho, w.Sigma,
+                                                                      B1, C1, B2, C2, Eps, mean, s, vectorize: path != "portable"));
+                }
+                finally { RotationCpu.NonTemporalMinLength = threshold; }
                 string what = $"{path}, {tiles} tiles, β1 {(hasM ? "0.9" : "0")}, {(mean ? "Mean" : "Sum")}";
                 Assert.True(Bits(em).SequenceEqual(Bits(nm)), "m' " + what);
                 Assert.True(Bits(ev).SequenceEqual(Bits(nv)), "v' " + what);

@@ -53,11 +53,149 @@ public static unsafe class RotationCpu
     /// <summary>The same for phase 1 (d = 64M, Ratio 32: 128 ≈ 256 ≈ 512 within noise, 1024 slower).</summary>
     private const int AccumulatePrefetchAhead = 128;
 
+    /// <summary>
+    /// Tensors of at least this many entries get <see cref="AccumulateMomentsTile(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, Span{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, float, float, float, float, bool, in StepScalars)"/>'s
+    /// outputs with non-temporal stores (<see cref="RotationStreaming.MinLength"/>; below it write-allocating stores, which keep a
+    /// workspace the gradient pass has not flushed in the cache). A field, not a constant, so that tests can reach the streaming path
+    /// with small tensors (the stored values are the same either way).
+    /// </summary>
+    internal static int NonTemporalMinLength = RotationStreaming.MinLength;
+
     /// <summary>Buckets that the moment kernels stage on the stack at a time (8 KiB per array, in L1).</summary>
     internal const int StageBuckets = 2048;
 
     /// <summary>
-    /// Phase 1 of a Rotation step for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>): the bucket sums
+    /// Phase 1 of the sums-then-update Rotation step (tensors below <see cref="RotationStreaming.MinLength"/>) for buckets
+    /// [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>): sumM[b] = Σ_r σ_r·g and sumV[b] = Σ_r g² (rows read in order
+    /// 0..R−1, row r at column (b − ρ_r) mod k, 16 buckets at a time in registers, stored once), with the same operations in the
+    /// same order as <see cref="AccumulateRow(ReadOnlySpan{float}, Span{float}, Span{float}, int, int, int, int, int, int, float, bool)"/>
+    /// row after row, so the result never depends on the tiling or the thread count. <paramref name="sumM"/> is empty when β1 = 0.
+    /// Returns false when a sumV of the range is not finite. Phase 2 is <see cref="UpdateBuckets"/> (or
+    /// <see cref="UpdateBucketsRotationMean"/>) then <see cref="ApplyTile(Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float)"/>
+    /// with the coefficient left in the workspace.
+    /// </summary>
+    public static bool AccumulateTile(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                      int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                      ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs)
+        => AccumulateTile(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, vectorize: true);
+
+    /// <summary>As the public overload; <paramref name="vectorize"/> = false runs the portable row-by-row path.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static bool AccumulateTile(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                        int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                        ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, bool vectorize)
+    {
+        int rows = rotations.Length;
+        bool hasM = sumM.Length != 0;
+        if (rows == 0 || signs.Length != rows || (uint)bucketStart > (uint)bucketEnd || bucketEnd > buckets
+            || sumV.Length < bucketEnd || (hasM && sumM.Length < bucketEnd)
+            || lastRowLength <= 0 || lastRowLength > buckets || gradient.Length != (long)(rows - 1) * buckets + lastRowLength)
+            throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
+        if (!vectorize || !Vector512.IsHardwareAccelerated)
+        {
+            for (int r = 0; r < rows; r++)
+                AccumulateRow(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, r * buckets, r == rows - 1 ? lastRowLength : buckets,
+                              rotations[r], signs[r] > 0 ? 1f : -1f, r == 0);
+            return AllFinite(sumV.Slice(bucketStart, bucketEnd - bucketStart));
+        }
+        const int W = 16;
+        ref float rg = ref MemoryMarshal.GetReference(gradient);
+        ref float rm = ref MemoryMarshal.GetReference(sumM);
+        ref float rv = ref MemoryMarshal.GetReference(sumV);
+        Span<float> lanes = stackalloc float[W];
+        var check = Vector512<float>.Zero;
+        int b = bucketStart;
+        for (; b <= bucketEnd - W; b += W)
+        {
+            Sum16(ref rg, b, buckets, lastRowLength, rotations, signs, hasM, lanes, out var sm, out var sv);
+            if (hasM) sm.StoreUnsafe(ref rm, (nuint)b);
+            sv.StoreUnsafe(ref rv, (nuint)b);
+            check += sv * Vector512<float>.Zero;
+        }
+        for (; b < bucketEnd; b++)
+        {
+            Sum1(ref rg, b, buckets, lastRowLength, rotations, signs, out float sm, out float sv);
+            if (hasM) Unsafe.Add(ref rm, b) = sm;
+            Unsafe.Add(ref rv, b) = sv;
+            if (!float.IsFinite(sv)) check = Vector512.Create(float.NaN);
+        }
+        return Vector512.EqualsAll(check, check);
+    }
+
+    /// <summary>
+    /// Σ_r σ_r·x_r and Σ_r x_r² for buckets b..b+15, x_r = g[r·k + (b − ρ_r) mod k], rows in order, row 0 assigning; a vector that
+    /// straddles row r's wrap point or the end of the ragged last row is filled lane by lane (absent entries as 0). Each row
+    /// stream is software-prefetched <see cref="AccumulatePrefetchAhead"/> floats ahead.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Sum16(ref float rg, int b, int buckets, int lastRowLength, ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
+                              bool hasM, Span<float> lanes, out Vector512<float> sumM, out Vector512<float> sumV)
+    {
+        const int W = 16;
+        int rows = rotations.Length;
+        ref int rrho = ref MemoryMarshal.GetReference(rotations);
+        ref int rsig = ref MemoryMarshal.GetReference(signs);
+        ref float rl = ref MemoryMarshal.GetReference(lanes);
+        Vector512<float> sm = default, sv = default;
+        for (int r = 0; r < rows; r++)
+        {
+            int rho = Unsafe.Add(ref rrho, r);
+            int c = b - rho;
+            if (c < 0) c += buckets;
+            int len = r == rows - 1 ? lastRowLength : buckets;
+            nuint rowOffset = (nuint)r * (nuint)buckets;
+            Vector512<float> x;
+            if (c + W <= len)
+            {
+                x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
+                if (Sse.IsSupported && c + AccumulatePrefetchAhead < len)
+                    Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
+            }
+            else
+            {
+                for (int j = 0; j < W; j++)
+                {
+                    int cj = b + j - rho;
+                    if (cj < 0) cj += buckets;
+                    Unsafe.Add(ref rl, j) = cj < len ? Unsafe.Add(ref rg, rowOffset + (nuint)cj) : 0f;
+                }
+                x = Vector512.LoadUnsafe(ref rl);
+            }
+            if (r == 0)
+            {
+                if (hasM) sm = Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                sv = x * x;
+            }
+            else
+            {
+                if (hasM) sm += Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                sv += x * x;
+            }
+        }
+        sumM = sm; sumV = sv;
+    }
+
+    /// <summary>The scalar form of <see cref="Sum16"/> for one bucket (the tail of a range).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Sum1(ref float rg, int b, int buckets, int lastRowLength, ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
+                             out float sumM, out float sumV)
+    {
+        int rows = rotations.Length;
+        float sm = 0f, sv = 0f;
+        for (int r = 0; r < rows; r++)
+        {
+            int c = b - rotations[r];
+            if (c < 0) c += buckets;
+            int len = r == rows - 1 ? lastRowLength : buckets;
+            float x = c < len ? Unsafe.Add(ref rg, (nuint)r * (nuint)buckets + (nuint)c) : 0f;
+            float sx = (signs[r] > 0 ? 1f : -1f) * x;
+            if (r == 0) { sm = sx; sv = x * x; } else { sm += sx; sv += x * x; }
+        }
+        sumM = sm; sumV = sv;
+    }
+
+    /// <summary>
+    /// Phase 1 of the streaming Rotation step (tensors of at least <see cref="RotationStreaming.MinLength"/> entries) for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>): the bucket sums
     /// Σ_r σ_r·g and Σ_r g² (rows read in order 0..R−1, row r at column (b − ρ_r) mod k, 16 buckets at a time in registers), then,
     /// still in registers, the step's new moments m' = β1·m + (1−β1)·Σσg, v' = β2·v + (1−β2)·Σg² and the bucket's update coefficient
     /// q = lr·m'·invBc1 / (√v̂·invSqrtBc2 + ε) (β1 ≠ 0) or q = lr / (√v̂·invSqrtBc2 + ε) (β1 = 0), with v̂ = v' (SecondMoment = Sum) or
@@ -104,6 +242,7 @@ public static unsafe class RotationCpu
             throw new ArgumentException("The new moments and the coefficients must not share memory with each other or with the current moments.");
         var math = new MomentMath(beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, hasM,
                                   meanSecondMoment, rows, buckets, rotations[rows - 1], lastRowLength);
+        bool stream = vectorize && Avx512F.IsSupported && gradient.Length >= NonTemporalMinLength;
         if (vectorize && Vector512.IsHardwareAccelerated && Avx512F.IsSupported && bucketEnd > bucketStart)
         {
             fixed (float* pm = nextFirstMoment)
@@ -117,8 +256,8 @@ public static unsafe class RotationCpu
                     bool ok = SketchRangeVector512(gradient, hasM ? firstMoment.Slice(bucketStart) : default, secondMoment.Slice(bucketStart),
                                                    hasM ? nextFirstMoment.Slice(bucketStart) : default, nextSecondMoment.Slice(bucketStart),
                                                    coefficient.Slice(bucketStart), bucketStart, bucketEnd, buckets, lastRowLength,
-                                                   rotations, signs, in math, nonTemporal: true);
-                    Sse.StoreFence(); // non-temporal stores are weakly ordered: fence them before phase 2 reads them on another thread
+                                                   rotations, signs, in math, nonTemporal: stream);
+                    if (stream) Sse.StoreFence(); // non-temporal stores are weakly ordered: fence them before phase 2 reads them on another thread
                     return ok;
                 }
             }
@@ -138,9 +277,9 @@ public static unsafe class RotationCpu
             finite &= vectorize && Vector512.IsHardwareAccelerated
                 ? SketchRangeVector512(gradient, m, v, sm, sv, sq, c0, c0 + n, buckets, lastRowLength, rotations, signs, in math, nonTemporal: false)
                 : SketchRangePortable(gradient, m, v, sm, sv, sq, c0, c0 + n, buckets, lastRowLength, rotations, signs, in math);
-            if (hasM) streamed |= StreamTo(sm, nextFirstMoment.Slice(c0, n), vectorize);
-            streamed |= StreamTo(sv, nextSecondMoment.Slice(c0, n), vectorize);
-            streamed |= StreamTo(sq, coefficient.Slice(c0, n), vectorize);
+            if (hasM) streamed |= StreamTo(sm, nextFirstMoment.Slice(c0, n), stream);
+            streamed |= StreamTo(sv, nextSecondMoment.Slice(c0, n), stream);
+            streamed |= StreamTo(sq, coefficient.Slice(c0, n), stream);
         }
         // Non-temporal stores are weakly ordered: fence them before another thread (phase 2) reads the workspace.
         if (streamed) Sse.StoreFence();
@@ -155,6 +294,7 @@ public static unsafe class RotationCpu
         public bool HasM => hasM;
 
         /// <summary>Occupancy of bucket b in the Rotation view (Mean): R when its column exists in the ragged last row, else R − 1.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private float Occupancy(int b)
         {
             int c = b - lastRotation;
@@ -162,6 +302,7 @@ public static unsafe class RotationCpu
             return c < lastRowLength ? rows : rows - 1;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private Vector512<float> Occupancy16(int b)
         {
             var c = Vector512.Create(b - lastRotation) + Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -171,6 +312,7 @@ public static unsafe class RotationCpu
         }
 
         /// <summary>Buckets b..b+15: (Σσg, Σg², m, v) → (m', v', q).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Finish(Vector512<float> sumM, Vector512<float> sumV, Vector512<float> m, Vector512<float> v, int b,
                            out Vector512<float> nextM, out Vector512<float> nextV, out Vector512<float> q)
         {
@@ -190,6 +332,7 @@ public static unsafe class RotationCpu
         }
 
         /// <summary>Bucket b: (Σσg, Σg², m, v) → (m', v', q).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Finish(float sumM, float sumV, float m, float v, int b, out float nextM, out float nextV, out float q)
         {
             nextV = beta2 * v + c2 * sumV;
@@ -214,10 +357,10 @@ public static unsafe class RotationCpu
     /// Copies <paramref name="source"/> to <paramref name="destination"/>, with non-temporal 64-byte stores for the aligned middle when
     /// AVX-512 is there (they skip the read-for-ownership of lines that are entirely overwritten). Returns true when it streamed.
     /// </summary>
-    private static bool StreamTo(ReadOnlySpan<float> source, Span<float> destination, bool vectorize)
+    private static bool StreamTo(ReadOnlySpan<float> source, Span<float> destination, bool stream)
     {
         int n = source.Length;
-        if (!vectorize || !Avx512F.IsSupported || n < 64) { source.CopyTo(destination); return false; }
+        if (!stream || n < 64) { source.CopyTo(destination); return false; }
         fixed (float* src = source)
         fixed (float* dst = destination)
         {
@@ -269,7 +412,6 @@ public static unsafe class RotationCpu
                                              ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, in MomentMath math, bool nonTemporal)
     {
         const int W = 16; // Vector512<float>.Count
-        int rows = rotations.Length;
         bool hasM = math.HasM;
         ref float rg = ref MemoryMarshal.GetReference(gradient);
         ref float rm = ref MemoryMarshal.GetReference(m);
@@ -277,51 +419,12 @@ public static unsafe class RotationCpu
         ref float rsm = ref MemoryMarshal.GetReference(stageM);
         ref float rsv = ref MemoryMarshal.GetReference(stageV);
         ref float rsq = ref MemoryMarshal.GetReference(stageQ);
-        ref int rrho = ref MemoryMarshal.GetReference(rotations);
-        ref int rsig = ref MemoryMarshal.GetReference(signs);
         Span<float> lanes = stackalloc float[W];
-        ref float rl = ref MemoryMarshal.GetReference(lanes);
         var check = Vector512<float>.Zero;
         int b = bucketStart;
         for (; b <= bucketEnd - W; b += W)
         {
-            Vector512<float> sm = default, sv = default;
-            for (int r = 0; r < rows; r++)
-            {
-                int rho = Unsafe.Add(ref rrho, r);
-                int c = b - rho;
-                if (c < 0) c += buckets;
-                int len = r == rows - 1 ? lastRowLength : buckets;
-                nuint rowOffset = (nuint)r * (nuint)buckets;
-                Vector512<float> x;
-                if (c + W <= len)
-                {
-                    x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
-                    if (Sse.IsSupported && c + AccumulatePrefetchAhead < len)
-                        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
-                }
-                else
-                {
-                    // wrap point or ragged end inside this vector: lane by lane
-                    for (int j = 0; j < W; j++)
-                    {
-                        int cj = b + j - rho;
-                        if (cj < 0) cj += buckets;
-                        Unsafe.Add(ref rl, j) = cj < len ? Unsafe.Add(ref rg, rowOffset + (nuint)cj) : 0f;
-                    }
-                    x = Vector512.LoadUnsafe(ref rl);
-                }
-                if (r == 0)
-                {
-                    if (hasM) sm = Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                    sv = x * x;
-                }
-                else
-                {
-                    if (hasM) sm += Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                    sv += x * x;
-                }
-            }
+            Sum16(ref rg, b, buckets, lastRowLength, rotations, signs, hasM, lanes, out var sm, out var sv);
             check += sv * Vector512<float>.Zero;
             nuint j0 = (nuint)(b - bucketStart);
             math.Finish(sm, sv, hasM ? Vector512.LoadUnsafe(ref rm, j0) : default, Vector512.LoadUnsafe(ref rv, j0), b,
@@ -341,16 +444,7 @@ public static unsafe class RotationCpu
         }
         for (; b < bucketEnd; b++)
         {
-            float sm = 0f, sv = 0f;
-            for (int r = 0; r < rows; r++)
-            {
-                int c = b - Unsafe.Add(ref rrho, r);
-                if (c < 0) c += buckets;
-                int len = r == rows - 1 ? lastRowLength : buckets;
-                float x = c < len ? Unsafe.Add(ref rg, (nuint)r * (nuint)buckets + (nuint)c) : 0f;
-                float sx = (Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                if (r == 0) { sm = sx; sv = x * x; } else { sm += sx; sv += x * x; }
-            }
+            Sum1(ref rg, b, buckets, lastRowLength, rotations, signs, out float sm, out float sv);
             if (!float.IsFinite(sv)) check = Vector512.Create(float.NaN);
             int j = b - bucketStart;
             math.Finish(sm, sv, hasM ? Unsafe.Add(ref rm, j) : 0f, Unsafe.Add(ref rv, j), b, out float nm, out float nv, out float q);
@@ -521,6 +615,17 @@ public static unsafe class RotationCpu
                                      in StepScalars scalars)
         => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, new NoOccupancy());
 
+    /// <summary>
+    /// As <see cref="UpdateBuckets"/> with SecondMoment = Mean for the Rotation layout: v̂ = v / occupancy
+    /// where a bucket holds <paramref name="rows"/> entries when its column exists in the ragged last row
+    /// (column (b − ρ_last) mod k &lt; <paramref name="lastRowLength"/>) and rows − 1 otherwise.
+    /// </summary>
+    public static void UpdateBucketsRotationMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
+                                                 int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                                 in StepScalars scalars, int rows, int buckets, int lastRotation, int lastRowLength)
+        => UpdateCore(firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars,
+                      new RotationOccupancy(rows, buckets, lastRotation, lastRowLength));
+
     /// <summary>As <see cref="UpdateBuckets"/> with SecondMoment = Mean from a table of bucket occupancies (Universal layout).</summary>
     public static void UpdateBucketsMean(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
                                          int bucketStart, int bucketEnd, float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
@@ -660,8 +765,10 @@ public static unsafe class RotationCpu
 
     /// <summary>
     /// Phase 2 (parameters) of a Rotation step for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>), run only when
-    /// every gradient was finite, with the per-bucket coefficient q that phase 1 (<see cref="AccumulateMomentsTile(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, Span{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, float, float, float, float, bool, in StepScalars)"/>)
-    /// left in <paramref name="coefficient"/>: for each vector of 16 buckets q is loaded once and every row's 16 parameters at column
+    /// every gradient was finite, with the per-bucket coefficient q in <paramref name="coefficient"/> (left there by
+    /// <see cref="UpdateBuckets"/> in the sums-then-update step, or by phase 1 itself,
+    /// <see cref="AccumulateMomentsTile(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, Span{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, float, float, float, float, bool, in StepScalars)"/>,
+    /// in the streaming step): for each vector of 16 buckets q is loaded once and every row's 16 parameters at column
     /// (b − ρ_r) mod k are updated, rows in order (a vector that straddles a wrap point or the end of the ragged last row is done lane by
     /// lane). β1 ≠ 0 (<paramref name="gradient"/> empty): p ← p·decay − σ_r·q[b]; β1 = 0: p ← p·decay − g·q[b]. Same arithmetic as
     /// <see cref="ApplyRowMomentum(Span{float}, ReadOnlySpan{float}, int, int, int, int, int, int, float, float)"/> /

@@ -45,7 +45,7 @@ namespace Samples
             };
 
             /// <summary>Creates the optimizer with its state (zeroed moment sketches) in CPU memory.</summary>
-            public Optimizer() : base(DefaultSettings, __CreatePlans(), null, coefficientWorkspace: true) { }
+            public Optimizer() : base(DefaultSettings, __CreatePlans(), null) { }
 
             /// <summary>Creates the optimizer with its state on <paramref name="accelerator"/>; step it with <see cref="global::ILGPU.ArrayView{T}"/> buffers of that accelerator.</summary>
             public Optimizer(global::ILGPU.Runtime.Accelerator accelerator)
@@ -155,27 +155,24 @@ namespace Samples
                     ValidateNoCrossOverlap(5, Ragged, 4, NormGain, NormGainGrad);
                     int threads = MaxThreads;
 
-                    // Phase 1: bucket sums, then the new moments into the workspace; no state is written.
+                    // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
                     bool finite = true;
-                    finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __Qkv_Accumulate, Qkv, QkvGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], Coefficients[0], in scalars);
+                    finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __Qkv_Accumulate, Qkv, QkvGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
                     finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(AttentionOutputGrad); // dense tensor: check the gradient
-                    finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __FfnUp_Accumulate, FfnUp, FfnUpGrad, FirstMoments[2], SecondMoments[2], SumM[2], SumV[2], Coefficients[2], in scalars);
+                    finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __FfnUp_Accumulate, FfnUp, FfnUpGrad, FirstMoments[2], SecondMoments[2], SumM[2], SumV[2], in scalars);
                     finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(FfnDownGrad); // dense tensor: check the gradient
                     finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(NormGainGrad); // dense tensor: check the gradient
-                    finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __Ragged_Accumulate, Ragged, RaggedGrad, FirstMoments[5], SecondMoments[5], SumM[5], SumV[5], Coefficients[5], in scalars);
+                    finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __Ragged_Accumulate, Ragged, RaggedGrad, FirstMoments[5], SecondMoments[5], SumM[5], SumV[5], in scalars);
 
-                    // Phase 2, only when every gradient was finite: parameters from the new moments, which then become the state.
+                    // Phase 2, only when every gradient was finite: moments, then parameters.
                     if (finite)
                     {
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __Qkv_Apply, Qkv, QkvGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], Coefficients[0], in scalars);
-                        CommitNextMoments(0); // the new moments become the state (buffer swap)
+                        global::Collins.Kernels.TileRunner.Run(1, threads, __Qkv_Apply, Qkv, QkvGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
                         global::Collins.Kernels.TileRunner.Run(1, threads, __AttentionOutput_Apply, AttentionOutput, AttentionOutputGrad, FirstMoments[1], SecondMoments[1], SumM[1], SumV[1], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __FfnUp_Apply, FfnUp, FfnUpGrad, FirstMoments[2], SecondMoments[2], SumM[2], SumV[2], Coefficients[2], in scalars);
-                        CommitNextMoments(2); // the new moments become the state (buffer swap)
+                        global::Collins.Kernels.TileRunner.Run(1, threads, __FfnUp_Apply, FfnUp, FfnUpGrad, FirstMoments[2], SecondMoments[2], SumM[2], SumV[2], in scalars);
                         global::Collins.Kernels.TileRunner.Run(1, threads, __FfnDown_Apply, FfnDown, FfnDownGrad, FirstMoments[3], SecondMoments[3], SumM[3], SumV[3], in scalars);
                         global::Collins.Kernels.TileRunner.Run(1, threads, __NormGain_Apply, NormGain, NormGainGrad, FirstMoments[4], SecondMoments[4], SumM[4], SumV[4], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __Ragged_Apply, Ragged, RaggedGrad, FirstMoments[5], SecondMoments[5], SumM[5], SumV[5], Coefficients[5], in scalars);
-                        CommitNextMoments(5); // the new moments become the state (buffer swap)
+                        global::Collins.Kernels.TileRunner.Run(1, threads, __Ragged_Apply, Ragged, RaggedGrad, FirstMoments[5], SecondMoments[5], SumM[5], SumV[5], in scalars);
                     }
                     return EndStep(finite);
                 }
@@ -328,29 +325,28 @@ namespace Samples
                 internal const int Tiles = 1;
 
                 /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): the bucket sums Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and Σ_r g², rows in order
-                /// 0..15 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers; then, still in registers, the new moments
-                /// m' = β1·m + (1−β1)·Σσg, v' = β2·v + (1−β2)·Σg² and the coefficient q = lr·m̂ / (√v̂ + ε), written to the workspace
-                /// (NextFirstMoment, NextSecondMoment, Coefficient). The state is only read. Returns false when a Σg² of the tile is not finite.
+                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                /// order 0..15 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                /// returns false when a SumV of the tile is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    return global::Collins.Kernels.RotationCpu.AccumulateMomentsTile(buffers.Gradient, buffers.FirstMoment, buffers.SecondMoment, buffers.NextFirstMoment, buffers.NextSecondMoment, buffers.Coefficient,
-                        b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, meanSecondMoment: false, in scalars);
+                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs);
                 }
 
                 /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …), run only when every gradient was finite: every row's parameters that land in the
-                /// tile, 16 buckets at a time, p ← p·decay − σ_r·q[b] with the coefficient phase 1 left in the workspace. The Step then makes the
-                /// new moments the state.
+                /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.Coefficient, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs, scalars.Decay);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
@@ -575,29 +571,28 @@ namespace Samples
                 internal const int Tiles = 1;
 
                 /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): the bucket sums Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and Σ_r g², rows in order
-                /// 0..3 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers; then, still in registers, the new moments
-                /// m' = β1·m + (1−β1)·Σσg, v' = β2·v + (1−β2)·Σg² and the coefficient q = lr·m̂ / (√v̂ + ε), written to the workspace
-                /// (NextFirstMoment, NextSecondMoment, Coefficient). The state is only read. Returns false when a Σg² of the tile is not finite.
+                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                /// order 0..3 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                /// returns false when a SumV of the tile is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    return global::Collins.Kernels.RotationCpu.AccumulateMomentsTile(buffers.Gradient, buffers.FirstMoment, buffers.SecondMoment, buffers.NextFirstMoment, buffers.NextSecondMoment, buffers.Coefficient,
-                        b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, meanSecondMoment: false, in scalars);
+                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs);
                 }
 
                 /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …), run only when every gradient was finite: every row's parameters that land in the
-                /// tile, 16 buckets at a time, p ← p·decay − σ_r·q[b] with the coefficient phase 1 left in the workspace. The Step then makes the
-                /// new moments the state.
+                /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.Coefficient, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs, scalars.Decay);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
@@ -807,29 +802,28 @@ namespace Samples
                 internal const int Tiles = 1;
 
                 /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): the bucket sums Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and Σ_r g², rows in order
-                /// 0..4 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers; then, still in registers, the new moments
-                /// m' = β1·m + (1−β1)·Σσg, v' = β2·v + (1−β2)·Σg² and the coefficient q = lr·m̂ / (√v̂ + ε), written to the workspace
-                /// (NextFirstMoment, NextSecondMoment, Coefficient). The state is only read. Returns false when a Σg² of the tile is not finite.
+                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                /// order 0..4 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                /// returns false when a SumV of the tile is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    return global::Collins.Kernels.RotationCpu.AccumulateMomentsTile(buffers.Gradient, buffers.FirstMoment, buffers.SecondMoment, buffers.NextFirstMoment, buffers.NextSecondMoment, buffers.Coefficient,
-                        b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, meanSecondMoment: false, in scalars);
+                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs);
                 }
 
                 /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …), run only when every gradient was finite: every row's parameters that land in the
-                /// tile, 16 buckets at a time, p ← p·decay − σ_r·q[b] with the coefficient phase 1 left in the workspace. The Step then makes the
-                /// new moments the state.
+                /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.Coefficient, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs, scalars.Decay);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 

@@ -43,7 +43,7 @@ namespace Samples
             };
 
             /// <summary>Creates the optimizer with its state (zeroed moment sketches) in CPU memory.</summary>
-            public Optimizer() : base(DefaultSettings, __CreatePlans(), null, coefficientWorkspace: true) { }
+            public Optimizer() : base(DefaultSettings, __CreatePlans(), null) { }
 
             /// <summary>Creates the optimizer with its state on <paramref name="accelerator"/>; step it with <see cref="global::ILGPU.ArrayView{T}"/> buffers of that accelerator.</summary>
             public Optimizer(global::ILGPU.Runtime.Accelerator accelerator)
@@ -119,18 +119,17 @@ namespace Samples
                     ValidateNoCrossOverlap(3, B2, 2, W2, W2Grad);
                     int threads = MaxThreads;
 
-                    // Phase 1: bucket sums, then the new moments into the workspace; no state is written.
+                    // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
                     bool finite = true;
-                    finite &= global::Collins.Kernels.TileRunner.Run(2, threads, __W1_Accumulate, W1, W1Grad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], Coefficients[0], in scalars);
+                    finite &= global::Collins.Kernels.TileRunner.Run(2, threads, __W1_Accumulate, W1, W1Grad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
                     finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(B1Grad); // dense tensor: check the gradient
                     finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(W2Grad); // dense tensor: check the gradient
                     finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(B2Grad); // dense tensor: check the gradient
 
-                    // Phase 2, only when every gradient was finite: parameters from the new moments, which then become the state.
+                    // Phase 2, only when every gradient was finite: moments, then parameters.
                     if (finite)
                     {
-                        global::Collins.Kernels.TileRunner.Run(2, threads, __W1_Apply, W1, W1Grad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], Coefficients[0], in scalars);
-                        CommitNextMoments(0); // the new moments become the state (buffer swap)
+                        global::Collins.Kernels.TileRunner.Run(2, threads, __W1_Apply, W1, W1Grad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
                         global::Collins.Kernels.TileRunner.Run(1, threads, __B1_Apply, B1, B1Grad, FirstMoments[1], SecondMoments[1], SumM[1], SumV[1], in scalars);
                         global::Collins.Kernels.TileRunner.Run(1, threads, __W2_Apply, W2, W2Grad, FirstMoments[2], SecondMoments[2], SumM[2], SumV[2], in scalars);
                         global::Collins.Kernels.TileRunner.Run(1, threads, __B2_Apply, B2, B2Grad, FirstMoments[3], SecondMoments[3], SumM[3], SumV[3], in scalars);
@@ -268,29 +267,28 @@ namespace Samples
                 internal const int Tiles = 2;
 
                 /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): the bucket sums Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and Σ_r g², rows in order
-                /// 0..31 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers; then, still in registers, the new moments
-                /// m' = β1·m + (1−β1)·Σσg, v' = β2·v + (1−β2)·Σg² and the coefficient q = lr·m̂ / (√v̂ + ε), written to the workspace
-                /// (NextFirstMoment, NextSecondMoment, Coefficient). The state is only read. Returns false when a Σg² of the tile is not finite.
+                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
+                /// order 0..31 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
+                /// returns false when a SumV of the tile is not finite.
                 /// </summary>
                 internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    return global::Collins.Kernels.RotationCpu.AccumulateMomentsTile(buffers.Gradient, buffers.FirstMoment, buffers.SecondMoment, buffers.NextFirstMoment, buffers.NextSecondMoment, buffers.Coefficient,
-                        b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, meanSecondMoment: false, in scalars);
+                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs);
                 }
 
                 /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …), run only when every gradient was finite: every row's parameters that land in the
-                /// tile, 16 buckets at a time, p ← p·decay − σ_r·q[b] with the coefficient phase 1 left in the workspace. The Step then makes the
-                /// new moments the state.
+                /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
+                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
+                /// 16 buckets at a time (the tile's sketch stays in L1).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.Coefficient, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs, scalars.Decay);
+                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
+                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
