@@ -4,9 +4,10 @@ namespace Collins.Tests;
 
 /// <summary>
 /// The Rotation CPU tile kernels the generated optimizers call, against a plain loop written here from the algorithm (bucket
-/// sums row by row, then the moment update and the coefficient in UpdateBuckets' operation order), bit for bit: the AVX-512
-/// path writing straight to aligned workspaces, the same path staged through the stack (unaligned workspaces), and the portable
-/// row-by-row path, for any split of the buckets into tiles.
+/// sums row by row, then the moment update and the coefficient in UpdateBuckets' operation order), bit for bit: the sums-only
+/// kernel, the streaming kernel on its AVX-512 path writing straight to aligned workspaces (with and without non-temporal
+/// stores), the same path staged through the stack (unaligned workspaces), and the portable row-by-row paths, for any split of
+/// the buckets into tiles.
 /// </summary>
 public class RotationCpuTests
 {
@@ -123,6 +124,48 @@ public class RotationCpuTests
     }
 
     [Theory]
+    [MemberData(nameof(Shapes))]
+    public void AccumulateTile_sums_match_the_algorithm_bit_for_bit(int rows, int k, int last)
+    {
+        var w = MakeView(rows, k, last, rows * 31 + k);
+        var g = Values(w.Length, k + 5);
+        var em = new float[k]; var ev = new float[k];
+        for (int b = 0; b < k; b++)
+            for (int r = 0; r < rows; r++)
+            {
+                int c = ((b - w.Rho[r]) % k + k) % k;
+                float x = c < w.RowLength(r) ? g[r * k + c] : 0f;
+                if (r == 0) { em[b] = w.Sigma[r] * x; ev[b] = x * x; } else { em[b] += w.Sigma[r] * x; ev[b] += x * x; }
+            }
+        foreach (bool vectorize in new[] { true, false })
+        foreach (int tiles in new[] { 1, 3, 7 })
+        {
+            var sm = Enumerable.Repeat(float.NaN, k).ToArray(); var sv = Enumerable.Repeat(float.NaN, k).ToArray();
+            var sv0 = Enumerable.Repeat(float.NaN, k).ToArray();
+            foreach (var (b0, b1) in Tiles(k, tiles))
+            {
+                Assert.True(vectorize
+                    ? RotationCpu.AccumulateTile(g, sm, sv, b0, b1, k, last, w.Rho, w.Sigma)
+                    : RowByRow(g, sm, sv, b0, b1, w));
+                Assert.True(vectorize
+                    ? RotationCpu.AccumulateTile(g, default, sv0, b0, b1, k, last, w.Rho, w.Sigma)   // β1 = 0
+                    : RowByRow(g, default, sv0, b0, b1, w));
+            }
+            Assert.True(Bits(em).SequenceEqual(Bits(sm)), $"Σσg, {(vectorize ? "AccumulateTile" : "AccumulateRow")}, {tiles} tiles");
+            Assert.True(Bits(ev).SequenceEqual(Bits(sv)), $"Σg², vectorize {vectorize}, {tiles} tiles");
+            Assert.True(Bits(ev).SequenceEqual(Bits(sv0)), $"Σg² (β1 = 0), vectorize {vectorize}, {tiles} tiles");
+        }
+    }
+
+    /// <summary>The public row kernel, row after row (the path a CPU without AVX-512 takes).</summary>
+    private static bool RowByRow(float[] g, Span<float> sumM, Span<float> sumV, int b0, int b1, View w)
+    {
+        for (int r = 0; r < w.Rows; r++)
+            RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, w.K, r * w.K, w.RowLength(r), w.Rho[r], w.Sigma[r], r == 0);
+        return sumV.Slice(b0, b1 - b0).ToArray().All(float.IsFinite);
+    }
+
+    [Theory]
     [InlineData(float.NaN)]
     [InlineData(float.PositiveInfinity)]
     [InlineData(3e19f)]   // finite, but its square is not
@@ -185,8 +228,14 @@ public class RotationCpuTests
             {
                 var p = (float[])p0.Clone();
                 foreach (var (b0, b1) in Tiles(k, tiles))
-                    RotationCpu.ApplyTile(p, momentum ? default : g, q, b0, b1, k, last, w.Rho, w.Sigma, decay, vectorize);
-                Assert.True(Bits(expected).SequenceEqual(Bits(p)), $"momentum {momentum}, vectorize {vectorize}, {tiles} tiles");
+                {
+                    if (vectorize) RotationCpu.ApplyTile(p, momentum ? default : g, q, b0, b1, k, last, w.Rho, w.Sigma, decay);
+                    else
+                        for (int r = 0; r < rows; r++)   // the row kernels (the path a CPU without AVX-512 takes)
+                            if (momentum) RotationCpu.ApplyRowMomentum(p, q, b0, b1, k, r * k, w.RowLength(r), w.Rho[r], w.Sigma[r], decay);
+                            else RotationCpu.ApplyRowGradient(p, g, q, b0, b1, k, r * k, w.RowLength(r), w.Rho[r], decay);
+                }
+                Assert.True(Bits(expected).SequenceEqual(Bits(p)), $"momentum {momentum}, {(vectorize ? "ApplyTile" : "row kernels")}, {tiles} tiles");
             }
         }
     }

@@ -65,25 +65,21 @@ public static unsafe class RotationCpu
     internal const int StageBuckets = 2048;
 
     /// <summary>
-    /// Phase 1 of the sums-then-update Rotation step (tensors below <see cref="RotationStreaming.MinLength"/>) for buckets
-    /// [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>): sumM[b] = Σ_r σ_r·g and sumV[b] = Σ_r g² (rows read in order
-    /// 0..R−1, row r at column (b − ρ_r) mod k, 16 buckets at a time in registers, stored once), with the same operations in the
-    /// same order as <see cref="AccumulateRow(ReadOnlySpan{float}, Span{float}, Span{float}, int, int, int, int, int, int, float, bool)"/>
-    /// row after row, so the result never depends on the tiling or the thread count. <paramref name="sumM"/> is empty when β1 = 0.
-    /// Returns false when a sumV of the range is not finite. Phase 2 is <see cref="UpdateBuckets"/> (or
-    /// <see cref="UpdateBucketsRotationMean"/>) then <see cref="ApplyTile(Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float)"/>
-    /// with the coefficient left in the workspace.
+    /// Phase 1 of the sums-then-update Rotation step (tensors below <see cref="RotationStreaming.MinLength"/> entries; phase 2 is
+    /// <see cref="UpdateBuckets"/> or <see cref="UpdateBucketsRotationMean"/>, then <see cref="ApplyTile"/>) for buckets
+    /// [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
+    /// for each vector of 16 buckets the sums are kept in registers while the rows are read in order 0..R−1 (row r at
+    /// column (b − ρ_r) mod k; a vector that straddles row r's wrap point, or the end of the ragged last row, is filled lane by
+    /// lane, absent entries as 0), then stored once. sumM[b] = Σ_r σ_r·g, sumV[b] = Σ_r g² with the same operations in the
+    /// same order as <see cref="AccumulateRow(ReadOnlySpan{float}, Span{float}, Span{float}, int, int, int, int, int, int, float, bool)"/> row after row, so the result never depends on the tiling or the thread count.
+    /// <paramref name="sumM"/> is empty when β1 = 0. Returns false when a sumV of the range is not finite.
+    /// <paramref name="gradient"/> holds (R − 1)·k + <paramref name="lastRowLength"/> floats; <paramref name="rotations"/> are ρ_r
+    /// (0 ≤ ρ_r &lt; k) and <paramref name="signs"/> σ_r = ±1 for r = 0..R−1.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool AccumulateTile(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                       int bucketStart, int bucketEnd, int buckets, int lastRowLength,
                                       ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs)
-        => AccumulateTile(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, vectorize: true);
-
-    /// <summary>As the public overload; <paramref name="vectorize"/> = false runs the portable row-by-row path.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static bool AccumulateTile(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
-                                        int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                        ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, bool vectorize)
     {
         int rows = rotations.Length;
         bool hasM = sumM.Length != 0;
@@ -91,107 +87,83 @@ public static unsafe class RotationCpu
             || sumV.Length < bucketEnd || (hasM && sumM.Length < bucketEnd)
             || lastRowLength <= 0 || lastRowLength > buckets || gradient.Length != (long)(rows - 1) * buckets + lastRowLength)
             throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
-        if (!vectorize || !Vector512.IsHardwareAccelerated)
+        if (!Vector512.IsHardwareAccelerated)
         {
             for (int r = 0; r < rows; r++)
                 AccumulateRow(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, r * buckets, r == rows - 1 ? lastRowLength : buckets,
                               rotations[r], signs[r] > 0 ? 1f : -1f, r == 0);
             return AllFinite(sumV.Slice(bucketStart, bucketEnd - bucketStart));
         }
-        const int W = 16;
+        const int W = 16; // Vector512<float>.Count
         ref float rg = ref MemoryMarshal.GetReference(gradient);
         ref float rm = ref MemoryMarshal.GetReference(sumM);
         ref float rv = ref MemoryMarshal.GetReference(sumV);
+        ref int rrho = ref MemoryMarshal.GetReference(rotations);
+        ref int rsig = ref MemoryMarshal.GetReference(signs);
         Span<float> lanes = stackalloc float[W];
+        ref float rl = ref MemoryMarshal.GetReference(lanes);
         var check = Vector512<float>.Zero;
         int b = bucketStart;
         for (; b <= bucketEnd - W; b += W)
         {
-            Sum16(ref rg, b, buckets, lastRowLength, rotations, signs, hasM, lanes, out var sm, out var sv);
+            Vector512<float> sm = default, sv = default;
+            for (int r = 0; r < rows; r++)
+            {
+                int rho = Unsafe.Add(ref rrho, r);
+                int c = b - rho;
+                if (c < 0) c += buckets;
+                int len = r == rows - 1 ? lastRowLength : buckets;
+                nuint rowOffset = (nuint)r * (nuint)buckets;
+                Vector512<float> x;
+                if (c + W <= len)
+                {
+                    x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
+                    if (Sse.IsSupported && c + AccumulatePrefetchAhead < len)
+                        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
+                }
+                else
+                {
+                    // wrap point or ragged end inside this vector: lane by lane
+                    for (int j = 0; j < W; j++)
+                    {
+                        int cj = b + j - rho;
+                        if (cj < 0) cj += buckets;
+                        Unsafe.Add(ref rl, j) = cj < len ? Unsafe.Add(ref rg, rowOffset + (nuint)cj) : 0f;
+                    }
+                    x = Vector512.LoadUnsafe(ref rl);
+                }
+                if (r == 0)
+                {
+                    if (hasM) sm = Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                    sv = x * x;
+                }
+                else
+                {
+                    if (hasM) sm += Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                    sv += x * x;
+                }
+            }
             if (hasM) sm.StoreUnsafe(ref rm, (nuint)b);
             sv.StoreUnsafe(ref rv, (nuint)b);
             check += sv * Vector512<float>.Zero;
         }
         for (; b < bucketEnd; b++)
         {
-            Sum1(ref rg, b, buckets, lastRowLength, rotations, signs, out float sm, out float sv);
+            float sm = 0f, sv = 0f;
+            for (int r = 0; r < rows; r++)
+            {
+                int c = b - Unsafe.Add(ref rrho, r);
+                if (c < 0) c += buckets;
+                int len = r == rows - 1 ? lastRowLength : buckets;
+                float x = c < len ? Unsafe.Add(ref rg, (nuint)r * (nuint)buckets + (nuint)c) : 0f;
+                float sx = (Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                if (r == 0) { sm = sx; sv = x * x; } else { sm += sx; sv += x * x; }
+            }
             if (hasM) Unsafe.Add(ref rm, b) = sm;
             Unsafe.Add(ref rv, b) = sv;
             if (!float.IsFinite(sv)) check = Vector512.Create(float.NaN);
         }
         return Vector512.EqualsAll(check, check);
-    }
-
-    /// <summary>
-    /// Σ_r σ_r·x_r and Σ_r x_r² for buckets b..b+15, x_r = g[r·k + (b − ρ_r) mod k], rows in order, row 0 assigning; a vector that
-    /// straddles row r's wrap point or the end of the ragged last row is filled lane by lane (absent entries as 0). Each row
-    /// stream is software-prefetched <see cref="AccumulatePrefetchAhead"/> floats ahead.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Sum16(ref float rg, int b, int buckets, int lastRowLength, ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
-                              bool hasM, Span<float> lanes, out Vector512<float> sumM, out Vector512<float> sumV)
-    {
-        const int W = 16;
-        int rows = rotations.Length;
-        ref int rrho = ref MemoryMarshal.GetReference(rotations);
-        ref int rsig = ref MemoryMarshal.GetReference(signs);
-        ref float rl = ref MemoryMarshal.GetReference(lanes);
-        Vector512<float> sm = default, sv = default;
-        for (int r = 0; r < rows; r++)
-        {
-            int rho = Unsafe.Add(ref rrho, r);
-            int c = b - rho;
-            if (c < 0) c += buckets;
-            int len = r == rows - 1 ? lastRowLength : buckets;
-            nuint rowOffset = (nuint)r * (nuint)buckets;
-            Vector512<float> x;
-            if (c + W <= len)
-            {
-                x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
-                if (Sse.IsSupported && c + AccumulatePrefetchAhead < len)
-                    Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
-            }
-            else
-            {
-                for (int j = 0; j < W; j++)
-                {
-                    int cj = b + j - rho;
-                    if (cj < 0) cj += buckets;
-                    Unsafe.Add(ref rl, j) = cj < len ? Unsafe.Add(ref rg, rowOffset + (nuint)cj) : 0f;
-                }
-                x = Vector512.LoadUnsafe(ref rl);
-            }
-            if (r == 0)
-            {
-                if (hasM) sm = Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                sv = x * x;
-            }
-            else
-            {
-                if (hasM) sm += Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                sv += x * x;
-            }
-        }
-        sumM = sm; sumV = sv;
-    }
-
-    /// <summary>The scalar form of <see cref="Sum16"/> for one bucket (the tail of a range).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Sum1(ref float rg, int b, int buckets, int lastRowLength, ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
-                             out float sumM, out float sumV)
-    {
-        int rows = rotations.Length;
-        float sm = 0f, sv = 0f;
-        for (int r = 0; r < rows; r++)
-        {
-            int c = b - rotations[r];
-            if (c < 0) c += buckets;
-            int len = r == rows - 1 ? lastRowLength : buckets;
-            float x = c < len ? Unsafe.Add(ref rg, (nuint)r * (nuint)buckets + (nuint)c) : 0f;
-            float sx = (signs[r] > 0 ? 1f : -1f) * x;
-            if (r == 0) { sm = sx; sv = x * x; } else { sm += sx; sv += x * x; }
-        }
-        sumM = sm; sumV = sv;
     }
 
     /// <summary>
@@ -412,6 +384,7 @@ public static unsafe class RotationCpu
                                              ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, in MomentMath math, bool nonTemporal)
     {
         const int W = 16; // Vector512<float>.Count
+        int rows = rotations.Length;
         bool hasM = math.HasM;
         ref float rg = ref MemoryMarshal.GetReference(gradient);
         ref float rm = ref MemoryMarshal.GetReference(m);
@@ -419,12 +392,51 @@ public static unsafe class RotationCpu
         ref float rsm = ref MemoryMarshal.GetReference(stageM);
         ref float rsv = ref MemoryMarshal.GetReference(stageV);
         ref float rsq = ref MemoryMarshal.GetReference(stageQ);
+        ref int rrho = ref MemoryMarshal.GetReference(rotations);
+        ref int rsig = ref MemoryMarshal.GetReference(signs);
         Span<float> lanes = stackalloc float[W];
+        ref float rl = ref MemoryMarshal.GetReference(lanes);
         var check = Vector512<float>.Zero;
         int b = bucketStart;
         for (; b <= bucketEnd - W; b += W)
         {
-            Sum16(ref rg, b, buckets, lastRowLength, rotations, signs, hasM, lanes, out var sm, out var sv);
+            Vector512<float> sm = default, sv = default;
+            for (int r = 0; r < rows; r++)
+            {
+                int rho = Unsafe.Add(ref rrho, r);
+                int c = b - rho;
+                if (c < 0) c += buckets;
+                int len = r == rows - 1 ? lastRowLength : buckets;
+                nuint rowOffset = (nuint)r * (nuint)buckets;
+                Vector512<float> x;
+                if (c + W <= len)
+                {
+                    x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
+                    if (Sse.IsSupported && c + AccumulatePrefetchAhead < len)
+                        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
+                }
+                else
+                {
+                    // wrap point or ragged end inside this vector: lane by lane
+                    for (int j = 0; j < W; j++)
+                    {
+                        int cj = b + j - rho;
+                        if (cj < 0) cj += buckets;
+                        Unsafe.Add(ref rl, j) = cj < len ? Unsafe.Add(ref rg, rowOffset + (nuint)cj) : 0f;
+                    }
+                    x = Vector512.LoadUnsafe(ref rl);
+                }
+                if (r == 0)
+                {
+                    if (hasM) sm = Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                    sv = x * x;
+                }
+                else
+                {
+                    if (hasM) sm += Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                    sv += x * x;
+                }
+            }
             check += sv * Vector512<float>.Zero;
             nuint j0 = (nuint)(b - bucketStart);
             math.Finish(sm, sv, hasM ? Vector512.LoadUnsafe(ref rm, j0) : default, Vector512.LoadUnsafe(ref rv, j0), b,
@@ -444,7 +456,16 @@ public static unsafe class RotationCpu
         }
         for (; b < bucketEnd; b++)
         {
-            Sum1(ref rg, b, buckets, lastRowLength, rotations, signs, out float sm, out float sv);
+            float sm = 0f, sv = 0f;
+            for (int r = 0; r < rows; r++)
+            {
+                int c = b - Unsafe.Add(ref rrho, r);
+                if (c < 0) c += buckets;
+                int len = r == rows - 1 ? lastRowLength : buckets;
+                float x = c < len ? Unsafe.Add(ref rg, (nuint)r * (nuint)buckets + (nuint)c) : 0f;
+                float sx = (Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                if (r == 0) { sm = sx; sv = x * x; } else { sm += sx; sv += x * x; }
+            }
             if (!float.IsFinite(sv)) check = Vector512.Create(float.NaN);
             int j = b - bucketStart;
             math.Finish(sm, sv, hasM ? Unsafe.Add(ref rm, j) : 0f, Unsafe.Add(ref rv, j), b, out float nm, out float nv, out float q);
@@ -764,27 +785,18 @@ public static unsafe class RotationCpu
     }
 
     /// <summary>
-    /// Phase 2 (parameters) of a Rotation step for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>), run only when
-    /// every gradient was finite, with the per-bucket coefficient q in <paramref name="coefficient"/> (left there by
-    /// <see cref="UpdateBuckets"/> in the sums-then-update step, or by phase 1 itself,
-    /// <see cref="AccumulateMomentsTile(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, Span{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, float, float, float, float, bool, in StepScalars)"/>,
-    /// in the streaming step): for each vector of 16 buckets q is loaded once and every row's 16 parameters at column
-    /// (b − ρ_r) mod k are updated, rows in order (a vector that straddles a wrap point or the end of the ragged last row is done lane by
-    /// lane). β1 ≠ 0 (<paramref name="gradient"/> empty): p ← p·decay − σ_r·q[b]; β1 = 0: p ← p·decay − g·q[b]. Same arithmetic as
-    /// <see cref="ApplyRowMomentum(Span{float}, ReadOnlySpan{float}, int, int, int, int, int, int, float, float)"/> /
-    /// <see cref="ApplyRowGradient(Span{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, int, int, int, float)"/>;
-    /// every parameter is written by exactly one bucket. Only <paramref name="parameters"/> is written.
+    /// Phase 2 (parameters) for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once,
+    /// with the per-bucket coefficient q in <paramref name="coefficient"/> (left there by <see cref="UpdateBuckets"/> in the
+    /// sums-then-update step, or by phase 1 itself in the streaming step, <see cref="AccumulateMomentsTile(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, Span{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, float, float, float, float, bool, in StepScalars)"/>):
+    /// for each vector of 16 buckets the coefficient is loaded once and every row's 16 parameters at column (b − ρ_r) mod k are updated,
+    /// rows in order (a vector that straddles a wrap point or the end of the ragged last row is done lane by lane).
+    /// β1 ≠ 0 (<paramref name="gradient"/> empty): p ← p·decay − σ_r·q[b]; β1 = 0: p ← p·decay − g·q[b]. Same arithmetic as
+    /// <see cref="ApplyRowMomentum"/> / <see cref="ApplyRowGradient"/>; every parameter is written by exactly one bucket.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ApplyTile(Span<float> parameters, ReadOnlySpan<float> gradient, ReadOnlySpan<float> coefficient,
                                  int bucketStart, int bucketEnd, int buckets, int lastRowLength,
                                  ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, float decay)
-        => ApplyTile(parameters, gradient, coefficient, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, decay, vectorize: true);
-
-    /// <summary>As the public overload; <paramref name="vectorize"/> = false runs the portable row-by-row path (tests compare the two bit for bit).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void ApplyTile(Span<float> parameters, ReadOnlySpan<float> gradient, ReadOnlySpan<float> coefficient,
-                                   int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                   ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, float decay, bool vectorize)
     {
         int rows = rotations.Length;
         bool momentum = gradient.Length == 0;
@@ -794,7 +806,7 @@ public static unsafe class RotationCpu
             throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
         // β1 = 0 reads g as well (2·R streams per vector): without prefetch that was slower than row by row; with the
         // prefetch below it is slightly faster (d = 64M, Ratio 32, quiet machine: Rotation β1=0 30.8 -> 29.6 ms).
-        if (!vectorize || !Vector512.IsHardwareAccelerated)
+        if (!Vector512.IsHardwareAccelerated)
         {
             for (int r = 0; r < rows; r++)
             {
@@ -812,31 +824,6 @@ public static unsafe class RotationCpu
         ref int rsig = ref MemoryMarshal.GetReference(signs);
         var vd = Vector512.Create(decay);
         int b = bucketStart;
-        if (momentum)
-        {
-            // β1 ≠ 0: the hot loop of the whole step at d = 64M, kept minimal (reads q and p, writes p).
-            int full = rows - 1 + (lastRowLength == buckets ? 1 : 0); // rows every column of which exists
-            for (; b <= bucketEnd - W; b += W)
-            {
-                var q = Vector512.LoadUnsafe(ref rq, (nuint)b);
-                for (int r = 0; r < rows; r++)
-                {
-                    int rho = Unsafe.Add(ref rrho, r);
-                    int c = b - rho;
-                    if (c < 0) c += buckets;
-                    int len = r < full ? buckets : lastRowLength;
-                    nuint rowOffset = (nuint)r * (nuint)buckets;
-                    float sign = Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f;
-                    if (c + W <= len)
-                    {
-                        nuint i = rowOffset + (nuint)c;
-                        if (c + PrefetchAhead < len) Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
-                        (Vector512.LoadUnsafe(ref rp, i) * vd - Vector512.Create(sign) * q).StoreUnsafe(ref rp, i);
-                    }
-                    else ApplyLanes(ref rp, ref rg, ref rq, b, W, rho, buckets, len, rowOffset, sign, decay, momentum: true);
-                }
-            }
-        }
         for (; b <= bucketEnd - W; b += W)
         {
             var q = Vector512.LoadUnsafe(ref rq, (nuint)b);
