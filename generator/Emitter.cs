@@ -119,7 +119,7 @@ namespace Collins.Generators
 
             // ---- constructors
             w.Line("/// <summary>Creates the optimizer with its state (zeroed moment sketches) in CPU memory.</summary>");
-            w.Line("public " + v.Name + "() : base(DefaultSettings, __CreatePlans(), null" + (v.Tensors.Any(t => Streams(c, t)) ? ", coefficientWorkspace: true" : "") + ") { }");
+            w.Line("public " + v.Name + "() : base(DefaultSettings, __CreatePlans(), null) { }");
             w.Line();
             w.Line("/// <summary>Creates the optimizer with its state on <paramref name=\"accelerator\"/>; step it with <see cref=\"global::ILGPU.ArrayView{T}\"/> buffers of that accelerator.</summary>");
             w.Line("public " + v.Name + "(global::ILGPU.Runtime.Accelerator accelerator)");
@@ -245,9 +245,7 @@ namespace Collins.Generators
             }
             w.Line("int threads = MaxThreads;");
             w.Line();
-            w.Line(v.Tensors.Any(t => Streams(c, t))
-                ? "// Phase 1: bucket sums (and, for the streaming tensors, the new moments and coefficients) into the workspace; no state is written."
-                : "// Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.");
+            w.Line("// Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.");
             w.Line("bool finite = true;");
             for (int i = 0; i < v.Tensors.Count; i++)
             {
@@ -258,19 +256,13 @@ namespace Collins.Generators
                     w.Line("finite &= " + Run(c, t, i, c.Universal ? "global::Collins.Kernels.UniversalCpu.ScatterTiles(" + Lit.I(t.Length) + ", threads)" : Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Accumulate"));
             }
             w.Line();
-            w.Line(v.Tensors.Any(t => Streams(c, t))
-                ? "// Phase 2, only when every gradient was finite: moments, then parameters (streaming tensors: parameters, then the new moments become the state)."
-                : "// Phase 2, only when every gradient was finite: moments, then parameters.");
+            w.Line("// Phase 2, only when every gradient was finite: moments, then parameters.");
             w.Open("if (finite)");
             for (int i = 0; i < v.Tensors.Count; i++)
             {
                 var t = v.Tensors[i];
                 if (t.IsDense) w.Line(Run(c, t, i, Lit.I(Tiles(t.Length, ElementTile)), "Apply"));
-                else if (!c.Universal)
-                {
-                    w.Line(Run(c, t, i, Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Apply"));
-                    if (Streams(c, t)) w.Line("CommitNextMoments(" + Lit.I(i) + "); // the new moments become the state (buffer swap)");
-                }
+                else if (!c.Universal) w.Line(Run(c, t, i, Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Apply"));
                 else
                 {
                     w.Line(Run(c, t, i, Lit.I(Tiles(t.Buckets, UniversalBucketTile)), "UpdateBuckets"));
@@ -284,14 +276,7 @@ namespace Collins.Generators
 
         private static string Run(Ctx c, TensorModel t, int i, string tiles, string kernel)
             => "global::Collins.Kernels.TileRunner.Run(" + tiles + ", threads, __" + t.Name + "_" + kernel + ", " + t.Name + ", " + t.Name
-               + "Grad, FirstMoments[" + Lit.I(i) + "], SecondMoments[" + Lit.I(i) + "], SumM[" + Lit.I(i) + "], SumV[" + Lit.I(i) + "], "
-               + (Streams(c, t) ? "Coefficients[" + Lit.I(i) + "], " : "") + "in scalars);";
-
-        /// <summary>
-        /// True when tensor <paramref name="t"/> gets the streaming CPU step (Rotation, sketched, at least RotationStreaming.MinLength
-        /// entries: new moments and coefficients from phase 1, buffer swap at the end); the shared constant is the runtime's too.
-        /// </summary>
-        private static bool Streams(Ctx c, TensorModel t) => !c.Universal && !t.IsDense && t.Length >= global::Collins.Kernels.RotationStreaming.MinLength;
+               + "Grad, FirstMoments[" + Lit.I(i) + "], SecondMoments[" + Lit.I(i) + "], SumM[" + Lit.I(i) + "], SumV[" + Lit.I(i) + "], in scalars);";
 
         private static int Tiles(int n, int tile) => (int)(((long)n + tile - 1) / tile);
 
@@ -567,8 +552,40 @@ namespace Collins.Generators
             w.Line("/// <summary>Number of CPU tiles.</summary>");
             w.Line("internal const int Tiles = " + Lit.I(tiles) + ";");
             w.Line();
-            if (Streams(c, t)) EmitRotationStreamingCpu(w, c, t, k, rows, last);
-            else EmitRotationSumsCpu(w, c, t, k, rows, last);
+            w.Line("/// <summary>");
+            w.Line("/// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in");
+            w.Line("/// order 0.." + Lit.I(rows - 1) + " (ρ, σ: <see cref=\"Rotations\"/>, <see cref=\"Signs\"/>), 16 buckets at a time in registers;");
+            w.Line("/// returns false when a SumV of the tile is not finite.");
+            w.Line("/// </summary>");
+            w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
+            w.Line("int b0 = tile * TileBuckets;");
+            w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
+            w.Line("return " + RC + ".AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last) + ", Rotations, Signs);");
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>");
+            w.Line("/// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),");
+            w.Line("/// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,");
+            w.Line("/// 16 buckets at a time (the tile's sketch stays in L1).");
+            w.Line("/// </summary>");
+            w.Open("internal static bool Apply(int tile, in " + TB + " buffers, in " + SS + " scalars)");
+            w.Line("int b0 = tile * TileBuckets;");
+            w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
+            string update = c.Mean
+                ? RC + ".UpdateBucketsRotationMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, "
+                  + BetaArgs(c) + ", in scalars, rows: " + Lit.I(rows) + ", buckets: " + Lit.I(k)
+                  + ", lastRotation: " + Lit.I(t.Rotations[rows - 1]) + ", lastRowLength: " + Lit.I(last) + ");"
+                : RC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, "
+                  + BetaArgs(c) + ", in scalars);";
+            w.Line(update);
+            w.Line(c.HasM
+                ? RC + ".ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
+                  + ", Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)"
+                : RC + ".ApplyTile(buffers.Parameters, buffers.Gradient, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
+                  + ", Rotations, Signs, scalars.Decay); // β1 = 0: p ← p·decay − g·w[b], w = lr / (√v̂ + ε)");
+            w.Line("return true;");
+            w.Close();
+            w.Line();
 
             // device: accumulate
             w.Line("/// <summary>");
@@ -619,81 +636,6 @@ namespace Collins.Generators
         }
 
         /// <summary>β1, 1 − β1, β2, 1 − β2, ε as float literals (the differences formed in double).</summary>
-        /// <summary>CPU kernels of a Rotation tensor below RotationStreaming.MinLength: sums in phase 1, moment update and parameters in phase 2.</summary>
-        private static void EmitRotationSumsCpu(CodeWriter w, Ctx c, TensorModel t, int k, int rows, int last)
-        {
-            w.Line("/// <summary>");
-            w.Line("/// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in");
-            w.Line("/// order 0.." + Lit.I(rows - 1) + " (ρ, σ: <see cref=\"Rotations\"/>, <see cref=\"Signs\"/>), 16 buckets at a time in registers;");
-            w.Line("/// returns false when a SumV of the tile is not finite.");
-            w.Line("/// </summary>");
-            w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int b0 = tile * TileBuckets;");
-            w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
-            w.Line("return " + RC + ".AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last) + ", Rotations, Signs);");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>");
-            w.Line("/// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),");
-            w.Line("/// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,");
-            w.Line("/// 16 buckets at a time (the tile's sketch stays in L1).");
-            w.Line("/// </summary>");
-            w.Open("internal static bool Apply(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int b0 = tile * TileBuckets;");
-            w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
-            string update = c.Mean
-                ? RC + ".UpdateBucketsRotationMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, "
-                  + BetaArgs(c) + ", in scalars, rows: " + Lit.I(rows) + ", buckets: " + Lit.I(k)
-                  + ", lastRotation: " + Lit.I(t.Rotations[rows - 1]) + ", lastRowLength: " + Lit.I(last) + ");"
-                : RC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, "
-                  + BetaArgs(c) + ", in scalars);";
-            w.Line(update);
-            w.Line(c.HasM
-                ? RC + ".ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
-                  + ", Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)"
-                : RC + ".ApplyTile(buffers.Parameters, buffers.Gradient, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
-                  + ", Rotations, Signs, scalars.Decay); // β1 = 0: p ← p·decay − g·w[b], w = lr / (√v̂ + ε)");
-            w.Line("return true;");
-            w.Close();
-            w.Line();
-        }
-
-        /// <summary>
-        /// CPU kernels of a Rotation tensor of at least RotationStreaming.MinLength entries: phase 1 streams the new moments and each
-        /// bucket's coefficient to the workspace, phase 2 applies the coefficient; the Step then swaps the new moments in.
-        /// </summary>
-        private static void EmitRotationStreamingCpu(CodeWriter w, Ctx c, TensorModel t, int k, int rows, int last)
-        {
-            w.Line("/// <summary>");
-            w.Line("/// CPU phase 1 for buckets [tile·TileBuckets, …): the bucket sums " + (c.HasM ? "Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and Σ_r g²" : "Σ_r g[r·k + (b − ρ_r) mod k]²") + ", rows in order");
-            w.Line("/// 0.." + Lit.I(rows - 1) + " (ρ, σ: <see cref=\"Rotations\"/>, <see cref=\"Signs\"/>), 16 buckets at a time in registers; then, still in registers, the new moment" + (c.HasM ? "s" : ""));
-            w.Line("/// " + (c.HasM ? "m' = β1·m + (1−β1)·Σσg, v' = β2·v + (1−β2)·Σg² and the coefficient q = lr·m̂ / (√v̂ + ε)" : "v' = β2·v + (1−β2)·Σg² and the coefficient w = lr / (√v̂ + ε)")
-                   + (c.Mean ? " (v̂ = v' / bucket occupancy)" : "") + ", written to the workspace");
-            w.Line("/// (" + (c.HasM ? "NextFirstMoment, " : "") + "NextSecondMoment, Coefficient). The state is only read. Returns false when a Σg² of the tile is not finite.");
-            w.Line("/// </summary>");
-            w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int b0 = tile * TileBuckets;");
-            w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
-            w.Line("return " + RC + ".AccumulateMomentsTile(buffers.Gradient, buffers.FirstMoment, buffers.SecondMoment, buffers.NextFirstMoment, buffers.NextSecondMoment, buffers.Coefficient,");
-            w.Line("    b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last) + ", Rotations, Signs, " + BetaArgs(c)
-                   + ", meanSecondMoment: " + (c.Mean ? "true" : "false") + ", in scalars);");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>");
-            w.Line("/// CPU phase 2 for buckets [tile·TileBuckets, …), run only when every gradient was finite: every row's parameters that land in the");
-            w.Line("/// tile, 16 buckets at a time, " + (c.HasM ? "p ← p·decay − σ_r·q[b]" : "p ← p·decay − g·w[b]") + " with the coefficient phase 1 left in the workspace. The Step then makes the");
-            w.Line("/// new moments the state.");
-            w.Line("/// </summary>");
-            w.Open("internal static bool Apply(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int b0 = tile * TileBuckets;");
-            w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
-            w.Line(RC + ".ApplyTile(buffers.Parameters, " + (c.HasM ? "default" : "buffers.Gradient") + ", buffers.Coefficient, b0, b1, buckets: " + Lit.I(k)
-                   + ", lastRowLength: " + Lit.I(last) + ", Rotations, Signs, scalars.Decay);");
-            w.Line("return true;");
-            w.Close();
-            w.Line();
-        }
-
         private static string BetaArgs(Ctx c)
             => Lit.F(c.B1) + ", " + Lit.F(c.C1) + ", " + Lit.F(c.B2) + ", " + Lit.F(c.C2) + ", " + Lit.F(c.Eps);
 

@@ -48,11 +48,23 @@ public sealed class BenchBuffers
     public float[] Parameters { get; }
     public float[] Gradient { get; }
 
-    private AlignedFloats? _m, _v;
-    /// <summary>Dense first moment (d), shared by the dense rows; 64-byte aligned like the sketched optimizers' state, so the bar gets the same help.</summary>
-    public AlignedFloats DenseM => _m ??= new AlignedFloats(Length);
-    /// <summary>Dense second moment (d), shared by the dense rows; 64-byte aligned.</summary>
-    public AlignedFloats DenseV => _v ??= new AlignedFloats(Length);
+    private Memory<float> _m, _v;
+    /// <summary>
+    /// Dense first moment (d), shared by the dense rows. Starts on a 64-byte line (the bar gets every help an optimizer owning its
+    /// state could give itself: at d = 1M dense AdamW measured 5 % faster than with the pinned array's own 8- or 16-byte alignment).
+    /// </summary>
+    public Span<float> DenseM => (_m.IsEmpty ? _m = CacheLineAligned(Length) : _m).Span;
+    /// <summary>Dense second moment (d), shared by the dense rows; 64-byte aligned like <see cref="DenseM"/>.</summary>
+    public Span<float> DenseV => (_v.IsEmpty ? _v = CacheLineAligned(Length) : _v).Span;
+
+    /// <summary>n zeroed floats starting on a 64-byte boundary, in a pinned array (which never moves).</summary>
+    private static unsafe Memory<float> CacheLineAligned(int n)
+    {
+        var storage = GC.AllocateArray<float>(n + 15, pinned: true);
+        nuint address = (nuint)Unsafe.AsPointer(ref storage[0]);
+        int skip = (int)((64 - (address & 63)) & 63) / sizeof(float);
+        return new Memory<float>(storage, skip, n);
+    }
 }
 
 /// <summary>The limit: a vectorised, multi-threaded stream triad p[i] −= a·g[i] (read g, read+write p: 12 B/param).</summary>
@@ -311,14 +323,14 @@ public static class PhaseProbe
             int k = (int)bucketsField.GetRawConstantValue()!;
             var accumulate = acc.CreateDelegate<TileKernel>();
             var apply = app.CreateDelegate<TileKernel>();
-            float[] m = new float[b0 ? 0 : k], v = new float[k], sumM = new float[b0 ? 0 : k], sumV = new float[k], coefficient = new float[k];
+            float[] m = new float[b0 ? 0 : k], v = new float[k], sumM = new float[b0 ? 0 : k], sumV = new float[k];
             var triad = new TriadKernel(b, threads);
             var s = StepScalars.For(10, 1e-4f, b0 ? 0 : 0.9, 0.999, 0);
             Action[] steps =
             {
                 () => triad.Step(),
-                () => TileRunner.Run(tiles, threads, accumulate, b.Parameters, b.Gradient, m, v, sumM, sumV, coefficient, in s),
-                () => TileRunner.Run(tiles, threads, apply, b.Parameters, b.Gradient, m, v, sumM, sumV, coefficient, in s),
+                () => TileRunner.Run(tiles, threads, accumulate, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
+                () => TileRunner.Run(tiles, threads, apply, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
             };
             var samples = steps.Select(_ => new double[reps]).ToArray();
             foreach (var st in steps) { st(); st(); }

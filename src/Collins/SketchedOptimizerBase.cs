@@ -1,4 +1,3 @@
-using Collins.Kernels;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -92,17 +91,6 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     private bool _disposed;
 
     protected SketchedOptimizerBase(OptimizerSettings settings, IReadOnlyList<TensorPlan> tensors, ILGPU.Runtime.Accelerator? accelerator)
-        : this(settings, tensors, accelerator, coefficientWorkspace: false) { }
-
-    /// <param name="settings">Hyper-parameters, validated here.</param>
-    /// <param name="tensors">The tensors' plans, in Step order.</param>
-    /// <param name="accelerator">Where the state lives: null for CPU memory.</param>
-    /// <param name="coefficientWorkspace">
-    /// Also keep, in CPU memory, one more k-float workspace (<see cref="Coefficients"/>) per sketched Rotation tensor of at least
-    /// 2^25 entries, where phase 1 of the generated optimizers' streaming CPU step leaves each bucket's update coefficient for phase 2.
-    /// </param>
-    protected SketchedOptimizerBase(OptimizerSettings settings, IReadOnlyList<TensorPlan> tensors, ILGPU.Runtime.Accelerator? accelerator,
-                                    bool coefficientWorkspace)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(tensors);
@@ -115,27 +103,19 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         Tensors = tensors;
         Accelerator = accelerator;
         int n = tensors.Count;
-        FirstMoments = new AlignedFloats[n];
-        SecondMoments = new AlignedFloats[n];
-        SumM = new AlignedFloats[n];
-        SumV = new AlignedFloats[n];
-        Coefficients = new AlignedFloats[n];
-        Array.Fill(FirstMoments, AlignedFloats.Empty);
-        Array.Fill(SecondMoments, AlignedFloats.Empty);
-        Array.Fill(SumM, AlignedFloats.Empty);
-        Array.Fill(SumV, AlignedFloats.Empty);
-        Array.Fill(Coefficients, AlignedFloats.Empty);
+        FirstMoments = new float[n][];
+        SecondMoments = new float[n][];
+        SumM = new float[n][];
+        SumV = new float[n][];
         if (accelerator is null)
         {
             for (int i = 0; i < n; i++)
             {
                 var plan = tensors[i];
-                if (coefficientWorkspace && !plan.IsDense && plan.Layout == SketchLayout.Rotation && plan.Length >= RotationStreaming.MinLength)
-                    Coefficients[i] = new AlignedFloats(plan.Buckets);
-                FirstMoments[i] = plan.HasFirstMoment ? new AlignedFloats(plan.Buckets) : AlignedFloats.Empty;
-                SecondMoments[i] = new AlignedFloats(plan.Buckets);
-                SumM[i] = plan.IsDense || !plan.HasFirstMoment ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
-                SumV[i] = plan.IsDense ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
+                FirstMoments[i] = plan.HasFirstMoment ? new float[plan.Buckets] : Array.Empty<float>();
+                SecondMoments[i] = new float[plan.Buckets];
+                SumM[i] = plan.IsDense || !plan.HasFirstMoment ? Array.Empty<float>() : new float[plan.Buckets];
+                SumV[i] = plan.IsDense ? Array.Empty<float>() : new float[plan.Buckets];
             }
         }
         else
@@ -193,16 +173,11 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     }
 
     // CPU state: per tensor; empty arrays where a moment is not kept.
-    protected AlignedFloats[] FirstMoments { get; }
-    protected AlignedFloats[] SecondMoments { get; }
+    protected float[][] FirstMoments { get; }
+    protected float[][] SecondMoments { get; }
     // CPU workspace for phase 1 (bucket sums), not state: empty for dense tensors.
-    protected AlignedFloats[] SumM { get; }
-    protected AlignedFloats[] SumV { get; }
-    /// <summary>
-    /// CPU workspace of k floats per sketched Rotation tensor of at least 2^25 entries when the optimizer asked for it (empty otherwise):
-    /// the per-bucket update coefficient that phase 1 of the streaming step computes and phase 2 applies.
-    /// </summary>
-    protected AlignedFloats[] Coefficients { get; }
+    protected float[][] SumM { get; }
+    protected float[][] SumV { get; }
     // Device state (null on CPU).
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceFirstMoments { get; }
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceSecondMoments { get; }
@@ -216,14 +191,14 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!Tensors[tensor].HasFirstMoment) return Array.Empty<float>();
-        return DeviceFirstMoments is null ? FirstMoments[tensor].ToArray() : DeviceFirstMoments[tensor].GetAsArray1D();
+        return DeviceFirstMoments is null ? (float[])FirstMoments[tensor].Clone() : DeviceFirstMoments[tensor].GetAsArray1D();
     }
 
     /// <summary>A copy of tensor <paramref name="tensor"/>'s second-moment state (k floats, d when dense), from the device when the state lives there.</summary>
     public float[] CopySecondMoment(int tensor)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return DeviceSecondMoments is null ? SecondMoments[tensor].ToArray() : DeviceSecondMoments[tensor].GetAsArray1D();
+        return DeviceSecondMoments is null ? (float[])SecondMoments[tensor].Clone() : DeviceSecondMoments[tensor].GetAsArray1D();
     }
 
     /// <summary>Starts a step: checks disposal, mode and learning rate, and takes the one-step-at-a-time guard.</summary>
@@ -294,17 +269,6 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         if (parameters.GetAccelerator() != Accelerator || gradient.GetAccelerator() != Accelerator)
             throw new ArgumentException($"Tensor '{plan.Name}': the buffers belong to another accelerator than the optimizer's '{Accelerator?.Name}'.", plan.Name);
         ValidateTensor(index, parameters.Length, gradient.Length);
-    }
-
-    /// <summary>
-    /// Makes the new moments that a Rotation step's phase 1 wrote into the workspace (SumM/SumV) the state of tensor
-    /// <paramref name="tensor"/>, by swapping the two pairs of buffers: no copy. Called by the CPU step after phase 2 has read
-    /// them, and only when the step was applied; a skipped step never calls it, so the state stays as it was.
-    /// </summary>
-    protected void CommitNextMoments(int tensor)
-    {
-        (FirstMoments[tensor], SumM[tensor]) = (SumM[tensor], FirstMoments[tensor]);
-        (SecondMoments[tensor], SumV[tensor]) = (SumV[tensor], SecondMoments[tensor]);
     }
 
     /// <summary>Ends a step: advances t when finite; otherwise counts the skip or throws per policy. Releases the guard.</summary>

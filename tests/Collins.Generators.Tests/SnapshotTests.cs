@@ -73,21 +73,6 @@ public class SnapshotTests
         """, "NoMomentum.g.cs");
 
     [Fact]
-    public void Large_rotation_tensor_gets_the_streaming_step() => Verify("Streaming", """
-        using Collins;
-
-        // Big has 2^25 entries (RotationStreaming.MinLength): phase 1 streams its new moments and coefficients and the Step swaps
-        // them in; Small keeps the sums-then-update kernels. The second optimizer pins the β1 = 0, Mean form.
-        [SketchedOptimizer(Ratio = 32)]
-        [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 32, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean)]
-        public partial class LargeModel
-        {
-            [Tensor(8192, 4096)] public float[]? Big;
-            [Tensor(300, 300)] public float[]? Small;
-        }
-        """, "LargeModel.Optimizer.g.cs", "LargeModel.MeanNoMomentum.g.cs");
-
-    [Fact]
     public void Universal_layout() => Verify("Universal", """
         using Collins;
         namespace Samples.Hashing;

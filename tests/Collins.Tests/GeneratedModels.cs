@@ -3,17 +3,6 @@
 // Collins.ReferenceOptimizer.
 namespace Collins.Tests.Generated
 {
-    /// <summary>
-    /// One tensor above RotationStreaming.MinLength (2^25 + 7 entries, ragged last row): the streaming CPU step (moments and
-    /// coefficients from phase 1, buffer swap) in both forms, β1 = 0.9 with Sum and β1 = 0 with Mean.
-    /// </summary>
-    [SketchedOptimizer(Ratio = 32, WeightDecay = 0.01)]
-    [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 32, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean)]
-    public partial class StreamingRotation
-    {
-        [Tensor(33554439)] public float[]? Big;
-    }
-
     /// <summary>Rotation, Sum, β1 = 0.9, weight decay; ragged shapes: prime, below ratio, not a multiple of ratio or vector width, one element.</summary>
     [SketchedOptimizer(Ratio = 16, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 64)]
     [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64, Seed = 7)]

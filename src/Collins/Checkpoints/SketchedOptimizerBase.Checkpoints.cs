@@ -1,4 +1,3 @@
-using Collins.Kernels;
 using ILGPU;
 using ILGPU.Runtime;
 using System.Buffers.Binary;
@@ -133,7 +132,7 @@ public abstract partial class SketchedOptimizerBase
             w.Int64(SkippedSteps);
             for (int i = 0; i < Tensors.Count; i++)
             {
-                w.Floats(Tensors[i].HasFirstMoment ? ReadFirstMomentState(i) : ReadOnlySpan<float>.Empty);
+                w.Floats(Tensors[i].HasFirstMoment ? ReadFirstMomentState(i) : Array.Empty<float>());
                 w.Floats(ReadSecondMomentState(i));
             }
             return w.Finish();
@@ -141,10 +140,10 @@ public abstract partial class SketchedOptimizerBase
         finally { ReleaseGuard(); }
     }
 
-    private ReadOnlySpan<float> ReadFirstMomentState(int i)
+    private float[] ReadFirstMomentState(int i)
         => DeviceFirstMoments is null ? FirstMoments[i] : DeviceFirstMoments[i].GetAsArray1D();
 
-    private ReadOnlySpan<float> ReadSecondMomentState(int i)
+    private float[] ReadSecondMomentState(int i)
         => DeviceSecondMoments is null ? SecondMoments[i] : DeviceSecondMoments[i].GetAsArray1D();
 
     private sealed class CheckpointWriter
@@ -277,8 +276,8 @@ public abstract partial class SketchedOptimizerBase
             {
                 if (DeviceSecondMoments is null)
                 {
-                    m[i].CopyTo(FirstMoments[i].Span);
-                    v[i].CopyTo(SecondMoments[i].Span);
+                    m[i].CopyTo(FirstMoments[i], 0);
+                    v[i].CopyTo(SecondMoments[i], 0);
                 }
                 else
                 {

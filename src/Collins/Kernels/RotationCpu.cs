@@ -2,7 +2,6 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 namespace Collins.Kernels;
 
@@ -30,48 +29,29 @@ public static unsafe class RotationCpu
     public static void AccumulateRow(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                      int bucketStart, int bucketEnd, int buckets,
                                      int rowOffset, int rowLength, int rotation, float sign, bool first)
-        => AccumulateRow(gradient, sumM, sumV, 0, bucketStart, bucketEnd, buckets, rowOffset, rowLength, rotation, sign, first);
-
-    /// <summary>As the public overload, with the sums of bucket b at index b − <paramref name="bucketBase"/>.</summary>
-    private static void AccumulateRow(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV, int bucketBase,
-                                      int bucketStart, int bucketEnd, int buckets,
-                                      int rowOffset, int rowLength, int rotation, float sign, bool first)
     {
         bool hasM = sumM.Length != 0;
         // Segment A: buckets b < ρ hold columns c = b + k − ρ.
         int bs = bucketStart, be = Math.Min(bucketEnd, rotation);
-        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs - bucketBase, bs + buckets - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
+        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs, bs + buckets - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
         // Segment B: buckets b ≥ ρ hold columns c = b − ρ.
         bs = Math.Max(bucketStart, rotation); be = bucketEnd;
-        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs - bucketBase, bs - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
+        if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs, bs - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
     }
 
-    /// <summary>Floats ahead in each row that phase 2 (<c>ApplyTile</c>) software-prefetches (a prefetch never faults, so an
+    /// <summary>Floats ahead in each row that <see cref="AccumulateTile"/> software-prefetches (a prefetch never faults, so an
     /// address that a moving GC made stale costs nothing but the hint).</summary>
     private const int PrefetchAhead = 256;
 
-    /// <summary>The same for phase 1 (d = 64M, Ratio 32: 128 ≈ 256 ≈ 512 within noise, 1024 slower).</summary>
+    /// <summary>The same for <see cref="AccumulateTile"/> (d = 64M, Ratio 32: 128 ≈ 256 ≈ 512 within noise, 1024 slower).</summary>
     private const int AccumulatePrefetchAhead = 128;
 
     /// <summary>
-    /// Tensors of at least this many entries get <see cref="AccumulateMomentsTile(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, Span{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, float, float, float, float, bool, in StepScalars)"/>'s
-    /// outputs with non-temporal stores (<see cref="RotationStreaming.MinLength"/>; below it write-allocating stores, which keep a
-    /// workspace the gradient pass has not flushed in the cache). A field, not a constant, so that tests can reach the streaming path
-    /// with small tensors (the stored values are the same either way).
-    /// </summary>
-    internal static int NonTemporalMinLength = RotationStreaming.MinLength;
-
-    /// <summary>Buckets that the moment kernels stage on the stack at a time (8 KiB per array, in L1).</summary>
-    internal const int StageBuckets = 2048;
-
-    /// <summary>
-    /// Phase 1 of the sums-then-update Rotation step (tensors below <see cref="RotationStreaming.MinLength"/> entries; phase 2 is
-    /// <see cref="UpdateBuckets"/> or <see cref="UpdateBucketsRotationMean"/>, then <see cref="ApplyTile"/>) for buckets
-    /// [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
+    /// Phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
     /// for each vector of 16 buckets the sums are kept in registers while the rows are read in order 0..R−1 (row r at
     /// column (b − ρ_r) mod k; a vector that straddles row r's wrap point, or the end of the ragged last row, is filled lane by
     /// lane, absent entries as 0), then stored once. sumM[b] = Σ_r σ_r·g, sumV[b] = Σ_r g² with the same operations in the
-    /// same order as <see cref="AccumulateRow(ReadOnlySpan{float}, Span{float}, Span{float}, int, int, int, int, int, int, float, bool)"/> row after row, so the result never depends on the tiling or the thread count.
+    /// same order as <see cref="AccumulateRow"/> row after row, so the result never depends on the tiling or the thread count.
     /// <paramref name="sumM"/> is empty when β1 = 0. Returns false when a sumV of the range is not finite.
     /// <paramref name="gradient"/> holds (R − 1)·k + <paramref name="lastRowLength"/> floats; <paramref name="rotations"/> are ρ_r
     /// (0 ≤ ρ_r &lt; k) and <paramref name="signs"/> σ_r = ±1 for r = 0..R−1.
@@ -118,8 +98,8 @@ public static unsafe class RotationCpu
                 if (c + W <= len)
                 {
                     x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
-                    if (Sse.IsSupported && c + AccumulatePrefetchAhead < len)
-                        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
+                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + AccumulatePrefetchAhead < len)
+                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
                 }
                 else
                 {
@@ -162,316 +142,6 @@ public static unsafe class RotationCpu
             if (hasM) Unsafe.Add(ref rm, b) = sm;
             Unsafe.Add(ref rv, b) = sv;
             if (!float.IsFinite(sv)) check = Vector512.Create(float.NaN);
-        }
-        return Vector512.EqualsAll(check, check);
-    }
-
-    /// <summary>
-    /// Phase 1 of the streaming Rotation step (tensors of at least <see cref="RotationStreaming.MinLength"/> entries) for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>): the bucket sums
-    /// Σ_r σ_r·g and Σ_r g² (rows read in order 0..R−1, row r at column (b − ρ_r) mod k, 16 buckets at a time in registers), then,
-    /// still in registers, the step's new moments m' = β1·m + (1−β1)·Σσg, v' = β2·v + (1−β2)·Σg² and the bucket's update coefficient
-    /// q = lr·m'·invBc1 / (√v̂·invSqrtBc2 + ε) (β1 ≠ 0) or q = lr / (√v̂·invSqrtBc2 + ε) (β1 = 0), with v̂ = v' (SecondMoment = Sum) or
-    /// v' divided by the bucket's occupancy (Mean: R entries when the bucket's column exists in the ragged last row, R − 1 otherwise).
-    /// m', v' and q go to the workspace (<paramref name="nextFirstMoment"/>, <paramref name="nextSecondMoment"/>,
-    /// <paramref name="coefficient"/>), with non-temporal stores where the CPU has AVX-512 (nothing reads them before phase 2).
-    /// The state (<paramref name="firstMoment"/>, <paramref name="secondMoment"/>) is only read, so a step whose gradient turns out
-    /// non-finite changes nothing; a completed step makes m', v' the state (<see cref="SketchedOptimizerBase"/>.CommitNextMoments).
-    /// Returns false when a Σg² of the range is not finite.
-    /// The arithmetic is that of <see cref="UpdateBuckets"/> operation for operation, and every bucket gets the same operations in the
-    /// same order whatever the range, the tiling or the thread count. <paramref name="firstMoment"/> and <paramref name="nextFirstMoment"/>
-    /// are empty when β1 = 0; <paramref name="gradient"/> holds (R − 1)·k + <paramref name="lastRowLength"/> floats;
-    /// <paramref name="rotations"/> are ρ_r (0 ≤ ρ_r &lt; k) and <paramref name="signs"/> σ_r = ±1 for r = 0..R−1.
-    /// </summary>
-    public static bool AccumulateMomentsTile(ReadOnlySpan<float> gradient, ReadOnlySpan<float> firstMoment, ReadOnlySpan<float> secondMoment,
-                                             Span<float> nextFirstMoment, Span<float> nextSecondMoment, Span<float> coefficient,
-                                             int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                             ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
-                                             float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
-                                             bool meanSecondMoment, in StepScalars scalars)
-        => AccumulateMomentsTile(gradient, firstMoment, secondMoment, nextFirstMoment, nextSecondMoment, coefficient, bucketStart, bucketEnd,
-                                 buckets, lastRowLength, rotations, signs, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon,
-                                 meanSecondMoment, scalars, vectorize: true);
-
-    /// <summary>As the public overload; <paramref name="vectorize"/> = false runs the portable row-by-row path (tests compare the two bit for bit).</summary>
-    [SkipLocalsInit] // the stage buffers are written before they are read; zeroing them cost 24 KiB of stores per tile
-    internal static bool AccumulateMomentsTile(ReadOnlySpan<float> gradient, ReadOnlySpan<float> firstMoment, ReadOnlySpan<float> secondMoment,
-                                               Span<float> nextFirstMoment, Span<float> nextSecondMoment, Span<float> coefficient,
-                                               int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                               ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
-                                               float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
-                                               bool meanSecondMoment, in StepScalars scalars, bool vectorize)
-    {
-        int rows = rotations.Length;
-        bool hasM = firstMoment.Length != 0;
-        if (rows == 0 || signs.Length != rows || (uint)bucketStart > (uint)bucketEnd || bucketEnd > buckets
-            || secondMoment.Length < bucketEnd || nextSecondMoment.Length < bucketEnd || coefficient.Length < bucketEnd
-            || nextFirstMoment.Length != firstMoment.Length || (hasM && firstMoment.Length < bucketEnd)
-            || lastRowLength <= 0 || lastRowLength > buckets || gradient.Length != (long)(rows - 1) * buckets + lastRowLength)
-            throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
-        if (nextSecondMoment.Overlaps(secondMoment) || nextSecondMoment.Overlaps(firstMoment) || nextFirstMoment.Overlaps(secondMoment)
-            || nextFirstMoment.Overlaps(firstMoment) || nextFirstMoment.Overlaps(nextSecondMoment)
-            || coefficient.Overlaps(firstMoment) || coefficient.Overlaps(secondMoment) || coefficient.Overlaps(nextFirstMoment) || coefficient.Overlaps(nextSecondMoment))
-            throw new ArgumentException("The new moments and the coefficients must not share memory with each other or with the current moments.");
-        var math = new MomentMath(beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, scalars, hasM,
-                                  meanSecondMoment, rows, buckets, rotations[rows - 1], lastRowLength);
-        bool stream = vectorize && Avx512F.IsSupported && gradient.Length >= NonTemporalMinLength;
-        if (vectorize && Vector512.IsHardwareAccelerated && Avx512F.IsSupported && bucketEnd > bucketStart)
-        {
-            fixed (float* pm = nextFirstMoment)
-            fixed (float* pv = nextSecondMoment)
-            fixed (float* pq = coefficient)
-            {
-                // The usual case (the optimizers' workspaces are AlignedFloats and tiles start on multiples of 16 buckets): every
-                // 16-bucket vector of the three outputs is one whole cache line, written straight from registers, non-temporally.
-                if ((!hasM || IsLineAligned(pm + bucketStart)) && IsLineAligned(pv + bucketStart) && IsLineAligned(pq + bucketStart))
-                {
-                    bool ok = SketchRangeVector512(gradient, hasM ? firstMoment.Slice(bucketStart) : default, secondMoment.Slice(bucketStart),
-                                                   hasM ? nextFirstMoment.Slice(bucketStart) : default, nextSecondMoment.Slice(bucketStart),
-                                                   coefficient.Slice(bucketStart), bucketStart, bucketEnd, buckets, lastRowLength,
-                                                   rotations, signs, in math, nonTemporal: stream);
-                    if (stream) Sse.StoreFence(); // non-temporal stores are weakly ordered: fence them before phase 2 reads them on another thread
-                    return ok;
-                }
-            }
-        }
-        Span<float> stageM = stackalloc float[hasM ? StageBuckets : 0];
-        Span<float> stageV = stackalloc float[StageBuckets];
-        Span<float> stageQ = stackalloc float[StageBuckets];
-        bool finite = true, streamed = false;
-        for (int c0 = bucketStart; c0 < bucketEnd; c0 += StageBuckets)
-        {
-            int n = Math.Min(StageBuckets, bucketEnd - c0);
-            var sm = stageM.Slice(0, hasM ? n : 0);
-            var sv = stageV.Slice(0, n);
-            var sq = stageQ.Slice(0, n);
-            var m = hasM ? firstMoment.Slice(c0, n) : default;
-            var v = secondMoment.Slice(c0, n);
-            finite &= vectorize && Vector512.IsHardwareAccelerated
-                ? SketchRangeVector512(gradient, m, v, sm, sv, sq, c0, c0 + n, buckets, lastRowLength, rotations, signs, in math, nonTemporal: false)
-                : SketchRangePortable(gradient, m, v, sm, sv, sq, c0, c0 + n, buckets, lastRowLength, rotations, signs, in math);
-            if (hasM) streamed |= StreamTo(sm, nextFirstMoment.Slice(c0, n), stream);
-            streamed |= StreamTo(sv, nextSecondMoment.Slice(c0, n), stream);
-            streamed |= StreamTo(sq, coefficient.Slice(c0, n), stream);
-        }
-        // Non-temporal stores are weakly ordered: fence them before another thread (phase 2) reads the workspace.
-        if (streamed) Sse.StoreFence();
-        return finite;
-    }
-
-    /// <summary>The per-bucket arithmetic of phase 1 after the sums, vector and scalar, in <see cref="UpdateBuckets"/>'s operation order.</summary>
-    private readonly struct MomentMath(float beta1, float c1, float beta2, float c2, float epsilon, in StepScalars s, bool hasM,
-                                       bool mean, int rows, int buckets, int lastRotation, int lastRowLength)
-    {
-        private readonly float _lr = s.LearningRate, _ib1 = s.InvBiasCorrection1, _isb2 = s.InvSqrtBiasCorrection2;
-        public bool HasM => hasM;
-
-        /// <summary>Occupancy of bucket b in the Rotation view (Mean): R when its column exists in the ragged last row, else R − 1.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private float Occupancy(int b)
-        {
-            int c = b - lastRotation;
-            if (c < 0) c += buckets;
-            return c < lastRowLength ? rows : rows - 1;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private Vector512<float> Occupancy16(int b)
-        {
-            var c = Vector512.Create(b - lastRotation) + Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-            c = Vector512.ConditionalSelect(Vector512.LessThan(c, Vector512<int>.Zero), c + Vector512.Create(buckets), c);
-            return Vector512.ConvertToSingle(Vector512.ConditionalSelect(Vector512.LessThan(c, Vector512.Create(lastRowLength)),
-                                                                         Vector512.Create(rows), Vector512.Create(rows - 1)));
-        }
-
-        /// <summary>Buckets b..b+15: (Σσg, Σg², m, v) → (m', v', q).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Finish(Vector512<float> sumM, Vector512<float> sumV, Vector512<float> m, Vector512<float> v, int b,
-                           out Vector512<float> nextM, out Vector512<float> nextV, out Vector512<float> q)
-        {
-            nextV = Vector512.Create(beta2) * v + Vector512.Create(c2) * sumV;
-            var vhat = mean ? nextV / Occupancy16(b) : nextV;
-            var den = Vector512.Sqrt(vhat) * Vector512.Create(_isb2) + Vector512.Create(epsilon);
-            if (hasM)
-            {
-                nextM = Vector512.Create(beta1) * m + Vector512.Create(c1) * sumM;
-                q = Vector512.Create(_lr) * (nextM * Vector512.Create(_ib1)) / den;
-            }
-            else
-            {
-                nextM = default;
-                q = Vector512.Create(_lr) / den;
-            }
-        }
-
-        /// <summary>Bucket b: (Σσg, Σg², m, v) → (m', v', q).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Finish(float sumM, float sumV, float m, float v, int b, out float nextM, out float nextV, out float q)
-        {
-            nextV = beta2 * v + c2 * sumV;
-            float vhat = mean ? nextV / Occupancy(b) : nextV;
-            float den = MathF.Sqrt(vhat) * _isb2 + epsilon;
-            if (hasM)
-            {
-                nextM = beta1 * m + c1 * sumM;
-                q = _lr * (nextM * _ib1) / den;
-            }
-            else
-            {
-                nextM = 0f;
-                q = _lr / den;
-            }
-        }
-    }
-
-    private static bool IsLineAligned(float* p) => ((nuint)p & 63) == 0;
-
-    /// <summary>
-    /// Copies <paramref name="source"/> to <paramref name="destination"/>, with non-temporal 64-byte stores for the aligned middle when
-    /// AVX-512 is there (they skip the read-for-ownership of lines that are entirely overwritten). Returns true when it streamed.
-    /// </summary>
-    private static bool StreamTo(ReadOnlySpan<float> source, Span<float> destination, bool stream)
-    {
-        int n = source.Length;
-        if (!stream || n < 64) { source.CopyTo(destination); return false; }
-        fixed (float* src = source)
-        fixed (float* dst = destination)
-        {
-            int j = 0;
-            while (j < n && ((nuint)(dst + j) & 63) != 0) { dst[j] = src[j]; j++; }
-            for (; j <= n - 16; j += 16) Avx512F.StoreAlignedNonTemporal(dst + j, Avx512F.LoadVector512(src + j));
-            for (; j < n; j++) dst[j] = src[j];
-        }
-        return true;
-    }
-
-    /// <summary>
-    /// The portable phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>): the sums row after row with
-    /// <see cref="AccumulateRow(ReadOnlySpan{float}, Span{float}, Span{float}, int, int, int, int, int, int, float, bool)"/>'s kernels
-    /// into the stage (bucket b at index b − bucketStart), then m', v', q bucket by bucket in place.
-    /// </summary>
-    private static bool SketchRangePortable(ReadOnlySpan<float> gradient, ReadOnlySpan<float> m, ReadOnlySpan<float> v,
-                                            Span<float> stageM, Span<float> stageV, Span<float> stageQ,
-                                            int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                            ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, in MomentMath math)
-    {
-        int rows = rotations.Length;
-        for (int r = 0; r < rows; r++)
-            AccumulateRow(gradient, stageM, stageV, bucketStart, bucketStart, bucketEnd, buckets, r * buckets, r == rows - 1 ? lastRowLength : buckets,
-                          rotations[r], signs[r] > 0 ? 1f : -1f, r == 0);
-        bool finite = AllFinite(stageV);
-        for (int j = 0; j < stageV.Length; j++)
-        {
-            math.Finish(math.HasM ? stageM[j] : 0f, stageV[j], math.HasM ? m[j] : 0f, v[j], bucketStart + j, out float nm, out float nv, out float q);
-            if (math.HasM) stageM[j] = nm;
-            stageV[j] = nv;
-            stageQ[j] = q;
-        }
-        return finite;
-    }
-
-    /// <summary>
-    /// The AVX-512 phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) (stage index b − bucketStart):
-    /// for each vector of 16 buckets the sums are kept in registers while the rows are read in order 0..R−1 (a vector that straddles
-    /// row r's wrap point, or the end of the ragged last row, is filled lane by lane, absent entries as 0), then m', v', q are formed
-    /// in registers and stored once; the same operations in the same order as <see cref="SketchRangePortable"/>. With
-    /// <paramref name="nonTemporal"/> the full vectors are stored with non-temporal stores (the outputs must then be pinned and
-    /// 64-byte aligned at index 0).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool SketchRangeVector512(ReadOnlySpan<float> gradient, ReadOnlySpan<float> m, ReadOnlySpan<float> v,
-                                             Span<float> stageM, Span<float> stageV, Span<float> stageQ,
-                                             int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                             ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, in MomentMath math, bool nonTemporal)
-    {
-        const int W = 16; // Vector512<float>.Count
-        int rows = rotations.Length;
-        bool hasM = math.HasM;
-        ref float rg = ref MemoryMarshal.GetReference(gradient);
-        ref float rm = ref MemoryMarshal.GetReference(m);
-        ref float rv = ref MemoryMarshal.GetReference(v);
-        ref float rsm = ref MemoryMarshal.GetReference(stageM);
-        ref float rsv = ref MemoryMarshal.GetReference(stageV);
-        ref float rsq = ref MemoryMarshal.GetReference(stageQ);
-        ref int rrho = ref MemoryMarshal.GetReference(rotations);
-        ref int rsig = ref MemoryMarshal.GetReference(signs);
-        Span<float> lanes = stackalloc float[W];
-        ref float rl = ref MemoryMarshal.GetReference(lanes);
-        var check = Vector512<float>.Zero;
-        int b = bucketStart;
-        for (; b <= bucketEnd - W; b += W)
-        {
-            Vector512<float> sm = default, sv = default;
-            for (int r = 0; r < rows; r++)
-            {
-                int rho = Unsafe.Add(ref rrho, r);
-                int c = b - rho;
-                if (c < 0) c += buckets;
-                int len = r == rows - 1 ? lastRowLength : buckets;
-                nuint rowOffset = (nuint)r * (nuint)buckets;
-                Vector512<float> x;
-                if (c + W <= len)
-                {
-                    x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
-                    if (Sse.IsSupported && c + AccumulatePrefetchAhead < len)
-                        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
-                }
-                else
-                {
-                    // wrap point or ragged end inside this vector: lane by lane
-                    for (int j = 0; j < W; j++)
-                    {
-                        int cj = b + j - rho;
-                        if (cj < 0) cj += buckets;
-                        Unsafe.Add(ref rl, j) = cj < len ? Unsafe.Add(ref rg, rowOffset + (nuint)cj) : 0f;
-                    }
-                    x = Vector512.LoadUnsafe(ref rl);
-                }
-                if (r == 0)
-                {
-                    if (hasM) sm = Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                    sv = x * x;
-                }
-                else
-                {
-                    if (hasM) sm += Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                    sv += x * x;
-                }
-            }
-            check += sv * Vector512<float>.Zero;
-            nuint j0 = (nuint)(b - bucketStart);
-            math.Finish(sm, sv, hasM ? Vector512.LoadUnsafe(ref rm, j0) : default, Vector512.LoadUnsafe(ref rv, j0), b,
-                        out var nm, out var nv, out var q);
-            if (nonTemporal)
-            {
-                if (hasM) Avx512F.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref Unsafe.Add(ref rsm, j0)), nm);
-                Avx512F.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref Unsafe.Add(ref rsv, j0)), nv);
-                Avx512F.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref Unsafe.Add(ref rsq, j0)), q);
-            }
-            else
-            {
-                if (hasM) nm.StoreUnsafe(ref rsm, j0);
-                nv.StoreUnsafe(ref rsv, j0);
-                q.StoreUnsafe(ref rsq, j0);
-            }
-        }
-        for (; b < bucketEnd; b++)
-        {
-            float sm = 0f, sv = 0f;
-            for (int r = 0; r < rows; r++)
-            {
-                int c = b - Unsafe.Add(ref rrho, r);
-                if (c < 0) c += buckets;
-                int len = r == rows - 1 ? lastRowLength : buckets;
-                float x = c < len ? Unsafe.Add(ref rg, (nuint)r * (nuint)buckets + (nuint)c) : 0f;
-                float sx = (Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                if (r == 0) { sm = sx; sv = x * x; } else { sm += sx; sv += x * x; }
-            }
-            if (!float.IsFinite(sv)) check = Vector512.Create(float.NaN);
-            int j = b - bucketStart;
-            math.Finish(sm, sv, hasM ? Unsafe.Add(ref rm, j) : 0f, Unsafe.Add(ref rv, j), b, out float nm, out float nv, out float q);
-            if (hasM) Unsafe.Add(ref rsm, j) = nm;
-            Unsafe.Add(ref rsv, j) = nv;
-            Unsafe.Add(ref rsq, j) = q;
         }
         return Vector512.EqualsAll(check, check);
     }
@@ -785,9 +455,7 @@ public static unsafe class RotationCpu
     }
 
     /// <summary>
-    /// Phase 2 (parameters) for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once,
-    /// with the per-bucket coefficient q in <paramref name="coefficient"/> (left there by <see cref="UpdateBuckets"/> in the
-    /// sums-then-update step, or by phase 1 itself in the streaming step, <see cref="AccumulateMomentsTile(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, Span{float}, Span{float}, int, int, int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, float, float, float, float, bool, in StepScalars)"/>):
+    /// Phase 2 (parameters) for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
     /// for each vector of 16 buckets the coefficient is loaded once and every row's 16 parameters at column (b − ρ_r) mod k are updated,
     /// rows in order (a vector that straddles a wrap point or the end of the ragged last row is done lane by lane).
     /// β1 ≠ 0 (<paramref name="gradient"/> empty): p ← p·decay − σ_r·q[b]; β1 = 0: p ← p·decay − g·q[b]. Same arithmetic as
@@ -838,10 +506,10 @@ public static unsafe class RotationCpu
                 if (c + W <= len)
                 {
                     nuint i = rowOffset + (nuint)c;
-                    if (Sse.IsSupported && c + PrefetchAhead < len)
+                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + PrefetchAhead < len)
                     {
-                        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
-                        if (!momentum) Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
+                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
+                        if (!momentum) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
                     }
                     var pv = Vector512.LoadUnsafe(ref rp, i);
                     pv = momentum ? pv * vd - Vector512.Create(sign) * q : pv * vd - Vector512.LoadUnsafe(ref rg, i) * q;

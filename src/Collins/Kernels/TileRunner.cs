@@ -7,14 +7,14 @@ namespace Collins.Kernels;
 /// </summary>
 public readonly unsafe struct TileBuffers
 {
-    private readonly float* _p, _g, _m, _v, _sumM, _sumV, _q;
-    private readonly int _length, _buckets, _mLength, _sumMLength, _sumVLength, _qLength, _tiles;
+    private readonly float* _p, _g, _m, _v, _sumM, _sumV;
+    private readonly int _length, _buckets, _mLength, _sumMLength, _sumVLength, _tiles;
 
     internal TileBuffers(float* p, float* g, int length, float* m, int mLength, float* v, int buckets,
-                         float* sumM, int sumMLength, float* sumV, int sumVLength, float* q, int qLength, int tiles)
+                         float* sumM, int sumMLength, float* sumV, int sumVLength, int tiles)
     {
         _p = p; _g = g; _length = length; _m = m; _mLength = mLength; _v = v; _buckets = buckets;
-        _sumM = sumM; _sumMLength = sumMLength; _sumV = sumV; _sumVLength = sumVLength; _q = q; _qLength = qLength; _tiles = tiles;
+        _sumM = sumM; _sumMLength = sumMLength; _sumV = sumV; _sumVLength = sumVLength; _tiles = tiles;
     }
 
     /// <summary>The number of tiles of the run (a kernel that splits a range by tile reads it here).</summary>
@@ -28,19 +28,10 @@ public readonly unsafe struct TileBuffers
     public Span<float> FirstMoment => new(_m, _mLength);
     /// <summary>Second-moment sketch (k).</summary>
     public Span<float> SecondMoment => new(_v, _buckets);
-    /// <summary>First-moment workspace (k; empty when β1 = 0 or dense). Universal layout: phase 1 leaves Σ σ·g per bucket here.</summary>
+    /// <summary>Phase-1 workspace: Σ σ·g per bucket (k; empty when β1 = 0 or dense).</summary>
     public Span<float> SumM => new(_sumM, _sumMLength);
-    /// <summary>Second-moment workspace (k; empty when dense). Universal layout: phase 1 leaves Σ g² per bucket here.</summary>
+    /// <summary>Phase-1 workspace: Σ g² per bucket (k; empty when dense).</summary>
     public Span<float> SumV => new(_sumV, _sumVLength);
-    /// <summary>
-    /// Rotation layout: the same workspace as <see cref="SumM"/>, where phase 1 writes the step's new first moment m'; it becomes the
-    /// state when the step completes (<see cref="SketchedOptimizerBase"/>.CommitNextMoments swaps the two buffers).
-    /// </summary>
-    public Span<float> NextFirstMoment => new(_sumM, _sumMLength);
-    /// <summary>Rotation layout: the same workspace as <see cref="SumV"/>, where phase 1 writes the step's new second moment v'.</summary>
-    public Span<float> NextSecondMoment => new(_sumV, _sumVLength);
-    /// <summary>Rotation layout: per-bucket update coefficients, written by phase 1 and applied by phase 2 (k; empty when not passed).</summary>
-    public Span<float> Coefficient => new(_q, _qLength);
 }
 
 /// <summary>A tile kernel: processes tile <paramref name="tile"/>; returns false when it saw a non-finite value.</summary>
@@ -69,13 +60,6 @@ public static unsafe class TileRunner
                            Span<float> parameters, ReadOnlySpan<float> gradient,
                            Span<float> firstMoment, Span<float> secondMoment,
                            Span<float> sumM, Span<float> sumV, in StepScalars scalars)
-        => Run(tiles, maxThreads, kernel, parameters, gradient, firstMoment, secondMoment, sumM, sumV, default, in scalars);
-
-    /// <summary>As the overload above, with a per-bucket coefficient workspace (<see cref="TileBuffers.Coefficient"/>).</summary>
-    public static bool Run(int tiles, int maxThreads, TileKernel kernel,
-                           Span<float> parameters, ReadOnlySpan<float> gradient,
-                           Span<float> firstMoment, Span<float> secondMoment,
-                           Span<float> sumM, Span<float> sumV, Span<float> coefficient, in StepScalars scalars)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         fixed (float* p = parameters)
@@ -84,10 +68,9 @@ public static unsafe class TileRunner
         fixed (float* v = secondMoment)
         fixed (float* sm = sumM)
         fixed (float* sv = sumV)
-        fixed (float* q = coefficient)
         {
             var buffers = new TileBuffers(p, g, parameters.Length, m, firstMoment.Length, v, secondMoment.Length,
-                                          sm, sumM.Length, sv, sumV.Length, q, coefficient.Length, tiles);
+                                          sm, sumM.Length, sv, sumV.Length, tiles);
             return RunCore(tiles, maxThreads, kernel, in buffers, in scalars);
         }
     }
