@@ -232,7 +232,7 @@ public class GeneratedOptimizerTests
         for (int s = 1; s <= 4; s++)
         {
             var g = Gradients(specs, 8, s);
-            if (s == 2 || s == 3)   // after an odd and an even number of applied steps (the CPU step swaps state and workspace buffers)
+            if (s == 2 || s == 3)   // after an odd and an even number of applied steps
             {
                 var bad = Clone(g);
                 bad[2][4321] = float.NaN;

@@ -9,7 +9,7 @@ namespace Collins.Tests;
 /// </summary>
 public class RotationCpuTests
 {
-    /// <summary>(rows R, buckets k, last row length): ragged last rows, k below and above a 16-bucket vector and the 2048-bucket stage.</summary>
+    /// <summary>(rows R, buckets k, last row length): ragged last rows, k below and above a 16-bucket vector and a 2048-bucket CPU tile.</summary>
     public static TheoryData<int, int, int> Shapes() => new()
     {
         { 1, 1, 1 }, { 3, 5, 2 }, { 4, 16, 16 }, { 7, 17, 9 }, { 2, 64, 33 }, { 16, 626, 617 }, { 32, 3136, 3136 }, { 5, 4099, 4000 }, { 8, 5000, 1 },
