@@ -23,7 +23,7 @@ var train = new TrainOptions
 {
     Steps = opts.Steps ?? (opts.Quick ? 40 : 1500),
     Batch = opts.Batch,
-    LearningRate = opts.LearningRate ?? 3e-3f,   // the sweep's base; the default run sets each optimizer's own below
+    LearningRate = opts.LearningRate ?? 3e-3f,   // not used as is: the sweep sets each run's rate from its grid, the default run each optimizer's own (below)
     EvalEvery = opts.Quick ? 20 : 100,
     EvalWindows = opts.Quick ? 32 : 256,
     FinalEvalWindows = opts.Quick ? 64 : 0,

@@ -61,6 +61,7 @@ public class RotationCpuTests
         foreach (bool vectorize in new[] { true, false })
         foreach (int tiles in new[] { 1, 3, 7 })
         {
+            string what = $"{(vectorize ? "AccumulateTile" : "AccumulateRow")}, {tiles} tiles";
             var sm = Enumerable.Repeat(float.NaN, k).ToArray(); var sv = Enumerable.Repeat(float.NaN, k).ToArray();
             var sv0 = Enumerable.Repeat(float.NaN, k).ToArray();
             foreach (var (b0, b1) in Tiles(k, tiles))
@@ -72,9 +73,9 @@ public class RotationCpuTests
                     ? RotationCpu.AccumulateTile(g, default, sv0, b0, b1, k, last, w.Rho, w.Sigma)   // β1 = 0
                     : RowByRow(g, default, sv0, b0, b1, w));
             }
-            Assert.True(Bits(em).SequenceEqual(Bits(sm)), $"Σσg, {(vectorize ? "AccumulateTile" : "AccumulateRow")}, {tiles} tiles");
-            Assert.True(Bits(ev).SequenceEqual(Bits(sv)), $"Σg², vectorize {vectorize}, {tiles} tiles");
-            Assert.True(Bits(ev).SequenceEqual(Bits(sv0)), $"Σg² (β1 = 0), vectorize {vectorize}, {tiles} tiles");
+            Assert.True(Bits(em).SequenceEqual(Bits(sm)), "Σσg, " + what);
+            Assert.True(Bits(ev).SequenceEqual(Bits(sv)), "Σg², " + what);
+            Assert.True(Bits(ev).SequenceEqual(Bits(sv0)), "Σg² (β1 = 0), " + what);
         }
     }
 
@@ -83,7 +84,7 @@ public class RotationCpuTests
     {
         for (int r = 0; r < w.Rows; r++)
             RotationCpu.AccumulateRow(g, sumM, sumV, b0, b1, w.K, r * w.K, w.RowLength(r), w.Rho[r], w.Sigma[r], r == 0);
-        return sumV.Slice(b0, b1 - b0).ToArray().All(float.IsFinite);
+        return RotationCpu.AllFinite(sumV.Slice(b0, b1 - b0));
     }
 
     [Theory]
