@@ -15,6 +15,10 @@ namespace Collins.Generators
 
         // Tile sizes: fixed, so the partition never depends on the thread count.
         internal const int RotationTileBuckets = 2048;
+        // Rotation tensors of at least this many entries write their phase-1 sums with non-temporal stores: measured faster from
+        // d = 1M (the smallest size the bench runs) to 256M (docs/benchmarks.md); smaller tensors keep plain stores, their sums
+        // being cache-resident when phase 2 reads them.
+        internal const int NonTemporalSumsMinLength = 1 << 20;
         internal const int UniversalBucketTile = 4096;
         internal const int ElementTile = 16384;
 
@@ -556,33 +560,30 @@ namespace Collins.Generators
             w.Line("/// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in");
             w.Line("/// order 0.." + Lit.I(rows - 1) + " (ρ, σ: <see cref=\"Rotations\"/>, <see cref=\"Signs\"/>), 16 buckets at a time in registers;");
             w.Line("/// returns false when a SumV of the tile is not finite.");
+            if (t.Length >= NonTemporalSumsMinLength)
+                w.Line("/// The sums go out with non-temporal stores (no read of the workspace lines first): at " + Lit.I(t.Length) + " entries the gradient streamed by phase 1 pushes them out of the cache before phase 2 reads them anyway.");
             w.Line("/// </summary>");
             w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
             w.Line("int b0 = tile * TileBuckets;");
             w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
-            w.Line("return " + RC + ".AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last) + ", Rotations, Signs);");
+            w.Line("return " + RC + ".AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
+                   + ", Rotations, Signs" + (t.Length >= NonTemporalSumsMinLength ? ", nonTemporal: true" : "") + ");");
             w.Close();
             w.Line();
             w.Line("/// <summary>");
-            w.Line("/// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),");
-            w.Line("/// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,");
-            w.Line("/// 16 buckets at a time (the tile's sketch stays in L1).");
+            w.Line("/// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,");
+            w.Line("/// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land");
+            w.Line("/// in those buckets (the coefficient never goes to memory).");
             w.Line("/// </summary>");
             w.Open("internal static bool Apply(int tile, in " + TB + " buffers, in " + SS + " scalars)");
             w.Line("int b0 = tile * TileBuckets;");
             w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
-            string update = c.Mean
-                ? RC + ".UpdateBucketsRotationMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, "
-                  + BetaArgs(c) + ", in scalars, rows: " + Lit.I(rows) + ", buckets: " + Lit.I(k)
-                  + ", lastRotation: " + Lit.I(t.Rotations[rows - 1]) + ", lastRowLength: " + Lit.I(last) + ");"
-                : RC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, "
-                  + BetaArgs(c) + ", in scalars);";
-            w.Line(update);
-            w.Line(c.HasM
-                ? RC + ".ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
-                  + ", Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)"
-                : RC + ".ApplyTile(buffers.Parameters, buffers.Gradient, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
-                  + ", Rotations, Signs, scalars.Decay); // β1 = 0: p ← p·decay − g·w[b], w = lr / (√v̂ + ε)");
+            w.Line(RC + ".UpdateApplyTile(buffers.Parameters, " + (c.HasM ? "default" : "buffers.Gradient")
+                   + ", buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: " + Lit.I(k)
+                   + ", lastRowLength: " + Lit.I(last) + ", Rotations, Signs,");
+            w.Line("    " + BetaArgs(c) + ", in scalars" + (c.Mean ? ", meanSecondMoment: true" : "") + "); "
+                   + (c.HasM ? "// p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)" : "// β1 = 0: p ← p·decay − g·w, w = lr / (√v̂ + ε)")
+                   + (c.Mean ? ", v̂ = v / occupancy" : ""));
             w.Line("return true;");
             w.Close();
             w.Line();

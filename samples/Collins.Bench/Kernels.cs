@@ -323,7 +323,9 @@ public static class PhaseProbe
             int k = (int)bucketsField.GetRawConstantValue()!;
             var accumulate = acc.CreateDelegate<TileKernel>();
             var apply = app.CreateDelegate<TileKernel>();
-            float[] m = new float[b0 ? 0 : k], v = new float[k], sumM = new float[b0 ? 0 : k], sumV = new float[k];
+            float[] m = new float[b0 ? 0 : k], v = new float[k];
+            // The workspaces as the optimizers allocate them (64-byte aligned, so phase 1 can use non-temporal stores).
+            AlignedFloats sumM = new(b0 ? 0 : k), sumV = new(k);
             var triad = new TriadKernel(b, threads);
             var s = StepScalars.For(10, 1e-4f, b0 ? 0 : 0.9, 0.999, 0);
             Action[] steps =

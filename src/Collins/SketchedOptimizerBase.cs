@@ -1,3 +1,4 @@
+using Collins.Kernels;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -105,8 +106,10 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         int n = tensors.Count;
         FirstMoments = new float[n][];
         SecondMoments = new float[n][];
-        SumM = new float[n][];
-        SumV = new float[n][];
+        SumM = new AlignedFloats[n];
+        SumV = new AlignedFloats[n];
+        Array.Fill(SumM, AlignedFloats.Empty);
+        Array.Fill(SumV, AlignedFloats.Empty);
         if (accelerator is null)
         {
             for (int i = 0; i < n; i++)
@@ -114,8 +117,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
                 var plan = tensors[i];
                 FirstMoments[i] = plan.HasFirstMoment ? new float[plan.Buckets] : Array.Empty<float>();
                 SecondMoments[i] = new float[plan.Buckets];
-                SumM[i] = plan.IsDense || !plan.HasFirstMoment ? Array.Empty<float>() : new float[plan.Buckets];
-                SumV[i] = plan.IsDense ? Array.Empty<float>() : new float[plan.Buckets];
+                SumM[i] = plan.IsDense || !plan.HasFirstMoment ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
+                SumV[i] = plan.IsDense ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
             }
         }
         else
@@ -175,9 +178,10 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     // CPU state: per tensor; empty arrays where a moment is not kept.
     protected float[][] FirstMoments { get; }
     protected float[][] SecondMoments { get; }
-    // CPU workspace for phase 1 (bucket sums), not state: empty for dense tensors.
-    protected float[][] SumM { get; }
-    protected float[][] SumV { get; }
+    // CPU workspace for phase 1 (bucket sums), not state: empty for dense tensors. 64-byte aligned, so that phase 1 of a large
+    // Rotation tensor can write it with non-temporal stores (RotationCpu.AccumulateTile).
+    protected AlignedFloats[] SumM { get; }
+    protected AlignedFloats[] SumV { get; }
     // Device state (null on CPU).
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceFirstMoments { get; }
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceSecondMoments { get; }

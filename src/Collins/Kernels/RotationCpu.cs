@@ -56,10 +56,17 @@ public static unsafe class RotationCpu
     /// <paramref name="gradient"/> holds (R − 1)·k + <paramref name="lastRowLength"/> floats; <paramref name="rotations"/> are ρ_r
     /// (0 ≤ ρ_r &lt; k) and <paramref name="signs"/> σ_r = ±1 for r = 0..R−1.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <remarks>
+    /// With <paramref name="nonTemporal"/> the sums of whole 16-bucket vectors are written with non-temporal stores, which skip the
+    /// read-for-ownership of the destination lines: for a tensor whose gradient is far larger than the cache, the sums would be
+    /// evicted before phase 2 reads them anyway, so this saves k·4 bytes of memory reads per sum array (d = 64M, Ratio 32: 16 MB of
+    /// the step's ≈ 560 MB of reads; docs/benchmarks.md). It needs both destinations 64-byte aligned at
+    /// <paramref name="bucketStart"/> (as the optimizers' workspaces are, see <see cref="AlignedFloats"/>); when they are not, plain
+    /// stores are used. The values written are the same either way.
+    /// </remarks>
     public static bool AccumulateTile(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                       int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                      ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs)
+                                      ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, bool nonTemporal = false)
     {
         int rows = rotations.Length;
         bool hasM = sumM.Length != 0;
@@ -74,6 +81,46 @@ public static unsafe class RotationCpu
                               rotations[r], signs[r] > 0 ? 1f : -1f, r == 0);
             return AllFinite(sumV.Slice(bucketStart, bucketEnd - bucketStart));
         }
+        if (nonTemporal && System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
+        {
+            // Pinned for the whole call: an aligned address must stay aligned (a non-temporal store to a moved, misaligned
+            // address would fault).
+            fixed (float* pm = sumM)
+            fixed (float* pv = sumV)
+            {
+                if (IsCacheLineAligned(pv + bucketStart) && (!hasM || IsCacheLineAligned(pm + bucketStart)))
+                {
+                    bool finite = AccumulateTileVector<NonTemporalStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs);
+                    System.Runtime.Intrinsics.X86.Sse.StoreFence(); // non-temporal stores are weakly ordered: drain them before the tile counts as done
+                    return finite;
+                }
+            }
+        }
+        return AccumulateTileVector<PlainStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs);
+    }
+
+    private static bool IsCacheLineAligned(float* element) => ((nuint)element & 63) == 0;
+
+    /// <summary>How <see cref="AccumulateTileVector{TStore}"/> writes a vector of sums (a struct type argument: the JIT compiles one loop per store kind, with no branch inside).</summary>
+    private interface IVectorStore { static abstract void Store(Vector512<float> value, ref float destination); }
+    private readonly struct PlainStore : IVectorStore
+    {
+        public static void Store(Vector512<float> value, ref float destination) => value.StoreUnsafe(ref destination);
+    }
+    private readonly struct NonTemporalStore : IVectorStore
+    {
+        public static void Store(Vector512<float> value, ref float destination)
+            => System.Runtime.Intrinsics.X86.Avx512F.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref destination), value);
+    }
+
+    /// <summary>The Vector512 body of <see cref="AccumulateTile"/> (arguments already validated).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool AccumulateTileVector<TStore>(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                                     int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                                     ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs) where TStore : struct, IVectorStore
+    {
+        int rows = rotations.Length;
+        bool hasM = sumM.Length != 0;
         const int W = 16; // Vector512<float>.Count
         ref float rg = ref MemoryMarshal.GetReference(gradient);
         ref float rm = ref MemoryMarshal.GetReference(sumM);
@@ -123,8 +170,8 @@ public static unsafe class RotationCpu
                     sv += x * x;
                 }
             }
-            if (hasM) sm.StoreUnsafe(ref rm, (nuint)b);
-            sv.StoreUnsafe(ref rv, (nuint)b);
+            if (hasM) TStore.Store(sm, ref Unsafe.Add(ref rm, b));
+            TStore.Store(sv, ref Unsafe.Add(ref rv, b));
             check += sv * Vector512<float>.Zero;
         }
         for (; b < bucketEnd; b++)
@@ -422,6 +469,166 @@ public static unsafe class RotationCpu
                 sumV[b] = lr / (MathF.Sqrt(vhat) * isb2 + epsilon);
             }
         }
+    }
+
+    // ---------------------------------------------------------------- phase 2: moments and parameters in one pass
+
+    /// <summary>
+    /// Phase 2 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, fused: for each vector
+    /// of 16 buckets the moments are updated (m ← β1·m + (1−β1)·sumM, v ← β2·v + (1−β2)·sumV, both stored), the buckets' update
+    /// coefficient is formed in a register (β1 ≠ 0: q = lr·m·invBc1 / (√v̂·invSqrtBc2 + ε); β1 = 0: w = lr / (√v̂·invSqrtBc2 + ε)),
+    /// and every row's 16 parameters that land in those buckets are updated at once (p ← p·decay − σ_r·q, or p ← p·decay − g·w).
+    /// v̂ = v, or v / occupancy with <paramref name="meanSecondMoment"/> (a bucket holds R entries when its column exists in the ragged
+    /// last row, R − 1 otherwise). The coefficient never goes to memory, and the workspace is only read by the vector loop; the
+    /// division and square root overlap the row updates' memory traffic.
+    /// Every value is bit-identical to <see cref="UpdateBuckets"/> (or <see cref="UpdateBucketsRotationMean"/>) followed by
+    /// <see cref="ApplyTile"/> over the same range, which is what the last partial vector and CPUs without AVX-512 run (they leave
+    /// the coefficient in the workspace, as those two do).
+    /// <paramref name="sumM"/> and <paramref name="firstMoment"/> are empty when β1 = 0; <paramref name="gradient"/> is read only then.
+    /// </summary>
+    public static void UpdateApplyTile(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
+                                       Span<float> sumM, Span<float> sumV, int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                       ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
+                                       float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                       in StepScalars scalars, bool meanSecondMoment = false)
+    {
+        int rows = rotations.Length;
+        bool hasM = firstMoment.Length != 0;
+        if (rows == 0 || signs.Length != rows || (uint)bucketStart > (uint)bucketEnd || bucketEnd > buckets
+            || secondMoment.Length < bucketEnd || sumV.Length < bucketEnd || (hasM && (sumM.Length < bucketEnd || firstMoment.Length < bucketEnd))
+            || lastRowLength <= 0 || lastRowLength > buckets || parameters.Length != (long)(rows - 1) * buckets + lastRowLength
+            || (!hasM && gradient.Length != parameters.Length))
+            throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
+        int vectorEnd = bucketStart;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var k = new FusedConstants(beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, in scalars, rows, buckets, rotations[rows - 1], lastRowLength);
+            vectorEnd = (hasM, meanSecondMoment) switch
+            {
+                (true, false) => UpdateApplyVector<WithFirstMoment, SumEstimate>(parameters, gradient, firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, lastRowLength, rotations, signs, in k),
+                (true, true) => UpdateApplyVector<WithFirstMoment, MeanEstimate>(parameters, gradient, firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, lastRowLength, rotations, signs, in k),
+                (false, false) => UpdateApplyVector<NoFirstMoment, SumEstimate>(parameters, gradient, firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, lastRowLength, rotations, signs, in k),
+                (false, true) => UpdateApplyVector<NoFirstMoment, MeanEstimate>(parameters, gradient, firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, lastRowLength, rotations, signs, in k),
+            };
+        }
+        if (vectorEnd < bucketEnd)
+        {
+            if (meanSecondMoment)
+                UpdateBucketsRotationMean(firstMoment, secondMoment, sumM, sumV, vectorEnd, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon,
+                                          in scalars, rows, buckets, rotations[rows - 1], lastRowLength);
+            else
+                UpdateBuckets(firstMoment, secondMoment, sumM, sumV, vectorEnd, bucketEnd, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, in scalars);
+            ApplyTile(parameters, hasM ? default : gradient, hasM ? sumM : sumV, vectorEnd, bucketEnd, buckets, lastRowLength, rotations, signs, scalars.Decay);
+        }
+    }
+
+    /// <summary>Step constants of <see cref="UpdateApplyTile"/>, broadcast once per call.</summary>
+    private readonly struct FusedConstants(float beta1, float c1, float beta2, float c2, float epsilon, in StepScalars s,
+                                           int rows, int buckets, int lastRotation, int lastRowLength)
+    {
+        public readonly Vector512<float> Beta1 = Vector512.Create(beta1), C1 = Vector512.Create(c1);
+        public readonly Vector512<float> Beta2 = Vector512.Create(beta2), C2 = Vector512.Create(c2);
+        public readonly Vector512<float> Epsilon = Vector512.Create(epsilon), LearningRate = Vector512.Create(s.LearningRate);
+        public readonly Vector512<float> InvBc1 = Vector512.Create(s.InvBiasCorrection1), InvSqrtBc2 = Vector512.Create(s.InvSqrtBiasCorrection2);
+        public readonly Vector512<float> Decay = Vector512.Create(s.Decay);
+        public readonly int Rows = rows, Buckets = buckets, LastRotation = lastRotation, LastRowLength = lastRowLength;
+    }
+
+    private interface IFirstMomentKind { static abstract bool Present { get; } }
+    private readonly struct WithFirstMoment : IFirstMomentKind { public static bool Present => true; }
+    private readonly struct NoFirstMoment : IFirstMomentKind { public static bool Present => false; }
+    private interface IEstimateKind { static abstract bool Mean { get; } }
+    private readonly struct SumEstimate : IEstimateKind { public static bool Mean => false; }
+    private readonly struct MeanEstimate : IEstimateKind { public static bool Mean => true; }
+
+    /// <summary>
+    /// The Vector512 body of <see cref="UpdateApplyTile"/> over whole 16-bucket vectors from <paramref name="bucketStart"/>; returns
+    /// where it stopped (the partial vector, if any, is left to the caller). One loop per (moment kind, estimate) pair, no branch on
+    /// them inside. Per lane the operations and their order are those of <c>UpdateCore</c> and <see cref="ApplyTile"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int UpdateApplyVector<TFirst, TEstimate>(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment,
+                                                            Span<float> secondMoment, ReadOnlySpan<float> sumM, ReadOnlySpan<float> sumV,
+                                                            int bucketStart, int bucketEnd, int lastRowLength,
+                                                            ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, in FusedConstants k)
+        where TFirst : struct, IFirstMomentKind where TEstimate : struct, IEstimateKind
+    {
+        const int W = 16;
+        ref float rp = ref MemoryMarshal.GetReference(parameters);
+        ref float rg = ref MemoryMarshal.GetReference(gradient);
+        ref float rm = ref MemoryMarshal.GetReference(firstMoment);
+        ref float rv = ref MemoryMarshal.GetReference(secondMoment);
+        ref float rsm = ref MemoryMarshal.GetReference(sumM);
+        ref float rsv = ref MemoryMarshal.GetReference(sumV);
+        ref int rrho = ref MemoryMarshal.GetReference(rotations);
+        ref int rsig = ref MemoryMarshal.GetReference(signs);
+        int rows = k.Rows, buckets = k.Buckets;
+        var lanes = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        var vd = k.Decay;
+        int b = bucketStart;
+        for (; b <= bucketEnd - W; b += W)
+        {
+            // Moments of the 16 buckets, then their coefficient (lane-wise IEEE operations, no fused multiply-add, as UpdateCore).
+            var v = k.Beta2 * Vector512.LoadUnsafe(ref rv, (nuint)b) + k.C2 * Vector512.LoadUnsafe(ref rsv, (nuint)b);
+            v.StoreUnsafe(ref rv, (nuint)b);
+            var vhat = v;
+            if (TEstimate.Mean)
+            {
+                var c = Vector512.Create(b - k.LastRotation) + lanes;
+                c = Vector512.ConditionalSelect(Vector512.LessThan(c, Vector512<int>.Zero), c + Vector512.Create(buckets), c);
+                var occupancy = Vector512.ConvertToSingle(Vector512.ConditionalSelect(Vector512.LessThan(c, Vector512.Create(k.LastRowLength)),
+                                                                                     Vector512.Create(rows), Vector512.Create(rows - 1)));
+                vhat = v / occupancy;
+            }
+            var den = Vector512.Sqrt(vhat) * k.InvSqrtBc2 + k.Epsilon;
+            Vector512<float> q;
+            if (TFirst.Present)
+            {
+                var m = k.Beta1 * Vector512.LoadUnsafe(ref rm, (nuint)b) + k.C1 * Vector512.LoadUnsafe(ref rsm, (nuint)b);
+                m.StoreUnsafe(ref rm, (nuint)b);
+                q = k.LearningRate * (m * k.InvBc1) / den;
+            }
+            else q = k.LearningRate / den;
+
+            // Every row's parameters in these buckets: row r at column (b − ρ_r) mod k, as ApplyTile.
+            for (int r = 0; r < rows; r++)
+            {
+                int rho = Unsafe.Add(ref rrho, r);
+                int c = b - rho;
+                if (c < 0) c += buckets;
+                int len = r == rows - 1 ? lastRowLength : buckets;
+                nuint rowOffset = (nuint)r * (nuint)buckets;
+                float sign = Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f;
+                if (c + W <= len)
+                {
+                    nuint i = rowOffset + (nuint)c;
+                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + PrefetchAhead < len)
+                    {
+                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
+                        if (!TFirst.Present) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
+                    }
+                    var pv = Vector512.LoadUnsafe(ref rp, i);
+                    pv = TFirst.Present ? pv * vd - Vector512.Create(sign) * q : pv * vd - Vector512.LoadUnsafe(ref rg, i) * q;
+                    pv.StoreUnsafe(ref rp, i);
+                }
+                else
+                {
+                    // wrap point or ragged end inside this vector: lane by lane
+                    float decay = vd.ToScalar();
+                    for (int j = 0; j < W; j++)
+                    {
+                        int cj = b + j - rho;
+                        if (cj < 0) cj += buckets;
+                        if (cj >= len) continue;
+                        nuint ij = rowOffset + (nuint)cj;
+                        float qj = q.GetElement(j);
+                        Unsafe.Add(ref rp, ij) = TFirst.Present ? Unsafe.Add(ref rp, ij) * decay - sign * qj
+                                                                : Unsafe.Add(ref rp, ij) * decay - Unsafe.Add(ref rg, ij) * qj;
+                    }
+                }
+            }
+        }
+        return b;
     }
 
     // ---------------------------------------------------------------- phase 2: parameters

@@ -229,16 +229,16 @@ partial class NoMomentum
             }
 
             /// <summary>
-            /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-            /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
-            /// 16 buckets at a time (the tile's sketch stays in L1).
+            /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
+            /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
+            /// in those buckets (the coefficient never goes to memory).
             /// </summary>
             internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
             {
                 int b0 = tile * TileBuckets;
                 int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0f, 1f, 0.99f, 0.01f, 1E-06f, in scalars);
-                global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, buffers.Gradient, buffers.SumV, b0, b1, buckets: 100, lastRowLength: 100, Rotations, Signs, scalars.Decay); // β1 = 0: p ← p·decay − g·w[b], w = lr / (√v̂ + ε)
+                global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, buffers.Gradient, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 100, lastRowLength: 100, Rotations, Signs,
+                    0f, 1f, 0.99f, 0.01f, 1E-06f, in scalars); // β1 = 0: p ← p·decay − g·w, w = lr / (√v̂ + ε)
                 return true;
             }
 

@@ -337,16 +337,16 @@ namespace Samples
                 }
 
                 /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
-                /// 16 buckets at a time (the tile's sketch stays in L1).
+                /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
+                /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
+                /// in those buckets (the coefficient never goes to memory).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
-                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
+                    global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, default, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs,
+                        0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars); // p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
@@ -583,16 +583,16 @@ namespace Samples
                 }
 
                 /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
-                /// 16 buckets at a time (the tile's sketch stays in L1).
+                /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
+                /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
+                /// in those buckets (the coefficient never goes to memory).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
-                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
+                    global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, default, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs,
+                        0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars); // p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
@@ -814,16 +814,16 @@ namespace Samples
                 }
 
                 /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …): updates the tile's moments (m ← β1·m + (1−β1)·SumM, v ← β2·v + (1−β2)·SumV),
-                /// leaves each bucket's update coefficient in the workspace, then updates every row's parameters that land in the tile,
-                /// 16 buckets at a time (the tile's sketch stays in L1).
+                /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
+                /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
+                /// in those buckets (the coefficient never goes to memory).
                 /// </summary>
                 internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
                 {
                     int b0 = tile * TileBuckets;
                     int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
-                    global::Collins.Kernels.RotationCpu.ApplyTile(buffers.Parameters, default, buffers.SumM, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs, scalars.Decay); // p ← p·decay − σ_r·q[b], q = lr·m̂ / (√v̂ + ε)
+                    global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, default, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs,
+                        0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars); // p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)
                     return true;
                 }
 
