@@ -522,6 +522,13 @@ public static unsafe class RotationCpu
         }
     }
 
+    /// <summary>
+    /// Buckets ahead that <see cref="UpdateApplyTile"/> software-prefetches in the moment and workspace arrays. Besides the 32 row
+    /// streams of a tile those four streams were left to the hardware prefetchers, which did not follow them: at d = 64M, Ratio 32
+    /// the step went from 20.45–20.75 to 19.50–19.85 ms with it (4 alternating pairs; 128 and 256 measured the same within noise).
+    /// </summary>
+    private const int SketchPrefetchAhead = 64;
+
     /// <summary>Step constants of <see cref="UpdateApplyTile"/>, broadcast once per call.</summary>
     private readonly struct FusedConstants(float beta1, float c1, float beta2, float c2, float epsilon, in StepScalars s,
                                            int rows, int buckets, int lastRotation, int lastRowLength)
@@ -569,6 +576,16 @@ public static unsafe class RotationCpu
         for (; b <= bucketEnd - W; b += W)
         {
             // Moments of the 16 buckets, then their coefficient (lane-wise IEEE operations, no fused multiply-add, as UpdateCore).
+            if (System.Runtime.Intrinsics.X86.Sse.IsSupported && b + SketchPrefetchAhead < bucketEnd)
+            {
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rv, b + SketchPrefetchAhead)));
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsv, b + SketchPrefetchAhead)));
+                if (TFirst.Present)
+                {
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rm, b + SketchPrefetchAhead)));
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsm, b + SketchPrefetchAhead)));
+                }
+            }
             var v = k.Beta2 * Vector512.LoadUnsafe(ref rv, (nuint)b) + k.C2 * Vector512.LoadUnsafe(ref rsv, (nuint)b);
             v.StoreUnsafe(ref rv, (nuint)b);
             var vhat = v;
