@@ -148,11 +148,11 @@ public static class CpuBench
                 ? $"Rotation vs_adamw={median[adamw] / median[rot]:F2} vs_limit={median[triad] / median[rot]:F2}"
                 : "Rotation not measured (generated optimizer unavailable)";
             string uniPart = uni >= 0 && adamw >= 0 ? $"; Universal vs_adamw={median[adamw] / median[uni]:F2}" : "";
-            // The floors (Limits.cs): the best vs_adamw any kernel with the same memory protocol could reach here.
+            // The floors (Limits.cs and the triad): the best vs_adamw any kernel with the same memory protocol could reach here.
             int twoPass = kernels.FindIndex(k => k.Name.StartsWith("read + scale"));
             int random = kernels.FindIndex(k => k.Name.StartsWith("random scatter"));
             string floors = adamw >= 0 && twoPass >= 0 && random >= 0
-                ? $"; floors: two-pass vs_adamw={median[adamw] / median[twoPass]:F2}, random scatter+gather vs_adamw={median[adamw] / median[random]:F2}"
+                ? $"; floors: triad vs_adamw={median[adamw] / median[triad]:F2}, two-pass vs_adamw={median[adamw] / median[twoPass]:F2}, random scatter+gather vs_adamw={median[adamw] / median[random]:F2}"
                 : "";
             Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads}: {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms{floors}");
             return 0;
