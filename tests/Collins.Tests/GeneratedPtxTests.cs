@@ -9,8 +9,8 @@ using ILGPU.Runtime.Cuda;
 namespace Collins.Tests.Generated;
 
 /// <summary>
-/// Every generated ILGPU kernel compiles to PTX for sm_90 with ILGPU's PTX backend, without a GPU.
-/// Rotation kernels must be atomic-free; the Universal scatter must use atomics.
+/// Every generated ILGPU kernel compiles to PTX for sm_90 with ILGPU's PTX backend, without a GPU, and uses no
+/// local memory. Rotation kernels must be atomic-free; the Universal scatter must use atomics.
 /// </summary>
 public class GeneratedPtxTests
 {
@@ -58,6 +58,9 @@ public class GeneratedPtxTests
             // ".target sm_80" in the module header (sm_80 PTX is forward-compatible and JIT-compiled for sm_90).
             Assert.True(System.Text.RegularExpressions.Regex.IsMatch(ptx, @"\.target sm_(80|90)\b"), $"{where}: unexpected PTX target:\n{ptx[..Math.Min(ptx.Length, 400)]}");
             Assert.True(ptx.Contains(".entry", StringComparison.Ordinal), $"{where}: PTX has no entry point");
+            // No local (per-thread stack) memory at the PTX level: every value of the unrolled kernels lives in registers.
+            // (Register spills that ptxas may add for a particular GPU are checked on the device: samples/Collins.Bench/run-gpu.sh.)
+            Assert.False(ptx.Contains(".local", StringComparison.Ordinal), $"{where}: PTX declares local memory");
             bool atomic = ptx.Contains("atom.", StringComparison.Ordinal) || ptx.Contains("red.", StringComparison.Ordinal);
             bool isUniversal = ((SketchLayout)optimizer.GetProperty("DefaultSettings")!.GetValue(null)!.GetType()
                 .GetProperty("Layout")!.GetValue(optimizer.GetProperty("DefaultSettings")!.GetValue(null))!) == SketchLayout.Universal;
@@ -74,5 +77,23 @@ public class GeneratedPtxTests
         }
         Assert.True(rotation >= 10, $"only {rotation} Rotation kernels checked");
         Assert.True(universalScatter >= 4, $"only {universalScatter} Universal scatter kernels checked");
+    }
+
+    /// <summary>A kernel that needs per-thread local memory (a dynamically indexed array), as a control for the check above.</summary>
+    private static void LocalArrayKernel(Index1D i, ArrayView<float> x)
+    {
+        var a = LocalMemory.Allocate1D<float>(8);
+        for (int j = 0; j < 8; j++) a[j] = x[j];
+        x[i] = a[i % 8];
+    }
+
+    [Fact]
+    public void The_local_memory_check_sees_local_memory()
+    {
+        using var context = Context.Create(b => b.CPU());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90,
+                                           CudaInstructionSet.ISA_83, null!);
+        var kernel = typeof(GeneratedPtxTests).GetMethod(nameof(LocalArrayKernel), BindingFlags.Static | BindingFlags.NonPublic)!;
+        Assert.Contains(".local", CompileToPtx(backend, kernel), StringComparison.Ordinal);
     }
 }
