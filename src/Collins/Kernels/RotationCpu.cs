@@ -607,43 +607,8 @@ public static unsafe class RotationCpu
             }
             else q = k.LearningRate / den;
 
-            // Every row's parameters in these buckets: row r at column (b − ρ_r) mod k, as ApplyTile.
-            for (int r = 0; r < rows; r++)
-            {
-                int rho = Unsafe.Add(ref rrho, r);
-                int c = b - rho;
-                if (c < 0) c += buckets;
-                int len = r == rows - 1 ? lastRowLength : buckets;
-                nuint rowOffset = (nuint)r * (nuint)buckets;
-                float sign = Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f;
-                if (c + W <= len)
-                {
-                    nuint i = rowOffset + (nuint)c;
-                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + PrefetchAhead < len)
-                    {
-                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
-                        if (!TFirst.Present) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
-                    }
-                    var pv = Vector512.LoadUnsafe(ref rp, i);
-                    pv = TFirst.Present ? pv * vd - Vector512.Create(sign) * q : pv * vd - Vector512.LoadUnsafe(ref rg, i) * q;
-                    pv.StoreUnsafe(ref rp, i);
-                }
-                else
-                {
-                    // wrap point or ragged end inside this vector: lane by lane
-                    float decay = vd.ToScalar();
-                    for (int j = 0; j < W; j++)
-                    {
-                        int cj = b + j - rho;
-                        if (cj < 0) cj += buckets;
-                        if (cj >= len) continue;
-                        nuint ij = rowOffset + (nuint)cj;
-                        float qj = q.GetElement(j);
-                        Unsafe.Add(ref rp, ij) = TFirst.Present ? Unsafe.Add(ref rp, ij) * decay - sign * qj
-                                                                : Unsafe.Add(ref rp, ij) * decay - Unsafe.Add(ref rg, ij) * qj;
-                    }
-                }
-            }
+            // Every row's parameters in these buckets, exactly as ApplyTile does it.
+            ApplyVector(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, q, vd, momentum: TFirst.Present);
         }
         return b;
     }
@@ -718,29 +683,7 @@ public static unsafe class RotationCpu
         int b = bucketStart;
         for (; b <= bucketEnd - W; b += W)
         {
-            var q = Vector512.LoadUnsafe(ref rq, (nuint)b);
-            for (int r = 0; r < rows; r++)
-            {
-                int rho = Unsafe.Add(ref rrho, r);
-                int c = b - rho;
-                if (c < 0) c += buckets;
-                int len = r == rows - 1 ? lastRowLength : buckets;
-                nuint rowOffset = (nuint)r * (nuint)buckets;
-                float sign = Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f;
-                if (c + W <= len)
-                {
-                    nuint i = rowOffset + (nuint)c;
-                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + PrefetchAhead < len)
-                    {
-                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
-                        if (!momentum) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
-                    }
-                    var pv = Vector512.LoadUnsafe(ref rp, i);
-                    pv = momentum ? pv * vd - Vector512.Create(sign) * q : pv * vd - Vector512.LoadUnsafe(ref rg, i) * q;
-                    pv.StoreUnsafe(ref rp, i);
-                }
-                else ApplyLanes(ref rp, ref rg, ref rq, b, W, rho, buckets, len, rowOffset, sign, decay, momentum);
-            }
+            ApplyVector(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, Vector512.LoadUnsafe(ref rq, (nuint)b), vd, momentum);
         }
         if (b < bucketEnd)
         {
@@ -749,6 +692,54 @@ public static unsafe class RotationCpu
                 int len = r == rows - 1 ? lastRowLength : buckets;
                 ApplyLanes(ref rp, ref rg, ref rq, b, bucketEnd - b, Unsafe.Add(ref rrho, r), buckets, len, (nuint)r * (nuint)buckets,
                            Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f, decay, momentum);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Phase 2 for the 16 buckets [b, b + 16) whose coefficient is <paramref name="q"/>: every row's parameters that land there,
+    /// row r at column (b − ρ_r) mod k (β1 ≠ 0: p ← p·decay − σ_r·q; β1 = 0: p ← p·decay − g·q). A row whose 16 columns
+    /// straddle its wrap point or the ragged last row's end is done lane by lane. Shared by <see cref="ApplyTile"/> and
+    /// <see cref="UpdateApplyTile"/>, which inlines it with <paramref name="momentum"/> a constant.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ApplyVector(ref float rp, ref float rg, ref int rrho, ref int rsig, int rows, int buckets, int lastRowLength,
+                                    int b, Vector512<float> q, Vector512<float> vd, bool momentum)
+    {
+        const int W = 16;
+        for (int r = 0; r < rows; r++)
+        {
+            int rho = Unsafe.Add(ref rrho, r);
+            int c = b - rho;
+            if (c < 0) c += buckets;
+            int len = r == rows - 1 ? lastRowLength : buckets;
+            nuint rowOffset = (nuint)r * (nuint)buckets;
+            float sign = Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f;
+            if (c + W <= len)
+            {
+                nuint i = rowOffset + (nuint)c;
+                if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + PrefetchAhead < len)
+                {
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
+                    if (!momentum) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
+                }
+                var pv = Vector512.LoadUnsafe(ref rp, i);
+                pv = momentum ? pv * vd - Vector512.Create(sign) * q : pv * vd - Vector512.LoadUnsafe(ref rg, i) * q;
+                pv.StoreUnsafe(ref rp, i);
+            }
+            else
+            {
+                // wrap point or ragged end inside this vector: lane by lane
+                float decay = vd.ToScalar();
+                for (int j = 0; j < W; j++)
+                {
+                    int cj = b + j - rho;
+                    if (cj < 0) cj += buckets;
+                    if (cj >= len) continue;
+                    nuint ij = rowOffset + (nuint)cj;
+                    float qj = q.GetElement(j);
+                    Unsafe.Add(ref rp, ij) = momentum ? Unsafe.Add(ref rp, ij) * decay - sign * qj : Unsafe.Add(ref rp, ij) * decay - Unsafe.Add(ref rg, ij) * qj;
+                }
             }
         }
     }
