@@ -40,12 +40,15 @@ public class GeneratedPtxTests
         return ((PTXCompiledKernel)compiled).PTXAssembly;
     }
 
+    /// <summary>ILGPU's PTX backend for sm_90 on a CPU-only context (no GPU needed).</summary>
+    private static PTXBackend Sm90Backend(Context context)
+        => new(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_83, null!);
+
     [Fact]
     public void Every_generated_kernel_compiles_to_ptx_for_sm90()
     {
         using var context = Context.Create(b => b.CPU());
-        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90,
-                                           CudaInstructionSet.ISA_83, null!);
+        using var backend = Sm90Backend(context);
         Assert.Equal(CudaArchitecture.SM_90, backend.Architecture);
         var kernels = Kernels().ToList();
         Assert.True(kernels.Count >= 40, $"found only {kernels.Count} kernels");
@@ -91,8 +94,7 @@ public class GeneratedPtxTests
     public void The_local_memory_check_sees_local_memory()
     {
         using var context = Context.Create(b => b.CPU());
-        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90,
-                                           CudaInstructionSet.ISA_83, null!);
+        using var backend = Sm90Backend(context);
         var kernel = typeof(GeneratedPtxTests).GetMethod(nameof(LocalArrayKernel), BindingFlags.Static | BindingFlags.NonPublic)!;
         Assert.Contains(".local", CompileToPtx(backend, kernel), StringComparison.Ordinal);
     }

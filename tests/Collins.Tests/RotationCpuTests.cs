@@ -3,9 +3,9 @@ using Collins.Kernels;
 namespace Collins.Tests;
 
 /// <summary>
-/// The Rotation CPU tile kernels the generated optimizers call (AccumulateTile, ApplyTile), against plain loops written here from
-/// the algorithm and against the row kernels a CPU without AVX-512 runs, bit for bit, for any split of the buckets into tiles.
-/// (Until now they were tested only through whole optimizers, within a tolerance.)
+/// The Rotation CPU tile kernels (AccumulateTile, ApplyTile, and the fused UpdateApplyTile the generated optimizers call in phase 2),
+/// against plain loops written here from the algorithm and against the row kernels a CPU without AVX-512 runs, bit for bit, for
+/// any split of the buckets into tiles.
 /// </summary>
 public class RotationCpuTests
 {

@@ -414,6 +414,15 @@ public static unsafe class RotationCpu
             var inLastRow = Vector.LessThan(c, new Vector<int>(lastRowLength));
             return Vector.ConvertToSingle(Vector.ConditionalSelect(inLastRow, new Vector<int>(rows), new Vector<int>(rows - 1)));
         }
+
+        /// <summary>Occupancies of buckets [bucket, bucket + 16), for the Vector512 loop of <see cref="UpdateApplyTile"/>.</summary>
+        public Vector512<float> GetVector512(int bucket)
+        {
+            var c = Vector512.Create(bucket - lastRotation) + Vector512<int>.Indices;
+            c = Vector512.ConditionalSelect(Vector512.LessThan(c, Vector512<int>.Zero), c + Vector512.Create(buckets), c);
+            var inLastRow = Vector512.LessThan(c, Vector512.Create(lastRowLength));
+            return Vector512.ConvertToSingle(Vector512.ConditionalSelect(inLastRow, Vector512.Create(rows), Vector512.Create(rows - 1)));
+        }
     }
 
     private static void UpdateCore<TOcc>(Span<float> firstMoment, Span<float> secondMoment, Span<float> sumM, Span<float> sumV,
@@ -538,7 +547,9 @@ public static unsafe class RotationCpu
         public readonly Vector512<float> Epsilon = Vector512.Create(epsilon), LearningRate = Vector512.Create(s.LearningRate);
         public readonly Vector512<float> InvBc1 = Vector512.Create(s.InvBiasCorrection1), InvSqrtBc2 = Vector512.Create(s.InvSqrtBiasCorrection2);
         public readonly Vector512<float> Decay = Vector512.Create(s.Decay);
-        public readonly int Rows = rows, Buckets = buckets, LastRotation = lastRotation, LastRowLength = lastRowLength;
+        public readonly int Rows = rows, Buckets = buckets;
+        /// <summary>v̂'s divisor when the second moment is the Mean estimate (the same occupancy UpdateBucketsRotationMean uses).</summary>
+        public readonly RotationOccupancy Occupancy = new(rows, buckets, lastRotation, lastRowLength);
     }
 
     private interface IFirstMomentKind { static abstract bool Present { get; } }
@@ -570,7 +581,6 @@ public static unsafe class RotationCpu
         ref int rrho = ref MemoryMarshal.GetReference(rotations);
         ref int rsig = ref MemoryMarshal.GetReference(signs);
         int rows = k.Rows, buckets = k.Buckets;
-        var lanes = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         var vd = k.Decay;
         int b = bucketStart;
         for (; b <= bucketEnd - W; b += W)
@@ -589,14 +599,7 @@ public static unsafe class RotationCpu
             var v = k.Beta2 * Vector512.LoadUnsafe(ref rv, (nuint)b) + k.C2 * Vector512.LoadUnsafe(ref rsv, (nuint)b);
             v.StoreUnsafe(ref rv, (nuint)b);
             var vhat = v;
-            if (TEstimate.Mean)
-            {
-                var c = Vector512.Create(b - k.LastRotation) + lanes;
-                c = Vector512.ConditionalSelect(Vector512.LessThan(c, Vector512<int>.Zero), c + Vector512.Create(buckets), c);
-                var occupancy = Vector512.ConvertToSingle(Vector512.ConditionalSelect(Vector512.LessThan(c, Vector512.Create(k.LastRowLength)),
-                                                                                     Vector512.Create(rows), Vector512.Create(rows - 1)));
-                vhat = v / occupancy;
-            }
+            if (TEstimate.Mean) vhat = v / k.Occupancy.GetVector512(b);
             var den = Vector512.Sqrt(vhat) * k.InvSqrtBc2 + k.Epsilon;
             Vector512<float> q;
             if (TFirst.Present)
