@@ -22,9 +22,6 @@ namespace Collins.Generators
         internal const int UniversalBucketTile = 4096;
         internal const int ElementTile = 16384;
 
-        // Pairwise aliasing checks are emitted up to this many tensors (n·(n−1) calls).
-        internal const int MaxCrossOverlapTensors = 24;
-
         private const string AV = "global::ILGPU.ArrayView<float>";
         private const string AVI = "global::ILGPU.ArrayView<int>";
         private const string Idx = "global::ILGPU.Index1D";
@@ -232,21 +229,9 @@ namespace Collins.Generators
             w.Open("public global::Collins.StepOutcome Step(" + ParamList(c, Span, ROSpan) + ")");
             w.Line("var scalars = BeginStep(learningRate, onDevice: false);");
             w.Open("try");
-            w.Line("// Validate every tensor before any write.");
-            for (int i = 0; i < v.Tensors.Count; i++)
-            {
-                var t = v.Tensors[i];
-                w.Line("ValidateTensor(" + Lit.I(i) + ", " + t.Name + ".Length, " + t.Name + "Grad.Length);");
-                w.Line("ValidateNoOverlap(" + Lit.I(i) + ", " + t.Name + ", " + t.Name + "Grad);");
-            }
-            if (v.Tensors.Count > 1 && v.Tensors.Count <= MaxCrossOverlapTensors)
-            {
-                w.Line("// No tensor's parameters may alias another tensor's parameters or gradient.");
-                for (int i = 0; i < v.Tensors.Count; i++)
-                    for (int j = 0; j < v.Tensors.Count; j++)
-                        if (i != j)
-                            w.Line("ValidateNoCrossOverlap(" + Lit.I(i) + ", " + v.Tensors[i].Name + ", " + Lit.I(j) + ", " + v.Tensors[j].Name + ", " + v.Tensors[j].Name + "Grad);");
-            }
+            w.Line("// Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).");
+            w.Line("var buffers = new __StepBuffers(" + string.Join(", ", v.Tensors.Select(t => t.Name + ", " + t.Name + "Grad")) + ");");
+            w.Line("ValidateBuffers(ref buffers);");
             w.Line("int threads = MaxThreads;");
             w.Line();
             w.Line("// Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.");
@@ -255,9 +240,12 @@ namespace Collins.Generators
             {
                 var t = v.Tensors[i];
                 if (t.IsDense)
-                    w.Line("finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(" + t.Name + "Grad); // dense tensor: check the gradient");
+                    w.Line("finite &= NoteFinite(" + Lit.I(i) + ", global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(" + t.Name + "Grad), " + t.Name + "Grad); // dense: every g² finite");
                 else
-                    w.Line("finite &= " + Run(c, t, i, c.Universal ? "global::Collins.Kernels.UniversalCpu.ScatterTiles(" + Lit.I(t.Length) + ", threads)" : Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Accumulate"));
+                {
+                    string run = Run(c, t, i, c.Universal ? "global::Collins.Kernels.UniversalCpu.ScatterTiles(" + Lit.I(t.Length) + ", threads)" : Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Accumulate");
+                    w.Line("finite &= NoteFinite(" + Lit.I(i) + ", " + run.TrimEnd(';') + ", " + t.Name + "Grad);");
+                }
             }
             w.Line();
             w.Line("// Phase 2, only when every gradient was finite: moments, then parameters.");
@@ -275,6 +263,40 @@ namespace Collins.Generators
             }
             w.Close();
             EmitStepEnd(w);
+            w.Line();
+            EmitBufferStruct(w, v, "__StepBuffers", "global::Collins.Kernels.IStepBuffers", "ref struct", Span, ROSpan);
+        }
+
+        /// <summary>
+        /// The view of one Step's buffers that the runtime validates (<c>ValidateBuffers</c> / <c>ValidateDeviceBuffers</c>): a struct
+        /// holding the Step parameters, indexed by tensor. O(n) lines for n tensors; the O(n²) aliasing loop lives in the runtime.
+        /// </summary>
+        private static void EmitBufferStruct(CodeWriter w, VariantModel v, string name, string iface, string kind, string paramType, string gradType)
+        {
+            w.Line("/// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>");
+            w.Open("private readonly " + kind + " " + name + " : " + iface);
+            foreach (var t in v.Tensors)
+                w.Line("private readonly " + paramType + " " + t.Name + "; private readonly " + gradType + " " + t.Name + "Grad;");
+            w.Line();
+            w.Open("public " + name + "(" + string.Join(", ", v.Tensors.Select(t => paramType + " " + t.Name + ", " + gradType + " " + t.Name + "Grad")) + ")");
+            foreach (var t in v.Tensors)
+                w.Line("this." + t.Name + " = " + t.Name + "; this." + t.Name + "Grad = " + t.Name + "Grad;");
+            w.Close();
+            w.Line();
+            w.Line("public int ParameterCount => " + Lit.I(v.Tensors.Count) + ";");
+            w.Line("public int GradientCount => " + Lit.I(v.Tensors.Count) + ";");
+            string pType = paramType == ROSpan ? Span : paramType;
+            w.Line("public " + pType + " Parameters(int tensor) => tensor switch");
+            w.Line("{");
+            for (int i = 0; i < v.Tensors.Count; i++) w.Line("    " + Lit.I(i) + " => " + v.Tensors[i].Name + ",");
+            w.Line("    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),");
+            w.Line("};");
+            w.Line("public " + gradType + " Gradient(int tensor) => tensor switch");
+            w.Line("{");
+            for (int i = 0; i < v.Tensors.Count; i++) w.Line("    " + Lit.I(i) + " => " + v.Tensors[i].Name + "Grad,");
+            w.Line("    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),");
+            w.Line("};");
+            w.Close();
             w.Line();
         }
 
@@ -375,39 +397,36 @@ namespace Collins.Generators
             w.Open("public global::Collins.StepOutcome Step(" + ParamList(c, AV, AV) + ")");
             w.Line("var scalars = BeginStep(learningRate, onDevice: true);");
             w.Open("try");
-            for (int i = 0; i < v.Tensors.Count; i++)
-                w.Line("ValidateDevice(" + Lit.I(i) + ", " + v.Tensors[i].Name + ", " + v.Tensors[i].Name + "Grad);");
+            w.Line("// Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.");
+            w.Line("var buffers = new __DeviceStepBuffers(" + string.Join(", ", v.Tensors.Select(t => t.Name + ", " + t.Name + "Grad")) + ");");
+            w.Line("ValidateDeviceBuffers(ref buffers);");
             w.Line("__LoadDeviceKernels();");
             w.Line("var accelerator = Accelerator!;");
-            w.Line("var flagBuffer = DeviceFlag!;");
-            w.Line("var flag = flagBuffer.AsContiguous();");
             w.Line("var m = DeviceFirstMoments!;");
             w.Line("var v = DeviceSecondMoments!;");
             w.Line("var sumM = DeviceSumM!;");
             w.Line("var sumV = DeviceSumV!;");
-            w.Line("global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(flagBuffer.View);");
+            w.Line("ClearDeviceFlags();");
             w.Line();
-            w.Line("// Phase 1: bucket sums (and the non-finite flag).");
+            w.Line("// Phase 1: bucket sums, and each tensor's non-finite flag.");
             for (int i = 0; i < v.Tensors.Count; i++)
             {
                 var t = v.Tensors[i];
                 string n = t.Name, I = Lit.I(i);
+                string flag = "DeviceFlagOf(" + I + ")";
                 if (t.IsDense)
-                    w.Line("__" + n + "_DeviceCheck!(" + Lit.I(t.Length) + ", " + n + "Grad, flag);");
+                    w.Line("__" + n + "_DeviceCheck!(" + Lit.I(t.Length) + ", " + n + "Grad, " + flag + ");");
                 else if (!c.Universal)
-                    w.Line("__" + n + "_DeviceAccumulate!(" + Lit.I(t.Buckets) + ", " + n + "Grad, sumM[" + I + "].AsContiguous(), sumV[" + I + "].AsContiguous(), flag);");
+                    w.Line("__" + n + "_DeviceAccumulate!(" + Lit.I(t.Buckets) + ", " + n + "Grad, sumM[" + I + "].AsContiguous(), sumV[" + I + "].AsContiguous(), " + flag + ");");
                 else
                 {
                     if (c.HasM) w.Line("global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumM[" + I + "].View);");
                     w.Line("global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumV[" + I + "].View);");
-                    w.Line("__" + n + "_DeviceScatter!(" + Lit.I(t.Length) + ", " + n + "Grad, sumM[" + I + "].AsContiguous(), sumV[" + I + "].AsContiguous(), flag);");
-                    w.Line("__" + n + "_DeviceCheck!(" + Lit.I(t.Buckets) + ", sumV[" + I + "].AsContiguous(), flag);");
+                    w.Line("__" + n + "_DeviceScatter!(" + Lit.I(t.Length) + ", " + n + "Grad, sumM[" + I + "].AsContiguous(), sumV[" + I + "].AsContiguous(), " + flag + ");");
+                    w.Line("__" + n + "_DeviceCheck!(" + Lit.I(t.Buckets) + ", sumV[" + I + "].AsContiguous(), " + flag + ");");
                 }
             }
-            w.Line("accelerator.Synchronize();");
-            w.Line("int nonFinite = 0;");
-            w.Line("global::ILGPU.Runtime.ArrayViewExtensions.CopyToCPU(flagBuffer.View, ref nonFinite, 1L);");
-            w.Line("bool finite = nonFinite == 0;");
+            w.Line("bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags");
             w.Line();
             w.Line("// Phase 2, only when every gradient was finite.");
             w.Open("if (finite)");
@@ -432,6 +451,7 @@ namespace Collins.Generators
             w.Close();
             EmitStepEnd(w);
             w.Line();
+            EmitBufferStruct(w, v, "__DeviceStepBuffers", "global::Collins.Kernels.IDeviceStepBuffers", "struct", AV, AV);
         }
 
         // ------------------------------------------------------------------ per tensor
@@ -522,10 +542,10 @@ namespace Collins.Generators
             w.Line("return true;");
             w.Close();
             w.Line();
-            w.Line("/// <summary>Device phase 1 (one thread per element): raises <paramref name=\"flag\"/>[0] when the gradient element is NaN or ±Inf (plain store, no atomics).</summary>");
+            w.Line("/// <summary>Device phase 1 (one thread per element): raises <paramref name=\"flag\"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>");
             w.Open("internal static void DenseCheckKernel(" + Idx + " index, " + AV + " gradient, " + AVI + " flag)");
             w.Line("float x = gradient[index];");
-            w.Line("if (!(x >= -" + FloatMax + " && x <= " + FloatMax + ")) flag[0] = 1;");
+            w.Line("if (!(x * x <= " + FloatMax + ")) flag[0] = 1;");
             w.Close();
             w.Line();
             w.Line("/// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>");

@@ -27,8 +27,11 @@ namespace Collins.Generators
             "DeviceFlag", "BeginStep", "ValidateTensor", "ValidateNoOverlap", "ValidateDevice", "EndStep", "AbortStep",
             "Dispose", "OnDispose", "ValidateNoCrossOverlap", "ValidateBufferCounts", "CopyFirstMoment", "CopySecondMoment",
             "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize", "learningRate",
+            "ValidateBuffers", "ValidateDeviceBuffers", "NoteFinite", "DeviceFlagOf", "ClearDeviceFlags", "ReadDeviceVerdict", "LastNonFinite",
+            // Members of the generated Step-buffer structs (their fields are named after the tensors).
+            "GradientCount", "Parameters", "Gradient", "tensor",
             // Locals of the generated Step methods and __CreatePlans (a Step parameter of the same name would clash).
-            "scalars", "threads", "finite", "accelerator", "flagBuffer", "flag", "m", "v", "sumM", "sumV", "nonFinite", "settings", "plans", "i",
+            "scalars", "threads", "finite", "accelerator", "flagBuffer", "flag", "m", "v", "sumM", "sumV", "nonFinite", "settings", "plans", "i", "buffers",
         };
 
         // Members declared by the generated optimizer type itself (besides tensor classes and "__"-prefixed helpers):

@@ -1,3 +1,4 @@
+using Collins.Kernels;
 using ILGPU;
 using ILGPU.Runtime;
 using Collins.Hashing;
@@ -46,6 +47,7 @@ public sealed partial class CountSketchAdam
     private Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>? _rotationAccumulate;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>? _universalAccumulate;
     private Action<Index1D, ArrayView<float>, ArrayView<int>>? _checkFinite;
+    private Action<Index1D, ArrayView<float>, ArrayView<int>>? _checkSquares;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>? _bucketUpdate;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>? _rotationApply;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>? _universalApply;
@@ -69,6 +71,7 @@ public sealed partial class CountSketchAdam
         _rotationAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>(RotationAccumulateKernel);
         _universalAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>(UniversalAccumulateKernel);
         _checkFinite = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(CheckFiniteKernel);
+        _checkSquares = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(CheckSquaresKernel);
         _bucketUpdate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(BucketUpdateKernel);
         _rotationApply = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(RotationApplyKernel);
         _universalApply = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(UniversalApplyKernel);
@@ -88,31 +91,18 @@ public sealed partial class CountSketchAdam
         try
         {
             int n = Tensors.Count;
-            ValidateBufferCounts(parameters.Count, gradients.Count);
-            for (int i = 0; i < n; i++) ValidateDevice(i, parameters[i], gradients[i]);
-            for (int i = 0; i < n; i++)
-            {
-                if (ViewsOverlap(parameters[i], gradients[i]))
-                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter and gradient buffers overlap in memory.", Tensors[i].Name);
-                for (int j = 0; j < n; j++)
-                {
-                    if (i == j) continue;
-                    if (ViewsOverlap(parameters[i], parameters[j]))
-                        throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
-                    if (ViewsOverlap(parameters[i], gradients[j]))
-                        throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
-                }
-            }
+            var buffers = new ListDeviceBuffers(parameters, gradients);
+            ValidateDeviceBuffers(ref buffers);
 
             var acc = Accelerator!;
-            var flag = DeviceFlag!.View;
-            DeviceFlag.MemSetToZero();
+            ClearDeviceFlags();
             // Phase 1: workspace only.
             for (int i = 0; i < n; i++)
             {
                 var plan = Tensors[i];
                 var t = _device![i];
-                if (plan.IsDense) { _checkFinite!(plan.Length, gradients[i], flag); continue; }
+                var flag = DeviceFlagOf(i);
+                if (plan.IsDense) { _checkSquares!(plan.Length, gradients[i], flag); continue; }
                 var sumM = DeviceSumM![i].View; var sumV = DeviceSumV![i].View;
                 if (plan.Layout == SketchLayout.Rotation)
                     _rotationAccumulate!(plan.Buckets, gradients[i], t.Rotations.View, t.Signs.View, sumM, sumV, t.Constants);
@@ -123,8 +113,7 @@ public sealed partial class CountSketchAdam
                 }
                 _checkFinite!(plan.Buckets, sumV, flag);
             }
-            acc.Synchronize();
-            finite = DeviceFlag.GetAsArray1D()[0] == 0;
+            finite = ReadDeviceVerdict();
             // Phase 2.
             if (finite)
             {
@@ -153,11 +142,12 @@ public sealed partial class CountSketchAdam
         return EndStep(finite);
     }
 
-    private static bool ViewsOverlap(ArrayView<float> a, ArrayView<float> b)
+    private readonly struct ListDeviceBuffers(IReadOnlyList<ArrayView<float>> p, IReadOnlyList<ArrayView<float>> g) : IDeviceStepBuffers
     {
-        if (a.Length == 0 || b.Length == 0 || !ReferenceEquals(((IArrayView)a).Buffer, ((IArrayView)b).Buffer)) return false;
-        long ia = ((IContiguousArrayView)a).Index, ib = ((IContiguousArrayView)b).Index;
-        return ia < ib + b.Length && ib < ia + a.Length;
+        public int ParameterCount => p.Count;
+        public int GradientCount => g.Count;
+        public ArrayView<float> Parameters(int i) => p[i];
+        public ArrayView<float> Gradient(int i) => g[i];
     }
 
     // ------------------------------------------------------------------------------ kernels
@@ -197,6 +187,14 @@ public sealed partial class CountSketchAdam
     {
         float x = values[i];
         if (!(x - x == 0f)) flag[0] = 1;   // NaN and ±Inf give NaN
+    }
+
+    /// <summary>A dense tensor's phase 1: raises the flag when an entry's square is not a finite float (the sketched rule for one-entry buckets).</summary>
+    internal static void CheckSquaresKernel(Index1D i, ArrayView<float> gradient, ArrayView<int> flag)
+    {
+        float x = gradient[i];
+        float sq = x * x;
+        if (!(sq - sq == 0f)) flag[0] = 1;   // NaN, ±Inf and an overflowing square give NaN
     }
 
     /// <summary>One thread per bucket: moments, then the update factor into the workspace (see the CPU kernel).</summary>

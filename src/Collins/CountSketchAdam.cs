@@ -60,16 +60,25 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         ArgumentNullException.ThrowIfNull(gradients);
         for (int i = 0; i < parameters.Length; i++) if (parameters[i] is null) throw NullBuffer(i, "parameter");
         for (int i = 0; i < gradients.Length; i++) if (gradients[i] is null) throw NullBuffer(i, "gradient");
-        return StepCore(learningRate, new ArrayParameters(parameters), new ArrayGradients(gradients));
+        return StepCore(learningRate, new ArrayBuffers(parameters, gradients));
     }
 
     // The buffer lists seen through structs, so the generic StepCore neither boxes them nor copies them into arrays.
-    private interface IParameterList { int Count { get; } Span<float> Span(int i); }
-    private interface IGradientList { int Count { get; } ReadOnlySpan<float> Span(int i); }
-    private readonly struct ArrayParameters(float[][] a) : IParameterList { public int Count => a.Length; public Span<float> Span(int i) => a[i]; }
-    private readonly struct ArrayGradients(float[][] a) : IGradientList { public int Count => a.Length; public ReadOnlySpan<float> Span(int i) => a[i]; }
-    private readonly struct MemoryParameters(IReadOnlyList<Memory<float>> l) : IParameterList { public int Count => l.Count; public Span<float> Span(int i) => l[i].Span; }
-    private readonly struct MemoryGradients(IReadOnlyList<ReadOnlyMemory<float>> l) : IGradientList { public int Count => l.Count; public ReadOnlySpan<float> Span(int i) => l[i].Span; }
+    private readonly struct ArrayBuffers(float[][] p, float[][] g) : IStepBuffers
+    {
+        public int ParameterCount => p.Length;
+        public int GradientCount => g.Length;
+        public Span<float> Parameters(int i) => p[i];
+        public ReadOnlySpan<float> Gradient(int i) => g[i];
+    }
+
+    private readonly struct MemoryBuffers(IReadOnlyList<Memory<float>> p, IReadOnlyList<ReadOnlyMemory<float>> g) : IStepBuffers
+    {
+        public int ParameterCount => p.Count;
+        public int GradientCount => g.Count;
+        public Span<float> Parameters(int i) => p[i].Span;
+        public ReadOnlySpan<float> Gradient(int i) => g[i].Span;
+    }
 
     private ArgumentException NullBuffer(int index, string what)
         => new($"Tensor '{(index < Tensors.Count ? Tensors[index].Name : "#" + index)}': the {what} array is null.", what == "parameter" ? "parameters" : "gradients");
@@ -88,35 +97,26 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(gradients);
-        return StepCore(learningRate, new MemoryParameters(parameters), new MemoryGradients(gradients));
+        return StepCore(learningRate, new MemoryBuffers(parameters, gradients));
     }
 
-    private StepOutcome StepCore<TP, TG>(float learningRate, TP parameters, TG gradients)
-        where TP : struct, IParameterList where TG : struct, IGradientList
+    private StepOutcome StepCore<TBuffers>(float learningRate, TBuffers buffers) where TBuffers : struct, IStepBuffers
     {
         var s = BeginStep(learningRate, onDevice: false);
         bool finite = true;
         try
         {
             int n = Tensors.Count;
-            ValidateBufferCounts(parameters.Count, gradients.Count);
-            for (int i = 0; i < n; i++)
-            {
-                ValidateTensor(i, parameters.Span(i).Length, gradients.Span(i).Length);
-                ValidateNoOverlap(i, parameters.Span(i), gradients.Span(i));
-            }
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < n; j++)
-                    if (i != j) ValidateNoCrossOverlap(i, parameters.Span(i), j, parameters.Span(j), gradients.Span(j));
+            ValidateBuffers(ref buffers);
 
-            int threads = Math.Max(1, MaxThreads);
+            int threads = MaxThreads;
             // Phase 1: bucket sums into the workspace; nothing of the state is written.
             for (int i = 0; i < n; i++)
-                finite &= _kernels[i].Accumulate(threads, parameters.Span(i), gradients.Span(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], s);
+                finite &= NoteFinite(i, _kernels[i].Accumulate(threads, buffers.Parameters(i), buffers.Gradient(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], s), buffers.Gradient(i));
             // Phase 2: moments and parameters, only when every gradient was finite.
             if (finite)
                 for (int i = 0; i < n; i++)
-                    _kernels[i].Apply(threads, parameters.Span(i), gradients.Span(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], s);
+                    _kernels[i].Apply(threads, buffers.Parameters(i), buffers.Gradient(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], s);
         }
         catch
         {
@@ -162,7 +162,7 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         }
 
         public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
-            => DenseAdamWCpu.AllFinite(g);
+            => DenseAdamWCpu.SquaresFinite(g);
 
         public override void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
             => TileRunner.Run(_tiles, threads, _apply, p, g, m, v, sumM, sumV, s);

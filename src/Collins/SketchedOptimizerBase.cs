@@ -22,10 +22,35 @@ public enum NonFinitePolicy
     Throw = 1,
 }
 
+/// <summary>
+/// Which gradient made a step refuse: the first tensor (in declaration order) whose gradient holds an entry whose square is not a
+/// finite float (NaN, ±Inf, or |g| above about 1.8e19), or whose per-bucket Σg² overflowed.
+/// </summary>
+/// <param name="TensorIndex">Position of the tensor in the optimizer's <see cref="SketchedOptimizerBase.Tensors"/>.</param>
+/// <param name="TensorName">The tensor's name.</param>
+/// <param name="ElementIndex">
+/// The first entry of that tensor's gradient whose square is not finite, or −1 when every single entry is finite and only a bucket's
+/// sum of squares overflowed, or when the gradient lives on a device (not read back).
+/// </param>
+/// <param name="Step">The 1-based index of the step that was refused.</param>
+public readonly record struct NonFiniteGradient(int TensorIndex, string TensorName, long ElementIndex, int Step)
+{
+    /// <summary>A sentence naming the tensor (and entry, when known).</summary>
+    public override string ToString()
+        => ElementIndex >= 0
+            ? $"tensor '{TensorName}' (index {TensorIndex}): gradient entry {ElementIndex} is NaN, ±Inf, or so large that its square overflows float, at step {Step}"
+            : $"tensor '{TensorName}' (index {TensorIndex}): the gradient is not finite or the sum of its squares over a bucket overflows float, at step {Step}";
+}
+
 /// <summary>A gradient held NaN or ±Inf and the policy is <see cref="NonFinitePolicy.Throw"/>. Nothing was changed.</summary>
 public sealed class NonFiniteGradientException : Exception
 {
     public NonFiniteGradientException(string message) : base(message) { }
+
+    public NonFiniteGradientException(string message, NonFiniteGradient gradient) : base(message) => Gradient = gradient;
+
+    /// <summary>The tensor (and entry, when known) whose gradient made the step refuse; null when the optimizer could not tell.</summary>
+    public NonFiniteGradient? Gradient { get; }
 }
 
 /// <summary>
@@ -77,10 +102,11 @@ public readonly struct StepScalars
 /// <remarks>
 /// Step protocol for derived types (generated code follows it exactly):
 /// <code>
-/// var s = BeginStep(learningRate, onDevice: false);     // validates lr, disposal, mode; takes the guard
+/// var s = BeginStep(learningRate, onDevice: false);     // validates lr, disposal, mode, step counter; takes the guard
 /// try {
-///     ValidateTensor(0, p0.Length, g0.Length); ValidateNoOverlap(0, p0, g0); ...   // before any write
-///     bool finite = Accumulate(...) &amp; ...;           // phase 1: bucket sums into the workspace, no state written
+///     ValidateBuffers(ref buffers);                     // counts, lengths, aliasing within and across tensors, before any write
+///     bool finite = NoteFinite(0, Accumulate(...), g0) &amp; ...;   // phase 1: bucket sums into the workspace, no state written
+///     // (device: ValidateDeviceBuffers, ClearDeviceFlags, kernels raising DeviceFlagOf(i), then ReadDeviceVerdict())
 ///     if (finite) Apply(...);                           // phase 2: moments and parameters
 ///     return EndStep(finite);                           // advances t, or counts/throws a skip; releases the guard
 /// } catch { AbortStep(); throw; }
@@ -137,7 +163,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
                 DeviceFirstMoments[i].MemSetToZero();
                 DeviceSecondMoments[i].MemSetToZero();
             }
-            DeviceFlag = accelerator.Allocate1D<int>(1);
+            DeviceFlag = accelerator.Allocate1D<int>(n);
+            _deviceFlags = new int[n];
             accelerator.Synchronize();
         }
     }
@@ -154,8 +181,32 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     public long SkippedSteps { get; private set; }
     /// <summary>What a step does with a non-finite gradient. Default <see cref="NonFinitePolicy.Skip"/>.</summary>
     public NonFinitePolicy NonFinitePolicy { get; set; } = NonFinitePolicy.Skip;
-    /// <summary>Upper bound on CPU threads a step uses. Default: all processors. Results are bit-identical for any value.</summary>
-    public int MaxThreads { get; set; } = Environment.ProcessorCount;
+    /// <summary>Upper bound on CPU threads a step uses, at least 1. Default: all processors. Results are bit-identical for any value.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is 0 or negative; the setting is unchanged.</exception>
+    public int MaxThreads
+    {
+        get => _maxThreads;
+        set
+        {
+            if (value < 1)
+                throw new ArgumentOutOfRangeException(nameof(MaxThreads), value, $"MaxThreads must be at least 1, got {value}.");
+            _maxThreads = value;
+        }
+    }
+
+    private int _maxThreads = Environment.ProcessorCount;
+
+    /// <summary>
+    /// The gradient that made the most recent refused step skip (or throw): tensor, entry where known, step. Null until a step is
+    /// refused; a later applied step does not clear it (compare <see cref="NonFiniteGradient.Step"/> with <see cref="StepCount"/>).
+    /// </summary>
+    public NonFiniteGradient? LastNonFinite { get; private set; }
+
+    // First tensor whose phase 1 reported a non-finite verdict in the running step (−1: none), and the entry when known.
+    private int _nonFiniteTensor = -1;
+    private long _nonFiniteElement = -1;
+    // Host copy of the per-tensor device flags (allocated once).
+    private readonly int[]? _deviceFlags;
 
     /// <summary>Bytes of optimizer state: Σ (β1 ≠ 0 ? 2 : 1)·k·4 over tensors (k = d for dense tensors).</summary>
     public long StateBytes
@@ -187,7 +238,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceSecondMoments { get; }
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceSumM { get; }
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceSumV { get; }
-    /// <summary>One int on the device, set to 1 by a phase-1 kernel that saw a non-finite gradient.</summary>
+    /// <summary>One int per tensor on the device, set to 1 by that tensor's phase-1 kernel when it saw a non-finite gradient (<see cref="DeviceFlagOf"/>).</summary>
     protected ILGPU.Runtime.MemoryBuffer1D<int, ILGPU.Stride1D.Dense>? DeviceFlag { get; }
 
     /// <summary>A copy of tensor <paramref name="tensor"/>'s first-moment state (k floats, d when dense; empty when β1 = 0), from the device when the state lives there.</summary>
@@ -215,8 +266,12 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             throw new InvalidOperationException($"This optimizer keeps its state on the accelerator '{Accelerator.Name}'; step it with ArrayView buffers.");
         if (!float.IsFinite(learningRate) || learningRate < 0)
             throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, $"The learning rate must be finite and >= 0, got {learningRate}.");
+        if (StepCount == int.MaxValue)
+            throw new InvalidOperationException($"The step counter is at its limit ({int.MaxValue} applied steps); another step would overflow it. Nothing was changed.");
         if (Interlocked.CompareExchange(ref _busy, Environment.CurrentManagedThreadId, 0) != 0)
             throw new InvalidOperationException("Step was called concurrently on one optimizer; steps must not overlap. Nothing was changed by the refused call.");
+        _nonFiniteTensor = -1;
+        _nonFiniteElement = -1;
         int t = StepCount + 1;
         return StepScalars.For(t, learningRate, Settings.Beta1, Settings.Beta2, Settings.WeightDecay);
     }
@@ -248,31 +303,119 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             throw new ArgumentException($"Expected {n} gradient buffers, one per tensor, got {gradientCount}.", "gradients");
     }
 
-    /// <summary>Throws when tensor <paramref name="index"/>'s parameters overlap tensor <paramref name="other"/>'s parameter or gradient buffer.</summary>
-    protected void ValidateNoCrossOverlap(int index, ReadOnlySpan<float> parameters, int other, ReadOnlySpan<float> otherParameters, ReadOnlySpan<float> otherGradient)
+    /// <summary>
+    /// Validates every tensor's CPU buffers before anything is written: one buffer pair per tensor, each of the tensor's length,
+    /// no parameter buffer overlapping its own gradient, and no tensor's parameters overlapping another tensor's parameters or
+    /// gradient, for any number of tensors (gradients may share memory with each other: they are only read). Throws
+    /// <see cref="ArgumentException"/> naming the tensor(s).
+    /// </summary>
+    protected void ValidateBuffers<TBuffers>(scoped ref TBuffers buffers) where TBuffers : IStepBuffers, allows ref struct
     {
-        if (parameters.Overlaps(otherParameters))
-            throw new ArgumentException($"Tensor '{Tensors[index].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[other].Name}'.", Tensors[index].Name);
-        if (parameters.Overlaps(otherGradient))
-            throw new ArgumentException($"Tensor '{Tensors[index].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[other].Name}'.", Tensors[index].Name);
+        ValidateBufferCounts(buffers.ParameterCount, buffers.GradientCount);
+        int n = Tensors.Count;
+        for (int i = 0; i < n; i++)
+        {
+            Span<float> p = buffers.Parameters(i);
+            ReadOnlySpan<float> g = buffers.Gradient(i);
+            ValidateTensor(i, p.Length, g.Length);
+            if (((ReadOnlySpan<float>)p).Overlaps(g))
+                throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter and gradient buffers overlap in memory.", Tensors[i].Name);
+        }
+        for (int i = 0; i < n; i++)
+        {
+            ReadOnlySpan<float> p = buffers.Parameters(i);
+            for (int j = 0; j < n; j++)
+            {
+                if (i == j) continue;
+                if (j > i && p.Overlaps(buffers.Parameters(j)))
+                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+                if (p.Overlaps(buffers.Gradient(j)))
+                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+            }
+        }
     }
 
-    /// <summary>Throws when a tensor's parameter and gradient buffers overlap in memory.</summary>
-    protected void ValidateNoOverlap(int index, ReadOnlySpan<float> parameters, ReadOnlySpan<float> gradient)
+    /// <summary>
+    /// The device counterpart of <see cref="ValidateBuffers{TBuffers}"/>: one valid view pair per tensor, on this optimizer's
+    /// accelerator, of the tensor's length, with the same aliasing rules (views alias when they share a buffer and their element
+    /// ranges intersect).
+    /// </summary>
+    protected void ValidateDeviceBuffers<TBuffers>(scoped ref TBuffers buffers) where TBuffers : IDeviceStepBuffers, allows ref struct
     {
-        if (parameters.Overlaps(gradient))
-            throw new ArgumentException($"Tensor '{Tensors[index].Name}': the parameter and gradient buffers overlap in memory.", Tensors[index].Name);
+        ValidateBufferCounts(buffers.ParameterCount, buffers.GradientCount);
+        int n = Tensors.Count;
+        for (int i = 0; i < n; i++)
+        {
+            var plan = Tensors[i];
+            ILGPU.ArrayView<float> p = buffers.Parameters(i), g = buffers.Gradient(i);
+            if (!p.IsValid || !g.IsValid)
+                throw new ArgumentException($"Tensor '{plan.Name}': a device buffer is not a valid view.", plan.Name);
+            if (p.GetAccelerator() != Accelerator || g.GetAccelerator() != Accelerator)
+                throw new ArgumentException($"Tensor '{plan.Name}': the buffers belong to another accelerator than the optimizer's '{Accelerator?.Name}'.", plan.Name);
+            ValidateTensor(i, p.Length, g.Length);
+            if (ViewsOverlap(p, g))
+                throw new ArgumentException($"Tensor '{plan.Name}': the parameter and gradient buffers overlap in memory.", plan.Name);
+        }
+        for (int i = 0; i < n; i++)
+        {
+            var p = buffers.Parameters(i);
+            for (int j = 0; j < n; j++)
+            {
+                if (i == j) continue;
+                if (j > i && ViewsOverlap(p, buffers.Parameters(j)))
+                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+                if (ViewsOverlap(p, buffers.Gradient(j)))
+                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+            }
+        }
     }
 
-    /// <summary>Throws when a device buffer belongs to another accelerator.</summary>
-    protected void ValidateDevice(int index, ILGPU.ArrayView<float> parameters, ILGPU.ArrayView<float> gradient)
+    private static bool ViewsOverlap(ILGPU.ArrayView<float> a, ILGPU.ArrayView<float> b)
     {
-        var plan = Tensors[index];
-        if (!parameters.IsValid || !gradient.IsValid)
-            throw new ArgumentException($"Tensor '{plan.Name}': a device buffer is not a valid view.", plan.Name);
-        if (parameters.GetAccelerator() != Accelerator || gradient.GetAccelerator() != Accelerator)
-            throw new ArgumentException($"Tensor '{plan.Name}': the buffers belong to another accelerator than the optimizer's '{Accelerator?.Name}'.", plan.Name);
-        ValidateTensor(index, parameters.Length, gradient.Length);
+        if (a.Length == 0 || b.Length == 0 || !ReferenceEquals(((IArrayView)a).Buffer, ((IArrayView)b).Buffer)) return false;
+        long ia = ((IContiguousArrayView)a).Index, ib = ((IContiguousArrayView)b).Index;
+        return ia < ib + b.Length && ib < ia + a.Length;
+    }
+
+    /// <summary>
+    /// Records phase 1's verdict for tensor <paramref name="tensor"/> and returns it. The first tensor (in call order) whose verdict
+    /// is false is the one a refused step names (<see cref="LastNonFinite"/>, <see cref="NonFiniteGradientException"/>); on that
+    /// path only, its gradient is scanned for the first entry whose square is not finite. Costs nothing when the verdict is true.
+    /// </summary>
+    protected bool NoteFinite(int tensor, bool finite, ReadOnlySpan<float> gradient)
+    {
+        if (!finite && _nonFiniteTensor < 0)
+        {
+            _nonFiniteTensor = tensor;
+            _nonFiniteElement = DenseAdamWCpu.FirstNonFiniteSquare(gradient);
+        }
+        return finite;
+    }
+
+    /// <summary>The one-int view of <see cref="DeviceFlag"/> that tensor <paramref name="tensor"/>'s phase-1 kernels raise.</summary>
+    protected ILGPU.ArrayView<int> DeviceFlagOf(int tensor) => DeviceFlag!.View.SubView(tensor, 1);
+
+    /// <summary>Clears every tensor's device flag (before phase 1).</summary>
+    protected void ClearDeviceFlags() => DeviceFlag!.MemSetToZero();
+
+    /// <summary>
+    /// Waits for phase 1 on the device, reads the per-tensor flags (into a host array allocated once) and returns the verdict,
+    /// recording the first raised tensor for <see cref="LastNonFinite"/>.
+    /// </summary>
+    protected bool ReadDeviceVerdict()
+    {
+        Accelerator!.Synchronize();
+        var flags = _deviceFlags!;
+        DeviceFlag!.View.CopyToCPU(ref flags[0], flags.Length);
+        for (int i = 0; i < flags.Length; i++)
+        {
+            if (flags[i] != 0)
+            {
+                if (_nonFiniteTensor < 0) { _nonFiniteTensor = i; _nonFiniteElement = -1; }
+                return false;
+            }
+        }
+        return true;
     }
 
     /// <summary>Ends a step: advances t when finite; otherwise counts the skip or throws per policy. Releases the guard.</summary>
@@ -281,8 +424,15 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         try
         {
             if (finite) { StepCount++; return StepOutcome.Applied; }
+            NonFiniteGradient? bad = _nonFiniteTensor < 0 ? null
+                : new NonFiniteGradient(_nonFiniteTensor, Tensors[_nonFiniteTensor].Name, _nonFiniteElement, StepCount + 1);
+            LastNonFinite = bad;
             if (NonFinitePolicy == NonFinitePolicy.Throw)
-                throw new NonFiniteGradientException($"A gradient holds NaN or ±Inf at step {StepCount + 1}; nothing was changed.");
+            {
+                string what = bad is { } b ? "Non-finite gradient in " + b + "; nothing was changed."
+                                           : $"A gradient holds NaN or ±Inf at step {StepCount + 1}; nothing was changed.";
+                throw bad is { } g ? new NonFiniteGradientException(what, g) : new NonFiniteGradientException(what);
+            }
             SkippedSteps++;
             return StepOutcome.SkippedNonFinite;
         }

@@ -61,3 +61,40 @@ namespace Collins.Tests.Generated
         [Tensor(50)] public float[] B = new float[50];
     }
 }
+
+namespace Collins.Tests.Generated
+{
+    /// <summary>
+    /// The guard matrix on the CPU: a sketched tensor, a dense tensor and one large enough (≥ 2^20 entries) for the Rotation
+    /// phase 1 to write its sums with non-temporal stores; β1 both ways, both layouts.
+    /// </summary>
+    [SketchedOptimizer(Name = "RotationM", Ratio = 8, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 100)]
+    [SketchedOptimizer(Name = "RotationNoM", Ratio = 8, Beta1 = 0, DenseThreshold = 100)]
+    [SketchedOptimizer(Name = "UniversalM", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0.9, DenseThreshold = 100)]
+    [SketchedOptimizer(Name = "UniversalNoM", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 100)]
+    public partial class GuardMatrix
+    {
+        [Tensor(3001)] public float[] Sketched = new float[3001];
+        [Tensor(50)] public float[] Dense = new float[50];
+        [Tensor(1 << 20)] public float[] Large = new float[1 << 20];
+    }
+
+    /// <summary>More than 24 tensors (the generated Step once stopped checking cross-tensor aliasing there): sketched and dense alternate.</summary>
+    [SketchedOptimizer(Ratio = 4, DenseThreshold = 64)]
+    public partial class ManyTensors
+    {
+        [Tensor(100)] public float[] T00 = new float[100]; [Tensor(30)] public float[] T01 = new float[30];
+        [Tensor(100)] public float[] T02 = new float[100]; [Tensor(30)] public float[] T03 = new float[30];
+        [Tensor(100)] public float[] T04 = new float[100]; [Tensor(30)] public float[] T05 = new float[30];
+        [Tensor(100)] public float[] T06 = new float[100]; [Tensor(30)] public float[] T07 = new float[30];
+        [Tensor(100)] public float[] T08 = new float[100]; [Tensor(30)] public float[] T09 = new float[30];
+        [Tensor(100)] public float[] T10 = new float[100]; [Tensor(30)] public float[] T11 = new float[30];
+        [Tensor(100)] public float[] T12 = new float[100]; [Tensor(30)] public float[] T13 = new float[30];
+        [Tensor(100)] public float[] T14 = new float[100]; [Tensor(30)] public float[] T15 = new float[30];
+        [Tensor(100)] public float[] T16 = new float[100]; [Tensor(30)] public float[] T17 = new float[30];
+        [Tensor(100)] public float[] T18 = new float[100]; [Tensor(30)] public float[] T19 = new float[30];
+        [Tensor(100)] public float[] T20 = new float[100]; [Tensor(30)] public float[] T21 = new float[30];
+        [Tensor(100)] public float[] T22 = new float[100]; [Tensor(30)] public float[] T23 = new float[30];
+        [Tensor(100)] public float[] T24 = new float[100]; [Tensor(30)] public float[] T25 = new float[30];
+    }
+}

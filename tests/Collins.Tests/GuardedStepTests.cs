@@ -22,6 +22,11 @@ public class GuardedStepTests
                     data.Add(layout, tensor, bad);
         data.Add(SketchLayout.Rotation, 1, 1e20f);   // finite, but g² overflows: the bucket sum is not finite
         data.Add(SketchLayout.Universal, 0, -3e19f);
+        // Dense tensor, finite gradient whose (1 − β2)·g² would overflow v: refused exactly like the sketched tensors above
+        // (before the dense verdict checked g², v became +Inf and the parameter froze for good).
+        data.Add(SketchLayout.Rotation, 2, 1e21f);
+        data.Add(SketchLayout.Universal, 2, 3e38f);
+        data.Add(SketchLayout.Rotation, 2, -2e19f);
         return data;
     }
 
@@ -43,10 +48,12 @@ public class GuardedStepTests
         var before = Take(opt);
         var pBefore = Clone(p);
         var bad = opt.Tensors.Select(t => Normal(rng, t.Length)).ToArray();
-        bad[badTensor][rng.Next(bad[badTensor].Length)] = badValue;
+        int badIndex = rng.Next(bad[badTensor].Length);
+        bad[badTensor][badIndex] = badValue;
         var badCopy = Clone(bad);
 
         Assert.Equal(StepOutcome.SkippedNonFinite, opt.Step(1e-2f, p, bad));
+        Assert.Equal(new NonFiniteGradient(badTensor, opt.Tensors[badTensor].Name, badIndex, 2), opt.LastNonFinite);
         for (int n = 0; n < p.Length; n++)
         {
             AssertBits(pBefore[n], p[n], $"parameters of '{opt.Tensors[n].Name}'");
@@ -80,7 +87,12 @@ public class GuardedStepTests
         bad[badTensor][7] = float.NaN;
 
         var e = Assert.Throws<NonFiniteGradientException>(() => opt.Step(1e-2f, p, bad));
-        Assert.Contains("NaN or ±Inf at step 2", e.Message);
+        // The exception names the first offending tensor and the entry.
+        string name = opt.Tensors[badTensor].Name;
+        Assert.Contains($"tensor '{name}' (index {badTensor}): gradient entry 7 is NaN", e.Message);
+        Assert.Contains("at step 2", e.Message);
+        Assert.Equal(new NonFiniteGradient(badTensor, name, 7, 2), e.Gradient);
+        Assert.Equal(e.Gradient, opt.LastNonFinite);
         for (int n = 0; n < p.Length; n++) AssertBits(pBefore[n], p[n], $"parameters {n}");
         AssertSame(before, Take(opt));
         Assert.Equal(0, opt.SkippedSteps);

@@ -30,24 +30,49 @@ public static unsafe class DenseAdamWCpu
     /// </summary>
     private const int PrefetchAhead = 256;
 
-    /// <summary>True when every gradient value is finite.</summary>
-    public static bool AllFinite(ReadOnlySpan<float> gradient)
+    /// <summary>True when every value is finite (not NaN, not ±Inf).</summary>
+    public static bool AllFinite(ReadOnlySpan<float> values) => Check<Values>(values);
+
+    /// <summary>
+    /// True when the square of every gradient value is a finite float (|g| ≤ about 1.8e19, no NaN or ±Inf): the phase-1 verdict of a
+    /// dense tensor. It is the sketched tensors' rule (every bucket's Σg² finite) for buckets of one entry, so a gradient entry that
+    /// would make (1 − β2)·g² overflow into v refuses the step for a dense tensor exactly as it does for a sketched one.
+    /// </summary>
+    public static bool SquaresFinite(ReadOnlySpan<float> gradient) => Check<Squares>(gradient);
+
+    /// <summary>The first index whose square is not a finite float, or −1 (the slow path of a refused step only).</summary>
+    public static long FirstNonFiniteSquare(ReadOnlySpan<float> gradient)
+    {
+        for (int i = 0; i < gradient.Length; i++)
+        {
+            float x = gradient[i];
+            if (!float.IsFinite(x * x)) return i;
+        }
+        return -1;
+    }
+
+    private interface ICheckMode { static abstract bool Square { get; } }
+    private readonly struct Values : ICheckMode { public static bool Square => false; }
+    private readonly struct Squares : ICheckMode { public static bool Square => true; }
+
+    private static bool Check<TMode>(ReadOnlySpan<float> gradient) where TMode : struct, ICheckMode
     {
         ref float g = ref MemoryMarshal.GetReference(gradient);
         nuint n = (nuint)gradient.Length, i = 0;
-        // x·0 is 0 for finite x and NaN for NaN/±Inf; NaN then sticks in the accumulator.
+        // x·0 is 0 for finite x and NaN for NaN/±Inf; NaN then sticks in the accumulator. In Squares mode x is first squared
+        // (the JIT folds the mode away), so an entry whose square overflows gives Inf·0 = NaN too.
         if (Vector512.IsHardwareAccelerated && n >= (nuint)Vector512<float>.Count)
         {
             nuint w = (nuint)Vector512<float>.Count;
             Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (; i + 4 * w <= n; i += 4 * w)
             {
-                a0 += Vector512.LoadUnsafe(ref g, i) * Vector512<float>.Zero;
-                a1 += Vector512.LoadUnsafe(ref g, i + w) * Vector512<float>.Zero;
-                a2 += Vector512.LoadUnsafe(ref g, i + 2 * w) * Vector512<float>.Zero;
-                a3 += Vector512.LoadUnsafe(ref g, i + 3 * w) * Vector512<float>.Zero;
+                a0 += Sq<TMode>(Vector512.LoadUnsafe(ref g, i)) * Vector512<float>.Zero;
+                a1 += Sq<TMode>(Vector512.LoadUnsafe(ref g, i + w)) * Vector512<float>.Zero;
+                a2 += Sq<TMode>(Vector512.LoadUnsafe(ref g, i + 2 * w)) * Vector512<float>.Zero;
+                a3 += Sq<TMode>(Vector512.LoadUnsafe(ref g, i + 3 * w)) * Vector512<float>.Zero;
             }
-            for (; i + w <= n; i += w) a0 += Vector512.LoadUnsafe(ref g, i) * Vector512<float>.Zero;
+            for (; i + w <= n; i += w) a0 += Sq<TMode>(Vector512.LoadUnsafe(ref g, i)) * Vector512<float>.Zero;
             var acc = (a0 + a1) + (a2 + a3);
             if (!Vector512.EqualsAll(acc, acc)) return false;
         }
@@ -57,12 +82,12 @@ public static unsafe class DenseAdamWCpu
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (; i + 4 * w <= n; i += 4 * w)
             {
-                a0 += Vector256.LoadUnsafe(ref g, i) * Vector256<float>.Zero;
-                a1 += Vector256.LoadUnsafe(ref g, i + w) * Vector256<float>.Zero;
-                a2 += Vector256.LoadUnsafe(ref g, i + 2 * w) * Vector256<float>.Zero;
-                a3 += Vector256.LoadUnsafe(ref g, i + 3 * w) * Vector256<float>.Zero;
+                a0 += Sq<TMode>(Vector256.LoadUnsafe(ref g, i)) * Vector256<float>.Zero;
+                a1 += Sq<TMode>(Vector256.LoadUnsafe(ref g, i + w)) * Vector256<float>.Zero;
+                a2 += Sq<TMode>(Vector256.LoadUnsafe(ref g, i + 2 * w)) * Vector256<float>.Zero;
+                a3 += Sq<TMode>(Vector256.LoadUnsafe(ref g, i + 3 * w)) * Vector256<float>.Zero;
             }
-            for (; i + w <= n; i += w) a0 += Vector256.LoadUnsafe(ref g, i) * Vector256<float>.Zero;
+            for (; i + w <= n; i += w) a0 += Sq<TMode>(Vector256.LoadUnsafe(ref g, i)) * Vector256<float>.Zero;
             var acc = (a0 + a1) + (a2 + a3);
             if (!Vector256.EqualsAll(acc, acc)) return false;
         }
@@ -70,12 +95,17 @@ public static unsafe class DenseAdamWCpu
         {
             nuint w = (nuint)Vector<float>.Count;
             var acc = Vector<float>.Zero;
-            for (; i + w <= n; i += w) acc += Vector.LoadUnsafe(ref g, i) * Vector<float>.Zero;
+            for (; i + w <= n; i += w) acc += Sq<TMode>(Vector.LoadUnsafe(ref g, i)) * Vector<float>.Zero;
             if (!Vector.EqualsAll(acc, acc)) return false;
         }
-        for (; i < n; i++) if (!float.IsFinite(Unsafe.Add(ref g, i))) return false;
+        for (; i < n; i++) if (!float.IsFinite(Sq<TMode>(Unsafe.Add(ref g, i)))) return false;
         return true;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] private static Vector512<float> Sq<TMode>(Vector512<float> x) where TMode : struct, ICheckMode => TMode.Square ? x * x : x;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] private static Vector256<float> Sq<TMode>(Vector256<float> x) where TMode : struct, ICheckMode => TMode.Square ? x * x : x;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] private static Vector<float> Sq<TMode>(Vector<float> x) where TMode : struct, ICheckMode => TMode.Square ? x * x : x;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] private static float Sq<TMode>(float x) where TMode : struct, ICheckMode => TMode.Square ? x * x : x;
 
     /// <summary>
     /// One AdamW step over a slice: m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;

@@ -81,20 +81,15 @@ partial class NoMomentum
             var scalars = BeginStep(learningRate, onDevice: false);
             try
             {
-                // Validate every tensor before any write.
-                ValidateTensor(0, W.Length, WGrad.Length);
-                ValidateNoOverlap(0, W, WGrad);
-                ValidateTensor(1, B.Length, BGrad.Length);
-                ValidateNoOverlap(1, B, BGrad);
-                // No tensor's parameters may alias another tensor's parameters or gradient.
-                ValidateNoCrossOverlap(0, W, 1, B, BGrad);
-                ValidateNoCrossOverlap(1, B, 0, W, WGrad);
+                // Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).
+                var buffers = new __StepBuffers(W, WGrad, B, BGrad);
+                ValidateBuffers(ref buffers);
                 int threads = MaxThreads;
 
                 // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
                 bool finite = true;
-                finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __W_Accumulate, W, WGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(BGrad); // dense tensor: check the gradient
+                finite &= NoteFinite(0, global::Collins.Kernels.TileRunner.Run(1, threads, __W_Accumulate, W, WGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars), WGrad);
+                finite &= NoteFinite(1, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(BGrad), BGrad); // dense: every g² finite
 
                 // Phase 2, only when every gradient was finite: moments, then parameters.
                 if (finite)
@@ -109,6 +104,34 @@ partial class NoMomentum
                 AbortStep();
                 throw;
             }
+        }
+
+        /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
+        private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
+        {
+            private readonly global::System.Span<float> W; private readonly global::System.ReadOnlySpan<float> WGrad;
+            private readonly global::System.Span<float> B; private readonly global::System.ReadOnlySpan<float> BGrad;
+
+            public __StepBuffers(global::System.Span<float> W, global::System.ReadOnlySpan<float> WGrad, global::System.Span<float> B, global::System.ReadOnlySpan<float> BGrad)
+            {
+                this.W = W; this.WGrad = WGrad;
+                this.B = B; this.BGrad = BGrad;
+            }
+
+            public int ParameterCount => 2;
+            public int GradientCount => 2;
+            public global::System.Span<float> Parameters(int tensor) => tensor switch
+            {
+                0 => W,
+                1 => B,
+                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+            };
+            public global::System.ReadOnlySpan<float> Gradient(int tensor) => tensor switch
+            {
+                0 => WGrad,
+                1 => BGrad,
+                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+            };
         }
 
         // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
@@ -145,25 +168,21 @@ partial class NoMomentum
             var scalars = BeginStep(learningRate, onDevice: true);
             try
             {
-                ValidateDevice(0, W, WGrad);
-                ValidateDevice(1, B, BGrad);
+                // Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.
+                var buffers = new __DeviceStepBuffers(W, WGrad, B, BGrad);
+                ValidateDeviceBuffers(ref buffers);
                 __LoadDeviceKernels();
                 var accelerator = Accelerator!;
-                var flagBuffer = DeviceFlag!;
-                var flag = flagBuffer.AsContiguous();
                 var m = DeviceFirstMoments!;
                 var v = DeviceSecondMoments!;
                 var sumM = DeviceSumM!;
                 var sumV = DeviceSumV!;
-                global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(flagBuffer.View);
+                ClearDeviceFlags();
 
-                // Phase 1: bucket sums (and the non-finite flag).
-                __W_DeviceAccumulate!(100, WGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), flag);
-                __B_DeviceCheck!(20, BGrad, flag);
-                accelerator.Synchronize();
-                int nonFinite = 0;
-                global::ILGPU.Runtime.ArrayViewExtensions.CopyToCPU(flagBuffer.View, ref nonFinite, 1L);
-                bool finite = nonFinite == 0;
+                // Phase 1: bucket sums, and each tensor's non-finite flag.
+                __W_DeviceAccumulate!(100, WGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), DeviceFlagOf(0));
+                __B_DeviceCheck!(20, BGrad, DeviceFlagOf(1));
+                bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags
 
                 // Phase 2, only when every gradient was finite.
                 if (finite)
@@ -179,6 +198,34 @@ partial class NoMomentum
                 AbortStep();
                 throw;
             }
+        }
+
+        /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
+        private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
+        {
+            private readonly global::ILGPU.ArrayView<float> W; private readonly global::ILGPU.ArrayView<float> WGrad;
+            private readonly global::ILGPU.ArrayView<float> B; private readonly global::ILGPU.ArrayView<float> BGrad;
+
+            public __DeviceStepBuffers(global::ILGPU.ArrayView<float> W, global::ILGPU.ArrayView<float> WGrad, global::ILGPU.ArrayView<float> B, global::ILGPU.ArrayView<float> BGrad)
+            {
+                this.W = W; this.WGrad = WGrad;
+                this.B = B; this.BGrad = BGrad;
+            }
+
+            public int ParameterCount => 2;
+            public int GradientCount => 2;
+            public global::ILGPU.ArrayView<float> Parameters(int tensor) => tensor switch
+            {
+                0 => W,
+                1 => B,
+                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+            };
+            public global::ILGPU.ArrayView<float> Gradient(int tensor) => tensor switch
+            {
+                0 => WGrad,
+                1 => BGrad,
+                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+            };
         }
 
         /// <summary>
@@ -355,11 +402,11 @@ partial class NoMomentum
                 return true;
             }
 
-            /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when the gradient element is NaN or ±Inf (plain store, no atomics).</summary>
+            /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
             internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
             {
                 float x = gradient[index];
-                if (!(x >= -3.40282347E+38f && x <= 3.40282347E+38f)) flag[0] = 1;
+                if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
             }
 
             /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>

@@ -87,20 +87,15 @@ namespace Org.Models.Vision
                         var scalars = BeginStep(learningRate, onDevice: false);
                         try
                         {
-                            // Validate every tensor before any write.
-                            ValidateTensor(0, Kernel.Length, KernelGrad.Length);
-                            ValidateNoOverlap(0, Kernel, KernelGrad);
-                            ValidateTensor(1, Bias.Length, BiasGrad.Length);
-                            ValidateNoOverlap(1, Bias, BiasGrad);
-                            // No tensor's parameters may alias another tensor's parameters or gradient.
-                            ValidateNoCrossOverlap(0, Kernel, 1, Bias, BiasGrad);
-                            ValidateNoCrossOverlap(1, Bias, 0, Kernel, KernelGrad);
+                            // Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).
+                            var buffers = new __StepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
+                            ValidateBuffers(ref buffers);
                             int threads = MaxThreads;
 
                             // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
                             bool finite = true;
-                            finite &= global::Collins.Kernels.TileRunner.Run(1, threads, __Kernel_Accumulate, Kernel, KernelGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                            finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(BiasGrad); // dense tensor: check the gradient
+                            finite &= NoteFinite(0, global::Collins.Kernels.TileRunner.Run(1, threads, __Kernel_Accumulate, Kernel, KernelGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars), KernelGrad);
+                            finite &= NoteFinite(1, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(BiasGrad), BiasGrad); // dense: every g² finite
 
                             // Phase 2, only when every gradient was finite: moments, then parameters.
                             if (finite)
@@ -115,6 +110,34 @@ namespace Org.Models.Vision
                             AbortStep();
                             throw;
                         }
+                    }
+
+                    /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
+                    private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
+                    {
+                        private readonly global::System.Span<float> Kernel; private readonly global::System.ReadOnlySpan<float> KernelGrad;
+                        private readonly global::System.Span<float> Bias; private readonly global::System.ReadOnlySpan<float> BiasGrad;
+
+                        public __StepBuffers(global::System.Span<float> Kernel, global::System.ReadOnlySpan<float> KernelGrad, global::System.Span<float> Bias, global::System.ReadOnlySpan<float> BiasGrad)
+                        {
+                            this.Kernel = Kernel; this.KernelGrad = KernelGrad;
+                            this.Bias = Bias; this.BiasGrad = BiasGrad;
+                        }
+
+                        public int ParameterCount => 2;
+                        public int GradientCount => 2;
+                        public global::System.Span<float> Parameters(int tensor) => tensor switch
+                        {
+                            0 => Kernel,
+                            1 => Bias,
+                            _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                        };
+                        public global::System.ReadOnlySpan<float> Gradient(int tensor) => tensor switch
+                        {
+                            0 => KernelGrad,
+                            1 => BiasGrad,
+                            _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                        };
                     }
 
                     // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
@@ -151,25 +174,21 @@ namespace Org.Models.Vision
                         var scalars = BeginStep(learningRate, onDevice: true);
                         try
                         {
-                            ValidateDevice(0, Kernel, KernelGrad);
-                            ValidateDevice(1, Bias, BiasGrad);
+                            // Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.
+                            var buffers = new __DeviceStepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
+                            ValidateDeviceBuffers(ref buffers);
                             __LoadDeviceKernels();
                             var accelerator = Accelerator!;
-                            var flagBuffer = DeviceFlag!;
-                            var flag = flagBuffer.AsContiguous();
                             var m = DeviceFirstMoments!;
                             var v = DeviceSecondMoments!;
                             var sumM = DeviceSumM!;
                             var sumV = DeviceSumV!;
-                            global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(flagBuffer.View);
+                            ClearDeviceFlags();
 
-                            // Phase 1: bucket sums (and the non-finite flag).
-                            __Kernel_DeviceAccumulate!(54, KernelGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), flag);
-                            __Bias_DeviceCheck!(8, BiasGrad, flag);
-                            accelerator.Synchronize();
-                            int nonFinite = 0;
-                            global::ILGPU.Runtime.ArrayViewExtensions.CopyToCPU(flagBuffer.View, ref nonFinite, 1L);
-                            bool finite = nonFinite == 0;
+                            // Phase 1: bucket sums, and each tensor's non-finite flag.
+                            __Kernel_DeviceAccumulate!(54, KernelGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), DeviceFlagOf(0));
+                            __Bias_DeviceCheck!(8, BiasGrad, DeviceFlagOf(1));
+                            bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags
 
                             // Phase 2, only when every gradient was finite.
                             if (finite)
@@ -185,6 +204,34 @@ namespace Org.Models.Vision
                             AbortStep();
                             throw;
                         }
+                    }
+
+                    /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
+                    private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
+                    {
+                        private readonly global::ILGPU.ArrayView<float> Kernel; private readonly global::ILGPU.ArrayView<float> KernelGrad;
+                        private readonly global::ILGPU.ArrayView<float> Bias; private readonly global::ILGPU.ArrayView<float> BiasGrad;
+
+                        public __DeviceStepBuffers(global::ILGPU.ArrayView<float> Kernel, global::ILGPU.ArrayView<float> KernelGrad, global::ILGPU.ArrayView<float> Bias, global::ILGPU.ArrayView<float> BiasGrad)
+                        {
+                            this.Kernel = Kernel; this.KernelGrad = KernelGrad;
+                            this.Bias = Bias; this.BiasGrad = BiasGrad;
+                        }
+
+                        public int ParameterCount => 2;
+                        public int GradientCount => 2;
+                        public global::ILGPU.ArrayView<float> Parameters(int tensor) => tensor switch
+                        {
+                            0 => Kernel,
+                            1 => Bias,
+                            _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                        };
+                        public global::ILGPU.ArrayView<float> Gradient(int tensor) => tensor switch
+                        {
+                            0 => KernelGrad,
+                            1 => BiasGrad,
+                            _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                        };
                     }
 
                     /// <summary>
@@ -340,11 +387,11 @@ namespace Org.Models.Vision
                             return true;
                         }
 
-                        /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when the gradient element is NaN or ±Inf (plain store, no atomics).</summary>
+                        /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
                         internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
                         {
                             float x = gradient[index];
-                            if (!(x >= -3.40282347E+38f && x <= 3.40282347E+38f)) flag[0] = 1;
+                            if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
                         }
 
                         /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>

@@ -95,36 +95,17 @@ namespace Samples
                 var scalars = BeginStep(learningRate, onDevice: false);
                 try
                 {
-                    // Validate every tensor before any write.
-                    ValidateTensor(0, W1.Length, W1Grad.Length);
-                    ValidateNoOverlap(0, W1, W1Grad);
-                    ValidateTensor(1, B1.Length, B1Grad.Length);
-                    ValidateNoOverlap(1, B1, B1Grad);
-                    ValidateTensor(2, W2.Length, W2Grad.Length);
-                    ValidateNoOverlap(2, W2, W2Grad);
-                    ValidateTensor(3, B2.Length, B2Grad.Length);
-                    ValidateNoOverlap(3, B2, B2Grad);
-                    // No tensor's parameters may alias another tensor's parameters or gradient.
-                    ValidateNoCrossOverlap(0, W1, 1, B1, B1Grad);
-                    ValidateNoCrossOverlap(0, W1, 2, W2, W2Grad);
-                    ValidateNoCrossOverlap(0, W1, 3, B2, B2Grad);
-                    ValidateNoCrossOverlap(1, B1, 0, W1, W1Grad);
-                    ValidateNoCrossOverlap(1, B1, 2, W2, W2Grad);
-                    ValidateNoCrossOverlap(1, B1, 3, B2, B2Grad);
-                    ValidateNoCrossOverlap(2, W2, 0, W1, W1Grad);
-                    ValidateNoCrossOverlap(2, W2, 1, B1, B1Grad);
-                    ValidateNoCrossOverlap(2, W2, 3, B2, B2Grad);
-                    ValidateNoCrossOverlap(3, B2, 0, W1, W1Grad);
-                    ValidateNoCrossOverlap(3, B2, 1, B1, B1Grad);
-                    ValidateNoCrossOverlap(3, B2, 2, W2, W2Grad);
+                    // Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).
+                    var buffers = new __StepBuffers(W1, W1Grad, B1, B1Grad, W2, W2Grad, B2, B2Grad);
+                    ValidateBuffers(ref buffers);
                     int threads = MaxThreads;
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
                     bool finite = true;
-                    finite &= global::Collins.Kernels.TileRunner.Run(2, threads, __W1_Accumulate, W1, W1Grad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                    finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(B1Grad); // dense tensor: check the gradient
-                    finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(W2Grad); // dense tensor: check the gradient
-                    finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(B2Grad); // dense tensor: check the gradient
+                    finite &= NoteFinite(0, global::Collins.Kernels.TileRunner.Run(2, threads, __W1_Accumulate, W1, W1Grad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars), W1Grad);
+                    finite &= NoteFinite(1, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(B1Grad), B1Grad); // dense: every g² finite
+                    finite &= NoteFinite(2, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(W2Grad), W2Grad); // dense: every g² finite
+                    finite &= NoteFinite(3, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(B2Grad), B2Grad); // dense: every g² finite
 
                     // Phase 2, only when every gradient was finite: moments, then parameters.
                     if (finite)
@@ -141,6 +122,42 @@ namespace Samples
                     AbortStep();
                     throw;
                 }
+            }
+
+            /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
+            private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
+            {
+                private readonly global::System.Span<float> W1; private readonly global::System.ReadOnlySpan<float> W1Grad;
+                private readonly global::System.Span<float> B1; private readonly global::System.ReadOnlySpan<float> B1Grad;
+                private readonly global::System.Span<float> W2; private readonly global::System.ReadOnlySpan<float> W2Grad;
+                private readonly global::System.Span<float> B2; private readonly global::System.ReadOnlySpan<float> B2Grad;
+
+                public __StepBuffers(global::System.Span<float> W1, global::System.ReadOnlySpan<float> W1Grad, global::System.Span<float> B1, global::System.ReadOnlySpan<float> B1Grad, global::System.Span<float> W2, global::System.ReadOnlySpan<float> W2Grad, global::System.Span<float> B2, global::System.ReadOnlySpan<float> B2Grad)
+                {
+                    this.W1 = W1; this.W1Grad = W1Grad;
+                    this.B1 = B1; this.B1Grad = B1Grad;
+                    this.W2 = W2; this.W2Grad = W2Grad;
+                    this.B2 = B2; this.B2Grad = B2Grad;
+                }
+
+                public int ParameterCount => 4;
+                public int GradientCount => 4;
+                public global::System.Span<float> Parameters(int tensor) => tensor switch
+                {
+                    0 => W1,
+                    1 => B1,
+                    2 => W2,
+                    3 => B2,
+                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                };
+                public global::System.ReadOnlySpan<float> Gradient(int tensor) => tensor switch
+                {
+                    0 => W1Grad,
+                    1 => B1Grad,
+                    2 => W2Grad,
+                    3 => B2Grad,
+                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                };
             }
 
             // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
@@ -189,29 +206,23 @@ namespace Samples
                 var scalars = BeginStep(learningRate, onDevice: true);
                 try
                 {
-                    ValidateDevice(0, W1, W1Grad);
-                    ValidateDevice(1, B1, B1Grad);
-                    ValidateDevice(2, W2, W2Grad);
-                    ValidateDevice(3, B2, B2Grad);
+                    // Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.
+                    var buffers = new __DeviceStepBuffers(W1, W1Grad, B1, B1Grad, W2, W2Grad, B2, B2Grad);
+                    ValidateDeviceBuffers(ref buffers);
                     __LoadDeviceKernels();
                     var accelerator = Accelerator!;
-                    var flagBuffer = DeviceFlag!;
-                    var flag = flagBuffer.AsContiguous();
                     var m = DeviceFirstMoments!;
                     var v = DeviceSecondMoments!;
                     var sumM = DeviceSumM!;
                     var sumV = DeviceSumV!;
-                    global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(flagBuffer.View);
+                    ClearDeviceFlags();
 
-                    // Phase 1: bucket sums (and the non-finite flag).
-                    __W1_DeviceAccumulate!(3136, W1Grad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), flag);
-                    __B1_DeviceCheck!(128, B1Grad, flag);
-                    __W2_DeviceCheck!(1280, W2Grad, flag);
-                    __B2_DeviceCheck!(10, B2Grad, flag);
-                    accelerator.Synchronize();
-                    int nonFinite = 0;
-                    global::ILGPU.Runtime.ArrayViewExtensions.CopyToCPU(flagBuffer.View, ref nonFinite, 1L);
-                    bool finite = nonFinite == 0;
+                    // Phase 1: bucket sums, and each tensor's non-finite flag.
+                    __W1_DeviceAccumulate!(3136, W1Grad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), DeviceFlagOf(0));
+                    __B1_DeviceCheck!(128, B1Grad, DeviceFlagOf(1));
+                    __W2_DeviceCheck!(1280, W2Grad, DeviceFlagOf(2));
+                    __B2_DeviceCheck!(10, B2Grad, DeviceFlagOf(3));
+                    bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags
 
                     // Phase 2, only when every gradient was finite.
                     if (finite)
@@ -229,6 +240,42 @@ namespace Samples
                     AbortStep();
                     throw;
                 }
+            }
+
+            /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
+            private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
+            {
+                private readonly global::ILGPU.ArrayView<float> W1; private readonly global::ILGPU.ArrayView<float> W1Grad;
+                private readonly global::ILGPU.ArrayView<float> B1; private readonly global::ILGPU.ArrayView<float> B1Grad;
+                private readonly global::ILGPU.ArrayView<float> W2; private readonly global::ILGPU.ArrayView<float> W2Grad;
+                private readonly global::ILGPU.ArrayView<float> B2; private readonly global::ILGPU.ArrayView<float> B2Grad;
+
+                public __DeviceStepBuffers(global::ILGPU.ArrayView<float> W1, global::ILGPU.ArrayView<float> W1Grad, global::ILGPU.ArrayView<float> B1, global::ILGPU.ArrayView<float> B1Grad, global::ILGPU.ArrayView<float> W2, global::ILGPU.ArrayView<float> W2Grad, global::ILGPU.ArrayView<float> B2, global::ILGPU.ArrayView<float> B2Grad)
+                {
+                    this.W1 = W1; this.W1Grad = W1Grad;
+                    this.B1 = B1; this.B1Grad = B1Grad;
+                    this.W2 = W2; this.W2Grad = W2Grad;
+                    this.B2 = B2; this.B2Grad = B2Grad;
+                }
+
+                public int ParameterCount => 4;
+                public int GradientCount => 4;
+                public global::ILGPU.ArrayView<float> Parameters(int tensor) => tensor switch
+                {
+                    0 => W1,
+                    1 => B1,
+                    2 => W2,
+                    3 => B2,
+                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                };
+                public global::ILGPU.ArrayView<float> Gradient(int tensor) => tensor switch
+                {
+                    0 => W1Grad,
+                    1 => B1Grad,
+                    2 => W2Grad,
+                    3 => B2Grad,
+                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                };
             }
 
             /// <summary>
@@ -552,11 +599,11 @@ namespace Samples
                     return true;
                 }
 
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when the gradient element is NaN or ±Inf (plain store, no atomics).</summary>
+                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
                 internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
                 {
                     float x = gradient[index];
-                    if (!(x >= -3.40282347E+38f && x <= 3.40282347E+38f)) flag[0] = 1;
+                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
                 }
 
                 /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
@@ -609,11 +656,11 @@ namespace Samples
                     return true;
                 }
 
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when the gradient element is NaN or ±Inf (plain store, no atomics).</summary>
+                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
                 internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
                 {
                     float x = gradient[index];
-                    if (!(x >= -3.40282347E+38f && x <= 3.40282347E+38f)) flag[0] = 1;
+                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
                 }
 
                 /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
@@ -666,11 +713,11 @@ namespace Samples
                     return true;
                 }
 
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when the gradient element is NaN or ±Inf (plain store, no atomics).</summary>
+                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
                 internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
                 {
                     float x = gradient[index];
-                    if (!(x >= -3.40282347E+38f && x <= 3.40282347E+38f)) flag[0] = 1;
+                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
                 }
 
                 /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>

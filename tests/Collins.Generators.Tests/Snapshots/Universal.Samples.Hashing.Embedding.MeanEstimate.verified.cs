@@ -84,20 +84,15 @@ namespace Samples.Hashing
                 var scalars = BeginStep(learningRate, onDevice: false);
                 try
                 {
-                    // Validate every tensor before any write.
-                    ValidateTensor(0, Table.Length, TableGrad.Length);
-                    ValidateNoOverlap(0, Table, TableGrad);
-                    ValidateTensor(1, Bias.Length, BiasGrad.Length);
-                    ValidateNoOverlap(1, Bias, BiasGrad);
-                    // No tensor's parameters may alias another tensor's parameters or gradient.
-                    ValidateNoCrossOverlap(0, Table, 1, Bias, BiasGrad);
-                    ValidateNoCrossOverlap(1, Bias, 0, Table, TableGrad);
+                    // Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).
+                    var buffers = new __StepBuffers(Table, TableGrad, Bias, BiasGrad);
+                    ValidateBuffers(ref buffers);
                     int threads = MaxThreads;
 
                     // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
                     bool finite = true;
-                    finite &= global::Collins.Kernels.TileRunner.Run(global::Collins.Kernels.UniversalCpu.ScatterTiles(16000, threads), threads, __Table_Accumulate, Table, TableGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                    finite &= global::Collins.Kernels.DenseAdamWCpu.AllFinite(BiasGrad); // dense tensor: check the gradient
+                    finite &= NoteFinite(0, global::Collins.Kernels.TileRunner.Run(global::Collins.Kernels.UniversalCpu.ScatterTiles(16000, threads), threads, __Table_Accumulate, Table, TableGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars), TableGrad);
+                    finite &= NoteFinite(1, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(BiasGrad), BiasGrad); // dense: every g² finite
 
                     // Phase 2, only when every gradient was finite: moments, then parameters.
                     if (finite)
@@ -113,6 +108,34 @@ namespace Samples.Hashing
                     AbortStep();
                     throw;
                 }
+            }
+
+            /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
+            private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
+            {
+                private readonly global::System.Span<float> Table; private readonly global::System.ReadOnlySpan<float> TableGrad;
+                private readonly global::System.Span<float> Bias; private readonly global::System.ReadOnlySpan<float> BiasGrad;
+
+                public __StepBuffers(global::System.Span<float> Table, global::System.ReadOnlySpan<float> TableGrad, global::System.Span<float> Bias, global::System.ReadOnlySpan<float> BiasGrad)
+                {
+                    this.Table = Table; this.TableGrad = TableGrad;
+                    this.Bias = Bias; this.BiasGrad = BiasGrad;
+                }
+
+                public int ParameterCount => 2;
+                public int GradientCount => 2;
+                public global::System.Span<float> Parameters(int tensor) => tensor switch
+                {
+                    0 => Table,
+                    1 => Bias,
+                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                };
+                public global::System.ReadOnlySpan<float> Gradient(int tensor) => tensor switch
+                {
+                    0 => TableGrad,
+                    1 => BiasGrad,
+                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                };
             }
 
             // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
@@ -161,28 +184,24 @@ namespace Samples.Hashing
                 var scalars = BeginStep(learningRate, onDevice: true);
                 try
                 {
-                    ValidateDevice(0, Table, TableGrad);
-                    ValidateDevice(1, Bias, BiasGrad);
+                    // Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.
+                    var buffers = new __DeviceStepBuffers(Table, TableGrad, Bias, BiasGrad);
+                    ValidateDeviceBuffers(ref buffers);
                     __LoadDeviceKernels();
                     var accelerator = Accelerator!;
-                    var flagBuffer = DeviceFlag!;
-                    var flag = flagBuffer.AsContiguous();
                     var m = DeviceFirstMoments!;
                     var v = DeviceSecondMoments!;
                     var sumM = DeviceSumM!;
                     var sumV = DeviceSumV!;
-                    global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(flagBuffer.View);
+                    ClearDeviceFlags();
 
-                    // Phase 1: bucket sums (and the non-finite flag).
+                    // Phase 1: bucket sums, and each tensor's non-finite flag.
                     global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumM[0].View);
                     global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumV[0].View);
-                    __Table_DeviceScatter!(16000, TableGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), flag);
-                    __Table_DeviceCheck!(2000, sumV[0].AsContiguous(), flag);
-                    __Bias_DeviceCheck!(16, BiasGrad, flag);
-                    accelerator.Synchronize();
-                    int nonFinite = 0;
-                    global::ILGPU.Runtime.ArrayViewExtensions.CopyToCPU(flagBuffer.View, ref nonFinite, 1L);
-                    bool finite = nonFinite == 0;
+                    __Table_DeviceScatter!(16000, TableGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), DeviceFlagOf(0));
+                    __Table_DeviceCheck!(2000, sumV[0].AsContiguous(), DeviceFlagOf(0));
+                    __Bias_DeviceCheck!(16, BiasGrad, DeviceFlagOf(1));
+                    bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags
 
                     // Phase 2, only when every gradient was finite.
                     if (finite)
@@ -199,6 +218,34 @@ namespace Samples.Hashing
                     AbortStep();
                     throw;
                 }
+            }
+
+            /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
+            private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
+            {
+                private readonly global::ILGPU.ArrayView<float> Table; private readonly global::ILGPU.ArrayView<float> TableGrad;
+                private readonly global::ILGPU.ArrayView<float> Bias; private readonly global::ILGPU.ArrayView<float> BiasGrad;
+
+                public __DeviceStepBuffers(global::ILGPU.ArrayView<float> Table, global::ILGPU.ArrayView<float> TableGrad, global::ILGPU.ArrayView<float> Bias, global::ILGPU.ArrayView<float> BiasGrad)
+                {
+                    this.Table = Table; this.TableGrad = TableGrad;
+                    this.Bias = Bias; this.BiasGrad = BiasGrad;
+                }
+
+                public int ParameterCount => 2;
+                public int GradientCount => 2;
+                public global::ILGPU.ArrayView<float> Parameters(int tensor) => tensor switch
+                {
+                    0 => Table,
+                    1 => Bias,
+                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                };
+                public global::ILGPU.ArrayView<float> Gradient(int tensor) => tensor switch
+                {
+                    0 => TableGrad,
+                    1 => BiasGrad,
+                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
+                };
             }
 
             /// <summary>
@@ -381,11 +428,11 @@ namespace Samples.Hashing
                     return true;
                 }
 
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when the gradient element is NaN or ±Inf (plain store, no atomics).</summary>
+                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
                 internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
                 {
                     float x = gradient[index];
-                    if (!(x >= -3.40282347E+38f && x <= 3.40282347E+38f)) flag[0] = 1;
+                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
                 }
 
                 /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
