@@ -13,14 +13,11 @@ namespace Collins.Generators
     {
         public const string Version = "0.1.0";
 
-        // Tile sizes: fixed, so the partition never depends on the thread count.
-        internal const int RotationTileBuckets = 2048;
-        // Rotation tensors of at least this many entries write their phase-1 sums with non-temporal stores: measured faster from
-        // d = 1M (the smallest size the bench runs) to 256M (docs/benchmarks.md); smaller tensors keep plain stores, their sums
-        // being cache-resident when phase 2 reads them.
-        internal const int NonTemporalSumsMinLength = 1 << 20;
-        internal const int UniversalBucketTile = 4096;
-        internal const int ElementTile = 16384;
+        // Tile sizes and the store kind: the one table shared with the runtime (src/Collins/Kernels/KernelTiles.cs).
+        internal const int RotationTileBuckets = global::Collins.Kernels.KernelTiles.RotationTileBuckets;
+        internal const int NonTemporalSumsMinLength = global::Collins.Kernels.KernelTiles.NonTemporalSumsMinLength;
+        internal const int UniversalBucketTile = global::Collins.Kernels.KernelTiles.UniversalBucketTile;
+        internal const int ElementTile = global::Collins.Kernels.KernelTiles.ElementTile;
 
         private const string AV = "global::ILGPU.ArrayView<float>";
         private const string AVI = "global::ILGPU.ArrayView<int>";
@@ -304,7 +301,7 @@ namespace Collins.Generators
             => "global::Collins.Kernels.TileRunner.Run(" + tiles + ", threads, __" + t.Name + "_" + kernel + ", " + t.Name + ", " + t.Name
                + "Grad, FirstMoments[" + Lit.I(i) + "], SecondMoments[" + Lit.I(i) + "], SumM[" + Lit.I(i) + "], SumV[" + Lit.I(i) + "], in scalars);";
 
-        private static int Tiles(int n, int tile) => (int)(((long)n + tile - 1) / tile);
+        private static int Tiles(int n, int tile) => global::Collins.Kernels.KernelTiles.Tiles(n, tile);
 
         // ------------------------------------------------------------------ device
 
@@ -587,7 +584,7 @@ namespace Collins.Generators
             w.Line("int b0 = tile * TileBuckets;");
             w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
             w.Line("return " + RC + ".AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
-                   + ", Rotations, Signs" + (t.Length >= NonTemporalSumsMinLength ? ", nonTemporal: true" : "") + ");");
+                   + ", Rotations, Signs" + (global::Collins.Kernels.KernelTiles.NonTemporalSums(t.Length) ? ", nonTemporal: true" : "") + ");");
             w.Close();
             w.Line();
             w.Line("/// <summary>");

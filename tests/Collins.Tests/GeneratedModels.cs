@@ -98,3 +98,27 @@ namespace Collins.Tests.Generated
         [Tensor(100)] public float[] T24 = new float[100]; [Tensor(30)] public float[] T25 = new float[30];
     }
 }
+
+namespace Collins.Tests.Generated
+{
+    /// <summary>
+    /// Every layout × second-moment estimate × β1, for the bit-identity of generated and run-time optimizers: a prime, a ragged
+    /// matrix, a tiny sketched tensor, a dense one and one above the non-temporal threshold (2^20 + 3 entries).
+    /// </summary>
+    [SketchedOptimizer(Name = "RotSumM", Ratio = 8, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 64)]
+    [SketchedOptimizer(Name = "RotSumNoM", Ratio = 8, Beta1 = 0, Beta2 = 0.99, DenseThreshold = 64)]
+    [SketchedOptimizer(Name = "RotMeanM", Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64, Seed = 3)]
+    [SketchedOptimizer(Name = "RotMeanNoM", Ratio = 8, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, WeightDecay = 0.1, DenseThreshold = 64)]
+    [SketchedOptimizer(Name = "UniSumM", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 64)]
+    [SketchedOptimizer(Name = "UniSumNoM", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0, Epsilon = 1e-7, DenseThreshold = 64)]
+    [SketchedOptimizer(Name = "UniMeanM", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64, Seed = 5)]
+    [SketchedOptimizer(Name = "UniMeanNoM", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64)]
+    public partial class LayoutMatrix
+    {
+        [Tensor(10007)] public float[] Prime = new float[10007];
+        [Tensor(301, 13)] public float[] Ragged = new float[301 * 13];
+        [Tensor(7, Sketching = TensorSketching.Sketched)] public float[] Tiny = new float[7];
+        [Tensor(40)] public float[] Dense = new float[40];
+        [Tensor((1 << 20) + 3)] public float[] Large = new float[(1 << 20) + 3];
+    }
+}

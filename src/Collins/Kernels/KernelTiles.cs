@@ -1,0 +1,34 @@
+// This file is compiled into BOTH the runtime (src/Collins) and the source generator (generator/, netstandard2.0)
+// through a <Compile Link> item, like Hashing/HashDerivation.cs: it is the one tile table of the CPU kernels, so the
+// generated optimizers and the run-time CountSketchAdam cut every tensor into the same tiles and run the same kernels
+// on them (their results are bit-identical). Keep it free of APIs newer than netstandard2.0.
+namespace Collins.Kernels
+{
+    /// <summary>
+    /// The fixed CPU partition of every kind of tensor (never the thread count: results are bit-identical for any
+    /// <c>MaxThreads</c>), and the store-kind decision of the Rotation phase 1. Why these values: docs/benchmarks.md.
+    /// </summary>
+    internal static class KernelTiles
+    {
+        /// <summary>Buckets per tile of both Rotation phases (<c>RotationCpu.AccumulateTile</c>, <c>RotationCpu.UpdateApplyTile</c>).</summary>
+        public const int RotationTileBuckets = 2048;
+
+        /// <summary>
+        /// Rotation tensors of at least this many entries write their phase-1 sums with non-temporal stores; smaller ones keep
+        /// plain stores, their sums being cache-resident when phase 2 reads them.
+        /// </summary>
+        public const int NonTemporalSumsMinLength = 1 << 20;
+
+        /// <summary>Buckets per tile of the Universal moment update (<c>RotationCpu.UpdateBuckets</c> / <c>UpdateBucketsMean</c>).</summary>
+        public const int UniversalBucketTile = 4096;
+
+        /// <summary>Entries per tile of the Universal gather and of dense AdamW.</summary>
+        public const int ElementTile = 16384;
+
+        /// <summary>ceil(<paramref name="count"/> / <paramref name="tile"/>) without overflow.</summary>
+        public static int Tiles(int count, int tile) => (int)(((long)count + tile - 1) / tile);
+
+        /// <summary>Whether a Rotation tensor of <paramref name="length"/> entries writes its phase-1 sums non-temporally.</summary>
+        public static bool NonTemporalSums(int length) => length >= NonTemporalSumsMinLength;
+    }
+}
