@@ -146,6 +146,7 @@ namespace Collins.Generators
             w.Line();
 
             EmitCpuStep(w, c);
+            EmitModelStep(w, model, c);
             EmitDeviceFields(w, c);
             EmitDeviceStep(w, c);
 
@@ -262,6 +263,57 @@ namespace Collins.Generators
             EmitStepEnd(w);
             w.Line();
             EmitBufferStruct(w, v, "__StepBuffers", "global::Collins.Kernels.IStepBuffers", "ref struct", Span, ROSpan);
+        }
+
+        /// <summary>
+        /// The model-typed step: <c>Step(lr, model, gradients)</c> over the model's own tensor members, with a generated
+        /// <c>Gradients</c> holder whose members carry the tensors' names. It forwards to the span <c>Step</c>, so it validates and
+        /// behaves exactly as that one does; it adds only the null checks a member can fail.
+        /// </summary>
+        private static void EmitModelStep(CodeWriter w, ClassModel model, Ctx c)
+        {
+            var v = c.V;
+            string modelType = "global::" + model.DisplayName;
+            w.Line("/// <summary>");
+            w.Line("/// One gradient buffer per tensor of <see cref=\"" + model.ClassName + "\"/>, named as the tensors and of their lengths, for");
+            w.Line("/// <see cref=\"Step(float, " + model.ClassName + ", Gradients)\"/>: fill them in the backward pass, step, then <see cref=\"Clear\"/>.");
+            w.Line("/// </summary>");
+            w.Open("public sealed class Gradients");
+            foreach (var t in v.Tensors)
+            {
+                w.Line("/// <summary>Gradient of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats).</summary>");
+                w.Line("public float[] " + t.Name + " { get; } = new float[" + Lit.I(t.Length) + "];");
+            }
+            w.Line();
+            w.Line("/// <summary>Sets every gradient to zero.</summary>");
+            w.Open("public void Clear()");
+            foreach (var t in v.Tensors) w.Line("global::System.Array.Clear(" + t.Name + ");");
+            w.Close();
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>");
+            w.Line("/// One step over <paramref name=\"model\"/>'s tensor members in place, with each tensor's gradient taken from the member of");
+            w.Line("/// <paramref name=\"gradients\"/> of the same name: the same step, checks and outcome as the span overload.");
+            w.Line("/// </summary>");
+            w.Line("/// <param name=\"learningRate\">lr, finite and ≥ 0.</param>");
+            w.Line("/// <param name=\"model\">The model whose <c>[Tensor]</c> members are updated.</param>");
+            w.Line("/// <param name=\"gradients\">The gradients, one member per tensor.</param>");
+            w.Line("/// <exception cref=\"global::System.ArgumentException\">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>");
+            w.Open("public global::Collins.StepOutcome Step(float learningRate, " + modelType + " model, Gradients gradients)");
+            w.Line("global::System.ArgumentNullException.ThrowIfNull(model);");
+            w.Line("global::System.ArgumentNullException.ThrowIfNull(gradients);");
+            w.Line("return Step(learningRate,");
+            for (int i = 0; i < v.Tensors.Count; i++)
+            {
+                var t = v.Tensors[i];
+                // A member named like a keyword (declared as @int) needs the verbatim prefix here too.
+                string member = global::Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(t.Member) != global::Microsoft.CodeAnalysis.CSharp.SyntaxKind.None ? "@" + t.Member : t.Member;
+                string access = (t.MemberIsStatic ? modelType : "model") + "." + member;
+                w.Line("    " + access + " ?? throw NullTensorMember(\"" + t.Name + "\", \"" + t.Member + "\"), gradients." + t.Name
+                       + (i == v.Tensors.Count - 1 ? ");" : ","));
+            }
+            w.Close();
+            w.Line();
         }
 
         /// <summary>

@@ -27,9 +27,11 @@ namespace Collins.Generators
             "DeviceFlag", "BeginStep", "ValidateTensor", "ValidateNoOverlap", "ValidateDevice", "EndStep", "AbortStep",
             "Dispose", "OnDispose", "ValidateNoCrossOverlap", "ValidateBufferCounts", "CopyFirstMoment", "CopySecondMoment",
             "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize", "learningRate",
-            "ValidateBuffers", "ValidateDeviceBuffers", "NoteFinite", "DeviceFlagOf", "ClearDeviceFlags", "ReadDeviceVerdict", "LastNonFinite",
+            "ValidateBuffers", "ValidateDeviceBuffers", "NullTensorMember", "NoteFinite", "DeviceFlagOf", "ClearDeviceFlags", "ReadDeviceVerdict", "LastNonFinite",
             // Members of the generated Step-buffer structs (their fields are named after the tensors).
             "GradientCount", "Parameters", "Gradient", "tensor",
+            // The model-typed Step's gradient holder (Optimizer.Gradients) and its members.
+            "Gradients", "Clear",
             // Locals of the generated Step methods and __CreatePlans (a Step parameter of the same name would clash).
             "scalars", "threads", "finite", "accelerator", "flagBuffer", "flag", "m", "v", "sumM", "sumV", "nonFinite", "settings", "plans", "i", "buffers",
         };
@@ -57,6 +59,8 @@ namespace Collins.Generators
         private sealed class TensorDecl
         {
             public string Name = "";
+            public string Member = "";
+            public bool MemberIsStatic;
             public int[] Shape = Array.Empty<int>();
             public long Length;
             public int SpecRatio;
@@ -174,6 +178,8 @@ namespace Collins.Generators
             var t = new TensorDecl
             {
                 Name = member.Name,
+                Member = member.Name,
+                MemberIsStatic = member.IsStatic,
                 Location = attr.ApplicationSyntaxReference?.GetSyntax(ct).GetLocation() ?? member.Locations.FirstOrDefault(),
             };
             var syntax = attr.ApplicationSyntaxReference?.GetSyntax(ct) as AttributeSyntax;
@@ -412,7 +418,7 @@ namespace Collins.Generators
             if (!dense && ratio > length)
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.RatioExceedsLength, t.Location ?? variantLocation, t.Name,
                     length.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant));
-            return new TensorModel(t.Name, new EquatableArray<int>(t.Shape), t.SpecRatio, t.Sketching, length, dense, effectiveRatio,
+            return new TensorModel(t.Name, t.Member, t.MemberIsStatic, new EquatableArray<int>(t.Shape), t.SpecRatio, t.Sketching, length, dense, effectiveRatio,
                 buckets, rows, new EquatableArray<int>(rotations), new EquatableArray<int>(signs), a, b, sa, sb);
         }
 

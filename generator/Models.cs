@@ -32,6 +32,8 @@ namespace Collins.Generators
     /// <summary>One tensor of one optimizer variant, with every constant the emitter writes as a literal.</summary>
     public sealed record TensorModel(
         string Name,
+        string Member,
+        bool MemberIsStatic,
         EquatableArray<int> Shape,
         int SpecRatio,
         int Sketching,

@@ -377,6 +377,10 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         return ia < ib + b.Length && ib < ia + a.Length;
     }
 
+    /// <summary>The exception the model-typed <c>Step</c> throws, before anything is written, when a tensor member of the model is null.</summary>
+    protected static ArgumentException NullTensorMember(string tensor, string member)
+        => new($"Tensor '{tensor}': the model's member '{member}' is null; assign it an array of the tensor's length before stepping.", tensor);
+
     /// <summary>
     /// Records phase 1's verdict for tensor <paramref name="tensor"/> and returns it. The first tensor (in call order) whose verdict
     /// is false is the one a refused step names (<see cref="LastNonFinite"/>, <see cref="NonFiniteGradientException"/>); on that

@@ -134,6 +134,42 @@ partial class NoMomentum
             };
         }
 
+        /// <summary>
+        /// One gradient buffer per tensor of <see cref="NoMomentum"/>, named as the tensors and of their lengths, for
+        /// <see cref="Step(float, NoMomentum, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
+        /// </summary>
+        public sealed class Gradients
+        {
+            /// <summary>Gradient of tensor <c>W</c> (800 floats).</summary>
+            public float[] W { get; } = new float[800];
+            /// <summary>Gradient of tensor <c>B</c> (20 floats).</summary>
+            public float[] B { get; } = new float[20];
+
+            /// <summary>Sets every gradient to zero.</summary>
+            public void Clear()
+            {
+                global::System.Array.Clear(W);
+                global::System.Array.Clear(B);
+            }
+        }
+
+        /// <summary>
+        /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
+        /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
+        /// </summary>
+        /// <param name="learningRate">lr, finite and ≥ 0.</param>
+        /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
+        /// <param name="gradients">The gradients, one member per tensor.</param>
+        /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
+        public global::Collins.StepOutcome Step(float learningRate, global::NoMomentum model, Gradients gradients)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(model);
+            global::System.ArgumentNullException.ThrowIfNull(gradients);
+            return Step(learningRate,
+                model.W ?? throw NullTensorMember("W", "W"), gradients.W,
+                model.B ?? throw NullTensorMember("B", "B"), gradients.B);
+        }
+
         // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
         private bool __deviceKernelsLoaded;
         private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __W_DeviceAccumulate;

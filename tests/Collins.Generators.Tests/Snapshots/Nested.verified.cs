@@ -140,6 +140,42 @@ namespace Org.Models.Vision
                         };
                     }
 
+                    /// <summary>
+                    /// One gradient buffer per tensor of <see cref="Conv"/>, named as the tensors and of their lengths, for
+                    /// <see cref="Step(float, Conv, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
+                    /// </summary>
+                    public sealed class Gradients
+                    {
+                        /// <summary>Gradient of tensor <c>Kernel</c> (216 floats).</summary>
+                        public float[] Kernel { get; } = new float[216];
+                        /// <summary>Gradient of tensor <c>Bias</c> (8 floats).</summary>
+                        public float[] Bias { get; } = new float[8];
+
+                        /// <summary>Sets every gradient to zero.</summary>
+                        public void Clear()
+                        {
+                            global::System.Array.Clear(Kernel);
+                            global::System.Array.Clear(Bias);
+                        }
+                    }
+
+                    /// <summary>
+                    /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
+                    /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
+                    /// </summary>
+                    /// <param name="learningRate">lr, finite and ≥ 0.</param>
+                    /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
+                    /// <param name="gradients">The gradients, one member per tensor.</param>
+                    /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
+                    public global::Collins.StepOutcome Step(float learningRate, global::Org.Models.Vision.Zoo.Family.Conv model, Gradients gradients)
+                    {
+                        global::System.ArgumentNullException.ThrowIfNull(model);
+                        global::System.ArgumentNullException.ThrowIfNull(gradients);
+                        return Step(learningRate,
+                            model.Kernel ?? throw NullTensorMember("Kernel", "Kernel"), gradients.Kernel,
+                            model.Bias ?? throw NullTensorMember("Bias", "Bias"), gradients.Bias);
+                    }
+
                     // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
                     private bool __deviceKernelsLoaded;
                     private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Kernel_DeviceAccumulate;

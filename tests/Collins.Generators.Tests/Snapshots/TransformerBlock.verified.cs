@@ -186,6 +186,58 @@ namespace Samples
                 };
             }
 
+            /// <summary>
+            /// One gradient buffer per tensor of <see cref="TransformerBlock"/>, named as the tensors and of their lengths, for
+            /// <see cref="Step(float, TransformerBlock, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
+            /// </summary>
+            public sealed class Gradients
+            {
+                /// <summary>Gradient of tensor <c>Qkv</c> (3072 floats).</summary>
+                public float[] Qkv { get; } = new float[3072];
+                /// <summary>Gradient of tensor <c>AttentionOutput</c> (1024 floats).</summary>
+                public float[] AttentionOutput { get; } = new float[1024];
+                /// <summary>Gradient of tensor <c>FfnUp</c> (4096 floats).</summary>
+                public float[] FfnUp { get; } = new float[4096];
+                /// <summary>Gradient of tensor <c>FfnDown</c> (4096 floats).</summary>
+                public float[] FfnDown { get; } = new float[4096];
+                /// <summary>Gradient of tensor <c>NormGain</c> (32 floats).</summary>
+                public float[] NormGain { get; } = new float[32];
+                /// <summary>Gradient of tensor <c>Ragged</c> (33 floats).</summary>
+                public float[] Ragged { get; } = new float[33];
+
+                /// <summary>Sets every gradient to zero.</summary>
+                public void Clear()
+                {
+                    global::System.Array.Clear(Qkv);
+                    global::System.Array.Clear(AttentionOutput);
+                    global::System.Array.Clear(FfnUp);
+                    global::System.Array.Clear(FfnDown);
+                    global::System.Array.Clear(NormGain);
+                    global::System.Array.Clear(Ragged);
+                }
+            }
+
+            /// <summary>
+            /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
+            /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
+            /// </summary>
+            /// <param name="learningRate">lr, finite and ≥ 0.</param>
+            /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
+            /// <param name="gradients">The gradients, one member per tensor.</param>
+            /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
+            public global::Collins.StepOutcome Step(float learningRate, global::Samples.TransformerBlock model, Gradients gradients)
+            {
+                global::System.ArgumentNullException.ThrowIfNull(model);
+                global::System.ArgumentNullException.ThrowIfNull(gradients);
+                return Step(learningRate,
+                    model.AttentionInput ?? throw NullTensorMember("Qkv", "AttentionInput"), gradients.Qkv,
+                    model.AttentionOutput ?? throw NullTensorMember("AttentionOutput", "AttentionOutput"), gradients.AttentionOutput,
+                    model.FfnUp ?? throw NullTensorMember("FfnUp", "FfnUp"), gradients.FfnUp,
+                    model.FfnDown ?? throw NullTensorMember("FfnDown", "FfnDown"), gradients.FfnDown,
+                    model.NormGain ?? throw NullTensorMember("NormGain", "NormGain"), gradients.NormGain,
+                    model.Ragged ?? throw NullTensorMember("Ragged", "Ragged"), gradients.Ragged);
+            }
+
             // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Qkv_DeviceAccumulate;

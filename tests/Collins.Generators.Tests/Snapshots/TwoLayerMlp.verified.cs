@@ -160,6 +160,50 @@ namespace Samples
                 };
             }
 
+            /// <summary>
+            /// One gradient buffer per tensor of <see cref="Mlp"/>, named as the tensors and of their lengths, for
+            /// <see cref="Step(float, Mlp, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
+            /// </summary>
+            public sealed class Gradients
+            {
+                /// <summary>Gradient of tensor <c>W1</c> (100352 floats).</summary>
+                public float[] W1 { get; } = new float[100352];
+                /// <summary>Gradient of tensor <c>B1</c> (128 floats).</summary>
+                public float[] B1 { get; } = new float[128];
+                /// <summary>Gradient of tensor <c>W2</c> (1280 floats).</summary>
+                public float[] W2 { get; } = new float[1280];
+                /// <summary>Gradient of tensor <c>B2</c> (10 floats).</summary>
+                public float[] B2 { get; } = new float[10];
+
+                /// <summary>Sets every gradient to zero.</summary>
+                public void Clear()
+                {
+                    global::System.Array.Clear(W1);
+                    global::System.Array.Clear(B1);
+                    global::System.Array.Clear(W2);
+                    global::System.Array.Clear(B2);
+                }
+            }
+
+            /// <summary>
+            /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
+            /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
+            /// </summary>
+            /// <param name="learningRate">lr, finite and ≥ 0.</param>
+            /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
+            /// <param name="gradients">The gradients, one member per tensor.</param>
+            /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
+            public global::Collins.StepOutcome Step(float learningRate, global::Samples.Mlp model, Gradients gradients)
+            {
+                global::System.ArgumentNullException.ThrowIfNull(model);
+                global::System.ArgumentNullException.ThrowIfNull(gradients);
+                return Step(learningRate,
+                    model.W1 ?? throw NullTensorMember("W1", "W1"), gradients.W1,
+                    model.B1 ?? throw NullTensorMember("B1", "B1"), gradients.B1,
+                    model.W2 ?? throw NullTensorMember("W2", "W2"), gradients.W2,
+                    model.B2 ?? throw NullTensorMember("B2", "B2"), gradients.B2);
+            }
+
             // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __W1_DeviceAccumulate;

@@ -138,6 +138,42 @@ namespace Samples.Hashing
                 };
             }
 
+            /// <summary>
+            /// One gradient buffer per tensor of <see cref="Embedding"/>, named as the tensors and of their lengths, for
+            /// <see cref="Step(float, Embedding, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
+            /// </summary>
+            public sealed class Gradients
+            {
+                /// <summary>Gradient of tensor <c>Table</c> (16000 floats).</summary>
+                public float[] Table { get; } = new float[16000];
+                /// <summary>Gradient of tensor <c>Bias</c> (16 floats).</summary>
+                public float[] Bias { get; } = new float[16];
+
+                /// <summary>Sets every gradient to zero.</summary>
+                public void Clear()
+                {
+                    global::System.Array.Clear(Table);
+                    global::System.Array.Clear(Bias);
+                }
+            }
+
+            /// <summary>
+            /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
+            /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
+            /// </summary>
+            /// <param name="learningRate">lr, finite and ≥ 0.</param>
+            /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
+            /// <param name="gradients">The gradients, one member per tensor.</param>
+            /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
+            public global::Collins.StepOutcome Step(float learningRate, global::Samples.Hashing.Embedding model, Gradients gradients)
+            {
+                global::System.ArgumentNullException.ThrowIfNull(model);
+                global::System.ArgumentNullException.ThrowIfNull(gradients);
+                return Step(learningRate,
+                    model.Table ?? throw NullTensorMember("Table", "Table"), gradients.Table,
+                    model.Bias ?? throw NullTensorMember("Bias", "Bias"), gradients.Bias);
+            }
+
             // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Table_DeviceScatter;
