@@ -226,6 +226,115 @@ public class CheckpointTests : IDisposable
         Assert.True(rejected > 1000, $"only {rejected} of 2000 rejected");
     }
 
+    /// <summary>Byte offsets of a version-1 checkpoint's fields, computed from the format table in docs/reliability.md.</summary>
+    internal sealed record FileLayout(int StepOffset, int SkippedOffset, int[] MCountOffset, int[] MOffset, int[] MLength, int[] VCountOffset, int[] VOffset, int[] VLength, int ChecksumOffset);
+
+    internal static FileLayout LayoutOf(SketchedOptimizerBase opt)
+    {
+        int at = 20 + 2 + 8 + 8 + 8 + 4;
+        foreach (var t in opt.Tensors) at += 4 + System.Text.Encoding.UTF8.GetByteCount(t.Name) + 4 + 4 * t.Shape.Count + 4 + 1 + 4 + 1;
+        int step = at, skipped = at + 4;
+        at += 12;
+        int n = opt.Tensors.Count;
+        var mc = new int[n]; var mo = new int[n]; var ml = new int[n]; var vc = new int[n]; var vo = new int[n]; var vl = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            var t = opt.Tensors[i];
+            mc[i] = at; mo[i] = at + 4; ml[i] = t.HasFirstMoment ? t.Buckets : 0; at = mo[i] + 4 * ml[i];
+            vc[i] = at; vo[i] = at + 4; vl[i] = t.Buckets; at = vo[i] + 4 * vl[i];
+        }
+        return new FileLayout(step, skipped, mc, mo, ml, vc, vo, vl, at);
+    }
+
+    public static TheoryData<string, int, float> ImpossibleMoments() => new()
+    {
+        // moment ("m" or "v"), tensor index, value
+        { "m", 0, float.NaN }, { "m", 1, float.PositiveInfinity }, { "m", 2, float.NegativeInfinity },
+        { "v", 0, float.NaN }, { "v", 1, float.PositiveInfinity }, { "v", 2, float.NegativeInfinity },
+        { "v", 0, -1f }, { "v", 1, -float.Epsilon }, { "v", 2, -3.4e38f },
+    };
+
+    [Theory]
+    [MemberData(nameof(ImpossibleMoments))]
+    public void A_sealed_checkpoint_with_an_impossible_moment_is_refused_and_changes_nothing(string moment, int tensor, float value)
+    {
+        using var source = Create();
+        var rng = new Random(40);
+        Train(source, source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), rng, 2);
+        byte[] bad = SaveBytes(source);
+        var layout = LayoutOf(source);
+        int count = moment == "m" ? layout.MLength[tensor] : layout.VLength[tensor];
+        int index = count - 1 - tensor;   // not the first entry, so a check of only [0] would miss it
+        int at = (moment == "m" ? layout.MOffset[tensor] : layout.VOffset[tensor]) + 4 * index;
+        BinaryPrimitives.WriteSingleLittleEndian(bad.AsSpan(at), value);
+        Reseal(bad);
+
+        using var target = Create();
+        Train(target, target.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), new Random(41), 3);
+        var before = Take(target);
+        var e = Assert.Throws<CheckpointFormatException>(() => target.Load(new MemoryStream(bad)));
+        string name = source.Tensors[tensor].Name;
+        Assert.Contains($"tensor '{name}'", e.Message);
+        Assert.Contains(moment == "m" ? "first moment (m)" : "second moment (v)", e.Message);
+        Assert.Contains($"[{index}]", e.Message);
+        AssertSame(before, Take(target));
+    }
+
+    [Theory]
+    [InlineData(int.MaxValue, 0L)]
+    [InlineData(-1, 0L)]
+    [InlineData(int.MinValue, 0L)]
+    [InlineData(5, -1L)]
+    [InlineData(5, long.MinValue)]
+    public void A_sealed_checkpoint_with_impossible_counters_is_refused_and_changes_nothing(int step, long skipped)
+    {
+        using var source = Create();
+        var rng = new Random(42);
+        Train(source, source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), rng, 2);
+        byte[] bad = SaveBytes(source);
+        var layout = LayoutOf(source);
+        BinaryPrimitives.WriteInt32LittleEndian(bad.AsSpan(layout.StepOffset), step);
+        BinaryPrimitives.WriteInt64LittleEndian(bad.AsSpan(layout.SkippedOffset), skipped);
+        Reseal(bad);
+
+        using var target = Create();
+        Train(target, target.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), new Random(43), 3);
+        var before = Take(target);
+        var e = Assert.Throws<CheckpointFormatException>(() => target.Load(new MemoryStream(bad)));
+        Assert.Contains(skipped < 0 ? skipped.ToString(System.Globalization.CultureInfo.InvariantCulture) : step.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message);
+        AssertSame(before, Take(target));
+    }
+
+    [Fact]
+    public void The_extreme_values_a_step_can_produce_still_load()
+    {
+        // The other side of the value checks: the largest steppable counter, a huge skipped count,
+        // −0 and the extreme finite floats are values a writer can produce (or harmless ones) and must load.
+        using var source = Create();
+        var rng = new Random(44);
+        Train(source, source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), rng, 2);
+        byte[] file = SaveBytes(source);
+        var layout = LayoutOf(source);
+        BinaryPrimitives.WriteInt32LittleEndian(file.AsSpan(layout.StepOffset), int.MaxValue - 1);
+        BinaryPrimitives.WriteInt64LittleEndian(file.AsSpan(layout.SkippedOffset), long.MaxValue);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.MOffset[0]), -float.MaxValue);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.MOffset[0] + 4), float.Epsilon);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.VOffset[0]), float.MaxValue);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.VOffset[0] + 4), -0f);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.VOffset[2]), 0f);
+        Reseal(file);
+
+        using var target = Create();
+        target.Load(new MemoryStream(file));
+        Assert.Equal(int.MaxValue - 1, target.StepCount);
+        Assert.Equal(long.MaxValue, target.SkippedSteps);
+        var m0 = target.CopyFirstMoment(0); var v0 = target.CopySecondMoment(0);
+        Assert.Equal(-float.MaxValue, m0[0]);
+        Assert.Equal(float.Epsilon, m0[1]);
+        Assert.Equal(float.MaxValue, v0[0]);
+        Assert.Equal(BitConverter.SingleToInt32Bits(-0f), BitConverter.SingleToInt32Bits(v0[1]));
+    }
+
     [Fact]
     public void SaveToFile_can_flush_the_folder_on_posix()
     {
