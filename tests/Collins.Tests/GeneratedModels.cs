@@ -61,3 +61,22 @@ namespace Collins.Tests.Generated
         [Tensor(50)] public float[] B = new float[50];
     }
 }
+
+namespace Collins.Tests.Generated
+{
+    /// <summary>
+    /// Non-default β1 = 0.5, β2 = 0.95, ε = 1e-6 (and weight decay) in both layouts × both second-moment
+    /// estimates, with sketched (W, V) and dense (B) tensors: NonDefaultHyperparameterTests steps them, so an
+    /// emitter that hard-coded 0.9 / 0.999 / 1e-8 fails.
+    /// </summary>
+    [SketchedOptimizer(Name = "RotSum", Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, WeightDecay = 0.01, DenseThreshold = 100, Seed = 5)]
+    [SketchedOptimizer(Name = "RotMean", Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 100, Seed = 5)]
+    [SketchedOptimizer(Name = "UniSum", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, DenseThreshold = 100, Seed = 5)]
+    [SketchedOptimizer(Name = "UniMean", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, SecondMoment = SecondMomentEstimate.Mean, WeightDecay = 0.01, DenseThreshold = 100, Seed = 5)]
+    public partial class OddHyper
+    {
+        [Tensor(3001)] public float[] W = new float[3001];
+        [Tensor(40, 13)] public float[] V = new float[520];
+        [Tensor(50)] public float[] B = new float[50];
+    }
+}
