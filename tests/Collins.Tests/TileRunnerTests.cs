@@ -25,6 +25,33 @@ public class TileRunnerTests
     }
 
     [Fact]
+    public void The_helper_tile_counter_counts_exactly_the_tiles_other_threads_ran()
+    {
+        int caller = Environment.CurrentManagedThreadId;
+        long byOthers = 0, expectedTotal = 0;
+        long before = TileRunner.HelperTilesOfRunsOnThisThread;
+        for (int run = 0; run < 50; run++)
+        {
+            int others = 0;
+            Assert.True(TileRunner.Run(200, 8, (int t, in TileBuffers _, in StepScalars _) =>
+            {
+                if (Environment.CurrentManagedThreadId != caller) Interlocked.Increment(ref others);
+                for (int i = 0; i < 200; i++) Thread.SpinWait(1);
+                return true;
+            }, Span<float>.Empty, ReadOnlySpan<float>.Empty, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Scalars));
+            byOthers += others;
+            expectedTotal += others;
+            Assert.Equal(expectedTotal, TileRunner.HelperTilesOfRunsOnThisThread - before);
+        }
+        // Single-threaded and inline runs add nothing.
+        long mark = TileRunner.HelperTilesOfRunsOnThisThread;
+        TileRunner.Run(200, 1, (int _, in TileBuffers _, in StepScalars _) => true,
+            Span<float>.Empty, ReadOnlySpan<float>.Empty, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Scalars);
+        Assert.Equal(mark, TileRunner.HelperTilesOfRunsOnThisThread);
+        if (TileRunner.WorkerCount > 0) Assert.True(byOthers > 0, "no worker ran a tile in 50 runs of 200 tiles");
+    }
+
+    [Fact]
     public void Zero_tiles_is_true_and_runs_nothing()
     {
         int calls = 0;
