@@ -80,3 +80,19 @@ namespace Collins.Tests.Generated
         [Tensor(50)] public float[] B = new float[50];
     }
 }
+
+namespace Collins.Tests.Generated
+{
+    /// <summary>
+    /// Tensors big enough for several tiles in every phase (W: past UniversalCpu.SplitThreshold = 2^20 and many
+    /// element tiles; D: dense, three DenseAdamWCpu tiles), so that MaxThreads really changes who runs what:
+    /// the thread-count determinism tests of the Universal layout and of β1 = 0 use it (the Ragged models run one tile per phase).
+    /// </summary>
+    [SketchedOptimizer(Name = "Universal", Layout = SketchLayout.Universal, Ratio = 16, Beta1 = 0.9, WeightDecay = 0.01)]
+    [SketchedOptimizer(Name = "RotationNoMomentum", Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean)]
+    public partial class Wide
+    {
+        [Tensor(1_048_593)] public float[] W = new float[1_048_593];
+        [Tensor(3 * 65536 + 11, Sketching = TensorSketching.Dense)] public float[] D = new float[3 * 65536 + 11];
+    }
+}
