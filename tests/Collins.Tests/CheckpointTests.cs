@@ -186,16 +186,24 @@ public class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Resealed_mutations_exercise_the_parser_without_crashing_or_partial_loads()
+    public void Resealed_mutations_load_exactly_when_the_mutated_value_is_legal_and_then_change_only_that_value()
     {
-        // Mutate the fingerprint/counters and recompute the checksum, so the parser itself must
-        // catch the damage: every outcome is a documented exception (target unchanged) or a clean load.
+        // One byte anywhere before the checksum is changed and the checksum recomputed, so the parser itself must judge
+        // the damage. From the format (docs/reliability.md) only these bytes may be changed and still load:
+        //   step counter (i32): when the new value is in [0, int.MaxValue − 1];
+        //   skipped steps (i64): when the new value is ≥ 0;
+        //   a first-moment float: when it is still finite; a second-moment float: when it is finite and ≥ 0.
+        // Every other byte (magic, version, declared length, fingerprint, tensor records, moment counts) identifies the plan
+        // or the layout, and any change to it must be refused with the target unchanged. A mutation that loads must change
+        // exactly the mutated value.
         using var source = Create();
         var rng = new Random(6);
         var p = source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
         Train(source, p, rng, 2);
         byte[] valid = SaveBytes(source);
-        int fingerprintEnd = 20 + 2 + 8 + 8 + 8 + 4 + Specs().Sum(s => 4 + s.Name.Length + 4 + 4 * s.Shape.Length + 4 + 1 + 4 + 1) + 4 + 8 + 4;
+        var sourceState = Take(source);
+        var layout = LayoutOf(source);
+        Assert.Equal(valid.Length - 8, layout.ChecksumOffset);
 
         using var target = Create();
         var q = target.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
@@ -204,26 +212,74 @@ public class CheckpointTests : IDisposable
         byte[] targetBytes = SaveBytes(target);
 
         var fuzz = new Random(7);
-        int rejected = 0;
-        for (int c = 0; c < 2000; c++)
+        int loaded = 0, rejected = 0, loadedCounters = 0, loadedMoments = 0, rejectedMoments = 0, rejectedCounters = 0;
+        for (int c = 0; c < 6000; c++)
         {
             byte[] bad = (byte[])valid.Clone();
-            int at = fuzz.Next(12, fingerprintEnd); // after magic and version, up to the first moment length
+            // Half the cases anywhere in the body, half in the header, fingerprint, counters and first moment count.
+            int at = c % 2 == 0 ? fuzz.Next(layout.ChecksumOffset) : fuzz.Next(layout.MOffset[0]);
             bad[at] ^= (byte)fuzz.Next(1, 256);
-            if (at < 20) BinaryPrimitives.WriteInt64LittleEndian(bad.AsSpan(12), fuzz.Next(2) == 0 ? bad.Length : BinaryPrimitives.ReadInt64LittleEndian(bad.AsSpan(12)));
             Reseal(bad);
+
+            // What the file now says, and whether that is legal.
+            Snapshot? expected = null;
+            bool isCounter = false, isMoment = false;
+            if (at >= layout.StepOffset && at < layout.StepOffset + 4)
+            {
+                isCounter = true;
+                int step = BinaryPrimitives.ReadInt32LittleEndian(bad.AsSpan(layout.StepOffset));
+                if (step >= 0 && step < int.MaxValue) expected = sourceState with { StepCount = step };
+            }
+            else if (at >= layout.SkippedOffset && at < layout.SkippedOffset + 8)
+            {
+                isCounter = true;
+                long skipped = BinaryPrimitives.ReadInt64LittleEndian(bad.AsSpan(layout.SkippedOffset));
+                if (skipped >= 0) expected = sourceState with { Skipped = skipped };
+            }
+            else
+            {
+                for (int t = 0; t < source.Tensors.Count && !isMoment; t++)
+                    foreach (var (offset, length, second) in new[] { (layout.MOffset[t], layout.MLength[t], false), (layout.VOffset[t], layout.VLength[t], true) })
+                    {
+                        if (at < offset || at >= offset + 4 * length) continue;
+                        isMoment = true;
+                        int j = (at - offset) / 4;
+                        float x = BinaryPrimitives.ReadSingleLittleEndian(bad.AsSpan(offset + 4 * j));
+                        if (float.IsFinite(x) && (!second || x >= 0))
+                        {
+                            var m = sourceState.M.Select(a => (float[])a.Clone()).ToArray();
+                            var v = sourceState.V.Select(a => (float[])a.Clone()).ToArray();
+                            (second ? v : m)[t][j] = x;
+                            expected = sourceState with { M = m, V = v };
+                        }
+                        break;
+                    }
+            }
+
             try
             {
                 target.Load(new MemoryStream(bad));
-                target.Load(new MemoryStream(targetBytes)); // a mutation that still made a valid file: restore
+                if (expected is null) Assert.Fail($"byte {at} changed to {bad[at]:X2} (was {valid[at]:X2}) and the file still loaded");
+                AssertSame(expected, Take(target));
+                loaded++;
+                if (isCounter) loadedCounters++; else loadedMoments++;
+                target.Load(new MemoryStream(targetBytes));     // restore
             }
-            catch (CheckpointException)
+            catch (CheckpointException e)
             {
+                if (expected is not null) Assert.Fail($"byte {at} changed to {bad[at]:X2} gives a legal file, refused: {e.Message}");
+                Assert.True(e is CheckpointFormatException or CheckpointVersionException or CheckpointMismatchException, e.GetType().Name);
                 rejected++;
-                AssertSame(before, Take(target));
+                if (isCounter) rejectedCounters++;
+                if (isMoment) rejectedMoments++;
+                if (c % 100 == 0 || isCounter || isMoment) AssertSame(before, Take(target));
             }
         }
-        Assert.True(rejected > 1000, $"only {rejected} of 2000 rejected");
+        AssertSame(before, Take(target));
+        // Both outcomes were exercised in both kinds of legal-value bytes.
+        Assert.True(loadedCounters > 0 && rejectedCounters > 0 && loadedMoments > 0 && rejectedMoments > 0,
+            $"loaded {loadedCounters} counter / {loadedMoments} moment mutations, rejected {rejectedCounters} / {rejectedMoments}");
+        Assert.True(rejected > 2000, $"only {rejected} rejected, {loaded} loaded");
     }
 
     /// <summary>Byte offsets of a version-1 checkpoint's fields, computed from the format table in docs/reliability.md.</summary>
