@@ -186,16 +186,24 @@ public class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Resealed_mutations_exercise_the_parser_without_crashing_or_partial_loads()
+    public void Resealed_mutations_load_exactly_when_the_mutated_value_is_legal_and_then_change_only_that_value()
     {
-        // Mutate the fingerprint/counters and recompute the checksum, so the parser itself must
-        // catch the damage: every outcome is a documented exception (target unchanged) or a clean load.
+        // One byte anywhere before the checksum is changed and the checksum recomputed, so the parser itself must judge
+        // the damage. From the format (docs/reliability.md) only these bytes may be changed and still load:
+        //   step counter (i32): when the new value is in [0, int.MaxValue − 1];
+        //   skipped steps (i64): when the new value is ≥ 0;
+        //   a first-moment float: when it is still finite; a second-moment float: when it is finite and ≥ 0.
+        // Every other byte (magic, version, declared length, fingerprint, tensor records, moment counts) identifies the plan
+        // or the layout, and any change to it must be refused with the target unchanged. A mutation that loads must change
+        // exactly the mutated value.
         using var source = Create();
         var rng = new Random(6);
         var p = source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
         Train(source, p, rng, 2);
         byte[] valid = SaveBytes(source);
-        int fingerprintEnd = 20 + 2 + 8 + 8 + 8 + 4 + Specs().Sum(s => 4 + s.Name.Length + 4 + 4 * s.Shape.Length + 4 + 1 + 4 + 1) + 4 + 8 + 4;
+        var sourceState = Take(source);
+        var layout = LayoutOf(source);
+        Assert.Equal(valid.Length - 8, layout.ChecksumOffset);
 
         using var target = Create();
         var q = target.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
@@ -204,26 +212,183 @@ public class CheckpointTests : IDisposable
         byte[] targetBytes = SaveBytes(target);
 
         var fuzz = new Random(7);
-        int rejected = 0;
-        for (int c = 0; c < 2000; c++)
+        int loaded = 0, rejected = 0, loadedCounters = 0, loadedMoments = 0, rejectedMoments = 0, rejectedCounters = 0;
+        for (int c = 0; c < 6000; c++)
         {
             byte[] bad = (byte[])valid.Clone();
-            int at = fuzz.Next(12, fingerprintEnd); // after magic and version, up to the first moment length
+            // Half the cases anywhere in the body, half in the header, fingerprint, counters and first moment count.
+            int at = c % 2 == 0 ? fuzz.Next(layout.ChecksumOffset) : fuzz.Next(layout.MOffset[0]);
             bad[at] ^= (byte)fuzz.Next(1, 256);
-            if (at < 20) BinaryPrimitives.WriteInt64LittleEndian(bad.AsSpan(12), fuzz.Next(2) == 0 ? bad.Length : BinaryPrimitives.ReadInt64LittleEndian(bad.AsSpan(12)));
             Reseal(bad);
+
+            // What the file now says, and whether that is legal.
+            Snapshot? expected = null;
+            bool isCounter = false, isMoment = false;
+            if (at >= layout.StepOffset && at < layout.StepOffset + 4)
+            {
+                isCounter = true;
+                int step = BinaryPrimitives.ReadInt32LittleEndian(bad.AsSpan(layout.StepOffset));
+                if (step >= 0 && step < int.MaxValue) expected = sourceState with { StepCount = step };
+            }
+            else if (at >= layout.SkippedOffset && at < layout.SkippedOffset + 8)
+            {
+                isCounter = true;
+                long skipped = BinaryPrimitives.ReadInt64LittleEndian(bad.AsSpan(layout.SkippedOffset));
+                if (skipped >= 0) expected = sourceState with { Skipped = skipped };
+            }
+            else
+            {
+                for (int t = 0; t < source.Tensors.Count && !isMoment; t++)
+                    foreach (var (offset, length, second) in new[] { (layout.MOffset[t], layout.MLength[t], false), (layout.VOffset[t], layout.VLength[t], true) })
+                    {
+                        if (at < offset || at >= offset + 4 * length) continue;
+                        isMoment = true;
+                        int j = (at - offset) / 4;
+                        float x = BinaryPrimitives.ReadSingleLittleEndian(bad.AsSpan(offset + 4 * j));
+                        if (float.IsFinite(x) && (!second || x >= 0))
+                        {
+                            var m = sourceState.M.Select(a => (float[])a.Clone()).ToArray();
+                            var v = sourceState.V.Select(a => (float[])a.Clone()).ToArray();
+                            (second ? v : m)[t][j] = x;
+                            expected = sourceState with { M = m, V = v };
+                        }
+                        break;
+                    }
+            }
+
             try
             {
                 target.Load(new MemoryStream(bad));
-                target.Load(new MemoryStream(targetBytes)); // a mutation that still made a valid file: restore
+                if (expected is null) Assert.Fail($"byte {at} changed to {bad[at]:X2} (was {valid[at]:X2}) and the file still loaded");
+                AssertSame(expected, Take(target));
+                loaded++;
+                if (isCounter) loadedCounters++; else loadedMoments++;
+                target.Load(new MemoryStream(targetBytes));     // restore
             }
-            catch (CheckpointException)
+            catch (CheckpointException e)
             {
+                if (expected is not null) Assert.Fail($"byte {at} changed to {bad[at]:X2} gives a legal file, refused: {e.Message}");
+                Assert.True(e is CheckpointFormatException or CheckpointVersionException or CheckpointMismatchException, e.GetType().Name);
                 rejected++;
-                AssertSame(before, Take(target));
+                if (isCounter) rejectedCounters++;
+                if (isMoment) rejectedMoments++;
+                if (c % 100 == 0 || isCounter || isMoment) AssertSame(before, Take(target));
             }
         }
-        Assert.True(rejected > 1000, $"only {rejected} of 2000 rejected");
+        AssertSame(before, Take(target));
+        // Both outcomes were exercised in both kinds of legal-value bytes.
+        Assert.True(loadedCounters > 0 && rejectedCounters > 0 && loadedMoments > 0 && rejectedMoments > 0,
+            $"loaded {loadedCounters} counter / {loadedMoments} moment mutations, rejected {rejectedCounters} / {rejectedMoments}");
+        Assert.True(rejected > 2000, $"only {rejected} rejected, {loaded} loaded");
+    }
+
+    /// <summary>Byte offsets of a version-1 checkpoint's fields, computed from the format table in docs/reliability.md.</summary>
+    internal sealed record FileLayout(int StepOffset, int SkippedOffset, int[] MCountOffset, int[] MOffset, int[] MLength, int[] VCountOffset, int[] VOffset, int[] VLength, int ChecksumOffset);
+
+    internal static FileLayout LayoutOf(SketchedOptimizerBase opt)
+    {
+        int at = 20 + 2 + 8 + 8 + 8 + 4;
+        foreach (var t in opt.Tensors) at += 4 + System.Text.Encoding.UTF8.GetByteCount(t.Name) + 4 + 4 * t.Shape.Count + 4 + 1 + 4 + 1;
+        int step = at, skipped = at + 4;
+        at += 12;
+        int n = opt.Tensors.Count;
+        var mc = new int[n]; var mo = new int[n]; var ml = new int[n]; var vc = new int[n]; var vo = new int[n]; var vl = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            var t = opt.Tensors[i];
+            mc[i] = at; mo[i] = at + 4; ml[i] = t.HasFirstMoment ? t.Buckets : 0; at = mo[i] + 4 * ml[i];
+            vc[i] = at; vo[i] = at + 4; vl[i] = t.Buckets; at = vo[i] + 4 * vl[i];
+        }
+        return new FileLayout(step, skipped, mc, mo, ml, vc, vo, vl, at);
+    }
+
+    public static TheoryData<string, int, float> ImpossibleMoments() => new()
+    {
+        // moment ("m" or "v"), tensor index, value
+        { "m", 0, float.NaN }, { "m", 1, float.PositiveInfinity }, { "m", 2, float.NegativeInfinity },
+        { "v", 0, float.NaN }, { "v", 1, float.PositiveInfinity }, { "v", 2, float.NegativeInfinity },
+        { "v", 0, -1f }, { "v", 1, -float.Epsilon }, { "v", 2, -3.4e38f },
+    };
+
+    [Theory]
+    [MemberData(nameof(ImpossibleMoments))]
+    public void A_sealed_checkpoint_with_an_impossible_moment_is_refused_and_changes_nothing(string moment, int tensor, float value)
+    {
+        using var source = Create();
+        var rng = new Random(40);
+        Train(source, source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), rng, 2);
+        byte[] bad = SaveBytes(source);
+        var layout = LayoutOf(source);
+        int count = moment == "m" ? layout.MLength[tensor] : layout.VLength[tensor];
+        int index = count - 1 - tensor;   // not the first entry, so a check of only [0] would miss it
+        int at = (moment == "m" ? layout.MOffset[tensor] : layout.VOffset[tensor]) + 4 * index;
+        BinaryPrimitives.WriteSingleLittleEndian(bad.AsSpan(at), value);
+        Reseal(bad);
+
+        using var target = Create();
+        Train(target, target.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), new Random(41), 3);
+        var before = Take(target);
+        var e = Assert.Throws<CheckpointFormatException>(() => target.Load(new MemoryStream(bad)));
+        string name = source.Tensors[tensor].Name;
+        Assert.Contains($"tensor '{name}'", e.Message);
+        Assert.Contains(moment == "m" ? "first moment (m)" : "second moment (v)", e.Message);
+        Assert.Contains($"[{index}]", e.Message);
+        AssertSame(before, Take(target));
+    }
+
+    [Theory]
+    [InlineData(int.MaxValue, 0L)]
+    [InlineData(-1, 0L)]
+    [InlineData(int.MinValue, 0L)]
+    [InlineData(5, -1L)]
+    [InlineData(5, long.MinValue)]
+    public void A_sealed_checkpoint_with_impossible_counters_is_refused_and_changes_nothing(int step, long skipped)
+    {
+        using var source = Create();
+        var rng = new Random(42);
+        Train(source, source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), rng, 2);
+        byte[] bad = SaveBytes(source);
+        var layout = LayoutOf(source);
+        BinaryPrimitives.WriteInt32LittleEndian(bad.AsSpan(layout.StepOffset), step);
+        BinaryPrimitives.WriteInt64LittleEndian(bad.AsSpan(layout.SkippedOffset), skipped);
+        Reseal(bad);
+
+        using var target = Create();
+        Train(target, target.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), new Random(43), 3);
+        var before = Take(target);
+        var e = Assert.Throws<CheckpointFormatException>(() => target.Load(new MemoryStream(bad)));
+        Assert.Contains(skipped < 0 ? skipped.ToString(System.Globalization.CultureInfo.InvariantCulture) : step.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message);
+        AssertSame(before, Take(target));
+    }
+
+    [Fact]
+    public void The_extreme_values_a_step_can_produce_still_load()
+    {
+        // The other side of the value checks: the largest steppable counter, a huge skipped count,
+        // −0 and the extreme finite floats are values a writer can produce (or harmless ones) and must load.
+        using var source = Create();
+        var rng = new Random(44);
+        Train(source, source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), rng, 2);
+        byte[] file = SaveBytes(source);
+        var layout = LayoutOf(source);
+        BinaryPrimitives.WriteInt32LittleEndian(file.AsSpan(layout.StepOffset), int.MaxValue - 1);
+        BinaryPrimitives.WriteInt64LittleEndian(file.AsSpan(layout.SkippedOffset), long.MaxValue);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.MOffset[0]), -float.MaxValue);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.MOffset[0] + 4), float.Epsilon);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.VOffset[0]), float.MaxValue);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.VOffset[0] + 4), -0f);
+        BinaryPrimitives.WriteSingleLittleEndian(file.AsSpan(layout.VOffset[2]), 0f);
+        Reseal(file);
+
+        using var target = Create();
+        target.Load(new MemoryStream(file));
+        Assert.Equal(int.MaxValue - 1, target.StepCount);
+        Assert.Equal(long.MaxValue, target.SkippedSteps);
+        var m0 = target.CopyFirstMoment(0); var v0 = target.CopySecondMoment(0);
+        Assert.Equal(-float.MaxValue, m0[0]);
+        Assert.Equal(float.Epsilon, m0[1]);
+        Assert.Equal(float.MaxValue, v0[0]);
+        Assert.Equal(BitConverter.SingleToInt32Bits(-0f), BitConverter.SingleToInt32Bits(v0[1]));
     }
 
     [Fact]

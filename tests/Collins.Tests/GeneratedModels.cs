@@ -97,6 +97,22 @@ namespace Collins.Tests.Generated
         [Tensor(100)] public float[] T22 = new float[100]; [Tensor(30)] public float[] T23 = new float[30];
         [Tensor(100)] public float[] T24 = new float[100]; [Tensor(30)] public float[] T25 = new float[30];
     }
+
+    /// <summary>
+    /// Non-default β1 = 0.5, β2 = 0.95, ε = 1e-6 (and weight decay) in both layouts × both second-moment
+    /// estimates, with sketched (W, V) and dense (B) tensors: NonDefaultHyperparameterTests steps them, so an
+    /// emitter that hard-coded 0.9 / 0.999 / 1e-8 fails.
+    /// </summary>
+    [SketchedOptimizer(Name = "RotSum", Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, WeightDecay = 0.01, DenseThreshold = 100, Seed = 5)]
+    [SketchedOptimizer(Name = "RotMean", Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 100, Seed = 5)]
+    [SketchedOptimizer(Name = "UniSum", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, DenseThreshold = 100, Seed = 5)]
+    [SketchedOptimizer(Name = "UniMean", Layout = SketchLayout.Universal, Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, SecondMoment = SecondMomentEstimate.Mean, WeightDecay = 0.01, DenseThreshold = 100, Seed = 5)]
+    public partial class OddHyper
+    {
+        [Tensor(3001)] public float[] W = new float[3001];
+        [Tensor(40, 13)] public float[] V = new float[520];
+        [Tensor(50)] public float[] B = new float[50];
+    }
 }
 
 namespace Collins.Tests.Generated
@@ -120,5 +136,18 @@ namespace Collins.Tests.Generated
         [Tensor(7, Sketching = TensorSketching.Sketched)] public float[] Tiny = new float[7];
         [Tensor(40)] public float[] Dense = new float[40];
         [Tensor((1 << 20) + 3)] public float[] Large = new float[(1 << 20) + 3];
+    }
+
+    /// <summary>
+    /// Tensors big enough for several tiles in every phase (W: past UniversalCpu.SplitThreshold = 2^20 and many
+    /// element tiles; D: dense, three DenseAdamWCpu tiles), so that MaxThreads really changes who runs what:
+    /// the thread-count determinism tests of the Universal layout and of β1 = 0 use it (the Ragged models run one tile per phase).
+    /// </summary>
+    [SketchedOptimizer(Name = "Universal", Layout = SketchLayout.Universal, Ratio = 16, Beta1 = 0.9, WeightDecay = 0.01)]
+    [SketchedOptimizer(Name = "RotationNoMomentum", Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean)]
+    public partial class Wide
+    {
+        [Tensor(1_048_593)] public float[] W = new float[1_048_593];
+        [Tensor(3 * 65536 + 11, Sketching = TensorSketching.Dense)] public float[] D = new float[3 * 65536 + 11];
     }
 }

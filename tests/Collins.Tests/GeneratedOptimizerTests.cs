@@ -122,38 +122,67 @@ public class GeneratedOptimizerTests
     [Fact]
     public void Rotation_is_bit_identical_across_runs_and_thread_counts()
     {
+        // Parameters and both moments, MaxThreads 1, 2, 3, 7 (and a worker must have run tiles).
         var specs = Outer.Large.Optimizer.TensorSpecs;
-        float[][] Run(int threads)
+        ThreadCountDeterminism.AssertBitIdentical(threads =>
         {
             using var opt = new Outer.Large.Optimizer { MaxThreads = threads };
             var p = Parameters(specs, 6);
             for (int s = 1; s <= 3; s++)
             {
                 var g = Gradients(specs, 6, s);
-                opt.Step(LearningRate, p[0], g[0], p[1], g[1]);
+                Assert.Equal(StepOutcome.Applied, opt.Step(LearningRate, p[0], g[0], p[1], g[1]));
             }
-            return p;
-        }
-        var one = Run(1);
-        var two = Run(2);
-        var again = Run(2);
-        AssertBitIdentical(one, two);
-        AssertBitIdentical(two, again);
+            return ThreadCountDeterminism.Capture(opt, p);
+        });
+    }
+
+    [Fact]
+    public void Rotation_beta1_zero_is_bit_identical_across_thread_counts()
+    {
+        var specs = Wide.RotationNoMomentum.TensorSpecs;
+        ThreadCountDeterminism.AssertBitIdentical(threads =>
+        {
+            using var opt = new Wide.RotationNoMomentum { MaxThreads = threads };
+            var p = Parameters(specs, 12);
+            for (int s = 1; s <= 3; s++)
+            {
+                var g = Gradients(specs, 12, s);
+                Assert.Equal(StepOutcome.Applied, opt.Step(LearningRate, p[0], g[0], p[1], g[1]));
+            }
+            return ThreadCountDeterminism.Capture(opt, p);
+        });
     }
 
     [Fact]
     public void Universal_is_bit_identical_across_runs_and_thread_counts()
     {
-        var specs = RaggedUniversal.Optimizer.TensorSpecs;
-        float[][] Run(int threads)
+        var specs = Wide.Universal.TensorSpecs;
+        ThreadCountDeterminism.AssertBitIdentical(threads =>
         {
-            using var opt = new RaggedUniversal.Optimizer { MaxThreads = threads };
+            using var opt = new Wide.Universal { MaxThreads = threads };
             var p = Parameters(specs, 7);
-            for (int s = 1; s <= 3; s++) StepRaggedUniversal(opt, LearningRate, p, Gradients(specs, 7, s));
-            return p;
-        }
-        AssertBitIdentical(Run(1), Run(2));
-        AssertBitIdentical(Run(2), Run(2));
+            for (int s = 1; s <= 3; s++)
+            {
+                var g = Gradients(specs, 7, s);
+                Assert.Equal(StepOutcome.Applied, opt.Step(LearningRate, p[0], g[0], p[1], g[1]));
+            }
+            return ThreadCountDeterminism.Capture(opt, p);
+        });
+    }
+
+    [Fact]
+    public void Wide_models_match_the_reference()
+    {
+        // The thread-count tests above compare a model with itself; this ties the same model to the algorithm.
+        using var u = new Wide.Universal();
+        var (actual, expected) = RunAgainstReference(Wide.Universal.DefaultSettings, Wide.Universal.TensorSpecs,
+            (lr, p, g) => Assert.Equal(StepOutcome.Applied, u.Step(lr, p[0], g[0], p[1], g[1])), 3, 13, u);
+        AssertClose(Wide.Universal.TensorSpecs, expected, actual);
+        using var r = new Wide.RotationNoMomentum();
+        (actual, expected) = RunAgainstReference(Wide.RotationNoMomentum.DefaultSettings, Wide.RotationNoMomentum.TensorSpecs,
+            (lr, p, g) => Assert.Equal(StepOutcome.Applied, r.Step(lr, p[0], g[0], p[1], g[1])), 3, 14, r);
+        AssertClose(Wide.RotationNoMomentum.TensorSpecs, expected, actual);
     }
 
     [Fact]

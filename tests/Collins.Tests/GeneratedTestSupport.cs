@@ -46,3 +46,64 @@ internal static class GeneratedTestSupport
                     Assert.Fail($"tensor {t}[{i}]: {expected[t][i]:R} vs {actual[t][i]:R} are not bit-identical");
     }
 }
+
+/// <summary>Thread-count determinism: parameters and both moments, bit for bit, over several MaxThreads, with proof that workers ran.</summary>
+internal static class ThreadCountDeterminism
+{
+    public static readonly int[] ThreadCounts = { 1, 2, 3, 7 };
+
+    /// <summary>Parameters, first and second moments after a run.</summary>
+    public sealed record State(float[][] P, float[][] M, float[][] V);
+
+    public static State Capture(SketchedOptimizerBase opt, float[][] p)
+        => new(p, Enumerable.Range(0, opt.Tensors.Count).Select(opt.CopyFirstMoment).ToArray(),
+               Enumerable.Range(0, opt.Tensors.Count).Select(opt.CopySecondMoment).ToArray());
+
+    /// <summary>
+    /// Runs <paramref name="run"/> (on this thread) for every thread count and asserts every result is bit-identical to
+    /// the single-threaded one. For a count above 1 on a machine with pool workers it also requires a run in which the
+    /// workers ran tiles (<see cref="Collins.Kernels.TileRunner.HelperTilesOfRunsOnThisThread"/>): on a loaded machine
+    /// the caller can claim every tile before a worker is scheduled, so such a run is repeated (each repetition
+    /// compared too) up to 20 times. Returns the tiles workers ran, per thread count.
+    /// </summary>
+    public static long[] AssertBitIdentical(Func<int, State> run)
+    {
+        var helperTiles = new long[ThreadCounts.Length];
+        State? single = null;
+        for (int c = 0; c < ThreadCounts.Length; c++)
+        {
+            int threads = ThreadCounts[c];
+            for (int attempt = 0; attempt < 20; attempt++)
+            {
+                long before = Collins.Kernels.TileRunner.HelperTilesOfRunsOnThisThread;
+                var state = run(threads);
+                helperTiles[c] += Collins.Kernels.TileRunner.HelperTilesOfRunsOnThisThread - before;
+                if (single is null) single = state;
+                else
+                {
+                    Compare(single.P, state.P, $"{threads} threads (attempt {attempt}): parameters");
+                    Compare(single.M, state.M, $"{threads} threads (attempt {attempt}): first moments");
+                    Compare(single.V, state.V, $"{threads} threads (attempt {attempt}): second moments");
+                }
+                if (threads == 1 || Collins.Kernels.TileRunner.WorkerCount == 0 || helperTiles[c] > 0) break;
+            }
+            if (threads == 1) Assert.Equal(0, helperTiles[c]);
+            else if (Collins.Kernels.TileRunner.WorkerCount > 0)
+                Assert.True(helperTiles[c] > 0, $"with MaxThreads = {threads} no pool worker ran a tile in 20 runs");
+        }
+        Assert.Contains(single!.V, v => v.Any(x => x != 0));
+        return helperTiles;
+    }
+
+    private static void Compare(float[][] expected, float[][] actual, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int t = 0; t < expected.Length; t++)
+        {
+            Assert.Equal(expected[t].Length, actual[t].Length);
+            for (int i = 0; i < expected[t].Length; i++)
+                if (BitConverter.SingleToInt32Bits(expected[t][i]) != BitConverter.SingleToInt32Bits(actual[t][i]))
+                    Assert.Fail($"{what}: tensor {t}[{i}] {expected[t][i]:R} vs {actual[t][i]:R}");
+        }
+    }
+}

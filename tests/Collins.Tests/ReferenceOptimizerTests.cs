@@ -189,6 +189,29 @@ public class ReferenceOptimizerTests
         Assert.Empty(opt.FirstMoment(0));
         Assert.Equal(16, opt.SecondMoment(0).Length);
         Assert.False(opt.Tensors[0].HasFirstMoment);
+
+        // And it steps with m̂ = g, the current gradient: worked here from the formulas with the plan's
+        // buckets, two steps (the second would differ if any trace of step 1's gradient were kept in m̂).
+        var plan = opt.Tensors[0];
+        var rng = new Random(12);
+        var p = Uniform(rng, 64);
+        var expected = p.Select(x => (double)x).ToArray();
+        var v = new double[16];
+        const double lr = 1e-2, beta2 = 0.999, eps = 1e-8;
+        for (int t = 1; t <= 2; t++)
+        {
+            var g = Normal(rng, 64);
+            var sumV = new double[16];
+            for (int i = 0; i < 64; i++) sumV[plan.Bucket(i)] += (double)g[i] * g[i];
+            for (int b = 0; b < 16; b++) v[b] = (float)(beta2 * v[b] + (1 - beta2) * sumV[b]);
+            double bc2 = 1 - Math.Pow(beta2, t);
+            for (int i = 0; i < 64; i++)
+                expected[i] = (float)(expected[i] - lr * g[i] / (Math.Sqrt(v[plan.Bucket(i)] / bc2) + eps));
+            opt.Step((float)lr, new[] { p }, new[] { g });
+            Assert.Equal(t, opt.StepCount);
+            AssertClose(expected, p, 1e-6, 1e-3, $"step {t}");
+            AssertClose(v.Select(x => (float)x).ToArray(), opt.SecondMoment(0), 1e-6, 1e-6, $"v after step {t}");
+        }
     }
 
     [Fact]

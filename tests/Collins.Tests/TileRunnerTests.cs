@@ -25,6 +25,33 @@ public class TileRunnerTests
     }
 
     [Fact]
+    public void The_helper_tile_counter_counts_exactly_the_tiles_other_threads_ran()
+    {
+        int caller = Environment.CurrentManagedThreadId;
+        long byOthers = 0, expectedTotal = 0;
+        long before = TileRunner.HelperTilesOfRunsOnThisThread;
+        for (int run = 0; run < 50; run++)
+        {
+            int others = 0;
+            Assert.True(TileRunner.Run(200, 8, (int t, in TileBuffers _, in StepScalars _) =>
+            {
+                if (Environment.CurrentManagedThreadId != caller) Interlocked.Increment(ref others);
+                for (int i = 0; i < 200; i++) Thread.SpinWait(1);
+                return true;
+            }, Span<float>.Empty, ReadOnlySpan<float>.Empty, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Scalars));
+            byOthers += others;
+            expectedTotal += others;
+            Assert.Equal(expectedTotal, TileRunner.HelperTilesOfRunsOnThisThread - before);
+        }
+        // Single-threaded and inline runs add nothing.
+        long mark = TileRunner.HelperTilesOfRunsOnThisThread;
+        TileRunner.Run(200, 1, (int _, in TileBuffers _, in StepScalars _) => true,
+            Span<float>.Empty, ReadOnlySpan<float>.Empty, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Scalars);
+        Assert.Equal(mark, TileRunner.HelperTilesOfRunsOnThisThread);
+        if (TileRunner.WorkerCount > 0) Assert.True(byOthers > 0, "no worker ran a tile in 50 runs of 200 tiles");
+    }
+
+    [Fact]
     public void Zero_tiles_is_true_and_runs_nothing()
     {
         int calls = 0;
@@ -205,7 +232,12 @@ public class TileRunnerTests
     }
 }
 
-/// <summary>Runs alone (no other test class in parallel) because it reads the process-wide allocation counter.</summary>
+/// <summary>
+/// Allocation of a run, measured per thread (the calling thread, and each pool worker from inside
+/// the kernel it runs), so no other thread's allocations (test runner, timers, the JIT's background
+/// tier-up) can enter the measure and no sleep for tier-up is needed. Runs alone (no other test class
+/// in parallel) because another class's kernel running on the shared pool's workers may allocate.
+/// </summary>
 [CollectionDefinition("TileRunner allocation", DisableParallelization = true)]
 public sealed class TileRunnerAllocationCollection { }
 
@@ -214,31 +246,54 @@ public class TileRunnerAllocationTests
 {
     private static readonly StepScalars Scalars = StepScalars.For(1, 1e-3f, 0.9, 0.999, 0.0);
 
+    // Per managed thread id (small integers): the thread's allocation counter at the first and the
+    // last tile it ran inside the measured window; -1 = ran none. Preallocated: the kernel allocates nothing.
+    private static readonly long[] s_first = new long[1 << 16];
+    private static readonly long[] s_last = new long[1 << 16];
+    private static readonly int[] s_tiles = new int[1 << 16];
     private static int s_sink;
-    private static bool CountingKernel(int tile, in TileBuffers buffers, in StepScalars scalars)
+
+    private static bool MeasuringKernel(int tile, in TileBuffers buffers, in StepScalars scalars)
     {
-        Interlocked.Add(ref s_sink, tile);
+        int id = Environment.CurrentManagedThreadId;
+        long bytes = GC.GetAllocatedBytesForCurrentThread();
+        if (s_first[id] < 0) s_first[id] = bytes;
+        s_last[id] = bytes;
+        s_tiles[id]++;
+        // A little work per tile, so that a helper has time to join a run before the caller has claimed every tile.
+        int x = tile;
+        for (int i = 0; i < 2000; i++) x = x * 1103515245 + 12345;
+        Interlocked.Add(ref s_sink, x);
         return true;
     }
 
     [Fact]
-    public void A_run_allocates_nothing_after_warm_up()
+    public void A_run_allocates_nothing_on_the_caller_or_on_any_worker_after_warm_up()
     {
-        TileKernel kernel = CountingKernel;              // one delegate, created once
+        TileKernel kernel = MeasuringKernel;             // one delegate, created once
         var p = new float[4096]; var g = new float[4096];
-        // Warm-up: pool threads, events, and the JIT's tier-up of the run and worker paths (background
-        // recompilation allocates on runtime threads, which the process-wide counter would see).
-        for (int i = 0; i < 500; i++) Run();
-        Thread.Sleep(500);
-        for (int i = 0; i < 500; i++) Run();
+        Array.Fill(s_first, -1);
+        for (int i = 0; i < 200; i++) Run();             // warm-up: pool threads, semaphores, first calls
+        Array.Fill(s_first, -1);
+        Array.Clear(s_tiles);
+        int caller = Environment.CurrentManagedThreadId;
         long thread0 = GC.GetAllocatedBytesForCurrentThread();
-        long total0 = GC.GetTotalAllocatedBytes(precise: true);
         for (int i = 0; i < 2000; i++) Run();
-        long threadBytes = GC.GetAllocatedBytesForCurrentThread() - thread0;
-        long totalBytes = GC.GetTotalAllocatedBytes(precise: true) - total0;
-        Assert.Equal(0, threadBytes);
-        // The process-wide counter also sees other threads (test runner, timers); allow far less than one byte per call.
-        Assert.True(totalBytes < 1024, $"{totalBytes} bytes allocated over 2000 runs");
+        long callerBytes = GC.GetAllocatedBytesForCurrentThread() - thread0;
+        Assert.Equal(0, callerBytes);
+
+        // Between a worker's first and last tile of the window lie its waits, joins and range claims of
+        // (nearly) every run it took part in: none of that may allocate.
+        var workers = Enumerable.Range(0, s_first.Length).Where(id => id != caller && s_first[id] >= 0).ToArray();
+        foreach (int id in workers)
+            Assert.True(s_last[id] == s_first[id], $"worker thread {id} allocated {s_last[id] - s_first[id]} bytes over {s_tiles[id]} tiles");
+        if (TileRunner.WorkerCount > 0)
+        {
+            // The measure covered some worker (2000 runs of 64 tiles each; a helper that never joined would make it vacuous).
+            Assert.NotEmpty(workers);
+            Assert.True(workers.Sum(id => s_tiles[id]) > 64, $"workers ran only {workers.Sum(id => s_tiles[id])} tiles");
+        }
+        Assert.Equal(2000 * 64, s_tiles.Sum());
 
         void Run() => TileRunner.Run(64, Environment.ProcessorCount, kernel, p, g, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Span<float>.Empty, Scalars);
     }

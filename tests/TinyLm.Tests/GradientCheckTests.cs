@@ -2,6 +2,7 @@ using Xunit.Abstractions;
 
 namespace TinyLm.Tests;
 
+[Collection(TinyLmSerial.Name)]
 public class GradientCheckTests(ITestOutputHelper output)
 {
     // Small but complete: two layers, two heads, every tensor kind of the real model.

@@ -37,23 +37,29 @@ public class ImplementationAgreementTests(ITestOutputHelper output)
     public void Available_implementations_of_every_variant_agree_with_the_reference()
     {
         var specs = TinyLmModel.Config.Specs();
-        int compared = 0;
+        // The variants TinyLmModel declares (Model.cs), each with its generated type and the run-time optimizer:
+        // if reflection found fewer, this test would otherwise compare less and still pass.
+        string[] variants = ["C32", "C32Mean", "C32Universal", "C32NoMomentum", "C32MeanNoMomentum", "C1", "C4", "C8", "C64"];
+        Assert.Equal(variants, OptimizerCatalog.Variants.Select(v => v.Name));
+        var compared = new List<string>();
         foreach (var attr in OptimizerCatalog.Variants)
         {
             var settings = OptimizerCatalog.ToSettings(attr);
             var reference = Run(new ReferenceCountSketchAdam(attr.Name, settings, specs), 3);
             if (OptimizerCatalog.TryCreateGenerated(attr.Name, specs.Count) is { } gen)
             {
+                Assert.Equal("generated TinyLmModel." + attr.Name, gen.Implementation);
                 AssertClose(reference, Run(gen, 3), $"generated {attr.Name}");
-                compared++;
+                compared.Add("generated " + attr.Name);
             }
             if (RuntimeCountSketchAdam.TryCreate(attr.Name, settings, specs) is { } rt)
             {
                 AssertClose(reference, Run(rt, 3), $"runtime {attr.Name}");
-                compared++;
+                compared.Add("runtime " + attr.Name);
             }
         }
-        output.WriteLine($"{compared} generated/run-time implementations compared with the reference.");
+        output.WriteLine($"{compared.Count} generated/run-time implementations compared with the reference.");
+        Assert.Equal(variants.SelectMany(v => new[] { "generated " + v, "runtime " + v }), compared);
     }
 
     [Fact]

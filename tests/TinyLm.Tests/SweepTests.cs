@@ -2,6 +2,7 @@ using System.Globalization;
 
 namespace TinyLm.Tests;
 
+[Collection(TinyLmSerial.Name)]
 public class SweepTests
 {
     private static readonly Lazy<Corpus> Data = new(() => Corpus.Load());
@@ -37,11 +38,22 @@ public class SweepTests
 
             // The report picks each configuration's best rate.
             string md = File.ReadAllText(Path.Combine(dir, "results.md"));
+            var rows = md.Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
             foreach (var g in data.Runs.GroupBy(r => r.Name))
             {
                 var best = g.MinBy(r => r.FinalValidationLoss)!;
-                Assert.Contains($"| {g.Key} | ", md);
-                Assert.Contains(best.FinalValidationLoss.ToString("F4", CultureInfo.InvariantCulture), md);
+                var worst = g.MaxBy(r => r.FinalValidationLoss)!;
+                Assert.NotEqual(best.FinalValidationLoss, worst.FinalValidationLoss);   // or picking "the best" is not tested
+                // The configuration's own row of the results table (under its header: configuration | state | B/param |
+                // final validation loss | diff | step | optimizer step | lr | implementation), not the loss anywhere in the file
+                // (the "every run" table below it prints every rate's loss).
+                int header = Array.FindIndex(rows, l => l.StartsWith("| configuration | optimizer state bytes |", StringComparison.Ordinal));
+                Assert.True(header >= 0, "results.md has no results table");
+                var table = rows.Skip(header + 2).TakeWhile(l => l.StartsWith('|')).ToArray();
+                var row = Assert.Single(table, l => l.StartsWith($"| {g.Key} | ", StringComparison.Ordinal));
+                var cells = row.Split('|').Select(c => c.Trim()).ToArray();
+                Assert.Equal(best.FinalValidationLoss.ToString("F4", CultureInfo.InvariantCulture), cells[4]);
+                Assert.Equal(best.LearningRate.ToString("G3", CultureInfo.InvariantCulture), cells[8]);
             }
             var csv = File.ReadAllLines(Path.Combine(dir, "results.csv"));
             Assert.Equal(4, csv.Length);   // header + 3 configurations

@@ -4,6 +4,7 @@ using Xunit.Abstractions;
 
 namespace TinyLm.Tests;
 
+[Collection(TinyLmSerial.Name)]
 public class TrainingSmokeTests(ITestOutputHelper output)
 {
     private static readonly Lazy<Corpus> Data = new(() => Corpus.Load());
@@ -14,46 +15,131 @@ public class TrainingSmokeTests(ITestOutputHelper output)
         Steps = 50, Batch = 8, LearningRate = 3e-3f, WarmupSteps = 5, EvalEvery = 0, FinalEvalWindows = 64, TrainTokens = 50_000, Seed = 3,
     };
 
+    /// <summary>AdamW's smoke run, shared by the tests that compare with it (training is deterministic given the seed).</summary>
+    private static readonly Lazy<RunResult> AdamW = new(() => Trainer.Train(TinyLmModel.Config, Data.Value, OptimizerCatalog.Create("AdamW", TinyLmModel.Config), Smoke));
+
+    /// <summary>
+    /// Cross-entropy (nats) of the validation split under its own character frequencies: what a model that
+    /// learned only the unigram distribution scores at best. Computed here from the corpus (the issue quotes 3.37).
+    /// </summary>
+    private static readonly Lazy<double> UnigramEntropy = new(() =>
+    {
+        var v = Data.Value.Validation;
+        var counts = v.GroupBy(c => c).Select(g => (double)g.Count()).ToArray();
+        return -counts.Sum(c => c / v.Length * Math.Log(c / v.Length));
+    });
+
     private RunResult Train(ITrainerOptimizer opt)
     {
         var r = Trainer.Train(TinyLmModel.Config, Data.Value, opt, Smoke);
-        output.WriteLine($"{r.Name} ({r.Implementation}): first {r.TrainLosses.Take(5).Average():F4} last {r.TrainLosses.TakeLast(5).Average():F4} val {r.FinalValidationLoss:F4}");
+        output.WriteLine($"{r.Name} ({r.Implementation}): first {r.TrainLosses.Take(5).Average():F4} last {r.TrainLosses.TakeLast(5).Average():F4} val {r.FinalValidationLoss:F4} (unigram {UnigramEntropy.Value:F4}, AdamW {AdamW.Value.FinalValidationLoss:F4})");
         return r;
     }
 
-    private static void AssertLossFalls(RunResult r)
+    /// <summary>
+    /// Why <paramref name="r"/> does not count as having learned beyond character frequencies, or null. The bounds:
+    /// start near ln 65; the train loss falls by 0.5; the validation loss lies 0.25 nats below the unigram
+    /// cross-entropy (the 64 evaluation windows, 4096 tokens, estimate it to about ±0.03); and, for a Collins
+    /// variant, within <paramref name="ofAdamW"/> (relative) of AdamW's validation loss from the same data and seed.
+    /// </summary>
+    private static string? NotLearned(RunResult r, double? ofAdamW)
     {
         double first = r.TrainLosses.Take(5).Average(), last = r.TrainLosses.TakeLast(5).Average();
-        Assert.True(r.TrainLosses[0] > 4.0, $"{r.Name}: the untrained model should be near ln 65 ≈ 4.17, was {r.TrainLosses[0]:F3}");
-        Assert.True(last < first - 0.5, $"{r.Name}: train loss fell only from {first:F3} to {last:F3}");
-        Assert.True(r.FinalValidationLoss < 3.6, $"{r.Name}: validation loss {r.FinalValidationLoss:F3}");
+        if (!(r.TrainLosses[0] > 4.0)) return $"{r.Name}: the untrained model should be near ln 65 ≈ 4.17, was {r.TrainLosses[0]:F3}";
+        if (!(last < first - 0.5)) return $"{r.Name}: train loss fell only from {first:F3} to {last:F3}";
+        if (!(r.FinalValidationLoss < UnigramEntropy.Value - 0.25))
+            return $"{r.Name}: validation loss {r.FinalValidationLoss:F3} is not 0.25 below the unigram cross-entropy {UnigramEntropy.Value:F3}";
+        if (ofAdamW is { } rel && !(r.FinalValidationLoss <= AdamW.Value.FinalValidationLoss * (1 + rel)))
+            return $"{r.Name}: validation loss {r.FinalValidationLoss:F4} is more than {rel:P0} above AdamW's {AdamW.Value.FinalValidationLoss:F4}";
+        return null;
     }
 
     [Fact]
-    public void AdamW_loss_falls() => AssertLossFalls(Train(OptimizerCatalog.Create("AdamW", TinyLmModel.Config)));
+    public void AdamW_loss_falls_below_the_unigram_cross_entropy()
+    {
+        var r = AdamW.Value;
+        output.WriteLine($"AdamW val {r.FinalValidationLoss:F4}, unigram {UnigramEntropy.Value:F4}");
+        Assert.Equal("dense AdamW (Collins.Kernels.DenseAdamWCpu)", r.Implementation);
+        string? failure = NotLearned(r, ofAdamW: null);
+        Assert.True(failure is null, failure);
+    }
 
     [Theory]
     [InlineData("C32")]
     [InlineData("C32Mean")]
-    public void Collins_ratio_32_loss_falls(string variant)
+    public void Collins_ratio_32_generated_optimizer_runs_and_learns_nearly_as_well_as_AdamW(string variant)
     {
         var opt = OptimizerCatalog.Create(variant, TinyLmModel.Config);
+        // The catalogue falls back to the run-time or a reference optimizer silently: the generated type must be the one that ran.
+        Assert.Equal("generated TinyLmModel." + variant, opt.Implementation);
+        var expectedType = typeof(TinyLmModel).GetNestedType(variant);
+        Assert.NotNull(expectedType);
+        Assert.IsType(expectedType!, Assert.IsType<SpanStepOptimizer>(opt).Inner);
+        Assert.True(typeof(SketchedOptimizerBase).IsAssignableFrom(expectedType));
         var adam = new DenseAdamW(TinyLmModel.Config.Specs());
         Assert.True(opt.StateBytes * 10 < adam.StateBytes, $"{variant} keeps {opt.StateBytes} B, AdamW {adam.StateBytes} B");
-        AssertLossFalls(Train(opt));
+        var r = Train(opt);
+        Assert.Equal("generated TinyLmModel." + variant, r.Implementation);
+        string? failure = NotLearned(r, ofAdamW: RatioThirtyTwoSlack);
+        Assert.True(failure is null, failure);
+    }
+
+    /// <summary>
+    /// How far above AdamW's validation loss a Ratio 32 variant may end in the smoke run. Measured (deterministic run):
+    /// AdamW 2.742, C32 2.955 (+7.8 %), C32Mean 2.782 (+1.5 %); the negative controls end at 4.17.
+    /// </summary>
+    private const double RatioThirtyTwoSlack = 0.10;
+
+    /// <summary>An optimizer that must fail the bounds: it takes steps that carry no information (or none at all).</summary>
+    private sealed class Uninformed(string name, float scale) : ITrainerOptimizer
+    {
+        private readonly Random _rng = new(17);
+        public string Name => name;
+        public string Implementation => "negative control";
+        public long StateBytes => 0;
+        public void Step(float learningRate, float[][] parameters, float[][] gradients)
+        {
+            foreach (var p in parameters)
+                for (int i = 0; i < p.Length; i++) p[i] -= scale * learningRate * (_rng.Next(2) * 2 - 1);
+        }
+    }
+
+    [Theory]
+    [InlineData(0f)]     // lr = 0: nothing moves
+    [InlineData(1f)]     // an Adam-sized step of random sign: ignores the gradient
+    public void Negative_controls_fail_the_bounds(float scale)
+    {
+        var r = Train(new Uninformed(scale == 0 ? "lr0" : "random-sign", scale));
+        Assert.NotNull(NotLearned(r, ofAdamW: RatioThirtyTwoSlack));
+        Assert.NotNull(NotLearned(r, ofAdamW: null));
     }
 
     [Fact]
-    public void Collins_ratio_1_tracks_AdamW_within_one_percent()
+    public void Collins_ratio_1_tracks_AdamW()
     {
-        var adam = Train(OptimizerCatalog.Create("AdamW", TinyLmModel.Config));
-        var c1 = Train(OptimizerCatalog.Create("C1", TinyLmModel.Config));
+        var adam = AdamW.Value;
+        var opt = OptimizerCatalog.Create("C1", TinyLmModel.Config);
+        Assert.Equal("generated TinyLmModel.C1", opt.Implementation);
+        var c1 = Train(opt);
         Assert.Equal(adam.StateBytes, c1.StateBytes);
+        double worst = 0;
         for (int i = 0; i < adam.TrainLosses.Count; i++)
-            Assert.True(Math.Abs(c1.TrainLosses[i] - adam.TrainLosses[i]) <= 0.01 * adam.TrainLosses[i],
-                $"step {i}: Collins Ratio 1 {c1.TrainLosses[i]:F5} vs AdamW {adam.TrainLosses[i]:F5}");
-        Assert.True(Math.Abs(c1.FinalValidationLoss - adam.FinalValidationLoss) <= 0.01 * adam.FinalValidationLoss);
+            worst = Math.Max(worst, Math.Abs(c1.TrainLosses[i] - adam.TrainLosses[i]) / adam.TrainLosses[i]);
+        output.WriteLine($"Ratio 1 vs AdamW: worst relative train-loss difference {worst:E3}, validation {c1.FinalValidationLoss:R} vs {adam.FinalValidationLoss:R}");
+        for (int i = 0; i < adam.TrainLosses.Count; i++)
+            Assert.True(Math.Abs(c1.TrainLosses[i] - adam.TrainLosses[i]) <= RatioOneTolerance * adam.TrainLosses[i],
+                $"step {i}: Collins Ratio 1 {c1.TrainLosses[i]:R} vs AdamW {adam.TrainLosses[i]:R}");
+        Assert.True(Math.Abs(c1.FinalValidationLoss - adam.FinalValidationLoss) <= RatioOneTolerance * adam.FinalValidationLoss);
     }
+
+    /// <summary>
+    /// Ratio 1 is exact Adam state, but not the same arithmetic as DenseAdamWCpu: the dense kernel forms 1 − β2 in float
+    /// (1 − 0.999f is 1.3e-5 relative off 0.001), the generated sketch kernels in double, so v differs by up to 1.3e-5
+    /// relative, √v̂ and each update by up to 6.5e-6. Measured over this 50-step run: 2.4e-6 relative in the worst
+    /// train loss, 6e-7 in the validation loss. 2e-5 leaves room for that error to accumulate over steps and is still
+    /// 500× tighter than the old 1 % (and tighter than the four digits the README's tables print).
+    /// </summary>
+    private const double RatioOneTolerance = 2e-5;
 
     [Fact]
     public void Training_is_deterministic_given_the_seed()
@@ -144,4 +230,14 @@ public class SpanStepAdapterTests
         Assert.Throws<ArgumentException>(() => new SpanStepOptimizer("Fake", new FakeGenerated(), tensorCount: 3));
         Assert.Null(SpanStepOptimizer.FindStep(typeof(string), 1));
     }
+}
+
+/// <summary>
+/// TinyLm test classes that train or step (and so read the static <c>Kernels.MaxThreads</c>, which
+/// GradientCheckTests changes) run in this one collection, one at a time.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TinyLmSerial
+{
+    public const string Name = "TinyLm serial (Kernels.MaxThreads)";
 }

@@ -76,10 +76,11 @@ public abstract partial class SketchedOptimizerBase
 
     /// <summary>
     /// Reads a checkpoint written by <see cref="Save"/>. The whole stream is read and validated
-    /// (magic number, version, length, checksum, plan fingerprint, sizes) before the optimizer is
-    /// touched: on any error the optimizer is unchanged.
+    /// (magic number, version, length, checksum, plan fingerprint, sizes, and values: step counter in
+    /// [0, int.MaxValue − 1], skipped-step count ≥ 0, every moment finite, every second moment ≥ 0)
+    /// before the optimizer is touched: on any error the optimizer is unchanged.
     /// </summary>
-    /// <exception cref="CheckpointFormatException">Truncated, corrupt, wrong magic number or checksum.</exception>
+    /// <exception cref="CheckpointFormatException">Truncated, corrupt, wrong magic number or checksum, or a value no step can produce (the message names the tensor, the moment and the index).</exception>
     /// <exception cref="CheckpointVersionException">Written in an unsupported format version.</exception>
     /// <exception cref="CheckpointMismatchException">Written by an optimizer with a different plan.</exception>
     /// <exception cref="InvalidOperationException">A step is running on this optimizer.</exception>
@@ -252,6 +253,10 @@ public abstract partial class SketchedOptimizerBase
         if (differences.Count > 0) throw new CheckpointMismatchException(differences);
         if (stepCount < 0 || skipped < 0)
             throw new CheckpointFormatException($"The checkpoint is corrupt: negative counters (step {stepCount}, skipped {skipped}).");
+        // Step refuses to run once StepCount is int.MaxValue (the counter could not advance), so a
+        // checkpoint at int.MaxValue could never be stepped: no writer can have produced it.
+        if (stepCount == int.MaxValue)
+            throw new CheckpointFormatException($"The checkpoint is corrupt: step counter {stepCount} is past the last steppable value {int.MaxValue - 1}.");
 
         var m = new float[count][];
         var v = new float[count][];
@@ -265,6 +270,13 @@ public abstract partial class SketchedOptimizerBase
             int expectM = t.HasFirstMoment ? t.Buckets : 0;
             if (m[i].Length != expectM || v[i].Length != t.Buckets)
                 throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' has {m[i].Length} and {v[i].Length} moment values, expected {expectM} and {t.Buckets}.");
+            // Values a step can produce: every moment finite, and v (a decayed sum of squares) not negative.
+            for (int j = 0; j < m[i].Length; j++)
+                if (!float.IsFinite(m[i][j]))
+                    throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' first moment (m) [{j}] is {F(m[i][j])}; it must be finite.");
+            for (int j = 0; j < v[i].Length; j++)
+                if (!float.IsFinite(v[i][j]) || v[i][j] < 0f)
+                    throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' second moment (v) [{j}] is {F(v[i][j])}; it must be finite and ≥ 0.");
         }
         if (r.Remaining != 0) throw new CheckpointFormatException($"The checkpoint is corrupt: {r.Remaining} unexpected bytes after the moments.");
 
@@ -293,6 +305,7 @@ public abstract partial class SketchedOptimizerBase
     }
 
     private static string F(double x) => x.ToString("R", CultureInfo.InvariantCulture);
+    private static string F(float x) => x.ToString("R", CultureInfo.InvariantCulture);
 
     private void TakeGuard(string what)
     {

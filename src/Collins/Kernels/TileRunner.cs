@@ -89,6 +89,13 @@ public static unsafe class TileRunner
     private static volatile bool s_started;
 
     [ThreadStatic] private static bool t_inRun;                 // true on workers and on a caller during its run
+    [ThreadStatic] private static long t_helperTilesOfOwnRuns;  // tiles pool workers ran in the runs this thread owned
+
+    /// <summary>
+    /// Tiles that pool workers (not the caller) ran in the runs this thread has owned so far: lets a test
+    /// see that a step really used more than one thread. Diagnostic only; nothing reads it to decide anything.
+    /// </summary>
+    internal static long HelperTilesOfRunsOnThisThread => t_helperTilesOfOwnRuns;
 
     // ---- the current run (written by the owner before waking helpers; read by helpers) ---------
     private static TileKernel? s_kernel;
@@ -107,6 +114,7 @@ public static unsafe class TileRunner
         [System.Runtime.InteropServices.FieldOffset(68)] public int End;
     }
     private static int s_failed;                                // 1 when some tile returned false
+    private static int s_helperTiles;                           // tiles helpers ran in the current run
     // Run state: Closed flag | number of helpers inside the run. A helper may only join an open run;
     // the owner closes the run once every tile is claimed and waits only for helpers that joined,
     // never for a helper the OS has not scheduled yet (that one later finds the run closed).
@@ -131,6 +139,7 @@ public static unsafe class TileRunner
                 s_scalars = scalars;
                 s_tiles = tiles;
                 s_failed = 0;
+                s_helperTiles = 0;
                 s_exception = null;
                 int participants = helpers + 1;
                 s_participants = participants;
@@ -148,6 +157,7 @@ public static unsafe class TileRunner
 
                 // Every tile is claimed now: close the run, then wait for the helpers inside it to finish their tiles.
                 if (Interlocked.Add(ref s_state, Closed) != Closed) s_done!.Wait();
+                t_helperTilesOfOwnRuns += Volatile.Read(ref s_helperTiles);
                 s_kernel = null;
                 s_buffers = default;
                 var ex = s_exception;
@@ -170,12 +180,13 @@ public static unsafe class TileRunner
     /// Runs tiles of the current run as participant <paramref name="self"/>: first its own range in
     /// order, then whatever is left of the others'; records failures and the first exception.
     /// </summary>
-    private static void Work(int self)
+    private static int Work(int self)
     {
         var kernel = s_kernel!;
         var ranges = s_ranges;
         int participants = s_participants;
         bool ok = true;
+        int ran = 0;
         try
         {
             for (int k = 0; k < participants; k++)
@@ -183,7 +194,10 @@ public static unsafe class TileRunner
                 ref Range r = ref ranges[(self + k) % participants];
                 int end = r.End, t;
                 while ((t = Interlocked.Increment(ref r.Next) - 1) < end)
+                {
                     ok &= kernel(t, in s_buffers, in s_scalars);
+                    ran++;
+                }
             }
         }
         catch (Exception ex)
@@ -193,6 +207,7 @@ public static unsafe class TileRunner
                 Volatile.Write(ref ranges[k].Next, ranges[k].End);
         }
         if (!ok) Volatile.Write(ref s_failed, 1);
+        return ran;
     }
 
     private static void EnsureStarted()
@@ -239,7 +254,7 @@ public static unsafe class TileRunner
         {
             wake.Wait();
             if (!TryJoin()) continue;                           // woke after the run it was meant for had closed
-            try { Work(Interlocked.Increment(ref s_joinSeq) % s_participants); }
+            try { Interlocked.Add(ref s_helperTiles, Work(Interlocked.Increment(ref s_joinSeq) % s_participants)); }
             catch (Exception ex) { Interlocked.CompareExchange(ref s_exception, ex, null); }   // never kill a worker
             if (Interlocked.Decrement(ref s_state) == Closed) done.Release();   // last helper out of a closed run
         }
