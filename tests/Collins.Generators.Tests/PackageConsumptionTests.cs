@@ -96,6 +96,7 @@ public class PackageConsumptionTests
                     <ImplicitUsings>enable</ImplicitUsings>
                     <ManagePackageVersionsCentrally>false</ManagePackageVersionsCentrally>
                     <RestorePackagesPath>{packages}</RestorePackagesPath>
+                    <EmitCompilerGeneratedFiles>true</EmitCompilerGeneratedFiles>
                   </PropertyGroup>
                   <ItemGroup>
                     <PackageReference Include="Collins.Generators" Version="{version}" />
@@ -123,6 +124,9 @@ public class PackageConsumptionTests
             var isolated = new Dictionary<string, string> { ["NUGET_PACKAGES"] = packages };
             string output = Run(app, "dotnet", "run -c Release", isolated);
             Assert.Contains("outcome=Applied", output);
+            // Where the README says the generated files land, with the hint name it gives.
+            string generated = Path.Combine(app, "obj", "Release", "net10.0", "generated", "Collins.Generators", "Collins.Generators.SketchedOptimizerGenerator", "Model.g.cs");
+            Assert.True(File.Exists(generated), "no generated file at " + generated);
             // The package under test was restored into the test's own folder, not into the user-wide cache.
             Assert.True(Directory.Exists(Path.Combine(packages, "collins.generators", version)), "the package was not restored into " + packages);
         }
