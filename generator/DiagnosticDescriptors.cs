@@ -10,7 +10,14 @@ namespace Collins.Generators
     public static class DiagnosticDescriptors
     {
         private const string Category = "Collins.Generators";
-        private const string HelpBase = "https://github.com/collins-generators/collins#diagnostics";
+
+        /// <summary>
+        /// The project's home page (also the package's <c>PackageProjectUrl</c>/<c>RepositoryUrl</c>, which a package test
+        /// checks against this constant). Every help link is an anchor of the README's Diagnostics table there.
+        /// </summary>
+        public const string ProjectUrl = "https://github.com/collins-generators/collins";
+
+        private const string HelpBase = ProjectUrl + "#diagnostics";
 
         private static DiagnosticDescriptor Make(string id, string title, string message, DiagnosticSeverity severity)
             => new DiagnosticDescriptor(id, title, message, Category, severity, isEnabledByDefault: true,
@@ -101,6 +108,21 @@ namespace Collins.Generators
             "Tensor '{0}' would have {1} Rotation rows with ratio {2} in optimizer '{3}'; the generated kernels unroll one statement per row and allow at most {4}",
             DiagnosticSeverity.Error);
 
+        public static readonly DiagnosticDescriptor UnsupportedTensorType = Make("COL018",
+            "Unsupported tensor member type",
+            "Member '{0}' has [Tensor] but its type is '{1}'; declare it as float[] (a one-dimensional float array field or property)",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor TensorOutsideOptimizer = Make("COL019",
+            "[Tensor] outside a [SketchedOptimizer] class",
+            "Member '{0}' has [Tensor] but '{1}' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to '{1}' or remove [Tensor]",
+            DiagnosticSeverity.Warning);
+
+        public static readonly DiagnosticDescriptor InitializerLengthMismatch = Make("COL020",
+            "Initialiser length differs from the tensor shape",
+            "Tensor '{0}' has shape [{1}] ({2} elements) but its initialiser creates an array of {3} elements; allocate new float[{2}]",
+            DiagnosticSeverity.Error);
+
         public static readonly DiagnosticDescriptor InternalError = Make("COL999",
             "Collins generator internal error",
             "The Collins generator failed unexpectedly and generated nothing for this class: {0}",
@@ -110,7 +132,8 @@ namespace Collins.Generators
         public static readonly IReadOnlyDictionary<string, DiagnosticDescriptor> ById = Index(
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
-            RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, InternalError);
+            RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
+            TensorOutsideOptimizer, InitializerLengthMismatch, InternalError);
 
         private static IReadOnlyDictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

@@ -124,7 +124,7 @@ namespace Collins.Generators
                 foreach (var attr in member.GetAttributes())
                 {
                     if (tensorAttribute is null || !SymbolEqualityComparer.Default.Equals(attr.AttributeClass, tensorAttribute)) continue;
-                    tensors.Add(ReadTensor(member, attr, diagnostics, ct));
+                    tensors.Add(ReadTensor(member, attr, ctx.SemanticModel, diagnostics, ct));
                 }
             }
             if (tensors.Count == 0)
@@ -163,6 +163,9 @@ namespace Collins.Generators
                 if (variant is not null) variants.Add(variant);
             }
 
+            // A class with an error gets no generated code at all, not even its valid variants (README, Diagnostics).
+            if (diagnostics.Any(d => DiagnosticDescriptors.ById[d.Id].DefaultSeverity == DiagnosticSeverity.Error)) ok = false;
+
             ClassModel? model = null;
             if (ok && variants.Count > 0)
             {
@@ -173,7 +176,8 @@ namespace Collins.Generators
             return new ClassResult(model, new EquatableArray<DiagnosticInfo>(diagnostics));
         }
 
-        private static TensorDecl ReadTensor(ISymbol member, AttributeData attr, List<DiagnosticInfo> diagnostics, CancellationToken ct)
+        private static TensorDecl ReadTensor(ISymbol member, AttributeData attr, SemanticModel semanticModel, List<DiagnosticInfo> diagnostics,
+                                             CancellationToken ct)
         {
             var t = new TensorDecl
             {
@@ -211,6 +215,19 @@ namespace Collins.Generators
                 t.Valid = false;
             }
             if (t.Sketching < 0 || t.Sketching > 2) t.Valid = false; // undefined enum value: the compiler reports nothing, we generate nothing
+
+            // The member must be a float[] (the Step parameters are spans of float); an unresolved type is the compiler's error.
+            var declaration = member.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(ct);
+            var type = member is IFieldSymbol field ? field.Type : ((IPropertySymbol)member).Type;
+            bool isFloatArray = type is IArrayTypeSymbol { Rank: 1, ElementType.SpecialType: SpecialType.System_Single };
+            if (!isFloatArray)
+            {
+                if (type.TypeKind != TypeKind.Error)
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedTensorType,
+                        MemberTypeSyntax(declaration)?.GetLocation() ?? member.Locations.FirstOrDefault(), member.Name,
+                        type.ToDisplayString(SymbolDisplayFormat.CSharpShortErrorMessageFormat)));
+                t.Valid = false;
+            }
 
             // Shape: the params int[] constructor argument.
             var dims = new List<int>();
@@ -255,7 +272,73 @@ namespace Collins.Generators
                 }
             }
             t.Length = length;
+
+            // An initialiser that allocates a constant number of elements must allocate exactly the shape's.
+            if (isFloatArray && InitializerValue(declaration) is { } initializer
+                && ConstantArrayLength(initializer, semanticModel, ct) is long allocated && allocated != length)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InitializerLengthMismatch, initializer.GetLocation(), t.Name,
+                    string.Join(", ", dims.Select(d => d.ToString(CultureInfo.InvariantCulture))), length.ToString(CultureInfo.InvariantCulture),
+                    allocated.ToString(CultureInfo.InvariantCulture)));
+                t.Valid = false;
+            }
             return t;
+        }
+
+        /// <summary>The declared type of a field (its declarator's declaration) or property.</summary>
+        private static TypeSyntax? MemberTypeSyntax(SyntaxNode? declaration) => declaration switch
+        {
+            VariableDeclaratorSyntax { Parent: VariableDeclarationSyntax d } => d.Type,
+            PropertyDeclarationSyntax p => p.Type,
+            _ => null,
+        };
+
+        /// <summary>The initialiser's value (<c>= value</c>) of a field declarator or an auto-property, if any.</summary>
+        private static ExpressionSyntax? InitializerValue(SyntaxNode? declaration) => declaration switch
+        {
+            VariableDeclaratorSyntax v => v.Initializer?.Value,
+            PropertyDeclarationSyntax p => p.Initializer?.Value,
+            _ => null,
+        };
+
+        /// <summary>
+        /// The number of elements an array creation allocates when it is known at compile time: <c>new float[n]</c> with a
+        /// constant n (any constant expression), <c>new float[] { … }</c> and <c>new[] { … }</c>. Null for anything else
+        /// (a non-constant size, a collection expression, <c>null!</c>, a method call, …), which is not diagnosed.
+        /// </summary>
+        private static long? ConstantArrayLength(ExpressionSyntax expression, SemanticModel semanticModel, CancellationToken ct)
+        {
+            while (true)
+            {
+                if (expression is ParenthesizedExpressionSyntax p) expression = p.Expression;
+                else if (expression is PostfixUnaryExpressionSyntax { RawKind: (int)SyntaxKind.SuppressNullableWarningExpression } s) expression = s.Operand;
+                else break;
+            }
+            switch (expression)
+            {
+                case ImplicitArrayCreationExpressionSyntax implicitArray:
+                    return implicitArray.Initializer.Expressions.Count;
+                case ArrayCreationExpressionSyntax array when array.Type.RankSpecifiers.Count == 1 && array.Type.RankSpecifiers[0].Sizes.Count == 1:
+                    var size = array.Type.RankSpecifiers[0].Sizes[0];
+                    if (size is OmittedArraySizeExpressionSyntax) return array.Initializer?.Expressions.Count;
+                    var model = semanticModel.SyntaxTree == size.SyntaxTree ? semanticModel : semanticModel.Compilation.GetSemanticModel(size.SyntaxTree);
+                    var constant = model.GetConstantValue(size, ct);
+                    return constant.HasValue ? constant.Value switch
+                    {
+                        int i => i,
+                        long l => l,
+                        uint u => u,
+                        ulong ul when ul <= long.MaxValue => (long)ul,
+                        short sh => sh,
+                        ushort us => us,
+                        byte b => b,
+                        sbyte sb => sb,
+                        char c => c,
+                        _ => null,
+                    } : null;
+                default:
+                    return null;
+            }
         }
 
         private static string TotalLength(List<int> dims)

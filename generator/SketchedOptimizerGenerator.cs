@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Threading;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
@@ -10,7 +11,8 @@ namespace Collins.Generators
     /// Emits a Count-Sketch Adam optimizer, specialised to constant tensor shapes, for every class
     /// annotated with <c>[Collins.SketchedOptimizer]</c>.
     /// Pipeline: ForAttributeWithMetadataName → <see cref="ModelBuilder.Build"/> (equatable
-    /// <see cref="ClassResult"/>) → diagnostics output and source output, registered separately.
+    /// <see cref="ClassResult"/>) → diagnostics output and source output, registered separately; a second
+    /// ForAttributeWithMetadataName on <c>[Collins.Tensor]</c> warns about tensors outside an annotated class (COL019).
     /// </summary>
     [Generator(LanguageNames.CSharp)]
     public sealed class SketchedOptimizerGenerator : IIncrementalGenerator
@@ -42,6 +44,19 @@ namespace Collins.Generators
                 .WithTrackingName(TrackingNames.WithModel)
                 .Select(static (r, _) => r.Model!)
                 .WithTrackingName(TrackingNames.Models);
+
+            // [Tensor] on a member of a type without [SketchedOptimizer]: a warning (COL019), from a second pipeline whose
+            // output per member is an equatable DiagnosticInfo (null, and filtered out, for every well-placed [Tensor]).
+            var orphanTensors = context.SyntaxProvider
+                .ForAttributeWithMetadataName(
+                    TensorAttributeMetadataName,
+                    predicate: static (node, _) => node is VariableDeclaratorSyntax || node is PropertyDeclarationSyntax,
+                    transform: static (ctx, ct) => SafeOrphanTensor(ctx, ct))
+                .Where(static d => d is not null)
+                .Select(static (d, _) => d!)
+                .WithTrackingName(TrackingNames.OrphanTensors);
+
+            context.RegisterSourceOutput(orphanTensors, static (spc, d) => spc.ReportDiagnostic(d.ToDiagnostic()));
 
             context.RegisterSourceOutput(diagnostics, static (spc, list) =>
             {
@@ -75,6 +90,28 @@ namespace Collins.Generators
                         $"adding the source of '{model.DisplayName}': {ex.GetType().Name}: {ex.Message}"));
                 }
             });
+        }
+
+        /// <summary>COL019 for a [Tensor] member whose containing type has no [SketchedOptimizer] (on any of its declarations); else null.</summary>
+        private static DiagnosticInfo? SafeOrphanTensor(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)
+        {
+            try
+            {
+                var member = ctx.TargetSymbol;
+                var owner = member.ContainingType;
+                if (owner is null || owner.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == AttributeMetadataName)) return null;
+                // `[Tensor(8)] public float[] A, B;` is one attribute on two declarators: report it once.
+                if (ctx.TargetNode is VariableDeclaratorSyntax { Parent: VariableDeclarationSyntax declaration } declarator
+                    && declaration.Variables[0] != declarator)
+                    return null;
+                var location = ctx.Attributes.FirstOrDefault()?.ApplicationSyntaxReference?.GetSyntax(ct).GetLocation() ?? ctx.TargetNode.GetLocation();
+                return DiagnosticInfo.Create(DiagnosticDescriptors.TensorOutsideOptimizer, location, member.Name, owner.Name);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                return DiagnosticInfo.Create(DiagnosticDescriptors.InternalError, ctx.TargetNode.GetLocation(),
+                    $"checking [Tensor] on '{ctx.TargetSymbol.Name}': {ex.GetType().Name}: {ex.Message}");
+            }
         }
 
         private static ClassResult SafeBuild(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)

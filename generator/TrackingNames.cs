@@ -11,5 +11,7 @@ namespace Collins.Generators
         public const string WithModel = "Collins.WithModel";
         /// <summary>The valid class models (the input of the source output).</summary>
         public const string Models = "Collins.Models";
+        /// <summary>COL019 diagnostics: one per [Tensor] member of a type without [SketchedOptimizer] (second pipeline).</summary>
+        public const string OrphanTensors = "Collins.OrphanTensors";
     }
 }

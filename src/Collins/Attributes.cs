@@ -70,6 +70,10 @@ public sealed class SketchedOptimizerAttribute : Attribute
     public SketchLayout Layout { get; set; } = SketchLayout.Rotation;
 
     /// <summary>Second-moment estimate. Default <see cref="SecondMomentEstimate.Sum"/>.</summary>
+    /// <remarks>
+    /// <see cref="SecondMomentEstimate.Mean"/> divides v̂ by the bucket's occupancy but not m̂, so with <see cref="Beta1"/> = 0.9
+    /// an update can reach about √Ratio·lr per step (Adam's is about lr): lower the learning rate, or use Beta1 = 0.
+    /// </remarks>
     public SecondMomentEstimate SecondMoment { get; set; } = SecondMomentEstimate.Sum;
 
     /// <summary>Seed from which every hash constant is derived (together with each tensor's name). Default 0.</summary>

@@ -275,8 +275,27 @@ public class DiagnosticCatalogueTests
                 [Tensor(64, 64)] public float[] W = new float[4096];
             }
             """;
-        var run = AssertDiagnostics(markup, Error("COL014", "Class 'M' has more than one [SketchedOptimizer] named 'Fast'; give each variant a distinct Name"));
-        Assert.Equal(new[] { "App.M.Fast.g.cs" }, run.Generator.GeneratedSources.Select(s => s.HintName)); // the first stays valid
+        // A class with an error gets no generated code, not even the first (valid) variant.
+        AssertNothingGenerated(AssertDiagnostics(markup,
+            Error("COL014", "Class 'M' has more than one [SketchedOptimizer] named 'Fast'; give each variant a distinct Name")));
+    }
+
+    [Fact]
+    public void An_error_in_one_variant_generates_no_variant_of_the_class()
+    {
+        const string markup = """
+            using Collins;
+            namespace App;
+
+            [SketchedOptimizer(Name = "Good", Ratio = 4)]
+            [SketchedOptimizer(Name = "Bad", [|Ratio = 0|])]
+            public partial class M
+            {
+                [Tensor(64, 64)] public float[] W = new float[4096];
+            }
+            """;
+        AssertNothingGenerated(AssertDiagnostics(markup,
+            Error("COL004", "Optimizer 'Bad' has Ratio 0; it must be at least 1 (a tensor may also use 0 to inherit the optimizer's ratio)")));
     }
 
     [Fact]
@@ -293,7 +312,8 @@ public class DiagnosticCatalogueTests
                 [Tensor(64, 64)] public float[] W = new float[4096];
             }
             """;
-        AssertDiagnostics(markup, Error("COL014", "Class 'M' has more than one [SketchedOptimizer] named 'Optimizer'; give each variant a distinct Name"));
+        AssertNothingGenerated(AssertDiagnostics(markup,
+            Error("COL014", "Class 'M' has more than one [SketchedOptimizer] named 'Optimizer'; give each variant a distinct Name")));
     }
 
     [Fact]
@@ -312,8 +332,8 @@ public class DiagnosticCatalogueTests
             [[|SketchedOptimizer(Ratio = 8)|]]
             public partial class M { }
             """;
-        var run = AssertDiagnostics(markup, Error("COL014", "Class 'M' has more than one [SketchedOptimizer] named 'Optimizer'; give each variant a distinct Name"));
-        Assert.Single(run.Generator.GeneratedSources);
+        AssertNothingGenerated(AssertDiagnostics(markup,
+            Error("COL014", "Class 'M' has more than one [SketchedOptimizer] named 'Optimizer'; give each variant a distinct Name")));
     }
 
     [Theory]
@@ -353,6 +373,132 @@ public class DiagnosticCatalogueTests
         var universal = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 2000, Layout = SketchLayout.Universal)", "[Tensor(100, 100)] public float[] W = null!;"));
         Assert.Empty(universal.GeneratorDiagnostics);
         Assert.Single(universal.Generator.GeneratedSources);
+    }
+
+    [Theory]
+    [InlineData("double[]", "double[]", " = null!;")]
+    [InlineData("float", "float", ";")]
+    [InlineData("System.Collections.Generic.List<float>", "List<float>", " = null!;")]
+    [InlineData("float[,]", "float[*,*]", " = null!;")]
+    [InlineData("float[][]", "float[][]", " = null!;")]
+    [InlineData("int[]", "int[]", " = null!;")]
+    [InlineData("System.Memory<float>", "Memory<float>", ";")]
+    public void COL018_tensor_field_that_is_not_a_float_array(string type, string shown, string rest)
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: $"[Tensor(8, 8)] public [|{type}|] W{rest}\n    [Tensor(8)] public float[] B = new float[8];"),
+            Error("COL018", $"Member 'W' has [Tensor] but its type is '{shown}'; declare it as float[] (a one-dimensional float array field or property)")));
+
+    [Fact]
+    public void COL018_tensor_property_that_is_not_a_float_array()
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: "[Tensor(8, 8, Name = \"Weights\")] public [|double[]|] W { get; set; } = new double[64];"),
+            Error("COL018", "Member 'W' has [Tensor] but its type is 'double[]'; declare it as float[] (a one-dimensional float array field or property)")));
+
+    [Fact]
+    public void COL018_not_reported_for_float_array_fields_and_properties_nullable_or_not()
+    {
+        var run = GeneratorDriverHelper.Run(Model(body: """
+                [Tensor(8, 8)] public float[] W = new float[64];
+                [Tensor(8)] public float[]? B { get; set; }
+                [Tensor(2, 2)] internal float[] C { get; } = new float[4];
+            """));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Single(run.Generator.GeneratedSources);
+        Assert.Empty(run.ErrorsInGeneratedCode());
+    }
+
+    [Fact]
+    public void COL019_tensor_in_a_class_without_SketchedOptimizer_is_a_warning()
+    {
+        const string markup = """
+            using Collins;
+            namespace App;
+
+            public class Plain
+            {
+                [[|Tensor(8, 8)|]] public float[] W = new float[64];
+                [[|Tensor(4)|]] public float[] P { get; set; } = new float[4];
+                public float[] NotATensor = new float[2];
+            }
+            """;
+        var run = AssertDiagnostics(markup,
+            ("COL019", DiagnosticSeverity.Warning, "Member 'W' has [Tensor] but 'Plain' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to 'Plain' or remove [Tensor]"),
+            ("COL019", DiagnosticSeverity.Warning, "Member 'P' has [Tensor] but 'Plain' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to 'Plain' or remove [Tensor]"));
+        AssertNothingGenerated(run);
+    }
+
+    [Fact]
+    public void COL019_once_per_field_declaration_and_for_a_class_nested_in_a_model()
+    {
+        const string markup = """
+            using Collins;
+            namespace App;
+
+            [SketchedOptimizer(Ratio = 4)]
+            public partial class M
+            {
+                [Tensor(8, 8)] public float[] W = new float[64];
+
+                public struct Inner
+                {
+                    [[|Tensor(2)|]] public float[] A, B;
+                }
+            }
+            """;
+        var run = AssertDiagnostics(markup,
+            ("COL019", DiagnosticSeverity.Warning, "Member 'A' has [Tensor] but 'Inner' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to 'Inner' or remove [Tensor]"));
+        // A warning elsewhere does not stop the model class from being generated.
+        Assert.Equal(new[] { "App.M.g.cs" }, run.Generator.GeneratedSources.Select(s => s.HintName));
+    }
+
+    [Fact]
+    public void COL019_not_reported_when_another_partial_declaration_has_SketchedOptimizer()
+    {
+        var run = GeneratorDriverHelper.Run("""
+            using Collins;
+            namespace App;
+            public partial class M { [Tensor(8)] public float[] B = new float[8]; }
+            """, """
+            using Collins;
+            namespace App;
+            [SketchedOptimizer(Ratio = 4)]
+            public partial class M { [Tensor(8, 8)] public float[] W = new float[64]; }
+            """);
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Single(run.Generator.GeneratedSources);
+    }
+
+    [Theory]
+    [InlineData("Tensor(10, 11)", "new float[100]", "10, 11", "110", "100")]
+    [InlineData("Tensor(10, 11)", "new float[10 * 11 + 1]", "10, 11", "110", "111")]
+    [InlineData("Tensor(4, 4)", "new float[N2 * 3]", "4, 4", "16", "12")]
+    [InlineData("Tensor(4)", "new float[] { 1f, 2f, 3f }", "4", "4", "3")]
+    [InlineData("Tensor(3)", "new[] { 1f, 2f }", "3", "3", "2")]
+    [InlineData("Tensor(2, 3)", "new float[0]", "2, 3", "6", "0")]
+    [InlineData("Tensor(8)", "new float[8L * 2]!", "8", "8", "16")]
+    public void COL020_initialiser_length_differs_from_the_shape(string attribute, string initializer, string shape, string elements, string allocated)
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: $"public const int N2 = 4;\n    [{attribute}] public float[] W = [|{initializer}|];"),
+            Error("COL020", $"Tensor 'W' has shape [{shape}] ({elements} elements) but its initialiser creates an array of {allocated} elements; allocate new float[{elements}]")));
+
+    [Fact]
+    public void COL020_on_a_property_initialiser_names_the_tensor()
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: "[Tensor(10, 11, Name = \"Emb\")] public float[] E { get; set; } = [|new float[100]|];"),
+            Error("COL020", "Tensor 'Emb' has shape [10, 11] (110 elements) but its initialiser creates an array of 100 elements; allocate new float[110]")));
+
+    [Fact]
+    public void COL020_not_reported_for_matching_or_non_constant_lengths()
+    {
+        var run = GeneratorDriverHelper.Run(Model(body: """
+                public const int N2 = 4; public static int N = 3;
+                [Tensor(10, 11)] public float[] A = new float[10 * 11];
+                [Tensor(4, 4)] public float[] B = new float[N2 * N2];
+                [Tensor(3)] public float[] C = new float[] { 1f, 2f, 3f };
+                [Tensor(7)] public float[] D = new float[N];
+                [Tensor(5)] public float[] E = [];
+                [Tensor(6)] public float[] F = null!;
+                [Tensor(2)] public float[] G { get; set; } = System.Array.Empty<float>();
+            """));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Single(run.Generator.GeneratedSources);
+        Assert.Empty(run.ErrorsInGeneratedCode());
     }
 
     [Fact]

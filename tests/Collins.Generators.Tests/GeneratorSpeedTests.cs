@@ -7,9 +7,26 @@ using Xunit.Abstractions;
 namespace Collins.Generators.Tests;
 
 /// <summary>
+/// A fact that only reports (it verifies nothing a product change could break): skipped unless the environment variable
+/// <c>COLLINS_REPORTS=1</c> is set, so that it stays out of the default run's count of verifying tests. Run it with
+/// <c>COLLINS_REPORTS=1 dotnet test -c Release tests/Collins.Generators.Tests --filter Category=Report --logger "console;verbosity=detailed"</c>.
+/// </summary>
+public sealed class ReportFactAttribute : FactAttribute
+{
+    public const string Variable = "COLLINS_REPORTS";
+
+    public ReportFactAttribute()
+    {
+        if (Environment.GetEnvironmentVariable(Variable) != "1")
+            Skip = "Report only (measures and prints, asserts nothing about time): set " + Variable + "=1 to run it, e.g. with --filter Category=Report";
+    }
+}
+
+/// <summary>
 /// Measures (and only reports, never asserts on time) how long the generator takes for a model with 200 tensors:
 /// a cold first run, warm full runs, and an incremental run after an edit that does not touch the model.
 /// </summary>
+[Trait("Category", "Report")]
 public class GeneratorSpeedTests(ITestOutputHelper output)
 {
     private static string Model200()
@@ -24,7 +41,7 @@ public class GeneratorSpeedTests(ITestOutputHelper output)
         return sb.Append("}\n").ToString();
     }
 
-    [Fact]
+    [ReportFact]
     public void Generation_time_for_a_model_with_200_tensors()
     {
         var compilation = GeneratorDriverHelper.CreateCompilation(Model200(), "namespace Speed; public class Other { }");

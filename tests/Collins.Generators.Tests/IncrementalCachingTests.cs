@@ -38,7 +38,18 @@ public class IncrementalCachingTests
         }
         """;
 
-    private static readonly string[] OurSteps = { TrackingNames.Transform, TrackingNames.Diagnostics, TrackingNames.WithModel, TrackingNames.Models };
+    // [Tensor] without [SketchedOptimizer]: the second pipeline's COL019 warning.
+    private const string Orphan = """
+        using Collins;
+        namespace App;
+
+        public class Plain
+        {
+            [Tensor(8)] public float[] W = new float[8];
+        }
+        """;
+
+    private static readonly string[] OurSteps = { TrackingNames.Transform, TrackingNames.Diagnostics, TrackingNames.WithModel, TrackingNames.Models, TrackingNames.OrphanTensors };
 
     [Fact]
     public void Every_tracking_name_constant_names_a_tracked_step()
@@ -49,12 +60,13 @@ public class IncrementalCachingTests
 
     private static (GeneratorDriver Driver, CSharpCompilation Compilation) Prime()
     {
-        var compilation = GeneratorDriverHelper.CreateCompilation(ClassA, ClassB);
+        var compilation = GeneratorDriverHelper.CreateCompilation(ClassA, ClassB, Orphan);
         var driver = GeneratorDriverHelper.CreateDriver(trackSteps: true);
         driver = driver.RunGenerators(compilation);
         var first = driver.GetRunResult().Results.Single();
         Assert.Null(first.Exception);
         Assert.Equal(2, first.GeneratedSources.Length);
+        Assert.Equal("COL019", Assert.Single(first.Diagnostics).Id);
         foreach (var name in OurSteps) Assert.True(first.TrackedSteps.ContainsKey(name), "step not tracked: " + name);
         return (driver, compilation);
     }
@@ -148,6 +160,26 @@ public class IncrementalCachingTests
     }
 
     [Fact]
+    public void The_orphan_tensor_warning_is_cached_across_other_edits_and_recomputed_when_its_file_changes()
+    {
+        var (driver, compilation) = Prime();
+        var model0 = compilation.SyntaxTrees.Single(t => t.FilePath == "Model0.cs");
+        var elsewhere = RunAgain(driver, compilation.ReplaceSyntaxTree(model0,
+            model0.WithChangedText(SourceText.From(ClassA.Replace("Ratio = 8", "Ratio = 32"), System.Text.Encoding.UTF8))));
+        Assert.All(elsewhere.TrackedSteps[TrackingNames.OrphanTensors].SelectMany(s => s.Outputs),
+            o => Assert.True(o.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged, "orphan step was " + o.Reason));
+        Assert.Equal("COL019", Assert.Single(elsewhere.Diagnostics).Id);
+
+        // Moving the member moves the warning: the step's output is modified and the warning is re-reported at its new line.
+        var model2 = compilation.SyntaxTrees.Single(t => t.FilePath == "Model2.cs");
+        var moved = RunAgain(driver, compilation.ReplaceSyntaxTree(model2,
+            model2.WithChangedText(SourceText.From(Orphan.Replace("public class Plain", "\n\npublic class Plain"), System.Text.Encoding.UTF8))));
+        Assert.Contains(IncrementalStepRunReason.Modified, moved.TrackedSteps[TrackingNames.OrphanTensors].SelectMany(s => s.Outputs).Select(o => o.Reason));
+        Assert.Equal(elsewhere.Diagnostics[0].Location.GetLineSpan().StartLinePosition.Line + 2,
+            Assert.Single(moved.Diagnostics).Location.GetLineSpan().StartLinePosition.Line);
+    }
+
+    [Fact]
     public void A_change_that_only_moves_a_diagnostic_does_not_regenerate_code()
     {
         // COL013 (warning) on a valid class: code is generated and the warning carries a span. Inserting lines above the
@@ -210,7 +242,7 @@ public class IncrementalCachingTests
                 }
             }
             """;
-        var compilation = GeneratorDriverHelper.CreateCompilation(ClassA, ClassB, withProblems);
+        var compilation = GeneratorDriverHelper.CreateCompilation(ClassA, ClassB, withProblems, Orphan);
         var driver = GeneratorDriverHelper.CreateDriver(trackSteps: true).RunGenerators(compilation);
         var result = driver.GetRunResult().Results.Single();
         Assert.NotEmpty(result.Diagnostics);
