@@ -50,6 +50,8 @@ public class GeneratedDeviceCheckpointTests
             using var resumed = Create();
             resumed.Load(new MemoryStream(saved.ToArray()));
             Assert.Equal(n, resumed.StepCount);
+            // What was loaded is bit for bit what was saved.
+            CheckpointTests.AssertSame(CheckpointTests.Take(first), CheckpointTests.Take(resumed));
             var p3 = Upload(p2.Select(b => b.GetAsArray1D()).ToArray());
             for (int s = n; s < n + m; s++)
             {
@@ -58,10 +60,21 @@ public class GeneratedDeviceCheckpointTests
             }
 
             var expected = CheckpointTests.Take(straight);
-            CheckpointTests.AssertSame(expected, CheckpointTests.Take(resumed));
-            CheckpointTests.AssertSame(expected, CheckpointTests.Take(first));
-            AssertBitIdentical(p1.Select(b => b.GetAsArray1D()).ToArray(), p3.Select(b => b.GetAsArray1D()).ToArray());
-            AssertBitIdentical(p1.Select(b => b.GetAsArray1D()).ToArray(), p2.Select(b => b.GetAsArray1D()).ToArray());
+            if (!universal)
+            {
+                // Rotation device steps are order-deterministic (one thread per bucket, rows in order): bit for bit.
+                CheckpointTests.AssertSame(expected, CheckpointTests.Take(resumed));
+                CheckpointTests.AssertSame(expected, CheckpointTests.Take(first));
+                AssertBitIdentical(p1.Select(b => b.GetAsArray1D()).ToArray(), p3.Select(b => b.GetAsArray1D()).ToArray());
+                AssertBitIdentical(p1.Select(b => b.GetAsArray1D()).ToArray(), p2.Select(b => b.GetAsArray1D()).ToArray());
+            }
+            else
+            {
+                // Universal device phase 1 adds with float atomics, whose order (and so the last bits of a bucket sum) varies from
+                // run to run (docs/reliability.md): after the bit-exact load above, the continued runs agree to float rounding.
+                AssertClose(specs, p1.Select(b => b.GetAsArray1D()).ToArray(), p3.Select(b => b.GetAsArray1D()).ToArray(), 1e-5, "resumed");
+                AssertClose(specs, expected.V, CheckpointTests.Take(resumed).V, 1e-5, "resumed v");
+            }
             Assert.Equal(n + m, resumed.StepCount);
             Assert.Contains(expected.V, v => v.Any(x => x != 0));
         }
