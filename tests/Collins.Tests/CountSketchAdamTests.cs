@@ -3,6 +3,7 @@ using static Collins.Tests.ReferenceTestHelpers;
 
 namespace Collins.Tests;
 
+[Trait("Category", "Kernels")]
 public class CountSketchAdamTests
 {
     /// <summary>Ragged and exact shapes; one dense tensor (below DenseThreshold); one big enough for several tiles.</summary>
@@ -191,6 +192,7 @@ public class CountSketchAdamTests
     }
 }
 
+[Collection("TileRunner allocation")]
 public class CountSketchAdamAllocationTests
 {
     [Theory]

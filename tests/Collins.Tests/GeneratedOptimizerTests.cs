@@ -5,6 +5,8 @@ using static Collins.Tests.Generated.GeneratedTestSupport;
 namespace Collins.Tests.Generated;
 
 /// <summary>Generated CPU optimizers against the scalar reference, determinism, plans, protocol.</summary>
+[Trait("Category", "Kernels")]
+[Collection("TileRunner allocation")]
 public class GeneratedOptimizerTests
 {
     private const float LearningRate = 0.01f;

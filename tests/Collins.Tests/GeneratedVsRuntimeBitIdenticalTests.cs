@@ -8,6 +8,7 @@ namespace Collins.Tests;
 /// <c>DefaultSettings</c> and <c>TensorSpecs</c> run the same kernels on the same tiles with the same constants, so over
 /// 20 steps their parameters and both moments agree bit for bit, for every layout × estimate × β1 (no tolerance).
 /// </summary>
+[Trait("Category", "Kernels")]
 public class GeneratedVsRuntimeBitIdenticalTests
 {
     public static TheoryData<string> Variants() => new()

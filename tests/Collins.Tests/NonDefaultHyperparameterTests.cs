@@ -11,6 +11,7 @@ namespace Collins.Tests.Generated;
 /// checks that the reference with a default β1, β2 or ε disagrees with what ran (the mutation an emitter
 /// hard-coding 0.9 / 0.999 / 1e-8 would make), so these tests can fail.
 /// </summary>
+[Trait("Category", "Kernels")]
 public class NonDefaultHyperparameterTests
 {
     private const float LearningRate = 0.01f;

@@ -7,6 +7,7 @@ namespace Collins.Tests;
 /// against plain loops written here from the algorithm and against the row kernels a CPU without AVX-512 runs, bit for bit, for
 /// any split of the buckets into tiles.
 /// </summary>
+[Trait("Category", "Kernels")]
 public class RotationCpuTests
 {
     /// <summary>(rows R, buckets k, last row length): ragged last rows, k below and above a 16-bucket vector and a 2048-bucket CPU tile.</summary>

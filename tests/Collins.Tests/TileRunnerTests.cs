@@ -2,6 +2,8 @@ using Collins.Kernels;
 
 namespace Collins.Tests;
 
+[Trait("Category", "Kernels")]
+[Collection("TileRunner allocation")]
 public class TileRunnerTests
 {
     private static readonly StepScalars Scalars = StepScalars.For(1, 1e-3f, 0.9, 0.999, 0.0);
@@ -236,7 +238,9 @@ public class TileRunnerTests
 /// Allocation of a run, measured per thread (the calling thread, and each pool worker from inside
 /// the kernel it runs), so no other thread's allocations (test runner, timers, the JIT's background
 /// tier-up) can enter the measure and no sleep for tier-up is needed. Runs alone (no other test class
-/// in parallel) because another class's kernel running on the shared pool's workers may allocate.
+/// in parallel) because another class's kernel running on the shared pool's workers may allocate, and a run that waits for
+/// the pool lock held by another class's run allocated (seen in the scalar ISA leg, whose slower runs overlap more). Every class that asserts
+/// "allocates nothing" joins this collection.
 /// </summary>
 [CollectionDefinition("TileRunner allocation", DisableParallelization = true)]
 public sealed class TileRunnerAllocationCollection { }

@@ -4,6 +4,7 @@ using Collins.Kernels;
 namespace Collins.Tests;
 
 /// <summary>The vectorised Universal kernels against the plain serial loops over HashDerivation's hashes, bit for bit.</summary>
+[Trait("Category", "Kernels")]
 public class UniversalCpuTests
 {
     public static TheoryData<int, int, string> Shapes()
