@@ -13,20 +13,12 @@ namespace Collins.Generators
     {
         public const string Version = "0.1.0";
 
-        // Tile sizes and the store kind: the one table shared with the runtime (src/Collins/Kernels/KernelTiles.cs).
-        internal const int RotationTileBuckets = global::Collins.Kernels.KernelTiles.RotationTileBuckets;
-        internal const int NonTemporalSumsMinLength = global::Collins.Kernels.KernelTiles.NonTemporalSumsMinLength;
-        internal const int UniversalBucketTile = global::Collins.Kernels.KernelTiles.UniversalBucketTile;
-        internal const int ElementTile = global::Collins.Kernels.KernelTiles.ElementTile;
-
         private const string AV = "global::ILGPU.ArrayView<float>";
         private const string AVI = "global::ILGPU.ArrayView<int>";
         private const string Idx = "global::ILGPU.Index1D";
         private const string SS = "global::Collins.StepScalars";
         private const string Span = "global::System.Span<float>";
         private const string ROSpan = "global::System.ReadOnlySpan<float>";
-        private const string TB = "global::Collins.Kernels.TileBuffers";
-        private const string RC = "global::Collins.Kernels.RotationCpu";
         private const string Sqrt = "global::System.MathF.Sqrt";
         private const string FloatMax = "3.40282347E+38f";
 
@@ -125,26 +117,6 @@ namespace Collins.Generators
             w.Line();
             EmitCreatePlans(w, c);
 
-            // ---- CPU kernel delegates (allocated once)
-            w.Line("// CPU tile kernels, cached as delegates once per type: a step allocates nothing.");
-            foreach (var t in v.Tensors)
-            {
-                if (t.IsDense)
-                    w.Line("private static readonly global::Collins.Kernels.TileKernel __" + t.Name + "_Apply = " + t.Name + ".Apply;");
-                else if (!c.Universal)
-                {
-                    w.Line("private static readonly global::Collins.Kernels.TileKernel __" + t.Name + "_Accumulate = " + t.Name + ".Accumulate;");
-                    w.Line("private static readonly global::Collins.Kernels.TileKernel __" + t.Name + "_Apply = " + t.Name + ".Apply;");
-                }
-                else
-                {
-                    w.Line("private static readonly global::Collins.Kernels.TileKernel __" + t.Name + "_Accumulate = " + t.Name + ".Accumulate;");
-                    w.Line("private static readonly global::Collins.Kernels.TileKernel __" + t.Name + "_UpdateBuckets = " + t.Name + ".UpdateBuckets;");
-                    w.Line("private static readonly global::Collins.Kernels.TileKernel __" + t.Name + "_ApplyElements = " + t.Name + ".ApplyElements;");
-                }
-            }
-            w.Line();
-
             EmitCpuStep(w, c);
             EmitModelStep(w, model, c);
             EmitDeviceFields(w, c);
@@ -203,64 +175,20 @@ namespace Collins.Generators
             }
         }
 
-        /// <summary>The end every Step shares: report the outcome, or release the guard and rethrow.</summary>
-        private static void EmitStepEnd(CodeWriter w)
-        {
-            w.Line("return EndStep(finite);");
-            w.Close();
-            w.Open("catch");
-            w.Line("AbortStep();");
-            w.Line("throw;");
-            w.Close();
-            w.Close();
-        }
-
         private static void EmitCpuStep(CodeWriter w, Ctx c)
         {
             var v = c.V;
             w.Line("/// <summary>");
             w.Line("/// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any");
             w.Line("/// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref=\"global::Collins.SketchedOptimizerBase.NonFinitePolicy\"/>).");
-            w.Line("/// Results are bit-identical for any <see cref=\"global::Collins.SketchedOptimizerBase.MaxThreads\"/>.");
+            w.Line("/// Results are bit-identical for any <see cref=\"global::Collins.SketchedOptimizerBase.MaxThreads\"/>, and to <see cref=\"global::Collins.CountSketchAdam\"/>");
+            w.Line("/// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.");
             w.Line("/// </summary>");
             EmitStepParameterDocs(w, v);
             w.Open("public global::Collins.StepOutcome Step(" + ParamList(c, Span, ROSpan) + ")");
-            w.Line("var scalars = BeginStep(learningRate, onDevice: false);");
-            w.Open("try");
-            w.Line("// Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).");
             w.Line("var buffers = new __StepBuffers(" + string.Join(", ", v.Tensors.Select(t => t.Name + ", " + t.Name + "Grad")) + ");");
-            w.Line("ValidateBuffers(ref buffers);");
-            w.Line("int threads = MaxThreads;");
-            w.Line();
-            w.Line("// Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.");
-            w.Line("bool finite = true;");
-            for (int i = 0; i < v.Tensors.Count; i++)
-            {
-                var t = v.Tensors[i];
-                if (t.IsDense)
-                    w.Line("finite &= NoteFinite(" + Lit.I(i) + ", global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(" + t.Name + "Grad), " + t.Name + "Grad); // dense: every g² finite");
-                else
-                {
-                    string run = Run(c, t, i, c.Universal ? "global::Collins.Kernels.UniversalCpu.ScatterTiles(" + Lit.I(t.Length) + ", threads)" : Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Accumulate");
-                    w.Line("finite &= NoteFinite(" + Lit.I(i) + ", " + run.TrimEnd(';') + ", " + t.Name + "Grad);");
-                }
-            }
-            w.Line();
-            w.Line("// Phase 2, only when every gradient was finite: moments, then parameters.");
-            w.Open("if (finite)");
-            for (int i = 0; i < v.Tensors.Count; i++)
-            {
-                var t = v.Tensors[i];
-                if (t.IsDense) w.Line(Run(c, t, i, Lit.I(Tiles(t.Length, ElementTile)), "Apply"));
-                else if (!c.Universal) w.Line(Run(c, t, i, Lit.I(Tiles(t.Buckets, RotationTileBuckets)), "Apply"));
-                else
-                {
-                    w.Line(Run(c, t, i, Lit.I(Tiles(t.Buckets, UniversalBucketTile)), "UpdateBuckets"));
-                    w.Line(Run(c, t, i, Lit.I(Tiles(t.Length, ElementTile)), "ApplyElements"));
-                }
-            }
+            w.Line("return StepCpu(learningRate, ref buffers);");
             w.Close();
-            EmitStepEnd(w);
             w.Line();
             EmitBufferStruct(w, v, "__StepBuffers", "global::Collins.Kernels.IStepBuffers", "ref struct", Span, ROSpan);
         }
@@ -349,12 +277,6 @@ namespace Collins.Generators
             w.Line();
         }
 
-        private static string Run(Ctx c, TensorModel t, int i, string tiles, string kernel)
-            => "global::Collins.Kernels.TileRunner.Run(" + tiles + ", threads, __" + t.Name + "_" + kernel + ", " + t.Name + ", " + t.Name
-               + "Grad, FirstMoments[" + Lit.I(i) + "], SecondMoments[" + Lit.I(i) + "], SumM[" + Lit.I(i) + "], SumV[" + Lit.I(i) + "], in scalars);";
-
-        private static int Tiles(int n, int tile) => global::Collins.Kernels.KernelTiles.Tiles(n, tile);
-
         // ------------------------------------------------------------------ device
 
         private const string AccType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AVI + ">";
@@ -369,16 +291,18 @@ namespace Collins.Generators
         private static void EmitDeviceFields(CodeWriter w, Ctx c)
         {
             var v = c.V;
-            w.Line("// ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.");
+            bool anyDense = v.Tensors.Any(t => t.IsDense);
+            w.Line("// ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.");
             w.Line("private bool __deviceKernelsLoaded;");
+            if (anyDense)
+            {
+                w.Line("private " + CheckType + "? __DenseCheck;   // one pair for every dense tensor");
+                w.Line("private " + ElemType + "? __DenseApply;");
+            }
             foreach (var t in v.Tensors)
             {
-                if (t.IsDense)
-                {
-                    w.Line("private " + CheckType + "? __" + t.Name + "_DeviceCheck;");
-                    w.Line("private " + ElemType + "? __" + t.Name + "_DeviceApply;");
-                }
-                else if (!c.Universal)
+                if (t.IsDense) continue;
+                if (!c.Universal)
                 {
                     w.Line("private " + AccType + "? __" + t.Name + "_DeviceAccumulate;");
                     w.Line("private " + RotApplyType + "? __" + t.Name + "_DeviceApply;");
@@ -395,18 +319,19 @@ namespace Collins.Generators
             }
             w.Line();
             w.Line("/// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>");
-            w.Open("private void __LoadDeviceKernels()");
+            w.Open("protected override void LoadDeviceKernels()");
             w.Line("if (__deviceKernelsLoaded) return;");
             w.Line("var accelerator = Accelerator!;");
+            if (anyDense)
+            {
+                w.Line("__DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(CheckType) + "(accelerator, __Dense.CheckKernel);");
+                w.Line("__DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ElemType) + "(accelerator, __Dense.ApplyKernel);");
+            }
             foreach (var t in v.Tensors)
             {
                 string n = t.Name;
-                if (t.IsDense)
-                {
-                    w.Line("__" + n + "_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(CheckType) + "(accelerator, " + n + ".DenseCheckKernel);");
-                    w.Line("__" + n + "_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ElemType) + "(accelerator, " + n + ".DenseApplyKernel);");
-                }
-                else if (!c.Universal)
+                if (t.IsDense) continue;
+                if (!c.Universal)
                 {
                     w.Line("__" + n + "_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(AccType) + "(accelerator, " + n + ".AccumulateKernel);");
                     w.Line("__" + n + "_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(RotApplyType) + "(accelerator, " + n + ".ApplyKernel);");
@@ -439,68 +364,72 @@ namespace Collins.Generators
             var v = c.V;
             w.Line("/// <summary>");
             w.Line("/// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket");
-            w.Line("/// sums and raise a device flag on a non-finite gradient; after one synchronisation the flag is read and, when clear,");
-            w.Line("/// the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes nothing.");
+            w.Line("/// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,");
+            w.Line("/// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes");
+            w.Line("/// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.");
             w.Line("/// </summary>");
             EmitStepParameterDocs(w, v);
             w.Open("public global::Collins.StepOutcome Step(" + ParamList(c, AV, AV) + ")");
-            w.Line("var scalars = BeginStep(learningRate, onDevice: true);");
-            w.Open("try");
-            w.Line("// Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.");
             w.Line("var buffers = new __DeviceStepBuffers(" + string.Join(", ", v.Tensors.Select(t => t.Name + ", " + t.Name + "Grad")) + ");");
-            w.Line("ValidateDeviceBuffers(ref buffers);");
-            w.Line("__LoadDeviceKernels();");
-            w.Line("var accelerator = Accelerator!;");
-            w.Line("var m = DeviceFirstMoments!;");
-            w.Line("var v = DeviceSecondMoments!;");
-            w.Line("var sumM = DeviceSumM!;");
-            w.Line("var sumV = DeviceSumV!;");
-            w.Line("ClearDeviceFlags();");
-            w.Line();
-            w.Line("// Phase 1: bucket sums, and each tensor's non-finite flag.");
-            for (int i = 0; i < v.Tensors.Count; i++)
-            {
-                var t = v.Tensors[i];
-                string n = t.Name, I = Lit.I(i);
-                string flag = "DeviceFlagOf(" + I + ")";
-                if (t.IsDense)
-                    w.Line("__" + n + "_DeviceCheck!(" + Lit.I(t.Length) + ", " + n + "Grad, " + flag + ");");
-                else if (!c.Universal)
-                    w.Line("__" + n + "_DeviceAccumulate!(" + Lit.I(t.Buckets) + ", " + n + "Grad, sumM[" + I + "].AsContiguous(), sumV[" + I + "].AsContiguous(), " + flag + ");");
-                else
-                {
-                    if (c.HasM) w.Line("global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumM[" + I + "].View);");
-                    w.Line("global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumV[" + I + "].View);");
-                    w.Line("__" + n + "_DeviceScatter!(" + Lit.I(t.Length) + ", " + n + "Grad, sumM[" + I + "].AsContiguous(), sumV[" + I + "].AsContiguous(), " + flag + ");");
-                    w.Line("__" + n + "_DeviceCheck!(" + Lit.I(t.Buckets) + ", sumV[" + I + "].AsContiguous(), " + flag + ");");
-                }
-            }
-            w.Line("bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags");
-            w.Line();
-            w.Line("// Phase 2, only when every gradient was finite.");
-            w.Open("if (finite)");
-            for (int i = 0; i < v.Tensors.Count; i++)
-            {
-                var t = v.Tensors[i];
-                string n = t.Name, I = Lit.I(i);
-                string mv = "m[" + I + "].AsContiguous(), v[" + I + "].AsContiguous()";
-                string sums = "sumM[" + I + "].AsContiguous(), sumV[" + I + "].AsContiguous()";
-                if (t.IsDense)
-                    w.Line("__" + n + "_DeviceApply!(" + Lit.I(t.Length) + ", " + n + ", " + n + "Grad, " + mv + ", scalars);");
-                else if (!c.Universal)
-                    w.Line("__" + n + "_DeviceApply!(" + Lit.I(t.Buckets) + ", " + n + ", " + n + "Grad, " + mv + ", " + sums + ", scalars);");
-                else
-                {
-                    string occ = c.Mean ? "__" + n + "_DeviceOccupancy!.AsContiguous()" : "sumV[" + I + "].AsContiguous() /* unused: Sum */";
-                    w.Line("__" + n + "_DeviceBuckets!(" + Lit.I(t.Buckets) + ", " + mv + ", " + sums + ", " + occ + ", scalars);");
-                    w.Line("__" + n + "_DeviceElements!(" + Lit.I(t.Length) + ", " + n + ", " + n + "Grad, " + sums + ", scalars);");
-                }
-            }
-            w.Line("accelerator.Synchronize();");
+            w.Line("return StepDevice(learningRate, ref buffers);");
             w.Close();
-            EmitStepEnd(w);
+            w.Line();
+
+            w.Line("/// <summary>Device phase 1 of tensor <paramref name=\"tensor\"/>: bucket sums (dense: the check only) and its flag.</summary>");
+            w.Open("protected override void DeviceAccumulate(int tensor, " + AV + " gradient, " + AVI + " flag)");
+            w.Open("switch (tensor)");
+            for (int i = 0; i < v.Tensors.Count; i++)
+            {
+                var t = v.Tensors[i];
+                string n = t.Name, I = Lit.I(i);
+                string sums = "DeviceSumM![" + I + "].AsContiguous(), DeviceSumV![" + I + "].AsContiguous()";
+                if (t.IsDense)
+                    w.Line("case " + I + ": __DenseCheck!(" + Lit.I(t.Length) + ", gradient, flag); break;");
+                else if (!c.Universal)
+                    w.Line("case " + I + ": __" + n + "_DeviceAccumulate!(" + Lit.I(t.Buckets) + ", gradient, " + sums + ", flag); break;");
+                else
+                {
+                    w.Line("case " + I + ":");
+                    if (c.HasM) w.Line("    global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(DeviceSumM![" + I + "].View);");
+                    w.Line("    global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(DeviceSumV![" + I + "].View);");
+                    w.Line("    __" + n + "_DeviceScatter!(" + Lit.I(t.Length) + ", gradient, " + sums + ", flag);");
+                    w.Line("    __" + n + "_DeviceCheck!(" + Lit.I(t.Buckets) + ", DeviceSumV![" + I + "].AsContiguous(), flag);");
+                    w.Line("    break;");
+                }
+            }
+            w.Line("default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));");
+            w.Close();
+            w.Close();
+            w.Line();
+
+            w.Line("/// <summary>Device phase 2 of tensor <paramref name=\"tensor\"/>: its moments, then its parameters.</summary>");
+            w.Open("protected override void DeviceApply(int tensor, " + AV + " parameters, " + AV + " gradient, in " + SS + " scalars)");
+            w.Open("switch (tensor)");
+            for (int i = 0; i < v.Tensors.Count; i++)
+            {
+                var t = v.Tensors[i];
+                string n = t.Name, I = Lit.I(i);
+                string mv = "DeviceFirstMoments![" + I + "].AsContiguous(), DeviceSecondMoments![" + I + "].AsContiguous()";
+                string sums = "DeviceSumM![" + I + "].AsContiguous(), DeviceSumV![" + I + "].AsContiguous()";
+                if (t.IsDense)
+                    w.Line("case " + I + ": __DenseApply!(" + Lit.I(t.Length) + ", parameters, gradient, " + mv + ", scalars); break;");
+                else if (!c.Universal)
+                    w.Line("case " + I + ": __" + n + "_DeviceApply!(" + Lit.I(t.Buckets) + ", parameters, gradient, " + mv + ", " + sums + ", scalars); break;");
+                else
+                {
+                    string occ = c.Mean ? "__" + n + "_DeviceOccupancy!.AsContiguous()" : "DeviceSumV![" + I + "].AsContiguous() /* unused: Sum */";
+                    w.Line("case " + I + ":");
+                    w.Line("    __" + n + "_DeviceBuckets!(" + Lit.I(t.Buckets) + ", " + mv + ", " + sums + ", " + occ + ", scalars);");
+                    w.Line("    __" + n + "_DeviceElements!(" + Lit.I(t.Length) + ", parameters, gradient, " + sums + ", scalars);");
+                    w.Line("    break;");
+                }
+            }
+            w.Line("default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));");
+            w.Close();
+            w.Close();
             w.Line();
             EmitBufferStruct(w, v, "__DeviceStepBuffers", "global::Collins.Kernels.IDeviceStepBuffers", "struct", AV, AV);
+            if (v.Tensors.Any(t => t.IsDense)) EmitDenseKernels(w, c);
         }
 
         // ------------------------------------------------------------------ per tensor
@@ -569,7 +498,7 @@ namespace Collins.Generators
                 w.Line("public const uint SignB = " + Lit.U(t.SignB) + ";");
             }
             w.Line();
-            if (t.IsDense) EmitDense(w, c, t);
+            if (t.IsDense) { }   // constants only: the engine runs dense tensors, the shared __Dense kernels on a device
             else if (!c.Universal) EmitRotation(w, c, t);
             else EmitUniversal(w, c, t);
             w.Close();
@@ -578,27 +507,19 @@ namespace Collins.Generators
 
         // ---------------- dense
 
-        private static void EmitDense(CodeWriter w, Ctx c, TensorModel t)
+        /// <summary>The dense device kernels, once per optimizer (every dense tensor launches the same pair over its own length).</summary>
+        private static void EmitDenseKernels(CodeWriter w, Ctx c)
         {
-            w.Line("/// <summary>CPU phase 2: dense AdamW (<see cref=\"global::Collins.Kernels.DenseAdamWCpu.Step\"/>) over elements [tile·" + Lit.I(ElementTile) + ", …).</summary>");
-            w.Open("internal static bool Apply(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int start = tile * " + Lit.I(ElementTile) + ";");
-            w.Line("int count = global::System.Math.Min(" + Lit.I(ElementTile) + ", Length - start);");
-            w.Line("global::Collins.Kernels.DenseAdamWCpu.Step(");
-            w.Line("    buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),");
-            w.Line("    " + (c.HasM ? "buffers.FirstMoment.Slice(start, count)" : "default /* β1 = 0: no first moment */") + ", buffers.SecondMoment.Slice(start, count),");
-            w.Line("    in scalars, beta1: " + Lit.D(c.V.Beta1) + ", beta2: " + Lit.D(c.V.Beta2) + ", epsilon: " + Lit.F(c.Eps) + ");");
-            w.Line("return true;");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>Device phase 1 (one thread per element): raises <paramref name=\"flag\"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>");
-            w.Open("internal static void DenseCheckKernel(" + Idx + " index, " + AV + " gradient, " + AVI + " flag)");
+            w.Line("/// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>");
+            w.Open("private static class __Dense");
+            w.Line("/// <summary>Device phase 1: raises <paramref name=\"flag\"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>");
+            w.Open("internal static void CheckKernel(" + Idx + " index, " + AV + " gradient, " + AVI + " flag)");
             w.Line("float x = gradient[index];");
             w.Line("if (!(x * x <= " + FloatMax + ")) flag[0] = 1;");
             w.Close();
             w.Line();
-            w.Line("/// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>");
-            w.Open("internal static void DenseApplyKernel(" + Idx + " index, " + AV + " parameters, " + AV + " gradient, " + AV + " firstMoment, " + AV + " secondMoment, " + SS + " scalars)");
+            w.Line("/// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>");
+            w.Open("internal static void ApplyKernel(" + Idx + " index, " + AV + " parameters, " + AV + " gradient, " + AV + " firstMoment, " + AV + " secondMoment, " + SS + " scalars)");
             w.Line("int i = index;");
             w.Line("float g = gradient[i];");
             w.Line("float v = " + Lit.F(c.B2) + " * secondMoment[i] + " + Lit.F(c.C2) + " * g * g;");
@@ -612,6 +533,8 @@ namespace Collins.Generators
             else w.Line("float mhat = g; // β1 = 0");
             w.Line("parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (" + Sqrt + "(v) * scalars.InvSqrtBiasCorrection2 + " + Lit.F(c.Eps) + ");");
             w.Close();
+            w.Close();
+            w.Line();
         }
 
         // ---------------- rotation
@@ -619,44 +542,6 @@ namespace Collins.Generators
         private static void EmitRotation(CodeWriter w, Ctx c, TensorModel t)
         {
             int k = t.Buckets, rows = t.Rows, last = t.Length - (rows - 1) * k;
-            int tiles = Tiles(k, RotationTileBuckets);
-            w.Line("/// <summary>Buckets per CPU tile (fixed: the partition does not depend on the thread count).</summary>");
-            w.Line("internal const int TileBuckets = " + Lit.I(RotationTileBuckets) + ";");
-            w.Line("/// <summary>Number of CPU tiles.</summary>");
-            w.Line("internal const int Tiles = " + Lit.I(tiles) + ";");
-            w.Line();
-            w.Line("/// <summary>");
-            w.Line("/// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in");
-            w.Line("/// order 0.." + Lit.I(rows - 1) + " (ρ, σ: <see cref=\"Rotations\"/>, <see cref=\"Signs\"/>), 16 buckets at a time in registers;");
-            w.Line("/// returns false when a SumV of the tile is not finite.");
-            if (t.Length >= NonTemporalSumsMinLength)
-                w.Line("/// The sums go out with non-temporal stores (no read of the workspace lines first): at " + Lit.I(t.Length) + " entries the gradient streamed by phase 1 pushes them out of the cache before phase 2 reads them anyway.");
-            w.Line("/// </summary>");
-            w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int b0 = tile * TileBuckets;");
-            w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
-            w.Line("return " + RC + ".AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: " + Lit.I(k) + ", lastRowLength: " + Lit.I(last)
-                   + ", Rotations, Signs" + (global::Collins.Kernels.KernelTiles.NonTemporalSums(t.Length) ? ", nonTemporal: true" : "") + ");");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>");
-            w.Line("/// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,");
-            w.Line("/// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land");
-            w.Line("/// in those buckets (the coefficient never goes to memory).");
-            w.Line("/// </summary>");
-            w.Open("internal static bool Apply(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int b0 = tile * TileBuckets;");
-            w.Line("int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);");
-            w.Line(RC + ".UpdateApplyTile(buffers.Parameters, " + (c.HasM ? "default" : "buffers.Gradient")
-                   + ", buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: " + Lit.I(k)
-                   + ", lastRowLength: " + Lit.I(last) + ", Rotations, Signs,");
-            w.Line("    " + BetaArgs(c) + ", in scalars" + (c.Mean ? ", meanSecondMoment: true" : "") + "); "
-                   + (c.HasM ? "// p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)" : "// β1 = 0: p ← p·decay − g·w, w = lr / (√v̂ + ε)")
-                   + (c.Mean ? ", v̂ = v / occupancy" : ""));
-            w.Line("return true;");
-            w.Close();
-            w.Line();
-
             // device: accumulate
             w.Line("/// <summary>");
             w.Line("/// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.");
@@ -670,10 +555,8 @@ namespace Collins.Generators
             {
                 int len = r == rows - 1 ? last : k;
                 int rho = t.Rotations[r];
-                w.Line("// row " + Lit.I(r) + ": ρ = " + Lit.I(rho) + ", σ = " + (t.Signs[r] > 0 ? "+1" : "−1") + (len < k ? ", " + Lit.I(len) + " entries" : ""));
-                w.Line(ColumnOf(rho, k));
                 string body = "x = gradient[" + (r == 0 ? "c" : Lit.I(r * k) + " + c") + "]; " + (c.HasM ? (t.Signs[r] > 0 ? "m += x; " : "m -= x; ") : "") + "v += x * x;";
-                w.Line(len < k ? "if (c < " + Lit.I(len) + ") { " + body + " }" : body);
+                w.Line(ColumnOf(rho, k) + " " + (len < k ? "if (c < " + Lit.I(len) + ") { " + body + " }" : body) + " // row " + Lit.I(r));
             }
             if (c.HasM) w.Line("sumM[b] = m;");
             w.Line("sumV[b] = v;");
@@ -696,18 +579,12 @@ namespace Collins.Generators
             {
                 int len = r == rows - 1 ? last : k;
                 int rho = t.Rotations[r];
-                w.Line("// row " + Lit.I(r) + ": ρ = " + Lit.I(rho) + ", σ = " + (t.Signs[r] > 0 ? "+1" : "−1"));
-                w.Line(ColumnOf(rho, k));
                 string body = "i = " + (r == 0 ? "c" : Lit.I(r * k) + " + c") + "; parameters[i] = parameters[i] * decay "
                               + (c.HasM ? (t.Signs[r] > 0 ? "- q;" : "+ q;") : "- gradient[i] * q;");
-                w.Line(len < k ? "if (c < " + Lit.I(len) + ") { " + body + " }" : body);
+                w.Line(ColumnOf(rho, k) + " " + (len < k ? "if (c < " + Lit.I(len) + ") { " + body + " }" : body) + " // row " + Lit.I(r));
             }
             w.Close();
         }
-
-        /// <summary>β1, 1 − β1, β2, 1 − β2, ε as float literals (the differences formed in double).</summary>
-        private static string BetaArgs(Ctx c)
-            => Lit.F(c.B1) + ", " + Lit.F(c.C1) + ", " + Lit.F(c.B2) + ", " + Lit.F(c.C2) + ", " + Lit.F(c.Eps);
 
         private static string ColumnOf(int rho, int k)
             => rho == 0 ? "c = b;" : "c = b - " + Lit.I(rho) + "; if (c < 0) c += " + Lit.I(k) + ";";
@@ -733,11 +610,6 @@ namespace Collins.Generators
         {
             int k = t.Buckets;
             const ulong P = 2147483647UL;
-            w.Line("/// <summary>Buckets per CPU tile of the moment update.</summary>");
-            w.Line("internal const int BucketTile = " + Lit.I(UniversalBucketTile) + ";");
-            w.Line("/// <summary>Elements per CPU tile of the parameter update.</summary>");
-            w.Line("internal const int ElementTile = " + Lit.I(ElementTile) + ";");
-            w.Line();
             w.Line("/// <summary>h1(i) = ((A·i + B) mod (2^31 − 1)) mod k: Mersenne reduction by shifts, then % by the literal k.</summary>");
             w.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
             w.Open("internal static int Bucket(int i)");
@@ -775,32 +647,6 @@ namespace Collins.Generators
                 w.Close();
                 w.Line();
             }
-            w.Line("/// <summary>");
-            w.Line("/// CPU phase 1 for the buckets of tile <paramref name=\"tile\"/> of <c>buffers.TileCount</c> (equal bucket ranges): over i = 0..d−1 in");
-            w.Line("/// order, SumM[h1(i)] += h2(i)·g[i] and SumV[h1(i)] += g[i]² for the entries landing in the range (hashes 16 at a time in");
-            w.Line("/// AVX-512 registers where the CPU has them, <see cref=\"global::Collins.Kernels.UniversalCpu.AccumulateTile\"/>). Every bucket is summed in index");
-            w.Line("/// order, so any tile count gives the same sums; returns false when a SumV of the range is not finite.");
-            w.Line("/// </summary>");
-            w.Open("internal static bool Accumulate(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("return global::Collins.Kernels.UniversalCpu.AccumulateTile(tile, in buffers, Buckets, A, B, SignA, SignB);");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>CPU phase 2a for buckets [tile·BucketTile, …): moment update; leaves each bucket's update coefficient in the workspace.</summary>");
-            w.Open("internal static bool UpdateBuckets(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("int b0 = tile * BucketTile;");
-            w.Line("int b1 = global::System.Math.Min(b0 + BucketTile, Buckets);");
-            w.Line(c.Mean
-                ? RC + ".UpdateBucketsMean(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, " + BetaArgs(c) + ", in scalars, Occupancy);"
-                : RC + ".UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, " + BetaArgs(c) + ", in scalars);");
-            w.Line("return true;");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>CPU phase 2b for elements [tile·ElementTile, …): gathers each element's bucket coefficient: " + (c.HasM ? "p ← p·decay − h2(i)·q[h1(i)]." : "p ← p·decay − g·q[h1(i)] (β1 = 0).") + "</summary>");
-            w.Open("internal static bool ApplyElements(int tile, in " + TB + " buffers, in " + SS + " scalars)");
-            w.Line("global::Collins.Kernels.UniversalCpu.ApplyTile(tile, in buffers, ElementTile, scalars.Decay, Buckets, A, B, SignA, SignB);");
-            w.Line("return true;");
-            w.Close();
-            w.Line();
             w.Line("/// <summary>");
             w.Line("/// Device phase 1a, one thread per element: atomic scatter of h2(i)·g[i] and g[i]² into the zeroed SumM/SumV.");
             w.Line("/// An element whose g² is not finite raises <paramref name=\"flag\"/>[0] (plain store) and is not added, so the atomics never");

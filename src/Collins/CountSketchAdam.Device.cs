@@ -86,60 +86,44 @@ public sealed partial class CountSketchAdam
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(gradients);
-        var s = BeginStep(learningRate, onDevice: true);
-        bool finite;
-        try
-        {
-            int n = Tensors.Count;
-            var buffers = new ListDeviceBuffers(parameters, gradients);
-            ValidateDeviceBuffers(ref buffers);
+        var buffers = new ListDeviceBuffers(parameters, gradients);
+        return StepDevice(learningRate, ref buffers);
+    }
 
-            var acc = Accelerator!;
-            ClearDeviceFlags();
-            // Phase 1: workspace only.
-            for (int i = 0; i < n; i++)
-            {
-                var plan = Tensors[i];
-                var t = _device![i];
-                var flag = DeviceFlagOf(i);
-                if (plan.IsDense) { _checkSquares!(plan.Length, gradients[i], flag); continue; }
-                var sumM = DeviceSumM![i].View; var sumV = DeviceSumV![i].View;
-                if (plan.Layout == SketchLayout.Rotation)
-                    _rotationAccumulate!(plan.Buckets, gradients[i], t.Rotations.View, t.Signs.View, sumM, sumV, t.Constants);
-                else
-                {
-                    DeviceSumM[i].MemSetToZero(); DeviceSumV[i].MemSetToZero();
-                    _universalAccumulate!(plan.Length, gradients[i], sumM, sumV, t.Constants);
-                }
-                _checkFinite!(plan.Buckets, sumV, flag);
-            }
-            finite = ReadDeviceVerdict();
-            // Phase 2.
-            if (finite)
-            {
-                for (int i = 0; i < n; i++)
-                {
-                    var plan = Tensors[i];
-                    var t = _device![i];
-                    var m = DeviceFirstMoments![i].View; var v = DeviceSecondMoments![i].View;
-                    if (plan.IsDense) { _denseApply!(plan.Length, parameters[i], gradients[i], m, v, t.Constants, s); continue; }
-                    var sumM = DeviceSumM![i].View; var sumV = DeviceSumV![i].View;
-                    _bucketUpdate!(plan.Buckets, m, v, sumM, sumV, t.InvOccupancy.View, t.Constants, s);
-                    var factor = plan.HasFirstMoment ? sumM : sumV;
-                    if (plan.Layout == SketchLayout.Rotation)
-                        _rotationApply!(plan.Length, parameters[i], gradients[i], t.Rotations.View, t.Signs.View, factor, t.Constants, s);
-                    else
-                        _universalApply!(plan.Length, parameters[i], gradients[i], factor, t.Constants, s);
-                }
-                acc.Synchronize();
-            }
-        }
-        catch
+    /// <inheritdoc/>
+    protected override void LoadDeviceKernels() { }   // loaded with the state, in InitializeDevice
+
+    /// <inheritdoc/>
+    protected override void DeviceAccumulate(int tensor, ArrayView<float> gradient, ArrayView<int> flag)
+    {
+        var plan = Tensors[tensor];
+        var t = _device![tensor];
+        if (plan.IsDense) { _checkSquares!(plan.Length, gradient, flag); return; }
+        var sumM = DeviceSumM![tensor].View; var sumV = DeviceSumV![tensor].View;
+        if (plan.Layout == SketchLayout.Rotation)
+            _rotationAccumulate!(plan.Buckets, gradient, t.Rotations.View, t.Signs.View, sumM, sumV, t.Constants);
+        else
         {
-            AbortStep();
-            throw;
+            DeviceSumM[tensor].MemSetToZero(); DeviceSumV[tensor].MemSetToZero();
+            _universalAccumulate!(plan.Length, gradient, sumM, sumV, t.Constants);
         }
-        return EndStep(finite);
+        _checkFinite!(plan.Buckets, sumV, flag);
+    }
+
+    /// <inheritdoc/>
+    protected override void DeviceApply(int tensor, ArrayView<float> parameters, ArrayView<float> gradient, in StepScalars s)
+    {
+        var plan = Tensors[tensor];
+        var t = _device![tensor];
+        var m = DeviceFirstMoments![tensor].View; var v = DeviceSecondMoments![tensor].View;
+        if (plan.IsDense) { _denseApply!(plan.Length, parameters, gradient, m, v, t.Constants, s); return; }
+        var sumM = DeviceSumM![tensor].View; var sumV = DeviceSumV![tensor].View;
+        _bucketUpdate!(plan.Buckets, m, v, sumM, sumV, t.InvOccupancy.View, t.Constants, s);
+        var factor = plan.HasFirstMoment ? sumM : sumV;
+        if (plan.Layout == SketchLayout.Rotation)
+            _rotationApply!(plan.Length, parameters, gradient, t.Rotations.View, t.Signs.View, factor, t.Constants, s);
+        else
+            _universalApply!(plan.Length, parameters, gradient, factor, t.Constants, s);
     }
 
     private readonly struct ListDeviceBuffers(IReadOnlyList<ArrayView<float>> p, IReadOnlyList<ArrayView<float>> g) : IDeviceStepBuffers

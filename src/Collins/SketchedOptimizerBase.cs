@@ -138,6 +138,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         Array.Fill(SumV, AlignedFloats.Empty);
         if (accelerator is null)
         {
+            _cpuKernels = new CpuTensorKernel[n];
+            for (int i = 0; i < n; i++) _cpuKernels[i] = CpuTensorKernel.Create(tensors[i], settings);
             for (int i = 0; i < n; i++)
             {
                 var plan = tensors[i];
@@ -207,6 +209,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     private long _nonFiniteElement = -1;
     // Host copy of the per-tensor device flags (allocated once).
     private readonly int[]? _deviceFlags;
+    // One CPU kernel per tensor, of its kind (CPU state only): the engine every CPU step runs.
+    private readonly CpuTensorKernel[]? _cpuKernels;
 
     /// <summary>Bytes of optimizer state: Σ (β1 ≠ 0 ? 2 : 1)·k·4 over tensors (k = d for dense tensors).</summary>
     public long StateBytes
@@ -275,6 +279,85 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         int t = StepCount + 1;
         return StepScalars.For(t, learningRate, Settings.Beta1, Settings.Beta2, Settings.WeightDecay);
     }
+
+    /// <summary>
+    /// The CPU step, written once for every optimizer: validates every buffer (<see cref="ValidateBuffers{TBuffers}"/>), runs
+    /// phase 1 of every tensor's kernel (<see cref="CpuTensorKernel"/>: bucket sums into the workspace, nothing of the state
+    /// written) and, only when every verdict is finite, phase 2 (moments, then parameters); then advances the step counter, or
+    /// counts / throws the refusal per <see cref="NonFinitePolicy"/>. Generated optimizers and <see cref="CountSketchAdam"/> both
+    /// call it, which is why they are bit-identical.
+    /// </summary>
+    protected StepOutcome StepCpu<TBuffers>(float learningRate, scoped ref TBuffers buffers) where TBuffers : IStepBuffers, allows ref struct
+    {
+        var scalars = BeginStep(learningRate, onDevice: false);
+        bool finite = true;
+        try
+        {
+            ValidateBuffers(ref buffers);
+            var kernels = _cpuKernels!;
+            int threads = MaxThreads;
+            for (int i = 0; i < kernels.Length; i++)
+            {
+                ReadOnlySpan<float> g = buffers.Gradient(i);
+                finite &= NoteFinite(i, kernels[i].Accumulate(threads, buffers.Parameters(i), g, FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], scalars), g);
+            }
+            if (finite)
+                for (int i = 0; i < kernels.Length; i++)
+                    kernels[i].Apply(threads, buffers.Parameters(i), buffers.Gradient(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], scalars);
+        }
+        catch
+        {
+            AbortStep();
+            throw;
+        }
+        return EndStep(finite);
+    }
+
+    /// <summary>
+    /// The device step, written once for every optimizer: validates every view (<see cref="ValidateDeviceBuffers{TBuffers}"/>),
+    /// lets the derived type load its kernels, launches every tensor's phase 1 (<see cref="DeviceAccumulate"/>: bucket sums and
+    /// that tensor's flag), reads the flags after one synchronisation and, only when none is raised, launches every phase 2
+    /// (<see cref="DeviceApply"/>) and waits for it. Derived types supply only the kernels: unrolled and specialised ones in
+    /// generated optimizers, generic ones in <see cref="CountSketchAdam"/>.
+    /// </summary>
+    protected StepOutcome StepDevice<TBuffers>(float learningRate, scoped ref TBuffers buffers) where TBuffers : IDeviceStepBuffers, allows ref struct
+    {
+        var scalars = BeginStep(learningRate, onDevice: true);
+        bool finite;
+        try
+        {
+            ValidateDeviceBuffers(ref buffers);
+            LoadDeviceKernels();
+            ClearDeviceFlags();
+            int n = Tensors.Count;
+            for (int i = 0; i < n; i++) DeviceAccumulate(i, buffers.Gradient(i), DeviceFlagOf(i));
+            finite = ReadDeviceVerdict();
+            if (finite)
+            {
+                for (int i = 0; i < n; i++) DeviceApply(i, buffers.Parameters(i), buffers.Gradient(i), in scalars);
+                Accelerator!.Synchronize();
+            }
+        }
+        catch
+        {
+            AbortStep();
+            throw;
+        }
+        return EndStep(finite);
+    }
+
+    /// <summary>Compiles and caches the device kernels (called at the start of every device step; load once).</summary>
+    protected abstract void LoadDeviceKernels();
+
+    /// <summary>
+    /// Launches tensor <paramref name="tensor"/>'s device phase 1: bucket sums of <paramref name="gradient"/> into
+    /// <see cref="DeviceSumM"/>/<see cref="DeviceSumV"/> (a dense tensor checks its gradient only), raising
+    /// <paramref name="flag"/>[0] when the verdict is not finite. Writes no state.
+    /// </summary>
+    protected abstract void DeviceAccumulate(int tensor, ILGPU.ArrayView<float> gradient, ILGPU.ArrayView<int> flag);
+
+    /// <summary>Launches tensor <paramref name="tensor"/>'s device phase 2: its moments from the workspace, then its parameters.</summary>
+    protected abstract void DeviceApply(int tensor, ILGPU.ArrayView<float> parameters, ILGPU.ArrayView<float> gradient, in StepScalars scalars);
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the tensor when a buffer has the wrong length.</summary>
     protected void ValidateTensor(int index, long parameterLength, long gradientLength)

@@ -3,31 +3,34 @@ using Microsoft.CodeAnalysis;
 
 namespace Collins.Generators.Tests;
 
-/// <summary>Choices the emitter makes per tensor from its size, checked in the generated text (the snapshots hold small models only).</summary>
+/// <summary>
+/// What a generated file holds since the runtime owns the step: constants and device kernels per tensor, a CPU Step that hands
+/// its buffers to the runtime's engine, and device kernels that are not emitted twice. (The CPU kernel choices — tiles, store
+/// kind — are the engine's and tested there: Collins.Tests/CpuEngineTests.)
+/// </summary>
 public class EmittedKernelChoiceTests
 {
-    /// <summary>The generated text of tensor class <paramref name="name"/> (up to the next tensor class).</summary>
-    private static string TensorClass(string source, string name)
+    private static string Count(string source, string needle, out int n)
     {
-        int start = source.IndexOf("public static class " + name + "\n", StringComparison.Ordinal);
-        if (start < 0) start = source.IndexOf("public static class " + name + "\r\n", StringComparison.Ordinal);
-        Assert.True(start >= 0, $"tensor class {name} not found");
-        int end = source.IndexOf("public static class ", start + 20, StringComparison.Ordinal);
-        return end < 0 ? source[start..] : source[start..end];
+        n = 0;
+        for (int i = source.IndexOf(needle, StringComparison.Ordinal); i >= 0; i = source.IndexOf(needle, i + needle.Length, StringComparison.Ordinal)) n++;
+        return source;
     }
 
     [Fact]
-    public void Rotation_sums_use_non_temporal_stores_from_2_pow_20_entries_and_phase_2_is_fused()
+    public void Cpu_step_is_the_engines_and_dense_device_kernels_are_emitted_once()
     {
         var (result, output, diagnostics) = GeneratorHarness.Run("""
             using Collins;
             namespace N;
             [SketchedOptimizer(Ratio = 32)]
-            [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 32, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean)]
+            [SketchedOptimizer(Name = "U", Ratio = 32, Layout = SketchLayout.Universal, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean)]
             public partial class M
             {
                 [Tensor(1024, 1024)] public float[] Big = new float[1 << 20];
-                [Tensor(1023, 1024)] public float[] Under = new float[1023 * 1024];
+                [Tensor(100)] public float[] B1 = new float[100];
+                [Tensor(200)] public float[] B2 = new float[200];
+                [Tensor(300)] public float[] B3 = new float[300];
             }
             """);
         Assert.Empty(diagnostics);
@@ -37,21 +40,17 @@ public class EmittedKernelChoiceTests
         foreach (var generated in sources)
         {
             string source = generated.SourceText.ToString();
-            string big = TensorClass(source, "Big"), under = TensorClass(source, "Under");
-            Assert.Contains("AccumulateTile(", big);
-            Assert.Contains(", nonTemporal: true);", big);
-            Assert.Contains("non-temporal stores", big);
-            Assert.Contains("AccumulateTile(", under);
-            Assert.DoesNotContain("nonTemporal", under);
-            foreach (var tensor in new[] { big, under })
-            {
-                Assert.Contains("RotationCpu.UpdateApplyTile(", tensor);
-                Assert.DoesNotContain("RotationCpu.UpdateBuckets", tensor);
-                Assert.DoesNotContain("RotationCpu.ApplyTile(", tensor);
-            }
-            bool mean = generated.HintName.Contains("MeanNoMomentum");
-            Assert.Equal(mean, big.Contains("meanSecondMoment: true", StringComparison.Ordinal));
-            Assert.Equal(mean, big.Contains("UpdateApplyTile(buffers.Parameters, buffers.Gradient,", StringComparison.Ordinal)); // β1 = 0 reads g in phase 2
+            Assert.Contains("return StepCpu(learningRate, ref buffers);", source);
+            Assert.Contains("return StepDevice(learningRate, ref buffers);", source);
+            foreach (var cpuKernel in new[] { "RotationCpu.", "UniversalCpu.", "DenseAdamWCpu.", "TileRunner.", "TileBuffers" })
+                Assert.DoesNotContain(cpuKernel, source);
+            // Three dense tensors, one pair of dense kernels.
+            Count(source, "internal static void CheckKernel(global::ILGPU.Index1D index", out int checks);
+            Count(source, "internal static void ApplyKernel(global::ILGPU.Index1D index", out int applies);
+            Assert.Equal(1, checks);
+            Assert.Equal(1, applies);
+            Count(source, "__DenseCheck!(", out int launches);
+            Assert.Equal(3, launches);
         }
     }
 }

@@ -1,9 +1,7 @@
-// This file is compiled into BOTH the runtime (src/Collins) and the source generator (generator/, netstandard2.0)
-// through a <Compile Link> item, like Hashing/HashDerivation.cs: it is the one tile table of the CPU kernels, so the
-// generated optimizers and the run-time CountSketchAdam cut every tensor into the same tiles and run the same kernels
-// on them (their results are bit-identical). Keep it free of APIs newer than netstandard2.0.
 namespace Collins.Kernels
 {
+    // The one tile table of the CPU engine (CpuTensorKernel): every optimizer, generated or run-time, cuts every tensor
+    // into these tiles, which is part of why they are bit-identical.
     /// <summary>
     /// The fixed CPU partition of every kind of tensor (never the thread count: results are bit-identical for any
     /// <c>MaxThreads</c>), and the store-kind decision of the Rotation phase 1. Why these values: docs/benchmarks.md.

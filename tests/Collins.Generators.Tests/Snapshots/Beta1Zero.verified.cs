@@ -61,15 +61,11 @@ partial class NoMomentum
             return plans;
         }
 
-        // CPU tile kernels, cached as delegates once per type: a step allocates nothing.
-        private static readonly global::Collins.Kernels.TileKernel __W_Accumulate = W.Accumulate;
-        private static readonly global::Collins.Kernels.TileKernel __W_Apply = W.Apply;
-        private static readonly global::Collins.Kernels.TileKernel __B_Apply = B.Apply;
-
         /// <summary>
         /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
         /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
-        /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>.
+        /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
+        /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
         /// </summary>
         /// <param name="learningRate">lr, finite and ≥ 0.</param>
         /// <param name="W">Parameters of tensor <c>W</c> (800 floats), updated in place.</param>
@@ -78,32 +74,8 @@ partial class NoMomentum
         /// <param name="BGrad">Gradient of tensor <c>B</c> (20 floats).</param>
         public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> W, global::System.ReadOnlySpan<float> WGrad, global::System.Span<float> B, global::System.ReadOnlySpan<float> BGrad)
         {
-            var scalars = BeginStep(learningRate, onDevice: false);
-            try
-            {
-                // Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).
-                var buffers = new __StepBuffers(W, WGrad, B, BGrad);
-                ValidateBuffers(ref buffers);
-                int threads = MaxThreads;
-
-                // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
-                bool finite = true;
-                finite &= NoteFinite(0, global::Collins.Kernels.TileRunner.Run(1, threads, __W_Accumulate, W, WGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars), WGrad);
-                finite &= NoteFinite(1, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(BGrad), BGrad); // dense: every g² finite
-
-                // Phase 2, only when every gradient was finite: moments, then parameters.
-                if (finite)
-                {
-                    global::Collins.Kernels.TileRunner.Run(1, threads, __W_Apply, W, WGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                    global::Collins.Kernels.TileRunner.Run(1, threads, __B_Apply, B, BGrad, FirstMoments[1], SecondMoments[1], SumM[1], SumV[1], in scalars);
-                }
-                return EndStep(finite);
-            }
-            catch
-            {
-                AbortStep();
-                throw;
-            }
+            var buffers = new __StepBuffers(W, WGrad, B, BGrad);
+            return StepCpu(learningRate, ref buffers);
         }
 
         /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
@@ -170,29 +142,30 @@ partial class NoMomentum
                 model.B ?? throw NullTensorMember("B", "B"), gradients.B);
         }
 
-        // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
+        // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
         private bool __deviceKernelsLoaded;
+        private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
+        private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
         private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __W_DeviceAccumulate;
         private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __W_DeviceApply;
-        private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __B_DeviceCheck;
-        private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __B_DeviceApply;
 
         /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
-        private void __LoadDeviceKernels()
+        protected override void LoadDeviceKernels()
         {
             if (__deviceKernelsLoaded) return;
             var accelerator = Accelerator!;
+            __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
+            __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
             __W_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, W.AccumulateKernel);
             __W_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, W.ApplyKernel);
-            __B_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, B.DenseCheckKernel);
-            __B_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, B.DenseApplyKernel);
             __deviceKernelsLoaded = true;
         }
 
         /// <summary>
         /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
-        /// sums and raise a device flag on a non-finite gradient; after one synchronisation the flag is read and, when clear,
-        /// the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes nothing.
+        /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
+        /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
+        /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
         /// </summary>
         /// <param name="learningRate">lr, finite and ≥ 0.</param>
         /// <param name="W">Parameters of tensor <c>W</c> (800 floats), updated in place.</param>
@@ -201,38 +174,29 @@ partial class NoMomentum
         /// <param name="BGrad">Gradient of tensor <c>B</c> (20 floats).</param>
         public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> W, global::ILGPU.ArrayView<float> WGrad, global::ILGPU.ArrayView<float> B, global::ILGPU.ArrayView<float> BGrad)
         {
-            var scalars = BeginStep(learningRate, onDevice: true);
-            try
+            var buffers = new __DeviceStepBuffers(W, WGrad, B, BGrad);
+            return StepDevice(learningRate, ref buffers);
+        }
+
+        /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
+        protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+        {
+            switch (tensor)
             {
-                // Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.
-                var buffers = new __DeviceStepBuffers(W, WGrad, B, BGrad);
-                ValidateDeviceBuffers(ref buffers);
-                __LoadDeviceKernels();
-                var accelerator = Accelerator!;
-                var m = DeviceFirstMoments!;
-                var v = DeviceSecondMoments!;
-                var sumM = DeviceSumM!;
-                var sumV = DeviceSumV!;
-                ClearDeviceFlags();
-
-                // Phase 1: bucket sums, and each tensor's non-finite flag.
-                __W_DeviceAccumulate!(100, WGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), DeviceFlagOf(0));
-                __B_DeviceCheck!(20, BGrad, DeviceFlagOf(1));
-                bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags
-
-                // Phase 2, only when every gradient was finite.
-                if (finite)
-                {
-                    __W_DeviceApply!(100, W, WGrad, m[0].AsContiguous(), v[0].AsContiguous(), sumM[0].AsContiguous(), sumV[0].AsContiguous(), scalars);
-                    __B_DeviceApply!(20, B, BGrad, m[1].AsContiguous(), v[1].AsContiguous(), scalars);
-                    accelerator.Synchronize();
-                }
-                return EndStep(finite);
+                case 0: __W_DeviceAccumulate!(100, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), flag); break;
+                case 1: __DenseCheck!(20, gradient, flag); break;
+                default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
             }
-            catch
+        }
+
+        /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
+        protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+        {
+            switch (tensor)
             {
-                AbortStep();
-                throw;
+                case 0: __W_DeviceApply!(100, parameters, gradient, DeviceFirstMoments![0].AsContiguous(), DeviceSecondMoments![0].AsContiguous(), DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), scalars); break;
+                case 1: __DenseApply!(20, parameters, gradient, DeviceFirstMoments![1].AsContiguous(), DeviceSecondMoments![1].AsContiguous(), scalars); break;
+                default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
             }
         }
 
@@ -262,6 +226,28 @@ partial class NoMomentum
                 1 => BGrad,
                 _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
             };
+        }
+
+        /// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>
+        private static class __Dense
+        {
+            /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
+            internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+            {
+                float x = gradient[index];
+                if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
+            }
+
+            /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
+            internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+            {
+                int i = index;
+                float g = gradient[i];
+                float v = 0.99f * secondMoment[i] + 0.01f * g * g;
+                secondMoment[i] = v;
+                float mhat = g; // β1 = 0
+                parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-06f);
+            }
         }
 
         /// <summary>
@@ -294,37 +280,6 @@ partial class NoMomentum
             /// <summary>σ_r: the sign (±1) of row r.</summary>
             public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, -1, 1, 1, 1, -1, 1, -1 };
 
-            /// <summary>Buckets per CPU tile (fixed: the partition does not depend on the thread count).</summary>
-            internal const int TileBuckets = 2048;
-            /// <summary>Number of CPU tiles.</summary>
-            internal const int Tiles = 1;
-
-            /// <summary>
-            /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
-            /// order 0..7 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
-            /// returns false when a SumV of the tile is not finite.
-            /// </summary>
-            internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-            {
-                int b0 = tile * TileBuckets;
-                int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 100, lastRowLength: 100, Rotations, Signs);
-            }
-
-            /// <summary>
-            /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
-            /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
-            /// in those buckets (the coefficient never goes to memory).
-            /// </summary>
-            internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-            {
-                int b0 = tile * TileBuckets;
-                int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, buffers.Gradient, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 100, lastRowLength: 100, Rotations, Signs,
-                    0f, 1f, 0.99f, 0.01f, 1E-06f, in scalars); // β1 = 0: p ← p·decay − g·w, w = lr / (√v̂ + ε)
-                return true;
-            }
-
             /// <summary>
             /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
             /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
@@ -334,30 +289,14 @@ partial class NoMomentum
                 int b = bucket;
                 int c;
                 float x, v = 0f;
-                // row 0: ρ = 53, σ = +1
-                c = b - 53; if (c < 0) c += 100;
-                x = gradient[c]; v += x * x;
-                // row 1: ρ = 3, σ = −1
-                c = b - 3; if (c < 0) c += 100;
-                x = gradient[100 + c]; v += x * x;
-                // row 2: ρ = 13, σ = +1
-                c = b - 13; if (c < 0) c += 100;
-                x = gradient[200 + c]; v += x * x;
-                // row 3: ρ = 38, σ = +1
-                c = b - 38; if (c < 0) c += 100;
-                x = gradient[300 + c]; v += x * x;
-                // row 4: ρ = 22, σ = +1
-                c = b - 22; if (c < 0) c += 100;
-                x = gradient[400 + c]; v += x * x;
-                // row 5: ρ = 28, σ = −1
-                c = b - 28; if (c < 0) c += 100;
-                x = gradient[500 + c]; v += x * x;
-                // row 6: ρ = 69, σ = +1
-                c = b - 69; if (c < 0) c += 100;
-                x = gradient[600 + c]; v += x * x;
-                // row 7: ρ = 62, σ = −1
-                c = b - 62; if (c < 0) c += 100;
-                x = gradient[700 + c]; v += x * x;
+                c = b - 53; if (c < 0) c += 100; x = gradient[c]; v += x * x; // row 0
+                c = b - 3; if (c < 0) c += 100; x = gradient[100 + c]; v += x * x; // row 1
+                c = b - 13; if (c < 0) c += 100; x = gradient[200 + c]; v += x * x; // row 2
+                c = b - 38; if (c < 0) c += 100; x = gradient[300 + c]; v += x * x; // row 3
+                c = b - 22; if (c < 0) c += 100; x = gradient[400 + c]; v += x * x; // row 4
+                c = b - 28; if (c < 0) c += 100; x = gradient[500 + c]; v += x * x; // row 5
+                c = b - 69; if (c < 0) c += 100; x = gradient[600 + c]; v += x * x; // row 6
+                c = b - 62; if (c < 0) c += 100; x = gradient[700 + c]; v += x * x; // row 7
                 sumV[b] = v;
                 if (!(v <= 3.40282347E+38f)) flag[0] = 1;
             }
@@ -375,30 +314,14 @@ partial class NoMomentum
                 float q = scalars.LearningRate / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-06f);
                 float decay = scalars.Decay;
                 int c, i;
-                // row 0: ρ = 53, σ = +1
-                c = b - 53; if (c < 0) c += 100;
-                i = c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                // row 1: ρ = 3, σ = −1
-                c = b - 3; if (c < 0) c += 100;
-                i = 100 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                // row 2: ρ = 13, σ = +1
-                c = b - 13; if (c < 0) c += 100;
-                i = 200 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                // row 3: ρ = 38, σ = +1
-                c = b - 38; if (c < 0) c += 100;
-                i = 300 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                // row 4: ρ = 22, σ = +1
-                c = b - 22; if (c < 0) c += 100;
-                i = 400 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                // row 5: ρ = 28, σ = −1
-                c = b - 28; if (c < 0) c += 100;
-                i = 500 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                // row 6: ρ = 69, σ = +1
-                c = b - 69; if (c < 0) c += 100;
-                i = 600 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                // row 7: ρ = 62, σ = −1
-                c = b - 62; if (c < 0) c += 100;
-                i = 700 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
+                c = b - 53; if (c < 0) c += 100; i = c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 0
+                c = b - 3; if (c < 0) c += 100; i = 100 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 1
+                c = b - 13; if (c < 0) c += 100; i = 200 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 2
+                c = b - 38; if (c < 0) c += 100; i = 300 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 3
+                c = b - 22; if (c < 0) c += 100; i = 400 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 4
+                c = b - 28; if (c < 0) c += 100; i = 500 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 5
+                c = b - 69; if (c < 0) c += 100; i = 600 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 6
+                c = b - 62; if (c < 0) c += 100; i = 700 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 7
             }
         }
 
@@ -426,35 +349,6 @@ partial class NoMomentum
             /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
             public const long DenseAdamWStateBytes = 160L;
 
-            /// <summary>CPU phase 2: dense AdamW (<see cref="global::Collins.Kernels.DenseAdamWCpu.Step"/>) over elements [tile·16384, …).</summary>
-            internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-            {
-                int start = tile * 16384;
-                int count = global::System.Math.Min(16384, Length - start);
-                global::Collins.Kernels.DenseAdamWCpu.Step(
-                    buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
-                    default /* β1 = 0: no first moment */, buffers.SecondMoment.Slice(start, count),
-                    in scalars, beta1: 0d, beta2: 0.99d, epsilon: 1E-06f);
-                return true;
-            }
-
-            /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-            internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
-            {
-                float x = gradient[index];
-                if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-            }
-
-            /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
-            internal static void DenseApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
-            {
-                int i = index;
-                float g = gradient[i];
-                float v = 0.99f * secondMoment[i] + 0.01f * g * g;
-                secondMoment[i] = v;
-                float mhat = g; // β1 = 0
-                parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-06f);
-            }
         }
 
     }

@@ -67,15 +67,11 @@ namespace Org.Models.Vision
                         return plans;
                     }
 
-                    // CPU tile kernels, cached as delegates once per type: a step allocates nothing.
-                    private static readonly global::Collins.Kernels.TileKernel __Kernel_Accumulate = Kernel.Accumulate;
-                    private static readonly global::Collins.Kernels.TileKernel __Kernel_Apply = Kernel.Apply;
-                    private static readonly global::Collins.Kernels.TileKernel __Bias_Apply = Bias.Apply;
-
                     /// <summary>
                     /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
                     /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
-                    /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>.
+                    /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
+                    /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
                     /// </summary>
                     /// <param name="learningRate">lr, finite and ≥ 0.</param>
                     /// <param name="Kernel">Parameters of tensor <c>Kernel</c> (216 floats), updated in place.</param>
@@ -84,32 +80,8 @@ namespace Org.Models.Vision
                     /// <param name="BiasGrad">Gradient of tensor <c>Bias</c> (8 floats).</param>
                     public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> Kernel, global::System.ReadOnlySpan<float> KernelGrad, global::System.Span<float> Bias, global::System.ReadOnlySpan<float> BiasGrad)
                     {
-                        var scalars = BeginStep(learningRate, onDevice: false);
-                        try
-                        {
-                            // Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).
-                            var buffers = new __StepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
-                            ValidateBuffers(ref buffers);
-                            int threads = MaxThreads;
-
-                            // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
-                            bool finite = true;
-                            finite &= NoteFinite(0, global::Collins.Kernels.TileRunner.Run(1, threads, __Kernel_Accumulate, Kernel, KernelGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars), KernelGrad);
-                            finite &= NoteFinite(1, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(BiasGrad), BiasGrad); // dense: every g² finite
-
-                            // Phase 2, only when every gradient was finite: moments, then parameters.
-                            if (finite)
-                            {
-                                global::Collins.Kernels.TileRunner.Run(1, threads, __Kernel_Apply, Kernel, KernelGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                                global::Collins.Kernels.TileRunner.Run(1, threads, __Bias_Apply, Bias, BiasGrad, FirstMoments[1], SecondMoments[1], SumM[1], SumV[1], in scalars);
-                            }
-                            return EndStep(finite);
-                        }
-                        catch
-                        {
-                            AbortStep();
-                            throw;
-                        }
+                        var buffers = new __StepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
+                        return StepCpu(learningRate, ref buffers);
                     }
 
                     /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
@@ -176,29 +148,30 @@ namespace Org.Models.Vision
                             model.Bias ?? throw NullTensorMember("Bias", "Bias"), gradients.Bias);
                     }
 
-                    // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
+                    // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
                     private bool __deviceKernelsLoaded;
+                    private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
+                    private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
                     private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Kernel_DeviceAccumulate;
                     private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Kernel_DeviceApply;
-                    private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Bias_DeviceCheck;
-                    private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Bias_DeviceApply;
 
                     /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
-                    private void __LoadDeviceKernels()
+                    protected override void LoadDeviceKernels()
                     {
                         if (__deviceKernelsLoaded) return;
                         var accelerator = Accelerator!;
+                        __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
+                        __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
                         __Kernel_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Kernel.AccumulateKernel);
                         __Kernel_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Kernel.ApplyKernel);
-                        __Bias_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Bias.DenseCheckKernel);
-                        __Bias_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Bias.DenseApplyKernel);
                         __deviceKernelsLoaded = true;
                     }
 
                     /// <summary>
                     /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
-                    /// sums and raise a device flag on a non-finite gradient; after one synchronisation the flag is read and, when clear,
-                    /// the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes nothing.
+                    /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
+                    /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
+                    /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
                     /// </summary>
                     /// <param name="learningRate">lr, finite and ≥ 0.</param>
                     /// <param name="Kernel">Parameters of tensor <c>Kernel</c> (216 floats), updated in place.</param>
@@ -207,38 +180,29 @@ namespace Org.Models.Vision
                     /// <param name="BiasGrad">Gradient of tensor <c>Bias</c> (8 floats).</param>
                     public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> Kernel, global::ILGPU.ArrayView<float> KernelGrad, global::ILGPU.ArrayView<float> Bias, global::ILGPU.ArrayView<float> BiasGrad)
                     {
-                        var scalars = BeginStep(learningRate, onDevice: true);
-                        try
+                        var buffers = new __DeviceStepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
+                        return StepDevice(learningRate, ref buffers);
+                    }
+
+                    /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
+                    protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                    {
+                        switch (tensor)
                         {
-                            // Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.
-                            var buffers = new __DeviceStepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
-                            ValidateDeviceBuffers(ref buffers);
-                            __LoadDeviceKernels();
-                            var accelerator = Accelerator!;
-                            var m = DeviceFirstMoments!;
-                            var v = DeviceSecondMoments!;
-                            var sumM = DeviceSumM!;
-                            var sumV = DeviceSumV!;
-                            ClearDeviceFlags();
-
-                            // Phase 1: bucket sums, and each tensor's non-finite flag.
-                            __Kernel_DeviceAccumulate!(54, KernelGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), DeviceFlagOf(0));
-                            __Bias_DeviceCheck!(8, BiasGrad, DeviceFlagOf(1));
-                            bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags
-
-                            // Phase 2, only when every gradient was finite.
-                            if (finite)
-                            {
-                                __Kernel_DeviceApply!(54, Kernel, KernelGrad, m[0].AsContiguous(), v[0].AsContiguous(), sumM[0].AsContiguous(), sumV[0].AsContiguous(), scalars);
-                                __Bias_DeviceApply!(8, Bias, BiasGrad, m[1].AsContiguous(), v[1].AsContiguous(), scalars);
-                                accelerator.Synchronize();
-                            }
-                            return EndStep(finite);
+                            case 0: __Kernel_DeviceAccumulate!(54, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), flag); break;
+                            case 1: __DenseCheck!(8, gradient, flag); break;
+                            default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
                         }
-                        catch
+                    }
+
+                    /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
+                    protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+                    {
+                        switch (tensor)
                         {
-                            AbortStep();
-                            throw;
+                            case 0: __Kernel_DeviceApply!(54, parameters, gradient, DeviceFirstMoments![0].AsContiguous(), DeviceSecondMoments![0].AsContiguous(), DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), scalars); break;
+                            case 1: __DenseApply!(8, parameters, gradient, DeviceFirstMoments![1].AsContiguous(), DeviceSecondMoments![1].AsContiguous(), scalars); break;
+                            default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
                         }
                     }
 
@@ -268,6 +232,30 @@ namespace Org.Models.Vision
                             1 => BiasGrad,
                             _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                         };
+                    }
+
+                    /// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>
+                    private static class __Dense
+                    {
+                        /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
+                        internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                        {
+                            float x = gradient[index];
+                            if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
+                        }
+
+                        /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
+                        internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+                        {
+                            int i = index;
+                            float g = gradient[i];
+                            float v = 0.999f * secondMoment[i] + 0.001f * g * g;
+                            secondMoment[i] = v;
+                            float m = 0.9f * firstMoment[i] + 0.1f * g;
+                            firstMoment[i] = m;
+                            float mhat = m * scalars.InvBiasCorrection1;
+                            parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
+                        }
                     }
 
                     /// <summary>
@@ -300,37 +288,6 @@ namespace Org.Models.Vision
                         /// <summary>σ_r: the sign (±1) of row r.</summary>
                         public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, 1, -1, 1 };
 
-                        /// <summary>Buckets per CPU tile (fixed: the partition does not depend on the thread count).</summary>
-                        internal const int TileBuckets = 2048;
-                        /// <summary>Number of CPU tiles.</summary>
-                        internal const int Tiles = 1;
-
-                        /// <summary>
-                        /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
-                        /// order 0..3 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
-                        /// returns false when a SumV of the tile is not finite.
-                        /// </summary>
-                        internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                        {
-                            int b0 = tile * TileBuckets;
-                            int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                            return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 54, lastRowLength: 54, Rotations, Signs);
-                        }
-
-                        /// <summary>
-                        /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
-                        /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
-                        /// in those buckets (the coefficient never goes to memory).
-                        /// </summary>
-                        internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                        {
-                            int b0 = tile * TileBuckets;
-                            int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                            global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, default, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 54, lastRowLength: 54, Rotations, Signs,
-                                0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars); // p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)
-                            return true;
-                        }
-
                         /// <summary>
                         /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                         /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
@@ -340,18 +297,10 @@ namespace Org.Models.Vision
                             int b = bucket;
                             int c;
                             float x, v = 0f, m = 0f;
-                            // row 0: ρ = 33, σ = +1
-                            c = b - 33; if (c < 0) c += 54;
-                            x = gradient[c]; m += x; v += x * x;
-                            // row 1: ρ = 46, σ = +1
-                            c = b - 46; if (c < 0) c += 54;
-                            x = gradient[54 + c]; m += x; v += x * x;
-                            // row 2: ρ = 18, σ = −1
-                            c = b - 18; if (c < 0) c += 54;
-                            x = gradient[108 + c]; m -= x; v += x * x;
-                            // row 3: ρ = 23, σ = +1
-                            c = b - 23; if (c < 0) c += 54;
-                            x = gradient[162 + c]; m += x; v += x * x;
+                            c = b - 33; if (c < 0) c += 54; x = gradient[c]; m += x; v += x * x; // row 0
+                            c = b - 46; if (c < 0) c += 54; x = gradient[54 + c]; m += x; v += x * x; // row 1
+                            c = b - 18; if (c < 0) c += 54; x = gradient[108 + c]; m -= x; v += x * x; // row 2
+                            c = b - 23; if (c < 0) c += 54; x = gradient[162 + c]; m += x; v += x * x; // row 3
                             sumM[b] = m;
                             sumV[b] = v;
                             if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -372,18 +321,10 @@ namespace Org.Models.Vision
                             float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                             float decay = scalars.Decay;
                             int c, i;
-                            // row 0: ρ = 33, σ = +1
-                            c = b - 33; if (c < 0) c += 54;
-                            i = c; parameters[i] = parameters[i] * decay - q;
-                            // row 1: ρ = 46, σ = +1
-                            c = b - 46; if (c < 0) c += 54;
-                            i = 54 + c; parameters[i] = parameters[i] * decay - q;
-                            // row 2: ρ = 18, σ = −1
-                            c = b - 18; if (c < 0) c += 54;
-                            i = 108 + c; parameters[i] = parameters[i] * decay + q;
-                            // row 3: ρ = 23, σ = +1
-                            c = b - 23; if (c < 0) c += 54;
-                            i = 162 + c; parameters[i] = parameters[i] * decay - q;
+                            c = b - 33; if (c < 0) c += 54; i = c; parameters[i] = parameters[i] * decay - q; // row 0
+                            c = b - 46; if (c < 0) c += 54; i = 54 + c; parameters[i] = parameters[i] * decay - q; // row 1
+                            c = b - 18; if (c < 0) c += 54; i = 108 + c; parameters[i] = parameters[i] * decay + q; // row 2
+                            c = b - 23; if (c < 0) c += 54; i = 162 + c; parameters[i] = parameters[i] * decay - q; // row 3
                         }
                     }
 
@@ -411,37 +352,6 @@ namespace Org.Models.Vision
                         /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
                         public const long DenseAdamWStateBytes = 64L;
 
-                        /// <summary>CPU phase 2: dense AdamW (<see cref="global::Collins.Kernels.DenseAdamWCpu.Step"/>) over elements [tile·16384, …).</summary>
-                        internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                        {
-                            int start = tile * 16384;
-                            int count = global::System.Math.Min(16384, Length - start);
-                            global::Collins.Kernels.DenseAdamWCpu.Step(
-                                buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
-                                buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                                in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
-                            return true;
-                        }
-
-                        /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                        internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
-                        {
-                            float x = gradient[index];
-                            if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                        }
-
-                        /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
-                        internal static void DenseApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
-                        {
-                            int i = index;
-                            float g = gradient[i];
-                            float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                            secondMoment[i] = v;
-                            float m = 0.9f * firstMoment[i] + 0.1f * g;
-                            firstMoment[i] = m;
-                            float mhat = m * scalars.InvBiasCorrection1;
-                            parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                        }
                     }
 
                 }

@@ -75,21 +75,11 @@ namespace Samples
                 return plans;
             }
 
-            // CPU tile kernels, cached as delegates once per type: a step allocates nothing.
-            private static readonly global::Collins.Kernels.TileKernel __Qkv_Accumulate = Qkv.Accumulate;
-            private static readonly global::Collins.Kernels.TileKernel __Qkv_Apply = Qkv.Apply;
-            private static readonly global::Collins.Kernels.TileKernel __AttentionOutput_Apply = AttentionOutput.Apply;
-            private static readonly global::Collins.Kernels.TileKernel __FfnUp_Accumulate = FfnUp.Accumulate;
-            private static readonly global::Collins.Kernels.TileKernel __FfnUp_Apply = FfnUp.Apply;
-            private static readonly global::Collins.Kernels.TileKernel __FfnDown_Apply = FfnDown.Apply;
-            private static readonly global::Collins.Kernels.TileKernel __NormGain_Apply = NormGain.Apply;
-            private static readonly global::Collins.Kernels.TileKernel __Ragged_Accumulate = Ragged.Accumulate;
-            private static readonly global::Collins.Kernels.TileKernel __Ragged_Apply = Ragged.Apply;
-
             /// <summary>
             /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
             /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
-            /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>.
+            /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
+            /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
             /// </summary>
             /// <param name="learningRate">lr, finite and ≥ 0.</param>
             /// <param name="Qkv">Parameters of tensor <c>Qkv</c> (3072 floats), updated in place.</param>
@@ -106,40 +96,8 @@ namespace Samples
             /// <param name="RaggedGrad">Gradient of tensor <c>Ragged</c> (33 floats).</param>
             public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> Qkv, global::System.ReadOnlySpan<float> QkvGrad, global::System.Span<float> AttentionOutput, global::System.ReadOnlySpan<float> AttentionOutputGrad, global::System.Span<float> FfnUp, global::System.ReadOnlySpan<float> FfnUpGrad, global::System.Span<float> FfnDown, global::System.ReadOnlySpan<float> FfnDownGrad, global::System.Span<float> NormGain, global::System.ReadOnlySpan<float> NormGainGrad, global::System.Span<float> Ragged, global::System.ReadOnlySpan<float> RaggedGrad)
             {
-                var scalars = BeginStep(learningRate, onDevice: false);
-                try
-                {
-                    // Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).
-                    var buffers = new __StepBuffers(Qkv, QkvGrad, AttentionOutput, AttentionOutputGrad, FfnUp, FfnUpGrad, FfnDown, FfnDownGrad, NormGain, NormGainGrad, Ragged, RaggedGrad);
-                    ValidateBuffers(ref buffers);
-                    int threads = MaxThreads;
-
-                    // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
-                    bool finite = true;
-                    finite &= NoteFinite(0, global::Collins.Kernels.TileRunner.Run(1, threads, __Qkv_Accumulate, Qkv, QkvGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars), QkvGrad);
-                    finite &= NoteFinite(1, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(AttentionOutputGrad), AttentionOutputGrad); // dense: every g² finite
-                    finite &= NoteFinite(2, global::Collins.Kernels.TileRunner.Run(1, threads, __FfnUp_Accumulate, FfnUp, FfnUpGrad, FirstMoments[2], SecondMoments[2], SumM[2], SumV[2], in scalars), FfnUpGrad);
-                    finite &= NoteFinite(3, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(FfnDownGrad), FfnDownGrad); // dense: every g² finite
-                    finite &= NoteFinite(4, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(NormGainGrad), NormGainGrad); // dense: every g² finite
-                    finite &= NoteFinite(5, global::Collins.Kernels.TileRunner.Run(1, threads, __Ragged_Accumulate, Ragged, RaggedGrad, FirstMoments[5], SecondMoments[5], SumM[5], SumV[5], in scalars), RaggedGrad);
-
-                    // Phase 2, only when every gradient was finite: moments, then parameters.
-                    if (finite)
-                    {
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __Qkv_Apply, Qkv, QkvGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __AttentionOutput_Apply, AttentionOutput, AttentionOutputGrad, FirstMoments[1], SecondMoments[1], SumM[1], SumV[1], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __FfnUp_Apply, FfnUp, FfnUpGrad, FirstMoments[2], SecondMoments[2], SumM[2], SumV[2], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __FfnDown_Apply, FfnDown, FfnDownGrad, FirstMoments[3], SecondMoments[3], SumM[3], SumV[3], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __NormGain_Apply, NormGain, NormGainGrad, FirstMoments[4], SecondMoments[4], SumM[4], SumV[4], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __Ragged_Apply, Ragged, RaggedGrad, FirstMoments[5], SecondMoments[5], SumM[5], SumV[5], in scalars);
-                    }
-                    return EndStep(finite);
-                }
-                catch
-                {
-                    AbortStep();
-                    throw;
-                }
+                var buffers = new __StepBuffers(Qkv, QkvGrad, AttentionOutput, AttentionOutputGrad, FfnUp, FfnUpGrad, FfnDown, FfnDownGrad, NormGain, NormGainGrad, Ragged, RaggedGrad);
+                return StepCpu(learningRate, ref buffers);
             }
 
             /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
@@ -238,36 +196,28 @@ namespace Samples
                     model.Ragged ?? throw NullTensorMember("Ragged", "Ragged"), gradients.Ragged);
             }
 
-            // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
+            // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
+            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
+            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Qkv_DeviceAccumulate;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Qkv_DeviceApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __AttentionOutput_DeviceCheck;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __AttentionOutput_DeviceApply;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __FfnUp_DeviceAccumulate;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __FfnUp_DeviceApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __FfnDown_DeviceCheck;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __FfnDown_DeviceApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __NormGain_DeviceCheck;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __NormGain_DeviceApply;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Ragged_DeviceAccumulate;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Ragged_DeviceApply;
 
             /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
-            private void __LoadDeviceKernels()
+            protected override void LoadDeviceKernels()
             {
                 if (__deviceKernelsLoaded) return;
                 var accelerator = Accelerator!;
+                __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
+                __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
                 __Qkv_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Qkv.AccumulateKernel);
                 __Qkv_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Qkv.ApplyKernel);
-                __AttentionOutput_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, AttentionOutput.DenseCheckKernel);
-                __AttentionOutput_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, AttentionOutput.DenseApplyKernel);
                 __FfnUp_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, FfnUp.AccumulateKernel);
                 __FfnUp_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, FfnUp.ApplyKernel);
-                __FfnDown_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, FfnDown.DenseCheckKernel);
-                __FfnDown_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, FfnDown.DenseApplyKernel);
-                __NormGain_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, NormGain.DenseCheckKernel);
-                __NormGain_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, NormGain.DenseApplyKernel);
                 __Ragged_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Ragged.AccumulateKernel);
                 __Ragged_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Ragged.ApplyKernel);
                 __deviceKernelsLoaded = true;
@@ -275,8 +225,9 @@ namespace Samples
 
             /// <summary>
             /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
-            /// sums and raise a device flag on a non-finite gradient; after one synchronisation the flag is read and, when clear,
-            /// the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes nothing.
+            /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
+            /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
+            /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
             /// </summary>
             /// <param name="learningRate">lr, finite and ≥ 0.</param>
             /// <param name="Qkv">Parameters of tensor <c>Qkv</c> (3072 floats), updated in place.</param>
@@ -293,46 +244,37 @@ namespace Samples
             /// <param name="RaggedGrad">Gradient of tensor <c>Ragged</c> (33 floats).</param>
             public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> Qkv, global::ILGPU.ArrayView<float> QkvGrad, global::ILGPU.ArrayView<float> AttentionOutput, global::ILGPU.ArrayView<float> AttentionOutputGrad, global::ILGPU.ArrayView<float> FfnUp, global::ILGPU.ArrayView<float> FfnUpGrad, global::ILGPU.ArrayView<float> FfnDown, global::ILGPU.ArrayView<float> FfnDownGrad, global::ILGPU.ArrayView<float> NormGain, global::ILGPU.ArrayView<float> NormGainGrad, global::ILGPU.ArrayView<float> Ragged, global::ILGPU.ArrayView<float> RaggedGrad)
             {
-                var scalars = BeginStep(learningRate, onDevice: true);
-                try
+                var buffers = new __DeviceStepBuffers(Qkv, QkvGrad, AttentionOutput, AttentionOutputGrad, FfnUp, FfnUpGrad, FfnDown, FfnDownGrad, NormGain, NormGainGrad, Ragged, RaggedGrad);
+                return StepDevice(learningRate, ref buffers);
+            }
+
+            /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
+            protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+            {
+                switch (tensor)
                 {
-                    // Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.
-                    var buffers = new __DeviceStepBuffers(Qkv, QkvGrad, AttentionOutput, AttentionOutputGrad, FfnUp, FfnUpGrad, FfnDown, FfnDownGrad, NormGain, NormGainGrad, Ragged, RaggedGrad);
-                    ValidateDeviceBuffers(ref buffers);
-                    __LoadDeviceKernels();
-                    var accelerator = Accelerator!;
-                    var m = DeviceFirstMoments!;
-                    var v = DeviceSecondMoments!;
-                    var sumM = DeviceSumM!;
-                    var sumV = DeviceSumV!;
-                    ClearDeviceFlags();
-
-                    // Phase 1: bucket sums, and each tensor's non-finite flag.
-                    __Qkv_DeviceAccumulate!(192, QkvGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), DeviceFlagOf(0));
-                    __AttentionOutput_DeviceCheck!(1024, AttentionOutputGrad, DeviceFlagOf(1));
-                    __FfnUp_DeviceAccumulate!(1024, FfnUpGrad, sumM[2].AsContiguous(), sumV[2].AsContiguous(), DeviceFlagOf(2));
-                    __FfnDown_DeviceCheck!(4096, FfnDownGrad, DeviceFlagOf(3));
-                    __NormGain_DeviceCheck!(32, NormGainGrad, DeviceFlagOf(4));
-                    __Ragged_DeviceAccumulate!(7, RaggedGrad, sumM[5].AsContiguous(), sumV[5].AsContiguous(), DeviceFlagOf(5));
-                    bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags
-
-                    // Phase 2, only when every gradient was finite.
-                    if (finite)
-                    {
-                        __Qkv_DeviceApply!(192, Qkv, QkvGrad, m[0].AsContiguous(), v[0].AsContiguous(), sumM[0].AsContiguous(), sumV[0].AsContiguous(), scalars);
-                        __AttentionOutput_DeviceApply!(1024, AttentionOutput, AttentionOutputGrad, m[1].AsContiguous(), v[1].AsContiguous(), scalars);
-                        __FfnUp_DeviceApply!(1024, FfnUp, FfnUpGrad, m[2].AsContiguous(), v[2].AsContiguous(), sumM[2].AsContiguous(), sumV[2].AsContiguous(), scalars);
-                        __FfnDown_DeviceApply!(4096, FfnDown, FfnDownGrad, m[3].AsContiguous(), v[3].AsContiguous(), scalars);
-                        __NormGain_DeviceApply!(32, NormGain, NormGainGrad, m[4].AsContiguous(), v[4].AsContiguous(), scalars);
-                        __Ragged_DeviceApply!(7, Ragged, RaggedGrad, m[5].AsContiguous(), v[5].AsContiguous(), sumM[5].AsContiguous(), sumV[5].AsContiguous(), scalars);
-                        accelerator.Synchronize();
-                    }
-                    return EndStep(finite);
+                    case 0: __Qkv_DeviceAccumulate!(192, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), flag); break;
+                    case 1: __DenseCheck!(1024, gradient, flag); break;
+                    case 2: __FfnUp_DeviceAccumulate!(1024, gradient, DeviceSumM![2].AsContiguous(), DeviceSumV![2].AsContiguous(), flag); break;
+                    case 3: __DenseCheck!(4096, gradient, flag); break;
+                    case 4: __DenseCheck!(32, gradient, flag); break;
+                    case 5: __Ragged_DeviceAccumulate!(7, gradient, DeviceSumM![5].AsContiguous(), DeviceSumV![5].AsContiguous(), flag); break;
+                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
                 }
-                catch
+            }
+
+            /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
+            protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+            {
+                switch (tensor)
                 {
-                    AbortStep();
-                    throw;
+                    case 0: __Qkv_DeviceApply!(192, parameters, gradient, DeviceFirstMoments![0].AsContiguous(), DeviceSecondMoments![0].AsContiguous(), DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), scalars); break;
+                    case 1: __DenseApply!(1024, parameters, gradient, DeviceFirstMoments![1].AsContiguous(), DeviceSecondMoments![1].AsContiguous(), scalars); break;
+                    case 2: __FfnUp_DeviceApply!(1024, parameters, gradient, DeviceFirstMoments![2].AsContiguous(), DeviceSecondMoments![2].AsContiguous(), DeviceSumM![2].AsContiguous(), DeviceSumV![2].AsContiguous(), scalars); break;
+                    case 3: __DenseApply!(4096, parameters, gradient, DeviceFirstMoments![3].AsContiguous(), DeviceSecondMoments![3].AsContiguous(), scalars); break;
+                    case 4: __DenseApply!(32, parameters, gradient, DeviceFirstMoments![4].AsContiguous(), DeviceSecondMoments![4].AsContiguous(), scalars); break;
+                    case 5: __Ragged_DeviceApply!(7, parameters, gradient, DeviceFirstMoments![5].AsContiguous(), DeviceSecondMoments![5].AsContiguous(), DeviceSumM![5].AsContiguous(), DeviceSumV![5].AsContiguous(), scalars); break;
+                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
                 }
             }
 
@@ -380,6 +322,30 @@ namespace Samples
                 };
             }
 
+            /// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>
+            private static class __Dense
+            {
+                /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
+                internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                {
+                    float x = gradient[index];
+                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
+                }
+
+                /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
+                internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+                {
+                    int i = index;
+                    float g = gradient[i];
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
+                    secondMoment[i] = v;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
+                    firstMoment[i] = m;
+                    float mhat = m * scalars.InvBiasCorrection1;
+                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
+                }
+            }
+
             /// <summary>
             /// Tensor <c>Qkv</c> (Step parameter #0): shape [96 × 32], 3072 elements.
             /// Sketched, Rotation layout, ratio 16: viewed as 16 rows × 192 buckets; entry i = r·k + c
@@ -410,37 +376,6 @@ namespace Samples
                 /// <summary>σ_r: the sign (±1) of row r.</summary>
                 public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, 1, -1, 1, 1, 1, -1, 1, -1, -1, 1, -1, 1, 1, -1, 1 };
 
-                /// <summary>Buckets per CPU tile (fixed: the partition does not depend on the thread count).</summary>
-                internal const int TileBuckets = 2048;
-                /// <summary>Number of CPU tiles.</summary>
-                internal const int Tiles = 1;
-
-                /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
-                /// order 0..15 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
-                /// returns false when a SumV of the tile is not finite.
-                /// </summary>
-                internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int b0 = tile * TileBuckets;
-                    int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs);
-                }
-
-                /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
-                /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
-                /// in those buckets (the coefficient never goes to memory).
-                /// </summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int b0 = tile * TileBuckets;
-                    int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, default, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 192, lastRowLength: 192, Rotations, Signs,
-                        0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars); // p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)
-                    return true;
-                }
-
                 /// <summary>
                 /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
@@ -450,54 +385,22 @@ namespace Samples
                     int b = bucket;
                     int c;
                     float x, v = 0f, m = 0f;
-                    // row 0: ρ = 181, σ = +1
-                    c = b - 181; if (c < 0) c += 192;
-                    x = gradient[c]; m += x; v += x * x;
-                    // row 1: ρ = 102, σ = +1
-                    c = b - 102; if (c < 0) c += 192;
-                    x = gradient[192 + c]; m += x; v += x * x;
-                    // row 2: ρ = 80, σ = −1
-                    c = b - 80; if (c < 0) c += 192;
-                    x = gradient[384 + c]; m -= x; v += x * x;
-                    // row 3: ρ = 150, σ = +1
-                    c = b - 150; if (c < 0) c += 192;
-                    x = gradient[576 + c]; m += x; v += x * x;
-                    // row 4: ρ = 189, σ = +1
-                    c = b - 189; if (c < 0) c += 192;
-                    x = gradient[768 + c]; m += x; v += x * x;
-                    // row 5: ρ = 79, σ = +1
-                    c = b - 79; if (c < 0) c += 192;
-                    x = gradient[960 + c]; m += x; v += x * x;
-                    // row 6: ρ = 127, σ = −1
-                    c = b - 127; if (c < 0) c += 192;
-                    x = gradient[1152 + c]; m -= x; v += x * x;
-                    // row 7: ρ = 18, σ = +1
-                    c = b - 18; if (c < 0) c += 192;
-                    x = gradient[1344 + c]; m += x; v += x * x;
-                    // row 8: ρ = 5, σ = −1
-                    c = b - 5; if (c < 0) c += 192;
-                    x = gradient[1536 + c]; m -= x; v += x * x;
-                    // row 9: ρ = 168, σ = −1
-                    c = b - 168; if (c < 0) c += 192;
-                    x = gradient[1728 + c]; m -= x; v += x * x;
-                    // row 10: ρ = 99, σ = +1
-                    c = b - 99; if (c < 0) c += 192;
-                    x = gradient[1920 + c]; m += x; v += x * x;
-                    // row 11: ρ = 186, σ = −1
-                    c = b - 186; if (c < 0) c += 192;
-                    x = gradient[2112 + c]; m -= x; v += x * x;
-                    // row 12: ρ = 118, σ = +1
-                    c = b - 118; if (c < 0) c += 192;
-                    x = gradient[2304 + c]; m += x; v += x * x;
-                    // row 13: ρ = 128, σ = +1
-                    c = b - 128; if (c < 0) c += 192;
-                    x = gradient[2496 + c]; m += x; v += x * x;
-                    // row 14: ρ = 50, σ = −1
-                    c = b - 50; if (c < 0) c += 192;
-                    x = gradient[2688 + c]; m -= x; v += x * x;
-                    // row 15: ρ = 158, σ = +1
-                    c = b - 158; if (c < 0) c += 192;
-                    x = gradient[2880 + c]; m += x; v += x * x;
+                    c = b - 181; if (c < 0) c += 192; x = gradient[c]; m += x; v += x * x; // row 0
+                    c = b - 102; if (c < 0) c += 192; x = gradient[192 + c]; m += x; v += x * x; // row 1
+                    c = b - 80; if (c < 0) c += 192; x = gradient[384 + c]; m -= x; v += x * x; // row 2
+                    c = b - 150; if (c < 0) c += 192; x = gradient[576 + c]; m += x; v += x * x; // row 3
+                    c = b - 189; if (c < 0) c += 192; x = gradient[768 + c]; m += x; v += x * x; // row 4
+                    c = b - 79; if (c < 0) c += 192; x = gradient[960 + c]; m += x; v += x * x; // row 5
+                    c = b - 127; if (c < 0) c += 192; x = gradient[1152 + c]; m -= x; v += x * x; // row 6
+                    c = b - 18; if (c < 0) c += 192; x = gradient[1344 + c]; m += x; v += x * x; // row 7
+                    c = b - 5; if (c < 0) c += 192; x = gradient[1536 + c]; m -= x; v += x * x; // row 8
+                    c = b - 168; if (c < 0) c += 192; x = gradient[1728 + c]; m -= x; v += x * x; // row 9
+                    c = b - 99; if (c < 0) c += 192; x = gradient[1920 + c]; m += x; v += x * x; // row 10
+                    c = b - 186; if (c < 0) c += 192; x = gradient[2112 + c]; m -= x; v += x * x; // row 11
+                    c = b - 118; if (c < 0) c += 192; x = gradient[2304 + c]; m += x; v += x * x; // row 12
+                    c = b - 128; if (c < 0) c += 192; x = gradient[2496 + c]; m += x; v += x * x; // row 13
+                    c = b - 50; if (c < 0) c += 192; x = gradient[2688 + c]; m -= x; v += x * x; // row 14
+                    c = b - 158; if (c < 0) c += 192; x = gradient[2880 + c]; m += x; v += x * x; // row 15
                     sumM[b] = m;
                     sumV[b] = v;
                     if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -518,54 +421,22 @@ namespace Samples
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                     float decay = scalars.Decay;
                     int c, i;
-                    // row 0: ρ = 181, σ = +1
-                    c = b - 181; if (c < 0) c += 192;
-                    i = c; parameters[i] = parameters[i] * decay - q;
-                    // row 1: ρ = 102, σ = +1
-                    c = b - 102; if (c < 0) c += 192;
-                    i = 192 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 2: ρ = 80, σ = −1
-                    c = b - 80; if (c < 0) c += 192;
-                    i = 384 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 3: ρ = 150, σ = +1
-                    c = b - 150; if (c < 0) c += 192;
-                    i = 576 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 4: ρ = 189, σ = +1
-                    c = b - 189; if (c < 0) c += 192;
-                    i = 768 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 5: ρ = 79, σ = +1
-                    c = b - 79; if (c < 0) c += 192;
-                    i = 960 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 6: ρ = 127, σ = −1
-                    c = b - 127; if (c < 0) c += 192;
-                    i = 1152 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 7: ρ = 18, σ = +1
-                    c = b - 18; if (c < 0) c += 192;
-                    i = 1344 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 8: ρ = 5, σ = −1
-                    c = b - 5; if (c < 0) c += 192;
-                    i = 1536 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 9: ρ = 168, σ = −1
-                    c = b - 168; if (c < 0) c += 192;
-                    i = 1728 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 10: ρ = 99, σ = +1
-                    c = b - 99; if (c < 0) c += 192;
-                    i = 1920 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 11: ρ = 186, σ = −1
-                    c = b - 186; if (c < 0) c += 192;
-                    i = 2112 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 12: ρ = 118, σ = +1
-                    c = b - 118; if (c < 0) c += 192;
-                    i = 2304 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 13: ρ = 128, σ = +1
-                    c = b - 128; if (c < 0) c += 192;
-                    i = 2496 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 14: ρ = 50, σ = −1
-                    c = b - 50; if (c < 0) c += 192;
-                    i = 2688 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 15: ρ = 158, σ = +1
-                    c = b - 158; if (c < 0) c += 192;
-                    i = 2880 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b - 181; if (c < 0) c += 192; i = c; parameters[i] = parameters[i] * decay - q; // row 0
+                    c = b - 102; if (c < 0) c += 192; i = 192 + c; parameters[i] = parameters[i] * decay - q; // row 1
+                    c = b - 80; if (c < 0) c += 192; i = 384 + c; parameters[i] = parameters[i] * decay + q; // row 2
+                    c = b - 150; if (c < 0) c += 192; i = 576 + c; parameters[i] = parameters[i] * decay - q; // row 3
+                    c = b - 189; if (c < 0) c += 192; i = 768 + c; parameters[i] = parameters[i] * decay - q; // row 4
+                    c = b - 79; if (c < 0) c += 192; i = 960 + c; parameters[i] = parameters[i] * decay - q; // row 5
+                    c = b - 127; if (c < 0) c += 192; i = 1152 + c; parameters[i] = parameters[i] * decay + q; // row 6
+                    c = b - 18; if (c < 0) c += 192; i = 1344 + c; parameters[i] = parameters[i] * decay - q; // row 7
+                    c = b - 5; if (c < 0) c += 192; i = 1536 + c; parameters[i] = parameters[i] * decay + q; // row 8
+                    c = b - 168; if (c < 0) c += 192; i = 1728 + c; parameters[i] = parameters[i] * decay + q; // row 9
+                    c = b - 99; if (c < 0) c += 192; i = 1920 + c; parameters[i] = parameters[i] * decay - q; // row 10
+                    c = b - 186; if (c < 0) c += 192; i = 2112 + c; parameters[i] = parameters[i] * decay + q; // row 11
+                    c = b - 118; if (c < 0) c += 192; i = 2304 + c; parameters[i] = parameters[i] * decay - q; // row 12
+                    c = b - 128; if (c < 0) c += 192; i = 2496 + c; parameters[i] = parameters[i] * decay - q; // row 13
+                    c = b - 50; if (c < 0) c += 192; i = 2688 + c; parameters[i] = parameters[i] * decay + q; // row 14
+                    c = b - 158; if (c < 0) c += 192; i = 2880 + c; parameters[i] = parameters[i] * decay - q; // row 15
                 }
             }
 
@@ -593,37 +464,6 @@ namespace Samples
                 /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
                 public const long DenseAdamWStateBytes = 8192L;
 
-                /// <summary>CPU phase 2: dense AdamW (<see cref="global::Collins.Kernels.DenseAdamWCpu.Step"/>) over elements [tile·16384, …).</summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int start = tile * 16384;
-                    int count = global::System.Math.Min(16384, Length - start);
-                    global::Collins.Kernels.DenseAdamWCpu.Step(
-                        buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
-                        buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
-                    return true;
-                }
-
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
-                {
-                    float x = gradient[index];
-                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
-                internal static void DenseApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
-                {
-                    int i = index;
-                    float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                    secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.1f * g;
-                    firstMoment[i] = m;
-                    float mhat = m * scalars.InvBiasCorrection1;
-                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                }
             }
 
             /// <summary>
@@ -656,37 +496,6 @@ namespace Samples
                 /// <summary>σ_r: the sign (±1) of row r.</summary>
                 public static global::System.ReadOnlySpan<int> Signs => new int[] { -1, 1, -1, 1 };
 
-                /// <summary>Buckets per CPU tile (fixed: the partition does not depend on the thread count).</summary>
-                internal const int TileBuckets = 2048;
-                /// <summary>Number of CPU tiles.</summary>
-                internal const int Tiles = 1;
-
-                /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
-                /// order 0..3 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
-                /// returns false when a SumV of the tile is not finite.
-                /// </summary>
-                internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int b0 = tile * TileBuckets;
-                    int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs);
-                }
-
-                /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
-                /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
-                /// in those buckets (the coefficient never goes to memory).
-                /// </summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int b0 = tile * TileBuckets;
-                    int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, default, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 1024, lastRowLength: 1024, Rotations, Signs,
-                        0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars); // p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)
-                    return true;
-                }
-
                 /// <summary>
                 /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
@@ -696,18 +505,10 @@ namespace Samples
                     int b = bucket;
                     int c;
                     float x, v = 0f, m = 0f;
-                    // row 0: ρ = 975, σ = −1
-                    c = b - 975; if (c < 0) c += 1024;
-                    x = gradient[c]; m -= x; v += x * x;
-                    // row 1: ρ = 918, σ = +1
-                    c = b - 918; if (c < 0) c += 1024;
-                    x = gradient[1024 + c]; m += x; v += x * x;
-                    // row 2: ρ = 461, σ = −1
-                    c = b - 461; if (c < 0) c += 1024;
-                    x = gradient[2048 + c]; m -= x; v += x * x;
-                    // row 3: ρ = 895, σ = +1
-                    c = b - 895; if (c < 0) c += 1024;
-                    x = gradient[3072 + c]; m += x; v += x * x;
+                    c = b - 975; if (c < 0) c += 1024; x = gradient[c]; m -= x; v += x * x; // row 0
+                    c = b - 918; if (c < 0) c += 1024; x = gradient[1024 + c]; m += x; v += x * x; // row 1
+                    c = b - 461; if (c < 0) c += 1024; x = gradient[2048 + c]; m -= x; v += x * x; // row 2
+                    c = b - 895; if (c < 0) c += 1024; x = gradient[3072 + c]; m += x; v += x * x; // row 3
                     sumM[b] = m;
                     sumV[b] = v;
                     if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -728,18 +529,10 @@ namespace Samples
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                     float decay = scalars.Decay;
                     int c, i;
-                    // row 0: ρ = 975, σ = −1
-                    c = b - 975; if (c < 0) c += 1024;
-                    i = c; parameters[i] = parameters[i] * decay + q;
-                    // row 1: ρ = 918, σ = +1
-                    c = b - 918; if (c < 0) c += 1024;
-                    i = 1024 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 2: ρ = 461, σ = −1
-                    c = b - 461; if (c < 0) c += 1024;
-                    i = 2048 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 3: ρ = 895, σ = +1
-                    c = b - 895; if (c < 0) c += 1024;
-                    i = 3072 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b - 975; if (c < 0) c += 1024; i = c; parameters[i] = parameters[i] * decay + q; // row 0
+                    c = b - 918; if (c < 0) c += 1024; i = 1024 + c; parameters[i] = parameters[i] * decay - q; // row 1
+                    c = b - 461; if (c < 0) c += 1024; i = 2048 + c; parameters[i] = parameters[i] * decay + q; // row 2
+                    c = b - 895; if (c < 0) c += 1024; i = 3072 + c; parameters[i] = parameters[i] * decay - q; // row 3
                 }
             }
 
@@ -767,37 +560,6 @@ namespace Samples
                 /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
                 public const long DenseAdamWStateBytes = 32768L;
 
-                /// <summary>CPU phase 2: dense AdamW (<see cref="global::Collins.Kernels.DenseAdamWCpu.Step"/>) over elements [tile·16384, …).</summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int start = tile * 16384;
-                    int count = global::System.Math.Min(16384, Length - start);
-                    global::Collins.Kernels.DenseAdamWCpu.Step(
-                        buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
-                        buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
-                    return true;
-                }
-
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
-                {
-                    float x = gradient[index];
-                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
-                internal static void DenseApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
-                {
-                    int i = index;
-                    float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                    secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.1f * g;
-                    firstMoment[i] = m;
-                    float mhat = m * scalars.InvBiasCorrection1;
-                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                }
             }
 
             /// <summary>
@@ -824,37 +586,6 @@ namespace Samples
                 /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
                 public const long DenseAdamWStateBytes = 256L;
 
-                /// <summary>CPU phase 2: dense AdamW (<see cref="global::Collins.Kernels.DenseAdamWCpu.Step"/>) over elements [tile·16384, …).</summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int start = tile * 16384;
-                    int count = global::System.Math.Min(16384, Length - start);
-                    global::Collins.Kernels.DenseAdamWCpu.Step(
-                        buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
-                        buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
-                    return true;
-                }
-
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
-                {
-                    float x = gradient[index];
-                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
-                internal static void DenseApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
-                {
-                    int i = index;
-                    float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                    secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.1f * g;
-                    firstMoment[i] = m;
-                    float mhat = m * scalars.InvBiasCorrection1;
-                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                }
             }
 
             /// <summary>
@@ -887,37 +618,6 @@ namespace Samples
                 /// <summary>σ_r: the sign (±1) of row r.</summary>
                 public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, -1, -1, -1, 1 };
 
-                /// <summary>Buckets per CPU tile (fixed: the partition does not depend on the thread count).</summary>
-                internal const int TileBuckets = 2048;
-                /// <summary>Number of CPU tiles.</summary>
-                internal const int Tiles = 1;
-
-                /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
-                /// order 0..4 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
-                /// returns false when a SumV of the tile is not finite.
-                /// </summary>
-                internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int b0 = tile * TileBuckets;
-                    int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs);
-                }
-
-                /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
-                /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
-                /// in those buckets (the coefficient never goes to memory).
-                /// </summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int b0 = tile * TileBuckets;
-                    int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, default, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 7, lastRowLength: 5, Rotations, Signs,
-                        0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars); // p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)
-                    return true;
-                }
-
                 /// <summary>
                 /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
@@ -927,21 +627,11 @@ namespace Samples
                     int b = bucket;
                     int c;
                     float x, v = 0f, m = 0f;
-                    // row 0: ρ = 6, σ = +1
-                    c = b - 6; if (c < 0) c += 7;
-                    x = gradient[c]; m += x; v += x * x;
-                    // row 1: ρ = 1, σ = −1
-                    c = b - 1; if (c < 0) c += 7;
-                    x = gradient[7 + c]; m -= x; v += x * x;
-                    // row 2: ρ = 6, σ = −1
-                    c = b - 6; if (c < 0) c += 7;
-                    x = gradient[14 + c]; m -= x; v += x * x;
-                    // row 3: ρ = 2, σ = −1
-                    c = b - 2; if (c < 0) c += 7;
-                    x = gradient[21 + c]; m -= x; v += x * x;
-                    // row 4: ρ = 3, σ = +1, 5 entries
-                    c = b - 3; if (c < 0) c += 7;
-                    if (c < 5) { x = gradient[28 + c]; m += x; v += x * x; }
+                    c = b - 6; if (c < 0) c += 7; x = gradient[c]; m += x; v += x * x; // row 0
+                    c = b - 1; if (c < 0) c += 7; x = gradient[7 + c]; m -= x; v += x * x; // row 1
+                    c = b - 6; if (c < 0) c += 7; x = gradient[14 + c]; m -= x; v += x * x; // row 2
+                    c = b - 2; if (c < 0) c += 7; x = gradient[21 + c]; m -= x; v += x * x; // row 3
+                    c = b - 3; if (c < 0) c += 7; if (c < 5) { x = gradient[28 + c]; m += x; v += x * x; } // row 4
                     sumM[b] = m;
                     sumV[b] = v;
                     if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -962,21 +652,11 @@ namespace Samples
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                     float decay = scalars.Decay;
                     int c, i;
-                    // row 0: ρ = 6, σ = +1
-                    c = b - 6; if (c < 0) c += 7;
-                    i = c; parameters[i] = parameters[i] * decay - q;
-                    // row 1: ρ = 1, σ = −1
-                    c = b - 1; if (c < 0) c += 7;
-                    i = 7 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 2: ρ = 6, σ = −1
-                    c = b - 6; if (c < 0) c += 7;
-                    i = 14 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 3: ρ = 2, σ = −1
-                    c = b - 2; if (c < 0) c += 7;
-                    i = 21 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 4: ρ = 3, σ = +1
-                    c = b - 3; if (c < 0) c += 7;
-                    if (c < 5) { i = 28 + c; parameters[i] = parameters[i] * decay - q; }
+                    c = b - 6; if (c < 0) c += 7; i = c; parameters[i] = parameters[i] * decay - q; // row 0
+                    c = b - 1; if (c < 0) c += 7; i = 7 + c; parameters[i] = parameters[i] * decay + q; // row 1
+                    c = b - 6; if (c < 0) c += 7; i = 14 + c; parameters[i] = parameters[i] * decay + q; // row 2
+                    c = b - 2; if (c < 0) c += 7; i = 21 + c; parameters[i] = parameters[i] * decay + q; // row 3
+                    c = b - 3; if (c < 0) c += 7; if (c < 5) { i = 28 + c; parameters[i] = parameters[i] * decay - q; } // row 4
                 }
             }
 

@@ -69,17 +69,11 @@ namespace Samples
                 return plans;
             }
 
-            // CPU tile kernels, cached as delegates once per type: a step allocates nothing.
-            private static readonly global::Collins.Kernels.TileKernel __W1_Accumulate = W1.Accumulate;
-            private static readonly global::Collins.Kernels.TileKernel __W1_Apply = W1.Apply;
-            private static readonly global::Collins.Kernels.TileKernel __B1_Apply = B1.Apply;
-            private static readonly global::Collins.Kernels.TileKernel __W2_Apply = W2.Apply;
-            private static readonly global::Collins.Kernels.TileKernel __B2_Apply = B2.Apply;
-
             /// <summary>
             /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
             /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
-            /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>.
+            /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
+            /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
             /// </summary>
             /// <param name="learningRate">lr, finite and ≥ 0.</param>
             /// <param name="W1">Parameters of tensor <c>W1</c> (100352 floats), updated in place.</param>
@@ -92,36 +86,8 @@ namespace Samples
             /// <param name="B2Grad">Gradient of tensor <c>B2</c> (10 floats).</param>
             public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> W1, global::System.ReadOnlySpan<float> W1Grad, global::System.Span<float> B1, global::System.ReadOnlySpan<float> B1Grad, global::System.Span<float> W2, global::System.ReadOnlySpan<float> W2Grad, global::System.Span<float> B2, global::System.ReadOnlySpan<float> B2Grad)
             {
-                var scalars = BeginStep(learningRate, onDevice: false);
-                try
-                {
-                    // Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).
-                    var buffers = new __StepBuffers(W1, W1Grad, B1, B1Grad, W2, W2Grad, B2, B2Grad);
-                    ValidateBuffers(ref buffers);
-                    int threads = MaxThreads;
-
-                    // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
-                    bool finite = true;
-                    finite &= NoteFinite(0, global::Collins.Kernels.TileRunner.Run(2, threads, __W1_Accumulate, W1, W1Grad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars), W1Grad);
-                    finite &= NoteFinite(1, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(B1Grad), B1Grad); // dense: every g² finite
-                    finite &= NoteFinite(2, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(W2Grad), W2Grad); // dense: every g² finite
-                    finite &= NoteFinite(3, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(B2Grad), B2Grad); // dense: every g² finite
-
-                    // Phase 2, only when every gradient was finite: moments, then parameters.
-                    if (finite)
-                    {
-                        global::Collins.Kernels.TileRunner.Run(2, threads, __W1_Apply, W1, W1Grad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __B1_Apply, B1, B1Grad, FirstMoments[1], SecondMoments[1], SumM[1], SumV[1], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __W2_Apply, W2, W2Grad, FirstMoments[2], SecondMoments[2], SumM[2], SumV[2], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __B2_Apply, B2, B2Grad, FirstMoments[3], SecondMoments[3], SumM[3], SumV[3], in scalars);
-                    }
-                    return EndStep(finite);
-                }
-                catch
-                {
-                    AbortStep();
-                    throw;
-                }
+                var buffers = new __StepBuffers(W1, W1Grad, B1, B1Grad, W2, W2Grad, B2, B2Grad);
+                return StepCpu(learningRate, ref buffers);
             }
 
             /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
@@ -204,37 +170,30 @@ namespace Samples
                     model.B2 ?? throw NullTensorMember("B2", "B2"), gradients.B2);
             }
 
-            // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
+            // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
+            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
+            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __W1_DeviceAccumulate;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __W1_DeviceApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __B1_DeviceCheck;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __B1_DeviceApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __W2_DeviceCheck;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __W2_DeviceApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __B2_DeviceCheck;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __B2_DeviceApply;
 
             /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
-            private void __LoadDeviceKernels()
+            protected override void LoadDeviceKernels()
             {
                 if (__deviceKernelsLoaded) return;
                 var accelerator = Accelerator!;
+                __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
+                __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
                 __W1_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, W1.AccumulateKernel);
                 __W1_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, W1.ApplyKernel);
-                __B1_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, B1.DenseCheckKernel);
-                __B1_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, B1.DenseApplyKernel);
-                __W2_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, W2.DenseCheckKernel);
-                __W2_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, W2.DenseApplyKernel);
-                __B2_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, B2.DenseCheckKernel);
-                __B2_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, B2.DenseApplyKernel);
                 __deviceKernelsLoaded = true;
             }
 
             /// <summary>
             /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
-            /// sums and raise a device flag on a non-finite gradient; after one synchronisation the flag is read and, when clear,
-            /// the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes nothing.
+            /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
+            /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
+            /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
             /// </summary>
             /// <param name="learningRate">lr, finite and ≥ 0.</param>
             /// <param name="W1">Parameters of tensor <c>W1</c> (100352 floats), updated in place.</param>
@@ -247,42 +206,33 @@ namespace Samples
             /// <param name="B2Grad">Gradient of tensor <c>B2</c> (10 floats).</param>
             public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> W1, global::ILGPU.ArrayView<float> W1Grad, global::ILGPU.ArrayView<float> B1, global::ILGPU.ArrayView<float> B1Grad, global::ILGPU.ArrayView<float> W2, global::ILGPU.ArrayView<float> W2Grad, global::ILGPU.ArrayView<float> B2, global::ILGPU.ArrayView<float> B2Grad)
             {
-                var scalars = BeginStep(learningRate, onDevice: true);
-                try
+                var buffers = new __DeviceStepBuffers(W1, W1Grad, B1, B1Grad, W2, W2Grad, B2, B2Grad);
+                return StepDevice(learningRate, ref buffers);
+            }
+
+            /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
+            protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+            {
+                switch (tensor)
                 {
-                    // Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.
-                    var buffers = new __DeviceStepBuffers(W1, W1Grad, B1, B1Grad, W2, W2Grad, B2, B2Grad);
-                    ValidateDeviceBuffers(ref buffers);
-                    __LoadDeviceKernels();
-                    var accelerator = Accelerator!;
-                    var m = DeviceFirstMoments!;
-                    var v = DeviceSecondMoments!;
-                    var sumM = DeviceSumM!;
-                    var sumV = DeviceSumV!;
-                    ClearDeviceFlags();
-
-                    // Phase 1: bucket sums, and each tensor's non-finite flag.
-                    __W1_DeviceAccumulate!(3136, W1Grad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), DeviceFlagOf(0));
-                    __B1_DeviceCheck!(128, B1Grad, DeviceFlagOf(1));
-                    __W2_DeviceCheck!(1280, W2Grad, DeviceFlagOf(2));
-                    __B2_DeviceCheck!(10, B2Grad, DeviceFlagOf(3));
-                    bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags
-
-                    // Phase 2, only when every gradient was finite.
-                    if (finite)
-                    {
-                        __W1_DeviceApply!(3136, W1, W1Grad, m[0].AsContiguous(), v[0].AsContiguous(), sumM[0].AsContiguous(), sumV[0].AsContiguous(), scalars);
-                        __B1_DeviceApply!(128, B1, B1Grad, m[1].AsContiguous(), v[1].AsContiguous(), scalars);
-                        __W2_DeviceApply!(1280, W2, W2Grad, m[2].AsContiguous(), v[2].AsContiguous(), scalars);
-                        __B2_DeviceApply!(10, B2, B2Grad, m[3].AsContiguous(), v[3].AsContiguous(), scalars);
-                        accelerator.Synchronize();
-                    }
-                    return EndStep(finite);
+                    case 0: __W1_DeviceAccumulate!(3136, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), flag); break;
+                    case 1: __DenseCheck!(128, gradient, flag); break;
+                    case 2: __DenseCheck!(1280, gradient, flag); break;
+                    case 3: __DenseCheck!(10, gradient, flag); break;
+                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
                 }
-                catch
+            }
+
+            /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
+            protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+            {
+                switch (tensor)
                 {
-                    AbortStep();
-                    throw;
+                    case 0: __W1_DeviceApply!(3136, parameters, gradient, DeviceFirstMoments![0].AsContiguous(), DeviceSecondMoments![0].AsContiguous(), DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), scalars); break;
+                    case 1: __DenseApply!(128, parameters, gradient, DeviceFirstMoments![1].AsContiguous(), DeviceSecondMoments![1].AsContiguous(), scalars); break;
+                    case 2: __DenseApply!(1280, parameters, gradient, DeviceFirstMoments![2].AsContiguous(), DeviceSecondMoments![2].AsContiguous(), scalars); break;
+                    case 3: __DenseApply!(10, parameters, gradient, DeviceFirstMoments![3].AsContiguous(), DeviceSecondMoments![3].AsContiguous(), scalars); break;
+                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
                 }
             }
 
@@ -322,6 +272,30 @@ namespace Samples
                 };
             }
 
+            /// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>
+            private static class __Dense
+            {
+                /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
+                internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                {
+                    float x = gradient[index];
+                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
+                }
+
+                /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
+                internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+                {
+                    int i = index;
+                    float g = gradient[i];
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
+                    secondMoment[i] = v;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
+                    firstMoment[i] = m;
+                    float mhat = m * scalars.InvBiasCorrection1;
+                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
+                }
+            }
+
             /// <summary>
             /// Tensor <c>W1</c> (Step parameter #0): shape [128 × 784], 100352 elements.
             /// Sketched, Rotation layout, ratio 32: viewed as 32 rows × 3136 buckets; entry i = r·k + c
@@ -352,37 +326,6 @@ namespace Samples
                 /// <summary>σ_r: the sign (±1) of row r.</summary>
                 public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, -1, -1, -1, -1, -1, -1, 1, 1, -1, 1, -1, 1, 1, 1, -1, 1, -1, 1, -1, 1, -1, 1, 1, 1, 1, 1, -1, -1, -1, 1, -1 };
 
-                /// <summary>Buckets per CPU tile (fixed: the partition does not depend on the thread count).</summary>
-                internal const int TileBuckets = 2048;
-                /// <summary>Number of CPU tiles.</summary>
-                internal const int Tiles = 2;
-
-                /// <summary>
-                /// CPU phase 1 for buckets [tile·TileBuckets, …): SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k] and SumV[b] = Σ_r g², rows in
-                /// order 0..31 (ρ, σ: <see cref="Rotations"/>, <see cref="Signs"/>), 16 buckets at a time in registers;
-                /// returns false when a SumV of the tile is not finite.
-                /// </summary>
-                internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int b0 = tile * TileBuckets;
-                    int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    return global::Collins.Kernels.RotationCpu.AccumulateTile(buffers.Gradient, buffers.SumM, buffers.SumV, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs);
-                }
-
-                /// <summary>
-                /// CPU phase 2 for buckets [tile·TileBuckets, …), 16 buckets at a time: updates their moments (m ← β1·m + (1−β1)·SumM,
-                /// v ← β2·v + (1−β2)·SumV), forms their update coefficient in a register, then updates every row's parameters that land
-                /// in those buckets (the coefficient never goes to memory).
-                /// </summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int b0 = tile * TileBuckets;
-                    int b1 = global::System.Math.Min(b0 + TileBuckets, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateApplyTile(buffers.Parameters, default, buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, buckets: 3136, lastRowLength: 3136, Rotations, Signs,
-                        0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars); // p ← p·decay − σ_r·q, q = lr·m̂ / (√v̂ + ε)
-                    return true;
-                }
-
                 /// <summary>
                 /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
@@ -392,102 +335,38 @@ namespace Samples
                     int b = bucket;
                     int c;
                     float x, v = 0f, m = 0f;
-                    // row 0: ρ = 283, σ = +1
-                    c = b - 283; if (c < 0) c += 3136;
-                    x = gradient[c]; m += x; v += x * x;
-                    // row 1: ρ = 2432, σ = −1
-                    c = b - 2432; if (c < 0) c += 3136;
-                    x = gradient[3136 + c]; m -= x; v += x * x;
-                    // row 2: ρ = 2887, σ = −1
-                    c = b - 2887; if (c < 0) c += 3136;
-                    x = gradient[6272 + c]; m -= x; v += x * x;
-                    // row 3: ρ = 1560, σ = −1
-                    c = b - 1560; if (c < 0) c += 3136;
-                    x = gradient[9408 + c]; m -= x; v += x * x;
-                    // row 4: ρ = 2722, σ = −1
-                    c = b - 2722; if (c < 0) c += 3136;
-                    x = gradient[12544 + c]; m -= x; v += x * x;
-                    // row 5: ρ = 1546, σ = −1
-                    c = b - 1546; if (c < 0) c += 3136;
-                    x = gradient[15680 + c]; m -= x; v += x * x;
-                    // row 6: ρ = 1360, σ = −1
-                    c = b - 1360; if (c < 0) c += 3136;
-                    x = gradient[18816 + c]; m -= x; v += x * x;
-                    // row 7: ρ = 1114, σ = +1
-                    c = b - 1114; if (c < 0) c += 3136;
-                    x = gradient[21952 + c]; m += x; v += x * x;
-                    // row 8: ρ = 1505, σ = +1
-                    c = b - 1505; if (c < 0) c += 3136;
-                    x = gradient[25088 + c]; m += x; v += x * x;
-                    // row 9: ρ = 1228, σ = −1
-                    c = b - 1228; if (c < 0) c += 3136;
-                    x = gradient[28224 + c]; m -= x; v += x * x;
-                    // row 10: ρ = 368, σ = +1
-                    c = b - 368; if (c < 0) c += 3136;
-                    x = gradient[31360 + c]; m += x; v += x * x;
-                    // row 11: ρ = 1706, σ = −1
-                    c = b - 1706; if (c < 0) c += 3136;
-                    x = gradient[34496 + c]; m -= x; v += x * x;
-                    // row 12: ρ = 245, σ = +1
-                    c = b - 245; if (c < 0) c += 3136;
-                    x = gradient[37632 + c]; m += x; v += x * x;
-                    // row 13: ρ = 2855, σ = +1
-                    c = b - 2855; if (c < 0) c += 3136;
-                    x = gradient[40768 + c]; m += x; v += x * x;
-                    // row 14: ρ = 823, σ = +1
-                    c = b - 823; if (c < 0) c += 3136;
-                    x = gradient[43904 + c]; m += x; v += x * x;
-                    // row 15: ρ = 2999, σ = −1
-                    c = b - 2999; if (c < 0) c += 3136;
-                    x = gradient[47040 + c]; m -= x; v += x * x;
-                    // row 16: ρ = 2382, σ = +1
-                    c = b - 2382; if (c < 0) c += 3136;
-                    x = gradient[50176 + c]; m += x; v += x * x;
-                    // row 17: ρ = 1345, σ = −1
-                    c = b - 1345; if (c < 0) c += 3136;
-                    x = gradient[53312 + c]; m -= x; v += x * x;
-                    // row 18: ρ = 1421, σ = +1
-                    c = b - 1421; if (c < 0) c += 3136;
-                    x = gradient[56448 + c]; m += x; v += x * x;
-                    // row 19: ρ = 1344, σ = −1
-                    c = b - 1344; if (c < 0) c += 3136;
-                    x = gradient[59584 + c]; m -= x; v += x * x;
-                    // row 20: ρ = 2012, σ = +1
-                    c = b - 2012; if (c < 0) c += 3136;
-                    x = gradient[62720 + c]; m += x; v += x * x;
-                    // row 21: ρ = 284, σ = −1
-                    c = b - 284; if (c < 0) c += 3136;
-                    x = gradient[65856 + c]; m -= x; v += x * x;
-                    // row 22: ρ = 2071, σ = +1
-                    c = b - 2071; if (c < 0) c += 3136;
-                    x = gradient[68992 + c]; m += x; v += x * x;
-                    // row 23: ρ = 2223, σ = +1
-                    c = b - 2223; if (c < 0) c += 3136;
-                    x = gradient[72128 + c]; m += x; v += x * x;
-                    // row 24: ρ = 494, σ = +1
-                    c = b - 494; if (c < 0) c += 3136;
-                    x = gradient[75264 + c]; m += x; v += x * x;
-                    // row 25: ρ = 1232, σ = +1
-                    c = b - 1232; if (c < 0) c += 3136;
-                    x = gradient[78400 + c]; m += x; v += x * x;
-                    // row 26: ρ = 2155, σ = +1
-                    c = b - 2155; if (c < 0) c += 3136;
-                    x = gradient[81536 + c]; m += x; v += x * x;
-                    // row 27: ρ = 951, σ = −1
-                    c = b - 951; if (c < 0) c += 3136;
-                    x = gradient[84672 + c]; m -= x; v += x * x;
-                    // row 28: ρ = 504, σ = −1
-                    c = b - 504; if (c < 0) c += 3136;
-                    x = gradient[87808 + c]; m -= x; v += x * x;
-                    // row 29: ρ = 2054, σ = −1
-                    c = b - 2054; if (c < 0) c += 3136;
-                    x = gradient[90944 + c]; m -= x; v += x * x;
-                    // row 30: ρ = 1019, σ = +1
-                    c = b - 1019; if (c < 0) c += 3136;
-                    x = gradient[94080 + c]; m += x; v += x * x;
-                    // row 31: ρ = 3100, σ = −1
-                    c = b - 3100; if (c < 0) c += 3136;
-                    x = gradient[97216 + c]; m -= x; v += x * x;
+                    c = b - 283; if (c < 0) c += 3136; x = gradient[c]; m += x; v += x * x; // row 0
+                    c = b - 2432; if (c < 0) c += 3136; x = gradient[3136 + c]; m -= x; v += x * x; // row 1
+                    c = b - 2887; if (c < 0) c += 3136; x = gradient[6272 + c]; m -= x; v += x * x; // row 2
+                    c = b - 1560; if (c < 0) c += 3136; x = gradient[9408 + c]; m -= x; v += x * x; // row 3
+                    c = b - 2722; if (c < 0) c += 3136; x = gradient[12544 + c]; m -= x; v += x * x; // row 4
+                    c = b - 1546; if (c < 0) c += 3136; x = gradient[15680 + c]; m -= x; v += x * x; // row 5
+                    c = b - 1360; if (c < 0) c += 3136; x = gradient[18816 + c]; m -= x; v += x * x; // row 6
+                    c = b - 1114; if (c < 0) c += 3136; x = gradient[21952 + c]; m += x; v += x * x; // row 7
+                    c = b - 1505; if (c < 0) c += 3136; x = gradient[25088 + c]; m += x; v += x * x; // row 8
+                    c = b - 1228; if (c < 0) c += 3136; x = gradient[28224 + c]; m -= x; v += x * x; // row 9
+                    c = b - 368; if (c < 0) c += 3136; x = gradient[31360 + c]; m += x; v += x * x; // row 10
+                    c = b - 1706; if (c < 0) c += 3136; x = gradient[34496 + c]; m -= x; v += x * x; // row 11
+                    c = b - 245; if (c < 0) c += 3136; x = gradient[37632 + c]; m += x; v += x * x; // row 12
+                    c = b - 2855; if (c < 0) c += 3136; x = gradient[40768 + c]; m += x; v += x * x; // row 13
+                    c = b - 823; if (c < 0) c += 3136; x = gradient[43904 + c]; m += x; v += x * x; // row 14
+                    c = b - 2999; if (c < 0) c += 3136; x = gradient[47040 + c]; m -= x; v += x * x; // row 15
+                    c = b - 2382; if (c < 0) c += 3136; x = gradient[50176 + c]; m += x; v += x * x; // row 16
+                    c = b - 1345; if (c < 0) c += 3136; x = gradient[53312 + c]; m -= x; v += x * x; // row 17
+                    c = b - 1421; if (c < 0) c += 3136; x = gradient[56448 + c]; m += x; v += x * x; // row 18
+                    c = b - 1344; if (c < 0) c += 3136; x = gradient[59584 + c]; m -= x; v += x * x; // row 19
+                    c = b - 2012; if (c < 0) c += 3136; x = gradient[62720 + c]; m += x; v += x * x; // row 20
+                    c = b - 284; if (c < 0) c += 3136; x = gradient[65856 + c]; m -= x; v += x * x; // row 21
+                    c = b - 2071; if (c < 0) c += 3136; x = gradient[68992 + c]; m += x; v += x * x; // row 22
+                    c = b - 2223; if (c < 0) c += 3136; x = gradient[72128 + c]; m += x; v += x * x; // row 23
+                    c = b - 494; if (c < 0) c += 3136; x = gradient[75264 + c]; m += x; v += x * x; // row 24
+                    c = b - 1232; if (c < 0) c += 3136; x = gradient[78400 + c]; m += x; v += x * x; // row 25
+                    c = b - 2155; if (c < 0) c += 3136; x = gradient[81536 + c]; m += x; v += x * x; // row 26
+                    c = b - 951; if (c < 0) c += 3136; x = gradient[84672 + c]; m -= x; v += x * x; // row 27
+                    c = b - 504; if (c < 0) c += 3136; x = gradient[87808 + c]; m -= x; v += x * x; // row 28
+                    c = b - 2054; if (c < 0) c += 3136; x = gradient[90944 + c]; m -= x; v += x * x; // row 29
+                    c = b - 1019; if (c < 0) c += 3136; x = gradient[94080 + c]; m += x; v += x * x; // row 30
+                    c = b - 3100; if (c < 0) c += 3136; x = gradient[97216 + c]; m -= x; v += x * x; // row 31
                     sumM[b] = m;
                     sumV[b] = v;
                     if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -508,102 +387,38 @@ namespace Samples
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                     float decay = scalars.Decay;
                     int c, i;
-                    // row 0: ρ = 283, σ = +1
-                    c = b - 283; if (c < 0) c += 3136;
-                    i = c; parameters[i] = parameters[i] * decay - q;
-                    // row 1: ρ = 2432, σ = −1
-                    c = b - 2432; if (c < 0) c += 3136;
-                    i = 3136 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 2: ρ = 2887, σ = −1
-                    c = b - 2887; if (c < 0) c += 3136;
-                    i = 6272 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 3: ρ = 1560, σ = −1
-                    c = b - 1560; if (c < 0) c += 3136;
-                    i = 9408 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 4: ρ = 2722, σ = −1
-                    c = b - 2722; if (c < 0) c += 3136;
-                    i = 12544 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 5: ρ = 1546, σ = −1
-                    c = b - 1546; if (c < 0) c += 3136;
-                    i = 15680 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 6: ρ = 1360, σ = −1
-                    c = b - 1360; if (c < 0) c += 3136;
-                    i = 18816 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 7: ρ = 1114, σ = +1
-                    c = b - 1114; if (c < 0) c += 3136;
-                    i = 21952 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 8: ρ = 1505, σ = +1
-                    c = b - 1505; if (c < 0) c += 3136;
-                    i = 25088 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 9: ρ = 1228, σ = −1
-                    c = b - 1228; if (c < 0) c += 3136;
-                    i = 28224 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 10: ρ = 368, σ = +1
-                    c = b - 368; if (c < 0) c += 3136;
-                    i = 31360 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 11: ρ = 1706, σ = −1
-                    c = b - 1706; if (c < 0) c += 3136;
-                    i = 34496 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 12: ρ = 245, σ = +1
-                    c = b - 245; if (c < 0) c += 3136;
-                    i = 37632 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 13: ρ = 2855, σ = +1
-                    c = b - 2855; if (c < 0) c += 3136;
-                    i = 40768 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 14: ρ = 823, σ = +1
-                    c = b - 823; if (c < 0) c += 3136;
-                    i = 43904 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 15: ρ = 2999, σ = −1
-                    c = b - 2999; if (c < 0) c += 3136;
-                    i = 47040 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 16: ρ = 2382, σ = +1
-                    c = b - 2382; if (c < 0) c += 3136;
-                    i = 50176 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 17: ρ = 1345, σ = −1
-                    c = b - 1345; if (c < 0) c += 3136;
-                    i = 53312 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 18: ρ = 1421, σ = +1
-                    c = b - 1421; if (c < 0) c += 3136;
-                    i = 56448 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 19: ρ = 1344, σ = −1
-                    c = b - 1344; if (c < 0) c += 3136;
-                    i = 59584 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 20: ρ = 2012, σ = +1
-                    c = b - 2012; if (c < 0) c += 3136;
-                    i = 62720 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 21: ρ = 284, σ = −1
-                    c = b - 284; if (c < 0) c += 3136;
-                    i = 65856 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 22: ρ = 2071, σ = +1
-                    c = b - 2071; if (c < 0) c += 3136;
-                    i = 68992 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 23: ρ = 2223, σ = +1
-                    c = b - 2223; if (c < 0) c += 3136;
-                    i = 72128 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 24: ρ = 494, σ = +1
-                    c = b - 494; if (c < 0) c += 3136;
-                    i = 75264 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 25: ρ = 1232, σ = +1
-                    c = b - 1232; if (c < 0) c += 3136;
-                    i = 78400 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 26: ρ = 2155, σ = +1
-                    c = b - 2155; if (c < 0) c += 3136;
-                    i = 81536 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 27: ρ = 951, σ = −1
-                    c = b - 951; if (c < 0) c += 3136;
-                    i = 84672 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 28: ρ = 504, σ = −1
-                    c = b - 504; if (c < 0) c += 3136;
-                    i = 87808 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 29: ρ = 2054, σ = −1
-                    c = b - 2054; if (c < 0) c += 3136;
-                    i = 90944 + c; parameters[i] = parameters[i] * decay + q;
-                    // row 30: ρ = 1019, σ = +1
-                    c = b - 1019; if (c < 0) c += 3136;
-                    i = 94080 + c; parameters[i] = parameters[i] * decay - q;
-                    // row 31: ρ = 3100, σ = −1
-                    c = b - 3100; if (c < 0) c += 3136;
-                    i = 97216 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b - 283; if (c < 0) c += 3136; i = c; parameters[i] = parameters[i] * decay - q; // row 0
+                    c = b - 2432; if (c < 0) c += 3136; i = 3136 + c; parameters[i] = parameters[i] * decay + q; // row 1
+                    c = b - 2887; if (c < 0) c += 3136; i = 6272 + c; parameters[i] = parameters[i] * decay + q; // row 2
+                    c = b - 1560; if (c < 0) c += 3136; i = 9408 + c; parameters[i] = parameters[i] * decay + q; // row 3
+                    c = b - 2722; if (c < 0) c += 3136; i = 12544 + c; parameters[i] = parameters[i] * decay + q; // row 4
+                    c = b - 1546; if (c < 0) c += 3136; i = 15680 + c; parameters[i] = parameters[i] * decay + q; // row 5
+                    c = b - 1360; if (c < 0) c += 3136; i = 18816 + c; parameters[i] = parameters[i] * decay + q; // row 6
+                    c = b - 1114; if (c < 0) c += 3136; i = 21952 + c; parameters[i] = parameters[i] * decay - q; // row 7
+                    c = b - 1505; if (c < 0) c += 3136; i = 25088 + c; parameters[i] = parameters[i] * decay - q; // row 8
+                    c = b - 1228; if (c < 0) c += 3136; i = 28224 + c; parameters[i] = parameters[i] * decay + q; // row 9
+                    c = b - 368; if (c < 0) c += 3136; i = 31360 + c; parameters[i] = parameters[i] * decay - q; // row 10
+                    c = b - 1706; if (c < 0) c += 3136; i = 34496 + c; parameters[i] = parameters[i] * decay + q; // row 11
+                    c = b - 245; if (c < 0) c += 3136; i = 37632 + c; parameters[i] = parameters[i] * decay - q; // row 12
+                    c = b - 2855; if (c < 0) c += 3136; i = 40768 + c; parameters[i] = parameters[i] * decay - q; // row 13
+                    c = b - 823; if (c < 0) c += 3136; i = 43904 + c; parameters[i] = parameters[i] * decay - q; // row 14
+                    c = b - 2999; if (c < 0) c += 3136; i = 47040 + c; parameters[i] = parameters[i] * decay + q; // row 15
+                    c = b - 2382; if (c < 0) c += 3136; i = 50176 + c; parameters[i] = parameters[i] * decay - q; // row 16
+                    c = b - 1345; if (c < 0) c += 3136; i = 53312 + c; parameters[i] = parameters[i] * decay + q; // row 17
+                    c = b - 1421; if (c < 0) c += 3136; i = 56448 + c; parameters[i] = parameters[i] * decay - q; // row 18
+                    c = b - 1344; if (c < 0) c += 3136; i = 59584 + c; parameters[i] = parameters[i] * decay + q; // row 19
+                    c = b - 2012; if (c < 0) c += 3136; i = 62720 + c; parameters[i] = parameters[i] * decay - q; // row 20
+                    c = b - 284; if (c < 0) c += 3136; i = 65856 + c; parameters[i] = parameters[i] * decay + q; // row 21
+                    c = b - 2071; if (c < 0) c += 3136; i = 68992 + c; parameters[i] = parameters[i] * decay - q; // row 22
+                    c = b - 2223; if (c < 0) c += 3136; i = 72128 + c; parameters[i] = parameters[i] * decay - q; // row 23
+                    c = b - 494; if (c < 0) c += 3136; i = 75264 + c; parameters[i] = parameters[i] * decay - q; // row 24
+                    c = b - 1232; if (c < 0) c += 3136; i = 78400 + c; parameters[i] = parameters[i] * decay - q; // row 25
+                    c = b - 2155; if (c < 0) c += 3136; i = 81536 + c; parameters[i] = parameters[i] * decay - q; // row 26
+                    c = b - 951; if (c < 0) c += 3136; i = 84672 + c; parameters[i] = parameters[i] * decay + q; // row 27
+                    c = b - 504; if (c < 0) c += 3136; i = 87808 + c; parameters[i] = parameters[i] * decay + q; // row 28
+                    c = b - 2054; if (c < 0) c += 3136; i = 90944 + c; parameters[i] = parameters[i] * decay + q; // row 29
+                    c = b - 1019; if (c < 0) c += 3136; i = 94080 + c; parameters[i] = parameters[i] * decay - q; // row 30
+                    c = b - 3100; if (c < 0) c += 3136; i = 97216 + c; parameters[i] = parameters[i] * decay + q; // row 31
                 }
             }
 
@@ -631,37 +446,6 @@ namespace Samples
                 /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
                 public const long DenseAdamWStateBytes = 1024L;
 
-                /// <summary>CPU phase 2: dense AdamW (<see cref="global::Collins.Kernels.DenseAdamWCpu.Step"/>) over elements [tile·16384, …).</summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int start = tile * 16384;
-                    int count = global::System.Math.Min(16384, Length - start);
-                    global::Collins.Kernels.DenseAdamWCpu.Step(
-                        buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
-                        buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
-                    return true;
-                }
-
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
-                {
-                    float x = gradient[index];
-                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
-                internal static void DenseApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
-                {
-                    int i = index;
-                    float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                    secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.1f * g;
-                    firstMoment[i] = m;
-                    float mhat = m * scalars.InvBiasCorrection1;
-                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                }
             }
 
             /// <summary>
@@ -688,37 +472,6 @@ namespace Samples
                 /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
                 public const long DenseAdamWStateBytes = 10240L;
 
-                /// <summary>CPU phase 2: dense AdamW (<see cref="global::Collins.Kernels.DenseAdamWCpu.Step"/>) over elements [tile·16384, …).</summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int start = tile * 16384;
-                    int count = global::System.Math.Min(16384, Length - start);
-                    global::Collins.Kernels.DenseAdamWCpu.Step(
-                        buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
-                        buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
-                    return true;
-                }
-
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
-                {
-                    float x = gradient[index];
-                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
-                internal static void DenseApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
-                {
-                    int i = index;
-                    float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                    secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.1f * g;
-                    firstMoment[i] = m;
-                    float mhat = m * scalars.InvBiasCorrection1;
-                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                }
             }
 
             /// <summary>
@@ -745,37 +498,6 @@ namespace Samples
                 /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
                 public const long DenseAdamWStateBytes = 80L;
 
-                /// <summary>CPU phase 2: dense AdamW (<see cref="global::Collins.Kernels.DenseAdamWCpu.Step"/>) over elements [tile·16384, …).</summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int start = tile * 16384;
-                    int count = global::System.Math.Min(16384, Length - start);
-                    global::Collins.Kernels.DenseAdamWCpu.Step(
-                        buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
-                        buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
-                    return true;
-                }
-
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
-                {
-                    float x = gradient[index];
-                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
-                internal static void DenseApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
-                {
-                    int i = index;
-                    float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                    secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.1f * g;
-                    firstMoment[i] = m;
-                    float mhat = m * scalars.InvBiasCorrection1;
-                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                }
             }
 
         }

@@ -63,16 +63,11 @@ namespace Samples.Hashing
                 return plans;
             }
 
-            // CPU tile kernels, cached as delegates once per type: a step allocates nothing.
-            private static readonly global::Collins.Kernels.TileKernel __Table_Accumulate = Table.Accumulate;
-            private static readonly global::Collins.Kernels.TileKernel __Table_UpdateBuckets = Table.UpdateBuckets;
-            private static readonly global::Collins.Kernels.TileKernel __Table_ApplyElements = Table.ApplyElements;
-            private static readonly global::Collins.Kernels.TileKernel __Bias_Apply = Bias.Apply;
-
             /// <summary>
             /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
             /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
-            /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>.
+            /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
+            /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
             /// </summary>
             /// <param name="learningRate">lr, finite and ≥ 0.</param>
             /// <param name="Table">Parameters of tensor <c>Table</c> (16000 floats), updated in place.</param>
@@ -81,33 +76,8 @@ namespace Samples.Hashing
             /// <param name="BiasGrad">Gradient of tensor <c>Bias</c> (16 floats).</param>
             public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> Table, global::System.ReadOnlySpan<float> TableGrad, global::System.Span<float> Bias, global::System.ReadOnlySpan<float> BiasGrad)
             {
-                var scalars = BeginStep(learningRate, onDevice: false);
-                try
-                {
-                    // Validate every tensor before any write: lengths, and aliasing within and across tensors (the runtime's one check).
-                    var buffers = new __StepBuffers(Table, TableGrad, Bias, BiasGrad);
-                    ValidateBuffers(ref buffers);
-                    int threads = MaxThreads;
-
-                    // Phase 1: bucket sums into the workspace (SumM/SumV); no state is written.
-                    bool finite = true;
-                    finite &= NoteFinite(0, global::Collins.Kernels.TileRunner.Run(global::Collins.Kernels.UniversalCpu.ScatterTiles(16000, threads), threads, __Table_Accumulate, Table, TableGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars), TableGrad);
-                    finite &= NoteFinite(1, global::Collins.Kernels.DenseAdamWCpu.SquaresFinite(BiasGrad), BiasGrad); // dense: every g² finite
-
-                    // Phase 2, only when every gradient was finite: moments, then parameters.
-                    if (finite)
-                    {
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __Table_UpdateBuckets, Table, TableGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __Table_ApplyElements, Table, TableGrad, FirstMoments[0], SecondMoments[0], SumM[0], SumV[0], in scalars);
-                        global::Collins.Kernels.TileRunner.Run(1, threads, __Bias_Apply, Bias, BiasGrad, FirstMoments[1], SecondMoments[1], SumM[1], SumV[1], in scalars);
-                    }
-                    return EndStep(finite);
-                }
-                catch
-                {
-                    AbortStep();
-                    throw;
-                }
+                var buffers = new __StepBuffers(Table, TableGrad, Bias, BiasGrad);
+                return StepCpu(learningRate, ref buffers);
             }
 
             /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
@@ -174,33 +144,34 @@ namespace Samples.Hashing
                     model.Bias ?? throw NullTensorMember("Bias", "Bias"), gradients.Bias);
             }
 
-            // ILGPU kernels, loaded on first device step and cached for this optimizer's accelerator.
+            // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
+            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
+            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Table_DeviceScatter;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Table_DeviceCheck;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceBuckets;
             private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceElements;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Bias_DeviceCheck;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Bias_DeviceApply;
 
             /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
-            private void __LoadDeviceKernels()
+            protected override void LoadDeviceKernels()
             {
                 if (__deviceKernelsLoaded) return;
                 var accelerator = Accelerator!;
+                __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
+                __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
                 __Table_DeviceScatter = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Table.ScatterKernel);
                 __Table_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Table.CheckKernel);
                 __Table_DeviceBuckets = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Table.BucketKernel);
                 __Table_DeviceElements = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Table.ElementKernel);
-                __Bias_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Bias.DenseCheckKernel);
-                __Bias_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Bias.DenseApplyKernel);
                 __deviceKernelsLoaded = true;
             }
 
             /// <summary>
             /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
-            /// sums and raise a device flag on a non-finite gradient; after one synchronisation the flag is read and, when clear,
-            /// the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes nothing.
+            /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
+            /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
+            /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
             /// </summary>
             /// <param name="learningRate">lr, finite and ≥ 0.</param>
             /// <param name="Table">Parameters of tensor <c>Table</c> (16000 floats), updated in place.</param>
@@ -209,42 +180,37 @@ namespace Samples.Hashing
             /// <param name="BiasGrad">Gradient of tensor <c>Bias</c> (16 floats).</param>
             public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> Table, global::ILGPU.ArrayView<float> TableGrad, global::ILGPU.ArrayView<float> Bias, global::ILGPU.ArrayView<float> BiasGrad)
             {
-                var scalars = BeginStep(learningRate, onDevice: true);
-                try
+                var buffers = new __DeviceStepBuffers(Table, TableGrad, Bias, BiasGrad);
+                return StepDevice(learningRate, ref buffers);
+            }
+
+            /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
+            protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+            {
+                switch (tensor)
                 {
-                    // Validate every tensor before any write: accelerator, lengths, aliasing within and across tensors.
-                    var buffers = new __DeviceStepBuffers(Table, TableGrad, Bias, BiasGrad);
-                    ValidateDeviceBuffers(ref buffers);
-                    __LoadDeviceKernels();
-                    var accelerator = Accelerator!;
-                    var m = DeviceFirstMoments!;
-                    var v = DeviceSecondMoments!;
-                    var sumM = DeviceSumM!;
-                    var sumV = DeviceSumV!;
-                    ClearDeviceFlags();
-
-                    // Phase 1: bucket sums, and each tensor's non-finite flag.
-                    global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumM[0].View);
-                    global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(sumV[0].View);
-                    __Table_DeviceScatter!(16000, TableGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), DeviceFlagOf(0));
-                    __Table_DeviceCheck!(1000, sumV[0].AsContiguous(), DeviceFlagOf(0));
-                    __Bias_DeviceCheck!(16, BiasGrad, DeviceFlagOf(1));
-                    bool finite = ReadDeviceVerdict(); // waits for phase 1, reads the per-tensor flags
-
-                    // Phase 2, only when every gradient was finite.
-                    if (finite)
-                    {
-                        __Table_DeviceBuckets!(1000, m[0].AsContiguous(), v[0].AsContiguous(), sumM[0].AsContiguous(), sumV[0].AsContiguous(), sumV[0].AsContiguous() /* unused: Sum */, scalars);
-                        __Table_DeviceElements!(16000, Table, TableGrad, sumM[0].AsContiguous(), sumV[0].AsContiguous(), scalars);
-                        __Bias_DeviceApply!(16, Bias, BiasGrad, m[1].AsContiguous(), v[1].AsContiguous(), scalars);
-                        accelerator.Synchronize();
-                    }
-                    return EndStep(finite);
+                    case 0:
+                        global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(DeviceSumM![0].View);
+                        global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(DeviceSumV![0].View);
+                        __Table_DeviceScatter!(16000, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), flag);
+                        __Table_DeviceCheck!(1000, DeviceSumV![0].AsContiguous(), flag);
+                        break;
+                    case 1: __DenseCheck!(16, gradient, flag); break;
+                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
                 }
-                catch
+            }
+
+            /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
+            protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+            {
+                switch (tensor)
                 {
-                    AbortStep();
-                    throw;
+                    case 0:
+                        __Table_DeviceBuckets!(1000, DeviceFirstMoments![0].AsContiguous(), DeviceSecondMoments![0].AsContiguous(), DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), DeviceSumV![0].AsContiguous() /* unused: Sum */, scalars);
+                        __Table_DeviceElements!(16000, parameters, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), scalars);
+                        break;
+                    case 1: __DenseApply!(16, parameters, gradient, DeviceFirstMoments![1].AsContiguous(), DeviceSecondMoments![1].AsContiguous(), scalars); break;
+                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
                 }
             }
 
@@ -274,6 +240,30 @@ namespace Samples.Hashing
                     1 => BiasGrad,
                     _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                 };
+            }
+
+            /// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>
+            private static class __Dense
+            {
+                /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
+                internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                {
+                    float x = gradient[index];
+                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
+                }
+
+                /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
+                internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+                {
+                    int i = index;
+                    float g = gradient[i];
+                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
+                    secondMoment[i] = v;
+                    float m = 0.9f * firstMoment[i] + 0.1f * g;
+                    firstMoment[i] = m;
+                    float mhat = m * scalars.InvBiasCorrection1;
+                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
+                }
             }
 
             /// <summary>
@@ -309,11 +299,6 @@ namespace Samples.Hashing
                 /// <summary>Sign hash offset.</summary>
                 public const uint SignB = 132714126U;
 
-                /// <summary>Buckets per CPU tile of the moment update.</summary>
-                internal const int BucketTile = 4096;
-                /// <summary>Elements per CPU tile of the parameter update.</summary>
-                internal const int ElementTile = 16384;
-
                 /// <summary>h1(i) = ((A·i + B) mod (2^31 − 1)) mod k: Mersenne reduction by shifts, then % by the literal k.</summary>
                 [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
                 internal static int Bucket(int i)
@@ -334,33 +319,6 @@ namespace Samples.Hashing
                     x = (x & 2147483647UL) + (x >> 31);
                     if (x >= 2147483647UL) x -= 2147483647UL;
                     return (x & 1UL) == 0UL ? 1f : -1f;
-                }
-
-                /// <summary>
-                /// CPU phase 1 for the buckets of tile <paramref name="tile"/> of <c>buffers.TileCount</c> (equal bucket ranges): over i = 0..d−1 in
-                /// order, SumM[h1(i)] += h2(i)·g[i] and SumV[h1(i)] += g[i]² for the entries landing in the range (hashes 16 at a time in
-                /// AVX-512 registers where the CPU has them, <see cref="global::Collins.Kernels.UniversalCpu.AccumulateTile"/>). Every bucket is summed in index
-                /// order, so any tile count gives the same sums; returns false when a SumV of the range is not finite.
-                /// </summary>
-                internal static bool Accumulate(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    return global::Collins.Kernels.UniversalCpu.AccumulateTile(tile, in buffers, Buckets, A, B, SignA, SignB);
-                }
-
-                /// <summary>CPU phase 2a for buckets [tile·BucketTile, …): moment update; leaves each bucket's update coefficient in the workspace.</summary>
-                internal static bool UpdateBuckets(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int b0 = tile * BucketTile;
-                    int b1 = global::System.Math.Min(b0 + BucketTile, Buckets);
-                    global::Collins.Kernels.RotationCpu.UpdateBuckets(buffers.FirstMoment, buffers.SecondMoment, buffers.SumM, buffers.SumV, b0, b1, 0.9f, 0.1f, 0.999f, 0.001f, 1E-08f, in scalars);
-                    return true;
-                }
-
-                /// <summary>CPU phase 2b for elements [tile·ElementTile, …): gathers each element's bucket coefficient: p ← p·decay − h2(i)·q[h1(i)].</summary>
-                internal static bool ApplyElements(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    global::Collins.Kernels.UniversalCpu.ApplyTile(tile, in buffers, ElementTile, scalars.Decay, Buckets, A, B, SignA, SignB);
-                    return true;
                 }
 
                 /// <summary>
@@ -429,37 +387,6 @@ namespace Samples.Hashing
                 /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
                 public const long DenseAdamWStateBytes = 128L;
 
-                /// <summary>CPU phase 2: dense AdamW (<see cref="global::Collins.Kernels.DenseAdamWCpu.Step"/>) over elements [tile·16384, …).</summary>
-                internal static bool Apply(int tile, in global::Collins.Kernels.TileBuffers buffers, in global::Collins.StepScalars scalars)
-                {
-                    int start = tile * 16384;
-                    int count = global::System.Math.Min(16384, Length - start);
-                    global::Collins.Kernels.DenseAdamWCpu.Step(
-                        buffers.Parameters.Slice(start, count), buffers.Gradient.Slice(start, count),
-                        buffers.FirstMoment.Slice(start, count), buffers.SecondMoment.Slice(start, count),
-                        in scalars, beta1: 0.9d, beta2: 0.999d, epsilon: 1E-08f);
-                    return true;
-                }
-
-                /// <summary>Device phase 1 (one thread per element): raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void DenseCheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
-                {
-                    float x = gradient[index];
-                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2 (one thread per element): dense AdamW on element i, same arithmetic as the CPU kernel.</summary>
-                internal static void DenseApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
-                {
-                    int i = index;
-                    float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                    secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.1f * g;
-                    firstMoment[i] = m;
-                    float mhat = m * scalars.InvBiasCorrection1;
-                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                }
             }
 
         }
