@@ -13,12 +13,14 @@ namespace Collins.Generators
     {
         public const string Version = "0.1.0";
 
-        private const string AV = "global::ILGPU.ArrayView<float>";
-        private const string AVI = "global::ILGPU.ArrayView<int>";
-        private const string Idx = "global::ILGPU.Index1D";
-        private const string SS = "global::Collins.StepScalars";
-        private const string Span = "global::System.Span<float>";
-        private const string ROSpan = "global::System.ReadOnlySpan<float>";
+        // Type names the generated file spells through the using aliases of its header (EmitUsings): short, and immune to the
+        // user's own names (a "__" prefix, which no tensor or optimizer name may take).
+        private const string AV = "__Floats";
+        private const string AVI = "__Flags";
+        private const string Idx = "__Index";
+        private const string SS = "__Scalars";
+        private const string Span = "__Span";
+        private const string ROSpan = "__ReadOnlySpan";
         private const string Sqrt = "global::System.MathF.Sqrt";
         private const string FloatMax = "3.40282347E+38f";
 
@@ -50,6 +52,8 @@ namespace Collins.Generators
             w.Line("#nullable enable");
             w.Line("#pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions");
             w.Line();
+            EmitUsings(w);
+            w.Line();
             if (model.Namespace is not null) w.Open("namespace " + model.Namespace);
             foreach (var t in model.ContainingTypes) w.Open("partial " + t.Keyword + " " + t.NameWithTypeParameters);
             w.Open("partial " + model.Keyword + " " + model.ClassName);
@@ -61,6 +65,28 @@ namespace Collins.Generators
         }
 
         private static string LayoutName(Ctx c) => c.Universal ? "Universal" : "Rotation";
+
+        private const string FullAV = "global::ILGPU.ArrayView<float>";
+        private const string FullAVI = "global::ILGPU.ArrayView<int>";
+        private const string FullIdx = "global::ILGPU.Index1D";
+        private const string FullSS = "global::Collins.StepScalars";
+
+        /// <summary>The aliases every generated file declares (an alias cannot name another, so each is spelled out in full).</summary>
+        private static void EmitUsings(CodeWriter w)
+        {
+            w.Line("using __Floats = " + FullAV + ";");
+            w.Line("using __Flags = " + FullAVI + ";");
+            w.Line("using __Index = " + FullIdx + ";");
+            w.Line("using __Scalars = " + FullSS + ";");
+            w.Line("using __Span = global::System.Span<float>;");
+            w.Line("using __ReadOnlySpan = global::System.ReadOnlySpan<float>;");
+            w.Line("using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;");
+            w.Line("using __CheckKernel = global::System.Action<" + FullIdx + ", " + FullAV + ", " + FullAVI + ">;");
+            w.Line("using __SumKernel = global::System.Action<" + FullIdx + ", " + FullAV + ", " + FullAV + ", " + FullAV + ", " + FullAVI + ">;");
+            w.Line("using __RowsKernel = global::System.Action<" + FullIdx + ", " + string.Join(", ", Enumerable.Repeat(FullAV, 6)) + ", " + FullSS + ">;");
+            w.Line("using __BucketKernel = global::System.Action<" + FullIdx + ", " + string.Join(", ", Enumerable.Repeat(FullAV, 5)) + ", " + FullSS + ">;");
+            w.Line("using __ElementKernel = global::System.Action<" + FullIdx + ", " + string.Join(", ", Enumerable.Repeat(FullAV, 4)) + ", " + FullSS + ">;");
+        }
 
         private static void EmitOptimizer(CodeWriter w, ClassModel model, Ctx c)
         {
@@ -145,16 +171,10 @@ namespace Collins.Generators
             for (int i = 0; i < v.Tensors.Count; i++)
             {
                 var t = v.Tensors[i];
-                string p = "plans[" + Lit.I(i) + "]";
-                string cond = p + ".Length != " + t.Name + ".Length || " + p + ".Buckets != " + t.Name + ".Buckets || " + p + ".Rows != "
-                              + t.Name + ".Rows || " + p + ".IsDense != " + t.Name + ".IsDense";
-                if (!t.IsDense && !c.Universal)
-                    cond += " || !global::System.MemoryExtensions.SequenceEqual(" + p + ".Rotations, " + t.Name + ".Rotations) || !global::System.MemoryExtensions.SequenceEqual(" + p + ".Signs, " + t.Name + ".Signs)";
-                if (!t.IsDense && c.Universal)
-                    cond += " || " + p + ".UniversalA != " + t.Name + ".A || " + p + ".UniversalB != " + t.Name + ".B || " + p + ".UniversalSignA != "
-                            + t.Name + ".SignA || " + p + ".UniversalSignB != " + t.Name + ".SignB";
-                w.Line("if (" + cond + ")");
-                w.Line("    throw new global::System.InvalidOperationException(\"Tensor '" + t.Name + "': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.\");");
+                string p = "plans[" + Lit.I(i) + "], " + t.Name + ".Length, " + t.Name + ".Buckets, " + t.Name + ".Rows, " + t.Name + ".IsDense";
+                if (t.IsDense) w.Line("VerifyPlan(" + p + ");");
+                else if (!c.Universal) w.Line("VerifyPlan(" + p + ", " + t.Name + ".Rotations, " + t.Name + ".Signs);");
+                else w.Line("VerifyPlan(" + p + ", " + t.Name + ".A, " + t.Name + ".B, " + t.Name + ".SignA, " + t.Name + ".SignB);");
             }
             w.Line("return plans;");
             w.Close();
@@ -164,15 +184,15 @@ namespace Collins.Generators
         private static string ParamList(Ctx c, string spanType, string gradType)
             => "float learningRate" + string.Concat(c.V.Tensors.Select(t => ", " + spanType + " " + t.Name + ", " + gradType + " " + t.Name + "Grad"));
 
-        /// <summary>The &lt;param&gt; docs shared by both Step overloads.</summary>
+        /// <summary>The sentence both span/view Step overloads share about their parameters (one per tensor pair, in declaration order).</summary>
         private static void EmitStepParameterDocs(CodeWriter w, VariantModel v)
         {
-            w.Line("/// <param name=\"learningRate\">lr, finite and ≥ 0.</param>");
-            foreach (var t in v.Tensors)
-            {
-                w.Line("/// <param name=\"" + t.Name + "\">Parameters of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats), updated in place.</param>");
-                w.Line("/// <param name=\"" + t.Name + "Grad\">Gradient of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats).</param>");
-            }
+            var first = v.Tensors[0];
+            w.Line("/// <remarks>");
+            w.Line("/// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)");
+            w.Line("/// and its gradient: <c>" + first.Name + "</c>, <c>" + first.Name + "Grad</c>" + (v.Tensors.Count > 1 ? ", <c>" + v.Tensors[1].Name + "</c>, …" : "")
+                   + "; each of its tensor class's <c>Length</c> (e.g. <see cref=\"" + first.Name + ".Length\"/>).");
+            w.Line("/// </remarks>");
         }
 
         private static void EmitCpuStep(CodeWriter w, Ctx c)
@@ -279,14 +299,23 @@ namespace Collins.Generators
 
         // ------------------------------------------------------------------ device
 
-        private const string AccType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AVI + ">";
-        private const string CheckType = "global::System.Action<" + Idx + ", " + AV + ", " + AVI + ">";
-        private const string ScatterType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AVI + ">";
-        private const string RotApplyType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + SS + ">";
-        private const string BucketType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + SS + ">";
-        private const string ElemType = "global::System.Action<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AV + ", " + SS + ">";
+        // Launcher types (aliases of the header) and the type arguments of their loaders.
+        private const string AccType = "__SumKernel";
+        private const string CheckType = "__CheckKernel";
+        private const string ScatterType = "__SumKernel";
+        private const string RotApplyType = "__RowsKernel";
+        private const string BucketType = "__BucketKernel";
+        private const string ElemType = "__ElementKernel";
 
-        private static string Generic(string actionType) => actionType.Substring("global::System.Action".Length);
+        private static string Generic(string launcher) => launcher switch
+        {
+            "__CheckKernel" => "<" + Idx + ", " + AV + ", " + AVI + ">",
+            "__SumKernel" => "<" + Idx + ", " + AV + ", " + AV + ", " + AV + ", " + AVI + ">",
+            "__RowsKernel" => "<" + Idx + ", " + string.Join(", ", Enumerable.Repeat(AV, 6)) + ", " + SS + ">",
+            "__BucketKernel" => "<" + Idx + ", " + string.Join(", ", Enumerable.Repeat(AV, 5)) + ", " + SS + ">",
+            "__ElementKernel" => "<" + Idx + ", " + string.Join(", ", Enumerable.Repeat(AV, 4)) + ", " + SS + ">",
+            _ => throw new ArgumentException(launcher),
+        };
 
         private static void EmitDeviceFields(CodeWriter w, Ctx c)
         {
@@ -324,8 +353,8 @@ namespace Collins.Generators
             w.Line("var accelerator = Accelerator!;");
             if (anyDense)
             {
-                w.Line("__DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(CheckType) + "(accelerator, __Dense.CheckKernel);");
-                w.Line("__DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ElemType) + "(accelerator, __Dense.ApplyKernel);");
+                w.Line("__DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(CheckType) + "(accelerator, __Dense.CheckKernel);");
+                w.Line("__DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ElemType) + "(accelerator, __Dense.ApplyKernel);");
             }
             foreach (var t in v.Tensors)
             {
@@ -333,15 +362,15 @@ namespace Collins.Generators
                 if (t.IsDense) continue;
                 if (!c.Universal)
                 {
-                    w.Line("__" + n + "_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(AccType) + "(accelerator, " + n + ".AccumulateKernel);");
-                    w.Line("__" + n + "_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(RotApplyType) + "(accelerator, " + n + ".ApplyKernel);");
+                    w.Line("__" + n + "_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(AccType) + "(accelerator, " + n + ".AccumulateKernel);");
+                    w.Line("__" + n + "_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(RotApplyType) + "(accelerator, " + n + ".ApplyKernel);");
                 }
                 else
                 {
-                    w.Line("__" + n + "_DeviceScatter = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ScatterType) + "(accelerator, " + n + ".ScatterKernel);");
-                    w.Line("__" + n + "_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(CheckType) + "(accelerator, " + n + ".CheckKernel);");
-                    w.Line("__" + n + "_DeviceBuckets = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(BucketType) + "(accelerator, " + n + ".BucketKernel);");
-                    w.Line("__" + n + "_DeviceElements = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ElemType) + "(accelerator, " + n + ".ElementKernel);");
+                    w.Line("__" + n + "_DeviceScatter = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ScatterType) + "(accelerator, " + n + ".ScatterKernel);");
+                    w.Line("__" + n + "_DeviceCheck = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(CheckType) + "(accelerator, " + n + ".CheckKernel);");
+                    w.Line("__" + n + "_DeviceBuckets = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(BucketType) + "(accelerator, " + n + ".BucketKernel);");
+                    w.Line("__" + n + "_DeviceElements = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ElemType) + "(accelerator, " + n + ".ElementKernel);");
                     if (c.Mean) w.Line("__" + n + "_DeviceOccupancy = global::ILGPU.Runtime.ArrayViewExtensions.Allocate1D<float>(accelerator, " + n + ".Occupancy);");
                 }
             }

@@ -27,7 +27,7 @@ namespace Collins.Generators
             "DeviceFlag", "BeginStep", "ValidateTensor", "ValidateNoOverlap", "ValidateDevice", "EndStep", "AbortStep",
             "Dispose", "OnDispose", "ValidateNoCrossOverlap", "ValidateBufferCounts", "CopyFirstMoment", "CopySecondMoment",
             "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize", "learningRate",
-            "ValidateBuffers", "ValidateDeviceBuffers", "NullTensorMember", "NoteFinite", "DeviceFlagOf", "ClearDeviceFlags", "ReadDeviceVerdict", "LastNonFinite",
+            "ValidateBuffers", "ValidateDeviceBuffers", "NullTensorMember", "VerifyPlan", "StepCpu", "StepDevice", "LoadDeviceKernels", "DeviceAccumulate", "DeviceApply", "NoteFinite", "DeviceFlagOf", "ClearDeviceFlags", "ReadDeviceVerdict", "LastNonFinite",
             // Members of the generated Step-buffer structs (their fields are named after the tensors).
             "GradientCount", "Parameters", "Gradient", "tensor",
             // The model-typed Step's gradient holder (Optimizer.Gradients) and its members.

@@ -460,6 +460,34 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         return ia < ib + b.Length && ib < ia + a.Length;
     }
 
+    /// <summary>
+    /// Checks, once per optimizer construction, that a dense tensor's run-time plan agrees with the constants a generated type was
+    /// compiled with (a generator and runtime of different versions would otherwise disagree silently).
+    /// </summary>
+    protected static void VerifyPlan(TensorPlan plan, int length, int buckets, int rows, bool dense)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        if (plan.Length != length || plan.Buckets != buckets || plan.Rows != rows || plan.IsDense != dense)
+            throw PlanMismatch(plan.Name);
+    }
+
+    /// <summary>As <see cref="VerifyPlan(TensorPlan, int, int, int, bool)"/> for a Rotation tensor, rotations and signs included.</summary>
+    protected static void VerifyPlan(TensorPlan plan, int length, int buckets, int rows, bool dense, ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs)
+    {
+        VerifyPlan(plan, length, buckets, rows, dense);
+        if (!plan.Rotations.SequenceEqual(rotations) || !plan.Signs.SequenceEqual(signs)) throw PlanMismatch(plan.Name);
+    }
+
+    /// <summary>As <see cref="VerifyPlan(TensorPlan, int, int, int, bool)"/> for a Universal tensor, hash coefficients included.</summary>
+    protected static void VerifyPlan(TensorPlan plan, int length, int buckets, int rows, bool dense, uint a, uint b, uint signA, uint signB)
+    {
+        VerifyPlan(plan, length, buckets, rows, dense);
+        if (plan.UniversalA != a || plan.UniversalB != b || plan.UniversalSignA != signA || plan.UniversalSignB != signB) throw PlanMismatch(plan.Name);
+    }
+
+    private static InvalidOperationException PlanMismatch(string tensor)
+        => new($"Tensor '{tensor}': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
+
     /// <summary>The exception the model-typed <c>Step</c> throws, before anything is written, when a tensor member of the model is null.</summary>
     protected static ArgumentException NullTensorMember(string tensor, string member)
         => new($"Tensor '{tensor}': the model's member '{member}' is null; assign it an array of the tensor's length before stepping.", tensor);

@@ -45,8 +45,8 @@ public class EmittedKernelChoiceTests
             foreach (var cpuKernel in new[] { "RotationCpu.", "UniversalCpu.", "DenseAdamWCpu.", "TileRunner.", "TileBuffers" })
                 Assert.DoesNotContain(cpuKernel, source);
             // Three dense tensors, one pair of dense kernels.
-            Count(source, "internal static void CheckKernel(global::ILGPU.Index1D index", out int checks);
-            Count(source, "internal static void ApplyKernel(global::ILGPU.Index1D index", out int applies);
+            Count(source, "internal static void CheckKernel(__Index index", out int checks);
+            Count(source, "internal static void ApplyKernel(__Index index", out int applies);
             Assert.Equal(1, checks);
             Assert.Equal(1, applies);
             Count(source, "__DenseCheck!(", out int launches);

@@ -3,6 +3,19 @@
 #nullable enable
 #pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions
 
+using __Floats = global::ILGPU.ArrayView<float>;
+using __Flags = global::ILGPU.ArrayView<int>;
+using __Index = global::ILGPU.Index1D;
+using __Scalars = global::Collins.StepScalars;
+using __Span = global::System.Span<float>;
+using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
+using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;
+using __CheckKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __SumKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __RowsKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __BucketKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __ElementKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+
 partial class NoMomentum
 {
     /// <summary>
@@ -54,10 +67,8 @@ partial class NoMomentum
             var settings = DefaultSettings;
             var plans = new global::Collins.TensorPlan[2];
             for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
-            if (plans[0].Length != W.Length || plans[0].Buckets != W.Buckets || plans[0].Rows != W.Rows || plans[0].IsDense != W.IsDense || !global::System.MemoryExtensions.SequenceEqual(plans[0].Rotations, W.Rotations) || !global::System.MemoryExtensions.SequenceEqual(plans[0].Signs, W.Signs))
-                throw new global::System.InvalidOperationException("Tensor 'W': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-            if (plans[1].Length != B.Length || plans[1].Buckets != B.Buckets || plans[1].Rows != B.Rows || plans[1].IsDense != B.IsDense)
-                throw new global::System.InvalidOperationException("Tensor 'B': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
+            VerifyPlan(plans[0], W.Length, W.Buckets, W.Rows, W.IsDense, W.Rotations, W.Signs);
+            VerifyPlan(plans[1], B.Length, B.Buckets, B.Rows, B.IsDense);
             return plans;
         }
 
@@ -67,12 +78,11 @@ partial class NoMomentum
         /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
         /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
         /// </summary>
-        /// <param name="learningRate">lr, finite and ≥ 0.</param>
-        /// <param name="W">Parameters of tensor <c>W</c> (800 floats), updated in place.</param>
-        /// <param name="WGrad">Gradient of tensor <c>W</c> (800 floats).</param>
-        /// <param name="B">Parameters of tensor <c>B</c> (20 floats), updated in place.</param>
-        /// <param name="BGrad">Gradient of tensor <c>B</c> (20 floats).</param>
-        public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> W, global::System.ReadOnlySpan<float> WGrad, global::System.Span<float> B, global::System.ReadOnlySpan<float> BGrad)
+        /// <remarks>
+        /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+        /// and its gradient: <c>W</c>, <c>WGrad</c>, <c>B</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="W.Length"/>).
+        /// </remarks>
+        public global::Collins.StepOutcome Step(float learningRate, __Span W, __ReadOnlySpan WGrad, __Span B, __ReadOnlySpan BGrad)
         {
             var buffers = new __StepBuffers(W, WGrad, B, BGrad);
             return StepCpu(learningRate, ref buffers);
@@ -81,10 +91,10 @@ partial class NoMomentum
         /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
         private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
         {
-            private readonly global::System.Span<float> W; private readonly global::System.ReadOnlySpan<float> WGrad;
-            private readonly global::System.Span<float> B; private readonly global::System.ReadOnlySpan<float> BGrad;
+            private readonly __Span W; private readonly __ReadOnlySpan WGrad;
+            private readonly __Span B; private readonly __ReadOnlySpan BGrad;
 
-            public __StepBuffers(global::System.Span<float> W, global::System.ReadOnlySpan<float> WGrad, global::System.Span<float> B, global::System.ReadOnlySpan<float> BGrad)
+            public __StepBuffers(__Span W, __ReadOnlySpan WGrad, __Span B, __ReadOnlySpan BGrad)
             {
                 this.W = W; this.WGrad = WGrad;
                 this.B = B; this.BGrad = BGrad;
@@ -92,13 +102,13 @@ partial class NoMomentum
 
             public int ParameterCount => 2;
             public int GradientCount => 2;
-            public global::System.Span<float> Parameters(int tensor) => tensor switch
+            public __Span Parameters(int tensor) => tensor switch
             {
                 0 => W,
                 1 => B,
                 _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
             };
-            public global::System.ReadOnlySpan<float> Gradient(int tensor) => tensor switch
+            public __ReadOnlySpan Gradient(int tensor) => tensor switch
             {
                 0 => WGrad,
                 1 => BGrad,
@@ -144,20 +154,20 @@ partial class NoMomentum
 
         // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
         private bool __deviceKernelsLoaded;
-        private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
-        private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
-        private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __W_DeviceAccumulate;
-        private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __W_DeviceApply;
+        private __CheckKernel? __DenseCheck;   // one pair for every dense tensor
+        private __ElementKernel? __DenseApply;
+        private __SumKernel? __W_DeviceAccumulate;
+        private __RowsKernel? __W_DeviceApply;
 
         /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
         protected override void LoadDeviceKernels()
         {
             if (__deviceKernelsLoaded) return;
             var accelerator = Accelerator!;
-            __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
-            __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
-            __W_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, W.AccumulateKernel);
-            __W_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, W.ApplyKernel);
+            __DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, __Dense.CheckKernel);
+            __DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, __Dense.ApplyKernel);
+            __W_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, W.AccumulateKernel);
+            __W_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, W.ApplyKernel);
             __deviceKernelsLoaded = true;
         }
 
@@ -167,19 +177,18 @@ partial class NoMomentum
         /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
         /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
         /// </summary>
-        /// <param name="learningRate">lr, finite and ≥ 0.</param>
-        /// <param name="W">Parameters of tensor <c>W</c> (800 floats), updated in place.</param>
-        /// <param name="WGrad">Gradient of tensor <c>W</c> (800 floats).</param>
-        /// <param name="B">Parameters of tensor <c>B</c> (20 floats), updated in place.</param>
-        /// <param name="BGrad">Gradient of tensor <c>B</c> (20 floats).</param>
-        public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> W, global::ILGPU.ArrayView<float> WGrad, global::ILGPU.ArrayView<float> B, global::ILGPU.ArrayView<float> BGrad)
+        /// <remarks>
+        /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+        /// and its gradient: <c>W</c>, <c>WGrad</c>, <c>B</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="W.Length"/>).
+        /// </remarks>
+        public global::Collins.StepOutcome Step(float learningRate, __Floats W, __Floats WGrad, __Floats B, __Floats BGrad)
         {
             var buffers = new __DeviceStepBuffers(W, WGrad, B, BGrad);
             return StepDevice(learningRate, ref buffers);
         }
 
         /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
-        protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+        protected override void DeviceAccumulate(int tensor, __Floats gradient, __Flags flag)
         {
             switch (tensor)
             {
@@ -190,7 +199,7 @@ partial class NoMomentum
         }
 
         /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
-        protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+        protected override void DeviceApply(int tensor, __Floats parameters, __Floats gradient, in __Scalars scalars)
         {
             switch (tensor)
             {
@@ -203,10 +212,10 @@ partial class NoMomentum
         /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
         private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
         {
-            private readonly global::ILGPU.ArrayView<float> W; private readonly global::ILGPU.ArrayView<float> WGrad;
-            private readonly global::ILGPU.ArrayView<float> B; private readonly global::ILGPU.ArrayView<float> BGrad;
+            private readonly __Floats W; private readonly __Floats WGrad;
+            private readonly __Floats B; private readonly __Floats BGrad;
 
-            public __DeviceStepBuffers(global::ILGPU.ArrayView<float> W, global::ILGPU.ArrayView<float> WGrad, global::ILGPU.ArrayView<float> B, global::ILGPU.ArrayView<float> BGrad)
+            public __DeviceStepBuffers(__Floats W, __Floats WGrad, __Floats B, __Floats BGrad)
             {
                 this.W = W; this.WGrad = WGrad;
                 this.B = B; this.BGrad = BGrad;
@@ -214,13 +223,13 @@ partial class NoMomentum
 
             public int ParameterCount => 2;
             public int GradientCount => 2;
-            public global::ILGPU.ArrayView<float> Parameters(int tensor) => tensor switch
+            public __Floats Parameters(int tensor) => tensor switch
             {
                 0 => W,
                 1 => B,
                 _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
             };
-            public global::ILGPU.ArrayView<float> Gradient(int tensor) => tensor switch
+            public __Floats Gradient(int tensor) => tensor switch
             {
                 0 => WGrad,
                 1 => BGrad,
@@ -232,14 +241,14 @@ partial class NoMomentum
         private static class __Dense
         {
             /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-            internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+            internal static void CheckKernel(__Index index, __Floats gradient, __Flags flag)
             {
                 float x = gradient[index];
                 if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
             }
 
             /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
-            internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+            internal static void ApplyKernel(__Index index, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Scalars scalars)
             {
                 int i = index;
                 float g = gradient[i];
@@ -284,7 +293,7 @@ partial class NoMomentum
             /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
             /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
             /// </summary>
-            internal static void AccumulateKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<int> flag)
+            internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
             {
                 int b = bucket;
                 int c;
@@ -305,7 +314,7 @@ partial class NoMomentum
             /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
             /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
             /// </summary>
-            internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
+            internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
             {
                 int b = bucket;
                 float v = 0.99f * secondMoment[b] + 0.01f * sumV[b];

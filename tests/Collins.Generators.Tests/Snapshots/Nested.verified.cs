@@ -3,6 +3,19 @@
 #nullable enable
 #pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions
 
+using __Floats = global::ILGPU.ArrayView<float>;
+using __Flags = global::ILGPU.ArrayView<int>;
+using __Index = global::ILGPU.Index1D;
+using __Scalars = global::Collins.StepScalars;
+using __Span = global::System.Span<float>;
+using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
+using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;
+using __CheckKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __SumKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __RowsKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __BucketKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __ElementKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+
 namespace Org.Models.Vision
 {
     partial class Zoo
@@ -60,10 +73,8 @@ namespace Org.Models.Vision
                         var settings = DefaultSettings;
                         var plans = new global::Collins.TensorPlan[2];
                         for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
-                        if (plans[0].Length != Kernel.Length || plans[0].Buckets != Kernel.Buckets || plans[0].Rows != Kernel.Rows || plans[0].IsDense != Kernel.IsDense || !global::System.MemoryExtensions.SequenceEqual(plans[0].Rotations, Kernel.Rotations) || !global::System.MemoryExtensions.SequenceEqual(plans[0].Signs, Kernel.Signs))
-                            throw new global::System.InvalidOperationException("Tensor 'Kernel': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                        if (plans[1].Length != Bias.Length || plans[1].Buckets != Bias.Buckets || plans[1].Rows != Bias.Rows || plans[1].IsDense != Bias.IsDense)
-                            throw new global::System.InvalidOperationException("Tensor 'Bias': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
+                        VerifyPlan(plans[0], Kernel.Length, Kernel.Buckets, Kernel.Rows, Kernel.IsDense, Kernel.Rotations, Kernel.Signs);
+                        VerifyPlan(plans[1], Bias.Length, Bias.Buckets, Bias.Rows, Bias.IsDense);
                         return plans;
                     }
 
@@ -73,12 +84,11 @@ namespace Org.Models.Vision
                     /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
                     /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
                     /// </summary>
-                    /// <param name="learningRate">lr, finite and ≥ 0.</param>
-                    /// <param name="Kernel">Parameters of tensor <c>Kernel</c> (216 floats), updated in place.</param>
-                    /// <param name="KernelGrad">Gradient of tensor <c>Kernel</c> (216 floats).</param>
-                    /// <param name="Bias">Parameters of tensor <c>Bias</c> (8 floats), updated in place.</param>
-                    /// <param name="BiasGrad">Gradient of tensor <c>Bias</c> (8 floats).</param>
-                    public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> Kernel, global::System.ReadOnlySpan<float> KernelGrad, global::System.Span<float> Bias, global::System.ReadOnlySpan<float> BiasGrad)
+                    /// <remarks>
+                    /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+                    /// and its gradient: <c>Kernel</c>, <c>KernelGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Kernel.Length"/>).
+                    /// </remarks>
+                    public global::Collins.StepOutcome Step(float learningRate, __Span Kernel, __ReadOnlySpan KernelGrad, __Span Bias, __ReadOnlySpan BiasGrad)
                     {
                         var buffers = new __StepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
                         return StepCpu(learningRate, ref buffers);
@@ -87,10 +97,10 @@ namespace Org.Models.Vision
                     /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
                     private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
                     {
-                        private readonly global::System.Span<float> Kernel; private readonly global::System.ReadOnlySpan<float> KernelGrad;
-                        private readonly global::System.Span<float> Bias; private readonly global::System.ReadOnlySpan<float> BiasGrad;
+                        private readonly __Span Kernel; private readonly __ReadOnlySpan KernelGrad;
+                        private readonly __Span Bias; private readonly __ReadOnlySpan BiasGrad;
 
-                        public __StepBuffers(global::System.Span<float> Kernel, global::System.ReadOnlySpan<float> KernelGrad, global::System.Span<float> Bias, global::System.ReadOnlySpan<float> BiasGrad)
+                        public __StepBuffers(__Span Kernel, __ReadOnlySpan KernelGrad, __Span Bias, __ReadOnlySpan BiasGrad)
                         {
                             this.Kernel = Kernel; this.KernelGrad = KernelGrad;
                             this.Bias = Bias; this.BiasGrad = BiasGrad;
@@ -98,13 +108,13 @@ namespace Org.Models.Vision
 
                         public int ParameterCount => 2;
                         public int GradientCount => 2;
-                        public global::System.Span<float> Parameters(int tensor) => tensor switch
+                        public __Span Parameters(int tensor) => tensor switch
                         {
                             0 => Kernel,
                             1 => Bias,
                             _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                         };
-                        public global::System.ReadOnlySpan<float> Gradient(int tensor) => tensor switch
+                        public __ReadOnlySpan Gradient(int tensor) => tensor switch
                         {
                             0 => KernelGrad,
                             1 => BiasGrad,
@@ -150,20 +160,20 @@ namespace Org.Models.Vision
 
                     // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
                     private bool __deviceKernelsLoaded;
-                    private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
-                    private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
-                    private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Kernel_DeviceAccumulate;
-                    private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Kernel_DeviceApply;
+                    private __CheckKernel? __DenseCheck;   // one pair for every dense tensor
+                    private __ElementKernel? __DenseApply;
+                    private __SumKernel? __Kernel_DeviceAccumulate;
+                    private __RowsKernel? __Kernel_DeviceApply;
 
                     /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
                     protected override void LoadDeviceKernels()
                     {
                         if (__deviceKernelsLoaded) return;
                         var accelerator = Accelerator!;
-                        __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
-                        __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
-                        __Kernel_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Kernel.AccumulateKernel);
-                        __Kernel_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Kernel.ApplyKernel);
+                        __DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, __Dense.CheckKernel);
+                        __DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, __Dense.ApplyKernel);
+                        __Kernel_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, Kernel.AccumulateKernel);
+                        __Kernel_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Kernel.ApplyKernel);
                         __deviceKernelsLoaded = true;
                     }
 
@@ -173,19 +183,18 @@ namespace Org.Models.Vision
                     /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
                     /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
                     /// </summary>
-                    /// <param name="learningRate">lr, finite and ≥ 0.</param>
-                    /// <param name="Kernel">Parameters of tensor <c>Kernel</c> (216 floats), updated in place.</param>
-                    /// <param name="KernelGrad">Gradient of tensor <c>Kernel</c> (216 floats).</param>
-                    /// <param name="Bias">Parameters of tensor <c>Bias</c> (8 floats), updated in place.</param>
-                    /// <param name="BiasGrad">Gradient of tensor <c>Bias</c> (8 floats).</param>
-                    public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> Kernel, global::ILGPU.ArrayView<float> KernelGrad, global::ILGPU.ArrayView<float> Bias, global::ILGPU.ArrayView<float> BiasGrad)
+                    /// <remarks>
+                    /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+                    /// and its gradient: <c>Kernel</c>, <c>KernelGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Kernel.Length"/>).
+                    /// </remarks>
+                    public global::Collins.StepOutcome Step(float learningRate, __Floats Kernel, __Floats KernelGrad, __Floats Bias, __Floats BiasGrad)
                     {
                         var buffers = new __DeviceStepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
                         return StepDevice(learningRate, ref buffers);
                     }
 
                     /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
-                    protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                    protected override void DeviceAccumulate(int tensor, __Floats gradient, __Flags flag)
                     {
                         switch (tensor)
                         {
@@ -196,7 +205,7 @@ namespace Org.Models.Vision
                     }
 
                     /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
-                    protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+                    protected override void DeviceApply(int tensor, __Floats parameters, __Floats gradient, in __Scalars scalars)
                     {
                         switch (tensor)
                         {
@@ -209,10 +218,10 @@ namespace Org.Models.Vision
                     /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
                     private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
                     {
-                        private readonly global::ILGPU.ArrayView<float> Kernel; private readonly global::ILGPU.ArrayView<float> KernelGrad;
-                        private readonly global::ILGPU.ArrayView<float> Bias; private readonly global::ILGPU.ArrayView<float> BiasGrad;
+                        private readonly __Floats Kernel; private readonly __Floats KernelGrad;
+                        private readonly __Floats Bias; private readonly __Floats BiasGrad;
 
-                        public __DeviceStepBuffers(global::ILGPU.ArrayView<float> Kernel, global::ILGPU.ArrayView<float> KernelGrad, global::ILGPU.ArrayView<float> Bias, global::ILGPU.ArrayView<float> BiasGrad)
+                        public __DeviceStepBuffers(__Floats Kernel, __Floats KernelGrad, __Floats Bias, __Floats BiasGrad)
                         {
                             this.Kernel = Kernel; this.KernelGrad = KernelGrad;
                             this.Bias = Bias; this.BiasGrad = BiasGrad;
@@ -220,13 +229,13 @@ namespace Org.Models.Vision
 
                         public int ParameterCount => 2;
                         public int GradientCount => 2;
-                        public global::ILGPU.ArrayView<float> Parameters(int tensor) => tensor switch
+                        public __Floats Parameters(int tensor) => tensor switch
                         {
                             0 => Kernel,
                             1 => Bias,
                             _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                         };
-                        public global::ILGPU.ArrayView<float> Gradient(int tensor) => tensor switch
+                        public __Floats Gradient(int tensor) => tensor switch
                         {
                             0 => KernelGrad,
                             1 => BiasGrad,
@@ -238,14 +247,14 @@ namespace Org.Models.Vision
                     private static class __Dense
                     {
                         /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                        internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                        internal static void CheckKernel(__Index index, __Floats gradient, __Flags flag)
                         {
                             float x = gradient[index];
                             if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
                         }
 
                         /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
-                        internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+                        internal static void ApplyKernel(__Index index, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Scalars scalars)
                         {
                             int i = index;
                             float g = gradient[i];
@@ -292,7 +301,7 @@ namespace Org.Models.Vision
                         /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                         /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                         /// </summary>
-                        internal static void AccumulateKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<int> flag)
+                        internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
                         {
                             int b = bucket;
                             int c;
@@ -310,7 +319,7 @@ namespace Org.Models.Vision
                         /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
                         /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
                         /// </summary>
-                        internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
+                        internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
                         {
                             int b = bucket;
                             float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];

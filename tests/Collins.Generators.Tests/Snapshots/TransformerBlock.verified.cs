@@ -3,6 +3,19 @@
 #nullable enable
 #pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions
 
+using __Floats = global::ILGPU.ArrayView<float>;
+using __Flags = global::ILGPU.ArrayView<int>;
+using __Index = global::ILGPU.Index1D;
+using __Scalars = global::Collins.StepScalars;
+using __Span = global::System.Span<float>;
+using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
+using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;
+using __CheckKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __SumKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __RowsKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __BucketKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __ElementKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+
 namespace Samples
 {
     partial class TransformerBlock
@@ -60,18 +73,12 @@ namespace Samples
                 var settings = DefaultSettings;
                 var plans = new global::Collins.TensorPlan[6];
                 for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
-                if (plans[0].Length != Qkv.Length || plans[0].Buckets != Qkv.Buckets || plans[0].Rows != Qkv.Rows || plans[0].IsDense != Qkv.IsDense || !global::System.MemoryExtensions.SequenceEqual(plans[0].Rotations, Qkv.Rotations) || !global::System.MemoryExtensions.SequenceEqual(plans[0].Signs, Qkv.Signs))
-                    throw new global::System.InvalidOperationException("Tensor 'Qkv': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                if (plans[1].Length != AttentionOutput.Length || plans[1].Buckets != AttentionOutput.Buckets || plans[1].Rows != AttentionOutput.Rows || plans[1].IsDense != AttentionOutput.IsDense)
-                    throw new global::System.InvalidOperationException("Tensor 'AttentionOutput': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                if (plans[2].Length != FfnUp.Length || plans[2].Buckets != FfnUp.Buckets || plans[2].Rows != FfnUp.Rows || plans[2].IsDense != FfnUp.IsDense || !global::System.MemoryExtensions.SequenceEqual(plans[2].Rotations, FfnUp.Rotations) || !global::System.MemoryExtensions.SequenceEqual(plans[2].Signs, FfnUp.Signs))
-                    throw new global::System.InvalidOperationException("Tensor 'FfnUp': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                if (plans[3].Length != FfnDown.Length || plans[3].Buckets != FfnDown.Buckets || plans[3].Rows != FfnDown.Rows || plans[3].IsDense != FfnDown.IsDense)
-                    throw new global::System.InvalidOperationException("Tensor 'FfnDown': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                if (plans[4].Length != NormGain.Length || plans[4].Buckets != NormGain.Buckets || plans[4].Rows != NormGain.Rows || plans[4].IsDense != NormGain.IsDense)
-                    throw new global::System.InvalidOperationException("Tensor 'NormGain': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                if (plans[5].Length != Ragged.Length || plans[5].Buckets != Ragged.Buckets || plans[5].Rows != Ragged.Rows || plans[5].IsDense != Ragged.IsDense || !global::System.MemoryExtensions.SequenceEqual(plans[5].Rotations, Ragged.Rotations) || !global::System.MemoryExtensions.SequenceEqual(plans[5].Signs, Ragged.Signs))
-                    throw new global::System.InvalidOperationException("Tensor 'Ragged': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
+                VerifyPlan(plans[0], Qkv.Length, Qkv.Buckets, Qkv.Rows, Qkv.IsDense, Qkv.Rotations, Qkv.Signs);
+                VerifyPlan(plans[1], AttentionOutput.Length, AttentionOutput.Buckets, AttentionOutput.Rows, AttentionOutput.IsDense);
+                VerifyPlan(plans[2], FfnUp.Length, FfnUp.Buckets, FfnUp.Rows, FfnUp.IsDense, FfnUp.Rotations, FfnUp.Signs);
+                VerifyPlan(plans[3], FfnDown.Length, FfnDown.Buckets, FfnDown.Rows, FfnDown.IsDense);
+                VerifyPlan(plans[4], NormGain.Length, NormGain.Buckets, NormGain.Rows, NormGain.IsDense);
+                VerifyPlan(plans[5], Ragged.Length, Ragged.Buckets, Ragged.Rows, Ragged.IsDense, Ragged.Rotations, Ragged.Signs);
                 return plans;
             }
 
@@ -81,20 +88,11 @@ namespace Samples
             /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
             /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
             /// </summary>
-            /// <param name="learningRate">lr, finite and ≥ 0.</param>
-            /// <param name="Qkv">Parameters of tensor <c>Qkv</c> (3072 floats), updated in place.</param>
-            /// <param name="QkvGrad">Gradient of tensor <c>Qkv</c> (3072 floats).</param>
-            /// <param name="AttentionOutput">Parameters of tensor <c>AttentionOutput</c> (1024 floats), updated in place.</param>
-            /// <param name="AttentionOutputGrad">Gradient of tensor <c>AttentionOutput</c> (1024 floats).</param>
-            /// <param name="FfnUp">Parameters of tensor <c>FfnUp</c> (4096 floats), updated in place.</param>
-            /// <param name="FfnUpGrad">Gradient of tensor <c>FfnUp</c> (4096 floats).</param>
-            /// <param name="FfnDown">Parameters of tensor <c>FfnDown</c> (4096 floats), updated in place.</param>
-            /// <param name="FfnDownGrad">Gradient of tensor <c>FfnDown</c> (4096 floats).</param>
-            /// <param name="NormGain">Parameters of tensor <c>NormGain</c> (32 floats), updated in place.</param>
-            /// <param name="NormGainGrad">Gradient of tensor <c>NormGain</c> (32 floats).</param>
-            /// <param name="Ragged">Parameters of tensor <c>Ragged</c> (33 floats), updated in place.</param>
-            /// <param name="RaggedGrad">Gradient of tensor <c>Ragged</c> (33 floats).</param>
-            public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> Qkv, global::System.ReadOnlySpan<float> QkvGrad, global::System.Span<float> AttentionOutput, global::System.ReadOnlySpan<float> AttentionOutputGrad, global::System.Span<float> FfnUp, global::System.ReadOnlySpan<float> FfnUpGrad, global::System.Span<float> FfnDown, global::System.ReadOnlySpan<float> FfnDownGrad, global::System.Span<float> NormGain, global::System.ReadOnlySpan<float> NormGainGrad, global::System.Span<float> Ragged, global::System.ReadOnlySpan<float> RaggedGrad)
+            /// <remarks>
+            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+            /// and its gradient: <c>Qkv</c>, <c>QkvGrad</c>, <c>AttentionOutput</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Qkv.Length"/>).
+            /// </remarks>
+            public global::Collins.StepOutcome Step(float learningRate, __Span Qkv, __ReadOnlySpan QkvGrad, __Span AttentionOutput, __ReadOnlySpan AttentionOutputGrad, __Span FfnUp, __ReadOnlySpan FfnUpGrad, __Span FfnDown, __ReadOnlySpan FfnDownGrad, __Span NormGain, __ReadOnlySpan NormGainGrad, __Span Ragged, __ReadOnlySpan RaggedGrad)
             {
                 var buffers = new __StepBuffers(Qkv, QkvGrad, AttentionOutput, AttentionOutputGrad, FfnUp, FfnUpGrad, FfnDown, FfnDownGrad, NormGain, NormGainGrad, Ragged, RaggedGrad);
                 return StepCpu(learningRate, ref buffers);
@@ -103,14 +101,14 @@ namespace Samples
             /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
             private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
             {
-                private readonly global::System.Span<float> Qkv; private readonly global::System.ReadOnlySpan<float> QkvGrad;
-                private readonly global::System.Span<float> AttentionOutput; private readonly global::System.ReadOnlySpan<float> AttentionOutputGrad;
-                private readonly global::System.Span<float> FfnUp; private readonly global::System.ReadOnlySpan<float> FfnUpGrad;
-                private readonly global::System.Span<float> FfnDown; private readonly global::System.ReadOnlySpan<float> FfnDownGrad;
-                private readonly global::System.Span<float> NormGain; private readonly global::System.ReadOnlySpan<float> NormGainGrad;
-                private readonly global::System.Span<float> Ragged; private readonly global::System.ReadOnlySpan<float> RaggedGrad;
+                private readonly __Span Qkv; private readonly __ReadOnlySpan QkvGrad;
+                private readonly __Span AttentionOutput; private readonly __ReadOnlySpan AttentionOutputGrad;
+                private readonly __Span FfnUp; private readonly __ReadOnlySpan FfnUpGrad;
+                private readonly __Span FfnDown; private readonly __ReadOnlySpan FfnDownGrad;
+                private readonly __Span NormGain; private readonly __ReadOnlySpan NormGainGrad;
+                private readonly __Span Ragged; private readonly __ReadOnlySpan RaggedGrad;
 
-                public __StepBuffers(global::System.Span<float> Qkv, global::System.ReadOnlySpan<float> QkvGrad, global::System.Span<float> AttentionOutput, global::System.ReadOnlySpan<float> AttentionOutputGrad, global::System.Span<float> FfnUp, global::System.ReadOnlySpan<float> FfnUpGrad, global::System.Span<float> FfnDown, global::System.ReadOnlySpan<float> FfnDownGrad, global::System.Span<float> NormGain, global::System.ReadOnlySpan<float> NormGainGrad, global::System.Span<float> Ragged, global::System.ReadOnlySpan<float> RaggedGrad)
+                public __StepBuffers(__Span Qkv, __ReadOnlySpan QkvGrad, __Span AttentionOutput, __ReadOnlySpan AttentionOutputGrad, __Span FfnUp, __ReadOnlySpan FfnUpGrad, __Span FfnDown, __ReadOnlySpan FfnDownGrad, __Span NormGain, __ReadOnlySpan NormGainGrad, __Span Ragged, __ReadOnlySpan RaggedGrad)
                 {
                     this.Qkv = Qkv; this.QkvGrad = QkvGrad;
                     this.AttentionOutput = AttentionOutput; this.AttentionOutputGrad = AttentionOutputGrad;
@@ -122,7 +120,7 @@ namespace Samples
 
                 public int ParameterCount => 6;
                 public int GradientCount => 6;
-                public global::System.Span<float> Parameters(int tensor) => tensor switch
+                public __Span Parameters(int tensor) => tensor switch
                 {
                     0 => Qkv,
                     1 => AttentionOutput,
@@ -132,7 +130,7 @@ namespace Samples
                     5 => Ragged,
                     _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                 };
-                public global::System.ReadOnlySpan<float> Gradient(int tensor) => tensor switch
+                public __ReadOnlySpan Gradient(int tensor) => tensor switch
                 {
                     0 => QkvGrad,
                     1 => AttentionOutputGrad,
@@ -198,28 +196,28 @@ namespace Samples
 
             // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Qkv_DeviceAccumulate;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Qkv_DeviceApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __FfnUp_DeviceAccumulate;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __FfnUp_DeviceApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Ragged_DeviceAccumulate;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Ragged_DeviceApply;
+            private __CheckKernel? __DenseCheck;   // one pair for every dense tensor
+            private __ElementKernel? __DenseApply;
+            private __SumKernel? __Qkv_DeviceAccumulate;
+            private __RowsKernel? __Qkv_DeviceApply;
+            private __SumKernel? __FfnUp_DeviceAccumulate;
+            private __RowsKernel? __FfnUp_DeviceApply;
+            private __SumKernel? __Ragged_DeviceAccumulate;
+            private __RowsKernel? __Ragged_DeviceApply;
 
             /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
             protected override void LoadDeviceKernels()
             {
                 if (__deviceKernelsLoaded) return;
                 var accelerator = Accelerator!;
-                __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
-                __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
-                __Qkv_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Qkv.AccumulateKernel);
-                __Qkv_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Qkv.ApplyKernel);
-                __FfnUp_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, FfnUp.AccumulateKernel);
-                __FfnUp_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, FfnUp.ApplyKernel);
-                __Ragged_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Ragged.AccumulateKernel);
-                __Ragged_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Ragged.ApplyKernel);
+                __DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, __Dense.CheckKernel);
+                __DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, __Dense.ApplyKernel);
+                __Qkv_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, Qkv.AccumulateKernel);
+                __Qkv_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Qkv.ApplyKernel);
+                __FfnUp_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, FfnUp.AccumulateKernel);
+                __FfnUp_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, FfnUp.ApplyKernel);
+                __Ragged_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, Ragged.AccumulateKernel);
+                __Ragged_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Ragged.ApplyKernel);
                 __deviceKernelsLoaded = true;
             }
 
@@ -229,27 +227,18 @@ namespace Samples
             /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
             /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
             /// </summary>
-            /// <param name="learningRate">lr, finite and ≥ 0.</param>
-            /// <param name="Qkv">Parameters of tensor <c>Qkv</c> (3072 floats), updated in place.</param>
-            /// <param name="QkvGrad">Gradient of tensor <c>Qkv</c> (3072 floats).</param>
-            /// <param name="AttentionOutput">Parameters of tensor <c>AttentionOutput</c> (1024 floats), updated in place.</param>
-            /// <param name="AttentionOutputGrad">Gradient of tensor <c>AttentionOutput</c> (1024 floats).</param>
-            /// <param name="FfnUp">Parameters of tensor <c>FfnUp</c> (4096 floats), updated in place.</param>
-            /// <param name="FfnUpGrad">Gradient of tensor <c>FfnUp</c> (4096 floats).</param>
-            /// <param name="FfnDown">Parameters of tensor <c>FfnDown</c> (4096 floats), updated in place.</param>
-            /// <param name="FfnDownGrad">Gradient of tensor <c>FfnDown</c> (4096 floats).</param>
-            /// <param name="NormGain">Parameters of tensor <c>NormGain</c> (32 floats), updated in place.</param>
-            /// <param name="NormGainGrad">Gradient of tensor <c>NormGain</c> (32 floats).</param>
-            /// <param name="Ragged">Parameters of tensor <c>Ragged</c> (33 floats), updated in place.</param>
-            /// <param name="RaggedGrad">Gradient of tensor <c>Ragged</c> (33 floats).</param>
-            public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> Qkv, global::ILGPU.ArrayView<float> QkvGrad, global::ILGPU.ArrayView<float> AttentionOutput, global::ILGPU.ArrayView<float> AttentionOutputGrad, global::ILGPU.ArrayView<float> FfnUp, global::ILGPU.ArrayView<float> FfnUpGrad, global::ILGPU.ArrayView<float> FfnDown, global::ILGPU.ArrayView<float> FfnDownGrad, global::ILGPU.ArrayView<float> NormGain, global::ILGPU.ArrayView<float> NormGainGrad, global::ILGPU.ArrayView<float> Ragged, global::ILGPU.ArrayView<float> RaggedGrad)
+            /// <remarks>
+            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+            /// and its gradient: <c>Qkv</c>, <c>QkvGrad</c>, <c>AttentionOutput</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Qkv.Length"/>).
+            /// </remarks>
+            public global::Collins.StepOutcome Step(float learningRate, __Floats Qkv, __Floats QkvGrad, __Floats AttentionOutput, __Floats AttentionOutputGrad, __Floats FfnUp, __Floats FfnUpGrad, __Floats FfnDown, __Floats FfnDownGrad, __Floats NormGain, __Floats NormGainGrad, __Floats Ragged, __Floats RaggedGrad)
             {
                 var buffers = new __DeviceStepBuffers(Qkv, QkvGrad, AttentionOutput, AttentionOutputGrad, FfnUp, FfnUpGrad, FfnDown, FfnDownGrad, NormGain, NormGainGrad, Ragged, RaggedGrad);
                 return StepDevice(learningRate, ref buffers);
             }
 
             /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
-            protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+            protected override void DeviceAccumulate(int tensor, __Floats gradient, __Flags flag)
             {
                 switch (tensor)
                 {
@@ -264,7 +253,7 @@ namespace Samples
             }
 
             /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
-            protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+            protected override void DeviceApply(int tensor, __Floats parameters, __Floats gradient, in __Scalars scalars)
             {
                 switch (tensor)
                 {
@@ -281,14 +270,14 @@ namespace Samples
             /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
             private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
             {
-                private readonly global::ILGPU.ArrayView<float> Qkv; private readonly global::ILGPU.ArrayView<float> QkvGrad;
-                private readonly global::ILGPU.ArrayView<float> AttentionOutput; private readonly global::ILGPU.ArrayView<float> AttentionOutputGrad;
-                private readonly global::ILGPU.ArrayView<float> FfnUp; private readonly global::ILGPU.ArrayView<float> FfnUpGrad;
-                private readonly global::ILGPU.ArrayView<float> FfnDown; private readonly global::ILGPU.ArrayView<float> FfnDownGrad;
-                private readonly global::ILGPU.ArrayView<float> NormGain; private readonly global::ILGPU.ArrayView<float> NormGainGrad;
-                private readonly global::ILGPU.ArrayView<float> Ragged; private readonly global::ILGPU.ArrayView<float> RaggedGrad;
+                private readonly __Floats Qkv; private readonly __Floats QkvGrad;
+                private readonly __Floats AttentionOutput; private readonly __Floats AttentionOutputGrad;
+                private readonly __Floats FfnUp; private readonly __Floats FfnUpGrad;
+                private readonly __Floats FfnDown; private readonly __Floats FfnDownGrad;
+                private readonly __Floats NormGain; private readonly __Floats NormGainGrad;
+                private readonly __Floats Ragged; private readonly __Floats RaggedGrad;
 
-                public __DeviceStepBuffers(global::ILGPU.ArrayView<float> Qkv, global::ILGPU.ArrayView<float> QkvGrad, global::ILGPU.ArrayView<float> AttentionOutput, global::ILGPU.ArrayView<float> AttentionOutputGrad, global::ILGPU.ArrayView<float> FfnUp, global::ILGPU.ArrayView<float> FfnUpGrad, global::ILGPU.ArrayView<float> FfnDown, global::ILGPU.ArrayView<float> FfnDownGrad, global::ILGPU.ArrayView<float> NormGain, global::ILGPU.ArrayView<float> NormGainGrad, global::ILGPU.ArrayView<float> Ragged, global::ILGPU.ArrayView<float> RaggedGrad)
+                public __DeviceStepBuffers(__Floats Qkv, __Floats QkvGrad, __Floats AttentionOutput, __Floats AttentionOutputGrad, __Floats FfnUp, __Floats FfnUpGrad, __Floats FfnDown, __Floats FfnDownGrad, __Floats NormGain, __Floats NormGainGrad, __Floats Ragged, __Floats RaggedGrad)
                 {
                     this.Qkv = Qkv; this.QkvGrad = QkvGrad;
                     this.AttentionOutput = AttentionOutput; this.AttentionOutputGrad = AttentionOutputGrad;
@@ -300,7 +289,7 @@ namespace Samples
 
                 public int ParameterCount => 6;
                 public int GradientCount => 6;
-                public global::ILGPU.ArrayView<float> Parameters(int tensor) => tensor switch
+                public __Floats Parameters(int tensor) => tensor switch
                 {
                     0 => Qkv,
                     1 => AttentionOutput,
@@ -310,7 +299,7 @@ namespace Samples
                     5 => Ragged,
                     _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                 };
-                public global::ILGPU.ArrayView<float> Gradient(int tensor) => tensor switch
+                public __Floats Gradient(int tensor) => tensor switch
                 {
                     0 => QkvGrad,
                     1 => AttentionOutputGrad,
@@ -326,14 +315,14 @@ namespace Samples
             private static class __Dense
             {
                 /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                internal static void CheckKernel(__Index index, __Floats gradient, __Flags flag)
                 {
                     float x = gradient[index];
                     if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
                 }
 
                 /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
-                internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+                internal static void ApplyKernel(__Index index, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Scalars scalars)
                 {
                     int i = index;
                     float g = gradient[i];
@@ -380,7 +369,7 @@ namespace Samples
                 /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                 /// </summary>
-                internal static void AccumulateKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<int> flag)
+                internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
                 {
                     int b = bucket;
                     int c;
@@ -410,7 +399,7 @@ namespace Samples
                 /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
                 /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
                 /// </summary>
-                internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
+                internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
                 {
                     int b = bucket;
                     float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
@@ -500,7 +489,7 @@ namespace Samples
                 /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                 /// </summary>
-                internal static void AccumulateKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<int> flag)
+                internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
                 {
                     int b = bucket;
                     int c;
@@ -518,7 +507,7 @@ namespace Samples
                 /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
                 /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
                 /// </summary>
-                internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
+                internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
                 {
                     int b = bucket;
                     float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
@@ -622,7 +611,7 @@ namespace Samples
                 /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                 /// </summary>
-                internal static void AccumulateKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<int> flag)
+                internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
                 {
                     int b = bucket;
                     int c;
@@ -641,7 +630,7 @@ namespace Samples
                 /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
                 /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
                 /// </summary>
-                internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
+                internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
                 {
                     int b = bucket;
                     float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];

@@ -3,6 +3,19 @@
 #nullable enable
 #pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions
 
+using __Floats = global::ILGPU.ArrayView<float>;
+using __Flags = global::ILGPU.ArrayView<int>;
+using __Index = global::ILGPU.Index1D;
+using __Scalars = global::Collins.StepScalars;
+using __Span = global::System.Span<float>;
+using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
+using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;
+using __CheckKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __SumKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __RowsKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __BucketKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __ElementKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+
 namespace Samples
 {
     partial class Mlp
@@ -58,14 +71,10 @@ namespace Samples
                 var settings = DefaultSettings;
                 var plans = new global::Collins.TensorPlan[4];
                 for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
-                if (plans[0].Length != W1.Length || plans[0].Buckets != W1.Buckets || plans[0].Rows != W1.Rows || plans[0].IsDense != W1.IsDense || !global::System.MemoryExtensions.SequenceEqual(plans[0].Rotations, W1.Rotations) || !global::System.MemoryExtensions.SequenceEqual(plans[0].Signs, W1.Signs))
-                    throw new global::System.InvalidOperationException("Tensor 'W1': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                if (plans[1].Length != B1.Length || plans[1].Buckets != B1.Buckets || plans[1].Rows != B1.Rows || plans[1].IsDense != B1.IsDense)
-                    throw new global::System.InvalidOperationException("Tensor 'B1': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                if (plans[2].Length != W2.Length || plans[2].Buckets != W2.Buckets || plans[2].Rows != W2.Rows || plans[2].IsDense != W2.IsDense)
-                    throw new global::System.InvalidOperationException("Tensor 'W2': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                if (plans[3].Length != B2.Length || plans[3].Buckets != B2.Buckets || plans[3].Rows != B2.Rows || plans[3].IsDense != B2.IsDense)
-                    throw new global::System.InvalidOperationException("Tensor 'B2': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
+                VerifyPlan(plans[0], W1.Length, W1.Buckets, W1.Rows, W1.IsDense, W1.Rotations, W1.Signs);
+                VerifyPlan(plans[1], B1.Length, B1.Buckets, B1.Rows, B1.IsDense);
+                VerifyPlan(plans[2], W2.Length, W2.Buckets, W2.Rows, W2.IsDense);
+                VerifyPlan(plans[3], B2.Length, B2.Buckets, B2.Rows, B2.IsDense);
                 return plans;
             }
 
@@ -75,16 +84,11 @@ namespace Samples
             /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
             /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
             /// </summary>
-            /// <param name="learningRate">lr, finite and ≥ 0.</param>
-            /// <param name="W1">Parameters of tensor <c>W1</c> (100352 floats), updated in place.</param>
-            /// <param name="W1Grad">Gradient of tensor <c>W1</c> (100352 floats).</param>
-            /// <param name="B1">Parameters of tensor <c>B1</c> (128 floats), updated in place.</param>
-            /// <param name="B1Grad">Gradient of tensor <c>B1</c> (128 floats).</param>
-            /// <param name="W2">Parameters of tensor <c>W2</c> (1280 floats), updated in place.</param>
-            /// <param name="W2Grad">Gradient of tensor <c>W2</c> (1280 floats).</param>
-            /// <param name="B2">Parameters of tensor <c>B2</c> (10 floats), updated in place.</param>
-            /// <param name="B2Grad">Gradient of tensor <c>B2</c> (10 floats).</param>
-            public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> W1, global::System.ReadOnlySpan<float> W1Grad, global::System.Span<float> B1, global::System.ReadOnlySpan<float> B1Grad, global::System.Span<float> W2, global::System.ReadOnlySpan<float> W2Grad, global::System.Span<float> B2, global::System.ReadOnlySpan<float> B2Grad)
+            /// <remarks>
+            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+            /// and its gradient: <c>W1</c>, <c>W1Grad</c>, <c>B1</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="W1.Length"/>).
+            /// </remarks>
+            public global::Collins.StepOutcome Step(float learningRate, __Span W1, __ReadOnlySpan W1Grad, __Span B1, __ReadOnlySpan B1Grad, __Span W2, __ReadOnlySpan W2Grad, __Span B2, __ReadOnlySpan B2Grad)
             {
                 var buffers = new __StepBuffers(W1, W1Grad, B1, B1Grad, W2, W2Grad, B2, B2Grad);
                 return StepCpu(learningRate, ref buffers);
@@ -93,12 +97,12 @@ namespace Samples
             /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
             private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
             {
-                private readonly global::System.Span<float> W1; private readonly global::System.ReadOnlySpan<float> W1Grad;
-                private readonly global::System.Span<float> B1; private readonly global::System.ReadOnlySpan<float> B1Grad;
-                private readonly global::System.Span<float> W2; private readonly global::System.ReadOnlySpan<float> W2Grad;
-                private readonly global::System.Span<float> B2; private readonly global::System.ReadOnlySpan<float> B2Grad;
+                private readonly __Span W1; private readonly __ReadOnlySpan W1Grad;
+                private readonly __Span B1; private readonly __ReadOnlySpan B1Grad;
+                private readonly __Span W2; private readonly __ReadOnlySpan W2Grad;
+                private readonly __Span B2; private readonly __ReadOnlySpan B2Grad;
 
-                public __StepBuffers(global::System.Span<float> W1, global::System.ReadOnlySpan<float> W1Grad, global::System.Span<float> B1, global::System.ReadOnlySpan<float> B1Grad, global::System.Span<float> W2, global::System.ReadOnlySpan<float> W2Grad, global::System.Span<float> B2, global::System.ReadOnlySpan<float> B2Grad)
+                public __StepBuffers(__Span W1, __ReadOnlySpan W1Grad, __Span B1, __ReadOnlySpan B1Grad, __Span W2, __ReadOnlySpan W2Grad, __Span B2, __ReadOnlySpan B2Grad)
                 {
                     this.W1 = W1; this.W1Grad = W1Grad;
                     this.B1 = B1; this.B1Grad = B1Grad;
@@ -108,7 +112,7 @@ namespace Samples
 
                 public int ParameterCount => 4;
                 public int GradientCount => 4;
-                public global::System.Span<float> Parameters(int tensor) => tensor switch
+                public __Span Parameters(int tensor) => tensor switch
                 {
                     0 => W1,
                     1 => B1,
@@ -116,7 +120,7 @@ namespace Samples
                     3 => B2,
                     _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                 };
-                public global::System.ReadOnlySpan<float> Gradient(int tensor) => tensor switch
+                public __ReadOnlySpan Gradient(int tensor) => tensor switch
                 {
                     0 => W1Grad,
                     1 => B1Grad,
@@ -172,20 +176,20 @@ namespace Samples
 
             // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __W1_DeviceAccumulate;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __W1_DeviceApply;
+            private __CheckKernel? __DenseCheck;   // one pair for every dense tensor
+            private __ElementKernel? __DenseApply;
+            private __SumKernel? __W1_DeviceAccumulate;
+            private __RowsKernel? __W1_DeviceApply;
 
             /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
             protected override void LoadDeviceKernels()
             {
                 if (__deviceKernelsLoaded) return;
                 var accelerator = Accelerator!;
-                __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
-                __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
-                __W1_DeviceAccumulate = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, W1.AccumulateKernel);
-                __W1_DeviceApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, W1.ApplyKernel);
+                __DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, __Dense.CheckKernel);
+                __DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, __Dense.ApplyKernel);
+                __W1_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, W1.AccumulateKernel);
+                __W1_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, W1.ApplyKernel);
                 __deviceKernelsLoaded = true;
             }
 
@@ -195,23 +199,18 @@ namespace Samples
             /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
             /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
             /// </summary>
-            /// <param name="learningRate">lr, finite and ≥ 0.</param>
-            /// <param name="W1">Parameters of tensor <c>W1</c> (100352 floats), updated in place.</param>
-            /// <param name="W1Grad">Gradient of tensor <c>W1</c> (100352 floats).</param>
-            /// <param name="B1">Parameters of tensor <c>B1</c> (128 floats), updated in place.</param>
-            /// <param name="B1Grad">Gradient of tensor <c>B1</c> (128 floats).</param>
-            /// <param name="W2">Parameters of tensor <c>W2</c> (1280 floats), updated in place.</param>
-            /// <param name="W2Grad">Gradient of tensor <c>W2</c> (1280 floats).</param>
-            /// <param name="B2">Parameters of tensor <c>B2</c> (10 floats), updated in place.</param>
-            /// <param name="B2Grad">Gradient of tensor <c>B2</c> (10 floats).</param>
-            public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> W1, global::ILGPU.ArrayView<float> W1Grad, global::ILGPU.ArrayView<float> B1, global::ILGPU.ArrayView<float> B1Grad, global::ILGPU.ArrayView<float> W2, global::ILGPU.ArrayView<float> W2Grad, global::ILGPU.ArrayView<float> B2, global::ILGPU.ArrayView<float> B2Grad)
+            /// <remarks>
+            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+            /// and its gradient: <c>W1</c>, <c>W1Grad</c>, <c>B1</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="W1.Length"/>).
+            /// </remarks>
+            public global::Collins.StepOutcome Step(float learningRate, __Floats W1, __Floats W1Grad, __Floats B1, __Floats B1Grad, __Floats W2, __Floats W2Grad, __Floats B2, __Floats B2Grad)
             {
                 var buffers = new __DeviceStepBuffers(W1, W1Grad, B1, B1Grad, W2, W2Grad, B2, B2Grad);
                 return StepDevice(learningRate, ref buffers);
             }
 
             /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
-            protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+            protected override void DeviceAccumulate(int tensor, __Floats gradient, __Flags flag)
             {
                 switch (tensor)
                 {
@@ -224,7 +223,7 @@ namespace Samples
             }
 
             /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
-            protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+            protected override void DeviceApply(int tensor, __Floats parameters, __Floats gradient, in __Scalars scalars)
             {
                 switch (tensor)
                 {
@@ -239,12 +238,12 @@ namespace Samples
             /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
             private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
             {
-                private readonly global::ILGPU.ArrayView<float> W1; private readonly global::ILGPU.ArrayView<float> W1Grad;
-                private readonly global::ILGPU.ArrayView<float> B1; private readonly global::ILGPU.ArrayView<float> B1Grad;
-                private readonly global::ILGPU.ArrayView<float> W2; private readonly global::ILGPU.ArrayView<float> W2Grad;
-                private readonly global::ILGPU.ArrayView<float> B2; private readonly global::ILGPU.ArrayView<float> B2Grad;
+                private readonly __Floats W1; private readonly __Floats W1Grad;
+                private readonly __Floats B1; private readonly __Floats B1Grad;
+                private readonly __Floats W2; private readonly __Floats W2Grad;
+                private readonly __Floats B2; private readonly __Floats B2Grad;
 
-                public __DeviceStepBuffers(global::ILGPU.ArrayView<float> W1, global::ILGPU.ArrayView<float> W1Grad, global::ILGPU.ArrayView<float> B1, global::ILGPU.ArrayView<float> B1Grad, global::ILGPU.ArrayView<float> W2, global::ILGPU.ArrayView<float> W2Grad, global::ILGPU.ArrayView<float> B2, global::ILGPU.ArrayView<float> B2Grad)
+                public __DeviceStepBuffers(__Floats W1, __Floats W1Grad, __Floats B1, __Floats B1Grad, __Floats W2, __Floats W2Grad, __Floats B2, __Floats B2Grad)
                 {
                     this.W1 = W1; this.W1Grad = W1Grad;
                     this.B1 = B1; this.B1Grad = B1Grad;
@@ -254,7 +253,7 @@ namespace Samples
 
                 public int ParameterCount => 4;
                 public int GradientCount => 4;
-                public global::ILGPU.ArrayView<float> Parameters(int tensor) => tensor switch
+                public __Floats Parameters(int tensor) => tensor switch
                 {
                     0 => W1,
                     1 => B1,
@@ -262,7 +261,7 @@ namespace Samples
                     3 => B2,
                     _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                 };
-                public global::ILGPU.ArrayView<float> Gradient(int tensor) => tensor switch
+                public __Floats Gradient(int tensor) => tensor switch
                 {
                     0 => W1Grad,
                     1 => B1Grad,
@@ -276,14 +275,14 @@ namespace Samples
             private static class __Dense
             {
                 /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                internal static void CheckKernel(__Index index, __Floats gradient, __Flags flag)
                 {
                     float x = gradient[index];
                     if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
                 }
 
                 /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
-                internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+                internal static void ApplyKernel(__Index index, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Scalars scalars)
                 {
                     int i = index;
                     float g = gradient[i];
@@ -330,7 +329,7 @@ namespace Samples
                 /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                 /// </summary>
-                internal static void AccumulateKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<int> flag)
+                internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
                 {
                     int b = bucket;
                     int c;
@@ -376,7 +375,7 @@ namespace Samples
                 /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
                 /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
                 /// </summary>
-                internal static void ApplyKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
+                internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
                 {
                     int b = bucket;
                     float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];

@@ -3,6 +3,19 @@
 #nullable enable
 #pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions
 
+using __Floats = global::ILGPU.ArrayView<float>;
+using __Flags = global::ILGPU.ArrayView<int>;
+using __Index = global::ILGPU.Index1D;
+using __Scalars = global::Collins.StepScalars;
+using __Span = global::System.Span<float>;
+using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
+using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;
+using __CheckKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __SumKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
+using __RowsKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __BucketKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __ElementKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+
 namespace Samples.Hashing
 {
     partial class Embedding
@@ -56,10 +69,8 @@ namespace Samples.Hashing
                 var settings = DefaultSettings;
                 var plans = new global::Collins.TensorPlan[2];
                 for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
-                if (plans[0].Length != Table.Length || plans[0].Buckets != Table.Buckets || plans[0].Rows != Table.Rows || plans[0].IsDense != Table.IsDense || plans[0].UniversalA != Table.A || plans[0].UniversalB != Table.B || plans[0].UniversalSignA != Table.SignA || plans[0].UniversalSignB != Table.SignB)
-                    throw new global::System.InvalidOperationException("Tensor 'Table': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
-                if (plans[1].Length != Bias.Length || plans[1].Buckets != Bias.Buckets || plans[1].Rows != Bias.Rows || plans[1].IsDense != Bias.IsDense)
-                    throw new global::System.InvalidOperationException("Tensor 'Bias': the run-time plan disagrees with the generated constants; rebuild with matching Collins and Collins.Generators versions.");
+                VerifyPlan(plans[0], Table.Length, Table.Buckets, Table.Rows, Table.IsDense, Table.A, Table.B, Table.SignA, Table.SignB);
+                VerifyPlan(plans[1], Bias.Length, Bias.Buckets, Bias.Rows, Bias.IsDense);
                 return plans;
             }
 
@@ -69,12 +80,11 @@ namespace Samples.Hashing
             /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
             /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
             /// </summary>
-            /// <param name="learningRate">lr, finite and ≥ 0.</param>
-            /// <param name="Table">Parameters of tensor <c>Table</c> (16000 floats), updated in place.</param>
-            /// <param name="TableGrad">Gradient of tensor <c>Table</c> (16000 floats).</param>
-            /// <param name="Bias">Parameters of tensor <c>Bias</c> (16 floats), updated in place.</param>
-            /// <param name="BiasGrad">Gradient of tensor <c>Bias</c> (16 floats).</param>
-            public global::Collins.StepOutcome Step(float learningRate, global::System.Span<float> Table, global::System.ReadOnlySpan<float> TableGrad, global::System.Span<float> Bias, global::System.ReadOnlySpan<float> BiasGrad)
+            /// <remarks>
+            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+            /// and its gradient: <c>Table</c>, <c>TableGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Table.Length"/>).
+            /// </remarks>
+            public global::Collins.StepOutcome Step(float learningRate, __Span Table, __ReadOnlySpan TableGrad, __Span Bias, __ReadOnlySpan BiasGrad)
             {
                 var buffers = new __StepBuffers(Table, TableGrad, Bias, BiasGrad);
                 return StepCpu(learningRate, ref buffers);
@@ -83,10 +93,10 @@ namespace Samples.Hashing
             /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
             private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
             {
-                private readonly global::System.Span<float> Table; private readonly global::System.ReadOnlySpan<float> TableGrad;
-                private readonly global::System.Span<float> Bias; private readonly global::System.ReadOnlySpan<float> BiasGrad;
+                private readonly __Span Table; private readonly __ReadOnlySpan TableGrad;
+                private readonly __Span Bias; private readonly __ReadOnlySpan BiasGrad;
 
-                public __StepBuffers(global::System.Span<float> Table, global::System.ReadOnlySpan<float> TableGrad, global::System.Span<float> Bias, global::System.ReadOnlySpan<float> BiasGrad)
+                public __StepBuffers(__Span Table, __ReadOnlySpan TableGrad, __Span Bias, __ReadOnlySpan BiasGrad)
                 {
                     this.Table = Table; this.TableGrad = TableGrad;
                     this.Bias = Bias; this.BiasGrad = BiasGrad;
@@ -94,13 +104,13 @@ namespace Samples.Hashing
 
                 public int ParameterCount => 2;
                 public int GradientCount => 2;
-                public global::System.Span<float> Parameters(int tensor) => tensor switch
+                public __Span Parameters(int tensor) => tensor switch
                 {
                     0 => Table,
                     1 => Bias,
                     _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                 };
-                public global::System.ReadOnlySpan<float> Gradient(int tensor) => tensor switch
+                public __ReadOnlySpan Gradient(int tensor) => tensor switch
                 {
                     0 => TableGrad,
                     1 => BiasGrad,
@@ -146,24 +156,24 @@ namespace Samples.Hashing
 
             // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
             private bool __deviceKernelsLoaded;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __DenseCheck;   // one pair for every dense tensor
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __DenseApply;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Table_DeviceScatter;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>? __Table_DeviceCheck;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceBuckets;
-            private global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>? __Table_DeviceElements;
+            private __CheckKernel? __DenseCheck;   // one pair for every dense tensor
+            private __ElementKernel? __DenseApply;
+            private __SumKernel? __Table_DeviceScatter;
+            private __CheckKernel? __Table_DeviceCheck;
+            private __BucketKernel? __Table_DeviceBuckets;
+            private __ElementKernel? __Table_DeviceElements;
 
             /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
             protected override void LoadDeviceKernels()
             {
                 if (__deviceKernelsLoaded) return;
                 var accelerator = Accelerator!;
-                __DenseCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, __Dense.CheckKernel);
-                __DenseApply = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, __Dense.ApplyKernel);
-                __Table_DeviceScatter = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Table.ScatterKernel);
-                __Table_DeviceCheck = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>(accelerator, Table.CheckKernel);
-                __Table_DeviceBuckets = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Table.BucketKernel);
-                __Table_DeviceElements = global::ILGPU.Runtime.KernelLoaders.LoadAutoGroupedStreamKernel<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>(accelerator, Table.ElementKernel);
+                __DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, __Dense.CheckKernel);
+                __DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, __Dense.ApplyKernel);
+                __Table_DeviceScatter = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, Table.ScatterKernel);
+                __Table_DeviceCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, Table.CheckKernel);
+                __Table_DeviceBuckets = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Table.BucketKernel);
+                __Table_DeviceElements = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Table.ElementKernel);
                 __deviceKernelsLoaded = true;
             }
 
@@ -173,19 +183,18 @@ namespace Samples.Hashing
             /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
             /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
             /// </summary>
-            /// <param name="learningRate">lr, finite and ≥ 0.</param>
-            /// <param name="Table">Parameters of tensor <c>Table</c> (16000 floats), updated in place.</param>
-            /// <param name="TableGrad">Gradient of tensor <c>Table</c> (16000 floats).</param>
-            /// <param name="Bias">Parameters of tensor <c>Bias</c> (16 floats), updated in place.</param>
-            /// <param name="BiasGrad">Gradient of tensor <c>Bias</c> (16 floats).</param>
-            public global::Collins.StepOutcome Step(float learningRate, global::ILGPU.ArrayView<float> Table, global::ILGPU.ArrayView<float> TableGrad, global::ILGPU.ArrayView<float> Bias, global::ILGPU.ArrayView<float> BiasGrad)
+            /// <remarks>
+            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+            /// and its gradient: <c>Table</c>, <c>TableGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Table.Length"/>).
+            /// </remarks>
+            public global::Collins.StepOutcome Step(float learningRate, __Floats Table, __Floats TableGrad, __Floats Bias, __Floats BiasGrad)
             {
                 var buffers = new __DeviceStepBuffers(Table, TableGrad, Bias, BiasGrad);
                 return StepDevice(learningRate, ref buffers);
             }
 
             /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
-            protected override void DeviceAccumulate(int tensor, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+            protected override void DeviceAccumulate(int tensor, __Floats gradient, __Flags flag)
             {
                 switch (tensor)
                 {
@@ -201,7 +210,7 @@ namespace Samples.Hashing
             }
 
             /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
-            protected override void DeviceApply(int tensor, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, in global::Collins.StepScalars scalars)
+            protected override void DeviceApply(int tensor, __Floats parameters, __Floats gradient, in __Scalars scalars)
             {
                 switch (tensor)
                 {
@@ -217,10 +226,10 @@ namespace Samples.Hashing
             /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
             private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
             {
-                private readonly global::ILGPU.ArrayView<float> Table; private readonly global::ILGPU.ArrayView<float> TableGrad;
-                private readonly global::ILGPU.ArrayView<float> Bias; private readonly global::ILGPU.ArrayView<float> BiasGrad;
+                private readonly __Floats Table; private readonly __Floats TableGrad;
+                private readonly __Floats Bias; private readonly __Floats BiasGrad;
 
-                public __DeviceStepBuffers(global::ILGPU.ArrayView<float> Table, global::ILGPU.ArrayView<float> TableGrad, global::ILGPU.ArrayView<float> Bias, global::ILGPU.ArrayView<float> BiasGrad)
+                public __DeviceStepBuffers(__Floats Table, __Floats TableGrad, __Floats Bias, __Floats BiasGrad)
                 {
                     this.Table = Table; this.TableGrad = TableGrad;
                     this.Bias = Bias; this.BiasGrad = BiasGrad;
@@ -228,13 +237,13 @@ namespace Samples.Hashing
 
                 public int ParameterCount => 2;
                 public int GradientCount => 2;
-                public global::ILGPU.ArrayView<float> Parameters(int tensor) => tensor switch
+                public __Floats Parameters(int tensor) => tensor switch
                 {
                     0 => Table,
                     1 => Bias,
                     _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
                 };
-                public global::ILGPU.ArrayView<float> Gradient(int tensor) => tensor switch
+                public __Floats Gradient(int tensor) => tensor switch
                 {
                     0 => TableGrad,
                     1 => BiasGrad,
@@ -246,14 +255,14 @@ namespace Samples.Hashing
             private static class __Dense
             {
                 /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void CheckKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<int> flag)
+                internal static void CheckKernel(__Index index, __Floats gradient, __Flags flag)
                 {
                     float x = gradient[index];
                     if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
                 }
 
                 /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
-                internal static void ApplyKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::Collins.StepScalars scalars)
+                internal static void ApplyKernel(__Index index, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Scalars scalars)
                 {
                     int i = index;
                     float g = gradient[i];
@@ -326,7 +335,7 @@ namespace Samples.Hashing
                 /// An element whose g² is not finite raises <paramref name="flag"/>[0] (plain store) and is not added, so the atomics never
                 /// see NaN (ILGPU's CPU accelerator implements float atomics as a compare-exchange loop that never ends on NaN).
                 /// </summary>
-                internal static void ScatterKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<int> flag)
+                internal static void ScatterKernel(__Index index, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
                 {
                     int i = index;
                     float x = gradient[i];
@@ -337,13 +346,13 @@ namespace Samples.Hashing
                 }
 
                 /// <summary>Device phase 1b, one thread per bucket: raises <paramref name="flag"/>[0] (plain store) when SumV[b] is not finite.</summary>
-                internal static void CheckKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<int> flag)
+                internal static void CheckKernel(__Index bucket, __Floats sumV, __Flags flag)
                 {
                     if (!(sumV[bucket] <= 3.40282347E+38f)) flag[0] = 1;
                 }
 
                 /// <summary>Device phase 2a, one thread per bucket: updates the bucket's moments once and stores its update coefficient in the workspace.</summary>
-                internal static void BucketKernel(global::ILGPU.Index1D bucket, global::ILGPU.ArrayView<float> firstMoment, global::ILGPU.ArrayView<float> secondMoment, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::ILGPU.ArrayView<float> occupancy, global::Collins.StepScalars scalars)
+                internal static void BucketKernel(__Index bucket, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Floats occupancy, __Scalars scalars)
                 {
                     int b = bucket;
                     float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
@@ -356,7 +365,7 @@ namespace Samples.Hashing
                 }
 
                 /// <summary>Device phase 2b, one thread per element: gathers the bucket coefficient and updates the parameter.</summary>
-                internal static void ElementKernel(global::ILGPU.Index1D index, global::ILGPU.ArrayView<float> parameters, global::ILGPU.ArrayView<float> gradient, global::ILGPU.ArrayView<float> sumM, global::ILGPU.ArrayView<float> sumV, global::Collins.StepScalars scalars)
+                internal static void ElementKernel(__Index index, __Floats parameters, __Floats gradient, __Floats sumM, __Floats sumV, __Scalars scalars)
                 {
                     int i = index;
                     parameters[i] = parameters[i] * scalars.Decay - Sign(i) * sumM[Bucket(i)];
