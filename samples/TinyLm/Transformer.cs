@@ -32,7 +32,7 @@ public sealed class Transformer
     public static float[][] Initialize(ModelConfig c, ulong seed, float[][]? into = null)
     {
         var specs = c.Specs();
-        var p = into ?? specs.Select(s => new float[s.Shape.Aggregate(1, (a, b) => a * b)]).ToArray();
+        var p = into ?? specs.Select(s => new float[ModelConfig.Length(s)]).ToArray();
         var rng = new SplitMix(seed);
         float resid = 0.02f / MathF.Sqrt(2 * c.Layers);
         for (int i = 0; i < specs.Count; i++)

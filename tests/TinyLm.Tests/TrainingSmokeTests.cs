@@ -156,6 +156,8 @@ public class TrainingSmokeTests(ITestOutputHelper output)
 
 public class ModelDeclarationTests
 {
+    private static readonly ModelConfig Other = new(Vocab: 65, Context: 8, DModel: 16, Heads: 2, FeedForward: 32, Layers: 2);
+
     [Fact]
     public void Tensor_attributes_match_the_model_config_in_order()
     {
@@ -170,6 +172,58 @@ public class ModelDeclarationTests
         var tensors = model.Tensors();
         for (int i = 0; i < specs.Count; i++)
             Assert.Same(fields[i].GetValue(model), tensors[i]);
+    }
+
+    [Fact]
+    public void The_declared_config_uses_the_generated_TensorSpecs_and_others_the_builder()
+    {
+        Assert.Same(TinyLmModel.C32.TensorSpecs, TinyLmModel.DeclaredSpecs);
+        Assert.Same(TinyLmModel.DeclaredSpecs, TinyLmModel.Config.Specs());
+        Assert.Same(TinyLmModel.DeclaredSpecs, (TinyLmModel.Config with { }).Specs());   // by value, not by instance
+        var other = Other.Specs();
+        Assert.Null(ModelConfig.SpecsDiffer(Other.BuildSpecs(), other));
+        Assert.Equal(16 * 48, ModelConfig.Length(other[Other.LayerBase(0) + ModelConfig.Wqkv]));
+    }
+
+    [Fact]
+    public void The_builder_reproduces_the_generated_TensorSpecs_for_the_declared_config_exactly()
+    {
+        var generated = TinyLmModel.C32.TensorSpecs;
+        var built = TinyLmModel.Config.BuildSpecs();
+        Assert.Equal(generated.Select(s => s.Name), built.Select(s => s.Name));
+        Assert.Equal(generated.Select(s => string.Join("x", s.Shape)), built.Select(s => string.Join("x", s.Shape)));
+        Assert.Equal(generated.Select(s => (s.Ratio, s.Sketching)), built.Select(s => (s.Ratio, s.Sketching)));
+        Assert.Null(ModelConfig.SpecsDiffer(generated, built));
+    }
+
+    [Fact]
+    public void SpecsDiffer_finds_a_difference_of_count_name_shape_ratio_or_sketching()
+    {
+        var specs = TinyLmModel.Config.BuildSpecs();
+        TensorSpec[] Changed(int i, TensorSpec s) => specs.Select((t, j) => j == i ? s : t).ToArray();
+        int at = TinyLmModel.Config.LayerBase(0) + ModelConfig.Wo;
+        var wo = specs[at];
+        Assert.Equal("L0Wo", wo.Name);
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, specs.Take(25).ToArray()));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Name = "Renamed" })));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Shape = [wo.Shape[1], wo.Shape[0] + 1] })));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Ratio = 8 })));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Sketching = TensorSketching.Dense })));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Other.BuildSpecs()));
+        Assert.Null(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Shape = (int[])wo.Shape.Clone() })));
+    }
+
+    [Fact]
+    public void Every_variant_declares_the_same_TensorSpecs()
+    {
+        var variants = new[]
+        {
+            TinyLmModel.C32.TensorSpecs, TinyLmModel.C32Mean.TensorSpecs, TinyLmModel.C32Universal.TensorSpecs,
+            TinyLmModel.C32NoMomentum.TensorSpecs, TinyLmModel.C32MeanNoMomentum.TensorSpecs, TinyLmModel.C1.TensorSpecs,
+            TinyLmModel.C4.TensorSpecs, TinyLmModel.C8.TensorSpecs, TinyLmModel.C64.TensorSpecs,
+        };
+        foreach (var specs in variants)
+            Assert.Null(ModelConfig.SpecsDiffer(TinyLmModel.DeclaredSpecs, specs));
     }
 
     [Fact]
