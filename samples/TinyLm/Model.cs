@@ -11,8 +11,8 @@ namespace TinyLm;
 /// A two-layer pre-LayerNorm causal transformer: vocabulary 65, context 64, d_model 64, 4 heads of 16,
 /// feed-forward 256 (GELU), untied output head. Tensors of ≥ 4096 elements (the default
 /// DenseThreshold) are sketched: Embed, Pos, Wqkv, Wo, W1, W2 and Head; the gains and biases stay dense.
-/// Adding an optimizer variant is one attribute line here: the trainer discovers every
-/// <c>[SketchedOptimizer]</c> on this class (see <see cref="OptimizerCatalog"/>).
+/// Adding an optimizer variant is one attribute line here, one line in <see cref="OptimizerCatalog.Variants"/> and one
+/// gradient list in <see cref="GradientTensors"/> (ModelDeclarationTests fails until all three agree).
 /// </remarks>
 [SketchedOptimizer(Name = "C32", Ratio = 32)]
 [SketchedOptimizer(Name = "C32Mean", Ratio = 32, SecondMoment = SecondMomentEstimate.Mean)]
@@ -62,7 +62,7 @@ public partial class TinyLmModel
 
     /// <summary>
     /// The tensors as the <c>[Tensor]</c> attributes declare them: the generated <c>TensorSpecs</c>, the same for every
-    /// variant (ModelDeclarationTests checks that). <see cref="ModelConfig.Specs"/> of
+    /// variant (<see cref="OptimizerCatalog.Variants"/> checks that once). <see cref="ModelConfig.Specs"/> of
     /// <see cref="Config"/> returns this.
     /// </summary>
     public static IReadOnlyList<TensorSpec> DeclaredSpecs => C32.TensorSpecs;
