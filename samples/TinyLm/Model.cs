@@ -11,8 +11,8 @@ namespace TinyLm;
 /// A two-layer pre-LayerNorm causal transformer: vocabulary 65, context 64, d_model 64, 4 heads of 16,
 /// feed-forward 256 (GELU), untied output head. Tensors of ≥ 4096 elements (the default
 /// DenseThreshold) are sketched: Embed, Pos, Wqkv, Wo, W1, W2 and Head; the gains and biases stay dense.
-/// Adding an optimizer variant is one attribute line here: the trainer discovers every
-/// <c>[SketchedOptimizer]</c> on this class (see <see cref="OptimizerCatalog"/>).
+/// Adding an optimizer variant is one attribute line here, one line in <see cref="OptimizerCatalog.Variants"/> and one
+/// gradient list in <see cref="GradientTensors"/> (ModelDeclarationTests fails until all three agree).
 /// </remarks>
 [SketchedOptimizer(Name = "C32", Ratio = 32)]
 [SketchedOptimizer(Name = "C32Mean", Ratio = 32, SecondMoment = SecondMomentEstimate.Mean)]
@@ -60,6 +60,13 @@ public partial class TinyLmModel
     [Tensor(DModel, Vocab)] public float[] Head = new float[DModel * Vocab];
     [Tensor(Vocab)] public float[] HeadB = new float[Vocab];
 
+    /// <summary>
+    /// The tensors as the <c>[Tensor]</c> attributes declare them: the generated <c>TensorSpecs</c>, the same for every
+    /// variant (<see cref="OptimizerCatalog.Variants"/> checks that once). <see cref="ModelConfig.Specs"/> of
+    /// <see cref="Config"/> returns this.
+    /// </summary>
+    public static IReadOnlyList<TensorSpec> DeclaredSpecs => C32.TensorSpecs;
+
     /// <summary>The tensors in declaration order (the order of <see cref="ModelConfig.Specs"/> and of the generated Step).</summary>
     public float[][] Tensors() =>
     [
@@ -85,8 +92,18 @@ public sealed record ModelConfig(int Vocab, int Context, int DModel, int Heads, 
     public int HeadBIndex => LnfGIndex + 3;
     public int TensorCount => LnfGIndex + 4;
 
-    /// <summary>Names and shapes of every tensor in order.</summary>
-    public IReadOnlyList<TensorSpec> Specs()
+    /// <summary>
+    /// Names and shapes of every tensor in order: for the declared <see cref="TinyLmModel.Config"/> the generated
+    /// <see cref="TinyLmModel.DeclaredSpecs"/>, for any other configuration <see cref="BuildSpecs"/>.
+    /// </summary>
+    public IReadOnlyList<TensorSpec> Specs() => this == TinyLmModel.Config ? TinyLmModel.DeclaredSpecs : BuildSpecs();
+
+    /// <summary>
+    /// The tensors of this configuration from the shape formulas, for configurations other than the declared one (the
+    /// gradient check's small model, the sweep, other data). For <see cref="TinyLmModel.Config"/> it reproduces the
+    /// generated <c>TensorSpecs</c> exactly (ModelDeclarationTests), so the two cannot drift.
+    /// </summary>
+    public IReadOnlyList<TensorSpec> BuildSpecs()
     {
         if (DModel % Heads != 0) throw new ArgumentException("DModel must be a multiple of Heads.");
         var s = new List<TensorSpec>
@@ -115,5 +132,26 @@ public sealed record ModelConfig(int Vocab, int Context, int DModel, int Heads, 
         return s;
     }
 
-    public long ParameterCount => Specs().Sum(t => (long)t.Shape.Aggregate(1, (a, b) => a * b));
+    /// <summary>Elements of a tensor.</summary>
+    public static int Length(TensorSpec spec) => spec.Shape.Aggregate(1, (a, b) => checked(a * b));
+
+    /// <summary>
+    /// The first difference between two tensor lists (count, then per position name, shape, ratio override, sketching), or
+    /// null when they are the same. <see cref="TensorSpec"/>'s own equality compares the shape arrays by reference.
+    /// </summary>
+    public static string? SpecsDiffer(IReadOnlyList<TensorSpec> expected, IReadOnlyList<TensorSpec> actual)
+    {
+        if (expected.Count != actual.Count) return $"{expected.Count} tensors expected, {actual.Count} found";
+        for (int i = 0; i < expected.Count; i++)
+        {
+            TensorSpec e = expected[i], a = actual[i];
+            if (e.Name != a.Name || !e.Shape.SequenceEqual(a.Shape) || e.Ratio != a.Ratio || e.Sketching != a.Sketching)
+                return $"tensor {i}: expected {Describe(e)}, found {Describe(a)}";
+        }
+        return null;
+
+        static string Describe(TensorSpec t) => $"{t.Name} [{string.Join(", ", t.Shape)}] ratio {t.Ratio} {t.Sketching}";
+    }
+
+    public long ParameterCount => Specs().Sum(t => (long)Length(t));
 }

@@ -1,21 +1,59 @@
-using System.Reflection;
-using System.Reflection.Emit;
 using Collins;
 using Collins.Kernels;
+using M = TinyLm.TinyLmModel;
 
 namespace TinyLm;
 
-/// <summary>What the trainer needs from an optimizer: one step over every tensor, and its state size.</summary>
+/// <summary>What the trainer needs from an optimizer: the buffers it steps, one step over every tensor, and its state size.</summary>
 public interface ITrainerOptimizer
 {
     /// <summary>Configuration name shown in the results (e.g. "AdamW", "C32").</summary>
     string Name { get; }
-    /// <summary>Which code does the step: "dense AdamW", "generated", "runtime CountSketchAdam", "sample reference".</summary>
+    /// <summary>Which code does the step: "dense AdamW …", "generated TinyLmModel.C32", "runtime Collins.CountSketchAdam", ….</summary>
     string Implementation { get; }
     /// <summary>Bytes of optimizer state.</summary>
     long StateBytes { get; }
+
+    /// <summary>
+    /// The parameter and gradient arrays, in <see cref="ModelConfig.Specs"/> order, that the trainer initialises, the backward
+    /// pass fills and <see cref="Step"/> updates. By default fresh arrays; a generated optimizer hands out its model's members
+    /// and its gradient holder's arrays (<see cref="GeneratedOptimizer{TOptimizer, TGradients}"/>).
+    /// </summary>
+    TensorBuffers BuffersFor(ModelConfig config) => TensorBuffers.Allocate(config.Specs());
+
     /// <summary>One step: parameters[i] -= update(gradients[i]), tensors in <see cref="ModelConfig.Specs"/> order.</summary>
     void Step(float learningRate, float[][] parameters, float[][] gradients);
+}
+
+/// <summary>One parameter and one gradient array per tensor, in <see cref="ModelConfig.Specs"/> order.</summary>
+public sealed record TensorBuffers(float[][] Parameters, float[][] Gradients)
+{
+    /// <summary>Zeroed arrays of the tensors' lengths.</summary>
+    public static TensorBuffers Allocate(IReadOnlyList<TensorSpec> specs) => new(
+        specs.Select(s => new float[ModelConfig.Length(s)]).ToArray(),
+        specs.Select(s => new float[ModelConfig.Length(s)]).ToArray());
+
+    /// <summary>Whether <paramref name="parameters"/> and <paramref name="gradients"/> hold exactly these arrays (by reference).</summary>
+    public bool AreThese(float[][] parameters, float[][] gradients)
+    {
+        if (parameters.Length != Parameters.Length || gradients.Length != Gradients.Length) return false;
+        for (int i = 0; i < Parameters.Length; i++)
+            if (!ReferenceEquals(parameters[i], Parameters[i]) || !ReferenceEquals(gradients[i], Gradients[i])) return false;
+        return true;
+    }
+
+    /// <summary>Throws unless there is one parameter and one gradient array of each tensor's length.</summary>
+    public static void CheckShapes(TensorBuffers buffers, IReadOnlyList<TensorSpec> specs)
+    {
+        if (buffers.Parameters.Length != specs.Count || buffers.Gradients.Length != specs.Count)
+            throw new ArgumentException($"Expected {specs.Count} parameter and gradient arrays, got {buffers.Parameters.Length} and {buffers.Gradients.Length}.");
+        for (int i = 0; i < specs.Count; i++)
+        {
+            int length = ModelConfig.Length(specs[i]);
+            if (buffers.Parameters[i]?.Length != length || buffers.Gradients[i]?.Length != length)
+                throw new ArgumentException($"Tensor {specs[i].Name}: expected {length} elements, got {buffers.Parameters[i]?.Length} (parameter) and {buffers.Gradients[i]?.Length} (gradient).");
+        }
+    }
 }
 
 /// <summary>Dense AdamW (8 B/param) on the library's vectorised dense kernel: the baseline.</summary>
@@ -47,9 +85,9 @@ public sealed class DenseAdamW : ITrainerOptimizer
 
 /// <summary>
 /// A straightforward Count-Sketch Adam written from the algorithm in DEVELOPERS.md over the
-/// library's <see cref="TensorPlan"/> hashes (the same h1/h2 as every Collins optimizer). The
-/// trainer uses it only when neither a generated variant nor the run-time
-/// <see cref="CountSketchAdam"/> step is available, and says so in the results.
+/// library's <see cref="TensorPlan"/> hashes (the same h1/h2 as every Collins optimizer), with none of the
+/// library's kernels: the independent oracle the generated and run-time optimizers are tested against
+/// (ImplementationAgreementTests). The trainer never picks it.
 /// </summary>
 public sealed class ReferenceCountSketchAdam : ITrainerOptimizer
 {
@@ -113,114 +151,132 @@ public sealed class ReferenceCountSketchAdam : ITrainerOptimizer
     }
 }
 
-/// <summary>
-/// Adapts any optimizer object with a generated-style step, <c>Step(float, Span&lt;float&gt;, ReadOnlySpan&lt;float&gt;, …)</c>
-/// (one pair per tensor), to <see cref="ITrainerOptimizer"/>. The argument spreading is emitted
-/// once per type as IL, so adding a generated variant needs no hand-written 50-argument call.
-/// </summary>
-public sealed class SpanStepOptimizer : ITrainerOptimizer
+/// <summary>Adapts the run-time <see cref="CountSketchAdam"/> (array step) to <see cref="ITrainerOptimizer"/>: any tensor shapes.</summary>
+public sealed class RuntimeCountSketchAdam(string name, OptimizerSettings settings, IReadOnlyList<TensorSpec> tensors) : ITrainerOptimizer
 {
-    private readonly object _optimizer;
-    private readonly Action<object, float, float[][], float[][]> _step;
-    private readonly PropertyInfo? _stateBytes;
+    public string Name { get; } = name;
+    public string Implementation => "runtime Collins.CountSketchAdam";
+    public CountSketchAdam Optimizer { get; } = new(settings, tensors);
+    public long StateBytes => Optimizer.StateBytes;
+    public void Step(float learningRate, float[][] parameters, float[][] gradients) => Optimizer.Step(learningRate, parameters, gradients);
+}
 
-    public SpanStepOptimizer(string name, object optimizer, int tensorCount, string implementation = "generated")
+/// <summary>A generated optimizer seen without its type arguments: what it steps and with what.</summary>
+public interface IGeneratedOptimizer : ITrainerOptimizer
+{
+    /// <summary>The generated optimizer, <c>TinyLmModel.{Name}</c>.</summary>
+    SketchedOptimizerBase Optimizer { get; }
+    /// <summary>The model whose members are the parameters it steps.</summary>
+    TinyLmModel Model { get; }
+    /// <summary>The generated <c>TinyLmModel.{Name}.Gradients</c> holder whose arrays are the gradients.</summary>
+    object Gradients { get; }
+}
+
+/// <summary>
+/// A generated optimizer <c>TinyLmModel.{Variant}</c> (<typeparamref name="TOptimizer"/>) stepped through its model-typed
+/// <c>Step(lr, model, gradients)</c>. It owns the <see cref="TinyLmModel"/> whose members are the parameters and the
+/// generated <typeparamref name="TGradients"/> holder whose arrays are the gradients, and hands both out as the trainer's
+/// buffers (<see cref="BuffersFor"/>): the backward pass writes straight into the holder, the step updates the model's
+/// members in place, nothing is copied.
+/// </summary>
+public sealed class GeneratedOptimizer<TOptimizer, TGradients> : IGeneratedOptimizer
+    where TOptimizer : SketchedOptimizerBase, new()
+    where TGradients : class, new()
+{
+    /// <summary>The variant's model-typed step, <c>(o, lr, m, g) => o.Step(lr, m, g)</c> (a generic type cannot name it).</summary>
+    public delegate StepOutcome ModelStep(TOptimizer optimizer, float learningRate, TinyLmModel model, TGradients gradients);
+
+    private readonly ModelStep _step;
+    private readonly TensorBuffers _buffers;
+
+    /// <param name="name">The variant's name (the generated type's).</param>
+    /// <param name="gradientTensors">The holder's arrays in declaration order (<see cref="GradientTensors"/>).</param>
+    /// <param name="step">The variant's model-typed step.</param>
+    public GeneratedOptimizer(string name, Func<TGradients, float[][]> gradientTensors, ModelStep step)
     {
         Name = name;
-        Implementation = implementation;
-        _optimizer = optimizer;
-        _step = Compile(optimizer.GetType(), tensorCount);
-        _stateBytes = optimizer.GetType().GetProperty("StateBytes", typeof(long));
+        _step = step;
+        Optimizer = new TOptimizer();
+        Model = new TinyLmModel();
+        Gradients = new TGradients();
+        _buffers = new TensorBuffers(Model.Tensors(), gradientTensors(Gradients));
+        TensorBuffers.CheckShapes(_buffers, TinyLmModel.DeclaredSpecs);
     }
 
     public string Name { get; }
-    public string Implementation { get; }
-    public long StateBytes => _stateBytes is null ? -1 : (long)_stateBytes.GetValue(_optimizer)!;
-    public object Inner => _optimizer;
+    public string Implementation => "generated TinyLmModel." + Name;
+    public long StateBytes => Optimizer.StateBytes;
+    public TOptimizer Optimizer { get; }
+    SketchedOptimizerBase IGeneratedOptimizer.Optimizer => Optimizer;
+    object IGeneratedOptimizer.Gradients => Gradients;
+    /// <summary>The model whose members are the parameters this optimizer steps.</summary>
+    public TinyLmModel Model { get; }
+    /// <summary>The generated gradient holder whose arrays the backward pass fills.</summary>
+    public TGradients Gradients { get; }
 
-    public void Step(float learningRate, float[][] parameters, float[][] gradients) => _step(_optimizer, learningRate, parameters, gradients);
+    /// <summary>The model's members and the holder's arrays (the same each call); only for <see cref="TinyLmModel.Config"/>.</summary>
+    public TensorBuffers BuffersFor(ModelConfig config) =>
+        config == TinyLmModel.Config ? _buffers
+        : throw new ArgumentException($"{Implementation} is generated for {TinyLmModel.Config}, not {config}.", nameof(config));
 
-    /// <summary>The type's public instance <c>Step(float, Span, ReadOnlySpan, …)</c> with <paramref name="tensorCount"/> pairs, or null.</summary>
-    public static MethodInfo? FindStep(Type type, int tensorCount)
+    /// <summary>One step over <see cref="Model"/> with <see cref="Gradients"/>, which must be the arrays passed here.</summary>
+    public void Step(float learningRate, float[][] parameters, float[][] gradients)
     {
-        foreach (var mi in type.GetMethods(BindingFlags.Public | BindingFlags.Instance))
-        {
-            if (mi.Name != "Step") continue;
-            var ps = mi.GetParameters();
-            if (ps.Length != 1 + 2 * tensorCount || ps[0].ParameterType != typeof(float)) continue;
-            bool ok = true;
-            for (int i = 0; i < tensorCount && ok; i++)
-                ok = ps[1 + 2 * i].ParameterType == typeof(Span<float>) && ps[2 + 2 * i].ParameterType == typeof(ReadOnlySpan<float>);
-            if (ok) return mi;
-        }
-        return null;
-    }
-
-    private static Action<object, float, float[][], float[][]> Compile(Type type, int tensorCount)
-    {
-        var step = FindStep(type, tensorCount)
-            ?? throw new ArgumentException($"{type} has no Step(float, Span<float>, ReadOnlySpan<float>, …) over {tensorCount} tensors.");
-        var dm = new DynamicMethod("SpreadStep_" + type.Name, typeof(void),
-            [typeof(object), typeof(float), typeof(float[][]), typeof(float[][])], typeof(SpanStepOptimizer).Module, skipVisibility: true);
-        var il = dm.GetILGenerator();
-        var spanCtor = typeof(Span<float>).GetConstructor([typeof(float[])])!;
-        var roCtor = typeof(ReadOnlySpan<float>).GetConstructor([typeof(float[])])!;
-        il.Emit(OpCodes.Ldarg_0);
-        il.Emit(OpCodes.Castclass, type);
-        il.Emit(OpCodes.Ldarg_1);
-        for (int i = 0; i < tensorCount; i++)
-        {
-            il.Emit(OpCodes.Ldarg_2); il.Emit(OpCodes.Ldc_I4, i); il.Emit(OpCodes.Ldelem_Ref); il.Emit(OpCodes.Newobj, spanCtor);
-            il.Emit(OpCodes.Ldarg_3); il.Emit(OpCodes.Ldc_I4, i); il.Emit(OpCodes.Ldelem_Ref); il.Emit(OpCodes.Newobj, roCtor);
-        }
-        il.Emit(OpCodes.Callvirt, step);
-        if (step.ReturnType != typeof(void)) il.Emit(OpCodes.Pop);
-        il.Emit(OpCodes.Ret);
-        return dm.CreateDelegate<Action<object, float, float[][], float[][]>>();
+        if (!_buffers.AreThese(parameters, gradients))
+            throw new ArgumentException($"{Implementation} steps its own model and gradient holder: pass the arrays of BuffersFor(config).");
+        _step(Optimizer, learningRate, Model, Gradients);
     }
 }
 
-/// <summary>Adapts the run-time <see cref="CountSketchAdam"/> (array step) to <see cref="ITrainerOptimizer"/>.</summary>
-public sealed class RuntimeCountSketchAdam : ITrainerOptimizer
-{
-    private readonly CountSketchAdam _inner;
-    private readonly Action<float, float[][], float[][]> _step;
-
-    private RuntimeCountSketchAdam(string name, CountSketchAdam inner, Action<float, float[][], float[][]> step)
-    {
-        Name = name; _inner = inner; _step = step;
-    }
-
-    public string Name { get; }
-    public string Implementation => "runtime Collins.CountSketchAdam";
-    public long StateBytes => _inner.StateBytes;
-    public void Step(float learningRate, float[][] parameters, float[][] gradients) => _step(learningRate, parameters, gradients);
-
-    /// <summary>The run-time optimizer, or null while <c>CountSketchAdam.Step(float, float[][], float[][])</c> does not exist.</summary>
-    public static RuntimeCountSketchAdam? TryCreate(string name, OptimizerSettings settings, IReadOnlyList<TensorSpec> tensors)
-    {
-        var mi = typeof(CountSketchAdam).GetMethod("Step", BindingFlags.Public | BindingFlags.Instance, [typeof(float), typeof(float[][]), typeof(float[][])]);
-        if (mi is null) return null;
-        var inner = new CountSketchAdam(settings, tensors);
-        var call = (Func<float, float[][], float[][], StepOutcome>)Delegate.CreateDelegate(typeof(Func<float, float[][], float[][], StepOutcome>), inner, mi, throwOnBindFailure: false)!;
-        if (call is null) return null;
-        return new RuntimeCountSketchAdam(name, inner, (lr, p, g) => call(lr, p, g));
-    }
-}
+/// <summary>A Collins variant of the catalogue: its settings and its generated optimizer.</summary>
+/// <param name="Name">The <c>[SketchedOptimizer(Name = …)]</c> on <see cref="TinyLmModel"/>, which is the generated type's name.</param>
+/// <param name="Settings">The generated <c>TinyLmModel.{Name}.DefaultSettings</c> (the attribute's values).</param>
+/// <param name="TensorSpecs">The generated <c>TinyLmModel.{Name}.TensorSpecs</c>.</param>
+/// <param name="CreateGenerated">A new instance of the generated optimizer, for <see cref="TinyLmModel.Config"/>.</param>
+public sealed record CollinsVariant(string Name, OptimizerSettings Settings, IReadOnlyList<TensorSpec> TensorSpecs, Func<ITrainerOptimizer> CreateGenerated);
 
 /// <summary>
-/// Every optimizer the trainer knows, by name: "AdamW", and one Collins variant per
-/// <c>[SketchedOptimizer(Name = …)]</c> on <see cref="TinyLmModel"/>. A variant uses the
-/// generated nested type <c>TinyLmModel.{Name}</c> when the generator has emitted it, else the run-time
-/// <see cref="CountSketchAdam"/>, else <see cref="ReferenceCountSketchAdam"/>; the results say which.
+/// Every optimizer the trainer knows, by name: "AdamW", and one Collins variant per <c>[SketchedOptimizer(Name = …)]</c> on
+/// <see cref="TinyLmModel"/>, listed explicitly in <see cref="Variants"/> (a test checks that the list and the attributes
+/// agree). A variant runs its generated type <c>TinyLmModel.{Name}</c> for the declared <see cref="TinyLmModel.Config"/>,
+/// and the run-time <see cref="CountSketchAdam"/> with the same settings for any other shapes; the results say which.
 /// </summary>
 public static class OptimizerCatalog
 {
-    /// <summary>The <c>[SketchedOptimizer]</c> attributes declared on the model, in declaration order.</summary>
-    public static IReadOnlyList<SketchedOptimizerAttribute> Variants { get; } =
-        typeof(TinyLmModel).GetCustomAttributes<SketchedOptimizerAttribute>(inherit: false).ToArray();
+    /// <summary>The variants, in the attributes' declaration order: one line each.</summary>
+    public static IReadOnlyList<CollinsVariant> Variants { get; } = CheckSameSpecs(
+    [
+        Generated<M.C32, M.C32.Gradients>(nameof(M.C32), M.C32.DefaultSettings, M.C32.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C32Mean, M.C32Mean.Gradients>(nameof(M.C32Mean), M.C32Mean.DefaultSettings, M.C32Mean.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C32Universal, M.C32Universal.Gradients>(nameof(M.C32Universal), M.C32Universal.DefaultSettings, M.C32Universal.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C32NoMomentum, M.C32NoMomentum.Gradients>(nameof(M.C32NoMomentum), M.C32NoMomentum.DefaultSettings, M.C32NoMomentum.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C32MeanNoMomentum, M.C32MeanNoMomentum.Gradients>(nameof(M.C32MeanNoMomentum), M.C32MeanNoMomentum.DefaultSettings, M.C32MeanNoMomentum.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C1, M.C1.Gradients>(nameof(M.C1), M.C1.DefaultSettings, M.C1.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C4, M.C4.Gradients>(nameof(M.C4), M.C4.DefaultSettings, M.C4.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C8, M.C8.Gradients>(nameof(M.C8), M.C8.DefaultSettings, M.C8.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C64, M.C64.Gradients>(nameof(M.C64), M.C64.DefaultSettings, M.C64.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+    ]);
+
+    private static CollinsVariant Generated<TOptimizer, TGradients>(
+        string name, OptimizerSettings settings, IReadOnlyList<TensorSpec> specs,
+        Func<TGradients, float[][]> gradientTensors, GeneratedOptimizer<TOptimizer, TGradients>.ModelStep step)
+        where TOptimizer : SketchedOptimizerBase, new() where TGradients : class, new() =>
+        new(name, settings, specs, () => new GeneratedOptimizer<TOptimizer, TGradients>(name, gradientTensors, step));
+
+    /// <summary>Every variant declares the same tensors as <see cref="TinyLmModel.DeclaredSpecs"/> (checked once, here).</summary>
+    private static CollinsVariant[] CheckSameSpecs(CollinsVariant[] variants)
+    {
+        foreach (var v in variants)
+            if (ModelConfig.SpecsDiffer(TinyLmModel.DeclaredSpecs, v.TensorSpecs) is { } difference)
+                throw new InvalidOperationException($"TinyLmModel.{v.Name}.TensorSpecs differ from TinyLmModel.DeclaredSpecs: {difference}.");
+        return variants;
+    }
 
     public static IEnumerable<string> Names => new[] { "AdamW" }.Concat(Variants.Select(v => v.Name));
+
+    /// <summary>The variant named <paramref name="name"/>.</summary>
+    public static CollinsVariant Variant(string name) => Variants.FirstOrDefault(v => v.Name == name)
+        ?? throw new ArgumentException($"Unknown optimizer '{name}'. Known: {string.Join(", ", Names)}.");
 
     /// <summary>
     /// The learning rate each named optimizer did best with in the 500-step sweep (grid 3e-4, 1e-3, 3e-3, 1e-2, seed 1;
@@ -233,33 +289,15 @@ public static class OptimizerCatalog
         _ => 1e-2f,                                   // AdamW, C1, C4, C8, C32, C32Universal, C32NoMomentum, C64
     };
 
-    public static OptimizerSettings ToSettings(SketchedOptimizerAttribute a) => new()
-    {
-        Ratio = a.Ratio, Beta1 = a.Beta1, Beta2 = a.Beta2, Epsilon = a.Epsilon, WeightDecay = a.WeightDecay,
-        Layout = a.Layout, SecondMoment = a.SecondMoment, Seed = a.Seed, DenseThreshold = a.DenseThreshold,
-    };
-
     /// <summary>Creates the optimizer named <paramref name="name"/> for a model of <paramref name="config"/>.</summary>
     public static ITrainerOptimizer Create(string name, ModelConfig config)
     {
-        var specs = config.Specs();
-        if (name == "AdamW") return new DenseAdamW(specs);
-        var attr = Variants.FirstOrDefault(v => v.Name == name)
-            ?? throw new ArgumentException($"Unknown optimizer '{name}'. Known: {string.Join(", ", Names)}.");
-        if (config == TinyLmModel.Config && TryCreateGenerated(name, specs.Count) is { } generated) return generated;
-        return CreateRuntime(name, ToSettings(attr), specs);
+        if (name == "AdamW") return new DenseAdamW(config.Specs());
+        var variant = Variant(name);
+        return config == TinyLmModel.Config ? variant.CreateGenerated() : CreateRuntime(name, variant.Settings, config.Specs());
     }
 
-    /// <summary>The generated <c>TinyLmModel.{name}</c>, or null when the generator has not emitted it.</summary>
-    public static ITrainerOptimizer? TryCreateGenerated(string name, int tensorCount)
-    {
-        var type = typeof(TinyLmModel).GetNestedType(name, BindingFlags.Public);
-        if (type is null || type.IsAbstract || type.GetConstructor(Type.EmptyTypes) is null) return null;
-        if (SpanStepOptimizer.FindStep(type, tensorCount) is null) return null;
-        return new SpanStepOptimizer(name, Activator.CreateInstance(type)!, tensorCount, "generated TinyLmModel." + name);
-    }
-
-    /// <summary>A Collins optimizer from run-time settings (the sweep's path).</summary>
+    /// <summary>A Collins optimizer from run-time settings, for any shapes (the sweep's path).</summary>
     public static ITrainerOptimizer CreateRuntime(string name, OptimizerSettings settings, IReadOnlyList<TensorSpec> specs) =>
-        (ITrainerOptimizer?)RuntimeCountSketchAdam.TryCreate(name, settings, specs) ?? new ReferenceCountSketchAdam(name, settings, specs);
+        new RuntimeCountSketchAdam(name, settings, specs);
 }

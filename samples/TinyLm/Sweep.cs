@@ -8,8 +8,8 @@ namespace TinyLm;
 /// <summary>
 /// The full grid: AdamW and Collins at Ratio × Layout × SecondMoment × Beta1, each at every learning
 /// rate of the grid (<see cref="DefaultLearningRates"/> unless given), reported at its best rate. The generator emits one type per
-/// attribute, so the sweep builds its configurations at run time (run-time CountSketchAdam when
-/// available: identical math and hash derivation).
+/// attribute, so the sweep builds its configurations at run time with the run-time CountSketchAdam
+/// (the generated optimizers' kernels and hash derivation: bit-identical to them).
 /// </summary>
 public static class Sweep
 {

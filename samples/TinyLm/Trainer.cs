@@ -79,8 +79,10 @@ public static class Trainer
     public static RunResult Train(ModelConfig config, Corpus corpus, ITrainerOptimizer optimizer, TrainOptions o,
                                   Action<string>? log = null)
     {
-        var parameters = Transformer.Initialize(config, o.Seed);
-        var model = new Transformer(config, parameters);
+        // The optimizer's own buffers: for a generated one, its TinyLmModel's members and its Gradients holder's arrays.
+        var buffers = optimizer.BuffersFor(config);
+        var parameters = Transformer.Initialize(config, o.Seed, into: buffers.Parameters);
+        var model = new Transformer(config, parameters, buffers.Gradients);
         int T = config.Context, B = o.Batch;
         var train = o.TrainTokens > 0 ? corpus.Train[..Math.Min(o.TrainTokens, corpus.Train.Length)] : corpus.Train;
         if (train.Length < T + 2) throw new ArgumentException("Training slice is shorter than one window.");

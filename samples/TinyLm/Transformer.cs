@@ -9,19 +9,17 @@ public sealed class Transformer
 {
     private Workspace? _ws;
 
-    /// <summary>A model over the given parameter arrays (not copied; the optimizer updates them in place).</summary>
-    public Transformer(ModelConfig config, float[][] parameters)
+    /// <summary>
+    /// A model over the given parameter arrays and, when given, gradient arrays (neither copied: the backward pass writes
+    /// <paramref name="gradients"/> in place, the optimizer updates <paramref name="parameters"/> in place).
+    /// </summary>
+    public Transformer(ModelConfig config, float[][] parameters, float[][]? gradients = null)
     {
         Config = config;
-        var specs = config.Specs();
-        if (parameters.Length != specs.Count) throw new ArgumentException($"Expected {specs.Count} tensors, got {parameters.Length}.");
-        for (int i = 0; i < specs.Count; i++)
-        {
-            int len = specs[i].Shape.Aggregate(1, (a, b) => a * b);
-            if (parameters[i].Length != len) throw new ArgumentException($"Tensor {specs[i].Name} has {parameters[i].Length} elements, expected {len}.");
-        }
-        Parameters = parameters;
-        Gradients = parameters.Select(p => new float[p.Length]).ToArray();
+        var buffers = new TensorBuffers(parameters, gradients ?? parameters.Select(p => new float[p?.Length ?? 0]).ToArray());
+        TensorBuffers.CheckShapes(buffers, config.Specs());
+        Parameters = buffers.Parameters;
+        Gradients = buffers.Gradients;
     }
 
     public ModelConfig Config { get; }
@@ -32,7 +30,7 @@ public sealed class Transformer
     public static float[][] Initialize(ModelConfig c, ulong seed, float[][]? into = null)
     {
         var specs = c.Specs();
-        var p = into ?? specs.Select(s => new float[s.Shape.Aggregate(1, (a, b) => a * b)]).ToArray();
+        var p = into ?? specs.Select(s => new float[ModelConfig.Length(s)]).ToArray();
         var rng = new SplitMix(seed);
         float resid = 0.02f / MathF.Sqrt(2 * c.Layers);
         for (int i = 0; i < specs.Count; i++)

@@ -70,16 +70,19 @@ public class TrainingSmokeTests(ITestOutputHelper output)
     public void Collins_ratio_32_generated_optimizer_runs_and_learns_nearly_as_well_as_AdamW(string variant)
     {
         var opt = OptimizerCatalog.Create(variant, TinyLmModel.Config);
-        // The catalogue falls back to the run-time or a reference optimizer silently: the generated type must be the one that ran.
+        // The catalogue picks the run-time optimizer for other shapes: for the declared ones the generated type must be the one that ran.
         Assert.Equal("generated TinyLmModel." + variant, opt.Implementation);
         var expectedType = typeof(TinyLmModel).GetNestedType(variant);
         Assert.NotNull(expectedType);
-        Assert.IsType(expectedType!, Assert.IsType<SpanStepOptimizer>(opt).Inner);
-        Assert.True(typeof(SketchedOptimizerBase).IsAssignableFrom(expectedType));
+        var generated = Assert.IsAssignableFrom<IGeneratedOptimizer>(opt);
+        Assert.IsType(expectedType!, generated.Optimizer);
         var adam = new DenseAdamW(TinyLmModel.Config.Specs());
         Assert.True(opt.StateBytes * 10 < adam.StateBytes, $"{variant} keeps {opt.StateBytes} B, AdamW {adam.StateBytes} B");
         var r = Train(opt);
         Assert.Equal("generated TinyLmModel." + variant, r.Implementation);
+        // Every step went through the generated optimizer, over the model it owns (trained in place: Embed moved off its init).
+        Assert.Equal(Smoke.Steps, generated.Optimizer.StepCount);
+        Assert.NotEqual(Transformer.Initialize(TinyLmModel.Config, Smoke.Seed)[ModelConfig.EmbedIndex], generated.Model.Embed);
         string? failure = NotLearned(r, ofAdamW: RatioThirtyTwoSlack);
         Assert.True(failure is null, failure);
     }
@@ -120,6 +123,7 @@ public class TrainingSmokeTests(ITestOutputHelper output)
         var adam = AdamW.Value;
         var opt = OptimizerCatalog.Create("C1", TinyLmModel.Config);
         Assert.Equal("generated TinyLmModel.C1", opt.Implementation);
+        Assert.IsType<TinyLmModel.C1>(Assert.IsAssignableFrom<IGeneratedOptimizer>(opt).Optimizer);
         var c1 = Train(opt);
         Assert.Equal(adam.StateBytes, c1.StateBytes);
         double worst = 0;
@@ -156,8 +160,10 @@ public class TrainingSmokeTests(ITestOutputHelper output)
 
 public class ModelDeclarationTests
 {
+    private static readonly ModelConfig Other = new(Vocab: 65, Context: 8, DModel: 16, Heads: 2, FeedForward: 32, Layers: 2);
+
     [Fact]
-    public void Tensor_attributes_match_the_model_config_in_order()
+    public void Tensor_attributes_match_the_generated_specs_and_Tensors_in_order()
     {
         var fields = typeof(TinyLmModel).GetFields(BindingFlags.Public | BindingFlags.Instance)
             .Where(f => f.GetCustomAttribute<TensorAttribute>() is not null)
@@ -168,14 +174,80 @@ public class ModelDeclarationTests
             Assert.Equal(specs[i].Shape, fields[i].GetCustomAttribute<TensorAttribute>()!.Shape);
         var model = new TinyLmModel();
         var tensors = model.Tensors();
+        Assert.Equal(fields.Length, tensors.Length);
         for (int i = 0; i < specs.Count; i++)
             Assert.Same(fields[i].GetValue(model), tensors[i]);
     }
 
     [Fact]
+    public void The_declared_config_uses_the_generated_TensorSpecs_and_others_the_builder()
+    {
+        Assert.Same(TinyLmModel.C32.TensorSpecs, TinyLmModel.DeclaredSpecs);
+        Assert.Same(TinyLmModel.DeclaredSpecs, TinyLmModel.Config.Specs());
+        Assert.Same(TinyLmModel.DeclaredSpecs, (TinyLmModel.Config with { }).Specs());   // by value, not by instance
+        var other = Other.Specs();
+        Assert.Null(ModelConfig.SpecsDiffer(Other.BuildSpecs(), other));
+        Assert.Equal(16 * 48, ModelConfig.Length(other[Other.LayerBase(0) + ModelConfig.Wqkv]));
+    }
+
+    [Fact]
+    public void The_builder_reproduces_the_generated_TensorSpecs_for_the_declared_config_exactly()
+    {
+        var generated = TinyLmModel.C32.TensorSpecs;
+        var built = TinyLmModel.Config.BuildSpecs();
+        Assert.Equal(generated.Select(s => s.Name), built.Select(s => s.Name));
+        Assert.Equal(generated.Select(s => string.Join("x", s.Shape)), built.Select(s => string.Join("x", s.Shape)));
+        Assert.Equal(generated.Select(s => (s.Ratio, s.Sketching)), built.Select(s => (s.Ratio, s.Sketching)));
+        Assert.Null(ModelConfig.SpecsDiffer(generated, built));
+    }
+
+    [Fact]
+    public void SpecsDiffer_finds_a_difference_of_count_name_shape_ratio_or_sketching()
+    {
+        var specs = TinyLmModel.Config.BuildSpecs();
+        TensorSpec[] Changed(int i, TensorSpec s) => specs.Select((t, j) => j == i ? s : t).ToArray();
+        int at = TinyLmModel.Config.LayerBase(0) + ModelConfig.Wo;
+        var wo = specs[at];
+        Assert.Equal("L0Wo", wo.Name);
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, specs.Take(25).ToArray()));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Name = "Renamed" })));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Shape = [wo.Shape[1], wo.Shape[0] + 1] })));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Ratio = 8 })));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Sketching = TensorSketching.Dense })));
+        Assert.NotNull(ModelConfig.SpecsDiffer(specs, Other.BuildSpecs()));
+        Assert.Null(ModelConfig.SpecsDiffer(specs, Changed(at, wo with { Shape = (int[])wo.Shape.Clone() })));
+    }
+
+    [Fact]
+    public void Every_variant_declares_the_same_TensorSpecs()
+    {
+        foreach (var v in OptimizerCatalog.Variants)
+            Assert.True(ModelConfig.SpecsDiffer(TinyLmModel.DeclaredSpecs, v.TensorSpecs) is null, v.Name);
+    }
+
+    [Fact]
+    public void The_catalogue_lists_every_SketchedOptimizer_attribute_in_order_with_its_settings()
+    {
+        var attributes = typeof(TinyLmModel).GetCustomAttributes<SketchedOptimizerAttribute>(inherit: false).ToArray();
+        Assert.Equal(attributes.Select(a => a.Name), OptimizerCatalog.Variants.Select(v => v.Name));
+        foreach (var (a, v) in attributes.Zip(OptimizerCatalog.Variants))
+        {
+            var fromAttribute = new OptimizerSettings
+            {
+                Ratio = a.Ratio, Beta1 = a.Beta1, Beta2 = a.Beta2, Epsilon = a.Epsilon, WeightDecay = a.WeightDecay,
+                Layout = a.Layout, SecondMoment = a.SecondMoment, Seed = a.Seed, DenseThreshold = a.DenseThreshold,
+            };
+            Assert.Equal(fromAttribute, v.Settings);
+            var generated = Assert.IsAssignableFrom<IGeneratedOptimizer>(v.CreateGenerated());
+            Assert.Equal(a.Name, generated.Optimizer.GetType().Name);
+            Assert.Equal(v.Settings, generated.Optimizer.Settings);
+        }
+    }
+
+    [Fact]
     public void Big_matrices_are_sketched_and_small_vectors_stay_dense()
     {
-        var settings = OptimizerCatalog.ToSettings(OptimizerCatalog.Variants.Single(v => v.Name == "C32"));
+        var settings = OptimizerCatalog.Variant("C32").Settings;
         var plans = TinyLmModel.Config.Specs().Select(s => new TensorPlan(s, settings)).ToDictionary(p => p.Name);
         foreach (var name in new[] { "Embed", "Pos", "L0Wqkv", "L0Wo", "L0W1", "L0W2", "L1Wqkv", "L1Wo", "L1W1", "L1W2", "Head" })
             Assert.False(plans[name].IsDense, name);
@@ -194,41 +266,65 @@ public class ModelDeclarationTests
         }
         Assert.Throws<ArgumentException>(() => OptimizerCatalog.Create("NoSuchVariant", TinyLmModel.Config));
     }
+
+    [Fact]
+    public void Other_shapes_get_the_runtime_optimizer_with_the_variant_settings()
+    {
+        foreach (var v in OptimizerCatalog.Variants)
+        {
+            var rt = Assert.IsType<RuntimeCountSketchAdam>(OptimizerCatalog.Create(v.Name, Other));
+            Assert.Equal("runtime Collins.CountSketchAdam", rt.Implementation);
+            Assert.Equal(v.Settings, rt.Optimizer.Settings);
+            Assert.Equal(Other.Specs().Select(s => s.Name), rt.Optimizer.Tensors.Select(p => p.Name));
+        }
+    }
 }
 
-public class SpanStepAdapterTests
+public class GeneratedOptimizerTests
 {
-    // Stands in for a generated optimizer: a Step with one Span/ReadOnlySpan pair per tensor.
-    public sealed class FakeGenerated
+    [Fact]
+    public void Hands_out_its_model_members_and_gradient_holder_arrays_as_the_trainer_buffers()
     {
-        public readonly List<(float Lr, float[] P0, float G0Sum)> Calls = new();
-        public long StateBytes => 123;
-        public StepOutcome Step(float learningRate, Span<float> a, ReadOnlySpan<float> aGrad, Span<float> b, ReadOnlySpan<float> bGrad)
+        foreach (var v in OptimizerCatalog.Variants)
         {
-            for (int i = 0; i < a.Length; i++) a[i] -= learningRate * aGrad[i];
-            for (int i = 0; i < b.Length; i++) b[i] -= learningRate * bGrad[i];
-            return StepOutcome.Applied;
+            var opt = Assert.IsAssignableFrom<IGeneratedOptimizer>(v.CreateGenerated());
+            var buffers = opt.BuffersFor(TinyLmModel.Config);
+            Assert.Same(buffers, opt.BuffersFor(TinyLmModel.Config));
+            var members = opt.Model.Tensors();
+            var specs = TinyLmModel.DeclaredSpecs;
+            Assert.Equal(specs.Count, buffers.Parameters.Length);
+            Assert.Equal(specs.Count, buffers.Gradients.Length);
+            // Each gradient array is the holder's member named as the tensor (GradientTensors lists them by hand).
+            var holder = opt.Gradients;
+            Assert.Equal($"TinyLmModel+{v.Name}+Gradients", holder.GetType().FullName!.Split('.')[^1]);
+            Assert.Equal(specs.Count, holder.GetType().GetProperties().Count(p => p.PropertyType == typeof(float[])));
+            for (int i = 0; i < specs.Count; i++)
+            {
+                Assert.Same(members[i], buffers.Parameters[i]);
+                Assert.Same(holder.GetType().GetProperty(specs[i].Name)!.GetValue(holder), buffers.Gradients[i]);
+            }
+            Assert.Equal(2 * specs.Count, buffers.Parameters.Concat(buffers.Gradients).Distinct().Count());
         }
     }
 
     [Fact]
-    public void Spreads_arrays_into_span_pairs_in_order()
+    public void Steps_only_its_own_buffers_and_only_the_declared_config()
     {
-        var fake = new FakeGenerated();
-        var opt = new SpanStepOptimizer("Fake", fake, tensorCount: 2);
-        float[][] p = [[1, 2], [10, 20, 30]];
-        float[][] g = [[1, 1], [2, 2, 2]];
-        opt.Step(0.5f, p, g);
-        Assert.Equal(new float[] { 0.5f, 1.5f }, p[0]);
-        Assert.Equal(new float[] { 9, 19, 29 }, p[1]);
-        Assert.Equal(123, opt.StateBytes);
-    }
+        var opt = OptimizerCatalog.Create("C32", TinyLmModel.Config);
+        var own = opt.BuffersFor(TinyLmModel.Config);
+        var fresh = TensorBuffers.Allocate(TinyLmModel.Config.Specs());
+        Assert.Throws<ArgumentException>(() => opt.Step(1e-3f, fresh.Parameters, own.Gradients));
+        Assert.Throws<ArgumentException>(() => opt.Step(1e-3f, own.Parameters, fresh.Gradients));
+        var swapped = (float[][])own.Gradients.Clone();
+        (swapped[2], swapped[3]) = (swapped[3], swapped[2]);   // same lengths, wrong tensors
+        Assert.Throws<ArgumentException>(() => opt.Step(1e-3f, own.Parameters, swapped));
+        Assert.Throws<ArgumentException>(() => opt.BuffersFor(TinyLmModel.Config with { Layers = 1 }));
 
-    [Fact]
-    public void Refuses_a_type_without_a_matching_step()
-    {
-        Assert.Throws<ArgumentException>(() => new SpanStepOptimizer("Fake", new FakeGenerated(), tensorCount: 3));
-        Assert.Null(SpanStepOptimizer.FindStep(typeof(string), 1));
+        own.Gradients[0][0] = 1f;
+        float before = own.Parameters[0][0];
+        opt.Step(1e-3f, own.Parameters, own.Gradients);
+        Assert.NotEqual(before, own.Parameters[0][0]);
+        Assert.Equal(1, ((IGeneratedOptimizer)opt).Optimizer.StepCount);
     }
 }
 
