@@ -227,11 +227,17 @@ namespace Collins.Generators
             w.Line("/// <see cref=\"Step(float, " + model.ClassName + ", Gradients)\"/>: fill them in the backward pass, step, then <see cref=\"Clear\"/>.");
             w.Line("/// </summary>");
             w.Open("public sealed class Gradients");
+            w.Line("/// <summary>Allocates one zeroed gradient array per tensor.</summary>");
+            w.Line("public Gradients() => Tensors = new float[][] { " + string.Join(", ", v.Tensors.Select(t => t.Name)) + " };");
+            w.Line();
             foreach (var t in v.Tensors)
             {
                 w.Line("/// <summary>Gradient of tensor <c>" + t.Name + "</c> (" + Lit.I(t.Length) + " floats).</summary>");
                 w.Line("public float[] " + t.Name + " { get; } = new float[" + Lit.I(t.Length) + "];");
             }
+            w.Line();
+            w.Line("/// <summary>The same arrays in declaration order (the order of <see cref=\"TensorSpecs\"/>), for code that indexes tensors.</summary>");
+            w.Line("public float[][] Tensors { get; }");
             w.Line();
             w.Line("/// <summary>Sets every gradient to zero.</summary>");
             w.Open("public void Clear()");

@@ -11,8 +11,8 @@ namespace TinyLm;
 /// A two-layer pre-LayerNorm causal transformer: vocabulary 65, context 64, d_model 64, 4 heads of 16,
 /// feed-forward 256 (GELU), untied output head. Tensors of ≥ 4096 elements (the default
 /// DenseThreshold) are sketched: Embed, Pos, Wqkv, Wo, W1, W2 and Head; the gains and biases stay dense.
-/// Adding an optimizer variant is one attribute line here, one line in <see cref="OptimizerCatalog.Variants"/> and one
-/// gradient list in <see cref="GradientTensors"/> (ModelDeclarationTests fails until all three agree).
+/// Adding an optimizer variant is one attribute line here and one line in <see cref="OptimizerCatalog.Variants"/> (a test fails
+/// until both agree).
 /// </remarks>
 [SketchedOptimizer(Name = "C32", Ratio = 32)]
 [SketchedOptimizer(Name = "C32Mean", Ratio = 32, SecondMoment = SecondMomentEstimate.Mean)]

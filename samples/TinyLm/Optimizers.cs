@@ -190,7 +190,7 @@ public sealed class GeneratedOptimizer<TOptimizer, TGradients> : IGeneratedOptim
     private readonly TensorBuffers _buffers;
 
     /// <param name="name">The variant's name (the generated type's).</param>
-    /// <param name="gradientTensors">The holder's arrays in declaration order (<see cref="GradientTensors"/>).</param>
+    /// <param name="gradientTensors">The holder's arrays in declaration order (the generated <c>Gradients.Tensors</c>).</param>
     /// <param name="step">The variant's model-typed step.</param>
     public GeneratedOptimizer(string name, Func<TGradients, float[][]> gradientTensors, ModelStep step)
     {
@@ -246,15 +246,15 @@ public static class OptimizerCatalog
     /// <summary>The variants, in the attributes' declaration order: one line each.</summary>
     public static IReadOnlyList<CollinsVariant> Variants { get; } = CheckSameSpecs(
     [
-        Generated<M.C32, M.C32.Gradients>(nameof(M.C32), M.C32.DefaultSettings, M.C32.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
-        Generated<M.C32Mean, M.C32Mean.Gradients>(nameof(M.C32Mean), M.C32Mean.DefaultSettings, M.C32Mean.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
-        Generated<M.C32Universal, M.C32Universal.Gradients>(nameof(M.C32Universal), M.C32Universal.DefaultSettings, M.C32Universal.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
-        Generated<M.C32NoMomentum, M.C32NoMomentum.Gradients>(nameof(M.C32NoMomentum), M.C32NoMomentum.DefaultSettings, M.C32NoMomentum.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
-        Generated<M.C32MeanNoMomentum, M.C32MeanNoMomentum.Gradients>(nameof(M.C32MeanNoMomentum), M.C32MeanNoMomentum.DefaultSettings, M.C32MeanNoMomentum.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
-        Generated<M.C1, M.C1.Gradients>(nameof(M.C1), M.C1.DefaultSettings, M.C1.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
-        Generated<M.C4, M.C4.Gradients>(nameof(M.C4), M.C4.DefaultSettings, M.C4.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
-        Generated<M.C8, M.C8.Gradients>(nameof(M.C8), M.C8.DefaultSettings, M.C8.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
-        Generated<M.C64, M.C64.Gradients>(nameof(M.C64), M.C64.DefaultSettings, M.C64.TensorSpecs, g => g.Tensors(), (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C32, M.C32.Gradients>(nameof(M.C32), M.C32.DefaultSettings, M.C32.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C32Mean, M.C32Mean.Gradients>(nameof(M.C32Mean), M.C32Mean.DefaultSettings, M.C32Mean.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C32Universal, M.C32Universal.Gradients>(nameof(M.C32Universal), M.C32Universal.DefaultSettings, M.C32Universal.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C32NoMomentum, M.C32NoMomentum.Gradients>(nameof(M.C32NoMomentum), M.C32NoMomentum.DefaultSettings, M.C32NoMomentum.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C32MeanNoMomentum, M.C32MeanNoMomentum.Gradients>(nameof(M.C32MeanNoMomentum), M.C32MeanNoMomentum.DefaultSettings, M.C32MeanNoMomentum.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C1, M.C1.Gradients>(nameof(M.C1), M.C1.DefaultSettings, M.C1.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C4, M.C4.Gradients>(nameof(M.C4), M.C4.DefaultSettings, M.C4.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C8, M.C8.Gradients>(nameof(M.C8), M.C8.DefaultSettings, M.C8.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.C64, M.C64.Gradients>(nameof(M.C64), M.C64.DefaultSettings, M.C64.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
     ]);
 
     private static CollinsVariant Generated<TOptimizer, TGradients>(

@@ -23,6 +23,9 @@ public class ModelTypedStepTests
         for (int t = 0; t < members.Length; t++) init[t].CopyTo(members[t], 0);
         var p = Clone(init);
         var grads = new RaggedRotation.Optimizer.Gradients();
+        // The ordered view holds the same arrays, in declaration order.
+        Assert.Equal(new[] { grads.Prime, grads.Tiny, grads.Odd, grads.One, grads.Small, grads.Override }, grads.Tensors);
+        for (int t = 0; t < specs.Count; t++) Assert.Equal(specs[t].Shape.Aggregate(1, (a, b) => a * b), grads.Tensors[t].Length);
         for (int step = 1; step <= 4; step++)
         {
             var g = Gradients(specs, 8, step);

@@ -294,7 +294,7 @@ public class GeneratedOptimizerTests
             var specs = TinyLmModel.DeclaredSpecs;
             Assert.Equal(specs.Count, buffers.Parameters.Length);
             Assert.Equal(specs.Count, buffers.Gradients.Length);
-            // Each gradient array is the holder's member named as the tensor (GradientTensors lists them by hand).
+            // Each gradient array is the holder's member named as the tensor (the generated Gradients.Tensors orders them).
             var holder = opt.Gradients;
             Assert.Equal($"TinyLmModel+{v.Name}+Gradients", holder.GetType().FullName!.Split('.')[^1]);
             Assert.Equal(specs.Count, holder.GetType().GetProperties().Count(p => p.PropertyType == typeof(float[])));

@@ -122,10 +122,16 @@ partial class NoMomentum
         /// </summary>
         public sealed class Gradients
         {
+            /// <summary>Allocates one zeroed gradient array per tensor.</summary>
+            public Gradients() => Tensors = new float[][] { W, B };
+
             /// <summary>Gradient of tensor <c>W</c> (800 floats).</summary>
             public float[] W { get; } = new float[800];
             /// <summary>Gradient of tensor <c>B</c> (20 floats).</summary>
             public float[] B { get; } = new float[20];
+
+            /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
+            public float[][] Tensors { get; }
 
             /// <summary>Sets every gradient to zero.</summary>
             public void Clear()

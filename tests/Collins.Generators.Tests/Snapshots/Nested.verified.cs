@@ -128,10 +128,16 @@ namespace Org.Models.Vision
                     /// </summary>
                     public sealed class Gradients
                     {
+                        /// <summary>Allocates one zeroed gradient array per tensor.</summary>
+                        public Gradients() => Tensors = new float[][] { Kernel, Bias };
+
                         /// <summary>Gradient of tensor <c>Kernel</c> (216 floats).</summary>
                         public float[] Kernel { get; } = new float[216];
                         /// <summary>Gradient of tensor <c>Bias</c> (8 floats).</summary>
                         public float[] Bias { get; } = new float[8];
+
+                        /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
+                        public float[][] Tensors { get; }
 
                         /// <summary>Sets every gradient to zero.</summary>
                         public void Clear()

@@ -148,6 +148,9 @@ namespace Samples
             /// </summary>
             public sealed class Gradients
             {
+                /// <summary>Allocates one zeroed gradient array per tensor.</summary>
+                public Gradients() => Tensors = new float[][] { Qkv, AttentionOutput, FfnUp, FfnDown, NormGain, Ragged };
+
                 /// <summary>Gradient of tensor <c>Qkv</c> (3072 floats).</summary>
                 public float[] Qkv { get; } = new float[3072];
                 /// <summary>Gradient of tensor <c>AttentionOutput</c> (1024 floats).</summary>
@@ -160,6 +163,9 @@ namespace Samples
                 public float[] NormGain { get; } = new float[32];
                 /// <summary>Gradient of tensor <c>Ragged</c> (33 floats).</summary>
                 public float[] Ragged { get; } = new float[33];
+
+                /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
+                public float[][] Tensors { get; }
 
                 /// <summary>Sets every gradient to zero.</summary>
                 public void Clear()

@@ -136,6 +136,9 @@ namespace Samples
             /// </summary>
             public sealed class Gradients
             {
+                /// <summary>Allocates one zeroed gradient array per tensor.</summary>
+                public Gradients() => Tensors = new float[][] { W1, B1, W2, B2 };
+
                 /// <summary>Gradient of tensor <c>W1</c> (100352 floats).</summary>
                 public float[] W1 { get; } = new float[100352];
                 /// <summary>Gradient of tensor <c>B1</c> (128 floats).</summary>
@@ -144,6 +147,9 @@ namespace Samples
                 public float[] W2 { get; } = new float[1280];
                 /// <summary>Gradient of tensor <c>B2</c> (10 floats).</summary>
                 public float[] B2 { get; } = new float[10];
+
+                /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
+                public float[][] Tensors { get; }
 
                 /// <summary>Sets every gradient to zero.</summary>
                 public void Clear()

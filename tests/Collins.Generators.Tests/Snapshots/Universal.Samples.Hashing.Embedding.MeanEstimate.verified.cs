@@ -124,10 +124,16 @@ namespace Samples.Hashing
             /// </summary>
             public sealed class Gradients
             {
+                /// <summary>Allocates one zeroed gradient array per tensor.</summary>
+                public Gradients() => Tensors = new float[][] { Table, Bias };
+
                 /// <summary>Gradient of tensor <c>Table</c> (16000 floats).</summary>
                 public float[] Table { get; } = new float[16000];
                 /// <summary>Gradient of tensor <c>Bias</c> (16 floats).</summary>
                 public float[] Bias { get; } = new float[16];
+
+                /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
+                public float[][] Tensors { get; }
 
                 /// <summary>Sets every gradient to zero.</summary>
                 public void Clear()
