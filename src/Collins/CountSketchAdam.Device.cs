@@ -33,19 +33,19 @@ public sealed partial class CountSketchAdam
         public readonly uint A, B, SA, SB;
     }
 
-    private sealed class DeviceTensor : IDisposable // rotations/signs (rows ints/floats) and, for Universal Mean only, 1/occupancy (k floats)
+    private sealed class DeviceTensor : IDisposable // rotations/signs (rows ints/floats) and, for Universal Mean only, the occupancy (k floats)
     {
         public DeviceTensorConstants Constants;
         public MemoryBuffer1D<int, Stride1D.Dense> Rotations = null!;
         public MemoryBuffer1D<float, Stride1D.Dense> Signs = null!;
-        public MemoryBuffer1D<float, Stride1D.Dense> InvOccupancy = null!;
+        public MemoryBuffer1D<float, Stride1D.Dense> Occupancy = null!;
 
-        public void Dispose() { Rotations.Dispose(); Signs.Dispose(); InvOccupancy.Dispose(); }
+        public void Dispose() { Rotations.Dispose(); Signs.Dispose(); Occupancy.Dispose(); }
     }
 
     private DeviceTensor[]? _device;
     private Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>? _rotationAccumulate;
-    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>? _universalAccumulate;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, DeviceTensorConstants>? _universalAccumulate;
     private Action<Index1D, ArrayView<float>, ArrayView<int>>? _checkFinite;
     private Action<Index1D, ArrayView<float>, ArrayView<int>>? _checkSquares;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>? _bucketUpdate;
@@ -64,12 +64,12 @@ public sealed partial class CountSketchAdam
             t.Rotations = accelerator.Allocate1D(rotation ? plan.Rotations.ToArray() : new int[1]);
             t.Signs = accelerator.Allocate1D(rotation ? plan.Signs.ToArray().Select(s => (float)s).ToArray() : new float[1]);
             float[] inv = new float[1];
-            if (t.Constants.Mean == 1 && t.Constants.Universal == 1) inv = plan.Occupancy().Select(o => o == 0 ? 0f : 1f / o).ToArray();
-            t.InvOccupancy = accelerator.Allocate1D(inv);
+            if (t.Constants.Mean == 1 && t.Constants.Universal == 1) inv = plan.Occupancy().Select(o => (float)o).ToArray();
+            t.Occupancy = accelerator.Allocate1D(inv);
             _device[i] = t;
         }
         _rotationAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>(RotationAccumulateKernel);
-        _universalAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>(UniversalAccumulateKernel);
+        _universalAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, DeviceTensorConstants>(UniversalAccumulateKernel);
         _checkFinite = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(CheckFiniteKernel);
         _checkSquares = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(CheckSquaresKernel);
         _bucketUpdate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(BucketUpdateKernel);
@@ -105,7 +105,7 @@ public sealed partial class CountSketchAdam
         else
         {
             DeviceSumM[tensor].MemSetToZero(); DeviceSumV[tensor].MemSetToZero();
-            _universalAccumulate!(plan.Length, gradient, sumM, sumV, t.Constants);
+            _universalAccumulate!(plan.Length, gradient, sumM, sumV, flag, t.Constants);
         }
         _checkFinite!(plan.Buckets, sumV, flag);
     }
@@ -118,7 +118,7 @@ public sealed partial class CountSketchAdam
         var m = DeviceFirstMoments![tensor].View; var v = DeviceSecondMoments![tensor].View;
         if (plan.IsDense) { _denseApply!(plan.Length, parameters, gradient, m, v, t.Constants, s); return; }
         var sumM = DeviceSumM![tensor].View; var sumV = DeviceSumV![tensor].View;
-        _bucketUpdate!(plan.Buckets, m, v, sumM, sumV, t.InvOccupancy.View, t.Constants, s);
+        _bucketUpdate!(plan.Buckets, m, v, sumM, sumV, t.Occupancy.View, t.Constants, s);
         var factor = plan.HasFirstMoment ? sumM : sumV;
         if (plan.Layout == SketchLayout.Rotation)
             _rotationApply!(plan.Length, parameters, gradient, t.Rotations.View, t.Signs.View, factor, t.Constants, s);
@@ -159,9 +159,12 @@ public sealed partial class CountSketchAdam
     }
 
     /// <summary>One thread per entry: scatter with atomics (bucket order not fixed on a device).</summary>
-    internal static void UniversalAccumulateKernel(Index1D i, ArrayView<float> g, ArrayView<float> sumM, ArrayView<float> sumV, DeviceTensorConstants c)
+    internal static void UniversalAccumulateKernel(Index1D i, ArrayView<float> g, ArrayView<float> sumM, ArrayView<float> sumV, ArrayView<int> flag, DeviceTensorConstants c)
     {
         float x = g[i];
+        // An entry whose square is not finite raises the flag and is not added: the atomics never see NaN (ILGPU's CPU
+        // accelerator's float atomic is a compare-exchange loop that never ends on NaN), as in the generated scatter kernel.
+        if (!(x * x <= float.MaxValue)) { flag[0] = 1; return; }
         int b = HashDerivation.UniversalBucket(c.A, c.B, c.Buckets, i);
         if (c.HasM != 0) Atomic.Add(ref sumM[b], HashDerivation.UniversalSign(c.SA, c.SB, i) * x);
         Atomic.Add(ref sumV[b], x * x);
@@ -181,30 +184,34 @@ public sealed partial class CountSketchAdam
         if (!(sq - sq == 0f)) flag[0] = 1;   // NaN, ±Inf and an overflowing square give NaN
     }
 
-    /// <summary>One thread per bucket: moments, then the update factor into the workspace (see the CPU kernel).</summary>
+    /// <summary>
+    /// One thread per bucket: moments, then the update factor into the workspace, with the CPU engine's operation order
+    /// (<c>RotationCpu.UpdateBuckets</c>): v̂ = v / occupancy, q = lr·(m·invBc1) / (√v̂·invSqrtBc2 + ε), so that this kernel and a
+    /// generated optimizer's unrolled one give the same bits.
+    /// </summary>
     internal static void BucketUpdateKernel(Index1D b, ArrayView<float> m, ArrayView<float> v, ArrayView<float> sumM, ArrayView<float> sumV,
-                                           ArrayView<float> invOcc, DeviceTensorConstants c, StepScalars s)
+                                           ArrayView<float> occupancy, DeviceTensorConstants c, StepScalars s)
     {
         float vv = c.Beta2 * v[b] + c.C2 * sumV[b];
         v[b] = vv;
-        float scaled = vv;
+        float vhat = vv;
         if (c.Mean != 0)
         {
-            if (c.Universal != 0) scaled = vv * invOcc[b];
+            if (c.Universal != 0) vhat = vv / occupancy[b];
             else
             {
                 // Rotation: the last row reaches buckets [ρ_last, ρ_last + lastLength) mod k.
                 int col = b - c.LastRotation;
                 if (col < 0) col += c.Buckets;
-                scaled = vv * (col < c.LastLength ? 1f / c.Rows : 1f / (c.Rows - 1));
+                vhat = vv / (col < c.LastLength ? (float)c.Rows : (float)(c.Rows - 1));
             }
         }
-        float den = MathF.Sqrt(scaled) * s.InvSqrtBiasCorrection2 + c.Epsilon;
+        float den = MathF.Sqrt(vhat) * s.InvSqrtBiasCorrection2 + c.Epsilon;
         if (c.HasM != 0)
         {
             float mm = c.Beta1 * m[b] + c.C1 * sumM[b];
             m[b] = mm;
-            sumM[b] = s.LearningRate * s.InvBiasCorrection1 * mm / den;
+            sumM[b] = s.LearningRate * (mm * s.InvBiasCorrection1) / den;
         }
         else sumV[b] = s.LearningRate / den;
     }

@@ -44,6 +44,8 @@ namespace Collins.Tests.Generated
     /// <summary>Small shapes for the ILGPU CPU-accelerator tests (a few thousand elements): Rotation, both β1 and both estimates via two variants.</summary>
     [SketchedOptimizer(Ratio = 8, Beta1 = 0.9, WeightDecay = 0.02, DenseThreshold = 100)]
     [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 8, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 100)]
+    [SketchedOptimizer(Name = "MeanMomentum", Ratio = 8, Beta1 = 0.5, Beta2 = 0.95, Epsilon = 1e-6, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 100)]
+    [SketchedOptimizer(Name = "SumNoMomentum", Ratio = 8, Beta1 = 0, WeightDecay = 0.1, DenseThreshold = 100)]
     public partial class DeviceRotation
     {
         [Tensor(3001)] public float[] W = new float[3001];
