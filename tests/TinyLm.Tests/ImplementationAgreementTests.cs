@@ -5,8 +5,9 @@ namespace TinyLm.Tests;
 
 /// <summary>
 /// Every implementation of a Collins variant the trainer may pick (the generated type for the declared shapes, the run-time
-/// CountSketchAdam for any others) must take the same steps as the sample's reference, and the two library paths the same
-/// bits (they run the same kernels).
+/// CountSketchAdam for any others) must take the same steps as the library's scalar reference (<c>Collins.Reference</c>,
+/// written from the formulas and tested against them in Collins.Tests), and the two library paths the same bits (they run
+/// the same kernels).
 /// </summary>
 public class ImplementationAgreementTests(ITestOutputHelper output)
 {
@@ -55,7 +56,7 @@ public class ImplementationAgreementTests(ITestOutputHelper output)
         var compared = new List<string>();
         foreach (var variant in OptimizerCatalog.Variants)
         {
-            var reference = Run(new ReferenceCountSketchAdam(variant.Name, variant.Settings, specs), 3);
+            var reference = Run(new ScalarReference(variant.Settings, specs), 3);
 
             var gen = variant.CreateGenerated();
             Assert.Equal("generated TinyLmModel." + variant.Name, gen.Implementation);
@@ -74,42 +75,13 @@ public class ImplementationAgreementTests(ITestOutputHelper output)
         Assert.Equal(variants.SelectMany(v => new[] { "generated " + v, "runtime " + v }), compared);
     }
 
-    [Fact]
-    public void Reference_at_ratio_1_is_exactly_dense_AdamW()
+    /// <summary>The library's scalar reference as a trainer optimizer (tests only: the trainer never picks it).</summary>
+    private sealed class ScalarReference(OptimizerSettings settings, IReadOnlyList<TensorSpec> specs) : ITrainerOptimizer
     {
-        var specs = TinyLmModel.Config.Specs();
-        var dense = Run(new DenseAdamW(specs), 3);
-        var r1 = Run(new ReferenceCountSketchAdam("R1", new OptimizerSettings { Ratio = 1 }, specs), 3);
-        for (int t = 0; t < dense.Length; t++) Assert.Equal(dense[t], r1[t]);
-    }
-
-    [Fact]
-    public void Reference_sketch_follows_the_algorithm_on_one_coordinate()
-    {
-        // One step from zero moments: m = (1−β1)·Σσg, v = (1−β2)·Σg² per bucket; with bias correction
-        // p − lr·σ·(Σσg)/(√(Σg²) [/√occ] + ε) for every entry.
-        var spec = new TensorSpec("W", [64, 128]);
-        foreach (var sm in new[] { SecondMomentEstimate.Sum, SecondMomentEstimate.Mean })
-        foreach (var layout in new[] { SketchLayout.Rotation, SketchLayout.Universal })
-        {
-            var settings = new OptimizerSettings { Ratio = 16, SecondMoment = sm, Layout = layout };
-            var plan = new TensorPlan(spec, settings);
-            var rng = new SplitMix(9);
-            var p = Enumerable.Range(0, plan.Length).Select(_ => rng.NextGaussian()).ToArray();
-            var g = Enumerable.Range(0, plan.Length).Select(_ => rng.NextGaussian()).ToArray();
-            var before = (float[])p.Clone();
-            new ReferenceCountSketchAdam("W", settings, [spec]).Step(0.1f, [p], [g]);
-            var occ = plan.Occupancy();
-            for (int i = 0; i < plan.Length; i += 97)
-            {
-                int b = plan.Bucket(i);
-                double sumM = 0, sumV = 0;
-                for (int j = 0; j < plan.Length; j++)
-                    if (plan.Bucket(j) == b) { sumM += plan.Sign(j) * g[j]; sumV += (double)g[j] * g[j]; }
-                double denom = Math.Sqrt(sm == SecondMomentEstimate.Mean ? sumV / occ[b] : sumV) + 1e-8;
-                double expected = before[i] - 0.1 * plan.Sign(i) * sumM / denom;
-                Assert.True(Math.Abs(expected - p[i]) < 1e-4, $"{sm} {layout} [{i}]: expected {expected}, got {p[i]}");
-            }
-        }
+        private readonly Collins.Reference.ReferenceOptimizer _inner = new(settings, specs);
+        public string Name => "reference";
+        public string Implementation => "Collins.Reference.ReferenceOptimizer";
+        public long StateBytes => -1;
+        public void Step(float learningRate, float[][] parameters, float[][] gradients) => _inner.Step(learningRate, parameters, gradients);
     }
 }
