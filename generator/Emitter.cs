@@ -579,7 +579,8 @@ namespace Collins.Generators
             int k = t.Buckets, rows = t.Rows, last = t.Length - (rows - 1) * k;
             // device: accumulate
             w.Line("/// <summary>");
-            w.Line("/// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.");
+            w.Line("/// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,");
+            w.Line("/// one line each (row r reads gradient[r·k + c]).");
             w.Line("/// Raises <paramref name=\"flag\"/>[0] (plain store, no atomics) when SumV[b] is not finite.");
             w.Line("/// </summary>");
             w.Open("internal static void AccumulateKernel(" + Idx + " bucket, " + AV + " gradient, " + AV + " sumM, " + AV + " sumV, " + AVI + " flag)");
@@ -591,7 +592,7 @@ namespace Collins.Generators
                 int len = r == rows - 1 ? last : k;
                 int rho = t.Rotations[r];
                 string body = "x = gradient[" + (r == 0 ? "c" : Lit.I(r * k) + " + c") + "]; " + (c.HasM ? (t.Signs[r] > 0 ? "m += x; " : "m -= x; ") : "") + "v += x * x;";
-                w.Line(ColumnOf(rho, k) + " " + (len < k ? "if (c < " + Lit.I(len) + ") { " + body + " }" : body) + " // row " + Lit.I(r));
+                w.Line(ColumnOf(rho, k) + " " + (len < k ? "if (c < " + Lit.I(len) + ") { " + body + " }" : body));
             }
             if (c.HasM) w.Line("sumM[b] = m;");
             w.Line("sumV[b] = v;");
@@ -616,13 +617,14 @@ namespace Collins.Generators
                 int rho = t.Rotations[r];
                 string body = "i = " + (r == 0 ? "c" : Lit.I(r * k) + " + c") + "; parameters[i] = parameters[i] * decay "
                               + (c.HasM ? (t.Signs[r] > 0 ? "- q;" : "+ q;") : "- gradient[i] * q;");
-                w.Line(ColumnOf(rho, k) + " " + (len < k ? "if (c < " + Lit.I(len) + ") { " + body + " }" : body) + " // row " + Lit.I(r));
+                w.Line(ColumnOf(rho, k) + " " + (len < k ? "if (c < " + Lit.I(len) + ") { " + body + " }" : body));
             }
             w.Close();
         }
 
+        /// <summary>One row's column of bucket b, c = (b − ρ) mod k, with the wrap folded into literals.</summary>
         private static string ColumnOf(int rho, int k)
-            => rho == 0 ? "c = b;" : "c = b - " + Lit.I(rho) + "; if (c < 0) c += " + Lit.I(k) + ";";
+            => rho == 0 ? "c = b;" : "c = b < " + Lit.I(rho) + " ? b + " + Lit.I(k - rho) + " : b - " + Lit.I(rho) + ";";
 
         /// <summary>Emits the per-bucket moment update leaving <c>q</c> = lr·m̂/(√v̂+ε) (or lr/(√v̂+ε) when β1 = 0).</summary>
         private static void EmitBucketMath(CodeWriter w, Ctx c, string b, string? occupancy, string? occupancyPrelude)

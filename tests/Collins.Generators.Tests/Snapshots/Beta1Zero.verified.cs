@@ -296,7 +296,8 @@ partial class NoMomentum
             public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, -1, 1, 1, 1, -1, 1, -1 };
 
             /// <summary>
-            /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
+            /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
+            /// one line each (row r reads gradient[r·k + c]).
             /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
             /// </summary>
             internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
@@ -304,14 +305,14 @@ partial class NoMomentum
                 int b = bucket;
                 int c;
                 float x, v = 0f;
-                c = b - 53; if (c < 0) c += 100; x = gradient[c]; v += x * x; // row 0
-                c = b - 3; if (c < 0) c += 100; x = gradient[100 + c]; v += x * x; // row 1
-                c = b - 13; if (c < 0) c += 100; x = gradient[200 + c]; v += x * x; // row 2
-                c = b - 38; if (c < 0) c += 100; x = gradient[300 + c]; v += x * x; // row 3
-                c = b - 22; if (c < 0) c += 100; x = gradient[400 + c]; v += x * x; // row 4
-                c = b - 28; if (c < 0) c += 100; x = gradient[500 + c]; v += x * x; // row 5
-                c = b - 69; if (c < 0) c += 100; x = gradient[600 + c]; v += x * x; // row 6
-                c = b - 62; if (c < 0) c += 100; x = gradient[700 + c]; v += x * x; // row 7
+                c = b < 53 ? b + 47 : b - 53; x = gradient[c]; v += x * x;
+                c = b < 3 ? b + 97 : b - 3; x = gradient[100 + c]; v += x * x;
+                c = b < 13 ? b + 87 : b - 13; x = gradient[200 + c]; v += x * x;
+                c = b < 38 ? b + 62 : b - 38; x = gradient[300 + c]; v += x * x;
+                c = b < 22 ? b + 78 : b - 22; x = gradient[400 + c]; v += x * x;
+                c = b < 28 ? b + 72 : b - 28; x = gradient[500 + c]; v += x * x;
+                c = b < 69 ? b + 31 : b - 69; x = gradient[600 + c]; v += x * x;
+                c = b < 62 ? b + 38 : b - 62; x = gradient[700 + c]; v += x * x;
                 sumV[b] = v;
                 if (!(v <= 3.40282347E+38f)) flag[0] = 1;
             }
@@ -329,14 +330,14 @@ partial class NoMomentum
                 float q = scalars.LearningRate / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-06f);
                 float decay = scalars.Decay;
                 int c, i;
-                c = b - 53; if (c < 0) c += 100; i = c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 0
-                c = b - 3; if (c < 0) c += 100; i = 100 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 1
-                c = b - 13; if (c < 0) c += 100; i = 200 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 2
-                c = b - 38; if (c < 0) c += 100; i = 300 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 3
-                c = b - 22; if (c < 0) c += 100; i = 400 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 4
-                c = b - 28; if (c < 0) c += 100; i = 500 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 5
-                c = b - 69; if (c < 0) c += 100; i = 600 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 6
-                c = b - 62; if (c < 0) c += 100; i = 700 + c; parameters[i] = parameters[i] * decay - gradient[i] * q; // row 7
+                c = b < 53 ? b + 47 : b - 53; i = c; parameters[i] = parameters[i] * decay - gradient[i] * q;
+                c = b < 3 ? b + 97 : b - 3; i = 100 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
+                c = b < 13 ? b + 87 : b - 13; i = 200 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
+                c = b < 38 ? b + 62 : b - 38; i = 300 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
+                c = b < 22 ? b + 78 : b - 22; i = 400 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
+                c = b < 28 ? b + 72 : b - 28; i = 500 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
+                c = b < 69 ? b + 31 : b - 69; i = 600 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
+                c = b < 62 ? b + 38 : b - 62; i = 700 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
             }
         }
 

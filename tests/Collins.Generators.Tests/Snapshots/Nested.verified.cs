@@ -304,7 +304,8 @@ namespace Org.Models.Vision
                         public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, 1, -1, 1 };
 
                         /// <summary>
-                        /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
+                        /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
+                        /// one line each (row r reads gradient[r·k + c]).
                         /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                         /// </summary>
                         internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
@@ -312,10 +313,10 @@ namespace Org.Models.Vision
                             int b = bucket;
                             int c;
                             float x, v = 0f, m = 0f;
-                            c = b - 33; if (c < 0) c += 54; x = gradient[c]; m += x; v += x * x; // row 0
-                            c = b - 46; if (c < 0) c += 54; x = gradient[54 + c]; m += x; v += x * x; // row 1
-                            c = b - 18; if (c < 0) c += 54; x = gradient[108 + c]; m -= x; v += x * x; // row 2
-                            c = b - 23; if (c < 0) c += 54; x = gradient[162 + c]; m += x; v += x * x; // row 3
+                            c = b < 33 ? b + 21 : b - 33; x = gradient[c]; m += x; v += x * x;
+                            c = b < 46 ? b + 8 : b - 46; x = gradient[54 + c]; m += x; v += x * x;
+                            c = b < 18 ? b + 36 : b - 18; x = gradient[108 + c]; m -= x; v += x * x;
+                            c = b < 23 ? b + 31 : b - 23; x = gradient[162 + c]; m += x; v += x * x;
                             sumM[b] = m;
                             sumV[b] = v;
                             if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -336,10 +337,10 @@ namespace Org.Models.Vision
                             float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                             float decay = scalars.Decay;
                             int c, i;
-                            c = b - 33; if (c < 0) c += 54; i = c; parameters[i] = parameters[i] * decay - q; // row 0
-                            c = b - 46; if (c < 0) c += 54; i = 54 + c; parameters[i] = parameters[i] * decay - q; // row 1
-                            c = b - 18; if (c < 0) c += 54; i = 108 + c; parameters[i] = parameters[i] * decay + q; // row 2
-                            c = b - 23; if (c < 0) c += 54; i = 162 + c; parameters[i] = parameters[i] * decay - q; // row 3
+                            c = b < 33 ? b + 21 : b - 33; i = c; parameters[i] = parameters[i] * decay - q;
+                            c = b < 46 ? b + 8 : b - 46; i = 54 + c; parameters[i] = parameters[i] * decay - q;
+                            c = b < 18 ? b + 36 : b - 18; i = 108 + c; parameters[i] = parameters[i] * decay + q;
+                            c = b < 23 ? b + 31 : b - 23; i = 162 + c; parameters[i] = parameters[i] * decay - q;
                         }
                     }
 

@@ -372,7 +372,8 @@ namespace Samples
                 public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, 1, -1, 1, 1, 1, -1, 1, -1, -1, 1, -1, 1, 1, -1, 1 };
 
                 /// <summary>
-                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
+                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
+                /// one line each (row r reads gradient[r·k + c]).
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                 /// </summary>
                 internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
@@ -380,22 +381,22 @@ namespace Samples
                     int b = bucket;
                     int c;
                     float x, v = 0f, m = 0f;
-                    c = b - 181; if (c < 0) c += 192; x = gradient[c]; m += x; v += x * x; // row 0
-                    c = b - 102; if (c < 0) c += 192; x = gradient[192 + c]; m += x; v += x * x; // row 1
-                    c = b - 80; if (c < 0) c += 192; x = gradient[384 + c]; m -= x; v += x * x; // row 2
-                    c = b - 150; if (c < 0) c += 192; x = gradient[576 + c]; m += x; v += x * x; // row 3
-                    c = b - 189; if (c < 0) c += 192; x = gradient[768 + c]; m += x; v += x * x; // row 4
-                    c = b - 79; if (c < 0) c += 192; x = gradient[960 + c]; m += x; v += x * x; // row 5
-                    c = b - 127; if (c < 0) c += 192; x = gradient[1152 + c]; m -= x; v += x * x; // row 6
-                    c = b - 18; if (c < 0) c += 192; x = gradient[1344 + c]; m += x; v += x * x; // row 7
-                    c = b - 5; if (c < 0) c += 192; x = gradient[1536 + c]; m -= x; v += x * x; // row 8
-                    c = b - 168; if (c < 0) c += 192; x = gradient[1728 + c]; m -= x; v += x * x; // row 9
-                    c = b - 99; if (c < 0) c += 192; x = gradient[1920 + c]; m += x; v += x * x; // row 10
-                    c = b - 186; if (c < 0) c += 192; x = gradient[2112 + c]; m -= x; v += x * x; // row 11
-                    c = b - 118; if (c < 0) c += 192; x = gradient[2304 + c]; m += x; v += x * x; // row 12
-                    c = b - 128; if (c < 0) c += 192; x = gradient[2496 + c]; m += x; v += x * x; // row 13
-                    c = b - 50; if (c < 0) c += 192; x = gradient[2688 + c]; m -= x; v += x * x; // row 14
-                    c = b - 158; if (c < 0) c += 192; x = gradient[2880 + c]; m += x; v += x * x; // row 15
+                    c = b < 181 ? b + 11 : b - 181; x = gradient[c]; m += x; v += x * x;
+                    c = b < 102 ? b + 90 : b - 102; x = gradient[192 + c]; m += x; v += x * x;
+                    c = b < 80 ? b + 112 : b - 80; x = gradient[384 + c]; m -= x; v += x * x;
+                    c = b < 150 ? b + 42 : b - 150; x = gradient[576 + c]; m += x; v += x * x;
+                    c = b < 189 ? b + 3 : b - 189; x = gradient[768 + c]; m += x; v += x * x;
+                    c = b < 79 ? b + 113 : b - 79; x = gradient[960 + c]; m += x; v += x * x;
+                    c = b < 127 ? b + 65 : b - 127; x = gradient[1152 + c]; m -= x; v += x * x;
+                    c = b < 18 ? b + 174 : b - 18; x = gradient[1344 + c]; m += x; v += x * x;
+                    c = b < 5 ? b + 187 : b - 5; x = gradient[1536 + c]; m -= x; v += x * x;
+                    c = b < 168 ? b + 24 : b - 168; x = gradient[1728 + c]; m -= x; v += x * x;
+                    c = b < 99 ? b + 93 : b - 99; x = gradient[1920 + c]; m += x; v += x * x;
+                    c = b < 186 ? b + 6 : b - 186; x = gradient[2112 + c]; m -= x; v += x * x;
+                    c = b < 118 ? b + 74 : b - 118; x = gradient[2304 + c]; m += x; v += x * x;
+                    c = b < 128 ? b + 64 : b - 128; x = gradient[2496 + c]; m += x; v += x * x;
+                    c = b < 50 ? b + 142 : b - 50; x = gradient[2688 + c]; m -= x; v += x * x;
+                    c = b < 158 ? b + 34 : b - 158; x = gradient[2880 + c]; m += x; v += x * x;
                     sumM[b] = m;
                     sumV[b] = v;
                     if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -416,22 +417,22 @@ namespace Samples
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                     float decay = scalars.Decay;
                     int c, i;
-                    c = b - 181; if (c < 0) c += 192; i = c; parameters[i] = parameters[i] * decay - q; // row 0
-                    c = b - 102; if (c < 0) c += 192; i = 192 + c; parameters[i] = parameters[i] * decay - q; // row 1
-                    c = b - 80; if (c < 0) c += 192; i = 384 + c; parameters[i] = parameters[i] * decay + q; // row 2
-                    c = b - 150; if (c < 0) c += 192; i = 576 + c; parameters[i] = parameters[i] * decay - q; // row 3
-                    c = b - 189; if (c < 0) c += 192; i = 768 + c; parameters[i] = parameters[i] * decay - q; // row 4
-                    c = b - 79; if (c < 0) c += 192; i = 960 + c; parameters[i] = parameters[i] * decay - q; // row 5
-                    c = b - 127; if (c < 0) c += 192; i = 1152 + c; parameters[i] = parameters[i] * decay + q; // row 6
-                    c = b - 18; if (c < 0) c += 192; i = 1344 + c; parameters[i] = parameters[i] * decay - q; // row 7
-                    c = b - 5; if (c < 0) c += 192; i = 1536 + c; parameters[i] = parameters[i] * decay + q; // row 8
-                    c = b - 168; if (c < 0) c += 192; i = 1728 + c; parameters[i] = parameters[i] * decay + q; // row 9
-                    c = b - 99; if (c < 0) c += 192; i = 1920 + c; parameters[i] = parameters[i] * decay - q; // row 10
-                    c = b - 186; if (c < 0) c += 192; i = 2112 + c; parameters[i] = parameters[i] * decay + q; // row 11
-                    c = b - 118; if (c < 0) c += 192; i = 2304 + c; parameters[i] = parameters[i] * decay - q; // row 12
-                    c = b - 128; if (c < 0) c += 192; i = 2496 + c; parameters[i] = parameters[i] * decay - q; // row 13
-                    c = b - 50; if (c < 0) c += 192; i = 2688 + c; parameters[i] = parameters[i] * decay + q; // row 14
-                    c = b - 158; if (c < 0) c += 192; i = 2880 + c; parameters[i] = parameters[i] * decay - q; // row 15
+                    c = b < 181 ? b + 11 : b - 181; i = c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 102 ? b + 90 : b - 102; i = 192 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 80 ? b + 112 : b - 80; i = 384 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 150 ? b + 42 : b - 150; i = 576 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 189 ? b + 3 : b - 189; i = 768 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 79 ? b + 113 : b - 79; i = 960 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 127 ? b + 65 : b - 127; i = 1152 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 18 ? b + 174 : b - 18; i = 1344 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 5 ? b + 187 : b - 5; i = 1536 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 168 ? b + 24 : b - 168; i = 1728 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 99 ? b + 93 : b - 99; i = 1920 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 186 ? b + 6 : b - 186; i = 2112 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 118 ? b + 74 : b - 118; i = 2304 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 128 ? b + 64 : b - 128; i = 2496 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 50 ? b + 142 : b - 50; i = 2688 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 158 ? b + 34 : b - 158; i = 2880 + c; parameters[i] = parameters[i] * decay - q;
                 }
             }
 
@@ -492,7 +493,8 @@ namespace Samples
                 public static global::System.ReadOnlySpan<int> Signs => new int[] { -1, 1, -1, 1 };
 
                 /// <summary>
-                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
+                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
+                /// one line each (row r reads gradient[r·k + c]).
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                 /// </summary>
                 internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
@@ -500,10 +502,10 @@ namespace Samples
                     int b = bucket;
                     int c;
                     float x, v = 0f, m = 0f;
-                    c = b - 975; if (c < 0) c += 1024; x = gradient[c]; m -= x; v += x * x; // row 0
-                    c = b - 918; if (c < 0) c += 1024; x = gradient[1024 + c]; m += x; v += x * x; // row 1
-                    c = b - 461; if (c < 0) c += 1024; x = gradient[2048 + c]; m -= x; v += x * x; // row 2
-                    c = b - 895; if (c < 0) c += 1024; x = gradient[3072 + c]; m += x; v += x * x; // row 3
+                    c = b < 975 ? b + 49 : b - 975; x = gradient[c]; m -= x; v += x * x;
+                    c = b < 918 ? b + 106 : b - 918; x = gradient[1024 + c]; m += x; v += x * x;
+                    c = b < 461 ? b + 563 : b - 461; x = gradient[2048 + c]; m -= x; v += x * x;
+                    c = b < 895 ? b + 129 : b - 895; x = gradient[3072 + c]; m += x; v += x * x;
                     sumM[b] = m;
                     sumV[b] = v;
                     if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -524,10 +526,10 @@ namespace Samples
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                     float decay = scalars.Decay;
                     int c, i;
-                    c = b - 975; if (c < 0) c += 1024; i = c; parameters[i] = parameters[i] * decay + q; // row 0
-                    c = b - 918; if (c < 0) c += 1024; i = 1024 + c; parameters[i] = parameters[i] * decay - q; // row 1
-                    c = b - 461; if (c < 0) c += 1024; i = 2048 + c; parameters[i] = parameters[i] * decay + q; // row 2
-                    c = b - 895; if (c < 0) c += 1024; i = 3072 + c; parameters[i] = parameters[i] * decay - q; // row 3
+                    c = b < 975 ? b + 49 : b - 975; i = c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 918 ? b + 106 : b - 918; i = 1024 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 461 ? b + 563 : b - 461; i = 2048 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 895 ? b + 129 : b - 895; i = 3072 + c; parameters[i] = parameters[i] * decay - q;
                 }
             }
 
@@ -614,7 +616,8 @@ namespace Samples
                 public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, -1, -1, -1, 1 };
 
                 /// <summary>
-                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
+                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
+                /// one line each (row r reads gradient[r·k + c]).
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                 /// </summary>
                 internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
@@ -622,11 +625,11 @@ namespace Samples
                     int b = bucket;
                     int c;
                     float x, v = 0f, m = 0f;
-                    c = b - 6; if (c < 0) c += 7; x = gradient[c]; m += x; v += x * x; // row 0
-                    c = b - 1; if (c < 0) c += 7; x = gradient[7 + c]; m -= x; v += x * x; // row 1
-                    c = b - 6; if (c < 0) c += 7; x = gradient[14 + c]; m -= x; v += x * x; // row 2
-                    c = b - 2; if (c < 0) c += 7; x = gradient[21 + c]; m -= x; v += x * x; // row 3
-                    c = b - 3; if (c < 0) c += 7; if (c < 5) { x = gradient[28 + c]; m += x; v += x * x; } // row 4
+                    c = b < 6 ? b + 1 : b - 6; x = gradient[c]; m += x; v += x * x;
+                    c = b < 1 ? b + 6 : b - 1; x = gradient[7 + c]; m -= x; v += x * x;
+                    c = b < 6 ? b + 1 : b - 6; x = gradient[14 + c]; m -= x; v += x * x;
+                    c = b < 2 ? b + 5 : b - 2; x = gradient[21 + c]; m -= x; v += x * x;
+                    c = b < 3 ? b + 4 : b - 3; if (c < 5) { x = gradient[28 + c]; m += x; v += x * x; }
                     sumM[b] = m;
                     sumV[b] = v;
                     if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -647,11 +650,11 @@ namespace Samples
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                     float decay = scalars.Decay;
                     int c, i;
-                    c = b - 6; if (c < 0) c += 7; i = c; parameters[i] = parameters[i] * decay - q; // row 0
-                    c = b - 1; if (c < 0) c += 7; i = 7 + c; parameters[i] = parameters[i] * decay + q; // row 1
-                    c = b - 6; if (c < 0) c += 7; i = 14 + c; parameters[i] = parameters[i] * decay + q; // row 2
-                    c = b - 2; if (c < 0) c += 7; i = 21 + c; parameters[i] = parameters[i] * decay + q; // row 3
-                    c = b - 3; if (c < 0) c += 7; if (c < 5) { i = 28 + c; parameters[i] = parameters[i] * decay - q; } // row 4
+                    c = b < 6 ? b + 1 : b - 6; i = c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 1 ? b + 6 : b - 1; i = 7 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 6 ? b + 1 : b - 6; i = 14 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 2 ? b + 5 : b - 2; i = 21 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 3 ? b + 4 : b - 3; if (c < 5) { i = 28 + c; parameters[i] = parameters[i] * decay - q; }
                 }
             }
 

@@ -332,7 +332,8 @@ namespace Samples
                 public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, -1, -1, -1, -1, -1, -1, 1, 1, -1, 1, -1, 1, 1, 1, -1, 1, -1, 1, -1, 1, -1, 1, 1, 1, 1, 1, -1, -1, -1, 1, -1 };
 
                 /// <summary>
-                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order.
+                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
+                /// one line each (row r reads gradient[r·k + c]).
                 /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
                 /// </summary>
                 internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
@@ -340,38 +341,38 @@ namespace Samples
                     int b = bucket;
                     int c;
                     float x, v = 0f, m = 0f;
-                    c = b - 283; if (c < 0) c += 3136; x = gradient[c]; m += x; v += x * x; // row 0
-                    c = b - 2432; if (c < 0) c += 3136; x = gradient[3136 + c]; m -= x; v += x * x; // row 1
-                    c = b - 2887; if (c < 0) c += 3136; x = gradient[6272 + c]; m -= x; v += x * x; // row 2
-                    c = b - 1560; if (c < 0) c += 3136; x = gradient[9408 + c]; m -= x; v += x * x; // row 3
-                    c = b - 2722; if (c < 0) c += 3136; x = gradient[12544 + c]; m -= x; v += x * x; // row 4
-                    c = b - 1546; if (c < 0) c += 3136; x = gradient[15680 + c]; m -= x; v += x * x; // row 5
-                    c = b - 1360; if (c < 0) c += 3136; x = gradient[18816 + c]; m -= x; v += x * x; // row 6
-                    c = b - 1114; if (c < 0) c += 3136; x = gradient[21952 + c]; m += x; v += x * x; // row 7
-                    c = b - 1505; if (c < 0) c += 3136; x = gradient[25088 + c]; m += x; v += x * x; // row 8
-                    c = b - 1228; if (c < 0) c += 3136; x = gradient[28224 + c]; m -= x; v += x * x; // row 9
-                    c = b - 368; if (c < 0) c += 3136; x = gradient[31360 + c]; m += x; v += x * x; // row 10
-                    c = b - 1706; if (c < 0) c += 3136; x = gradient[34496 + c]; m -= x; v += x * x; // row 11
-                    c = b - 245; if (c < 0) c += 3136; x = gradient[37632 + c]; m += x; v += x * x; // row 12
-                    c = b - 2855; if (c < 0) c += 3136; x = gradient[40768 + c]; m += x; v += x * x; // row 13
-                    c = b - 823; if (c < 0) c += 3136; x = gradient[43904 + c]; m += x; v += x * x; // row 14
-                    c = b - 2999; if (c < 0) c += 3136; x = gradient[47040 + c]; m -= x; v += x * x; // row 15
-                    c = b - 2382; if (c < 0) c += 3136; x = gradient[50176 + c]; m += x; v += x * x; // row 16
-                    c = b - 1345; if (c < 0) c += 3136; x = gradient[53312 + c]; m -= x; v += x * x; // row 17
-                    c = b - 1421; if (c < 0) c += 3136; x = gradient[56448 + c]; m += x; v += x * x; // row 18
-                    c = b - 1344; if (c < 0) c += 3136; x = gradient[59584 + c]; m -= x; v += x * x; // row 19
-                    c = b - 2012; if (c < 0) c += 3136; x = gradient[62720 + c]; m += x; v += x * x; // row 20
-                    c = b - 284; if (c < 0) c += 3136; x = gradient[65856 + c]; m -= x; v += x * x; // row 21
-                    c = b - 2071; if (c < 0) c += 3136; x = gradient[68992 + c]; m += x; v += x * x; // row 22
-                    c = b - 2223; if (c < 0) c += 3136; x = gradient[72128 + c]; m += x; v += x * x; // row 23
-                    c = b - 494; if (c < 0) c += 3136; x = gradient[75264 + c]; m += x; v += x * x; // row 24
-                    c = b - 1232; if (c < 0) c += 3136; x = gradient[78400 + c]; m += x; v += x * x; // row 25
-                    c = b - 2155; if (c < 0) c += 3136; x = gradient[81536 + c]; m += x; v += x * x; // row 26
-                    c = b - 951; if (c < 0) c += 3136; x = gradient[84672 + c]; m -= x; v += x * x; // row 27
-                    c = b - 504; if (c < 0) c += 3136; x = gradient[87808 + c]; m -= x; v += x * x; // row 28
-                    c = b - 2054; if (c < 0) c += 3136; x = gradient[90944 + c]; m -= x; v += x * x; // row 29
-                    c = b - 1019; if (c < 0) c += 3136; x = gradient[94080 + c]; m += x; v += x * x; // row 30
-                    c = b - 3100; if (c < 0) c += 3136; x = gradient[97216 + c]; m -= x; v += x * x; // row 31
+                    c = b < 283 ? b + 2853 : b - 283; x = gradient[c]; m += x; v += x * x;
+                    c = b < 2432 ? b + 704 : b - 2432; x = gradient[3136 + c]; m -= x; v += x * x;
+                    c = b < 2887 ? b + 249 : b - 2887; x = gradient[6272 + c]; m -= x; v += x * x;
+                    c = b < 1560 ? b + 1576 : b - 1560; x = gradient[9408 + c]; m -= x; v += x * x;
+                    c = b < 2722 ? b + 414 : b - 2722; x = gradient[12544 + c]; m -= x; v += x * x;
+                    c = b < 1546 ? b + 1590 : b - 1546; x = gradient[15680 + c]; m -= x; v += x * x;
+                    c = b < 1360 ? b + 1776 : b - 1360; x = gradient[18816 + c]; m -= x; v += x * x;
+                    c = b < 1114 ? b + 2022 : b - 1114; x = gradient[21952 + c]; m += x; v += x * x;
+                    c = b < 1505 ? b + 1631 : b - 1505; x = gradient[25088 + c]; m += x; v += x * x;
+                    c = b < 1228 ? b + 1908 : b - 1228; x = gradient[28224 + c]; m -= x; v += x * x;
+                    c = b < 368 ? b + 2768 : b - 368; x = gradient[31360 + c]; m += x; v += x * x;
+                    c = b < 1706 ? b + 1430 : b - 1706; x = gradient[34496 + c]; m -= x; v += x * x;
+                    c = b < 245 ? b + 2891 : b - 245; x = gradient[37632 + c]; m += x; v += x * x;
+                    c = b < 2855 ? b + 281 : b - 2855; x = gradient[40768 + c]; m += x; v += x * x;
+                    c = b < 823 ? b + 2313 : b - 823; x = gradient[43904 + c]; m += x; v += x * x;
+                    c = b < 2999 ? b + 137 : b - 2999; x = gradient[47040 + c]; m -= x; v += x * x;
+                    c = b < 2382 ? b + 754 : b - 2382; x = gradient[50176 + c]; m += x; v += x * x;
+                    c = b < 1345 ? b + 1791 : b - 1345; x = gradient[53312 + c]; m -= x; v += x * x;
+                    c = b < 1421 ? b + 1715 : b - 1421; x = gradient[56448 + c]; m += x; v += x * x;
+                    c = b < 1344 ? b + 1792 : b - 1344; x = gradient[59584 + c]; m -= x; v += x * x;
+                    c = b < 2012 ? b + 1124 : b - 2012; x = gradient[62720 + c]; m += x; v += x * x;
+                    c = b < 284 ? b + 2852 : b - 284; x = gradient[65856 + c]; m -= x; v += x * x;
+                    c = b < 2071 ? b + 1065 : b - 2071; x = gradient[68992 + c]; m += x; v += x * x;
+                    c = b < 2223 ? b + 913 : b - 2223; x = gradient[72128 + c]; m += x; v += x * x;
+                    c = b < 494 ? b + 2642 : b - 494; x = gradient[75264 + c]; m += x; v += x * x;
+                    c = b < 1232 ? b + 1904 : b - 1232; x = gradient[78400 + c]; m += x; v += x * x;
+                    c = b < 2155 ? b + 981 : b - 2155; x = gradient[81536 + c]; m += x; v += x * x;
+                    c = b < 951 ? b + 2185 : b - 951; x = gradient[84672 + c]; m -= x; v += x * x;
+                    c = b < 504 ? b + 2632 : b - 504; x = gradient[87808 + c]; m -= x; v += x * x;
+                    c = b < 2054 ? b + 1082 : b - 2054; x = gradient[90944 + c]; m -= x; v += x * x;
+                    c = b < 1019 ? b + 2117 : b - 1019; x = gradient[94080 + c]; m += x; v += x * x;
+                    c = b < 3100 ? b + 36 : b - 3100; x = gradient[97216 + c]; m -= x; v += x * x;
                     sumM[b] = m;
                     sumV[b] = v;
                     if (!(v <= 3.40282347E+38f)) flag[0] = 1;
@@ -392,38 +393,38 @@ namespace Samples
                     float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
                     float decay = scalars.Decay;
                     int c, i;
-                    c = b - 283; if (c < 0) c += 3136; i = c; parameters[i] = parameters[i] * decay - q; // row 0
-                    c = b - 2432; if (c < 0) c += 3136; i = 3136 + c; parameters[i] = parameters[i] * decay + q; // row 1
-                    c = b - 2887; if (c < 0) c += 3136; i = 6272 + c; parameters[i] = parameters[i] * decay + q; // row 2
-                    c = b - 1560; if (c < 0) c += 3136; i = 9408 + c; parameters[i] = parameters[i] * decay + q; // row 3
-                    c = b - 2722; if (c < 0) c += 3136; i = 12544 + c; parameters[i] = parameters[i] * decay + q; // row 4
-                    c = b - 1546; if (c < 0) c += 3136; i = 15680 + c; parameters[i] = parameters[i] * decay + q; // row 5
-                    c = b - 1360; if (c < 0) c += 3136; i = 18816 + c; parameters[i] = parameters[i] * decay + q; // row 6
-                    c = b - 1114; if (c < 0) c += 3136; i = 21952 + c; parameters[i] = parameters[i] * decay - q; // row 7
-                    c = b - 1505; if (c < 0) c += 3136; i = 25088 + c; parameters[i] = parameters[i] * decay - q; // row 8
-                    c = b - 1228; if (c < 0) c += 3136; i = 28224 + c; parameters[i] = parameters[i] * decay + q; // row 9
-                    c = b - 368; if (c < 0) c += 3136; i = 31360 + c; parameters[i] = parameters[i] * decay - q; // row 10
-                    c = b - 1706; if (c < 0) c += 3136; i = 34496 + c; parameters[i] = parameters[i] * decay + q; // row 11
-                    c = b - 245; if (c < 0) c += 3136; i = 37632 + c; parameters[i] = parameters[i] * decay - q; // row 12
-                    c = b - 2855; if (c < 0) c += 3136; i = 40768 + c; parameters[i] = parameters[i] * decay - q; // row 13
-                    c = b - 823; if (c < 0) c += 3136; i = 43904 + c; parameters[i] = parameters[i] * decay - q; // row 14
-                    c = b - 2999; if (c < 0) c += 3136; i = 47040 + c; parameters[i] = parameters[i] * decay + q; // row 15
-                    c = b - 2382; if (c < 0) c += 3136; i = 50176 + c; parameters[i] = parameters[i] * decay - q; // row 16
-                    c = b - 1345; if (c < 0) c += 3136; i = 53312 + c; parameters[i] = parameters[i] * decay + q; // row 17
-                    c = b - 1421; if (c < 0) c += 3136; i = 56448 + c; parameters[i] = parameters[i] * decay - q; // row 18
-                    c = b - 1344; if (c < 0) c += 3136; i = 59584 + c; parameters[i] = parameters[i] * decay + q; // row 19
-                    c = b - 2012; if (c < 0) c += 3136; i = 62720 + c; parameters[i] = parameters[i] * decay - q; // row 20
-                    c = b - 284; if (c < 0) c += 3136; i = 65856 + c; parameters[i] = parameters[i] * decay + q; // row 21
-                    c = b - 2071; if (c < 0) c += 3136; i = 68992 + c; parameters[i] = parameters[i] * decay - q; // row 22
-                    c = b - 2223; if (c < 0) c += 3136; i = 72128 + c; parameters[i] = parameters[i] * decay - q; // row 23
-                    c = b - 494; if (c < 0) c += 3136; i = 75264 + c; parameters[i] = parameters[i] * decay - q; // row 24
-                    c = b - 1232; if (c < 0) c += 3136; i = 78400 + c; parameters[i] = parameters[i] * decay - q; // row 25
-                    c = b - 2155; if (c < 0) c += 3136; i = 81536 + c; parameters[i] = parameters[i] * decay - q; // row 26
-                    c = b - 951; if (c < 0) c += 3136; i = 84672 + c; parameters[i] = parameters[i] * decay + q; // row 27
-                    c = b - 504; if (c < 0) c += 3136; i = 87808 + c; parameters[i] = parameters[i] * decay + q; // row 28
-                    c = b - 2054; if (c < 0) c += 3136; i = 90944 + c; parameters[i] = parameters[i] * decay + q; // row 29
-                    c = b - 1019; if (c < 0) c += 3136; i = 94080 + c; parameters[i] = parameters[i] * decay - q; // row 30
-                    c = b - 3100; if (c < 0) c += 3136; i = 97216 + c; parameters[i] = parameters[i] * decay + q; // row 31
+                    c = b < 283 ? b + 2853 : b - 283; i = c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 2432 ? b + 704 : b - 2432; i = 3136 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 2887 ? b + 249 : b - 2887; i = 6272 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 1560 ? b + 1576 : b - 1560; i = 9408 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 2722 ? b + 414 : b - 2722; i = 12544 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 1546 ? b + 1590 : b - 1546; i = 15680 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 1360 ? b + 1776 : b - 1360; i = 18816 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 1114 ? b + 2022 : b - 1114; i = 21952 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 1505 ? b + 1631 : b - 1505; i = 25088 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 1228 ? b + 1908 : b - 1228; i = 28224 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 368 ? b + 2768 : b - 368; i = 31360 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 1706 ? b + 1430 : b - 1706; i = 34496 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 245 ? b + 2891 : b - 245; i = 37632 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 2855 ? b + 281 : b - 2855; i = 40768 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 823 ? b + 2313 : b - 823; i = 43904 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 2999 ? b + 137 : b - 2999; i = 47040 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 2382 ? b + 754 : b - 2382; i = 50176 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 1345 ? b + 1791 : b - 1345; i = 53312 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 1421 ? b + 1715 : b - 1421; i = 56448 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 1344 ? b + 1792 : b - 1344; i = 59584 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 2012 ? b + 1124 : b - 2012; i = 62720 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 284 ? b + 2852 : b - 284; i = 65856 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 2071 ? b + 1065 : b - 2071; i = 68992 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 2223 ? b + 913 : b - 2223; i = 72128 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 494 ? b + 2642 : b - 494; i = 75264 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 1232 ? b + 1904 : b - 1232; i = 78400 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 2155 ? b + 981 : b - 2155; i = 81536 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 951 ? b + 2185 : b - 951; i = 84672 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 504 ? b + 2632 : b - 504; i = 87808 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 2054 ? b + 1082 : b - 2054; i = 90944 + c; parameters[i] = parameters[i] * decay + q;
+                    c = b < 1019 ? b + 2117 : b - 1019; i = 94080 + c; parameters[i] = parameters[i] * decay - q;
+                    c = b < 3100 ? b + 36 : b - 3100; i = 97216 + c; parameters[i] = parameters[i] * decay + q;
                 }
             }
 
