@@ -13,16 +13,17 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var opts = Options.Parse(args);
 if (opts is null) return 2;
 if (opts.DumpPtx is not null) return PtxDump.Run(opts.DumpPtx);
+if (opts.WholeModel) return WholeModelBench.Run(opts);
 if (opts.Gpu) return GpuBench.Run(opts);
 return CpuBench.Run(opts);
 
-public sealed record Options(int Length, int Ratio, int Reps, int Threads, string? Filter, bool Gpu, string GpuBackend, double MinSampleMs, int AllocSteps, bool LengthGiven, bool Phases, string? DumpPtx = null)
+public sealed record Options(int Length, int Ratio, int Reps, int Threads, string? Filter, bool Gpu, string GpuBackend, double MinSampleMs, int AllocSteps, bool LengthGiven, bool Phases, string? DumpPtx = null, bool WholeModel = false)
 {
     public static Options? Parse(string[] args)
     {
         int length = 1 << 26, ratio = 32, reps = 7, threads = Environment.ProcessorCount, allocSteps = 0;
         double minMs = 25;
-        string? filter = null, dumpPtx = null; bool gpu = false, lengthGiven = false, phases = false; string backend = "cuda";
+        string? filter = null, dumpPtx = null; bool gpu = false, lengthGiven = false, phases = false, wholeModel = false; string backend = "cuda";
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -40,6 +41,7 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
                     case "--alloc-steps": allocSteps = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                     case "--gpu": gpu = true; break;
                     case "--phases": phases = true; break;
+                    case "--whole-model": wholeModel = true; break;
                     case "--gpu-backend": backend = Next(); break;
                     case "--dump-ptx": dumpPtx = Next(); break;
                     case "-h": case "--help": Usage(); return null;
@@ -53,7 +55,7 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
         }
         if (length <= 0 || ratio < 1 || reps < 1 || threads < 1) { Console.Error.WriteLine("error: sizes, ratio, reps and threads must be positive"); return null; }
         if (reps < 5) Console.Error.WriteLine("note: fewer than 5 repetitions; medians are fragile");
-        return new Options(length, ratio, reps, threads, filter, gpu, backend, minMs, allocSteps, lengthGiven, phases, dumpPtx);
+        return new Options(length, ratio, reps, threads, filter, gpu, backend, minMs, allocSteps, lengthGiven, phases, dumpPtx, wholeModel);
     }
 
 
@@ -61,7 +63,7 @@ public sealed record Options(int Length, int Ratio, int Reps, int Threads, strin
         n % (1L << 30) == 0 ? $"{n >> 30}G" : n % (1L << 20) == 0 ? $"{n >> 20}M" : n % (1L << 10) == 0 ? $"{n >> 10}K" : n.ToString(CultureInfo.InvariantCulture);
 
     private static void Usage() => Console.Error.WriteLine(
-        "usage: Collins.Bench [--length 64M] [--ratio 32] [--reps 7] [--threads N] [--filter text] [--min-sample-ms 25] [--alloc-steps N] [--phases] [--gpu [--gpu-backend cuda|cpu]] [--dump-ptx DIR]");
+        "usage: Collins.Bench [--length 64M] [--ratio 32] [--reps 7] [--threads N] [--filter text] [--min-sample-ms 25] [--alloc-steps N] [--phases] [--whole-model] [--gpu [--gpu-backend cuda|cpu]] [--dump-ptx DIR]");
 }
 
 public static class CpuBench
@@ -69,7 +71,7 @@ public static class CpuBench
     public static int Run(Options o)
     {
         Console.WriteLine($"Collins.Bench  d={Options.FormatSize(o.Length)} ({o.Length:N0} params)  ratio={o.Ratio}  threads={o.Threads}/{Environment.ProcessorCount}  reps={o.Reps} (interleaved)");
-        Console.WriteLine($"runtime {Environment.Version}  Vector512={Vector512.IsHardwareAccelerated} Vector256={Vector256.IsHardwareAccelerated}  load average at start: {LoadAverage()}");
+        Console.WriteLine($"cpu {CpuInfo.Description}  runtime {Environment.Version}  Vector512={Vector512.IsHardwareAccelerated} Vector256={Vector256.IsHardwareAccelerated}  load average at start: {LoadAverage()}");
 
         var buffers = new BenchBuffers(o.Length);
         var missing = new List<string>();
@@ -156,7 +158,7 @@ public static class CpuBench
             string floors = adamw >= 0 && twoPass >= 0 && random >= 0
                 ? $"; floors: triad vs_adamw={median[adamw] / median[triad]:F2}, two-pass vs_adamw={median[adamw] / median[twoPass]:F2}, random scatter+gather vs_adamw={median[adamw] / median[random]:F2}"
                 : "";
-            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads}: {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms{floors}");
+            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads} cpu=\"{CpuInfo.Description}\": {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms{floors}");
             return 0;
         }
         finally
