@@ -4,7 +4,7 @@ using System.Text;
 
 namespace Collins.Generators
 {
-    /// <summary>A tiny indented writer for emitted source; every number goes through <see cref="Lit"/>.</summary>
+    /// <summary>A tiny indented writer for emitted source; every number goes through <see cref="Literal"/>.</summary>
     internal sealed class CodeWriter
     {
         private readonly StringBuilder _sb = new StringBuilder(16 * 1024);
@@ -36,34 +36,34 @@ namespace Collins.Generators
     }
 
     /// <summary>Invariant, round-trip literals.</summary>
-    internal static class Lit
+    internal static class Literal
     {
-        private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+        private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
 
-        public static string I(int v) => v.ToString(Inv);
-        public static string L(long v) => v.ToString(Inv) + "L";
-        public static string U(uint v) => v.ToString(Inv) + "U";
-        public static string UL(ulong v) => v.ToString(Inv) + "UL";
+        public static string Int(int v) => v.ToString(Invariant);
+        public static string Long(long v) => v.ToString(Invariant) + "L";
+        public static string UInt(uint v) => v.ToString(Invariant) + "U";
+        public static string ULong(ulong v) => v.ToString(Invariant) + "UL";
 
         /// <summary>A float literal that parses back to exactly <paramref name="v"/>.</summary>
-        public static string F(float v)
+        public static string Float(float v)
         {
             if (float.IsNaN(v) || float.IsInfinity(v)) throw new ArgumentException("Non-finite float literal.");
-            string s = v.ToString("R", Inv);
-            if (float.Parse(s, NumberStyles.Float, Inv) != v) s = v.ToString("G9", Inv);
+            string s = v.ToString("R", Invariant);
+            if (float.Parse(s, NumberStyles.Float, Invariant) != v) s = v.ToString("G9", Invariant);
             return s + "f";
         }
 
         /// <summary>A double literal that parses back to exactly <paramref name="v"/>.</summary>
-        public static string D(double v)
+        public static string Double(double v)
         {
             if (double.IsNaN(v) || double.IsInfinity(v)) throw new ArgumentException("Non-finite double literal.");
-            string s = v.ToString("R", Inv);
-            if (double.Parse(s, NumberStyles.Float, Inv) != v) s = v.ToString("G17", Inv);
+            string s = v.ToString("R", Invariant);
+            if (double.Parse(s, NumberStyles.Float, Invariant) != v) s = v.ToString("G17", Invariant);
             return s + "d";
         }
 
         /// <summary>A float shown in prose (docs), not as code.</summary>
-        public static string Text(double v) => v.ToString("G6", Inv);
+        public static string Prose(double v) => v.ToString("G6", Invariant);
     }
 }

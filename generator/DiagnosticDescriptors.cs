@@ -135,7 +135,7 @@ namespace Collins.Generators
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
             TensorOutsideOptimizer, InitializerLengthMismatch, InternalError);
 
-        private static IReadOnlyDictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
+        private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {
             var d = new Dictionary<string, DiagnosticDescriptor>();
             foreach (var x in all) d.Add(x.Id, x);

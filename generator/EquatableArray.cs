@@ -18,8 +18,6 @@ namespace Collins.Generators
         public EquatableArray(T[] items) => _items = items;
         public EquatableArray(IEnumerable<T> items) => _items = items.ToArray();
 
-        public static EquatableArray<T> Empty => new EquatableArray<T>(Array.Empty<T>());
-
         public int Count => _items?.Length ?? 0;
         public T this[int index] => _items![index];
         public bool IsEmpty => Count == 0;

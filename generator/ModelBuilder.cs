@@ -86,7 +86,7 @@ namespace Collins.Generators
             var firstApplication = attributes[0].ApplicationSyntaxReference;
             if (firstApplication is not null
                 && (firstApplication.SyntaxTree != node.SyntaxTree || !node.Span.Contains(firstApplication.Span)))
-                return new ClassResult(null, EquatableArray<DiagnosticInfo>.Empty);
+                return new ClassResult(null, new EquatableArray<DiagnosticInfo>(Array.Empty<DiagnosticInfo>()));
             var classLocation = node.Identifier.GetLocation();
             bool ok = true;
 

@@ -20,19 +20,25 @@ namespace Collins.Generators
         public const string AttributeMetadataName = "Collins.SketchedOptimizerAttribute";
         public const string TensorAttributeMetadataName = "Collins.TensorAttribute";
 
-        /// <summary>
-        /// Tests only (null otherwise): given "transform:{class name}" or "emit:{class name}", returns an exception to throw
-        /// at that stage, to check that a failure becomes one COL999 diagnostic and never the compiler's CS8785.
-        /// </summary>
-        internal static Func<string, Exception?>? FaultInjection;
+        // Null in the shipped generator. Tests pass one through the internal constructor: given "transform:{class name}" or
+        // "emit:{class name}", it returns an exception to throw at that stage, to check that a failure becomes one COL999
+        // diagnostic and never the compiler's CS8785.
+        private readonly Func<string, Exception?>? _faultInjection;
+
+        /// <summary>The generator as the compiler creates it.</summary>
+        public SketchedOptimizerGenerator() { }
+
+        /// <summary>Tests only: a generator that throws the exception <paramref name="faultInjection"/> returns for a stage.</summary>
+        internal SketchedOptimizerGenerator(Func<string, Exception?>? faultInjection) => _faultInjection = faultInjection;
 
         public void Initialize(IncrementalGeneratorInitializationContext context)
         {
+            var faultInjection = _faultInjection;
             var results = context.SyntaxProvider
                 .ForAttributeWithMetadataName(
                     AttributeMetadataName,
                     predicate: static (node, _) => node is ClassDeclarationSyntax || node is RecordDeclarationSyntax,
-                    transform: static (ctx, ct) => SafeBuild(ctx, ct))
+                    transform: (ctx, ct) => SafeBuild(ctx, faultInjection, ct))
                 .WithTrackingName(TrackingNames.Transform);
 
             var diagnostics = results
@@ -63,13 +69,13 @@ namespace Collins.Generators
                 foreach (var d in list) spc.ReportDiagnostic(d.ToDiagnostic());
             });
 
-            context.RegisterSourceOutput(models, static (spc, model) =>
+            context.RegisterSourceOutput(models, (spc, model) =>
             {
                 // Render everything first: on failure nothing of this class is added (no broken code).
                 var files = new List<(string Hint, string Text)>();
                 try
                 {
-                    if (FaultInjection?.Invoke("emit:" + model.ClassName) is { } fault) throw fault;
+                    if (faultInjection?.Invoke("emit:" + model.ClassName) is { } fault) throw fault;
                     foreach (var variant in model.Variants)
                         files.Add((variant.HintName, Emitter.Emit(model, variant)));
                 }
@@ -114,11 +120,11 @@ namespace Collins.Generators
             }
         }
 
-        private static ClassResult SafeBuild(GeneratorAttributeSyntaxContext ctx, CancellationToken ct)
+        private static ClassResult SafeBuild(GeneratorAttributeSyntaxContext ctx, Func<string, Exception?>? faultInjection, CancellationToken ct)
         {
             try
             {
-                if (FaultInjection?.Invoke("transform:" + ctx.TargetSymbol.Name) is { } fault) throw fault;
+                if (faultInjection?.Invoke("transform:" + ctx.TargetSymbol.Name) is { } fault) throw fault;
                 return ModelBuilder.Build(ctx, ct);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)

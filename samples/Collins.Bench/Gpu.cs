@@ -5,7 +5,8 @@ using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using Collins;
-using Collins.Bench;
+
+namespace Collins.Bench;
 
 /// <summary>
 /// --gpu: the generated optimizers' device Step (ArrayView overload) on a CUDA accelerator, against a

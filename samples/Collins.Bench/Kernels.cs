@@ -50,8 +50,8 @@ public sealed class BenchBuffers
 
     private AlignedFloats? _m, _v;
     /// <summary>
-    /// Dense first moment (d), shared by the dense rows. Starts on a 64-byte line (the bar gets every help an optimizer owning its
-    /// state could give itself: at d = 1M dense AdamW measured 5 % faster than with the pinned array's own 8- or 16-byte alignment).
+    /// Dense first moment (d), shared by the dense rows. Starts on a 64-byte line: the bar gets every help an optimizer owning its
+    /// state could give itself (what it measured: docs/benchmarks.md, "Tried in an earlier round and reverted").
     /// </summary>
     public Span<float> DenseM => (_m ??= new AlignedFloats(Length)).Span;
     /// <summary>Dense second moment (d), shared by the dense rows; 64-byte aligned like <see cref="DenseM"/>.</summary>

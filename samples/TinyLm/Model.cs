@@ -85,7 +85,7 @@ public sealed record ModelConfig(int Vocab, int Context, int DModel, int Heads, 
     // Index of each tensor in the parameter list.
     public const int EmbedIndex = 0, PosIndex = 1, PerLayer = 10;
     public const int Ln1G = 0, Ln1B = 1, Wqkv = 2, Wo = 3, Ln2G = 4, Ln2B = 5, W1 = 6, B1 = 7, W2 = 8, B2 = 9;
-    public int LayerBase(int layer) => 2 + PerLayer * layer;
+    public static int LayerBase(int layer) => 2 + PerLayer * layer;
     public int LnfGIndex => 2 + PerLayer * Layers;
     public int LnfBIndex => LnfGIndex + 1;
     public int HeadIndex => LnfGIndex + 2;

@@ -204,7 +204,7 @@ public static class OptimizerCatalog
         return variants;
     }
 
-    public static IEnumerable<string> Names => new[] { "AdamW" }.Concat(Variants.Select(v => v.Name));
+    public static IEnumerable<string> Names => Variants.Select(v => v.Name).Prepend("AdamW");
 
     /// <summary>The variant named <paramref name="name"/>.</summary>
     public static CollinsVariant Variant(string name) => Variants.FirstOrDefault(v => v.Name == name)

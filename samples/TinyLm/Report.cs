@@ -15,9 +15,9 @@ public static class Report
         var md = new StringBuilder();
         md.AppendLine("# TinyLm results");
         md.AppendLine();
-        md.AppendLine($"Model: {config.Layers}-layer pre-LayerNorm causal transformer, vocabulary {config.Vocab}, context {config.Context}, " +
+        md.AppendLine(CultureInfo.InvariantCulture, $"Model: {config.Layers}-layer pre-LayerNorm causal transformer, vocabulary {config.Vocab}, context {config.Context}, " +
                       $"d_model {config.DModel}, {config.Heads} heads, feed-forward {config.FeedForward} (GELU), {config.ParameterCount:N0} parameters.");
-        md.AppendLine($"Data: tiny Shakespeare, {corpus.Train.Length:N0} train / {corpus.Validation.Length:N0} validation characters (90/10 split).");
+        md.AppendLine(CultureInfo.InvariantCulture, $"Data: tiny Shakespeare, {corpus.Train.Length:N0} train / {corpus.Validation.Length:N0} validation characters (90/10 split).");
         md.AppendLine($"Training: {o.Steps} steps of {o.Batch}×{config.Context} tokens, warm-up {o.WarmupSteps} then cosine decay to {o.FinalLrFraction:G2}·lr, " +
                       $"seed {o.Seed}, weight decay 0, β2 0.999, ε 1e-8, {Kernels.MaxThreads} threads. Final validation loss over " +
                       (o.FinalEvalWindows == 0 ? "every non-overlapping validation window" : $"{o.FinalEvalWindows} validation windows") + " (nats/char).");
@@ -30,7 +30,7 @@ public static class Report
         foreach (var r in results)
         {
             string diff = adam is null ? "n/a" : (100 * (r.FinalValidationLoss - adam.FinalValidationLoss) / adam.FinalValidationLoss).ToString("+0.00;-0.00;0.00", CultureInfo.InvariantCulture);
-            md.AppendLine($"| {r.Name} | {r.StateBytes:N0} | {r.BytesPerParameter:F3} | {r.FinalValidationLoss:F4} | {diff} | {r.StepMs:F1} | {r.OptimizerMs:F2} | {r.LearningRate:G3} | {r.Implementation} |");
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.StateBytes:N0} | {r.BytesPerParameter:F3} | {r.FinalValidationLoss:F4} | {diff} | {r.StepMs:F1} | {r.OptimizerMs:F2} | {r.LearningRate:G3} | {r.Implementation} |");
         }
         File.WriteAllText(Path.Combine(dir, "results.md"), md.ToString());
 

@@ -43,7 +43,7 @@ public sealed class Transformer
                 float std = n.EndsWith("Wo", StringComparison.Ordinal) || n.EndsWith("W2", StringComparison.Ordinal) ? resid : 0.02f;
                 for (int j = 0; j < p[i].Length; j++) p[i][j] = std * rng.NextGaussian();
             }
-            else if (n.EndsWith("G", StringComparison.Ordinal)) Array.Fill(p[i], 1f);
+            else if (n.EndsWith('G')) Array.Fill(p[i], 1f);
             else Array.Clear(p[i]);
         }
         return p;
@@ -83,7 +83,7 @@ public sealed class Transformer
         for (int l = 0; l < c.Layers; l++)
         {
             var L = w.Layer[l];
-            int b0 = c.LayerBase(l);
+            int b0 = ModelConfig.LayerBase(l);
             var x = w.X[l];
             Kernels.LayerNorm(x, P[b0 + ModelConfig.Ln1G], P[b0 + ModelConfig.Ln1B], L.H1, L.Xhat1, L.Rstd1, M, D);
             Kernels.MatMul(L.H1, P[b0 + ModelConfig.Wqkv], null, L.Qkv, M, D, 3 * D);
@@ -149,7 +149,7 @@ public sealed class Transformer
         for (int l = c.Layers - 1; l >= 0; l--)
         {
             var L = w.Layer[l];
-            int b0 = c.LayerBase(l);
+            int b0 = ModelConfig.LayerBase(l);
             // x_out = x2 + gelu(h2·W1 + B1)·W2 + B2
             Kernels.ColumnSum(dx, G[b0 + ModelConfig.B2], M, D);
             Kernels.MatMulBackWeight(L.A, dx, G[b0 + ModelConfig.W2], M, F, D);

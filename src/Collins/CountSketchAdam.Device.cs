@@ -111,19 +111,19 @@ public sealed partial class CountSketchAdam
     }
 
     /// <inheritdoc/>
-    protected override void DeviceApply(int tensor, ArrayView<float> parameters, ArrayView<float> gradient, in StepScalars s)
+    protected override void DeviceApply(int tensor, ArrayView<float> parameters, ArrayView<float> gradient, in StepScalars scalars)
     {
         var plan = Tensors[tensor];
         var t = _device![tensor];
         var m = DeviceFirstMoments![tensor].View; var v = DeviceSecondMoments![tensor].View;
-        if (plan.IsDense) { _denseApply!(plan.Length, parameters, gradient, m, v, t.Constants, s); return; }
+        if (plan.IsDense) { _denseApply!(plan.Length, parameters, gradient, m, v, t.Constants, scalars); return; }
         var sumM = DeviceSumM![tensor].View; var sumV = DeviceSumV![tensor].View;
-        _bucketUpdate!(plan.Buckets, m, v, sumM, sumV, t.Occupancy.View, t.Constants, s);
+        _bucketUpdate!(plan.Buckets, m, v, sumM, sumV, t.Occupancy.View, t.Constants, scalars);
         var factor = plan.HasFirstMoment ? sumM : sumV;
         if (plan.Layout == SketchLayout.Rotation)
-            _rotationApply!(plan.Length, parameters, gradient, t.Rotations.View, t.Signs.View, factor, t.Constants, s);
+            _rotationApply!(plan.Length, parameters, gradient, t.Rotations.View, t.Signs.View, factor, t.Constants, scalars);
         else
-            _universalApply!(plan.Length, parameters, gradient, factor, t.Constants, s);
+            _universalApply!(plan.Length, parameters, gradient, factor, t.Constants, scalars);
     }
 
     private readonly struct ListDeviceBuffers(IReadOnlyList<ArrayView<float>> p, IReadOnlyList<ArrayView<float>> g) : IDeviceStepBuffers

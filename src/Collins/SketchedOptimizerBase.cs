@@ -375,6 +375,9 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     /// </summary>
     protected void ValidateBufferCounts(int parameterCount, int gradientCount)
     {
+        // The exceptions name the caller's Step parameters that the counts describe (CountSketchAdam.Step's parameters and
+        // gradients), not this helper's own parameters.
+#pragma warning disable CA2208
         int n = Tensors.Count;
         if (parameterCount < n)
             throw new ArgumentException($"Tensor '{Tensors[parameterCount].Name}' (index {parameterCount}) has no parameter buffer: expected {n} parameter buffers, one per tensor, got {parameterCount}.", "parameters");
@@ -384,6 +387,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             throw new ArgumentException($"Expected {n} parameter buffers, one per tensor, got {parameterCount}.", "parameters");
         if (gradientCount > n)
             throw new ArgumentException($"Expected {n} gradient buffers, one per tensor, got {gradientCount}.", "gradients");
+#pragma warning restore CA2208
     }
 
     /// <summary>

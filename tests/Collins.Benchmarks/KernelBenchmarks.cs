@@ -42,7 +42,7 @@ public class KernelBenchmarks
                          .Where(n => wanted.Length == 0 || wanted.Any(w => n.Contains(w, StringComparison.OrdinalIgnoreCase)));
     }
 
-    private static IEnumerable<string> Env(string name, string fallback) =>
+    private static string[] Env(string name, string fallback) =>
         (Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : fallback)
             .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 

@@ -587,16 +587,11 @@ public class InternalErrorTests
 
     private static GeneratorRun RunWithFault(string stage)
     {
-        // Keyed by a class name no other test uses, so tests running in parallel are unaffected.
-        SketchedOptimizerGenerator.FaultInjection = key => key == stage + ":FaultyModel7f3a" ? new InvalidOperationException("injected fault 42") : null;
-        try
-        {
-            return GeneratorDriverHelper.Run(Markup.Parse(Source).Source);
-        }
-        finally
-        {
-            SketchedOptimizerGenerator.FaultInjection = null;
-        }
+        // The hook belongs to this one generator instance (the internal constructor), so no other test can see it.
+        var generator = new SketchedOptimizerGenerator(
+            key => key == stage + ":FaultyModel7f3a" ? new InvalidOperationException("injected fault 42") : null);
+        var driver = GeneratorDriverHelper.CreateDriver(generator: generator);
+        return GeneratorDriverHelper.Run(GeneratorDriverHelper.CreateCompilation(Markup.Parse(Source).Source), driver);
     }
 
     private static void AssertOneInternalError(GeneratorRun run, string message)

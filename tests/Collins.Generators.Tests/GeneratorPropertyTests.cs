@@ -180,7 +180,7 @@ public class GeneratorPropertyTests(ITestOutputHelper output)
                 else if (initializerKind == 5) init = ("null!", Tag.Sane);
                 initializer = " = " + init.Text;
             }
-            else if (type.Text.EndsWith("]", StringComparison.Ordinal) || type.Text.EndsWith(">", StringComparison.Ordinal))
+            else if (type.Text.EndsWith(']') || type.Text.EndsWith('>'))
                 initializer = " = null!";
             string args = string.Join(", ", dims.Select(d => d.Dim.Text).Concat(named.Select(n => n.Value.Text)));
             string text = kind == 0

@@ -55,7 +55,7 @@ public class PackageConsumptionTests
                 foreach (var d in DiagnosticDescriptors.ById.Values)
                 {
                     Assert.StartsWith(DiagnosticDescriptors.ProjectUrl + "#", d.HelpLinkUri);
-                    Assert.Contains("<a id=\"" + d.HelpLinkUri.Substring(d.HelpLinkUri.IndexOf('#') + 1) + "\"></a>", readme);
+                    Assert.Contains("<a id=\"" + d.HelpLinkUri[(d.HelpLinkUri.IndexOf('#') + 1)..] + "\"></a>", readme);
                 }
             }
 

@@ -15,6 +15,7 @@ public class CheckpointTests : IDisposable
     public void Dispose()
     {
         try { Directory.Delete(_folder, recursive: true); } catch (IOException) { }
+        GC.SuppressFinalize(this);
     }
 
     private static readonly OptimizerSettings Settings = new() { Ratio = 8, WeightDecay = 0.01, Seed = 11 };

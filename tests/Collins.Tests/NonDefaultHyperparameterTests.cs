@@ -50,9 +50,9 @@ public class NonDefaultHyperparameterTests
     /// moments at relative·|e| + 1e-6·max|e| with relative 1e-5 for sketches and 3e-5 for dense tensors
     /// (DenseAdamWCpu forms 1 − β in float), as GeneratedOptimizerTests.
     /// </summary>
-    private static string? Mismatch(IReadOnlyList<TensorPlan> plans, Run expected, Run actual)
+    private static string? Mismatch(TensorPlan[] plans, Run expected, Run actual)
     {
-        for (int t = 0; t < plans.Count; t++)
+        for (int t = 0; t < plans.Length; t++)
         {
             for (int i = 0; i < expected.P[t].Length; i++)
             {

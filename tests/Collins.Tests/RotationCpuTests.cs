@@ -66,7 +66,7 @@ public class RotationCpuTests
             bool nonTemporal = path.Contains("non-temporal");
             // Destinations as the optimizers allocate them (64-byte aligned), or one float past a line start: the non-temporal
             // path must fall back to plain stores there, and on tiles whose first bucket is not on a line.
-            int skew = path.EndsWith("misaligned") ? 1 : 0;
+            int skew = path.EndsWith("misaligned", StringComparison.Ordinal) ? 1 : 0;
             Span<float> sm = Filled(new AlignedFloats(k + skew).Span[skew..]), sv = Filled(new AlignedFloats(k + skew).Span[skew..]);
             Span<float> sv0 = Filled(new AlignedFloats(k + skew).Span[skew..]);
             foreach (var (b0, b1) in Tiles(k, tiles))

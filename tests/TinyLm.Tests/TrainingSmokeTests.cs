@@ -187,7 +187,7 @@ public class ModelDeclarationTests
         Assert.Same(TinyLmModel.DeclaredSpecs, (TinyLmModel.Config with { }).Specs());   // by value, not by instance
         var other = Other.Specs();
         Assert.Null(ModelConfig.SpecsDiffer(Other.BuildSpecs(), other));
-        Assert.Equal(16 * 48, ModelConfig.Length(other[Other.LayerBase(0) + ModelConfig.Wqkv]));
+        Assert.Equal(16 * 48, ModelConfig.Length(other[ModelConfig.LayerBase(0) + ModelConfig.Wqkv]));
     }
 
     [Fact]
@@ -206,7 +206,7 @@ public class ModelDeclarationTests
     {
         var specs = TinyLmModel.Config.BuildSpecs();
         TensorSpec[] Changed(int i, TensorSpec s) => specs.Select((t, j) => j == i ? s : t).ToArray();
-        int at = TinyLmModel.Config.LayerBase(0) + ModelConfig.Wo;
+        int at = ModelConfig.LayerBase(0) + ModelConfig.Wo;
         var wo = specs[at];
         Assert.Equal("L0Wo", wo.Name);
         Assert.NotNull(ModelConfig.SpecsDiffer(specs, specs.Take(25).ToArray()));

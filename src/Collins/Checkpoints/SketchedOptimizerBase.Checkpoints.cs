@@ -107,7 +107,7 @@ public abstract partial class SketchedOptimizerBase
         TakeGuard("save a checkpoint");
         try
         {
-            var w = new CheckpointWriter();
+            using var w = new CheckpointWriter();
             w.Bytes(CheckpointMagic);
             w.Int32(CheckpointFormatVersion);
             w.Int64(0); // total length, patched below
@@ -147,7 +147,7 @@ public abstract partial class SketchedOptimizerBase
     private float[] ReadSecondMomentState(int i)
         => DeviceSecondMoments is null ? SecondMoments[i] : DeviceSecondMoments[i].GetAsArray1D();
 
-    private sealed class CheckpointWriter
+    private sealed class CheckpointWriter : IDisposable
     {
         private readonly MemoryStream _s = new();
         private readonly byte[] _scratch = new byte[8];
@@ -178,6 +178,8 @@ public abstract partial class SketchedOptimizerBase
             BinaryPrimitives.WriteUInt64LittleEndian(result.AsSpan(body.Length), XxHash64.HashToUInt64(body));
             return result;
         }
+
+        public void Dispose() => _s.Dispose();
     }
 
     // ------------------------------------------------------------------------------ reading

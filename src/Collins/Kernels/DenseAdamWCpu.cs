@@ -24,9 +24,9 @@ public static unsafe class DenseAdamWCpu
 
     /// <summary>
     /// Floats ahead that the Vector512 loop software-prefetches in each of its four streams (one line per stream per iteration).
-    /// With four read streams and three write streams per core the hardware prefetchers fall behind: at d = 64M on the 2-core
-    /// AVX-512 VM the step went from 38.2–39.0 to 35.1–36.5 ms, i.e. to ≈ 29 GB/s of reads, the read bandwidth a pure read
-    /// stream reaches there (docs/benchmarks.md). 128, 512 and 1024 measured the same within noise.
+    /// With four read streams and three write streams per core the hardware prefetchers fall behind, and the prefetch brings the
+    /// step to the read bandwidth a pure read stream reaches; the distance is not critical. Measurements: docs/benchmarks.md
+    /// ("What moved in this round", change 4).
     /// </summary>
     private const int PrefetchAhead = 256;
 

@@ -1,32 +1,31 @@
-namespace Collins.Kernels
+namespace Collins.Kernels;
+
+// The one tile table of the CPU engine (CpuTensorKernel): every optimizer, generated or run-time, cuts every tensor
+// into these tiles, which is part of why they are bit-identical.
+/// <summary>
+/// The fixed CPU partition of every kind of tensor (never the thread count: results are bit-identical for any
+/// <c>MaxThreads</c>), and the store-kind decision of the Rotation phase 1. Why these values: docs/benchmarks.md.
+/// </summary>
+internal static class KernelTiles
 {
-    // The one tile table of the CPU engine (CpuTensorKernel): every optimizer, generated or run-time, cuts every tensor
-    // into these tiles, which is part of why they are bit-identical.
+    /// <summary>Buckets per tile of both Rotation phases (<c>RotationCpu.AccumulateTile</c>, <c>RotationCpu.UpdateApplyTile</c>).</summary>
+    public const int RotationTileBuckets = 2048;
+
     /// <summary>
-    /// The fixed CPU partition of every kind of tensor (never the thread count: results are bit-identical for any
-    /// <c>MaxThreads</c>), and the store-kind decision of the Rotation phase 1. Why these values: docs/benchmarks.md.
+    /// Rotation tensors of at least this many entries write their phase-1 sums with non-temporal stores; smaller ones keep
+    /// plain stores, their sums being cache-resident when phase 2 reads them.
     /// </summary>
-    internal static class KernelTiles
-    {
-        /// <summary>Buckets per tile of both Rotation phases (<c>RotationCpu.AccumulateTile</c>, <c>RotationCpu.UpdateApplyTile</c>).</summary>
-        public const int RotationTileBuckets = 2048;
+    public const int NonTemporalSumsMinLength = 1 << 20;
 
-        /// <summary>
-        /// Rotation tensors of at least this many entries write their phase-1 sums with non-temporal stores; smaller ones keep
-        /// plain stores, their sums being cache-resident when phase 2 reads them.
-        /// </summary>
-        public const int NonTemporalSumsMinLength = 1 << 20;
+    /// <summary>Buckets per tile of the Universal moment update (<c>RotationCpu.UpdateBuckets</c> / <c>UpdateBucketsMean</c>).</summary>
+    public const int UniversalBucketTile = 4096;
 
-        /// <summary>Buckets per tile of the Universal moment update (<c>RotationCpu.UpdateBuckets</c> / <c>UpdateBucketsMean</c>).</summary>
-        public const int UniversalBucketTile = 4096;
+    /// <summary>Entries per tile of the Universal gather and of dense AdamW.</summary>
+    public const int ElementTile = 16384;
 
-        /// <summary>Entries per tile of the Universal gather and of dense AdamW.</summary>
-        public const int ElementTile = 16384;
+    /// <summary>ceil(<paramref name="count"/> / <paramref name="tile"/>) without overflow.</summary>
+    public static int Tiles(int count, int tile) => (int)(((long)count + tile - 1) / tile);
 
-        /// <summary>ceil(<paramref name="count"/> / <paramref name="tile"/>) without overflow.</summary>
-        public static int Tiles(int count, int tile) => (int)(((long)count + tile - 1) / tile);
-
-        /// <summary>Whether a Rotation tensor of <paramref name="length"/> entries writes its phase-1 sums non-temporally.</summary>
-        public static bool NonTemporalSums(int length) => length >= NonTemporalSumsMinLength;
-    }
+    /// <summary>Whether a Rotation tensor of <paramref name="length"/> entries writes its phase-1 sums non-temporally.</summary>
+    public static bool NonTemporalSums(int length) => length >= NonTemporalSumsMinLength;
 }

@@ -43,7 +43,7 @@ public static unsafe class RotationCpu
     /// address that a moving GC made stale costs nothing but the hint).</summary>
     private const int PrefetchAhead = 256;
 
-    /// <summary>The same for <see cref="AccumulateTile"/> (d = 64M, Ratio 32: 128 ≈ 256 ≈ 512 within noise, 1024 slower).</summary>
+    /// <summary>The same for <see cref="AccumulateTile"/> (the distances tried: docs/benchmarks.md, "What changed two rounds ago", item 3).</summary>
     private const int AccumulatePrefetchAhead = 128;
 
     /// <summary>
@@ -59,8 +59,8 @@ public static unsafe class RotationCpu
     /// <remarks>
     /// With <paramref name="nonTemporal"/> the sums of whole 16-bucket vectors are written with non-temporal stores, which skip the
     /// read-for-ownership of the destination lines: for a tensor whose gradient is far larger than the cache, the sums would be
-    /// evicted before phase 2 reads them anyway, so this saves k·4 bytes of memory reads per sum array (d = 64M, Ratio 32: 16 MB of
-    /// the step's ≈ 560 MB of reads; docs/benchmarks.md). It needs both destinations 64-byte aligned at
+    /// evicted before phase 2 reads them anyway, so this saves k·4 bytes of memory reads per sum array in a pass bound by read
+    /// bandwidth (measured: docs/benchmarks.md, "What moved in this round", change 1). It needs both destinations 64-byte aligned at
     /// <paramref name="bucketStart"/> (as the optimizers' workspaces are, see <see cref="AlignedFloats"/>); when they are not, plain
     /// stores are used. The values written are the same either way.
     /// </remarks>
@@ -533,8 +533,8 @@ public static unsafe class RotationCpu
 
     /// <summary>
     /// Buckets ahead that <see cref="UpdateApplyTile"/> software-prefetches in the moment and workspace arrays. Besides the 32 row
-    /// streams of a tile those four streams were left to the hardware prefetchers, which did not follow them: at d = 64M, Ratio 32
-    /// the step went from 20.45–20.75 to 19.50–19.85 ms with it (4 alternating pairs; 128 and 256 measured the same within noise).
+    /// streams of a tile those four streams were left to the hardware prefetchers, which did not follow them; the distance is not
+    /// critical. Measurements: docs/benchmarks.md ("What moved in this round", change 3).
     /// </summary>
     private const int SketchPrefetchAhead = 64;
 
@@ -664,8 +664,8 @@ public static unsafe class RotationCpu
             || lastRowLength <= 0 || lastRowLength > buckets || parameters.Length != (long)(rows - 1) * buckets + lastRowLength
             || (!momentum && gradient.Length != parameters.Length))
             throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
-        // β1 = 0 reads g as well (2·R streams per vector): without prefetch that was slower than row by row; with the
-        // prefetch below it is slightly faster (d = 64M, Ratio 32, quiet machine: Rotation β1=0 30.8 -> 29.6 ms).
+        // β1 = 0 reads g as well (2·R streams per vector): without prefetch that was slower than row by row, with the
+        // prefetch below slightly faster (docs/benchmarks.md, "What changed two rounds ago", item 3).
         if (!Vector512.IsHardwareAccelerated)
         {
             for (int r = 0; r < rows; r++)

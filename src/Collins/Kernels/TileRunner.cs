@@ -88,8 +88,11 @@ public static unsafe class TileRunner
     private static SemaphoreSlim? s_done;
     private static volatile bool s_started;
 
+    // t_ marks a [ThreadStatic] field (the dotnet/runtime convention), which the s_ naming rule cannot tell apart.
+#pragma warning disable IDE1006
     [ThreadStatic] private static bool t_inRun;                 // true on workers and on a caller during its run
     [ThreadStatic] private static long t_helperTilesOfOwnRuns;  // tiles pool workers ran in the runs this thread owned
+#pragma warning restore IDE1006
 
     /// <summary>
     /// Tiles that pool workers (not the caller) ran in the runs this thread has owned so far: lets a test

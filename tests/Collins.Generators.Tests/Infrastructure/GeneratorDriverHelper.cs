@@ -69,9 +69,11 @@ internal static class GeneratorDriverHelper
             sources.Select((s, i) => Parse(s, sources.Length == 1 ? "Model.cs" : "Model" + i + ".cs")),
             References, CompilationOptions);
 
-    public static GeneratorDriver CreateDriver(bool trackSteps = false, IncrementalGeneratorOutputKind disabledOutputs = IncrementalGeneratorOutputKind.None)
+    /// <summary>A driver of <paramref name="generator"/> (the shipped one, created as the compiler does, when null).</summary>
+    public static GeneratorDriver CreateDriver(bool trackSteps = false, IncrementalGeneratorOutputKind disabledOutputs = IncrementalGeneratorOutputKind.None,
+                                               SketchedOptimizerGenerator? generator = null)
         => CSharpGeneratorDriver.Create(
-            new[] { new SketchedOptimizerGenerator().AsSourceGenerator() },
+            new[] { (generator ?? new SketchedOptimizerGenerator()).AsSourceGenerator() },
             parseOptions: ParseOptions,
             driverOptions: new GeneratorDriverOptions(disabledOutputs, trackIncrementalGeneratorSteps: trackSteps));
 

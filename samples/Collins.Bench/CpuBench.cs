@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.Intrinsics;
+
+namespace Collins.Bench;
+
+public static class CpuBench
+{
+    public static int Run(Options o)
+    {
+        Console.WriteLine($"Collins.Bench  d={Options.FormatSize(o.Length)} ({o.Length:N0} params)  ratio={o.Ratio}  threads={o.Threads}/{Environment.ProcessorCount}  reps={o.Reps} (interleaved)");
+        Console.WriteLine($"cpu {CpuInfo.Description}  runtime {Environment.Version}  Vector512={Vector512.IsHardwareAccelerated} Vector256={Vector256.IsHardwareAccelerated}  load average at start: {LoadAverage()}");
+
+        var buffers = new BenchBuffers(o.Length);
+        var missing = new List<string>();
+        var kernels = KernelSet.Create(buffers, o.Ratio, o.Threads, missing,
+            o.Filter is null ? null : name => name.Contains("limit") || name == "dense AdamW" || name.Contains(o.Filter, StringComparison.OrdinalIgnoreCase));
+        try
+        {
+            // Warm-up and calibration: steps per sample so that one sample lasts at least MinSampleMs.
+            var iters = new int[kernels.Count];
+            for (int k = 0; k < kernels.Count; k++)
+            {
+                kernels[k].Step(); kernels[k].Step();
+                var sw = Stopwatch.StartNew();
+                kernels[k].Step();
+                double ms = sw.Elapsed.TotalMilliseconds;
+                iters[k] = Math.Clamp((int)Math.Ceiling(o.MinSampleMs / Math.Max(ms, 1e-3)), 1, 10_000);
+            }
+
+            // Interleaved repetitions: every rep times every kernel once; the start rotates so no kernel always follows the same one.
+            var samples = new double[kernels.Count][];
+            for (int k = 0; k < kernels.Count; k++) samples[k] = new double[o.Reps];
+            for (int r = 0; r < o.Reps; r++)
+            {
+                for (int j = 0; j < kernels.Count; j++)
+                {
+                    int k = (j + r) % kernels.Count;
+                    var kernel = kernels[k];
+                    long t0 = Stopwatch.GetTimestamp();
+                    for (int it = 0; it < iters[k]; it++) kernel.Step();
+                    samples[k][r] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds / iters[k];
+                }
+            }
+
+            var median = samples.Select(Median).ToArray();
+            int triad = kernels.FindIndex(k => k.Name.StartsWith("triad"));
+            int adamw = kernels.FindIndex(k => k.Name == "dense AdamW");
+
+            Console.WriteLine();
+            Console.WriteLine($"| {"kernel",-32} | {"median ms",9} | {"min ms",8} | {"max ms",8} | {"GB/s",6} | {"B/param",7} | {"vs_adamw",8} | {"vs_limit",8} |");
+            Console.WriteLine($"|{new string('-', 34)}|{new string('-', 11)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 8)}|{new string('-', 9)}|{new string('-', 10)}|{new string('-', 10)}|");
+            for (int k = 0; k < kernels.Count; k++)
+            {
+                double gbs = kernels[k].NominalBytesPerParam * o.Length / (median[k] * 1e-3) / 1e9;
+                string vsA = adamw >= 0 ? (median[adamw] / median[k]).ToString("F2") : "n/a";
+                string vsL = triad >= 0 ? (median[triad] / median[k]).ToString("F2") : "n/a";
+                Console.WriteLine($"| {kernels[k].Name,-32} | {median[k],9:F3} | {samples[k].Min(),8:F3} | {samples[k].Max(),8:F3} | {gbs,6:F1} | {kernels[k].NominalBytesPerParam,7:F0} | {vsA,8} | {vsL,8} |");
+            }
+            Console.WriteLine();
+            Console.WriteLine("nominal bytes per parameter:");
+            foreach (var k in kernels) Console.WriteLine($"  {k.Name,-32} {k.BytesFormula}");
+            foreach (var m in missing) Console.WriteLine($"  not measured: {m}");
+
+            // Allocation per step after the first, and state bytes.
+            Console.WriteLine();
+            Console.WriteLine($"| {"kernel",-32} | {"alloc B/step",12} | {"alloc B/step (caller)",21} | {"StateBytes",12} | {"formula",12} | {"alloc at ctor",13} |");
+            Console.WriteLine($"|{new string('-', 34)}|{new string('-', 14)}|{new string('-', 23)}|{new string('-', 14)}|{new string('-', 14)}|{new string('-', 15)}|");
+            for (int k = 0; k < kernels.Count; k++)
+            {
+                int n = o.AllocSteps > 0 ? o.AllocSteps : Math.Clamp(iters[k] * 2, 3, 200);
+                kernels[k].Step();
+                long thread0 = GC.GetAllocatedBytesForCurrentThread();
+                long total0 = GC.GetTotalAllocatedBytes(true);
+                for (int i = 0; i < n; i++) kernels[k].Step();
+                double total = (GC.GetTotalAllocatedBytes(true) - total0) / (double)n;
+                double caller = (GC.GetAllocatedBytesForCurrentThread() - thread0) / (double)n;
+                string state = kernels[k].StateBytes?.ToString("N0") ?? "-";
+                string formula = kernels[k].FormulaStateBytes?.ToString("N0") ?? "-";
+                string ctor = kernels[k].ConstructionBytes > 0 ? kernels[k].ConstructionBytes.ToString("N0") : "-";
+                Console.WriteLine($"| {kernels[k].Name,-32} | {total,12:F1} | {caller,21:F1} | {state,12} | {formula,12} | {ctor,13} |");
+            }
+            Console.WriteLine($"(alloc over {(o.AllocSteps > 0 ? o.AllocSteps.ToString() : "2×calibrated")} steps after warm-up; 'alloc at ctor' is the whole-process delta while constructing: state + workspace + plans)");
+            if (o.Phases) { Console.WriteLine(); PhaseProbe.Run(buffers, o.Ratio, o.Threads, o.Reps, Console.Out); }
+            Console.WriteLine($"load average at end: {LoadAverage()}");
+
+            int rot = kernels.FindIndex(k => k.Name == "generated Rotation");
+            int uni = kernels.FindIndex(k => k.Name == "generated Universal");
+            string rotPart = rot >= 0 && adamw >= 0 && triad >= 0
+                ? $"Rotation vs_adamw={median[adamw] / median[rot]:F2} vs_limit={median[triad] / median[rot]:F2}"
+                : "Rotation not measured (generated optimizer unavailable)";
+            string uniPart = uni >= 0 && adamw >= 0 ? $"; Universal vs_adamw={median[adamw] / median[uni]:F2}" : "";
+            // The floors (Limits.cs and the triad): the best vs_adamw any kernel with the same memory protocol could reach here.
+            int twoPass = kernels.FindIndex(k => k.Name.StartsWith("read + scale"));
+            int random = kernels.FindIndex(k => k.Name.StartsWith("random scatter"));
+            string floors = adamw >= 0 && twoPass >= 0 && random >= 0
+                ? $"; floors: triad vs_adamw={median[adamw] / median[triad]:F2}, two-pass vs_adamw={median[adamw] / median[twoPass]:F2}, random scatter+gather vs_adamw={median[adamw] / median[random]:F2}"
+                : "";
+            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads} cpu=\"{CpuInfo.Description}\": {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms{floors}");
+            return 0;
+        }
+        finally
+        {
+            foreach (var k in kernels) k.Dispose();
+        }
+    }
+
+    public static double Median(double[] xs)
+    {
+        var s = (double[])xs.Clone();
+        Array.Sort(s);
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+    }
+
+    public static string LoadAverage()
+    {
+        try { return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
+        catch { return "n/a"; }
+    }
+}
