@@ -82,11 +82,8 @@ namespace Collins.Generators
             w.Line("using " + FloatSpan + " = global::System.Span<float>;");
             w.Line("using " + ReadOnlyFloatSpan + " = global::System.ReadOnlySpan<float>;");
             w.Line("using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;");
-            w.Line("using __CheckKernel = global::System.Action<" + FullIndexType + ", " + FullFloatView + ", " + FullFlagView + ">;");
-            w.Line("using __SumKernel = global::System.Action<" + FullIndexType + ", " + FullFloatView + ", " + FullFloatView + ", " + FullFloatView + ", " + FullFlagView + ">;");
-            w.Line("using __RowsKernel = global::System.Action<" + FullIndexType + ", " + string.Join(", ", Enumerable.Repeat(FullFloatView, 6)) + ", " + FullScalarsType + ">;");
-            w.Line("using __BucketKernel = global::System.Action<" + FullIndexType + ", " + string.Join(", ", Enumerable.Repeat(FullFloatView, 5)) + ", " + FullScalarsType + ">;");
-            w.Line("using __ElementKernel = global::System.Action<" + FullIndexType + ", " + string.Join(", ", Enumerable.Repeat(FullFloatView, 4)) + ", " + FullScalarsType + ">;");
+            foreach (var launcher in Launchers)
+                w.Line("using " + launcher.Alias + " = global::System.Action<" + launcher.Arguments(FullIndexType, FullFloatView, FullFlagView, FullScalarsType) + ">;");
         }
 
         private static void EmitOptimizer(CodeWriter w, ClassModel model, VariantContext context)
@@ -314,15 +311,34 @@ namespace Collins.Generators
         private const string BucketKernelType = "__BucketKernel";
         private const string ElementKernelType = "__ElementKernel";
 
-        private static string Generic(string launcher) => launcher switch
+        /// <summary>
+        /// The shape of a kernel launcher: an index, then <see cref="Views"/> float views, then a flag view or the step scalars.
+        /// Both the header's alias of its delegate type and its loader's type arguments are written from this one table.
+        /// </summary>
+        private sealed class Launcher
         {
-            "__CheckKernel" => "<" + IndexType + ", " + FloatView + ", " + FlagView + ">",
-            "__SumKernel" => "<" + IndexType + ", " + FloatView + ", " + FloatView + ", " + FloatView + ", " + FlagView + ">",
-            "__RowsKernel" => "<" + IndexType + ", " + string.Join(", ", Enumerable.Repeat(FloatView, 6)) + ", " + ScalarsType + ">",
-            "__BucketKernel" => "<" + IndexType + ", " + string.Join(", ", Enumerable.Repeat(FloatView, 5)) + ", " + ScalarsType + ">",
-            "__ElementKernel" => "<" + IndexType + ", " + string.Join(", ", Enumerable.Repeat(FloatView, 4)) + ", " + ScalarsType + ">",
-            _ => throw new ArgumentException(launcher),
+            public Launcher(string alias, int views, bool flag) { Alias = alias; Views = views; Flag = flag; }
+
+            public string Alias { get; }
+            public int Views { get; }
+            public bool Flag { get; }
+
+            public string Arguments(string index, string floatView, string flagView, string scalars)
+                => index + ", " + string.Join(", ", Enumerable.Repeat(floatView, Views)) + ", " + (Flag ? flagView : scalars);
+        }
+
+        private static readonly Launcher[] Launchers =
+        {
+            new Launcher(CheckKernelType, 1, flag: true),
+            new Launcher(AccumulateKernelType, 3, flag: true),
+            new Launcher(RowsApplyKernelType, 6, flag: false),
+            new Launcher(BucketKernelType, 5, flag: false),
+            new Launcher(ElementKernelType, 4, flag: false),
         };
+
+        /// <summary>The loader's type arguments for a launcher type, in the file's alias names.</summary>
+        private static string Generic(string launcher)
+            => "<" + Launchers.Single(l => l.Alias == launcher).Arguments(IndexType, FloatView, FlagView, ScalarsType) + ">";
 
         private static void EmitDeviceFields(CodeWriter w, VariantContext context)
         {
