@@ -394,7 +394,7 @@ namespace Collins.Generators
                     w.Line("__" + tensorName + "_DeviceCheck = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(CheckKernelType) + "(accelerator, " + tensorName + ".CheckKernel);");
                     w.Line("__" + tensorName + "_DeviceBuckets = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(BucketKernelType) + "(accelerator, " + tensorName + ".BucketKernel);");
                     w.Line("__" + tensorName + "_DeviceElements = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ElementKernelType) + "(accelerator, " + tensorName + ".ElementKernel);");
-                    if (context.MeanSecondMoment) w.Line("__" + tensorName + "_DeviceOccupancy = global::ILGPU.Runtime.ArrayViewExtensions.Allocate1D<float>(accelerator, " + tensorName + ".Occupancy);");
+                    if (context.MeanSecondMoment) w.Line("__" + tensorName + "_DeviceOccupancy ??= global::ILGPU.Runtime.ArrayViewExtensions.Allocate1D<float>(accelerator, " + tensorName + ".Occupancy); // ??=: a load that failed later and is retried allocates it once");
                 }
             }
             w.Line("__deviceKernelsLoaded = true;");

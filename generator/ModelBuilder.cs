@@ -21,19 +21,26 @@ namespace Collins.Generators
         // Names a tensor cannot take: members of the generated type and of SketchedOptimizerBase.
         private static readonly HashSet<string> Reserved = new HashSet<string>(StringComparer.Ordinal)
         {
-            "Step", "DefaultSettings", "TensorSpecs", "Settings", "Tensors", "Accelerator", "StepCount", "SkippedSteps",
-            "NonFinitePolicy", "MaxThreads", "StateBytes", "DenseAdamWStateBytes", "ParameterCount", "FirstMoments",
-            "SecondMoments", "SumM", "SumV", "DeviceFirstMoments", "DeviceSecondMoments", "DeviceSumM", "DeviceSumV",
-            "DeviceFlag", "BeginStep", "ValidateTensor", "ValidateNoOverlap", "ValidateDevice", "EndStep", "AbortStep",
-            "Dispose", "OnDispose", "ValidateNoCrossOverlap", "ValidateBufferCounts", "CopyFirstMoment", "CopySecondMoment",
-            "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize", "learningRate",
-            "ValidateBuffers", "ValidateDeviceBuffers", "NullTensorMember", "VerifyPlan", "StepCpu", "StepDevice", "LoadDeviceKernels", "DeviceAccumulate", "DeviceApply", "NoteFinite", "DeviceFlagOf", "ClearDeviceFlags", "ReadDeviceVerdict", "LastNonFinite",
-            // Members of the generated Step-buffer structs (their fields are named after the tensors).
+            // Public and protected members of SketchedOptimizerBase (a nested tensor class of the same name would hide them).
+            "Settings", "Tensors", "Accelerator", "StepCount", "SkippedSteps", "NonFinitePolicy", "MaxThreads", "LastNonFinite",
+            "StateBytes", "DenseAdamWStateBytes", "ParameterCount", "CopyFirstMoment", "CopySecondMoment",
+            "Save", "Load", "SaveToFile", "LoadFromFile", "CheckpointFormatVersion", "Dispose", "OnDispose",
+            "FirstMoments", "SecondMoments", "SumM", "SumV", "DeviceFirstMoments", "DeviceSecondMoments", "DeviceSumM", "DeviceSumV",
+            "DeviceFlag", "DeviceFlagOf", "ClearDeviceFlags", "ReadDeviceVerdict", "BeginStep", "EndStep", "AbortStep", "StepCpu",
+            "StepDevice", "LoadDeviceKernels", "DeviceAccumulate", "DeviceApply", "ValidateTensor", "ValidateBufferCounts",
+            "ValidateBuffers", "ValidateDeviceBuffers", "NoteFinite", "VerifyPlan", "NullTensorMember",
+            "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize",
+            // Members of the generated type itself.
+            "Step", "DefaultSettings", "TensorSpecs",
+            // Members of the generated Step-buffer structs (their fields are named after the tensors, and `tensor` is the
+            // parameter of their indexers).
             "GradientCount", "Parameters", "Gradient", "tensor",
             // The model-typed Step's gradient holder (Optimizer.Gradients) and its members.
             "Gradients", "Clear",
-            // Locals of the generated Step methods and __CreatePlans (a Step parameter of the same name would clash).
-            "scalars", "threads", "finite", "accelerator", "flagBuffer", "flag", "m", "v", "sumM", "sumV", "nonFinite", "settings", "plans", "i", "buffers",
+            // Names that generated bodies use next to tensor names: the span Steps' parameter and local (learningRate, buffers),
+            // __CreatePlans' locals (settings, plans, i) and LoadDeviceKernels' local (accelerator), where a tensor class of the
+            // same name would be shadowed.
+            "learningRate", "buffers", "settings", "plans", "i", "accelerator",
         };
 
         // Members declared by the generated optimizer type itself (besides tensor classes and "__"-prefixed helpers):
@@ -47,13 +54,12 @@ namespace Collins.Generators
         // would be a class with a member named like itself (CS0542). Which ones exist depends on the layout and on density.
         private static readonly string[] TensorClassMembers =
             { "Index", "Length", "Buckets", "Rows", "Ratio", "IsDense", "StateBytes", "DenseAdamWStateBytes" };
-        private static readonly string[] DenseClassMembers = { "Apply", "DenseCheckKernel", "DenseApplyKernel" };
-        private static readonly string[] RotationClassMembers =
-            { "Rotations", "Signs", "TileBuckets", "Tiles", "Accumulate", "Apply", "AccumulateKernel", "ApplyKernel" };
+        private static readonly string[] DenseClassMembers = Array.Empty<string>();   // constants only since the engine split
+        private static readonly string[] RotationClassMembers = { "Rotations", "Signs", "AccumulateKernel", "ApplyKernel" };
         private static readonly string[] UniversalClassMembers =
         {
-            "A", "B", "SignA", "SignB", "BucketTile", "ElementTile", "Bucket", "Sign", "Occupancy", "BuildOccupancy", "s_occupancy",
-            "Accumulate", "UpdateBuckets", "ApplyElements", "ScatterKernel", "CheckKernel", "BucketKernel", "ElementKernel",
+            "A", "B", "SignA", "SignB", "Bucket", "Sign", "Occupancy", "BuildOccupancy", "s_occupancy",
+            "ScatterKernel", "CheckKernel", "BucketKernel", "ElementKernel",
         };
 
         private sealed class TensorDecl

@@ -179,7 +179,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     public ILGPU.Runtime.Accelerator? Accelerator { get; }
     /// <summary>Number of applied steps, t.</summary>
     public int StepCount { get; protected set; }
-    /// <summary>Steps skipped because a gradient was not finite.</summary>
+    /// <summary>Steps skipped because a gradient was not finite (saturates at <see cref="long.MaxValue"/>).</summary>
     public long SkippedSteps { get; private set; }
     /// <summary>What a step does with a non-finite gradient. Default <see cref="NonFinitePolicy.Skip"/>.</summary>
     public NonFinitePolicy NonFinitePolicy { get; set; } = NonFinitePolicy.Skip;
@@ -264,16 +264,26 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     protected StepScalars BeginStep(float learningRate, bool onDevice)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (onDevice && Accelerator is null)
-            throw new InvalidOperationException("This optimizer keeps its state on the CPU; construct it with an ILGPU Accelerator to step ArrayView buffers.");
-        if (!onDevice && Accelerator is not null)
-            throw new InvalidOperationException($"This optimizer keeps its state on the accelerator '{Accelerator.Name}'; step it with ArrayView buffers.");
-        if (!float.IsFinite(learningRate) || learningRate < 0)
-            throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, $"The learning rate must be finite and >= 0, got {learningRate}.");
-        if (StepCount == int.MaxValue)
-            throw new InvalidOperationException($"The step counter is at its limit ({int.MaxValue} applied steps); another step would overflow it. Nothing was changed.");
+        // The guard first: the checks below read state (the step counter) that only the guard's holder may change, so a check
+        // made before taking it could pass on a value another step is about to advance.
         if (Interlocked.CompareExchange(ref _busy, Environment.CurrentManagedThreadId, 0) != 0)
             throw new InvalidOperationException("Step was called concurrently on one optimizer; steps must not overlap. Nothing was changed by the refused call.");
+        try
+        {
+            if (onDevice && Accelerator is null)
+                throw new InvalidOperationException("This optimizer keeps its state on the CPU; construct it with an ILGPU Accelerator to step ArrayView buffers.");
+            if (!onDevice && Accelerator is not null)
+                throw new InvalidOperationException($"This optimizer keeps its state on the accelerator '{Accelerator.Name}'; step it with ArrayView buffers.");
+            if (!float.IsFinite(learningRate) || learningRate < 0)
+                throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, $"The learning rate must be finite and >= 0, got {learningRate}.");
+            if (StepCount == int.MaxValue)
+                throw new InvalidOperationException($"The step counter is at its limit ({int.MaxValue} applied steps); another step would overflow it. Nothing was changed.");
+        }
+        catch
+        {
+            ReleaseGuard();
+            throw;
+        }
         _nonFiniteTensor = -1;
         _nonFiniteElement = -1;
         int t = StepCount + 1;
@@ -457,10 +467,15 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         }
     }
 
+    // ArrayView implements these interface members explicitly; a constrained generic call reads them without boxing the view
+    // (the O(n²) aliasing loop would otherwise box on every device step).
+    private static MemoryBuffer BufferOf<TView>(TView view) where TView : struct, IArrayView => view.Buffer;
+    private static long IndexOf<TView>(TView view) where TView : struct, IContiguousArrayView => view.Index;
+
     private static bool ViewsOverlap(ILGPU.ArrayView<float> a, ILGPU.ArrayView<float> b)
     {
-        if (a.Length == 0 || b.Length == 0 || !ReferenceEquals(((IArrayView)a).Buffer, ((IArrayView)b).Buffer)) return false;
-        long ia = ((IContiguousArrayView)a).Index, ib = ((IContiguousArrayView)b).Index;
+        if (a.Length == 0 || b.Length == 0 || !ReferenceEquals(BufferOf(a), BufferOf(b))) return false;
+        long ia = IndexOf(a), ib = IndexOf(b);
         return ia < ib + b.Length && ib < ia + a.Length;
     }
 
@@ -552,7 +567,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
                                            : $"A gradient holds NaN or ±Inf at step {StepCount + 1}; nothing was changed.";
                 throw bad is { } g ? new NonFiniteGradientException(what, g) : new NonFiniteGradientException(what);
             }
-            SkippedSteps++;
+            if (SkippedSteps < long.MaxValue) SkippedSteps++;   // saturates: a count that wrapped negative would not load again
             return StepOutcome.SkippedNonFinite;
         }
         finally { ReleaseGuard(); }

@@ -221,12 +221,29 @@ public class DiagnosticCatalogueTests
             Error("COL011", $"Tensor name '{name}' is not usable: {why}")));
 
     [Theory]
-    [InlineData("finite")]
-    [InlineData("scalars")]
-    [InlineData("plans")]
-    public void COL011_tensor_named_like_a_local_of_the_generated_step(string name)
+    [InlineData("plans")]        // __CreatePlans: VerifyPlan(plans[0], plans.Length, …) would read the local
+    [InlineData("settings")]
+    [InlineData("accelerator")]  // LoadDeviceKernels: accelerator.AccumulateKernel would read the local
+    [InlineData("buffers")]      // the span Steps' local
+    [InlineData("Save")]         // would hide SketchedOptimizerBase.Save
+    [InlineData("LoadFromFile")]
+    public void COL011_tensor_named_like_a_local_of_the_generated_code_or_a_base_member(string name)
         => AssertNothingGenerated(AssertDiagnostics(Model(body: $"[Tensor(8, 8, [|Name = \"{name}\"|])] public float[] W = new float[64];"),
             Error("COL011", $"Tensor name '{name}' is not usable: it is a member name of the generated optimizer")));
+
+    [Theory]
+    [InlineData("m")]
+    [InlineData("v")]
+    [InlineData("finite")]
+    [InlineData("scalars")]
+    [InlineData("flag")]
+    public void Names_the_generated_code_no_longer_uses_are_fine(string name)
+    {
+        // Once locals of the emitted Step; since the runtime owns the step they clash with nothing, and m and v are common names.
+        var run = GeneratorDriverHelper.Run(Model(body: $"[Tensor(8, 8, Name = \"{name}\")] public float[] W = new float[64]; [Tensor(8)] public float[] B = new float[8];"));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Empty(run.Output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error || d.Severity == DiagnosticSeverity.Warning));
+    }
 
     [Fact]
     public void A_tensor_named_B_is_fine_in_the_rotation_layout()

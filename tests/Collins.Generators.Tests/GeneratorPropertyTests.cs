@@ -125,7 +125,7 @@ public class GeneratorPropertyTests(ITestOutputHelper output)
     /// <summary>Tensor names: sane, always rejected (COL011 for every layout), undecided; duplicates and XGrad clashes are decided per case.</summary>
     private static readonly Gen<V> TensorName = Gen.Frequency(
         (10, Pool(Tag.Sane, "W", "B", "W1", "Weights", "_x", "x1", "Emb", "WGrad", "Fast", "Optimizer")),
-        (3, Pool(Tag.Hostile, "class", "1a", "a b", "", "__y", "Step", "Length", "Index", "Tensors", "finite", "m", "plans", "DefaultSettings", "StateBytes")),
+        (3, Pool(Tag.Hostile, "class", "1a", "a b", "", "__y", "Step", "Length", "Index", "Tensors", "Save", "buffers", "plans", "DefaultSettings", "StateBytes")),
         (1, Pool(Tag.Unknown, "A", "Sign", "Rotations", "Apply", "Ω", "@int", "M")));
 
     /// <summary>A named argument of [Tensor] with its key and, for Name, the tensor name it sets.</summary>

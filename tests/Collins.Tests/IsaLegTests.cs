@@ -36,10 +36,17 @@ public class IsaLegTests
         start.Environment[variable] = "0";
         start.Environment[LegVariable] = variable;
         using var child = Process.Start(start)!;
+        // Both streams are drained asynchronously so that the time limit below can fire (a blocking read would wait forever).
+        var stdout = child.StandardOutput.ReadToEndAsync();
         var stderr = child.StandardError.ReadToEndAsync();
-        string output = child.StandardOutput.ReadToEnd();
-        Assert.True(child.WaitForExit(TimeSpan.FromMinutes(5)), $"the {variable}=0 leg did not finish in 5 minutes");
-        string all = output + await stderr;
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        try { await child.WaitForExitAsync(limit.Token); }
+        catch (OperationCanceledException)
+        {
+            child.Kill(entireProcessTree: true);
+            Assert.Fail($"the {variable}=0 leg did not finish in 5 minutes");
+        }
+        string all = await stdout + await stderr;
         Assert.True(child.ExitCode == 0, $"the {variable}=0 leg failed (exit {child.ExitCode}):\n{Tail(all)}");
         var summary = Regex.Match(all, @"Passed!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+)");
         Assert.True(summary.Success, $"no test summary from the {variable}=0 leg:\n{Tail(all)}");

@@ -181,7 +181,7 @@ namespace Samples.Hashing
                 __Table_DeviceCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, Table.CheckKernel);
                 __Table_DeviceBuckets = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Table.BucketKernel);
                 __Table_DeviceElements = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Table.ElementKernel);
-                __Table_DeviceOccupancy = global::ILGPU.Runtime.ArrayViewExtensions.Allocate1D<float>(accelerator, Table.Occupancy);
+                __Table_DeviceOccupancy ??= global::ILGPU.Runtime.ArrayViewExtensions.Allocate1D<float>(accelerator, Table.Occupancy); // ??=: a load that failed later and is retried allocates it once
                 __deviceKernelsLoaded = true;
             }
 
