@@ -5,9 +5,9 @@ using System.Linq;
 namespace Collins.Generators
 {
     /// <summary>
-    /// Renders one optimizer variant as C#. The emitted type derives from
-    /// <c>Collins.SketchedOptimizerBase</c> and follows its step protocol exactly; every size, hash
-    /// constant and compile-time setting (β1, β2, ε) is a literal.
+    /// Renders one optimizer variant as C#. The emitted type derives from <c>Collins.SketchedOptimizerBase</c>, whose
+    /// <c>StepCpu</c>/<c>StepDevice</c> run the step; it supplies the constants (every size and hash constant a literal), the
+    /// plans, the buffer structs, the model-typed <c>Step</c> and the device kernels (in which β1, β2, ε are literals too).
     /// </summary>
     internal static class Emitter
     {

@@ -5,19 +5,14 @@ using Collins.Kernels;
 namespace Collins;
 
 /// <summary>
-/// The run-time (non-specialised) Count-Sketch Adam optimizer, for shapes known only at run time.
-/// It derives exactly the same hash constants as the generated optimizers (through
-/// <see cref="TensorPlan"/>), loops over rows with run-time constants, and keeps its state in CPU
-/// arrays or, when constructed with an ILGPU accelerator, on that accelerator (generic kernels). It follows the two-phase step protocol of <see cref="SketchedOptimizerBase"/>: every
-/// argument is validated before anything is written, a non-finite gradient changes nothing, and
-/// results are bit-identical for any <see cref="SketchedOptimizerBase.MaxThreads"/>.
+/// The run-time Count-Sketch Adam optimizer, for shapes known only at run time. It derives exactly the same hash constants
+/// as the generated optimizers (through <see cref="TensorPlan"/>) and its CPU step is the same engine
+/// (<see cref="SketchedOptimizerBase.StepCpu{TBuffers}"/>), so a generated optimizer and this one with the same settings
+/// are bit-identical. Its state is in CPU arrays or, when constructed with an ILGPU accelerator, on that accelerator, where
+/// it launches generic kernels with run-time constants (the same operation order as the generated unrolled ones). Every
+/// argument is validated before anything is written, a non-finite gradient changes nothing, and results are bit-identical
+/// for any <see cref="SketchedOptimizerBase.MaxThreads"/>.
 /// </summary>
-/// <remarks>
-/// Rotation tensors are processed in tiles of buckets: a tile sums, for each row in order, the
-/// contiguous column segments that rotate into its buckets (vectorised), then applies the update
-/// to the same segments. Universal tensors accumulate sequentially in index order (a scatter) and
-/// apply in parallel tiles of entries (a gather). Dense tensors use <see cref="DenseAdamWCpu"/>.
-/// </remarks>
 public sealed partial class CountSketchAdam : SketchedOptimizerBase
 {
     /// <summary>Builds an optimizer for <paramref name="tensors"/> with CPU state.</summary>

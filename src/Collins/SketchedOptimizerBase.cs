@@ -9,7 +9,7 @@ public enum StepOutcome
 {
     /// <summary>The step was applied: parameters, moments and the step counter advanced.</summary>
     Applied = 0,
-    /// <summary>A gradient held NaN or ±Inf: nothing was changed (parameters, moments and step counter are bit-identical).</summary>
+    /// <summary>A gradient held NaN or ±Inf, or an entry whose square overflows float: nothing was changed (parameters, moments and step counter are bit-identical).</summary>
     SkippedNonFinite = 1,
 }
 
@@ -42,7 +42,7 @@ public readonly record struct NonFiniteGradient(int TensorIndex, string TensorNa
             : $"tensor '{TensorName}' (index {TensorIndex}): the gradient is not finite or the sum of its squares over a bucket overflows float, at step {Step}";
 }
 
-/// <summary>A gradient held NaN or ±Inf and the policy is <see cref="NonFinitePolicy.Throw"/>. Nothing was changed.</summary>
+/// <summary>A gradient held NaN or ±Inf, or an entry whose square overflows float, and the policy is <see cref="NonFinitePolicy.Throw"/>. Nothing was changed.</summary>
 public sealed class NonFiniteGradientException : Exception
 {
     public NonFiniteGradientException(string message) : base(message) { }
@@ -95,22 +95,17 @@ public readonly struct StepScalars
 
 /// <summary>
 /// State, validation and the step protocol shared by every Count-Sketch Adam optimizer: the
-/// source-generated ones and the run-time <see cref="CountSketchAdam"/>. Derived types supply the
-/// kernels; this class owns the moments, the step counter, the non-finite policy, checkpoints and
-/// the thread-safety guard.
+/// source-generated ones and the run-time <see cref="CountSketchAdam"/>. This class owns the moments, the CPU engine
+/// (<see cref="CpuTensorKernel"/>, one per tensor), the step counter, the non-finite policy, checkpoints and the
+/// thread-safety guard; derived types supply their plans and, for an accelerator, their device kernels.
 /// </summary>
 /// <remarks>
-/// Step protocol for derived types (generated code follows it exactly):
-/// <code>
-/// var s = BeginStep(learningRate, onDevice: false);     // validates lr, disposal, mode, step counter; takes the guard
-/// try {
-///     ValidateBuffers(ref buffers);                     // counts, lengths, aliasing within and across tensors, before any write
-///     bool finite = NoteFinite(0, Accumulate(...), g0) &amp; ...;   // phase 1: bucket sums into the workspace, no state written
-///     // (device: ValidateDeviceBuffers, ClearDeviceFlags, kernels raising DeviceFlagOf(i), then ReadDeviceVerdict())
-///     if (finite) Apply(...);                           // phase 2: moments and parameters
-///     return EndStep(finite);                           // advances t, or counts/throws a skip; releases the guard
-/// } catch { AbortStep(); throw; }
-/// </code>
+/// A CPU step is <see cref="StepCpu{TBuffers}"/> over the caller's buffers (an <see cref="IStepBuffers"/> struct); a device
+/// step is <see cref="StepDevice{TBuffers}"/>, which calls the derived type's <see cref="LoadDeviceKernels"/>,
+/// <see cref="DeviceAccumulate"/> and <see cref="DeviceApply"/>. Both take the guard (<see cref="BeginStep"/>), validate every
+/// buffer before any write, run phase 1 (bucket sums into the workspace, no state written, one verdict per tensor through
+/// <see cref="NoteFinite"/> or the per-tensor device flags), phase 2 only when every verdict is finite, and end with
+/// <see cref="EndStep"/> (advances t, or counts / throws the refusal) or <see cref="AbortStep"/> on an exception.
 /// </remarks>
 public abstract partial class SketchedOptimizerBase : IDisposable
 {
