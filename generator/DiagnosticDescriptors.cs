@@ -113,6 +113,11 @@ namespace Collins.Generators
             "Member '{0}' has [Tensor] but its type is '{1}'; declare it as float[] (a one-dimensional float array field or property)",
             DiagnosticSeverity.Error);
 
+        public static readonly DiagnosticDescriptor WriteOnlyTensorProperty = Make("COL021",
+            "[Tensor] property without a getter",
+            "Property '{0}' has [Tensor] but no get accessor; the generated Step(lr, model, gradients) reads it: add a getter (it may be private)",
+            DiagnosticSeverity.Error);
+
         public static readonly DiagnosticDescriptor TensorOutsideOptimizer = Make("COL019",
             "[Tensor] outside a [SketchedOptimizer] class",
             "Member '{0}' has [Tensor] but '{1}' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to '{1}' or remove [Tensor]",
@@ -133,7 +138,7 @@ namespace Collins.Generators
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
-            TensorOutsideOptimizer, InitializerLengthMismatch, InternalError);
+            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, InternalError);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

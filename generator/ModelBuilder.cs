@@ -234,6 +234,12 @@ namespace Collins.Generators
                         type.ToDisplayString(SymbolDisplayFormat.CSharpShortErrorMessageFormat)));
                 t.Valid = false;
             }
+            else if (member is IPropertySymbol { GetMethod: null } property)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.WriteOnlyTensorProperty,
+                    property.Locations.FirstOrDefault(), member.Name));
+                t.Valid = false;
+            }
 
             // Shape: the params int[] constructor argument.
             var dims = new List<int>();

@@ -405,6 +405,19 @@ public class DiagnosticCatalogueTests
             Error("COL018", $"Member 'W' has [Tensor] but its type is '{shown}'; declare it as float[] (a one-dimensional float array field or property)")));
 
     [Fact]
+    public void COL021_write_only_tensor_property()
+        => AssertNothingGenerated(AssertDiagnostics(Model(body: "private float[] _w = new float[64];\n    [Tensor(8, 8)] public float[] [|W|] { set => _w = value; }"),
+            Error("COL021", "Property 'W' has [Tensor] but no get accessor; the generated Step(lr, model, gradients) reads it: add a getter (it may be private)")));
+
+    [Fact]
+    public void A_tensor_property_with_a_private_getter_compiles()
+    {
+        var run = GeneratorDriverHelper.Run(Model(body: "[Tensor(8, 8)] public float[] W { private get; set; } = new float[64];"));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Empty(run.Output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error));
+    }
+
+    [Fact]
     public void COL018_tensor_property_that_is_not_a_float_array()
         => AssertNothingGenerated(AssertDiagnostics(Model(body: "[Tensor(8, 8, Name = \"Weights\")] public [|double[]|] W { get; set; } = new double[64];"),
             Error("COL018", "Member 'W' has [Tensor] but its type is 'double[]'; declare it as float[] (a one-dimensional float array field or property)")));

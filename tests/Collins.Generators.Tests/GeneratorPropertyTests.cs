@@ -146,7 +146,7 @@ public class GeneratorPropertyTests(ITestOutputHelper output)
         Gen.Frequency((12, Dimension.Array[1, 3]), (1, Dimension.Array[0, 0])),
         Gen.Select(TensorArgument.Array[0, 2], Gen.Int[0, 9], (drawn, keepDuplicates) => keepDuplicates == 0 ? drawn : drawn.GroupBy(x => x.Key).Select(g => g.First()).ToArray()),
         Gen.Frequency((1, Pool(Tag.Sane, "W", "B", "Weights", "Step", "Length", "DefaultSettings", "Optimizer", "Fast")), (3, Gen.Int[0, 1_000_000].Select(i => new V("P" + i.ToString(CultureInfo.InvariantCulture), Tag.Sane)))),
-        Gen.Select(Gen.Int[0, 1], MemberType, Gen.Frequency((9, Gen.Int[0, 5]), (1, Gen.Int[6, 9]))),
+        Gen.Select(Gen.Frequency((10, Gen.Int[0, 1]), (1, Gen.Const(2))), MemberType, Gen.Frequency((9, Gen.Int[0, 5]), (1, Gen.Int[6, 9]))),
         (dims, named, member, shape) =>
         {
             var (kind, type, initializerKind) = shape;
@@ -183,9 +183,13 @@ public class GeneratorPropertyTests(ITestOutputHelper output)
             else if (type.Text.EndsWith(']') || type.Text.EndsWith('>'))
                 initializer = " = null!";
             string args = string.Join(", ", dims.Select(d => d.Dim.Text).Concat(named.Select(n => n.Value.Text)));
-            string text = kind == 0
-                ? $"    [Tensor({args})] public {type.Text} {member.Text} {{ get; set; }}{initializer}" + (initializer.Length > 0 ? ";" : "")
-                : $"    [Tensor({args})] public {type.Text} {member.Text}{initializer};";
+            if (kind == 2) tag = Max(tag, Tag.Hostile);   // a write-only property: COL021 (or COL018 when the type is wrong too)
+            string text = kind switch
+            {
+                0 => $"    [Tensor({args})] public {type.Text} {member.Text} {{ get; set; }}{initializer}" + (initializer.Length > 0 ? ";" : ""),
+                1 => $"    [Tensor({args})] public {type.Text} {member.Text}{initializer};",
+                _ => $"    [Tensor({args})] public {type.Text} {member.Text} {{ set {{ }} }}",
+            };
             return new TensorCase(text, tag, member.Text, name);
         });
 
