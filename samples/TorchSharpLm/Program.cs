@@ -53,9 +53,9 @@ AnsiConsole.Write(table);
 Directory.CreateDirectory(outDir);
 var md = new StringBuilder();
 md.AppendLine("# TorchSharpLm results").AppendLine();
-md.AppendLine($"Model: {config.Layers}-layer pre-LayerNorm causal transformer (TorchSharp layers and autograd), vocabulary {config.Vocab}, context {config.Context}, " +
+md.AppendLine(CultureInfo.InvariantCulture, $"Model: {config.Layers}-layer pre-LayerNorm causal transformer (TorchSharp layers and autograd), vocabulary {config.Vocab}, context {config.Context}, " +
               $"d_model {config.DModel}, {config.Heads} heads, feed-forward {config.FeedForward}, {results[0].ParameterCount:N0} parameters.");
-md.AppendLine($"Training: {options.Steps} steps of {options.Batch}×{config.Context} characters, warm-up {options.WarmupSteps} then cosine to 0.1·lr, seed {options.Seed}, " +
+md.AppendLine(CultureInfo.InvariantCulture, $"Training: {options.Steps} steps of {options.Batch}×{config.Context} characters, warm-up {options.WarmupSteps} then cosine to 0.1·lr, seed {options.Seed}, " +
               $"weight decay 0; every optimizer from the same initial weights on the same batches. {TorchSharp.torch.get_num_threads()} libtorch threads, " +
               $"{Environment.ProcessorCount} cores, wall time {wall.Elapsed.TotalSeconds:F0} s.").AppendLine();
 md.AppendLine("| optimizer | final val loss | vs torch AdamW | state bytes | bytes / param | optimizer step (ms) | whole step (ms) | lr | what |");

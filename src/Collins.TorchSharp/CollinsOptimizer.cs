@@ -5,6 +5,10 @@ using static TorchSharp.torch;
 
 namespace Collins.TorchSharp;
 
+// TorchSharp's optimizer conventions, which this adapter follows on purpose (step(), zero_grad(set_to_none), parameters(),
+// named_parameters(), save_state_dict/load_state_dict, weight_decay): its users call these names. CA1707/IDE1006 would ask
+// for .NET casing instead.
+#pragma warning disable CA1707, IDE1006
 /// <summary>
 /// Count-Sketch Adam (Collins) or exact dense AdamW over a TorchSharp module's parameters, for shapes known at run time:
 /// the drop-in for <c>torch.optim.AdamW(model.parameters())</c>. It is <see cref="CountSketchAdam"/> (the same engine as
@@ -28,6 +32,9 @@ namespace Collins.TorchSharp;
 /// </remarks>
 public sealed class CollinsOptimizer : IDisposable
 {
+    // A zero-dimensional parameter (a scalar) is one entry to the engine.
+    private static readonly int[] ScalarShape = { 1 };
+
     private readonly (string Name, Parameter Parameter)[] _parameters;
     private readonly long[][] _shapes;
     private readonly NativeFloats[] _parameterMemory;
@@ -61,7 +68,7 @@ public sealed class CollinsOptimizer : IDisposable
             if (p.numel() > int.MaxValue) throw new ArgumentException($"Tensor '{name}' has {p.numel()} elements, more than the engine indexes.", nameof(namedParameters));
         }
         _shapes = _parameters.Select(p => p.Parameter.shape).ToArray();
-        var specs = _parameters.Select((p, i) => new TensorSpec(p.Name, _shapes[i].Length == 0 ? new[] { 1 } : _shapes[i].Select(d => checked((int)d)).ToArray())).ToArray();
+        var specs = _parameters.Select((p, i) => new TensorSpec(p.Name, _shapes[i].Length == 0 ? ScalarShape : _shapes[i].Select(d => checked((int)d)).ToArray())).ToArray();
         Engine = new CountSketchAdam(settings, specs);
         LearningRate = learningRate;
         _parameterMemory = new NativeFloats[_parameters.Length];
@@ -134,7 +141,7 @@ public sealed class CollinsOptimizer : IDisposable
                 Check(name, "tensor", p, _shapes[i]);
                 var g = p.grad;
                 if (g is null)
-                    throw new ArgumentException($"Tensor '{name}' has no gradient (.grad is null): call loss.backward() before step(), and give the optimizer only parameters that take part in the loss.", "parameters");
+                    throw new ArgumentException($"Tensor '{name}' has no gradient (.grad is null): call loss.backward() before step(), and give the optimizer only parameters that take part in the loss.", name);
                 grads[i] = g;
                 Check(name, "gradient", g, _shapes[i]);
             }
@@ -204,12 +211,12 @@ public sealed class CollinsOptimizer : IDisposable
             throw new NotSupportedException(
                 $"Tensor '{name}': the {what} is on {t.device}; this optimizer steps CPU tensors only. Train on the CPU (model.cpu()), or use torch.optim.AdamW for CUDA models (README, \"TorchSharp\").");
         if (t.dtype != ScalarType.Float32)
-            throw new ArgumentException($"Tensor '{name}': the {what} is {t.dtype}; this optimizer steps float32 tensors only (convert the model with .to(torch.float32)).", "parameters");
+            throw new ArgumentException($"Tensor '{name}': the {what} is {t.dtype}; this optimizer steps float32 tensors only (convert the model with .to(torch.float32)).", name);
         if (!t.is_contiguous())
-            throw new ArgumentException($"Tensor '{name}': the {what} is not contiguous; the optimizer steps a tensor's storage in place (make the parameter contiguous before building the optimizer).", "parameters");
+            throw new ArgumentException($"Tensor '{name}': the {what} is not contiguous; the optimizer steps a tensor's storage in place (make the parameter contiguous before building the optimizer).", name);
         var actual = t.shape;
         if (!actual.SequenceEqual(shape))
-            throw new ArgumentException($"Tensor '{name}': the {what} has shape [{string.Join(", ", actual)}], but the optimizer was built for [{string.Join(", ", shape)}].", "parameters");
+            throw new ArgumentException($"Tensor '{name}': the {what} has shape [{string.Join(", ", actual)}], but the optimizer was built for [{string.Join(", ", shape)}].", name);
     }
 
     /// <summary>
@@ -248,3 +255,4 @@ public sealed class CollinsOptimizer : IDisposable
         protected override void Dispose(bool disposing) { }
     }
 }
+#pragma warning restore CA1707, IDE1006

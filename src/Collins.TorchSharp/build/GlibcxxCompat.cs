@@ -13,6 +13,9 @@
 // without it. The step only ever weakens a requirement that (a) the system libstdc++ does not define and (b) no
 // relocation uses; anything else is reported, never patched.
 #nullable enable
+// This file is also compiled by MSBuild as an inline build task (see the targets file), whose compiler settings are not the
+// project's: it keeps a block-scoped namespace.
+#pragma warning disable IDE0161
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -252,7 +255,7 @@ namespace Collins.TorchSharp.Compatibility
         public static GlibcxxCompatResult EnsureLoadable(string libraryPath, string? systemLibStdCxx = null)
         {
             systemLibStdCxx ??= FindSystemLibStdCxx();
-            if (systemLibStdCxx == null) return new GlibcxxCompatResult(null, new string[0], new string[0], new string[0]);
+            if (systemLibStdCxx == null) return new GlibcxxCompatResult(null, Array.Empty<string>(), Array.Empty<string>(), Array.Empty<string>());
             var defined = new HashSet<string>(ElfVersions.ReadDefinedVersions(File.ReadAllBytes(systemLibStdCxx)), StringComparer.Ordinal);
             byte[] elf = File.ReadAllBytes(libraryPath);
             var weakened = new List<string>();
