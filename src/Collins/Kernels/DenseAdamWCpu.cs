@@ -28,7 +28,7 @@ public static unsafe class DenseAdamWCpu
     /// step to the read bandwidth a pure read stream reaches; the distance is not critical. Measurements: docs/benchmarks.md
     /// ("What moved in this round", change 4).
     /// </summary>
-    private static readonly int PrefetchAhead = CpuTuning.DensePrefetch;
+    private const int PrefetchAhead = 256;
 
     /// <summary>True when every value is finite (not NaN, not ±Inf).</summary>
     public static bool AllFinite(ReadOnlySpan<float> values) => Check<Values>(values);
@@ -220,12 +220,12 @@ public static unsafe class DenseAdamWCpu
             var vib1 = Vector512.Create(ib1); var visb2 = Vector512.Create(isb2); var veps = Vector512.Create(epsilon);
             for (; i + w <= n; i += w)
             {
-                if (System.Runtime.Intrinsics.X86.Sse.IsSupported && PrefetchAhead > 0 && i + (nuint)PrefetchAhead < n)
+                if (System.Runtime.Intrinsics.X86.Sse.IsSupported && i + PrefetchAhead < n)
                 {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref g, i + (nuint)PrefetchAhead)));
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref v, i + (nuint)PrefetchAhead)));
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref p, i + (nuint)PrefetchAhead)));
-                    if (TMode.HasFirstMoment) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref m, i + (nuint)PrefetchAhead)));
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref g, i + PrefetchAhead)));
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref v, i + PrefetchAhead)));
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref p, i + PrefetchAhead)));
+                    if (TMode.HasFirstMoment) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref m, i + PrefetchAhead)));
                 }
                 var gi = Vector512.LoadUnsafe(ref g, i);
                 var vi = Vector512.FusedMultiplyAdd(vb2, Vector512.LoadUnsafe(ref v, i), vc2 * gi * gi);

@@ -27,5 +27,5 @@ internal static class KernelTiles
     public static int Tiles(int count, int tile) => (int)(((long)count + tile - 1) / tile);
 
     /// <summary>Whether a Rotation tensor of <paramref name="length"/> entries writes its phase-1 sums non-temporally.</summary>
-    public static bool NonTemporalSums(int length) => CpuTuning.NonTemporalSums && length >= NonTemporalSumsMinLength;
+    public static bool NonTemporalSums(int length) => length >= NonTemporalSumsMinLength;
 }

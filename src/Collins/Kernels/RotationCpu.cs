@@ -41,10 +41,10 @@ public static unsafe class RotationCpu
 
     /// <summary>Floats ahead in each row that <see cref="AccumulateTile"/> software-prefetches (a prefetch never faults, so an
     /// address that a moving GC made stale costs nothing but the hint).</summary>
-    private static readonly int PrefetchAhead = CpuTuning.RowPrefetch;
+    private const int PrefetchAhead = 256;
 
     /// <summary>The same for <see cref="AccumulateTile"/> (the distances tried: docs/benchmarks.md, "What changed two rounds ago", item 3).</summary>
-    private static readonly int AccumulatePrefetchAhead = CpuTuning.AccumulatePrefetch;
+    private const int AccumulatePrefetchAhead = 128;
 
     /// <summary>
     /// Phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
@@ -145,7 +145,7 @@ public static unsafe class RotationCpu
                 if (c + W <= len)
                 {
                     x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
-                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && AccumulatePrefetchAhead > 0 && c + AccumulatePrefetchAhead < len)
+                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + AccumulatePrefetchAhead < len)
                         System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
                 }
                 else
@@ -536,7 +536,7 @@ public static unsafe class RotationCpu
     /// streams of a tile those four streams were left to the hardware prefetchers, which did not follow them; the distance is not
     /// critical. Measurements: docs/benchmarks.md ("What moved in this round", change 3).
     /// </summary>
-    private static readonly int SketchPrefetchAhead = CpuTuning.SketchPrefetch;
+    private const int SketchPrefetchAhead = 64;
 
     /// <summary>Step constants of <see cref="UpdateApplyTile"/>, broadcast once per call.</summary>
     private readonly struct FusedConstants(float beta1, float c1, float beta2, float c2, float epsilon, in StepScalars s,
@@ -586,7 +586,7 @@ public static unsafe class RotationCpu
         for (; b <= bucketEnd - W; b += W)
         {
             // Moments of the 16 buckets, then their coefficient (lane-wise IEEE operations, no fused multiply-add, as UpdateCore).
-            if (System.Runtime.Intrinsics.X86.Sse.IsSupported && SketchPrefetchAhead > 0 && b + SketchPrefetchAhead < bucketEnd)
+            if (System.Runtime.Intrinsics.X86.Sse.IsSupported && b + SketchPrefetchAhead < bucketEnd)
             {
                 System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rv, b + SketchPrefetchAhead)));
                 System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsv, b + SketchPrefetchAhead)));
@@ -721,10 +721,10 @@ public static unsafe class RotationCpu
             if (c + W <= len)
             {
                 nuint i = rowOffset + (nuint)c;
-                if (System.Runtime.Intrinsics.X86.Sse.IsSupported && PrefetchAhead > 0 && c + PrefetchAhead < len)
+                if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + PrefetchAhead < len)
                 {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + (nuint)PrefetchAhead)));
-                    if (!momentum) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + (nuint)PrefetchAhead)));
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
+                    if (!momentum) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
                 }
                 var pv = Vector512.LoadUnsafe(ref rp, i);
                 pv = momentum ? pv * vd - Vector512.Create(sign) * q : pv * vd - Vector512.LoadUnsafe(ref rg, i) * q;
