@@ -118,6 +118,16 @@ namespace Collins.Generators
             "Property '{0}' has [Tensor] but no get accessor; the generated Step(lr, model, gradients) reads it: add a getter (it may be private)",
             DiagnosticSeverity.Error);
 
+        public static readonly DiagnosticDescriptor MixedTensorMemberKinds = Make("COL022",
+            "float[] and TorchSharp tensor members in one model",
+            "Class '{0}' declares [Tensor] member '{1}' as float[] and '{2}' as a TorchSharp tensor; declare every tensor of the class the same way",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor TorchAdapterMissing = Make("COL023",
+            "TorchSharp tensor members need Collins.Generators.TorchSharp",
+            "Class '{0}' declares [Tensor] member '{1}' as a TorchSharp tensor, which the generated Step reads through the Collins.TorchSharp adapter; add a PackageReference to Collins.Generators.TorchSharp",
+            DiagnosticSeverity.Error);
+
         public static readonly DiagnosticDescriptor TensorOutsideOptimizer = Make("COL019",
             "[Tensor] outside a [SketchedOptimizer] class",
             "Member '{0}' has [Tensor] but '{1}' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to '{1}' or remove [Tensor]",
@@ -138,7 +148,7 @@ namespace Collins.Generators
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
-            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, InternalError);
+            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, InternalError);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

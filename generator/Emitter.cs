@@ -220,6 +220,11 @@ namespace Collins.Generators
         {
             var variant = context.Variant;
             string modelType = "global::" + model.DisplayName;
+            if (variant.Tensors.All(t => t.IsTorchMember))
+            {
+                EmitTorchStep(w, model, context, modelType);
+                return;
+            }
             w.Line("/// <summary>");
             w.Line("/// One gradient buffer per tensor of <see cref=\"" + model.ClassName + "\"/>, named as the tensors and of their lengths, for");
             w.Line("/// <see cref=\"Step(float, " + model.ClassName + ", Gradients)\"/>: fill them in the backward pass, step, then <see cref=\"Clear\"/>.");
@@ -262,6 +267,39 @@ namespace Collins.Generators
                 string member = global::Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(t.Member) != global::Microsoft.CodeAnalysis.CSharp.SyntaxKind.None ? "@" + t.Member : t.Member;
                 string access = (t.MemberIsStatic ? modelType : "model") + "." + member;
                 w.Line("    " + access + " ?? throw NullTensorMember(\"" + t.Name + "\", \"" + t.Member + "\"), gradients." + t.Name
+                       + (i == variant.Tensors.Count - 1 ? ");" : ","));
+            }
+            w.Close();
+            w.Line();
+        }
+
+        /// <summary>
+        /// The model-typed step of a TorchSharp module: each <c>[Tensor]</c> member is a TorchSharp tensor (a <c>Parameter</c>),
+        /// stepped in place from its <c>.grad</c>. Collins.TorchSharp's hidden helper validates each member (CPU, float32,
+        /// contiguous, the declared shape, a gradient of that shape) and views its storage; every argument is evaluated before the
+        /// span <c>Step</c> runs, so a refusal changes nothing.
+        /// </summary>
+        private static void EmitTorchStep(CodeWriter w, ClassModel model, VariantContext context, string modelType)
+        {
+            var variant = context.Variant;
+            const string Helper = "global::Collins.TorchSharp.GeneratedTorchStep";
+            w.Line("/// <summary>");
+            w.Line("/// One step over <paramref name=\"model\"/>'s TorchSharp parameters, in place, each from its <c>.grad</c>: the same step, checks and");
+            w.Line("/// outcome as the span overload. Refused before anything is written, naming the tensor: a member that is null, not on the");
+            w.Line("/// CPU, not float32, not contiguous, of another shape than declared, or without a gradient of its shape.");
+            w.Line("/// </summary>");
+            w.Line("/// <param name=\"learningRate\">lr, finite and ≥ 0.</param>");
+            w.Line("/// <param name=\"model\">The module whose <c>[Tensor]</c> parameters are updated.</param>");
+            w.Open("public global::Collins.StepOutcome Step(float learningRate, " + modelType + " model)");
+            w.Line("global::System.ArgumentNullException.ThrowIfNull(model);");
+            w.Line("return Step(learningRate,");
+            for (int i = 0; i < variant.Tensors.Count; i++)
+            {
+                var t = variant.Tensors[i];
+                string member = global::Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(t.Member) != global::Microsoft.CodeAnalysis.CSharp.SyntaxKind.None ? "@" + t.Member : t.Member;
+                string access = (t.MemberIsStatic ? modelType : "model") + "." + member;
+                string shape = string.Join(", ", t.Shape.Select(Literal.Int));
+                w.Line("    " + Helper + ".Parameter(" + access + ", \"" + t.Name + "\", " + shape + "), " + Helper + ".Gradient(" + access + ", \"" + t.Name + "\", " + shape + ")"
                        + (i == variant.Tensors.Count - 1 ? ");" : ","));
             }
             w.Close();

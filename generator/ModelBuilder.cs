@@ -67,6 +67,7 @@ namespace Collins.Generators
             public string Name = "";
             public string Member = "";
             public bool MemberIsStatic;
+            public bool IsTorchMember;
             public int[] Shape = Array.Empty<int>();
             public long Length;
             public int SpecRatio;
@@ -138,6 +139,20 @@ namespace Collins.Generators
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NoTensors, classLocation, symbol.Name));
                 ok = false;
             }
+            // TorchSharp members: all of the class's tensors or none (one model-typed Step reads them all the same way), and the
+            // adapter package that the generated Step calls must be referenced.
+            var torch = tensors.Where(t => t.Valid && t.IsTorchMember).ToList();
+            if (torch.Count > 0 && torch.Count < tensors.Count(t => t.Valid))
+            {
+                var first = tensors.First(t => t.Valid && !t.IsTorchMember);
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.MixedTensorMemberKinds, first.Location ?? classLocation, symbol.Name, first.Member, torch[0].Member));
+                ok = false;
+            }
+            else if (torch.Count > 0 && ctx.SemanticModel.Compilation.GetTypeByMetadataName(TorchStepHelperMetadataName) is null)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TorchAdapterMissing, torch[0].Location ?? classLocation, symbol.Name, torch[0].Member));
+                ok = false;
+            }
             var seen = new HashSet<string>(StringComparer.Ordinal);
             var parameterNames = new HashSet<string>(StringComparer.Ordinal);
             foreach (var t in tensors)
@@ -180,6 +195,19 @@ namespace Collins.Generators
                     symbol.ToDisplayString(), new EquatableArray<VariantModel>(variants));
             }
             return new ClassResult(model, new EquatableArray<DiagnosticInfo>(diagnostics));
+        }
+
+        /// <summary>Metadata name of TorchSharp's tensor type; <c>[Tensor]</c> members of it (or of <c>Parameter</c>) are stepped through Collins.TorchSharp.</summary>
+        internal const string TorchTensorMetadataName = "TorchSharp.torch+Tensor";
+        /// <summary>The hidden helper the generated TorchSharp <c>Step</c> calls (package Collins.Generators.TorchSharp).</summary>
+        internal const string TorchStepHelperMetadataName = "Collins.TorchSharp.GeneratedTorchStep";
+
+        private static bool IsTorchTensor(ITypeSymbol type, INamedTypeSymbol? torchTensor)
+        {
+            if (torchTensor is null) return false;
+            for (var t = type as INamedTypeSymbol; t is not null; t = t.BaseType)
+                if (SymbolEqualityComparer.Default.Equals(t, torchTensor)) return true;
+            return false;
         }
 
         private static TensorDecl ReadTensor(ISymbol member, AttributeData attr, SemanticModel semanticModel, List<DiagnosticInfo> diagnostics,
@@ -226,7 +254,8 @@ namespace Collins.Generators
             var declaration = member.DeclaringSyntaxReferences.FirstOrDefault()?.GetSyntax(ct);
             var type = member is IFieldSymbol field ? field.Type : ((IPropertySymbol)member).Type;
             bool isFloatArray = type is IArrayTypeSymbol { Rank: 1, ElementType.SpecialType: SpecialType.System_Single };
-            if (!isFloatArray)
+            t.IsTorchMember = !isFloatArray && IsTorchTensor(type, semanticModel.Compilation.GetTypeByMetadataName(TorchTensorMetadataName));
+            if (!isFloatArray && !t.IsTorchMember)
             {
                 if (type.TypeKind != TypeKind.Error)
                     diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedTensorType,
@@ -513,7 +542,7 @@ namespace Collins.Generators
             if (!dense && ratio > length)
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.RatioExceedsLength, t.Location ?? variantLocation, t.Name,
                     length.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant));
-            return new TensorModel(t.Name, t.Member, t.MemberIsStatic, new EquatableArray<int>(t.Shape), t.SpecRatio, t.Sketching, length, dense, effectiveRatio,
+            return new TensorModel(t.Name, t.Member, t.MemberIsStatic, t.IsTorchMember, new EquatableArray<int>(t.Shape), t.SpecRatio, t.Sketching, length, dense, effectiveRatio,
                 buckets, rows, new EquatableArray<int>(rotations), new EquatableArray<int>(signs), a, b, sa, sb);
         }
 

@@ -34,6 +34,7 @@ namespace Collins.Generators
         string Name,
         string Member,
         bool MemberIsStatic,
+        bool IsTorchMember,
         EquatableArray<int> Shape,
         int SpecRatio,
         int Sketching,

@@ -205,7 +205,7 @@ public sealed class CollinsOptimizer : IDisposable
         Engine.Dispose();
     }
 
-    private static void Check(string name, string what, Tensor t, long[] shape)
+    internal static void Check(string name, string what, Tensor t, ReadOnlySpan<long> shape)
     {
         if (t.device_type != DeviceType.CPU)
             throw new NotSupportedException(
@@ -215,8 +215,8 @@ public sealed class CollinsOptimizer : IDisposable
         if (!t.is_contiguous())
             throw new ArgumentException($"Tensor '{name}': the {what} is not contiguous; the optimizer steps a tensor's storage in place (make the parameter contiguous before building the optimizer).", name);
         var actual = t.shape;
-        if (!actual.SequenceEqual(shape))
-            throw new ArgumentException($"Tensor '{name}': the {what} has shape [{string.Join(", ", actual)}], but the optimizer was built for [{string.Join(", ", shape)}].", name);
+        if (!actual.AsSpan().SequenceEqual(shape))
+            throw new ArgumentException($"Tensor '{name}': the {what} has shape [{string.Join(", ", actual)}], but the optimizer was built for [{string.Join(", ", shape.ToArray())}].", name);
     }
 
     /// <summary>

@@ -33,10 +33,14 @@ public class DiagnosticCatalogueTests
 
     /// <summary>Runs the generator over <paramref name="markup"/> and checks that it reports exactly the expected diagnostics.</summary>
     private static GeneratorRun AssertDiagnostics(string markup, params (string Id, DiagnosticSeverity Severity, string Message)[] expected)
+        => AssertDiagnosticsBeside(Array.Empty<string>(), markup, expected);
+
+    /// <summary>As <see cref="AssertDiagnostics"/>, with more source files in the compilation (the spans are the first file's).</summary>
+    private static GeneratorRun AssertDiagnosticsBeside(string[] otherSources, string markup, params (string Id, DiagnosticSeverity Severity, string Message)[] expected)
     {
         var (source, spans) = Markup.Parse(markup);
         Assert.Equal(expected.Length, spans.Count);
-        var run = GeneratorDriverHelper.Run(source);
+        var run = GeneratorDriverHelper.Run(new[] { source }.Concat(otherSources).ToArray());
         Assert.Null(run.Generator.Exception);
 
         var actual = run.GeneratorDiagnostics.OrderBy(d => d.Location.SourceSpan.Start).ThenBy(d => d.Id, StringComparer.Ordinal).ToList();
@@ -49,9 +53,9 @@ public class DiagnosticCatalogueTests
             Assert.Equal(expected[i].Message, d.GetMessage(CultureInfo.InvariantCulture));
             Assert.True(spans[i] == d.Location.SourceSpan,
                 $"{d.Id}: expected span '{source.Substring(spans[i].Start, spans[i].Length)}' {spans[i]}, got '{SpanText(source, d)}' {d.Location.SourceSpan}");
-            Assert.Equal("Model.cs", d.Location.GetLineSpan().Path);
+            Assert.Equal(otherSources.Length == 0 ? "Model.cs" : "Model0.cs", d.Location.GetLineSpan().Path);   // the harness numbers files when there are several
             // The line/column view agrees with the span (an external location carries both).
-            var tree = run.Input.SyntaxTrees.Single();
+            var tree = run.Input.SyntaxTrees.First();   // the markup is the first file
             Assert.Equal(tree.GetLineSpan(spans[i]).Span, d.Location.GetLineSpan().Span);
         }
 
@@ -403,6 +407,46 @@ public class DiagnosticCatalogueTests
     public void COL018_tensor_field_that_is_not_a_float_array(string type, string shown, string rest)
         => AssertNothingGenerated(AssertDiagnostics(Model(body: $"[Tensor(8, 8)] public [|{type}|] W{rest}\n    [Tensor(8)] public float[] B = new float[8];"),
             Error("COL018", $"Member 'W' has [Tensor] but its type is '{shown}'; declare it as float[] (a one-dimensional float array field or property)")));
+
+    // Stand-ins for TorchSharp's tensor type and Collins.TorchSharp's helper, by the metadata names the generator looks for.
+    private const string FakeTorch = """
+
+        namespace TorchSharp { public static partial class torch { public class Tensor { } } }
+        namespace TorchSharp.Modules { public class Parameter : TorchSharp.torch.Tensor { } }
+        """;
+    private const string FakeAdapter = """
+
+        namespace Collins.TorchSharp
+        {
+            public static class GeneratedTorchStep
+            {
+                public static System.Span<float> Parameter(global::TorchSharp.torch.Tensor? t, string name, params System.ReadOnlySpan<long> shape) => default;
+                public static System.ReadOnlySpan<float> Gradient(global::TorchSharp.torch.Tensor? t, string name, params System.ReadOnlySpan<long> shape) => default;
+            }
+        }
+        """;
+
+    [Fact]
+    public void TorchSharp_parameter_members_get_a_module_step()
+    {
+        var run = GeneratorDriverHelper.Run(Model(body: "[Tensor(8, 8)] public TorchSharp.Modules.Parameter W = null!; [Tensor(8)] public TorchSharp.torch.Tensor B = null!;"), FakeTorch, FakeAdapter);
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Empty(run.Output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error));
+        string source = run.Generator.GeneratedSources.Single().SourceText.ToString();
+        Assert.Contains("public global::Collins.StepOutcome Step(float learningRate, global::App.M model)", source);
+        Assert.Contains("global::Collins.TorchSharp.GeneratedTorchStep.Parameter(model.W, \"W\", 8, 8), global::Collins.TorchSharp.GeneratedTorchStep.Gradient(model.W, \"W\", 8, 8),", source);
+        Assert.DoesNotContain("class Gradients", source);
+    }
+
+    [Fact]
+    public void COL022_float_arrays_and_torch_tensors_in_one_model()
+        => AssertNothingGenerated(AssertDiagnosticsBeside(new[] { FakeTorch, FakeAdapter }, Model(body: "[[|Tensor(8, 8)|]] public float[] W = new float[64]; [Tensor(8)] public TorchSharp.Modules.Parameter B = null!;"),
+            Error("COL022", "Class 'M' declares [Tensor] member 'W' as float[] and 'B' as a TorchSharp tensor; declare every tensor of the class the same way")));
+
+    [Fact]
+    public void COL023_torch_tensors_without_the_adapter_package()
+        => AssertNothingGenerated(AssertDiagnosticsBeside(new[] { FakeTorch }, Model(body: "[[|Tensor(8, 8)|]] public TorchSharp.Modules.Parameter W = null!;"),
+            Error("COL023", "Class 'M' declares [Tensor] member 'W' as a TorchSharp tensor, which the generated Step reads through the Collins.TorchSharp adapter; add a PackageReference to Collins.Generators.TorchSharp")));
 
     [Fact]
     public void COL021_write_only_tensor_property()
