@@ -263,14 +263,22 @@ namespace Collins.Generators
             for (int i = 0; i < variant.Tensors.Count; i++)
             {
                 var t = variant.Tensors[i];
-                // A member named like a keyword (declared as @int) needs the verbatim prefix here too.
-                string member = global::Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(t.Member) != global::Microsoft.CodeAnalysis.CSharp.SyntaxKind.None ? "@" + t.Member : t.Member;
-                string access = (t.MemberIsStatic ? modelType : "model") + "." + member;
+                string access = MemberAccess(t, modelType);
                 w.Line("    " + access + " ?? throw NullTensorMember(\"" + t.Name + "\", \"" + t.Member + "\"), gradients." + t.Name
                        + (i == variant.Tensors.Count - 1 ? ");" : ","));
             }
             w.Close();
             w.Line();
+        }
+
+        /// <summary>
+        /// How a model-typed <c>Step</c> reads tensor <paramref name="t"/>'s member: through the <c>model</c> parameter, or the type
+        /// for a static member; a member named like a keyword (declared as <c>@int</c>) keeps its verbatim prefix.
+        /// </summary>
+        private static string MemberAccess(TensorModel t, string modelType)
+        {
+            string member = global::Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(t.Member) != global::Microsoft.CodeAnalysis.CSharp.SyntaxKind.None ? "@" + t.Member : t.Member;
+            return (t.MemberIsStatic ? modelType : "model") + "." + member;
         }
 
         /// <summary>
@@ -296,8 +304,7 @@ namespace Collins.Generators
             for (int i = 0; i < variant.Tensors.Count; i++)
             {
                 var t = variant.Tensors[i];
-                string member = global::Microsoft.CodeAnalysis.CSharp.SyntaxFacts.GetKeywordKind(t.Member) != global::Microsoft.CodeAnalysis.CSharp.SyntaxKind.None ? "@" + t.Member : t.Member;
-                string access = (t.MemberIsStatic ? modelType : "model") + "." + member;
+                string access = MemberAccess(t, modelType);
                 string shape = string.Join(", ", t.Shape.Select(Literal.Int));
                 w.Line("    " + Helper + ".Parameter(" + access + ", \"" + t.Name + "\", " + shape + "), " + Helper + ".Gradient(" + access + ", \"" + t.Name + "\", " + shape + ")"
                        + (i == variant.Tensors.Count - 1 ? ");" : ","));

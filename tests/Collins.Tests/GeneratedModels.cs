@@ -153,3 +153,16 @@ namespace Collins.Tests.Generated
         [Tensor(3 * 65536 + 11, Sketching = TensorSketching.Dense)] public float[] D = new float[3 * 65536 + 11];
     }
 }
+
+namespace Collins.Tests.Generated
+{
+    /// <summary>Members the model-typed Step must reach in unusual ways: a static member and one named like a keyword.</summary>
+    [SketchedOptimizer(Ratio = 4, DenseThreshold = 0)]
+    public partial class OddMembers
+    {
+#pragma warning disable CA2211 // a mutable public static [Tensor] member is exactly the case under test
+        [Tensor(8, 8)] public static float[] Shared = new float[64];
+#pragma warning restore CA2211
+        [Tensor(8, 8, Name = "Kw")] public float[] @event = new float[64];
+    }
+}

@@ -73,4 +73,18 @@ public class ModelTypedStepTests
         Assert.Contains("Tensor 'Override': the parameter buffer has 3 elements, expected 2560.", e.Message);
         Assert.Equal(0, opt.StepCount);
     }
+
+    [Fact]
+    public void Static_and_keyword_named_members_are_stepped()
+    {
+        var model = new OddMembers();
+        using var opt = new OddMembers.Optimizer();
+        var grads = new OddMembers.Optimizer.Gradients();
+        grads.Shared[3] = 1f;
+        grads.Kw[5] = -1f;
+        float shared = OddMembers.Shared[3], kw = model.@event[5];
+        Assert.Equal(StepOutcome.Applied, opt.Step(1e-2f, model, grads));
+        Assert.True(OddMembers.Shared[3] < shared, "the static member moved against its gradient");
+        Assert.True(model.@event[5] > kw, "the keyword-named member moved against its gradient");
+    }
 }
