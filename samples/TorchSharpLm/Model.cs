@@ -1,3 +1,4 @@
+using Collins;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -15,7 +16,9 @@ public sealed record ModelConfig(int Vocab, int Context = 64, int DModel = 128, 
 /// embeddings, <see cref="ModelConfig.Layers"/> blocks of masked multi-head self-attention and a GELU feed-forward, a
 /// final LayerNorm and a linear head.
 /// </summary>
-public sealed class CharTransformer : nn.Module<Tensor, Tensor>
+[SketchedOptimizer(Name = "C32", Ratio = 32)]
+[SketchedOptimizer(Name = "C32MeanNoMomentum", Ratio = 32, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean)]
+public sealed partial class CharTransformer : nn.Module<Tensor, Tensor>
 {
     private readonly Embedding tok, pos;
     private readonly ModuleList<Block> blocks;
@@ -51,10 +54,10 @@ public sealed class CharTransformer : nn.Module<Tensor, Tensor>
         return head.call(lnf.call(x)).MoveToOuterDisposeScope();
     }
 
-    private sealed class Block : nn.Module<Tensor, Tensor>
+    internal sealed class Block : nn.Module<Tensor, Tensor>
     {
-        private readonly LayerNorm ln1, ln2;
-        private readonly Linear qkv, proj, fc1, fc2;
+        internal readonly LayerNorm ln1, ln2;
+        internal readonly Linear qkv, proj, fc1, fc2;
         private readonly GELU gelu;
         private readonly int heads, headDim;
 
@@ -84,4 +87,52 @@ public sealed class CharTransformer : nn.Module<Tensor, Tensor>
             return x + fc2.call(gelu.call(fc1.call(ln2.call(x))));
         }
     }
+}
+
+/// <summary>
+/// The default configuration's parameters declared for the generator (<see cref="DeclaredConfig"/>; vocabulary 65, the
+/// shipped text's alphabet): each <c>[Tensor]</c> property returns a submodule's own <c>Parameter</c>, so the generated
+/// optimizers (<c>CharTransformer.C32</c>, <c>CharTransformer.C32MeanNoMomentum</c>) step the module in place with
+/// <c>Step(lr, model)</c>. A model of another configuration has other shapes, which the generated Step refuses by name;
+/// the trainer uses the run-time CollinsOptimizer for those.
+/// </summary>
+public sealed partial class CharTransformer
+{
+    public const int Vocab = 65, Context = 64, DModel = 128, FeedForward = 512;
+
+    /// <summary>The configuration the <c>[Tensor]</c> shapes below are declared for.</summary>
+    public static ModelConfig DeclaredConfig { get; } = new(Vocab, Context, DModel, Heads: 4, Layers: 2, FeedForward: FeedForward);
+
+    private Block Layer(int i) => blocks[i];
+
+    [Tensor(Vocab, DModel)] private Parameter TokWeight => tok.weight!;
+    [Tensor(Context, DModel)] private Parameter PosWeight => pos.weight!;
+    [Tensor(DModel)] private Parameter L0Ln1Weight => Layer(0).ln1.weight!;
+    [Tensor(DModel)] private Parameter L0Ln1Bias => Layer(0).ln1.bias!;
+    [Tensor(3 * DModel, DModel)] private Parameter L0QkvWeight => Layer(0).qkv.weight!;
+    [Tensor(3 * DModel)] private Parameter L0QkvBias => Layer(0).qkv.bias!;
+    [Tensor(DModel, DModel)] private Parameter L0ProjWeight => Layer(0).proj.weight!;
+    [Tensor(DModel)] private Parameter L0ProjBias => Layer(0).proj.bias!;
+    [Tensor(DModel)] private Parameter L0Ln2Weight => Layer(0).ln2.weight!;
+    [Tensor(DModel)] private Parameter L0Ln2Bias => Layer(0).ln2.bias!;
+    [Tensor(FeedForward, DModel)] private Parameter L0Fc1Weight => Layer(0).fc1.weight!;
+    [Tensor(FeedForward)] private Parameter L0Fc1Bias => Layer(0).fc1.bias!;
+    [Tensor(DModel, FeedForward)] private Parameter L0Fc2Weight => Layer(0).fc2.weight!;
+    [Tensor(DModel)] private Parameter L0Fc2Bias => Layer(0).fc2.bias!;
+    [Tensor(DModel)] private Parameter L1Ln1Weight => Layer(1).ln1.weight!;
+    [Tensor(DModel)] private Parameter L1Ln1Bias => Layer(1).ln1.bias!;
+    [Tensor(3 * DModel, DModel)] private Parameter L1QkvWeight => Layer(1).qkv.weight!;
+    [Tensor(3 * DModel)] private Parameter L1QkvBias => Layer(1).qkv.bias!;
+    [Tensor(DModel, DModel)] private Parameter L1ProjWeight => Layer(1).proj.weight!;
+    [Tensor(DModel)] private Parameter L1ProjBias => Layer(1).proj.bias!;
+    [Tensor(DModel)] private Parameter L1Ln2Weight => Layer(1).ln2.weight!;
+    [Tensor(DModel)] private Parameter L1Ln2Bias => Layer(1).ln2.bias!;
+    [Tensor(FeedForward, DModel)] private Parameter L1Fc1Weight => Layer(1).fc1.weight!;
+    [Tensor(FeedForward)] private Parameter L1Fc1Bias => Layer(1).fc1.bias!;
+    [Tensor(DModel, FeedForward)] private Parameter L1Fc2Weight => Layer(1).fc2.weight!;
+    [Tensor(DModel)] private Parameter L1Fc2Bias => Layer(1).fc2.bias!;
+    [Tensor(DModel)] private Parameter LnfWeight => lnf.weight!;
+    [Tensor(DModel)] private Parameter LnfBias => lnf.bias!;
+    [Tensor(Vocab, DModel)] private Parameter HeadWeight => head.weight!;
+    [Tensor(Vocab)] private Parameter HeadBias => head.bias!;
 }

@@ -89,6 +89,29 @@ public sealed class CollinsStepper(CollinsOptimizer opt) : IStepper
     public void Dispose() => Optimizer.Dispose();
 }
 
+/// <summary>A generated optimizer of <see cref="CharTransformer"/>: <c>Step(lr, model)</c> over the module's declared parameters.</summary>
+public sealed class GeneratedStepper(CharTransformer model, SketchedOptimizerBase optimizer, Func<float, StepOutcome> step) : IStepper
+{
+    private float _lr;
+    public SketchedOptimizerBase Optimizer { get; } = optimizer;
+    public void SetLearningRate(double lr) => _lr = (float)lr;
+    public void Step() => step(_lr);
+    public void ZeroGrad() => model.zero_grad();
+    public long StateBytes => Optimizer.StateBytes;
+    public void Dispose() => Optimizer.Dispose();
+
+    /// <summary>The generated optimizer for the declared configuration, or the run-time adapter with the same settings for any other.</summary>
+    public static IStepper For(CharTransformer m, double lr, Func<SketchedOptimizerBase> generated, OptimizerSettings settings, Func<SketchedOptimizerBase, CharTransformer, float, StepOutcome> step)
+    {
+        if (m.Config != CharTransformer.DeclaredConfig)
+            return new CollinsStepper(new CollinsOptimizer(m.named_parameters(), lr, settings));
+        var opt = generated();
+        var stepper = new GeneratedStepper(m, opt, l => step(opt, m, l));
+        stepper.SetLearningRate(lr);
+        return stepper;
+    }
+}
+
 /// <summary>The result of one optimizer's run.</summary>
 public sealed record RunResult(string Name, string Description, double LearningRate, long ParameterCount, long StateBytes,
     double FinalValidationLoss, double OptimizerMs, double StepMs, IReadOnlyList<double> TrainLosses, IReadOnlyList<(int Step, double Loss)> ValidationCurve)
@@ -105,11 +128,12 @@ public static class Trainer
             (m, lr) => new TorchAdamW(m, lr)),
         new("Collins dense AdamW", 1e-2, "CollinsOptimizer.AdamW: this project's engine at Ratio 1 (exact AdamW)",
             (m, lr) => new CollinsStepper(CollinsOptimizer.AdamW(m.named_parameters(), lr, weight_decay: 0))),
-        new("Collins C32", 1e-2, "Ratio 32, Rotation, Sum, β1 0.9 (the algorithm as specified)",
-            (m, lr) => new CollinsStepper(new CollinsOptimizer(m.named_parameters(), lr, new OptimizerSettings { Ratio = 32, Beta1 = 0.9 }))),
-        new("Collins C32 Mean β1=0", 3e-3, "Ratio 32, Rotation, Mean, β1 0 (the README's recommendation)",
-            (m, lr) => new CollinsStepper(new CollinsOptimizer(m.named_parameters(), lr,
-                new OptimizerSettings { Ratio = 32, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean }))),
+        new("Collins C32", 1e-2, "Ratio 32, Rotation, Sum, β1 0.9 (the algorithm as specified): the generated CharTransformer.C32",
+            (m, lr) => GeneratedStepper.For(m, lr, () => new CharTransformer.C32(), CharTransformer.C32.DefaultSettings,
+                (o, model, l) => ((CharTransformer.C32)o).Step(l, model))),
+        new("Collins C32 Mean β1=0", 3e-3, "Ratio 32, Rotation, Mean, β1 0 (the README's recommendation): the generated CharTransformer.C32MeanNoMomentum",
+            (m, lr) => GeneratedStepper.For(m, lr, () => new CharTransformer.C32MeanNoMomentum(), CharTransformer.C32MeanNoMomentum.DefaultSettings,
+                (o, model, l) => ((CharTransformer.C32MeanNoMomentum)o).Step(l, model))),
     ];
 
     /// <summary>Warm-up then cosine decay to 10 % of the peak.</summary>
