@@ -15,7 +15,8 @@ public static class WholeModelBench
 {
     private const float LearningRate = 1e-6f;
 
-    private sealed class Row(string name, string bytesFormula, double floorBytes, Action step)
+    /// <summary>One row of the whole-model bench: its step and the bytes its kind must move (its floor at the triad's bandwidth).</summary>
+    public sealed class Row(string name, string bytesFormula, double floorBytes, Action step)
     {
         public string Name { get; } = name;
         public string BytesFormula { get; } = bytesFormula;
@@ -23,56 +24,80 @@ public static class WholeModelBench
         public Action Step { get; } = step;
     }
 
+    /// <summary>The model, its gradients and optimizers, and the rows that step them (shared by this bench and BenchmarkDotNet).</summary>
+    public sealed class Setup : IDisposable
+    {
+        private readonly List<IDisposable> _owned = new();
+
+        public Setup(int threads)
+        {
+            var model = new Gpt2Small();
+            var specs = Gpt2Small.Rotation_R32.TensorSpecs;
+            var parameters = specs.Select(s => (float[])typeof(Gpt2Small).GetField(s.Name, BindingFlags.Public | BindingFlags.Instance)!.GetValue(model)!).ToArray();
+            var gradsA = new Gpt2Small.Rotation_R32.Gradients();
+            var gradsB = new Gpt2Small.Rotation_R32_MeanB0.Gradients();
+            Fill(parameters, 0.2f, 0f, seed: 1);
+            Fill(gradsA.Tensors, 1e-3f, 1e-5f, seed: 2);
+            for (int t = 0; t < specs.Count; t++) gradsA.Tensors[t].CopyTo(gradsB.Tensors[t], 0);
+            TensorCount = specs.Count;
+            ParameterCount = parameters.Sum(p => (long)p.Length);
+            Smallest = parameters.Min(p => p.Length);
+            Largest = parameters.Max(p => p.Length);
+
+            var a = new Gpt2Small.Rotation_R32 { MaxThreads = threads };
+            var b = new Gpt2Small.Rotation_R32_MeanB0 { MaxThreads = threads };
+            var triad = new TriadKernel(new BenchBuffers(checked((int)ParameterCount)), threads);
+            _owned.Add(a); _owned.Add(b); _owned.Add(triad);
+            var m = parameters.Select(p => new float[p.Length]).ToArray();
+            var v = parameters.Select(p => new float[p.Length]).ToArray();
+            int adamStep = 0;
+            Rows = new List<Row>
+            {
+                new("triad (limit), one buffer", "12·P", 12.0 * ParameterCount, triad.Step),
+                new("dense AdamW, 148 tensors", "28·P", 28.0 * ParameterCount, () =>
+                {
+                    var s = StepScalars.For(++adamStep, LearningRate, 0.9, 0.999, 0.0);
+                    for (int t = 0; t < parameters.Length; t++)
+                        DenseAdamWCpu.Step(parameters[t], gradsA.Tensors[t], m[t], v[t], s, 0.9, 0.999, 1e-8f, threads);
+                }),
+                new("generated Rotation R32", "Σ sketched (12·d + 32·k) + Σ dense 28·d", Bytes(a), () => a.Step(LearningRate, model, gradsA)),
+                new("generated Rotation R32 Mean β1=0", "Σ sketched (16·d + 16·k) + Σ dense 20·d", Bytes(b), () => b.Step(LearningRate, model, gradsB)),
+            };
+        }
+
+        public IReadOnlyList<Row> Rows { get; }
+        public int TensorCount { get; }
+        public long ParameterCount { get; }
+        public int Smallest { get; }
+        public int Largest { get; }
+
+        public void Dispose() { foreach (var d in _owned) d.Dispose(); }
+    }
+
+    // Bytes each kind must move per tensor (the formulas printed by the bench): a sketched Rotation tensor reads g and reads and
+    // writes p (12 B/entry; β1 = 0 reads g again in phase 2: 16), plus per bucket its moments read and written and its two
+    // phase-1 sums written and read (β1 ≠ 0: 32 B, β1 = 0: 16 B); a dense tensor is dense AdamW's 28 (β1 = 0: 20) B/entry.
+    private static double Bytes(SketchedOptimizerBase opt)
+    {
+        double sum = 0;
+        foreach (var plan in opt.Tensors)
+        {
+            bool hasM = plan.HasFirstMoment;
+            sum += plan.IsDense ? (hasM ? 28.0 : 20.0) * plan.Length
+                                : (hasM ? 12.0 : 16.0) * plan.Length + (hasM ? 32.0 : 16.0) * plan.Buckets;
+        }
+        return sum;
+    }
+
     public static int Run(Options o)
     {
         Console.WriteLine($"Collins.Bench whole model: Gpt2Small (GPT-2 small shapes)  threads={o.Threads}/{Environment.ProcessorCount}  reps={o.Reps} (interleaved)");
         Console.WriteLine($"cpu {CpuInfo.Description}  runtime {Environment.Version}  load average at start: {CpuBench.LoadAverage()}");
 
-        var model = new Gpt2Small();
-        var specs = Gpt2Small.Rotation_R32.TensorSpecs;
-        var parameters = specs.Select(s => (float[])typeof(Gpt2Small).GetField(s.Name, BindingFlags.Public | BindingFlags.Instance)!.GetValue(model)!).ToArray();
-        var gradsA = new Gpt2Small.Rotation_R32.Gradients();
-        var gradsB = new Gpt2Small.Rotation_R32_MeanB0.Gradients();
-        Fill(parameters, 0.2f, 0f, seed: 1);
-        Fill(gradsA.Tensors, 1e-3f, 1e-5f, seed: 2);
-        for (int t = 0; t < specs.Count; t++) gradsA.Tensors[t].CopyTo(gradsB.Tensors[t], 0);
-        long total = parameters.Sum(p => (long)p.Length);
-        Console.WriteLine($"{specs.Count} tensors, {total:N0} parameters (smallest {parameters.Min(p => p.Length):N0}, largest {parameters.Max(p => p.Length):N0})");
-
-        using var a = new Gpt2Small.Rotation_R32 { MaxThreads = o.Threads };
-        using var b = new Gpt2Small.Rotation_R32_MeanB0 { MaxThreads = o.Threads };
-        var m = parameters.Select(p => new float[p.Length]).ToArray();
-        var v = parameters.Select(p => new float[p.Length]).ToArray();
-        int adamStep = 0;
-        var triad = new TriadKernel(new BenchBuffers(checked((int)total)), o.Threads);
-
-        // Bytes each kind must move per tensor (the formulas printed below): a sketched Rotation tensor reads g and reads and
-        // writes p (12 B/entry; β1 = 0 reads g again in phase 2: 16), plus per bucket its moments read and written and its two
-        // phase-1 sums written and read (β1 ≠ 0: 32 B, β1 = 0: 16 B); a dense tensor is dense AdamW's 28 (β1 = 0: 20) B/entry.
-        double Bytes(SketchedOptimizerBase opt)
-        {
-            double sum = 0;
-            foreach (var plan in opt.Tensors)
-            {
-                bool hasM = plan.HasFirstMoment;
-                sum += plan.IsDense ? (hasM ? 28.0 : 20.0) * plan.Length
-                                    : (hasM ? 12.0 : 16.0) * plan.Length + (hasM ? 32.0 : 16.0) * plan.Buckets;
-            }
-            return sum;
-        }
-
-        var rows = new List<Row>
-        {
-            new("triad (limit), one buffer", "12·P", 12.0 * total, triad.Step),
-            new("dense AdamW, 148 tensors", "28·P", 28.0 * total, () =>
-            {
-                var s = StepScalars.For(++adamStep, LearningRate, 0.9, 0.999, 0.0);
-                for (int t = 0; t < parameters.Length; t++)
-                    DenseAdamWCpu.Step(parameters[t], gradsA.Tensors[t], m[t], v[t], s, 0.9, 0.999, 1e-8f, o.Threads);
-            }),
-            new("generated Rotation R32", "Σ sketched (12·d + 32·k) + Σ dense 28·d", Bytes(a), () => a.Step(LearningRate, model, gradsA)),
-            new("generated Rotation R32 Mean β1=0", "Σ sketched (16·d + 16·k) + Σ dense 20·d", Bytes(b), () => b.Step(LearningRate, model, gradsB)),
-        };
+        using var setup = new Setup(o.Threads);
+        long total = setup.ParameterCount;
+        Console.WriteLine($"{setup.TensorCount} tensors, {total:N0} parameters (smallest {setup.Smallest:N0}, largest {setup.Largest:N0})");
+        var rows = setup.Rows.ToList();
         if (o.Filter is not null) rows.RemoveAll(r => !r.Name.StartsWith("triad", StringComparison.Ordinal) && !r.Name.StartsWith("dense", StringComparison.Ordinal)
                                                     && !r.Name.Contains(o.Filter, StringComparison.OrdinalIgnoreCase));
 
@@ -116,7 +141,6 @@ public static class WholeModelBench
         }
         Console.WriteLine($"load average at end: {CpuBench.LoadAverage()}");
         Console.WriteLine($"SUMMARY whole-model gpt2-small P={total} threads={o.Threads} cpu=\"{CpuInfo.Description}\" triad {median[0]:F1} ms ({bandwidth / 1e9:F1} GB/s): {string.Join("; ", summary)}");
-        triad.Dispose();
         return 0;
     }
 
