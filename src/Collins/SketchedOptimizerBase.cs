@@ -413,8 +413,18 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             if (((ReadOnlySpan<float>)p).Overlaps(g))
                 throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter and gradient buffers overlap in memory.", Tensors[i].Name);
         }
-        var aliasing = new SpanAliasing<TBuffers>(buffers);
-        ValidateNoCrossAliasing(ref aliasing);
+        for (int i = 0; i < n; i++)
+        {
+            ReadOnlySpan<float> p = buffers.Parameters(i);
+            for (int j = 0; j < n; j++)
+            {
+                if (i == j) continue;
+                if (j > i && p.Overlaps(buffers.Parameters(j)))
+                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+                if (p.Overlaps(buffers.Gradient(j)))
+                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+            }
+        }
     }
 
     /// <summary>
@@ -438,48 +448,18 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             if (ViewsOverlap(p, g))
                 throw new ArgumentException($"Tensor '{plan.Name}': the parameter and gradient buffers overlap in memory.", plan.Name);
         }
-        var aliasing = new ViewAliasing<TBuffers>(buffers);
-        ValidateNoCrossAliasing(ref aliasing);
-    }
-
-    /// <summary>How two tensors' buffers can alias, for <see cref="ValidateNoCrossAliasing"/> (spans or device views).</summary>
-    private interface IAliasing
-    {
-        bool ParametersOverlapParameters(int tensor, int other);
-        bool ParametersOverlapGradient(int tensor, int other);
-    }
-
-    // The buffer struct is copied (a ref field cannot hold a ref struct): a few spans or views, on the stack.
-    private readonly ref struct SpanAliasing<TBuffers>(TBuffers buffers) : IAliasing where TBuffers : IStepBuffers, allows ref struct
-    {
-        private readonly TBuffers _buffers = buffers;
-        public bool ParametersOverlapParameters(int tensor, int other) => ((ReadOnlySpan<float>)_buffers.Parameters(tensor)).Overlaps(_buffers.Parameters(other));
-        public bool ParametersOverlapGradient(int tensor, int other) => ((ReadOnlySpan<float>)_buffers.Parameters(tensor)).Overlaps(_buffers.Gradient(other));
-    }
-
-    private readonly ref struct ViewAliasing<TBuffers>(TBuffers buffers) : IAliasing where TBuffers : IDeviceStepBuffers, allows ref struct
-    {
-        private readonly TBuffers _buffers = buffers;
-        public bool ParametersOverlapParameters(int tensor, int other) => ViewsOverlap(_buffers.Parameters(tensor), _buffers.Parameters(other));
-        public bool ParametersOverlapGradient(int tensor, int other) => ViewsOverlap(_buffers.Parameters(tensor), _buffers.Gradient(other));
-    }
-
-    /// <summary>
-    /// The cross-tensor aliasing rule, once for spans and views: no tensor's parameters may overlap another tensor's parameters
-    /// or gradient (gradients may share memory: they are only read). O(n²) pairs for n tensors; throws naming both tensors.
-    /// </summary>
-    private void ValidateNoCrossAliasing<TAliasing>(scoped ref TAliasing aliasing) where TAliasing : IAliasing, allows ref struct
-    {
-        int n = Tensors.Count;
         for (int i = 0; i < n; i++)
+        {
+            var p = buffers.Parameters(i);
             for (int j = 0; j < n; j++)
             {
                 if (i == j) continue;
-                if (j > i && aliasing.ParametersOverlapParameters(i, j))
+                if (j > i && ViewsOverlap(p, buffers.Parameters(j)))
                     throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
-                if (aliasing.ParametersOverlapGradient(i, j))
+                if (ViewsOverlap(p, buffers.Gradient(j)))
                     throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
             }
+        }
     }
 
     // ArrayView implements these interface members explicitly; a constrained generic call reads them without boxing the view
