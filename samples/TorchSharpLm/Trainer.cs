@@ -24,7 +24,7 @@ public sealed class Corpus
     public long[] Train { get; }
     public long[] Validation { get; }
 
-    /// <summary>The sample's copy of the text, next to the executable (data/input.txt).</summary>
+    /// <summary>The text next to the executable (data/input.txt, copied there from samples/TinyLm/data at build time).</summary>
     public static Corpus Load() => new(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "data", "input.txt")));
 }
 
