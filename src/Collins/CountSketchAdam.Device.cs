@@ -20,8 +20,8 @@ public sealed partial class CountSketchAdam
             Length = plan.Length; Buckets = plan.Buckets; Rows = plan.Rows;
             HasM = plan.HasFirstMoment ? 1 : 0;
             Mean = plan.SecondMoment == SecondMomentEstimate.Mean && !plan.IsDense ? 1 : 0;
-            Beta1 = (float)settings.Beta1; Beta2 = (float)settings.Beta2; Epsilon = (float)settings.Epsilon;
-            C1 = (float)(1.0 - settings.Beta1); C2 = (float)(1.0 - settings.Beta2);
+            var k = KernelCoefficients.From(settings);
+            Beta1 = k.Beta1; Beta2 = k.Beta2; Epsilon = k.Epsilon; C1 = k.OneMinusBeta1; C2 = k.OneMinusBeta2;
             A = plan.UniversalA; B = plan.UniversalB; SA = plan.UniversalSignA; SB = plan.UniversalSignB;
             Universal = plan.Layout == SketchLayout.Universal ? 1 : 0;
             LastRotation = !plan.IsDense && plan.Layout == SketchLayout.Rotation ? plan.Rotations[plan.Rows - 1] : 0;

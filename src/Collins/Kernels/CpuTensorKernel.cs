@@ -10,15 +10,13 @@ namespace Collins.Kernels;
 internal abstract class CpuTensorKernel
 {
     protected readonly TensorPlan Plan;
-    // β1, 1 − β1, β2, 1 − β2 and ε as the generated kernels take them: the differences formed in double, rounded once.
-    protected readonly float Beta1, C1, Beta2, C2, Epsilon;
+    protected readonly KernelCoefficients K;
     protected readonly bool HasM;
 
     protected CpuTensorKernel(TensorPlan plan, OptimizerSettings settings)
     {
         Plan = plan;
-        Beta1 = (float)settings.Beta1; Beta2 = (float)settings.Beta2; Epsilon = (float)settings.Epsilon;
-        C1 = (float)(1.0 - settings.Beta1); C2 = (float)(1.0 - settings.Beta2);
+        K = KernelCoefficients.From(settings);
         HasM = plan.HasFirstMoment;
     }
 
@@ -36,13 +34,11 @@ internal abstract class CpuTensorKernel
 internal sealed class DenseCpuKernel : CpuTensorKernel
 {
     private readonly int _tiles;
-    private readonly double _beta1, _beta2;
     private readonly TileKernel _apply;
 
     public DenseCpuKernel(TensorPlan plan, OptimizerSettings settings) : base(plan, settings)
     {
         _tiles = KernelTiles.Tiles(plan.Length, KernelTiles.ElementTile);
-        _beta1 = settings.Beta1; _beta2 = settings.Beta2;
         _apply = ApplyTile;
     }
 
@@ -57,7 +53,7 @@ internal sealed class DenseCpuKernel : CpuTensorKernel
         int start = tile * KernelTiles.ElementTile, len = Math.Min(KernelTiles.ElementTile, Plan.Length - start);
         DenseAdamWCpu.Step(b.Parameters.Slice(start, len), b.Gradient.Slice(start, len),
                            HasM ? b.FirstMoment.Slice(start, len) : default, b.SecondMoment.Slice(start, len),
-                           in s, beta1: _beta1, beta2: _beta2, epsilon: Epsilon);
+                           in s, in K);
         return true;
     }
 }
@@ -106,7 +102,7 @@ internal sealed class RotationCpuKernel : CpuTensorKernel
     {
         int b0 = tile * KernelTiles.RotationTileBuckets, b1 = Math.Min(b0 + KernelTiles.RotationTileBuckets, _k);
         RotationCpu.UpdateApplyTile(buf.Parameters, HasM ? default : buf.Gradient, buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV,
-                                    b0, b1, _k, _lastLength, _rho, _sigma, Beta1, C1, Beta2, C2, Epsilon, in s, _mean);
+                                    b0, b1, _k, _lastLength, _rho, _sigma, K.Beta1, K.OneMinusBeta1, K.Beta2, K.OneMinusBeta2, K.Epsilon, in s, _mean);
         return true;
     }
 }
@@ -154,9 +150,9 @@ internal sealed class UniversalCpuKernel : CpuTensorKernel
     {
         int b0 = tile * KernelTiles.UniversalBucketTile, b1 = Math.Min(b0 + KernelTiles.UniversalBucketTile, _k);
         if (_occupancy is null)
-            RotationCpu.UpdateBuckets(buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV, b0, b1, Beta1, C1, Beta2, C2, Epsilon, in s);
+            RotationCpu.UpdateBuckets(buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV, b0, b1, K.Beta1, K.OneMinusBeta1, K.Beta2, K.OneMinusBeta2, K.Epsilon, in s);
         else
-            RotationCpu.UpdateBucketsMean(buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV, b0, b1, Beta1, C1, Beta2, C2, Epsilon, in s, _occupancy);
+            RotationCpu.UpdateBucketsMean(buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV, b0, b1, K.Beta1, K.OneMinusBeta1, K.Beta2, K.OneMinusBeta2, K.Epsilon, in s, _occupancy);
         return true;
     }
 

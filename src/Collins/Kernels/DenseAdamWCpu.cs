@@ -121,7 +121,12 @@ public static unsafe class DenseAdamWCpu
     /// </summary>
     public static void Step(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
                             in StepScalars s, double beta1, double beta2, float epsilon)
-        => StepCoefficients(parameters, gradient, firstMoment, secondMoment, in s, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon);
+        => Step(parameters, gradient, firstMoment, secondMoment, in s, KernelCoefficients.From(beta1, beta2, epsilon));
+
+    /// <summary>The same step with the coefficients formed once by the caller (<see cref="KernelCoefficients"/>).</summary>
+    internal static void Step(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
+                              in StepScalars s, in KernelCoefficients k)
+        => StepCoefficients(parameters, gradient, firstMoment, secondMoment, in s, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon);
 
     private static void StepCoefficients(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
                                          in StepScalars s, float beta1, float c1, float beta2, float c2, float epsilon)
@@ -152,7 +157,10 @@ public static unsafe class DenseAdamWCpu
     /// <summary>As the multi-threaded <see cref="float"/> overload, with (1 − β1), (1 − β2) computed in double and rounded once.</summary>
     public static void Step(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
                             in StepScalars s, double beta1, double beta2, float epsilon, int maxThreads)
-        => StepThreaded(parameters, gradient, firstMoment, secondMoment, in s, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon, maxThreads);
+    {
+        var k = KernelCoefficients.From(beta1, beta2, epsilon);
+        StepThreaded(parameters, gradient, firstMoment, secondMoment, in s, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon, maxThreads);
+    }
 
     private static void StepThreaded(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
                                      in StepScalars s, float beta1, float c1, float beta2, float c2, float epsilon, int maxThreads)
@@ -180,7 +188,10 @@ public static unsafe class DenseAdamWCpu
 
     /// <summary>As the <see cref="float"/> overload of <c>StepTile</c>, with (1 − β1), (1 − β2) computed in double and rounded once.</summary>
     public static bool StepTile(int tile, in TileBuffers buffers, in StepScalars s, double beta1, double beta2, float epsilon)
-        => StepTileCoefficients(tile, in buffers, in s, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2), epsilon);
+    {
+        var k = KernelCoefficients.From(beta1, beta2, epsilon);
+        return StepTileCoefficients(tile, in buffers, in s, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon);
+    }
 
     private static bool StepTileCoefficients(int tile, in TileBuffers buffers, in StepScalars s, float beta1, float c1, float beta2, float c2, float epsilon)
     {
