@@ -17,8 +17,7 @@ public static class GeneratedTorchStep
     /// <exception cref="NotSupportedException">The member is not on the CPU.</exception>
     public static Span<float> Parameter(Tensor? tensor, string name, params ReadOnlySpan<long> shape)
     {
-        if (tensor is null)
-            throw new ArgumentException($"Tensor '{name}': the model's member is null; create the parameter before stepping.", name);
+        if (tensor is null) throw NullMember(name);
         CollinsOptimizer.Check(name, "tensor", tensor, shape);
         return View(tensor);
     }
@@ -28,8 +27,7 @@ public static class GeneratedTorchStep
     /// <exception cref="NotSupportedException">The gradient is not on the CPU.</exception>
     public static ReadOnlySpan<float> Gradient(Tensor? tensor, string name, params ReadOnlySpan<long> shape)
     {
-        if (tensor is null)
-            throw new ArgumentException($"Tensor '{name}': the model's member is null; create the parameter before stepping.", name);
+        if (tensor is null) throw NullMember(name);
         // The handle .grad returns is ours to dispose; the storage belongs to the parameter's gradient and stays.
         using var gradient = tensor.grad;
         if (gradient is null)
@@ -37,6 +35,9 @@ public static class GeneratedTorchStep
         CollinsOptimizer.Check(name, "gradient", gradient, shape);
         return View(gradient);
     }
+
+    private static ArgumentException NullMember(string name)
+        => new($"Tensor '{name}': the model's member is null; create the parameter before stepping.", name);
 
     private static unsafe Span<float> View(Tensor t) => new((void*)CollinsOptimizer.DataPointer(t), checked((int)t.numel()));
 }

@@ -411,7 +411,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             ReadOnlySpan<float> g = buffers.Gradient(i);
             ValidateTensor(i, p.Length, g.Length);
             if (((ReadOnlySpan<float>)p).Overlaps(g))
-                throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter and gradient buffers overlap in memory.", Tensors[i].Name);
+                throw SelfOverlap(i);
         }
         for (int i = 0; i < n; i++)
         {
@@ -420,9 +420,9 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             {
                 if (i == j) continue;
                 if (j > i && p.Overlaps(buffers.Parameters(j)))
-                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+                    throw CrossOverlap(i, j, "parameter");
                 if (p.Overlaps(buffers.Gradient(j)))
-                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+                    throw CrossOverlap(i, j, "gradient");
             }
         }
     }
@@ -446,7 +446,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
                 throw new ArgumentException($"Tensor '{plan.Name}': the buffers belong to another accelerator than the optimizer's '{Accelerator?.Name}'.", plan.Name);
             ValidateTensor(i, p.Length, g.Length);
             if (ViewsOverlap(p, g))
-                throw new ArgumentException($"Tensor '{plan.Name}': the parameter and gradient buffers overlap in memory.", plan.Name);
+                throw SelfOverlap(i);
         }
         for (int i = 0; i < n; i++)
         {
@@ -455,12 +455,19 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             {
                 if (i == j) continue;
                 if (j > i && ViewsOverlap(p, buffers.Parameters(j)))
-                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the parameter buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+                    throw CrossOverlap(i, j, "parameter");
                 if (ViewsOverlap(p, buffers.Gradient(j)))
-                    throw new ArgumentException($"Tensor '{Tensors[i].Name}': the parameter buffer overlaps the gradient buffer of tensor '{Tensors[j].Name}'.", Tensors[i].Name);
+                    throw CrossOverlap(i, j, "gradient");
             }
         }
     }
+
+    // The aliasing refusals of both validations (spans and views), worded once.
+    private ArgumentException SelfOverlap(int tensor)
+        => new($"Tensor '{Tensors[tensor].Name}': the parameter and gradient buffers overlap in memory.", Tensors[tensor].Name);
+
+    private ArgumentException CrossOverlap(int tensor, int other, string otherBuffer)
+        => new($"Tensor '{Tensors[tensor].Name}': the parameter buffer overlaps the {otherBuffer} buffer of tensor '{Tensors[other].Name}'.", Tensors[tensor].Name);
 
     // ArrayView implements these interface members explicitly; a constrained generic call reads them without boxing the view
     // (the O(n²) aliasing loop would otherwise box on every device step).
@@ -475,8 +482,9 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     }
 
     /// <summary>
-    /// Checks, once per optimizer construction, that a dense tensor's run-time plan agrees with the constants a generated type was
-    /// compiled with (a generator and runtime of different versions would otherwise disagree silently).
+    /// Checks, once per optimizer construction, that a tensor's run-time plan has the sizes a generated type was compiled with (a
+    /// generator and runtime of different versions would otherwise disagree silently); the overloads below add each layout's hash
+    /// constants.
     /// </summary>
     protected static void VerifyPlan(TensorPlan plan, int length, int buckets, int rows, bool dense)
     {
