@@ -25,10 +25,46 @@ namespace Collins.Generators
             return this;
         }
 
+        /// <summary>Indents the following lines one level deeper (a continued expression), until <see cref="Outdent"/>.</summary>
+        public CodeWriter Indent() { _indent++; return this; }
+
+        /// <summary>Ends an <see cref="Indent"/>.</summary>
+        public CodeWriter Outdent() { _indent--; return this; }
+
         public CodeWriter Close(string suffix = "")
         {
             _indent--;
             Line("}" + suffix);
+            return this;
+        }
+
+        /// <summary>
+        /// <paramref name="head"/>, then <paramref name="items"/> joined by ", ", then <paramref name="tail"/>, wrapped so that no line
+        /// runs far past <paramref name="width"/> characters; continuation lines are indented one level deeper.
+        /// </summary>
+        public CodeWriter Wrapped(string head, System.Collections.Generic.IEnumerable<string> items, string tail, int width = 120)
+        {
+            var line = new StringBuilder(head);
+            bool first = true, continued = false;
+            foreach (var item in items)
+            {
+                string piece = first ? item : ", " + item;
+                if (!first && _indent * 4 + (continued ? 4 : 0) + line.Length + piece.Length > width)
+                {
+                    line.Append(',');
+                    if (continued) _indent++;
+                    Line(line.ToString().TrimEnd());
+                    if (continued) _indent--;
+                    continued = true;
+                    line.Clear().Append(item);
+                }
+                else line.Append(piece);
+                first = false;
+            }
+            line.Append(tail);
+            if (continued) _indent++;
+            Line(line.ToString());
+            if (continued) _indent--;
             return this;
         }
 

@@ -128,6 +128,11 @@ namespace Collins.Generators
             "Class '{0}' declares [Tensor] member '{1}' as a TorchSharp tensor, which the generated Step reads through the Collins.TorchSharp adapter; add a PackageReference to Collins.Generators.TorchSharp",
             DiagnosticSeverity.Error);
 
+        public static readonly DiagnosticDescriptor LanguageVersionTooLow = Make("COL024",
+            "C# 13 or later needed",
+            "Class '{0}' has [SketchedOptimizer], but this project compiles with C# {1}; the generated optimizer needs C# 13 or later (ref struct interfaces, collection expressions, static abstract interface members): set <LangVersion>13</LangVersion> or later, or remove the attribute",
+            DiagnosticSeverity.Error);
+
         public static readonly DiagnosticDescriptor TensorOutsideOptimizer = Make("COL019",
             "[Tensor] outside a [SketchedOptimizer] class",
             "Member '{0}' has [Tensor] but '{1}' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to '{1}' or remove [Tensor]",
@@ -148,7 +153,7 @@ namespace Collins.Generators
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
-            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, InternalError);
+            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, InternalError);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

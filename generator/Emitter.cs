@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 
@@ -6,8 +7,10 @@ namespace Collins.Generators
 {
     /// <summary>
     /// Renders one optimizer variant as C#. The emitted type derives from <c>Collins.SketchedOptimizerBase</c>, whose
-    /// <c>StepCpu</c>/<c>StepDevice</c> run the step; it supplies the constants (every size and hash constant a literal), the
-    /// plans, the buffer structs, the model-typed <c>Step</c> and the device kernels (in which β1, β2, ε are literals too).
+    /// <c>StepCpu</c>/<c>StepDevice</c> run the step with the runtime's kernels; it supplies only what the declared shapes fix:
+    /// the constants (every size and hash constant a literal), the plans, the Step overloads and, for the device, descriptor types
+    /// (<c>Collins.Kernels.IStepConstants</c>, <c>IRotationTensor</c>, <c>IUniversalTensor</c>) whose static members the runtime's
+    /// generic ILGPU kernels inline: β1, β2, ε and hash constants as literals, Rotation rows unrolled one call per row.
     /// </summary>
     internal static class Emitter
     {
@@ -16,13 +19,8 @@ namespace Collins.Generators
         // Type names the generated file spells through the using aliases of its header (EmitUsings): short, and immune to the
         // user's own names (a "__" prefix, which no tensor or optimizer name may take).
         private const string FloatView = "__Floats";
-        private const string FlagView = "__Flags";
-        private const string IndexType = "__Index";
-        private const string ScalarsType = "__Scalars";
         private const string FloatSpan = "__Span";
         private const string ReadOnlyFloatSpan = "__ReadOnlySpan";
-        private const string Sqrt = "global::System.MathF.Sqrt";
-        private const string FloatMax = "3.40282347E+38f";
 
         /// <summary>One variant and the settings its emitters consult, each converted once (β1, β2, ε and 1 − β as the floats the kernels use).</summary>
         private sealed class VariantContext
@@ -55,35 +53,30 @@ namespace Collins.Generators
             w.Line();
             EmitUsings(w);
             w.Line();
-            if (model.Namespace is not null) w.Open("namespace " + model.Namespace);
+            if (model.Namespace is not null)
+            {
+                w.Line("namespace " + model.Namespace + ";");
+                w.Line();
+            }
             foreach (var t in model.ContainingTypes) w.Open("partial " + t.Keyword + " " + t.NameWithTypeParameters);
             w.Open("partial " + model.Keyword + " " + model.ClassName);
             EmitOptimizer(w, model, context);
             w.Close();
             foreach (var _ in model.ContainingTypes) w.Close();
-            if (model.Namespace is not null) w.Close();
             return w.ToString();
         }
 
         private static string LayoutName(VariantContext context) => context.IsUniversal ? "Universal" : "Rotation";
 
-        private const string FullFloatView = "global::ILGPU.ArrayView<float>";
-        private const string FullFlagView = "global::ILGPU.ArrayView<int>";
-        private const string FullIndexType = "global::ILGPU.Index1D";
-        private const string FullScalarsType = "global::Collins.StepScalars";
-
         /// <summary>The aliases every generated file declares (an alias cannot name another, so each is spelled out in full).</summary>
         private static void EmitUsings(CodeWriter w)
         {
-            w.Line("using " + FloatView + " = " + FullFloatView + ";");
-            w.Line("using " + FlagView + " = " + FullFlagView + ";");
-            w.Line("using " + IndexType + " = " + FullIndexType + ";");
-            w.Line("using " + ScalarsType + " = " + FullScalarsType + ";");
+            w.Line("using " + FloatView + " = global::ILGPU.ArrayView<float>;");
             w.Line("using " + FloatSpan + " = global::System.Span<float>;");
             w.Line("using " + ReadOnlyFloatSpan + " = global::System.ReadOnlySpan<float>;");
-            w.Line("using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;");
-            foreach (var launcher in Launchers)
-                w.Line("using " + launcher.Alias + " = global::System.Action<" + launcher.Arguments(FullIndexType, FullFloatView, FullFlagView, FullScalarsType) + ">;");
+            w.Line("using __Kernels = global::Collins.Kernels.DeviceTensorKernels;");
+            w.Line("using __RotationTensor = global::Collins.Kernels.IRotationTensor;");
+            w.Line("using __UniversalTensor = global::Collins.Kernels.IUniversalTensor;");
         }
 
         private static void EmitOptimizer(CodeWriter w, ClassModel model, VariantContext context)
@@ -143,7 +136,6 @@ namespace Collins.Generators
 
             EmitCpuStep(w, context);
             EmitModelStep(w, model, context);
-            EmitDeviceFields(w, context);
             EmitDeviceStep(w, context);
 
             for (int i = 0; i < variant.Tensors.Count; i++) EmitTensor(w, context, variant.Tensors[i], i);
@@ -179,8 +171,11 @@ namespace Collins.Generators
             w.Line();
         }
 
-        private static string ParamList(VariantContext context, string spanType, string gradType)
-            => "float learningRate" + string.Concat(context.Variant.Tensors.Select(t => ", " + spanType + " " + t.Name + ", " + gradType + " " + t.Name + "Grad"));
+        private static readonly string[] LearningRateParameter = { "float learningRate" };
+        private static readonly string[] OutOfRangeArm = { "_ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor))" };
+
+        private static IEnumerable<string> Params(VariantContext context, string spanType, string gradType)
+            => LearningRateParameter.Concat(context.Variant.Tensors.Select(t => spanType + " " + t.Name + ", " + gradType + " " + t.Name + "Grad"));
 
         /// <summary>The sentence both span/view Step overloads share about their parameters (one per tensor pair, in declaration order).</summary>
         private static void EmitStepParameterDocs(CodeWriter w, VariantModel variant)
@@ -203,18 +198,30 @@ namespace Collins.Generators
             w.Line("/// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.");
             w.Line("/// </summary>");
             EmitStepParameterDocs(w, variant);
-            w.Open("public global::Collins.StepOutcome Step(" + ParamList(context, FloatSpan, ReadOnlyFloatSpan) + ")");
-            w.Line("var buffers = new __StepBuffers(" + string.Join(", ", variant.Tensors.Select(t => t.Name + ", " + t.Name + "Grad")) + ");");
+            w.Wrapped("public global::Collins.StepOutcome Step(", Params(context, FloatSpan, ReadOnlyFloatSpan), ")");
+            w.Line("{").Indent();
+            w.Wrapped("var buffers = new __StepBuffers { ", variant.Tensors.Select((t, i) => "P" + Literal.Int(i) + " = " + t.Name + ", G" + Literal.Int(i) + " = " + t.Name + "Grad"), " };");
             w.Line("return StepCpu(learningRate, ref buffers);");
             w.Close();
             w.Line();
-            EmitBufferStruct(w, variant, "__StepBuffers", "global::Collins.Kernels.IStepBuffers", "ref struct", FloatSpan, ReadOnlyFloatSpan);
+            int n = variant.Tensors.Count;
+            var indices = Enumerable.Range(0, n).Select(Literal.Int).ToList();
+            w.Line("/// <summary>The span Step's buffers, tensor by tensor (P for parameters, G for gradients), for the runtime's validation and step.</summary>");
+            w.Open("private ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers");
+            w.Wrapped("public " + FloatSpan + " ", indices.Select(i => "P" + i), ";");
+            w.Wrapped("public " + ReadOnlyFloatSpan + " ", indices.Select(i => "G" + i), ";");
+            w.Line("public readonly int ParameterCount => " + Literal.Int(n) + ";");
+            w.Line("public readonly int GradientCount => " + Literal.Int(n) + ";");
+            w.Wrapped("public readonly " + FloatSpan + " Parameters(int tensor) => tensor switch { ", indices.Select(i => i + " => P" + i).Concat(OutOfRangeArm), " };");
+            w.Wrapped("public readonly " + ReadOnlyFloatSpan + " Gradient(int tensor) => tensor switch { ", indices.Select(i => i + " => G" + i).Concat(OutOfRangeArm), " };");
+            w.Close();
+            w.Line();
         }
 
         /// <summary>
         /// The model-typed step: <c>Step(lr, model, gradients)</c> over the model's own tensor members, with a generated
-        /// <c>Gradients</c> holder whose members carry the tensors' names. It forwards to the span <c>Step</c>, so it validates and
-        /// behaves exactly as that one does; it adds only the null checks a member can fail.
+        /// <c>Gradients</c> holder whose members carry the tensors' names. It passes both as stack-allocated spans of arrays to the
+        /// runtime's step, so it validates and behaves exactly as the span overload and allocates nothing.
         /// </summary>
         private static void EmitModelStep(CodeWriter w, ClassModel model, VariantContext context)
         {
@@ -231,7 +238,7 @@ namespace Collins.Generators
             w.Line("/// </summary>");
             w.Open("public sealed class Gradients");
             w.Line("/// <summary>Allocates one zeroed gradient array per tensor.</summary>");
-            w.Line("public Gradients() => Tensors = new float[][] { " + string.Join(", ", variant.Tensors.Select(t => t.Name)) + " };");
+            w.Wrapped("public Gradients() => Tensors = new float[][] { ", variant.Tensors.Select(t => t.Name), " };");
             w.Line();
             foreach (var t in variant.Tensors)
             {
@@ -244,7 +251,7 @@ namespace Collins.Generators
             w.Line();
             w.Line("/// <summary>Sets every gradient to zero.</summary>");
             w.Open("public void Clear()");
-            foreach (var t in variant.Tensors) w.Line("global::System.Array.Clear(" + t.Name + ");");
+            w.Line("foreach (var gradient in Tensors) global::System.Array.Clear(gradient);");
             w.Close();
             w.Close();
             w.Line();
@@ -259,14 +266,15 @@ namespace Collins.Generators
             w.Open("public global::Collins.StepOutcome Step(float learningRate, " + modelType + " model, Gradients gradients)");
             w.Line("global::System.ArgumentNullException.ThrowIfNull(model);");
             w.Line("global::System.ArgumentNullException.ThrowIfNull(gradients);");
-            w.Line("return Step(learningRate,");
-            for (int i = 0; i < variant.Tensors.Count; i++)
-            {
-                var t = variant.Tensors[i];
-                string access = MemberAccess(t, modelType);
-                w.Line("    " + access + " ?? throw NullTensorMember(\"" + t.Name + "\", \"" + t.Member + "\"), gradients." + t.Name
-                       + (i == variant.Tensors.Count - 1 ? ");" : ","));
-            }
+            w.Line("var buffers = new global::Collins.Kernels.TensorArrays(");
+            w.Indent();
+            w.Line("[");
+            foreach (var t in variant.Tensors)
+                w.Line("    " + MemberAccess(t, modelType) + " ?? throw NullTensorMember(\"" + t.Name + "\", \"" + t.Member + "\"),");
+            w.Line("],");
+            w.Wrapped("[", variant.Tensors.Select(t => "gradients." + t.Name), "]);");
+            w.Outdent();
+            w.Line("return StepCpu(learningRate, ref buffers);");
             w.Close();
             w.Line();
         }
@@ -313,148 +321,7 @@ namespace Collins.Generators
             w.Line();
         }
 
-        /// <summary>
-        /// The view of one Step's buffers that the runtime validates (<c>ValidateBuffers</c> / <c>ValidateDeviceBuffers</c>): a struct
-        /// holding the Step parameters, indexed by tensor. O(n) lines for n tensors; the O(n²) aliasing loop lives in the runtime.
-        /// </summary>
-        private static void EmitBufferStruct(CodeWriter w, VariantModel variant, string name, string iface, string kind, string paramType, string gradType)
-        {
-            w.Line("/// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>");
-            w.Open("private readonly " + kind + " " + name + " : " + iface);
-            foreach (var t in variant.Tensors)
-                w.Line("private readonly " + paramType + " " + t.Name + "; private readonly " + gradType + " " + t.Name + "Grad;");
-            w.Line();
-            w.Open("public " + name + "(" + string.Join(", ", variant.Tensors.Select(t => paramType + " " + t.Name + ", " + gradType + " " + t.Name + "Grad")) + ")");
-            foreach (var t in variant.Tensors)
-                w.Line("this." + t.Name + " = " + t.Name + "; this." + t.Name + "Grad = " + t.Name + "Grad;");
-            w.Close();
-            w.Line();
-            w.Line("public int ParameterCount => " + Literal.Int(variant.Tensors.Count) + ";");
-            w.Line("public int GradientCount => " + Literal.Int(variant.Tensors.Count) + ";");
-            string pType = paramType == ReadOnlyFloatSpan ? FloatSpan : paramType;
-            w.Line("public " + pType + " Parameters(int tensor) => tensor switch");
-            w.Line("{");
-            for (int i = 0; i < variant.Tensors.Count; i++) w.Line("    " + Literal.Int(i) + " => " + variant.Tensors[i].Name + ",");
-            w.Line("    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),");
-            w.Line("};");
-            w.Line("public " + gradType + " Gradient(int tensor) => tensor switch");
-            w.Line("{");
-            for (int i = 0; i < variant.Tensors.Count; i++) w.Line("    " + Literal.Int(i) + " => " + variant.Tensors[i].Name + "Grad,");
-            w.Line("    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),");
-            w.Line("};");
-            w.Close();
-            w.Line();
-        }
-
         // ------------------------------------------------------------------ device
-
-        // Launcher types (aliases of the header) and the type arguments of their loaders.
-        private const string AccumulateKernelType = "__SumKernel";
-        private const string CheckKernelType = "__CheckKernel";
-        private const string ScatterKernelType = "__SumKernel";
-        private const string RowsApplyKernelType = "__RowsKernel";
-        private const string BucketKernelType = "__BucketKernel";
-        private const string ElementKernelType = "__ElementKernel";
-
-        /// <summary>
-        /// The shape of a kernel launcher: an index, then <see cref="Views"/> float views, then a flag view or the step scalars.
-        /// Both the header's alias of its delegate type and its loader's type arguments are written from this one table.
-        /// </summary>
-        private sealed class Launcher
-        {
-            public Launcher(string alias, int views, bool flag) { Alias = alias; Views = views; Flag = flag; }
-
-            public string Alias { get; }
-            public int Views { get; }
-            public bool Flag { get; }
-
-            public string Arguments(string index, string floatView, string flagView, string scalars)
-                => index + ", " + string.Join(", ", Enumerable.Repeat(floatView, Views)) + ", " + (Flag ? flagView : scalars);
-        }
-
-        private static readonly Launcher[] Launchers =
-        {
-            new Launcher(CheckKernelType, 1, flag: true),
-            new Launcher(AccumulateKernelType, 3, flag: true),
-            new Launcher(RowsApplyKernelType, 6, flag: false),
-            new Launcher(BucketKernelType, 5, flag: false),
-            new Launcher(ElementKernelType, 4, flag: false),
-        };
-
-        /// <summary>The loader's type arguments for a launcher type, in the file's alias names.</summary>
-        private static string Generic(string launcher)
-            => "<" + Launchers.Single(l => l.Alias == launcher).Arguments(IndexType, FloatView, FlagView, ScalarsType) + ">";
-
-        private static void EmitDeviceFields(CodeWriter w, VariantContext context)
-        {
-            var variant = context.Variant;
-            bool anyDense = variant.Tensors.Any(t => t.IsDense);
-            w.Line("// ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.");
-            w.Line("private bool __deviceKernelsLoaded;");
-            if (anyDense)
-            {
-                w.Line("private " + CheckKernelType + "? __DenseCheck;   // one pair for every dense tensor");
-                w.Line("private " + ElementKernelType + "? __DenseApply;");
-            }
-            foreach (var t in variant.Tensors)
-            {
-                if (t.IsDense) continue;
-                if (!context.IsUniversal)
-                {
-                    w.Line("private " + AccumulateKernelType + "? __" + t.Name + "_DeviceAccumulate;");
-                    w.Line("private " + RowsApplyKernelType + "? __" + t.Name + "_DeviceApply;");
-                }
-                else
-                {
-                    w.Line("private " + ScatterKernelType + "? __" + t.Name + "_DeviceScatter;");
-                    w.Line("private " + CheckKernelType + "? __" + t.Name + "_DeviceCheck;");
-                    w.Line("private " + BucketKernelType + "? __" + t.Name + "_DeviceBuckets;");
-                    w.Line("private " + ElementKernelType + "? __" + t.Name + "_DeviceElements;");
-                    if (context.MeanSecondMoment)
-                        w.Line("private global::ILGPU.Runtime.MemoryBuffer1D<float, global::ILGPU.Stride1D.Dense>? __" + t.Name + "_DeviceOccupancy; // derived from the hash, not state; freed in OnDispose");
-                }
-            }
-            w.Line();
-            w.Line("/// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>");
-            w.Open("protected override void LoadDeviceKernels()");
-            w.Line("if (__deviceKernelsLoaded) return;");
-            w.Line("var accelerator = Accelerator!;");
-            if (anyDense)
-            {
-                w.Line("__DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(CheckKernelType) + "(accelerator, __Dense.CheckKernel);");
-                w.Line("__DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ElementKernelType) + "(accelerator, __Dense.ApplyKernel);");
-            }
-            foreach (var t in variant.Tensors)
-            {
-                string tensorName = t.Name;
-                if (t.IsDense) continue;
-                if (!context.IsUniversal)
-                {
-                    w.Line("__" + tensorName + "_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(AccumulateKernelType) + "(accelerator, " + tensorName + ".AccumulateKernel);");
-                    w.Line("__" + tensorName + "_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(RowsApplyKernelType) + "(accelerator, " + tensorName + ".ApplyKernel);");
-                }
-                else
-                {
-                    w.Line("__" + tensorName + "_DeviceScatter = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ScatterKernelType) + "(accelerator, " + tensorName + ".ScatterKernel);");
-                    w.Line("__" + tensorName + "_DeviceCheck = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(CheckKernelType) + "(accelerator, " + tensorName + ".CheckKernel);");
-                    w.Line("__" + tensorName + "_DeviceBuckets = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(BucketKernelType) + "(accelerator, " + tensorName + ".BucketKernel);");
-                    w.Line("__" + tensorName + "_DeviceElements = __KernelLoaders.LoadAutoGroupedStreamKernel" + Generic(ElementKernelType) + "(accelerator, " + tensorName + ".ElementKernel);");
-                    if (context.MeanSecondMoment) w.Line("__" + tensorName + "_DeviceOccupancy ??= global::ILGPU.Runtime.ArrayViewExtensions.Allocate1D<float>(accelerator, " + tensorName + ".Occupancy); // ??=: a load that failed later and is retried allocates it once");
-                }
-            }
-            w.Line("__deviceKernelsLoaded = true;");
-            w.Close();
-            w.Line();
-            if (context.IsUniversal && context.MeanSecondMoment && variant.Tensors.Any(t => !t.IsDense))
-            {
-                w.Line("/// <summary>Frees the device occupancy tables (derived data this type allocated itself).</summary>");
-                w.Open("protected override void OnDispose()");
-                foreach (var t in variant.Tensors)
-                    if (!t.IsDense) w.Line("__" + t.Name + "_DeviceOccupancy?.Dispose();");
-                w.Close();
-                w.Line();
-            }
-        }
 
         private static void EmitDeviceStep(CodeWriter w, VariantContext context)
         {
@@ -463,70 +330,40 @@ namespace Collins.Generators
             w.Line("/// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket");
             w.Line("/// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,");
             w.Line("/// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes");
-            w.Line("/// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.");
+            w.Line("/// nothing. The protocol and the kernels are the runtime's; this type supplies their constants (see its tensor types).");
             w.Line("/// </summary>");
             EmitStepParameterDocs(w, variant);
-            w.Open("public global::Collins.StepOutcome Step(" + ParamList(context, FloatView, FloatView) + ")");
-            w.Line("var buffers = new __DeviceStepBuffers(" + string.Join(", ", variant.Tensors.Select(t => t.Name + ", " + t.Name + "Grad")) + ");");
+            w.Wrapped("public global::Collins.StepOutcome Step(", Params(context, FloatView, FloatView), ")");
+            w.Line("{").Indent();
+            w.Line("var buffers = new global::Collins.Kernels.DeviceViews(");
+            w.Indent();
+            w.Wrapped("[", variant.Tensors.Select(t => t.Name), "],");
+            w.Wrapped("[", variant.Tensors.Select(t => t.Name + "Grad"), "]);");
+            w.Outdent();
             w.Line("return StepDevice(learningRate, ref buffers);");
             w.Close();
             w.Line();
 
-            w.Line("/// <summary>Device phase 1 of tensor <paramref name=\"tensor\"/>: bucket sums (dense: the check only) and its flag.</summary>");
-            w.Open("protected override void DeviceAccumulate(int tensor, " + FloatView + " gradient, " + FlagView + " flag)");
-            w.Open("switch (tensor)");
-            for (int i = 0; i < variant.Tensors.Count; i++)
-            {
-                var t = variant.Tensors[i];
-                string tensorName = t.Name, tensorIndex = Literal.Int(i);
-                string sums = "DeviceSumM![" + tensorIndex + "].AsContiguous(), DeviceSumV![" + tensorIndex + "].AsContiguous()";
-                if (t.IsDense)
-                    w.Line("case " + tensorIndex + ": __DenseCheck!(" + Literal.Int(t.Length) + ", gradient, flag); break;");
-                else if (!context.IsUniversal)
-                    w.Line("case " + tensorIndex + ": __" + tensorName + "_DeviceAccumulate!(" + Literal.Int(t.Buckets) + ", gradient, " + sums + ", flag); break;");
-                else
-                {
-                    w.Line("case " + tensorIndex + ":");
-                    if (context.HasFirstMoment) w.Line("    global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(DeviceSumM![" + tensorIndex + "].View);");
-                    w.Line("    global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(DeviceSumV![" + tensorIndex + "].View);");
-                    w.Line("    __" + tensorName + "_DeviceScatter!(" + Literal.Int(t.Length) + ", gradient, " + sums + ", flag);");
-                    w.Line("    __" + tensorName + "_DeviceCheck!(" + Literal.Int(t.Buckets) + ", DeviceSumV![" + tensorIndex + "].AsContiguous(), flag);");
-                    w.Line("    break;");
-                }
-            }
-            w.Line("default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));");
-            w.Close();
+            w.Line("/// <summary>The runtime's device kernels, one set per tensor, specialised to this type's constants (compiled once per optimizer).</summary>");
+            w.Open("protected override __Kernels[] CreateDeviceKernels(global::ILGPU.Runtime.Accelerator accelerator)");
+            bool anyDense = variant.Tensors.Any(t => t.IsDense);
+            if (anyDense) w.Line("var __dense = __Kernels.Dense<__Constants>(accelerator); // shared by every dense tensor");
+            string kind = context.IsUniversal ? "Universal" : "Rotation";
+            w.Wrapped("return [", variant.Tensors.Select(t => t.IsDense ? "__dense" : "__Kernels." + kind + "<__Constants, " + t.Name + ">(accelerator)"), "];");
             w.Close();
             w.Line();
 
-            w.Line("/// <summary>Device phase 2 of tensor <paramref name=\"tensor\"/>: its moments, then its parameters.</summary>");
-            w.Open("protected override void DeviceApply(int tensor, " + FloatView + " parameters, " + FloatView + " gradient, in " + ScalarsType + " scalars)");
-            w.Open("switch (tensor)");
-            for (int i = 0; i < variant.Tensors.Count; i++)
-            {
-                var t = variant.Tensors[i];
-                string tensorName = t.Name, tensorIndex = Literal.Int(i);
-                string moments = "DeviceFirstMoments![" + tensorIndex + "].AsContiguous(), DeviceSecondMoments![" + tensorIndex + "].AsContiguous()";
-                string sums = "DeviceSumM![" + tensorIndex + "].AsContiguous(), DeviceSumV![" + tensorIndex + "].AsContiguous()";
-                if (t.IsDense)
-                    w.Line("case " + tensorIndex + ": __DenseApply!(" + Literal.Int(t.Length) + ", parameters, gradient, " + moments + ", scalars); break;");
-                else if (!context.IsUniversal)
-                    w.Line("case " + tensorIndex + ": __" + tensorName + "_DeviceApply!(" + Literal.Int(t.Buckets) + ", parameters, gradient, " + moments + ", " + sums + ", scalars); break;");
-                else
-                {
-                    string occupancyView = context.MeanSecondMoment ? "__" + tensorName + "_DeviceOccupancy!.AsContiguous()" : "DeviceSumV![" + tensorIndex + "].AsContiguous() /* unused: Sum */";
-                    w.Line("case " + tensorIndex + ":");
-                    w.Line("    __" + tensorName + "_DeviceBuckets!(" + Literal.Int(t.Buckets) + ", " + moments + ", " + sums + ", " + occupancyView + ", scalars);");
-                    w.Line("    __" + tensorName + "_DeviceElements!(" + Literal.Int(t.Length) + ", parameters, gradient, " + sums + ", scalars);");
-                    w.Line("    break;");
-                }
-            }
-            w.Line("default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));");
-            w.Close();
+            w.Line("/// <summary>β1, β2, ε and 1 − β (formed in double, rounded once) as the floats of the device kernels; the estimator switches.</summary>");
+            w.Open("private readonly struct __Constants : global::Collins.Kernels.IStepConstants");
+            w.Line("public static float Beta1 => " + Literal.Float(context.Beta1) + ";");
+            w.Line("public static float OneMinusBeta1 => " + Literal.Float(context.OneMinusBeta1) + ";");
+            w.Line("public static float Beta2 => " + Literal.Float(context.Beta2) + ";");
+            w.Line("public static float OneMinusBeta2 => " + Literal.Float(context.OneMinusBeta2) + ";");
+            w.Line("public static float Epsilon => " + Literal.Float(context.Epsilon) + ";");
+            w.Line("public static bool HasFirstMoment => " + (context.HasFirstMoment ? "true" : "false") + ";");
+            w.Line("public static bool MeanSecondMoment => " + (context.MeanSecondMoment ? "true" : "false") + ";");
             w.Close();
             w.Line();
-            EmitBufferStruct(w, variant, "__DeviceStepBuffers", "global::Collins.Kernels.IDeviceStepBuffers", "struct", FloatView, FloatView);
-            if (variant.Tensors.Any(t => t.IsDense)) EmitDenseKernels(w, context);
         }
 
         // ------------------------------------------------------------------ per tensor
@@ -537,248 +374,76 @@ namespace Collins.Generators
             long state = (context.HasFirstMoment ? 2L : 1L) * t.Buckets * 4L;
             long dense = 8L * t.Length;
             string shape = string.Join(" × ", t.Shape.Select(Literal.Int));
+            string stateLine = "Optimizer state: " + state.ToString(CultureInfo.InvariantCulture) + " bytes (" + (context.HasFirstMoment ? "m and v" : "v only, β1 = 0") + ", "
+                               + Literal.Int(t.Buckets) + " floats each) versus dense AdamW's 8·d = " + dense.ToString(CultureInfo.InvariantCulture) + " bytes ("
+                               + (state == dense ? "the same" : Ratio(dense, state) + " smaller") + ").";
             w.Line("/// <summary>");
-            w.Line("/// Tensor <c>" + t.Name + "</c> (Step parameter #" + Literal.Int(index) + "): shape [" + shape + "], " + Literal.Int(t.Length) + " elements.");
-            if (t.IsDense)
-                w.Line("/// Dense: exact AdamW moments of " + Literal.Int(t.Length) + " floats each (ratio 1).");
-            else if (!context.IsUniversal)
+            w.Line("/// Tensor <c>" + t.Name + "</c> (Step parameter #" + Literal.Int(index) + "): shape [" + shape + "], " + Literal.Int(t.Length) + " elements"
+                   + (t.IsDense ? "; dense, exact AdamW moments." : "."));
+            if (!t.IsDense && !context.IsUniversal)
             {
                 w.Line("/// Sketched, Rotation layout, ratio " + Literal.Int(t.Ratio) + ": viewed as " + Literal.Int(t.Rows) + " rows × " + Literal.Int(t.Buckets) + " buckets; entry i = r·k + c");
                 w.Line("/// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref=\"Rotations\"/>, <see cref=\"Signs\"/>); the last row has "
                        + Literal.Int(t.Length - (t.Rows - 1) * t.Buckets) + " entries.");
-                w.Line("/// Hash constants (seed " + variant.Seed.ToString(CultureInfo.InvariantCulture) + "): ρ = [" + string.Join(", ", t.Rotations.Select(Literal.Int))
-                       + "], σ = [" + string.Join(", ", t.Signs.Select(x => x > 0 ? "+1" : "−1")) + "].");
             }
-            else
+            else if (!t.IsDense)
             {
                 w.Line("/// Sketched, Universal layout, ratio " + Literal.Int(t.Ratio) + ": " + Literal.Int(t.Buckets) + " buckets, bucket ((A·i + B) mod p) mod k and sign");
-                w.Line("/// 1 − 2·(((SignA·i + SignB) mod p) &amp; 1) with p = 2^31 − 1, A = " + t.A.ToString(CultureInfo.InvariantCulture) + ", B = "
-                       + t.B.ToString(CultureInfo.InvariantCulture) + ", SignA = " + t.SignA.ToString(CultureInfo.InvariantCulture) + ", SignB = " + t.SignB.ToString(CultureInfo.InvariantCulture) + ".");
+                w.Line("/// 1 − 2·(((SignA·i + SignB) mod p) &amp; 1) with p = 2^31 − 1.");
             }
-            w.Line("/// Optimizer state: " + state.ToString(CultureInfo.InvariantCulture) + " bytes (" + (context.HasFirstMoment ? "m and v" : "v only (β1 = 0)") + ", " + Literal.Int(t.Buckets)
-                   + " floats each) versus dense AdamW's 8·d = " + dense.ToString(CultureInfo.InvariantCulture) + " bytes ("
-                   + (state == dense ? "the same" : Ratio(dense, state) + " smaller") + ").");
+            w.Line("/// " + stateLine);
             w.Line("/// </summary>");
-            w.Open("public static class " + t.Name);
-            w.Line("/// <summary>Position of this tensor in <see cref=\"TensorSpecs\"/> and in the <c>Step</c> parameters.</summary>");
-            w.Line("public const int Index = " + Literal.Int(index) + ";");
-            w.Line("/// <summary>d: number of elements.</summary>");
-            w.Line("public const int Length = " + Literal.Int(t.Length) + ";");
-            w.Line("/// <summary>k: buckets per moment (d when dense).</summary>");
-            w.Line("public const int Buckets = " + Literal.Int(t.Buckets) + ";");
-            w.Line("/// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>");
-            w.Line("public const int Rows = " + Literal.Int(t.Rows) + ";");
-            w.Line("/// <summary>Effective compression ratio (1 when dense).</summary>");
-            w.Line("public const int Ratio = " + Literal.Int(t.Ratio) + ";");
+            if (t.IsDense) w.Open("public static class " + t.Name);
+            else w.Open("public readonly struct " + t.Name + " : " + (context.IsUniversal ? "__UniversalTensor" : "__RotationTensor"));
+            w.Line("/// <summary>Index in <see cref=\"TensorSpecs\"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>");
+            w.Line("public const int Index = " + Literal.Int(index) + ", Length = " + Literal.Int(t.Length) + ", Buckets = " + Literal.Int(t.Buckets)
+                   + ", Rows = " + Literal.Int(t.Rows) + ", Ratio = " + Literal.Int(t.Ratio) + ";");
             w.Line("/// <summary>True when the moments are exact dense AdamW moments.</summary>");
             w.Line("public const bool IsDense = " + (t.IsDense ? "true" : "false") + ";");
-            w.Line("/// <summary>Bytes of optimizer state for this tensor.</summary>");
-            w.Line("public const long StateBytes = " + Literal.Long(state) + ";");
-            w.Line("/// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>");
-            w.Line("public const long DenseAdamWStateBytes = " + Literal.Long(dense) + ";");
-            if (!t.IsDense && !context.IsUniversal)
-            {
-                w.Line("/// <summary>ρ_r: the rotation of row r.</summary>");
-                w.Line("public static global::System.ReadOnlySpan<int> Rotations => new int[] { " + string.Join(", ", t.Rotations.Select(Literal.Int)) + " };");
-                w.Line("/// <summary>σ_r: the sign (±1) of row r.</summary>");
-                w.Line("public static global::System.ReadOnlySpan<int> Signs => new int[] { " + string.Join(", ", t.Signs.Select(Literal.Int)) + " };");
-            }
-            if (!t.IsDense && context.IsUniversal)
-            {
-                w.Line("/// <summary>Bucket hash multiplier a.</summary>");
-                w.Line("public const uint A = " + Literal.UInt(t.A) + ";");
-                w.Line("/// <summary>Bucket hash offset b.</summary>");
-                w.Line("public const uint B = " + Literal.UInt(t.B) + ";");
-                w.Line("/// <summary>Sign hash multiplier.</summary>");
-                w.Line("public const uint SignA = " + Literal.UInt(t.SignA) + ";");
-                w.Line("/// <summary>Sign hash offset.</summary>");
-                w.Line("public const uint SignB = " + Literal.UInt(t.SignB) + ";");
-            }
-            w.Line();
-            if (t.IsDense) { }   // constants only: the engine runs dense tensors, the shared __Dense kernels on a device
-            else if (!context.IsUniversal) EmitRotation(w, context, t);
-            else EmitUniversal(w, context, t);
-            w.Close();
-            w.Line();
-        }
-
-        // ---------------- dense
-
-        /// <summary>The dense device kernels, once per optimizer (every dense tensor launches the same pair over its own length).</summary>
-        private static void EmitDenseKernels(CodeWriter w, VariantContext context)
-        {
-            w.Line("/// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>");
-            w.Open("private static class __Dense");
-            w.Line("/// <summary>Device phase 1: raises <paramref name=\"flag\"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>");
-            w.Open("internal static void CheckKernel(" + IndexType + " index, " + FloatView + " gradient, " + FlagView + " flag)");
-            w.Line("float x = gradient[index];");
-            w.Line("if (!(x * x <= " + FloatMax + ")) flag[0] = 1;");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>");
-            w.Open("internal static void ApplyKernel(" + IndexType + " index, " + FloatView + " parameters, " + FloatView + " gradient, " + FloatView + " firstMoment, " + FloatView + " secondMoment, " + ScalarsType + " scalars)");
-            w.Line("int i = index;");
-            w.Line("float g = gradient[i];");
-            w.Line("float v = " + Literal.Float(context.Beta2) + " * secondMoment[i] + " + Literal.Float(context.OneMinusBeta2) + " * g * g;");
-            w.Line("secondMoment[i] = v;");
-            if (context.HasFirstMoment)
-            {
-                w.Line("float m = " + Literal.Float(context.Beta1) + " * firstMoment[i] + " + Literal.Float(context.OneMinusBeta1) + " * g;");
-                w.Line("firstMoment[i] = m;");
-                w.Line("float mhat = m * scalars.InvBiasCorrection1;");
-            }
-            else w.Line("float mhat = g; // β1 = 0");
-            w.Line("parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (" + Sqrt + "(v) * scalars.InvSqrtBiasCorrection2 + " + Literal.Float(context.Epsilon) + ");");
-            w.Close();
+            w.Line("/// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>");
+            w.Line("public const long StateBytes = " + Literal.Long(state) + ", DenseAdamWStateBytes = " + Literal.Long(dense) + ";");
+            if (!t.IsDense && !context.IsUniversal) EmitRotation(w, t);
+            if (!t.IsDense && context.IsUniversal) EmitUniversal(w, t);
             w.Close();
             w.Line();
         }
 
         // ---------------- rotation
 
-        private static void EmitRotation(CodeWriter w, VariantContext context, TensorModel t)
+        /// <summary>The hash constants, and the rows the runtime's Rotation kernels visit: one call per row, literal offset r·k, ρ_r and σ_r.</summary>
+        private static void EmitRotation(CodeWriter w, TensorModel t)
         {
             int k = t.Buckets, rows = t.Rows, last = t.Length - (rows - 1) * k;
-            // device: accumulate
-            w.Line("/// <summary>");
-            w.Line("/// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,");
-            w.Line("/// one line each (row r reads gradient[r·k + c]).");
-            w.Line("/// Raises <paramref name=\"flag\"/>[0] (plain store, no atomics) when SumV[b] is not finite.");
-            w.Line("/// </summary>");
-            w.Open("internal static void AccumulateKernel(" + IndexType + " bucket, " + FloatView + " gradient, " + FloatView + " sumM, " + FloatView + " sumV, " + FlagView + " flag)");
-            w.Line("int b = bucket;");
-            w.Line("int c;");
-            w.Line("float x, v = 0f" + (context.HasFirstMoment ? ", m = 0f;" : ";"));
-            for (int r = 0; r < rows; r++)
-            {
-                int len = r == rows - 1 ? last : k;
-                int rho = t.Rotations[r];
-                string body = "x = gradient[" + (r == 0 ? "c" : Literal.Int(r * k) + " + c") + "]; " + (context.HasFirstMoment ? (t.Signs[r] > 0 ? "m += x; " : "m -= x; ") : "") + "v += x * x;";
-                w.Line(ColumnOf(rho, k) + " " + (len < k ? "if (c < " + Literal.Int(len) + ") { " + body + " }" : body));
-            }
-            if (context.HasFirstMoment) w.Line("sumM[b] = m;");
-            w.Line("sumV[b] = v;");
-            w.Line("if (!(v <= " + FloatMax + ")) flag[0] = 1;");
-            w.Close();
+            w.Line("/// <summary>ρ_r: the rotation of row r.</summary>");
+            w.Wrapped("public static global::System.ReadOnlySpan<int> Rotations => new int[] { ", t.Rotations.Select(Literal.Int), " };");
+            w.Line("/// <summary>σ_r: the sign (±1) of row r.</summary>");
+            w.Wrapped("public static global::System.ReadOnlySpan<int> Signs => new int[] { ", t.Signs.Select(Literal.Int), " };");
             w.Line();
-
-            // device: apply
-            w.Line("/// <summary>");
-            w.Line("/// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter");
-            w.Line("/// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.");
-            w.Line("/// </summary>");
-            w.Open("internal static void ApplyKernel(" + IndexType + " bucket, " + FloatView + " parameters, " + FloatView + " gradient, " + FloatView + " firstMoment, " + FloatView + " secondMoment, " + FloatView + " sumM, " + FloatView + " sumV, " + ScalarsType + " scalars)");
-            w.Line("int b = bucket;");
-            EmitBucketMath(w, context, "b", context.MeanSecondMoment ? "(cl < " + Literal.Int(last) + " ? " + Literal.Float(rows) + " : " + Literal.Float(rows - 1) + ")" : null,
-                context.MeanSecondMoment ? "int cl = b - " + Literal.Int(t.Rotations[rows - 1]) + "; if (cl < 0) cl += " + Literal.Int(k) + "; // column of b in the last row" : null);
-            w.Line("float decay = scalars.Decay;");
-            w.Line("int c, i;");
+            w.Line("static int __RotationTensor.BucketCount => Buckets;");
+            w.Line();
+            w.Line("/// <summary>The rows, unrolled for the device kernels: Row(offset r·k, ρ_r, σ_r), the last one with its length when it is short.</summary>");
+            w.Open("static void __RotationTensor.VisitRows<TRow>(ref TRow row)");
             for (int r = 0; r < rows; r++)
             {
-                int len = r == rows - 1 ? last : k;
-                int rho = t.Rotations[r];
-                string body = "i = " + (r == 0 ? "c" : Literal.Int(r * k) + " + c") + "; parameters[i] = parameters[i] * decay "
-                              + (context.HasFirstMoment ? (t.Signs[r] > 0 ? "- q;" : "+ q;") : "- gradient[i] * q;");
-                w.Line(ColumnOf(rho, k) + " " + (len < k ? "if (c < " + Literal.Int(len) + ") { " + body + " }" : body));
+                string args = Literal.Int(r * k) + ", " + Literal.Int(t.Rotations[r]) + ", " + Literal.Int(t.Signs[r]);
+                w.Line(r == rows - 1 && last < k ? "row.LastRow(" + args + ", " + Literal.Int(last) + ");" : "row.Row(" + args + ");");
             }
             w.Close();
-        }
-
-        /// <summary>One row's column of bucket b, c = (b − ρ) mod k, with the wrap folded into literals.</summary>
-        private static string ColumnOf(int rho, int k)
-            => rho == 0 ? "c = b;" : "c = b < " + Literal.Int(rho) + " ? b + " + Literal.Int(k - rho) + " : b - " + Literal.Int(rho) + ";";
-
-        /// <summary>Emits the per-bucket moment update leaving <c>q</c> = lr·m̂/(√v̂+ε) (or lr/(√v̂+ε) when β1 = 0).</summary>
-        private static void EmitBucketMath(CodeWriter w, VariantContext context, string b, string? occupancy, string? occupancyPrelude)
-        {
-            if (context.HasFirstMoment)
-            {
-                w.Line("float m = " + Literal.Float(context.Beta1) + " * firstMoment[" + b + "] + " + Literal.Float(context.OneMinusBeta1) + " * sumM[" + b + "];");
-                w.Line("firstMoment[" + b + "] = m;");
-            }
-            w.Line("float v = " + Literal.Float(context.Beta2) + " * secondMoment[" + b + "] + " + Literal.Float(context.OneMinusBeta2) + " * sumV[" + b + "];");
-            w.Line("secondMoment[" + b + "] = v;");
-            if (occupancyPrelude is not null) w.Line(occupancyPrelude);
-            w.Line("float vhat = " + (occupancy is null ? "v; // SecondMoment = Sum" : "v / " + occupancy + "; // SecondMoment = Mean: ÷ occupancy"));
-            w.Line("float q = scalars.LearningRate" + (context.HasFirstMoment ? " * (m * scalars.InvBiasCorrection1)" : "") + " / (" + Sqrt + "(vhat) * scalars.InvSqrtBiasCorrection2 + " + Literal.Float(context.Epsilon) + ");");
         }
 
         // ---------------- universal
 
-        private static void EmitUniversal(CodeWriter w, VariantContext context, TensorModel t)
+        /// <summary>The Carter–Wegman constants, literal, and the descriptor the runtime's Universal kernels read them from.</summary>
+        private static void EmitUniversal(CodeWriter w, TensorModel t)
         {
-            int k = t.Buckets;
-            const ulong mersennePrime = 2147483647UL;
-            w.Line("/// <summary>h1(i) = ((A·i + B) mod (2^31 − 1)) mod k: Mersenne reduction by shifts, then % by the literal k.</summary>");
-            w.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
-            w.Open("internal static int Bucket(int i)");
-            w.Line("ulong x = " + Literal.ULong(t.A) + " * (uint)i + " + Literal.ULong(t.B) + ";");
-            w.Line("x = (x & " + Literal.ULong(mersennePrime) + ") + (x >> 31);");
-            w.Line("x = (x & " + Literal.ULong(mersennePrime) + ") + (x >> 31);");
-            w.Line("if (x >= " + Literal.ULong(mersennePrime) + ") x -= " + Literal.ULong(mersennePrime) + ";");
-            w.Line("return (int)(x % " + Literal.ULong((ulong)k) + ");");
-            w.Close();
+            w.Line("/// <summary>The bucket hash's multiplier and offset, then the sign hash's.</summary>");
+            w.Line("public const uint A = " + Literal.UInt(t.A) + ", B = " + Literal.UInt(t.B) + ", SignA = " + Literal.UInt(t.SignA) + ", SignB = " + Literal.UInt(t.SignB) + ";");
             w.Line();
-            w.Line("/// <summary>h2(i) = 1 − 2·(((SignA·i + SignB) mod (2^31 − 1)) &amp; 1), as a float ±1.</summary>");
-            w.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
-            w.Open("internal static float Sign(int i)");
-            w.Line("ulong x = " + Literal.ULong(t.SignA) + " * (uint)i + " + Literal.ULong(t.SignB) + ";");
-            w.Line("x = (x & " + Literal.ULong(mersennePrime) + ") + (x >> 31);");
-            w.Line("x = (x & " + Literal.ULong(mersennePrime) + ") + (x >> 31);");
-            w.Line("if (x >= " + Literal.ULong(mersennePrime) + ") x -= " + Literal.ULong(mersennePrime) + ";");
-            w.Line("return (x & 1UL) == 0UL ? 1f : -1f;");
-            w.Close();
-            w.Line();
-            if (context.MeanSecondMoment)
-            {
-                w.Line("private static float[]? s_occupancy;");
-                w.Line();
-                w.Line("/// <summary>");
-                w.Line("/// Entries per bucket (SecondMoment = Mean divides v by it). Derived from the hash, not optimizer state: built once per");
-                w.Line("/// process on first use by one pass over the hash (k floats), shared by every optimizer of this type; the device copy is uploaded once per optimizer.");
-                w.Line("/// </summary>");
-                w.Line("internal static float[] Occupancy => s_occupancy ??= BuildOccupancy();");
-                w.Line();
-                w.Open("private static float[] BuildOccupancy()");
-                w.Line("var counts = new float[Buckets];");
-                w.Line("for (int i = 0; i < Length; i++) counts[Bucket(i)] += 1f;");
-                w.Line("return counts;");
-                w.Close();
-                w.Line();
-            }
-            w.Line("/// <summary>");
-            w.Line("/// Device phase 1a, one thread per element: atomic scatter of h2(i)·g[i] and g[i]² into the zeroed SumM/SumV.");
-            w.Line("/// An element whose g² is not finite raises <paramref name=\"flag\"/>[0] (plain store) and is not added, so the atomics never");
-            w.Line("/// see NaN (ILGPU's CPU accelerator implements float atomics as a compare-exchange loop that never ends on NaN).");
-            w.Line("/// </summary>");
-            w.Open("internal static void ScatterKernel(" + IndexType + " index, " + FloatView + " gradient, " + FloatView + " sumM, " + FloatView + " sumV, " + FlagView + " flag)");
-            w.Line("int i = index;");
-            w.Line("float x = gradient[i];");
-            w.Line("if (!(x * x <= " + FloatMax + ")) { flag[0] = 1; return; }");
-            w.Line("int b = Bucket(i);");
-            if (context.HasFirstMoment) w.Line("global::ILGPU.Atomic.Add(ref sumM[b], Sign(i) * x);");
-            w.Line("global::ILGPU.Atomic.Add(ref sumV[b], x * x);");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>Device phase 1b, one thread per bucket: raises <paramref name=\"flag\"/>[0] (plain store) when SumV[b] is not finite.</summary>");
-            w.Open("internal static void CheckKernel(" + IndexType + " bucket, " + FloatView + " sumV, " + FlagView + " flag)");
-            w.Line("if (!(sumV[bucket] <= " + FloatMax + ")) flag[0] = 1;");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>Device phase 2a, one thread per bucket: updates the bucket's moments once and stores its update coefficient in the workspace.</summary>");
-            w.Open("internal static void BucketKernel(" + IndexType + " bucket, " + FloatView + " firstMoment, " + FloatView + " secondMoment, " + FloatView + " sumM, " + FloatView + " sumV, " + FloatView + " occupancy, " + ScalarsType + " scalars)");
-            w.Line("int b = bucket;");
-            EmitBucketMath(w, context, "b", context.MeanSecondMoment ? "occupancy[b]" : null, null);
-            w.Line(context.HasFirstMoment ? "sumM[b] = q;" : "sumV[b] = q;");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>Device phase 2b, one thread per element: gathers the bucket coefficient and updates the parameter.</summary>");
-            w.Open("internal static void ElementKernel(" + IndexType + " index, " + FloatView + " parameters, " + FloatView + " gradient, " + FloatView + " sumM, " + FloatView + " sumV, " + ScalarsType + " scalars)");
-            w.Line("int i = index;");
-            w.Line(context.HasFirstMoment
-                ? "parameters[i] = parameters[i] * scalars.Decay - Sign(i) * sumM[Bucket(i)];"
-                : "parameters[i] = parameters[i] * scalars.Decay - gradient[i] * sumV[Bucket(i)];");
-            w.Close();
+            w.Line("static int __UniversalTensor.BucketCount => Buckets;");
+            w.Line("static uint __UniversalTensor.A => A;");
+            w.Line("static uint __UniversalTensor.B => B;");
+            w.Line("static uint __UniversalTensor.SignA => SignA;");
+            w.Line("static uint __UniversalTensor.SignB => SignB;");
         }
     }
 }

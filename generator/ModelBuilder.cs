@@ -27,7 +27,7 @@ namespace Collins.Generators
             "Save", "Load", "SaveToFile", "LoadFromFile", "CheckpointFormatVersion", "Dispose", "OnDispose",
             "FirstMoments", "SecondMoments", "SumM", "SumV", "DeviceFirstMoments", "DeviceSecondMoments", "DeviceSumM", "DeviceSumV",
             "DeviceFlag", "DeviceFlagOf", "ClearDeviceFlags", "ReadDeviceVerdict", "BeginStep", "EndStep", "AbortStep", "StepCpu",
-            "StepDevice", "LoadDeviceKernels", "DeviceAccumulate", "DeviceApply", "ValidateTensor", "ValidateBufferCounts",
+            "StepDevice", "LoadDeviceKernels", "CreateDeviceKernels", "DeviceAccumulate", "DeviceApply", "ValidateTensor", "ValidateBufferCounts",
             "ValidateBuffers", "ValidateDeviceBuffers", "NoteFinite", "VerifyPlan", "NullTensorMember",
             "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize",
             // Members of the generated type itself.
@@ -55,11 +55,10 @@ namespace Collins.Generators
         private static readonly string[] TensorClassMembers =
             { "Index", "Length", "Buckets", "Rows", "Ratio", "IsDense", "StateBytes", "DenseAdamWStateBytes" };
         private static readonly string[] DenseClassMembers = Array.Empty<string>();   // constants only since the engine split
-        private static readonly string[] RotationClassMembers = { "Rotations", "Signs", "AccumulateKernel", "ApplyKernel" };
+        private static readonly string[] RotationClassMembers = { "Rotations", "Signs", "BucketCount", "VisitRows" };
         private static readonly string[] UniversalClassMembers =
         {
-            "A", "B", "SignA", "SignB", "Bucket", "Sign", "Occupancy", "BuildOccupancy", "s_occupancy",
-            "ScatterKernel", "CheckKernel", "BucketKernel", "ElementKernel",
+            "A", "B", "SignA", "SignB", "BucketCount",
         };
 
         private sealed class TensorDecl
@@ -105,6 +104,12 @@ namespace Collins.Generators
             if (symbol.IsGenericType)
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.GenericClass, classLocation, symbol.Name));
+                ok = false;
+            }
+            if (node.SyntaxTree.Options is CSharpParseOptions { LanguageVersion: var language } && language < LanguageVersion.CSharp13)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LanguageVersionTooLow, classLocation, symbol.Name,
+                    language.ToDisplayString()));
                 ok = false;
             }
 

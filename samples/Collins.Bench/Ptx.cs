@@ -9,7 +9,8 @@ using ILGPU.Runtime.Cuda;
 namespace Collins.Bench;
 
 /// <summary>
-/// <c>--dump-ptx DIR</c>: compiles every generated device kernel of the bench's models (every size and variant) to PTX
+/// <c>--dump-ptx DIR</c>: compiles every device kernel the bench's generated optimizers load (the runtime's specialised
+/// kernels with each optimizer's constants and tensor descriptors; every size and variant) to PTX
 /// for sm_90 with ILGPU's PTX backend, which needs no GPU, and writes one file per kernel. On the GPU machine,
 /// run-gpu.sh assembles them with <c>ptxas -v</c>, which reports the registers and any spill to local memory per kernel.
 /// </summary>
@@ -26,11 +27,9 @@ public static class PtxDump
         int written = 0, local = 0, failed = 0;
         foreach (var model in Models)
             foreach (var variant in model.GetNestedTypes(BindingFlags.Public).Where(t => typeof(SketchedOptimizerBase).IsAssignableFrom(t)))
-                foreach (var tensor in variant.GetNestedTypes(BindingFlags.Public | BindingFlags.NonPublic))
-                    foreach (var kernel in tensor.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)
-                                                 .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)))
+                foreach (var (tensor, kernel) in Collins.Kernels.SpecializedDeviceKernels.KernelsOf(variant))
                     {
-                        string name = $"{model.Name}.{variant.Name}.{tensor.Name}.{kernel.Name}";
+                        string name = $"{model.Name}.{variant.Name}.{tensor}.{kernel.Name}";
                         try
                         {
                             var compiled = backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
@@ -45,8 +44,41 @@ public static class PtxDump
                             Console.Error.WriteLine($"{name}: {e.GetType().Name}: {e.Message}");
                         }
                     }
+        // The run-time optimizer's generic kernels (constants as arguments, rows in a loop), for comparison with the specialised ones.
+        var runtimeKernels = typeof(CountSketchAdam).GetMethods(BindingFlags.Static | BindingFlags.NonPublic)
+            .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)).ToList();
+        var counts = new List<(string Name, int Instructions, int Loads, int Branches)>();
+        foreach (var kernel in runtimeKernels)
+        {
+            string name = "runtime.CountSketchAdam." + kernel.Name;
+            var compiled = backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+            string ptx = ((PTXCompiledKernel)compiled).PTXAssembly;
+            File.WriteAllText(Path.Combine(directory, name + ".ptx"), ptx);
+            written++;
+        }
+        foreach (var file in Directory.GetFiles(directory, "*.ptx").Order(StringComparer.Ordinal))
+            counts.Add(Count(Path.GetFileNameWithoutExtension(file), File.ReadAllLines(file)));
+        Console.WriteLine("Static PTX size of the Rotation kernels (instructions / float loads / branches), specialised per tensor against the run-time generic kernel:");
+        foreach (var c in counts.Where(c => c.Name.Contains("Rotation", StringComparison.Ordinal) && !c.Name.Contains("(dense)", StringComparison.Ordinal) && (c.Name.StartsWith("runtime.", StringComparison.Ordinal) || c.Name.StartsWith("Model64M.", StringComparison.Ordinal))))
+            Console.WriteLine($"  {c.Name}: {c.Instructions} / {c.Loads} / {c.Branches}");
         Console.WriteLine($"PTX (sm_90, ILGPU {typeof(Context).Assembly.GetName().Version}) of {written} kernels written to {Path.GetFullPath(directory)}; " +
                           $"{local} declare local memory; {failed} failed to compile");
         return failed == 0 && written > 0 ? 0 : 1;
+    }
+
+    /// <summary>Instructions (lines that are neither directives, labels, braces nor register declarations), f32 loads and branches of one PTX file.</summary>
+    private static (string, int, int, int) Count(string name, string[] lines)
+    {
+        int instructions = 0, loads = 0, branches = 0;
+        foreach (var raw in lines)
+        {
+            string line = raw.Trim();
+            if (line.Length == 0 || line[0] is '.' or '/' or '{' or '}' or '(' or ')' || line.EndsWith(':') || line.StartsWith("ld.param", StringComparison.Ordinal)) continue;
+            if (line.StartsWith('@')) line = line[(line.IndexOf(' ') + 1)..].TrimStart();
+            instructions++;
+            if (line.StartsWith("ld.", StringComparison.Ordinal) && line.Contains(".f32", StringComparison.Ordinal)) loads++;
+            if (line.StartsWith("bra", StringComparison.Ordinal)) branches++;
+        }
+        return (name, instructions, loads, branches);
     }
 }

@@ -351,18 +351,48 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         return EndStep(finite);
     }
 
-    /// <summary>Compiles and caches the device kernels (called at the start of every device step; load once).</summary>
-    protected abstract void LoadDeviceKernels();
+    private Kernels.DeviceTensorKernels[]? _deviceKernels;
+
+    /// <summary>
+    /// Compiles and caches the device kernels (called at the start of every device step; load once). By default it asks
+    /// <see cref="CreateDeviceKernels"/> once for one kernel set per tensor, as generated optimizers do.
+    /// </summary>
+    protected virtual void LoadDeviceKernels()
+    {
+        if (_deviceKernels is not null) return;
+        var kernels = CreateDeviceKernels(Accelerator!);
+        if (kernels is null || kernels.Length != Tensors.Count || Array.IndexOf(kernels, null) >= 0)
+        {
+            if (kernels is not null) DisposeKernels(kernels);
+            throw new InvalidOperationException($"{GetType().Name}.CreateDeviceKernels must return one kernel set per tensor ({Tensors.Count}).");
+        }
+        _deviceKernels = kernels;
+    }
+
+    /// <summary>
+    /// One loaded kernel set per tensor, in declaration order, for <paramref name="accelerator"/> (a set may be shared by
+    /// several tensors). Generated optimizers override it with their descriptors; called once, by <see cref="LoadDeviceKernels"/>.
+    /// </summary>
+    protected virtual Kernels.DeviceTensorKernels[] CreateDeviceKernels(ILGPU.Runtime.Accelerator accelerator)
+        => throw new NotSupportedException($"{GetType().Name} has no device kernels.");
 
     /// <summary>
     /// Launches tensor <paramref name="tensor"/>'s device phase 1: bucket sums of <paramref name="gradient"/> into
     /// <see cref="DeviceSumM"/>/<see cref="DeviceSumV"/> (a dense tensor checks its gradient only), raising
     /// <paramref name="flag"/>[0] when the verdict is not finite. Writes no state.
     /// </summary>
-    protected abstract void DeviceAccumulate(int tensor, ILGPU.ArrayView<float> gradient, ILGPU.ArrayView<int> flag);
+    protected virtual void DeviceAccumulate(int tensor, ILGPU.ArrayView<float> gradient, ILGPU.ArrayView<int> flag)
+        => _deviceKernels![tensor].Accumulate(Tensors[tensor], gradient, DeviceSumM![tensor].AsContiguous(), DeviceSumV![tensor].AsContiguous(), flag);
 
     /// <summary>Launches tensor <paramref name="tensor"/>'s device phase 2: its moments from the workspace, then its parameters.</summary>
-    protected abstract void DeviceApply(int tensor, ILGPU.ArrayView<float> parameters, ILGPU.ArrayView<float> gradient, in StepScalars scalars);
+    protected virtual void DeviceApply(int tensor, ILGPU.ArrayView<float> parameters, ILGPU.ArrayView<float> gradient, in StepScalars scalars)
+        => _deviceKernels![tensor].Apply(Tensors[tensor], parameters, gradient, DeviceFirstMoments![tensor].AsContiguous(), DeviceSecondMoments![tensor].AsContiguous(),
+                                         DeviceSumM![tensor].AsContiguous(), DeviceSumV![tensor].AsContiguous(), in scalars);
+
+    private static void DisposeKernels(Kernels.DeviceTensorKernels?[] kernels)
+    {
+        foreach (var k in kernels.Distinct()) k?.Dispose();
+    }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the tensor when a buffer has the wrong length.</summary>
     protected void ValidateTensor(int index, long parameterLength, long gradientLength)
@@ -593,6 +623,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         if (_disposed) return;
         _disposed = true;
         OnDispose();
+        if (_deviceKernels is not null) DisposeKernels(_deviceKernels);
+        _deviceKernels = null;
         if (DeviceFirstMoments is not null)
         {
             for (int i = 0; i < Tensors.Count; i++)

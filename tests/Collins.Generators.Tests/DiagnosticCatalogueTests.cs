@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using Collins.Generators.Tests.Infrastructure;
 using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
 
 namespace Collins.Generators.Tests;
 
@@ -279,7 +280,7 @@ public class DiagnosticCatalogueTests
         var run = AssertDiagnostics(Model("SketchedOptimizer(Ratio = 16)", "[[|Tensor(3, 4, Sketching = TensorSketching.Sketched)|]] public float[] W = new float[12];"),
             ("COL013", DiagnosticSeverity.Warning, "Tensor 'W' has 12 elements but is sketched with ratio 16 in optimizer 'Optimizer': all its entries share one bucket"));
         Assert.Single(run.Generator.GeneratedSources);
-        Assert.Contains("public const int Buckets = 1;", run.Sources["App.M.g.cs"]);
+        Assert.Contains(", Buckets = 1, ", run.Sources["App.M.g.cs"]);
     }
 
     [Fact]
@@ -390,7 +391,7 @@ public class DiagnosticCatalogueTests
     {
         var atLimit = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 1024)", "[Tensor(1024, 1024)] public float[] W = null!;"));
         Assert.Empty(atLimit.GeneratorDiagnostics);
-        Assert.Contains("public const int Rows = 1024;", atLimit.Sources["App.M.g.cs"]);
+        Assert.Contains(", Rows = 1024, ", atLimit.Sources["App.M.g.cs"]);
         var universal = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Ratio = 2000, Layout = SketchLayout.Universal)", "[Tensor(100, 100)] public float[] W = null!;"));
         Assert.Empty(universal.GeneratorDiagnostics);
         Assert.Single(universal.Generator.GeneratedSources);
@@ -447,6 +448,41 @@ public class DiagnosticCatalogueTests
     public void COL023_torch_tensors_without_the_adapter_package()
         => AssertNothingGenerated(AssertDiagnosticsBeside(new[] { FakeTorch }, Model(body: "[[|Tensor(8, 8)|]] public TorchSharp.Modules.Parameter W = null!;"),
             Error("COL023", "Class 'M' declares [Tensor] member 'W' as a TorchSharp tensor, which the generated Step reads through the Collins.TorchSharp adapter; add a PackageReference to Collins.Generators.TorchSharp")));
+
+    [Theory]
+    [InlineData(LanguageVersion.CSharp12, "12.0")]
+    [InlineData(LanguageVersion.CSharp10, "10.0")]
+    public void COL024_language_version_below_13(LanguageVersion version, string shown)
+    {
+        var (source, spans) = Markup.Parse(Model(declaration: "public partial class [|M|]"));
+        var options = GeneratorDriverHelper.ParseOptions.WithLanguageVersion(version);
+        var compilation = CSharpCompilation.Create("Old", new[] { CSharpSyntaxTree.ParseText(source, options, "Model.cs") },
+            GeneratorDriverHelper.References, GeneratorDriverHelper.CompilationOptions);
+        var driver = CSharpGeneratorDriver.Create(new[] { new SketchedOptimizerGenerator().AsSourceGenerator() }, parseOptions: options);
+        var result = driver.RunGenerators(compilation).GetRunResult().Results.Single();
+        Assert.Null(result.Exception);
+        var d = Assert.Single(result.Diagnostics);
+        Assert.Equal("COL024", d.Id);
+        Assert.Equal(spans[0], d.Location.SourceSpan);
+        Assert.Equal($"Class 'M' has [SketchedOptimizer], but this project compiles with C# {shown}; the generated optimizer needs C# 13 or later "
+                     + "(ref struct interfaces, collection expressions, static abstract interface members): set <LangVersion>13</LangVersion> or later, or remove the attribute",
+                     d.GetMessage(CultureInfo.InvariantCulture));
+        Assert.Empty(result.GeneratedSources);
+    }
+
+    [Fact]
+    public void COL024_not_reported_at_csharp_13_and_the_code_compiles()
+    {
+        var options = GeneratorDriverHelper.ParseOptions.WithLanguageVersion(LanguageVersion.CSharp13);
+        var compilation = CSharpCompilation.Create("Thirteen", new[] { CSharpSyntaxTree.ParseText(Model(), options, "Model.cs") },
+            GeneratorDriverHelper.References, GeneratorDriverHelper.CompilationOptions);
+        GeneratorDriver driver = CSharpGeneratorDriver.Create(new[] { new SketchedOptimizerGenerator().AsSourceGenerator() }, parseOptions: options);
+        driver = driver.RunGeneratorsAndUpdateCompilation(compilation, out var output, out var diagnostics);
+        Assert.Empty(diagnostics);
+        Assert.Single(driver.GetRunResult().GeneratedTrees);
+        var errors = output.GetDiagnostics().Where(e => e.Severity == DiagnosticSeverity.Error).ToList();
+        Assert.True(errors.Count == 0, string.Join("\n", errors.Take(5)));
+    }
 
     [Fact]
     public void COL021_write_only_tensor_property()

@@ -5,6 +5,7 @@ using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
+using Collins.Kernels;
 
 namespace Collins.Tests.Generated;
 
@@ -23,15 +24,9 @@ public class GeneratedPtxTests
         typeof(DeviceUniversal.Optimizer), typeof(DeviceUniversal.MeanNoMomentum),
     };
 
-    /// <summary>(optimizer, tensor, kernel method) for every generated kernel.</summary>
-    private static IEnumerable<(Type Optimizer, Type Tensor, MethodInfo Kernel)> Kernels()
-    {
-        foreach (var optimizer in Optimizers)
-            foreach (var tensor in optimizer.GetNestedTypes(BindingFlags.Public))
-                foreach (var method in tensor.GetMethods(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public))
-                    if (method.Name.EndsWith("Kernel", StringComparison.Ordinal))
-                        yield return (optimizer, tensor, method);
-    }
+    /// <summary>(optimizer, tensor, kernel) for every kernel the generated optimizers load (the runtime's specialised kernels, instantiated as CreateDeviceKernels does).</summary>
+    private static IEnumerable<(Type Optimizer, string Tensor, MethodInfo Kernel)> Kernels()
+        => Optimizers.SelectMany(o => SpecializedDeviceKernels.KernelsOf(o).Select(k => (o, k.Tensor, k.Kernel)));
 
     private static string CompileToPtx(PTXBackend backend, MethodInfo kernel)
     {
@@ -56,7 +51,7 @@ public class GeneratedPtxTests
         foreach (var (optimizer, tensor, kernel) in kernels)
         {
             string ptx = CompileToPtx(backend, kernel);
-            string where = $"{optimizer.Name}.{tensor.Name}.{kernel.Name}";
+            string where = $"{optimizer.Name}.{tensor}.{kernel.Name}";
             // The backend is configured for SM_90 (capabilities and architecture); ILGPU 1.5.3 nevertheless writes
             // ".target sm_80" in the module header (sm_80 PTX is forward-compatible and JIT-compiled for sm_90).
             Assert.True(System.Text.RegularExpressions.Regex.IsMatch(ptx, @"\.target sm_(80|90)\b"), $"{where}: unexpected PTX target:\n{ptx[..Math.Min(ptx.Length, 400)]}");
@@ -67,7 +62,7 @@ public class GeneratedPtxTests
             bool atomic = ptx.Contains("atom.", StringComparison.Ordinal) || ptx.Contains("red.", StringComparison.Ordinal);
             bool isUniversal = ((SketchLayout)optimizer.GetProperty("DefaultSettings")!.GetValue(null)!.GetType()
                 .GetProperty("Layout")!.GetValue(optimizer.GetProperty("DefaultSettings")!.GetValue(null))!) == SketchLayout.Universal;
-            if (kernel.Name == "ScatterKernel")
+            if (kernel.Name == "UniversalScatter")
             {
                 Assert.True(atomic, $"{where}: the Universal scatter should use atomics");
                 universalScatter++;
@@ -75,11 +70,33 @@ public class GeneratedPtxTests
             else
             {
                 Assert.False(atomic, $"{where}: unexpected atomic instruction in PTX");
-                if (!isUniversal && kernel.Name is "AccumulateKernel" or "ApplyKernel") rotation++;
+                if (!isUniversal && kernel.Name is "RotationAccumulate" or "RotationApply")
+                {
+                    rotation++;
+                    // Unrolled with literal constants: one global load of the gradient (accumulate) or of a parameter (apply) per
+                    // row, and no backward branch (a loop over rows would load once inside a loop). Rows is the tensor's constant.
+                    if (Environment.GetEnvironmentVariable("COLLINS_DUMP_PTX") is { Length: > 0 } dump)
+                        File.WriteAllText(Path.Combine(dump, where + ".ptx"), ptx);
+                    int rows = (int)optimizer.GetNestedType(tensor)!.GetField("Rows")!.GetRawConstantValue()!;
+                    int loads = System.Text.RegularExpressions.Regex.Count(ptx, @"\bld(\.global)?(\.nc)?\.f32\b");
+                    Assert.True(loads >= rows, $"{where}: {loads} global float loads for {rows} rows: the rows are not unrolled");
+                }
             }
         }
         Assert.True(rotation >= 10, $"only {rotation} Rotation kernels checked");
         Assert.True(universalScatter >= 4, $"only {universalScatter} Universal scatter kernels checked");
+    }
+
+    /// <summary>Control for the unrolling check: the run-time optimizer's Rotation kernel loops over rows, so its PTX loads a few floats, not one per row.</summary>
+    [Fact]
+    public void The_unrolling_check_sees_a_loop()
+    {
+        using var context = Context.Create(b => b.CPU());
+        using var backend = Sm90Backend(context);
+        var kernel = typeof(CountSketchAdam).GetMethod("RotationAccumulateKernel", BindingFlags.Static | BindingFlags.NonPublic)!;
+        string ptx = CompileToPtx(backend, kernel);
+        int loads = System.Text.RegularExpressions.Regex.Count(ptx, @"\bld(\.global)?(\.nc)?\.f32\b");
+        Assert.InRange(loads, 1, 4);   // gradient and σ_r inside the loop body; the Prime tensor above has 16 rows
     }
 
     /// <summary>A kernel that needs per-thread local memory (a dynamically indexed array), as a control for the check above.</summary>

@@ -33,3 +33,55 @@ public interface IDeviceStepBuffers
     /// <summary>Tensor <paramref name="tensor"/>'s gradient.</summary>
     ILGPU.ArrayView<float> Gradient(int tensor);
 }
+
+/// <summary>
+/// A step's CPU buffers as two lists of arrays, tensor by tensor (a generated model-typed <c>Step</c> passes its model's members
+/// and its gradient holder's as stack-allocated spans, so the step allocates nothing). Not meant for user code.
+/// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
+public readonly ref struct TensorArrays : IStepBuffers
+{
+    private readonly ReadOnlySpan<float[]> _parameters, _gradients;
+
+    /// <summary>The arrays, one per tensor in declaration order; a null array is refused by validation, naming its tensor.</summary>
+    public TensorArrays(ReadOnlySpan<float[]> parameters, ReadOnlySpan<float[]> gradients)
+    {
+        _parameters = parameters;
+        _gradients = gradients;
+    }
+
+    /// <inheritdoc/>
+    public int ParameterCount => _parameters.Length;
+    /// <inheritdoc/>
+    public int GradientCount => _gradients.Length;
+    /// <inheritdoc/>
+    public Span<float> Parameters(int tensor) => _parameters[tensor];
+    /// <inheritdoc/>
+    public ReadOnlySpan<float> Gradient(int tensor) => _gradients[tensor];
+}
+
+/// <summary>
+/// A device step's views as two spans, tensor by tensor (a generated device <c>Step</c> passes its parameters as
+/// stack-allocated spans). Not meant for user code.
+/// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
+public readonly ref struct DeviceViews : IDeviceStepBuffers
+{
+    private readonly ReadOnlySpan<ILGPU.ArrayView<float>> _parameters, _gradients;
+
+    /// <summary>The views, one per tensor in declaration order.</summary>
+    public DeviceViews(ReadOnlySpan<ILGPU.ArrayView<float>> parameters, ReadOnlySpan<ILGPU.ArrayView<float>> gradients)
+    {
+        _parameters = parameters;
+        _gradients = gradients;
+    }
+
+    /// <inheritdoc/>
+    public int ParameterCount => _parameters.Length;
+    /// <inheritdoc/>
+    public int GradientCount => _gradients.Length;
+    /// <inheritdoc/>
+    public ILGPU.ArrayView<float> Parameters(int tensor) => _parameters[tensor];
+    /// <inheritdoc/>
+    public ILGPU.ArrayView<float> Gradient(int tensor) => _gradients[tensor];
+}

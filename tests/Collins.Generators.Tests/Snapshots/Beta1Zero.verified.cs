@@ -4,17 +4,11 @@
 #pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions
 
 using __Floats = global::ILGPU.ArrayView<float>;
-using __Flags = global::ILGPU.ArrayView<int>;
-using __Index = global::ILGPU.Index1D;
-using __Scalars = global::Collins.StepScalars;
 using __Span = global::System.Span<float>;
 using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
-using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;
-using __CheckKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
-using __SumKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
-using __RowsKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
-using __BucketKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
-using __ElementKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __Kernels = global::Collins.Kernels.DeviceTensorKernels;
+using __RotationTensor = global::Collins.Kernels.IRotationTensor;
+using __UniversalTensor = global::Collins.Kernels.IUniversalTensor;
 
 partial class NoMomentum
 {
@@ -82,38 +76,24 @@ partial class NoMomentum
         /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
         /// and its gradient: <c>W</c>, <c>WGrad</c>, <c>B</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="W.Length"/>).
         /// </remarks>
-        public global::Collins.StepOutcome Step(float learningRate, __Span W, __ReadOnlySpan WGrad, __Span B, __ReadOnlySpan BGrad)
+        public global::Collins.StepOutcome Step(float learningRate, __Span W, __ReadOnlySpan WGrad,
+            __Span B, __ReadOnlySpan BGrad)
         {
-            var buffers = new __StepBuffers(W, WGrad, B, BGrad);
+            var buffers = new __StepBuffers { P0 = W, G0 = WGrad, P1 = B, G1 = BGrad };
             return StepCpu(learningRate, ref buffers);
         }
 
-        /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
-        private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
+        /// <summary>The span Step's buffers, tensor by tensor (P for parameters, G for gradients), for the runtime's validation and step.</summary>
+        private ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
         {
-            private readonly __Span W; private readonly __ReadOnlySpan WGrad;
-            private readonly __Span B; private readonly __ReadOnlySpan BGrad;
-
-            public __StepBuffers(__Span W, __ReadOnlySpan WGrad, __Span B, __ReadOnlySpan BGrad)
-            {
-                this.W = W; this.WGrad = WGrad;
-                this.B = B; this.BGrad = BGrad;
-            }
-
-            public int ParameterCount => 2;
-            public int GradientCount => 2;
-            public __Span Parameters(int tensor) => tensor switch
-            {
-                0 => W,
-                1 => B,
-                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-            };
-            public __ReadOnlySpan Gradient(int tensor) => tensor switch
-            {
-                0 => WGrad,
-                1 => BGrad,
-                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-            };
+            public __Span P0, P1;
+            public __ReadOnlySpan G0, G1;
+            public readonly int ParameterCount => 2;
+            public readonly int GradientCount => 2;
+            public readonly __Span Parameters(int tensor) => tensor switch { 0 => P0, 1 => P1,
+                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)) };
+            public readonly __ReadOnlySpan Gradient(int tensor) => tensor switch { 0 => G0, 1 => G1,
+                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)) };
         }
 
         /// <summary>
@@ -136,8 +116,7 @@ partial class NoMomentum
             /// <summary>Sets every gradient to zero.</summary>
             public void Clear()
             {
-                global::System.Array.Clear(W);
-                global::System.Array.Clear(B);
+                foreach (var gradient in Tensors) global::System.Array.Clear(gradient);
             }
         }
 
@@ -153,218 +132,100 @@ partial class NoMomentum
         {
             global::System.ArgumentNullException.ThrowIfNull(model);
             global::System.ArgumentNullException.ThrowIfNull(gradients);
-            return Step(learningRate,
-                model.W ?? throw NullTensorMember("W", "W"), gradients.W,
-                model.B ?? throw NullTensorMember("B", "B"), gradients.B);
-        }
-
-        // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
-        private bool __deviceKernelsLoaded;
-        private __CheckKernel? __DenseCheck;   // one pair for every dense tensor
-        private __ElementKernel? __DenseApply;
-        private __SumKernel? __W_DeviceAccumulate;
-        private __RowsKernel? __W_DeviceApply;
-
-        /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
-        protected override void LoadDeviceKernels()
-        {
-            if (__deviceKernelsLoaded) return;
-            var accelerator = Accelerator!;
-            __DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, __Dense.CheckKernel);
-            __DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, __Dense.ApplyKernel);
-            __W_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, W.AccumulateKernel);
-            __W_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, W.ApplyKernel);
-            __deviceKernelsLoaded = true;
+            var buffers = new global::Collins.Kernels.TensorArrays(
+                [
+                    model.W ?? throw NullTensorMember("W", "W"),
+                    model.B ?? throw NullTensorMember("B", "B"),
+                ],
+                [gradients.W, gradients.B]);
+            return StepCpu(learningRate, ref buffers);
         }
 
         /// <summary>
         /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
         /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
         /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
-        /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
+        /// nothing. The protocol and the kernels are the runtime's; this type supplies their constants (see its tensor types).
         /// </summary>
         /// <remarks>
         /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
         /// and its gradient: <c>W</c>, <c>WGrad</c>, <c>B</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="W.Length"/>).
         /// </remarks>
-        public global::Collins.StepOutcome Step(float learningRate, __Floats W, __Floats WGrad, __Floats B, __Floats BGrad)
+        public global::Collins.StepOutcome Step(float learningRate, __Floats W, __Floats WGrad,
+            __Floats B, __Floats BGrad)
         {
-            var buffers = new __DeviceStepBuffers(W, WGrad, B, BGrad);
+            var buffers = new global::Collins.Kernels.DeviceViews(
+                [W, B],
+                [WGrad, BGrad]);
             return StepDevice(learningRate, ref buffers);
         }
 
-        /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
-        protected override void DeviceAccumulate(int tensor, __Floats gradient, __Flags flag)
+        /// <summary>The runtime's device kernels, one set per tensor, specialised to this type's constants (compiled once per optimizer).</summary>
+        protected override __Kernels[] CreateDeviceKernels(global::ILGPU.Runtime.Accelerator accelerator)
         {
-            switch (tensor)
-            {
-                case 0: __W_DeviceAccumulate!(100, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), flag); break;
-                case 1: __DenseCheck!(20, gradient, flag); break;
-                default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
-            }
+            var __dense = __Kernels.Dense<__Constants>(accelerator); // shared by every dense tensor
+            return [__Kernels.Rotation<__Constants, W>(accelerator), __dense];
         }
 
-        /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
-        protected override void DeviceApply(int tensor, __Floats parameters, __Floats gradient, in __Scalars scalars)
+        /// <summary>β1, β2, ε and 1 − β (formed in double, rounded once) as the floats of the device kernels; the estimator switches.</summary>
+        private readonly struct __Constants : global::Collins.Kernels.IStepConstants
         {
-            switch (tensor)
-            {
-                case 0: __W_DeviceApply!(100, parameters, gradient, DeviceFirstMoments![0].AsContiguous(), DeviceSecondMoments![0].AsContiguous(), DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), scalars); break;
-                case 1: __DenseApply!(20, parameters, gradient, DeviceFirstMoments![1].AsContiguous(), DeviceSecondMoments![1].AsContiguous(), scalars); break;
-                default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
-            }
-        }
-
-        /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
-        private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
-        {
-            private readonly __Floats W; private readonly __Floats WGrad;
-            private readonly __Floats B; private readonly __Floats BGrad;
-
-            public __DeviceStepBuffers(__Floats W, __Floats WGrad, __Floats B, __Floats BGrad)
-            {
-                this.W = W; this.WGrad = WGrad;
-                this.B = B; this.BGrad = BGrad;
-            }
-
-            public int ParameterCount => 2;
-            public int GradientCount => 2;
-            public __Floats Parameters(int tensor) => tensor switch
-            {
-                0 => W,
-                1 => B,
-                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-            };
-            public __Floats Gradient(int tensor) => tensor switch
-            {
-                0 => WGrad,
-                1 => BGrad,
-                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-            };
-        }
-
-        /// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>
-        private static class __Dense
-        {
-            /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-            internal static void CheckKernel(__Index index, __Floats gradient, __Flags flag)
-            {
-                float x = gradient[index];
-                if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-            }
-
-            /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
-            internal static void ApplyKernel(__Index index, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Scalars scalars)
-            {
-                int i = index;
-                float g = gradient[i];
-                float v = 0.99f * secondMoment[i] + 0.01f * g * g;
-                secondMoment[i] = v;
-                float mhat = g; // β1 = 0
-                parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-06f);
-            }
+            public static float Beta1 => 0f;
+            public static float OneMinusBeta1 => 1f;
+            public static float Beta2 => 0.99f;
+            public static float OneMinusBeta2 => 0.01f;
+            public static float Epsilon => 1E-06f;
+            public static bool HasFirstMoment => false;
+            public static bool MeanSecondMoment => false;
         }
 
         /// <summary>
         /// Tensor <c>W</c> (Step parameter #0): shape [40 × 20], 800 elements.
         /// Sketched, Rotation layout, ratio 8: viewed as 8 rows × 100 buckets; entry i = r·k + c
         /// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref="Rotations"/>, <see cref="Signs"/>); the last row has 100 entries.
-        /// Hash constants (seed 0): ρ = [53, 3, 13, 38, 22, 28, 69, 62], σ = [+1, −1, +1, +1, +1, −1, +1, −1].
-        /// Optimizer state: 400 bytes (v only (β1 = 0), 100 floats each) versus dense AdamW's 8·d = 6400 bytes (16× smaller).
+        /// Optimizer state: 400 bytes (v only, β1 = 0, 100 floats each) versus dense AdamW's 8·d = 6400 bytes (16× smaller).
         /// </summary>
-        public static class W
+        public readonly struct W : __RotationTensor
         {
-            /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-            public const int Index = 0;
-            /// <summary>d: number of elements.</summary>
-            public const int Length = 800;
-            /// <summary>k: buckets per moment (d when dense).</summary>
-            public const int Buckets = 100;
-            /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-            public const int Rows = 8;
-            /// <summary>Effective compression ratio (1 when dense).</summary>
-            public const int Ratio = 8;
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 0, Length = 800, Buckets = 100, Rows = 8, Ratio = 8;
             /// <summary>True when the moments are exact dense AdamW moments.</summary>
             public const bool IsDense = false;
-            /// <summary>Bytes of optimizer state for this tensor.</summary>
-            public const long StateBytes = 400L;
-            /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-            public const long DenseAdamWStateBytes = 6400L;
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 400L, DenseAdamWStateBytes = 6400L;
             /// <summary>ρ_r: the rotation of row r.</summary>
             public static global::System.ReadOnlySpan<int> Rotations => new int[] { 53, 3, 13, 38, 22, 28, 69, 62 };
             /// <summary>σ_r: the sign (±1) of row r.</summary>
             public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, -1, 1, 1, 1, -1, 1, -1 };
 
-            /// <summary>
-            /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
-            /// one line each (row r reads gradient[r·k + c]).
-            /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
-            /// </summary>
-            internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
-            {
-                int b = bucket;
-                int c;
-                float x, v = 0f;
-                c = b < 53 ? b + 47 : b - 53; x = gradient[c]; v += x * x;
-                c = b < 3 ? b + 97 : b - 3; x = gradient[100 + c]; v += x * x;
-                c = b < 13 ? b + 87 : b - 13; x = gradient[200 + c]; v += x * x;
-                c = b < 38 ? b + 62 : b - 38; x = gradient[300 + c]; v += x * x;
-                c = b < 22 ? b + 78 : b - 22; x = gradient[400 + c]; v += x * x;
-                c = b < 28 ? b + 72 : b - 28; x = gradient[500 + c]; v += x * x;
-                c = b < 69 ? b + 31 : b - 69; x = gradient[600 + c]; v += x * x;
-                c = b < 62 ? b + 38 : b - 62; x = gradient[700 + c]; v += x * x;
-                sumV[b] = v;
-                if (!(v <= 3.40282347E+38f)) flag[0] = 1;
-            }
+            static int __RotationTensor.BucketCount => Buckets;
 
-            /// <summary>
-            /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
-            /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
-            /// </summary>
-            internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
+            /// <summary>The rows, unrolled for the device kernels: Row(offset r·k, ρ_r, σ_r), the last one with its length when it is short.</summary>
+            static void __RotationTensor.VisitRows<TRow>(ref TRow row)
             {
-                int b = bucket;
-                float v = 0.99f * secondMoment[b] + 0.01f * sumV[b];
-                secondMoment[b] = v;
-                float vhat = v; // SecondMoment = Sum
-                float q = scalars.LearningRate / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-06f);
-                float decay = scalars.Decay;
-                int c, i;
-                c = b < 53 ? b + 47 : b - 53; i = c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                c = b < 3 ? b + 97 : b - 3; i = 100 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                c = b < 13 ? b + 87 : b - 13; i = 200 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                c = b < 38 ? b + 62 : b - 38; i = 300 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                c = b < 22 ? b + 78 : b - 22; i = 400 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                c = b < 28 ? b + 72 : b - 28; i = 500 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                c = b < 69 ? b + 31 : b - 69; i = 600 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
-                c = b < 62 ? b + 38 : b - 62; i = 700 + c; parameters[i] = parameters[i] * decay - gradient[i] * q;
+                row.Row(0, 53, 1);
+                row.Row(100, 3, -1);
+                row.Row(200, 13, 1);
+                row.Row(300, 38, 1);
+                row.Row(400, 22, 1);
+                row.Row(500, 28, -1);
+                row.Row(600, 69, 1);
+                row.Row(700, 62, -1);
             }
         }
 
         /// <summary>
-        /// Tensor <c>B</c> (Step parameter #1): shape [20], 20 elements.
-        /// Dense: exact AdamW moments of 20 floats each (ratio 1).
-        /// Optimizer state: 80 bytes (v only (β1 = 0), 20 floats each) versus dense AdamW's 8·d = 160 bytes (2× smaller).
+        /// Tensor <c>B</c> (Step parameter #1): shape [20], 20 elements; dense, exact AdamW moments.
+        /// Optimizer state: 80 bytes (v only, β1 = 0, 20 floats each) versus dense AdamW's 8·d = 160 bytes (2× smaller).
         /// </summary>
         public static class B
         {
-            /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-            public const int Index = 1;
-            /// <summary>d: number of elements.</summary>
-            public const int Length = 20;
-            /// <summary>k: buckets per moment (d when dense).</summary>
-            public const int Buckets = 20;
-            /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-            public const int Rows = 1;
-            /// <summary>Effective compression ratio (1 when dense).</summary>
-            public const int Ratio = 1;
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 1, Length = 20, Buckets = 20, Rows = 1, Ratio = 1;
             /// <summary>True when the moments are exact dense AdamW moments.</summary>
             public const bool IsDense = true;
-            /// <summary>Bytes of optimizer state for this tensor.</summary>
-            public const long StateBytes = 80L;
-            /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-            public const long DenseAdamWStateBytes = 160L;
-
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 80L, DenseAdamWStateBytes = 160L;
         }
 
     }

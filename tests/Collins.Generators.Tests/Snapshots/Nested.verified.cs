@@ -4,373 +4,232 @@
 #pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions
 
 using __Floats = global::ILGPU.ArrayView<float>;
-using __Flags = global::ILGPU.ArrayView<int>;
-using __Index = global::ILGPU.Index1D;
-using __Scalars = global::Collins.StepScalars;
 using __Span = global::System.Span<float>;
 using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
-using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;
-using __CheckKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
-using __SumKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
-using __RowsKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
-using __BucketKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
-using __ElementKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __Kernels = global::Collins.Kernels.DeviceTensorKernels;
+using __RotationTensor = global::Collins.Kernels.IRotationTensor;
+using __UniversalTensor = global::Collins.Kernels.IUniversalTensor;
 
-namespace Org.Models.Vision
+namespace Org.Models.Vision;
+
+partial class Zoo
 {
-    partial class Zoo
+    partial struct Family
     {
-        partial struct Family
+        partial class Conv
         {
-            partial class Conv
+            /// <summary>
+            /// Count-Sketch Adam optimizer for <see cref="Conv"/>, specialised at compile time to its 2 tensor(s)
+            /// (224 parameters): Rotation layout, ratio 4, β1 = 0.9, β2 = 0.999, ε = 1E-08, weight decay 0, second moment Sum, seed 0.
+            /// </summary>
+            /// <remarks>
+            /// Optimizer state: 496 bytes, versus 1792 bytes for dense AdamW (8 per parameter): 3.61× smaller.
+            /// Each <c>Step</c> runs in two phases: phase 1 sums every gradient into per-bucket workspaces and checks them;
+            /// phase 2 (only when every gradient is finite) updates the moment sketches and the parameters.
+            /// </remarks>
+            [global::System.CodeDom.Compiler.GeneratedCode("Collins.Generators", "0.1.0")]
+            public sealed class Compact : global::Collins.SketchedOptimizerBase
             {
+                /// <summary>The settings this optimizer was generated with (the attribute's values).</summary>
+                public static global::Collins.OptimizerSettings DefaultSettings { get; } = new global::Collins.OptimizerSettings
+                {
+                    Ratio = 4,
+                    Beta1 = 0.9d,
+                    Beta2 = 0.999d,
+                    Epsilon = 1E-08d,
+                    WeightDecay = 0d,
+                    Layout = global::Collins.SketchLayout.Rotation,
+                    SecondMoment = global::Collins.SecondMomentEstimate.Sum,
+                    Seed = 0L,
+                    DenseThreshold = 16,
+                };
+
+                /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
+                public static global::System.Collections.Generic.IReadOnlyList<global::Collins.TensorSpec> TensorSpecs { get; } = new global::Collins.TensorSpec[]
+                {
+                    new global::Collins.TensorSpec("Kernel", new int[] { 8, 3, 3, 3 }, 0, global::Collins.TensorSketching.Auto),
+                    new global::Collins.TensorSpec("Bias", new int[] { 8 }, 0, global::Collins.TensorSketching.Auto),
+                };
+
+                /// <summary>Creates the optimizer with its state (zeroed moment sketches) in CPU memory.</summary>
+                public Compact() : base(DefaultSettings, __CreatePlans(), null) { }
+
+                /// <summary>Creates the optimizer with its state on <paramref name="accelerator"/>; step it with <see cref="global::ILGPU.ArrayView{T}"/> buffers of that accelerator.</summary>
+                public Compact(global::ILGPU.Runtime.Accelerator accelerator)
+                    : base(DefaultSettings, __CreatePlans(), accelerator ?? throw new global::System.ArgumentNullException(nameof(accelerator))) { }
+
                 /// <summary>
-                /// Count-Sketch Adam optimizer for <see cref="Conv"/>, specialised at compile time to its 2 tensor(s)
-                /// (224 parameters): Rotation layout, ratio 4, β1 = 0.9, β2 = 0.999, ε = 1E-08, weight decay 0, second moment Sum, seed 0.
+                /// Builds the run-time plans from <see cref="TensorSpecs"/> and <see cref="DefaultSettings"/> (the base class needs them)
+                /// and checks that they agree with the constants compiled into this type.
+                /// </summary>
+                private static global::Collins.TensorPlan[] __CreatePlans()
+                {
+                    var settings = DefaultSettings;
+                    var plans = new global::Collins.TensorPlan[2];
+                    for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
+                    VerifyPlan(plans[0], Kernel.Length, Kernel.Buckets, Kernel.Rows, Kernel.IsDense, Kernel.Rotations, Kernel.Signs);
+                    VerifyPlan(plans[1], Bias.Length, Bias.Buckets, Bias.Rows, Bias.IsDense);
+                    return plans;
+                }
+
+                /// <summary>
+                /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
+                /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
+                /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
+                /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
                 /// </summary>
                 /// <remarks>
-                /// Optimizer state: 496 bytes, versus 1792 bytes for dense AdamW (8 per parameter): 3.61× smaller.
-                /// Each <c>Step</c> runs in two phases: phase 1 sums every gradient into per-bucket workspaces and checks them;
-                /// phase 2 (only when every gradient is finite) updates the moment sketches and the parameters.
+                /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+                /// and its gradient: <c>Kernel</c>, <c>KernelGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Kernel.Length"/>).
                 /// </remarks>
-                [global::System.CodeDom.Compiler.GeneratedCode("Collins.Generators", "0.1.0")]
-                public sealed class Compact : global::Collins.SketchedOptimizerBase
+                public global::Collins.StepOutcome Step(float learningRate, __Span Kernel, __ReadOnlySpan KernelGrad,
+                    __Span Bias, __ReadOnlySpan BiasGrad)
                 {
-                    /// <summary>The settings this optimizer was generated with (the attribute's values).</summary>
-                    public static global::Collins.OptimizerSettings DefaultSettings { get; } = new global::Collins.OptimizerSettings
-                    {
-                        Ratio = 4,
-                        Beta1 = 0.9d,
-                        Beta2 = 0.999d,
-                        Epsilon = 1E-08d,
-                        WeightDecay = 0d,
-                        Layout = global::Collins.SketchLayout.Rotation,
-                        SecondMoment = global::Collins.SecondMomentEstimate.Sum,
-                        Seed = 0L,
-                        DenseThreshold = 16,
-                    };
-
-                    /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
-                    public static global::System.Collections.Generic.IReadOnlyList<global::Collins.TensorSpec> TensorSpecs { get; } = new global::Collins.TensorSpec[]
-                    {
-                        new global::Collins.TensorSpec("Kernel", new int[] { 8, 3, 3, 3 }, 0, global::Collins.TensorSketching.Auto),
-                        new global::Collins.TensorSpec("Bias", new int[] { 8 }, 0, global::Collins.TensorSketching.Auto),
-                    };
-
-                    /// <summary>Creates the optimizer with its state (zeroed moment sketches) in CPU memory.</summary>
-                    public Compact() : base(DefaultSettings, __CreatePlans(), null) { }
-
-                    /// <summary>Creates the optimizer with its state on <paramref name="accelerator"/>; step it with <see cref="global::ILGPU.ArrayView{T}"/> buffers of that accelerator.</summary>
-                    public Compact(global::ILGPU.Runtime.Accelerator accelerator)
-                        : base(DefaultSettings, __CreatePlans(), accelerator ?? throw new global::System.ArgumentNullException(nameof(accelerator))) { }
-
-                    /// <summary>
-                    /// Builds the run-time plans from <see cref="TensorSpecs"/> and <see cref="DefaultSettings"/> (the base class needs them)
-                    /// and checks that they agree with the constants compiled into this type.
-                    /// </summary>
-                    private static global::Collins.TensorPlan[] __CreatePlans()
-                    {
-                        var settings = DefaultSettings;
-                        var plans = new global::Collins.TensorPlan[2];
-                        for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
-                        VerifyPlan(plans[0], Kernel.Length, Kernel.Buckets, Kernel.Rows, Kernel.IsDense, Kernel.Rotations, Kernel.Signs);
-                        VerifyPlan(plans[1], Bias.Length, Bias.Buckets, Bias.Rows, Bias.IsDense);
-                        return plans;
-                    }
-
-                    /// <summary>
-                    /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
-                    /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
-                    /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
-                    /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
-                    /// </summary>
-                    /// <remarks>
-                    /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
-                    /// and its gradient: <c>Kernel</c>, <c>KernelGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Kernel.Length"/>).
-                    /// </remarks>
-                    public global::Collins.StepOutcome Step(float learningRate, __Span Kernel, __ReadOnlySpan KernelGrad, __Span Bias, __ReadOnlySpan BiasGrad)
-                    {
-                        var buffers = new __StepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
-                        return StepCpu(learningRate, ref buffers);
-                    }
-
-                    /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
-                    private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
-                    {
-                        private readonly __Span Kernel; private readonly __ReadOnlySpan KernelGrad;
-                        private readonly __Span Bias; private readonly __ReadOnlySpan BiasGrad;
-
-                        public __StepBuffers(__Span Kernel, __ReadOnlySpan KernelGrad, __Span Bias, __ReadOnlySpan BiasGrad)
-                        {
-                            this.Kernel = Kernel; this.KernelGrad = KernelGrad;
-                            this.Bias = Bias; this.BiasGrad = BiasGrad;
-                        }
-
-                        public int ParameterCount => 2;
-                        public int GradientCount => 2;
-                        public __Span Parameters(int tensor) => tensor switch
-                        {
-                            0 => Kernel,
-                            1 => Bias,
-                            _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                        };
-                        public __ReadOnlySpan Gradient(int tensor) => tensor switch
-                        {
-                            0 => KernelGrad,
-                            1 => BiasGrad,
-                            _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                        };
-                    }
-
-                    /// <summary>
-                    /// One gradient buffer per tensor of <see cref="Conv"/>, named as the tensors and of their lengths, for
-                    /// <see cref="Step(float, Conv, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
-                    /// </summary>
-                    public sealed class Gradients
-                    {
-                        /// <summary>Allocates one zeroed gradient array per tensor.</summary>
-                        public Gradients() => Tensors = new float[][] { Kernel, Bias };
-
-                        /// <summary>Gradient of tensor <c>Kernel</c> (216 floats).</summary>
-                        public float[] Kernel { get; } = new float[216];
-                        /// <summary>Gradient of tensor <c>Bias</c> (8 floats).</summary>
-                        public float[] Bias { get; } = new float[8];
-
-                        /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
-                        public float[][] Tensors { get; }
-
-                        /// <summary>Sets every gradient to zero.</summary>
-                        public void Clear()
-                        {
-                            global::System.Array.Clear(Kernel);
-                            global::System.Array.Clear(Bias);
-                        }
-                    }
-
-                    /// <summary>
-                    /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
-                    /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
-                    /// </summary>
-                    /// <param name="learningRate">lr, finite and ≥ 0.</param>
-                    /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
-                    /// <param name="gradients">The gradients, one member per tensor.</param>
-                    /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
-                    public global::Collins.StepOutcome Step(float learningRate, global::Org.Models.Vision.Zoo.Family.Conv model, Gradients gradients)
-                    {
-                        global::System.ArgumentNullException.ThrowIfNull(model);
-                        global::System.ArgumentNullException.ThrowIfNull(gradients);
-                        return Step(learningRate,
-                            model.Kernel ?? throw NullTensorMember("Kernel", "Kernel"), gradients.Kernel,
-                            model.Bias ?? throw NullTensorMember("Bias", "Bias"), gradients.Bias);
-                    }
-
-                    // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
-                    private bool __deviceKernelsLoaded;
-                    private __CheckKernel? __DenseCheck;   // one pair for every dense tensor
-                    private __ElementKernel? __DenseApply;
-                    private __SumKernel? __Kernel_DeviceAccumulate;
-                    private __RowsKernel? __Kernel_DeviceApply;
-
-                    /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
-                    protected override void LoadDeviceKernels()
-                    {
-                        if (__deviceKernelsLoaded) return;
-                        var accelerator = Accelerator!;
-                        __DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, __Dense.CheckKernel);
-                        __DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, __Dense.ApplyKernel);
-                        __Kernel_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, Kernel.AccumulateKernel);
-                        __Kernel_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Kernel.ApplyKernel);
-                        __deviceKernelsLoaded = true;
-                    }
-
-                    /// <summary>
-                    /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
-                    /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
-                    /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
-                    /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
-                    /// </summary>
-                    /// <remarks>
-                    /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
-                    /// and its gradient: <c>Kernel</c>, <c>KernelGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Kernel.Length"/>).
-                    /// </remarks>
-                    public global::Collins.StepOutcome Step(float learningRate, __Floats Kernel, __Floats KernelGrad, __Floats Bias, __Floats BiasGrad)
-                    {
-                        var buffers = new __DeviceStepBuffers(Kernel, KernelGrad, Bias, BiasGrad);
-                        return StepDevice(learningRate, ref buffers);
-                    }
-
-                    /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
-                    protected override void DeviceAccumulate(int tensor, __Floats gradient, __Flags flag)
-                    {
-                        switch (tensor)
-                        {
-                            case 0: __Kernel_DeviceAccumulate!(54, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), flag); break;
-                            case 1: __DenseCheck!(8, gradient, flag); break;
-                            default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
-                        }
-                    }
-
-                    /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
-                    protected override void DeviceApply(int tensor, __Floats parameters, __Floats gradient, in __Scalars scalars)
-                    {
-                        switch (tensor)
-                        {
-                            case 0: __Kernel_DeviceApply!(54, parameters, gradient, DeviceFirstMoments![0].AsContiguous(), DeviceSecondMoments![0].AsContiguous(), DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), scalars); break;
-                            case 1: __DenseApply!(8, parameters, gradient, DeviceFirstMoments![1].AsContiguous(), DeviceSecondMoments![1].AsContiguous(), scalars); break;
-                            default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
-                        }
-                    }
-
-                    /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
-                    private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
-                    {
-                        private readonly __Floats Kernel; private readonly __Floats KernelGrad;
-                        private readonly __Floats Bias; private readonly __Floats BiasGrad;
-
-                        public __DeviceStepBuffers(__Floats Kernel, __Floats KernelGrad, __Floats Bias, __Floats BiasGrad)
-                        {
-                            this.Kernel = Kernel; this.KernelGrad = KernelGrad;
-                            this.Bias = Bias; this.BiasGrad = BiasGrad;
-                        }
-
-                        public int ParameterCount => 2;
-                        public int GradientCount => 2;
-                        public __Floats Parameters(int tensor) => tensor switch
-                        {
-                            0 => Kernel,
-                            1 => Bias,
-                            _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                        };
-                        public __Floats Gradient(int tensor) => tensor switch
-                        {
-                            0 => KernelGrad,
-                            1 => BiasGrad,
-                            _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                        };
-                    }
-
-                    /// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>
-                    private static class __Dense
-                    {
-                        /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                        internal static void CheckKernel(__Index index, __Floats gradient, __Flags flag)
-                        {
-                            float x = gradient[index];
-                            if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                        }
-
-                        /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
-                        internal static void ApplyKernel(__Index index, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Scalars scalars)
-                        {
-                            int i = index;
-                            float g = gradient[i];
-                            float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                            secondMoment[i] = v;
-                            float m = 0.9f * firstMoment[i] + 0.1f * g;
-                            firstMoment[i] = m;
-                            float mhat = m * scalars.InvBiasCorrection1;
-                            parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                        }
-                    }
-
-                    /// <summary>
-                    /// Tensor <c>Kernel</c> (Step parameter #0): shape [8 × 3 × 3 × 3], 216 elements.
-                    /// Sketched, Rotation layout, ratio 4: viewed as 4 rows × 54 buckets; entry i = r·k + c
-                    /// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref="Rotations"/>, <see cref="Signs"/>); the last row has 54 entries.
-                    /// Hash constants (seed 0): ρ = [33, 46, 18, 23], σ = [+1, +1, −1, +1].
-                    /// Optimizer state: 432 bytes (m and v, 54 floats each) versus dense AdamW's 8·d = 1728 bytes (4× smaller).
-                    /// </summary>
-                    public static class Kernel
-                    {
-                        /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                        public const int Index = 0;
-                        /// <summary>d: number of elements.</summary>
-                        public const int Length = 216;
-                        /// <summary>k: buckets per moment (d when dense).</summary>
-                        public const int Buckets = 54;
-                        /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                        public const int Rows = 4;
-                        /// <summary>Effective compression ratio (1 when dense).</summary>
-                        public const int Ratio = 4;
-                        /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                        public const bool IsDense = false;
-                        /// <summary>Bytes of optimizer state for this tensor.</summary>
-                        public const long StateBytes = 432L;
-                        /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                        public const long DenseAdamWStateBytes = 1728L;
-                        /// <summary>ρ_r: the rotation of row r.</summary>
-                        public static global::System.ReadOnlySpan<int> Rotations => new int[] { 33, 46, 18, 23 };
-                        /// <summary>σ_r: the sign (±1) of row r.</summary>
-                        public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, 1, -1, 1 };
-
-                        /// <summary>
-                        /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
-                        /// one line each (row r reads gradient[r·k + c]).
-                        /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
-                        /// </summary>
-                        internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
-                        {
-                            int b = bucket;
-                            int c;
-                            float x, v = 0f, m = 0f;
-                            c = b < 33 ? b + 21 : b - 33; x = gradient[c]; m += x; v += x * x;
-                            c = b < 46 ? b + 8 : b - 46; x = gradient[54 + c]; m += x; v += x * x;
-                            c = b < 18 ? b + 36 : b - 18; x = gradient[108 + c]; m -= x; v += x * x;
-                            c = b < 23 ? b + 31 : b - 23; x = gradient[162 + c]; m += x; v += x * x;
-                            sumM[b] = m;
-                            sumV[b] = v;
-                            if (!(v <= 3.40282347E+38f)) flag[0] = 1;
-                        }
-
-                        /// <summary>
-                        /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
-                        /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
-                        /// </summary>
-                        internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
-                        {
-                            int b = bucket;
-                            float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
-                            firstMoment[b] = m;
-                            float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
-                            secondMoment[b] = v;
-                            float vhat = v; // SecondMoment = Sum
-                            float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                            float decay = scalars.Decay;
-                            int c, i;
-                            c = b < 33 ? b + 21 : b - 33; i = c; parameters[i] = parameters[i] * decay - q;
-                            c = b < 46 ? b + 8 : b - 46; i = 54 + c; parameters[i] = parameters[i] * decay - q;
-                            c = b < 18 ? b + 36 : b - 18; i = 108 + c; parameters[i] = parameters[i] * decay + q;
-                            c = b < 23 ? b + 31 : b - 23; i = 162 + c; parameters[i] = parameters[i] * decay - q;
-                        }
-                    }
-
-                    /// <summary>
-                    /// Tensor <c>Bias</c> (Step parameter #1): shape [8], 8 elements.
-                    /// Dense: exact AdamW moments of 8 floats each (ratio 1).
-                    /// Optimizer state: 64 bytes (m and v, 8 floats each) versus dense AdamW's 8·d = 64 bytes (the same).
-                    /// </summary>
-                    public static class Bias
-                    {
-                        /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                        public const int Index = 1;
-                        /// <summary>d: number of elements.</summary>
-                        public const int Length = 8;
-                        /// <summary>k: buckets per moment (d when dense).</summary>
-                        public const int Buckets = 8;
-                        /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                        public const int Rows = 1;
-                        /// <summary>Effective compression ratio (1 when dense).</summary>
-                        public const int Ratio = 1;
-                        /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                        public const bool IsDense = true;
-                        /// <summary>Bytes of optimizer state for this tensor.</summary>
-                        public const long StateBytes = 64L;
-                        /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                        public const long DenseAdamWStateBytes = 64L;
-
-                    }
-
+                    var buffers = new __StepBuffers { P0 = Kernel, G0 = KernelGrad, P1 = Bias, G1 = BiasGrad };
+                    return StepCpu(learningRate, ref buffers);
                 }
+
+                /// <summary>The span Step's buffers, tensor by tensor (P for parameters, G for gradients), for the runtime's validation and step.</summary>
+                private ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
+                {
+                    public __Span P0, P1;
+                    public __ReadOnlySpan G0, G1;
+                    public readonly int ParameterCount => 2;
+                    public readonly int GradientCount => 2;
+                    public readonly __Span Parameters(int tensor) => tensor switch { 0 => P0, 1 => P1,
+                        _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)) };
+                    public readonly __ReadOnlySpan Gradient(int tensor) => tensor switch { 0 => G0, 1 => G1,
+                        _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)) };
+                }
+
+                /// <summary>
+                /// One gradient buffer per tensor of <see cref="Conv"/>, named as the tensors and of their lengths, for
+                /// <see cref="Step(float, Conv, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
+                /// </summary>
+                public sealed class Gradients
+                {
+                    /// <summary>Allocates one zeroed gradient array per tensor.</summary>
+                    public Gradients() => Tensors = new float[][] { Kernel, Bias };
+
+                    /// <summary>Gradient of tensor <c>Kernel</c> (216 floats).</summary>
+                    public float[] Kernel { get; } = new float[216];
+                    /// <summary>Gradient of tensor <c>Bias</c> (8 floats).</summary>
+                    public float[] Bias { get; } = new float[8];
+
+                    /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
+                    public float[][] Tensors { get; }
+
+                    /// <summary>Sets every gradient to zero.</summary>
+                    public void Clear()
+                    {
+                        foreach (var gradient in Tensors) global::System.Array.Clear(gradient);
+                    }
+                }
+
+                /// <summary>
+                /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
+                /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
+                /// </summary>
+                /// <param name="learningRate">lr, finite and ≥ 0.</param>
+                /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
+                /// <param name="gradients">The gradients, one member per tensor.</param>
+                /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
+                public global::Collins.StepOutcome Step(float learningRate, global::Org.Models.Vision.Zoo.Family.Conv model, Gradients gradients)
+                {
+                    global::System.ArgumentNullException.ThrowIfNull(model);
+                    global::System.ArgumentNullException.ThrowIfNull(gradients);
+                    var buffers = new global::Collins.Kernels.TensorArrays(
+                        [
+                            model.Kernel ?? throw NullTensorMember("Kernel", "Kernel"),
+                            model.Bias ?? throw NullTensorMember("Bias", "Bias"),
+                        ],
+                        [gradients.Kernel, gradients.Bias]);
+                    return StepCpu(learningRate, ref buffers);
+                }
+
+                /// <summary>
+                /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
+                /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
+                /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
+                /// nothing. The protocol and the kernels are the runtime's; this type supplies their constants (see its tensor types).
+                /// </summary>
+                /// <remarks>
+                /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+                /// and its gradient: <c>Kernel</c>, <c>KernelGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Kernel.Length"/>).
+                /// </remarks>
+                public global::Collins.StepOutcome Step(float learningRate, __Floats Kernel, __Floats KernelGrad,
+                    __Floats Bias, __Floats BiasGrad)
+                {
+                    var buffers = new global::Collins.Kernels.DeviceViews(
+                        [Kernel, Bias],
+                        [KernelGrad, BiasGrad]);
+                    return StepDevice(learningRate, ref buffers);
+                }
+
+                /// <summary>The runtime's device kernels, one set per tensor, specialised to this type's constants (compiled once per optimizer).</summary>
+                protected override __Kernels[] CreateDeviceKernels(global::ILGPU.Runtime.Accelerator accelerator)
+                {
+                    var __dense = __Kernels.Dense<__Constants>(accelerator); // shared by every dense tensor
+                    return [__Kernels.Rotation<__Constants, Kernel>(accelerator), __dense];
+                }
+
+                /// <summary>β1, β2, ε and 1 − β (formed in double, rounded once) as the floats of the device kernels; the estimator switches.</summary>
+                private readonly struct __Constants : global::Collins.Kernels.IStepConstants
+                {
+                    public static float Beta1 => 0.9f;
+                    public static float OneMinusBeta1 => 0.1f;
+                    public static float Beta2 => 0.999f;
+                    public static float OneMinusBeta2 => 0.001f;
+                    public static float Epsilon => 1E-08f;
+                    public static bool HasFirstMoment => true;
+                    public static bool MeanSecondMoment => false;
+                }
+
+                /// <summary>
+                /// Tensor <c>Kernel</c> (Step parameter #0): shape [8 × 3 × 3 × 3], 216 elements.
+                /// Sketched, Rotation layout, ratio 4: viewed as 4 rows × 54 buckets; entry i = r·k + c
+                /// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref="Rotations"/>, <see cref="Signs"/>); the last row has 54 entries.
+                /// Optimizer state: 432 bytes (m and v, 54 floats each) versus dense AdamW's 8·d = 1728 bytes (4× smaller).
+                /// </summary>
+                public readonly struct Kernel : __RotationTensor
+                {
+                    /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+                    public const int Index = 0, Length = 216, Buckets = 54, Rows = 4, Ratio = 4;
+                    /// <summary>True when the moments are exact dense AdamW moments.</summary>
+                    public const bool IsDense = false;
+                    /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+                    public const long StateBytes = 432L, DenseAdamWStateBytes = 1728L;
+                    /// <summary>ρ_r: the rotation of row r.</summary>
+                    public static global::System.ReadOnlySpan<int> Rotations => new int[] { 33, 46, 18, 23 };
+                    /// <summary>σ_r: the sign (±1) of row r.</summary>
+                    public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, 1, -1, 1 };
+
+                    static int __RotationTensor.BucketCount => Buckets;
+
+                    /// <summary>The rows, unrolled for the device kernels: Row(offset r·k, ρ_r, σ_r), the last one with its length when it is short.</summary>
+                    static void __RotationTensor.VisitRows<TRow>(ref TRow row)
+                    {
+                        row.Row(0, 33, 1);
+                        row.Row(54, 46, 1);
+                        row.Row(108, 18, -1);
+                        row.Row(162, 23, 1);
+                    }
+                }
+
+                /// <summary>
+                /// Tensor <c>Bias</c> (Step parameter #1): shape [8], 8 elements; dense, exact AdamW moments.
+                /// Optimizer state: 64 bytes (m and v, 8 floats each) versus dense AdamW's 8·d = 64 bytes (the same).
+                /// </summary>
+                public static class Bias
+                {
+                    /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+                    public const int Index = 1, Length = 8, Buckets = 8, Rows = 1, Ratio = 1;
+                    /// <summary>True when the moments are exact dense AdamW moments.</summary>
+                    public const bool IsDense = true;
+                    /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+                    public const long StateBytes = 64L, DenseAdamWStateBytes = 64L;
+                }
+
             }
         }
     }

@@ -4,660 +4,361 @@
 #pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions
 
 using __Floats = global::ILGPU.ArrayView<float>;
-using __Flags = global::ILGPU.ArrayView<int>;
-using __Index = global::ILGPU.Index1D;
-using __Scalars = global::Collins.StepScalars;
 using __Span = global::System.Span<float>;
 using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
-using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;
-using __CheckKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
-using __SumKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
-using __RowsKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
-using __BucketKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
-using __ElementKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __Kernels = global::Collins.Kernels.DeviceTensorKernels;
+using __RotationTensor = global::Collins.Kernels.IRotationTensor;
+using __UniversalTensor = global::Collins.Kernels.IUniversalTensor;
 
-namespace Samples
+namespace Samples;
+
+partial class TransformerBlock
 {
-    partial class TransformerBlock
+    /// <summary>
+    /// Count-Sketch Adam optimizer for <see cref="TransformerBlock"/>, specialised at compile time to its 6 tensor(s)
+    /// (12353 parameters): Rotation layout, ratio 16, β1 = 0.9, β2 = 0.999, ε = 1E-08, weight decay 0, second moment Sum, seed 12345.
+    /// </summary>
+    /// <remarks>
+    /// Optimizer state: 51000 bytes, versus 98824 bytes for dense AdamW (8 per parameter): 1.94× smaller.
+    /// Each <c>Step</c> runs in two phases: phase 1 sums every gradient into per-bucket workspaces and checks them;
+    /// phase 2 (only when every gradient is finite) updates the moment sketches and the parameters.
+    /// </remarks>
+    [global::System.CodeDom.Compiler.GeneratedCode("Collins.Generators", "0.1.0")]
+    public sealed class Optimizer : global::Collins.SketchedOptimizerBase
     {
+        /// <summary>The settings this optimizer was generated with (the attribute's values).</summary>
+        public static global::Collins.OptimizerSettings DefaultSettings { get; } = new global::Collins.OptimizerSettings
+        {
+            Ratio = 16,
+            Beta1 = 0.9d,
+            Beta2 = 0.999d,
+            Epsilon = 1E-08d,
+            WeightDecay = 0d,
+            Layout = global::Collins.SketchLayout.Rotation,
+            SecondMoment = global::Collins.SecondMomentEstimate.Sum,
+            Seed = 12345L,
+            DenseThreshold = 2048,
+        };
+
+        /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
+        public static global::System.Collections.Generic.IReadOnlyList<global::Collins.TensorSpec> TensorSpecs { get; } = new global::Collins.TensorSpec[]
+        {
+            new global::Collins.TensorSpec("Qkv", new int[] { 96, 32 }, 0, global::Collins.TensorSketching.Auto),
+            new global::Collins.TensorSpec("AttentionOutput", new int[] { 32, 32 }, 8, global::Collins.TensorSketching.Auto),
+            new global::Collins.TensorSpec("FfnUp", new int[] { 128, 32 }, 4, global::Collins.TensorSketching.Sketched),
+            new global::Collins.TensorSpec("FfnDown", new int[] { 32, 128 }, 0, global::Collins.TensorSketching.Dense),
+            new global::Collins.TensorSpec("NormGain", new int[] { 32 }, 0, global::Collins.TensorSketching.Auto),
+            new global::Collins.TensorSpec("Ragged", new int[] { 33 }, 5, global::Collins.TensorSketching.Sketched),
+        };
+
+        /// <summary>Creates the optimizer with its state (zeroed moment sketches) in CPU memory.</summary>
+        public Optimizer() : base(DefaultSettings, __CreatePlans(), null) { }
+
+        /// <summary>Creates the optimizer with its state on <paramref name="accelerator"/>; step it with <see cref="global::ILGPU.ArrayView{T}"/> buffers of that accelerator.</summary>
+        public Optimizer(global::ILGPU.Runtime.Accelerator accelerator)
+            : base(DefaultSettings, __CreatePlans(), accelerator ?? throw new global::System.ArgumentNullException(nameof(accelerator))) { }
+
         /// <summary>
-        /// Count-Sketch Adam optimizer for <see cref="TransformerBlock"/>, specialised at compile time to its 6 tensor(s)
-        /// (12353 parameters): Rotation layout, ratio 16, β1 = 0.9, β2 = 0.999, ε = 1E-08, weight decay 0, second moment Sum, seed 12345.
+        /// Builds the run-time plans from <see cref="TensorSpecs"/> and <see cref="DefaultSettings"/> (the base class needs them)
+        /// and checks that they agree with the constants compiled into this type.
+        /// </summary>
+        private static global::Collins.TensorPlan[] __CreatePlans()
+        {
+            var settings = DefaultSettings;
+            var plans = new global::Collins.TensorPlan[6];
+            for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
+            VerifyPlan(plans[0], Qkv.Length, Qkv.Buckets, Qkv.Rows, Qkv.IsDense, Qkv.Rotations, Qkv.Signs);
+            VerifyPlan(plans[1], AttentionOutput.Length, AttentionOutput.Buckets, AttentionOutput.Rows, AttentionOutput.IsDense);
+            VerifyPlan(plans[2], FfnUp.Length, FfnUp.Buckets, FfnUp.Rows, FfnUp.IsDense, FfnUp.Rotations, FfnUp.Signs);
+            VerifyPlan(plans[3], FfnDown.Length, FfnDown.Buckets, FfnDown.Rows, FfnDown.IsDense);
+            VerifyPlan(plans[4], NormGain.Length, NormGain.Buckets, NormGain.Rows, NormGain.IsDense);
+            VerifyPlan(plans[5], Ragged.Length, Ragged.Buckets, Ragged.Rows, Ragged.IsDense, Ragged.Rotations, Ragged.Signs);
+            return plans;
+        }
+
+        /// <summary>
+        /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
+        /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
+        /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
+        /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
         /// </summary>
         /// <remarks>
-        /// Optimizer state: 51000 bytes, versus 98824 bytes for dense AdamW (8 per parameter): 1.94× smaller.
-        /// Each <c>Step</c> runs in two phases: phase 1 sums every gradient into per-bucket workspaces and checks them;
-        /// phase 2 (only when every gradient is finite) updates the moment sketches and the parameters.
+        /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+        /// and its gradient: <c>Qkv</c>, <c>QkvGrad</c>, <c>AttentionOutput</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Qkv.Length"/>).
         /// </remarks>
-        [global::System.CodeDom.Compiler.GeneratedCode("Collins.Generators", "0.1.0")]
-        public sealed class Optimizer : global::Collins.SketchedOptimizerBase
+        public global::Collins.StepOutcome Step(float learningRate, __Span Qkv, __ReadOnlySpan QkvGrad,
+            __Span AttentionOutput, __ReadOnlySpan AttentionOutputGrad, __Span FfnUp, __ReadOnlySpan FfnUpGrad,
+            __Span FfnDown, __ReadOnlySpan FfnDownGrad, __Span NormGain, __ReadOnlySpan NormGainGrad,
+            __Span Ragged, __ReadOnlySpan RaggedGrad)
         {
-            /// <summary>The settings this optimizer was generated with (the attribute's values).</summary>
-            public static global::Collins.OptimizerSettings DefaultSettings { get; } = new global::Collins.OptimizerSettings
-            {
-                Ratio = 16,
-                Beta1 = 0.9d,
-                Beta2 = 0.999d,
-                Epsilon = 1E-08d,
-                WeightDecay = 0d,
-                Layout = global::Collins.SketchLayout.Rotation,
-                SecondMoment = global::Collins.SecondMomentEstimate.Sum,
-                Seed = 12345L,
-                DenseThreshold = 2048,
-            };
-
-            /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
-            public static global::System.Collections.Generic.IReadOnlyList<global::Collins.TensorSpec> TensorSpecs { get; } = new global::Collins.TensorSpec[]
-            {
-                new global::Collins.TensorSpec("Qkv", new int[] { 96, 32 }, 0, global::Collins.TensorSketching.Auto),
-                new global::Collins.TensorSpec("AttentionOutput", new int[] { 32, 32 }, 8, global::Collins.TensorSketching.Auto),
-                new global::Collins.TensorSpec("FfnUp", new int[] { 128, 32 }, 4, global::Collins.TensorSketching.Sketched),
-                new global::Collins.TensorSpec("FfnDown", new int[] { 32, 128 }, 0, global::Collins.TensorSketching.Dense),
-                new global::Collins.TensorSpec("NormGain", new int[] { 32 }, 0, global::Collins.TensorSketching.Auto),
-                new global::Collins.TensorSpec("Ragged", new int[] { 33 }, 5, global::Collins.TensorSketching.Sketched),
-            };
-
-            /// <summary>Creates the optimizer with its state (zeroed moment sketches) in CPU memory.</summary>
-            public Optimizer() : base(DefaultSettings, __CreatePlans(), null) { }
-
-            /// <summary>Creates the optimizer with its state on <paramref name="accelerator"/>; step it with <see cref="global::ILGPU.ArrayView{T}"/> buffers of that accelerator.</summary>
-            public Optimizer(global::ILGPU.Runtime.Accelerator accelerator)
-                : base(DefaultSettings, __CreatePlans(), accelerator ?? throw new global::System.ArgumentNullException(nameof(accelerator))) { }
-
-            /// <summary>
-            /// Builds the run-time plans from <see cref="TensorSpecs"/> and <see cref="DefaultSettings"/> (the base class needs them)
-            /// and checks that they agree with the constants compiled into this type.
-            /// </summary>
-            private static global::Collins.TensorPlan[] __CreatePlans()
-            {
-                var settings = DefaultSettings;
-                var plans = new global::Collins.TensorPlan[6];
-                for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
-                VerifyPlan(plans[0], Qkv.Length, Qkv.Buckets, Qkv.Rows, Qkv.IsDense, Qkv.Rotations, Qkv.Signs);
-                VerifyPlan(plans[1], AttentionOutput.Length, AttentionOutput.Buckets, AttentionOutput.Rows, AttentionOutput.IsDense);
-                VerifyPlan(plans[2], FfnUp.Length, FfnUp.Buckets, FfnUp.Rows, FfnUp.IsDense, FfnUp.Rotations, FfnUp.Signs);
-                VerifyPlan(plans[3], FfnDown.Length, FfnDown.Buckets, FfnDown.Rows, FfnDown.IsDense);
-                VerifyPlan(plans[4], NormGain.Length, NormGain.Buckets, NormGain.Rows, NormGain.IsDense);
-                VerifyPlan(plans[5], Ragged.Length, Ragged.Buckets, Ragged.Rows, Ragged.IsDense, Ragged.Rotations, Ragged.Signs);
-                return plans;
-            }
-
-            /// <summary>
-            /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
-            /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
-            /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
-            /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
-            /// </summary>
-            /// <remarks>
-            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
-            /// and its gradient: <c>Qkv</c>, <c>QkvGrad</c>, <c>AttentionOutput</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Qkv.Length"/>).
-            /// </remarks>
-            public global::Collins.StepOutcome Step(float learningRate, __Span Qkv, __ReadOnlySpan QkvGrad, __Span AttentionOutput, __ReadOnlySpan AttentionOutputGrad, __Span FfnUp, __ReadOnlySpan FfnUpGrad, __Span FfnDown, __ReadOnlySpan FfnDownGrad, __Span NormGain, __ReadOnlySpan NormGainGrad, __Span Ragged, __ReadOnlySpan RaggedGrad)
-            {
-                var buffers = new __StepBuffers(Qkv, QkvGrad, AttentionOutput, AttentionOutputGrad, FfnUp, FfnUpGrad, FfnDown, FfnDownGrad, NormGain, NormGainGrad, Ragged, RaggedGrad);
-                return StepCpu(learningRate, ref buffers);
-            }
-
-            /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
-            private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
-            {
-                private readonly __Span Qkv; private readonly __ReadOnlySpan QkvGrad;
-                private readonly __Span AttentionOutput; private readonly __ReadOnlySpan AttentionOutputGrad;
-                private readonly __Span FfnUp; private readonly __ReadOnlySpan FfnUpGrad;
-                private readonly __Span FfnDown; private readonly __ReadOnlySpan FfnDownGrad;
-                private readonly __Span NormGain; private readonly __ReadOnlySpan NormGainGrad;
-                private readonly __Span Ragged; private readonly __ReadOnlySpan RaggedGrad;
-
-                public __StepBuffers(__Span Qkv, __ReadOnlySpan QkvGrad, __Span AttentionOutput, __ReadOnlySpan AttentionOutputGrad, __Span FfnUp, __ReadOnlySpan FfnUpGrad, __Span FfnDown, __ReadOnlySpan FfnDownGrad, __Span NormGain, __ReadOnlySpan NormGainGrad, __Span Ragged, __ReadOnlySpan RaggedGrad)
-                {
-                    this.Qkv = Qkv; this.QkvGrad = QkvGrad;
-                    this.AttentionOutput = AttentionOutput; this.AttentionOutputGrad = AttentionOutputGrad;
-                    this.FfnUp = FfnUp; this.FfnUpGrad = FfnUpGrad;
-                    this.FfnDown = FfnDown; this.FfnDownGrad = FfnDownGrad;
-                    this.NormGain = NormGain; this.NormGainGrad = NormGainGrad;
-                    this.Ragged = Ragged; this.RaggedGrad = RaggedGrad;
-                }
-
-                public int ParameterCount => 6;
-                public int GradientCount => 6;
-                public __Span Parameters(int tensor) => tensor switch
-                {
-                    0 => Qkv,
-                    1 => AttentionOutput,
-                    2 => FfnUp,
-                    3 => FfnDown,
-                    4 => NormGain,
-                    5 => Ragged,
-                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                };
-                public __ReadOnlySpan Gradient(int tensor) => tensor switch
-                {
-                    0 => QkvGrad,
-                    1 => AttentionOutputGrad,
-                    2 => FfnUpGrad,
-                    3 => FfnDownGrad,
-                    4 => NormGainGrad,
-                    5 => RaggedGrad,
-                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                };
-            }
-
-            /// <summary>
-            /// One gradient buffer per tensor of <see cref="TransformerBlock"/>, named as the tensors and of their lengths, for
-            /// <see cref="Step(float, TransformerBlock, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
-            /// </summary>
-            public sealed class Gradients
-            {
-                /// <summary>Allocates one zeroed gradient array per tensor.</summary>
-                public Gradients() => Tensors = new float[][] { Qkv, AttentionOutput, FfnUp, FfnDown, NormGain, Ragged };
-
-                /// <summary>Gradient of tensor <c>Qkv</c> (3072 floats).</summary>
-                public float[] Qkv { get; } = new float[3072];
-                /// <summary>Gradient of tensor <c>AttentionOutput</c> (1024 floats).</summary>
-                public float[] AttentionOutput { get; } = new float[1024];
-                /// <summary>Gradient of tensor <c>FfnUp</c> (4096 floats).</summary>
-                public float[] FfnUp { get; } = new float[4096];
-                /// <summary>Gradient of tensor <c>FfnDown</c> (4096 floats).</summary>
-                public float[] FfnDown { get; } = new float[4096];
-                /// <summary>Gradient of tensor <c>NormGain</c> (32 floats).</summary>
-                public float[] NormGain { get; } = new float[32];
-                /// <summary>Gradient of tensor <c>Ragged</c> (33 floats).</summary>
-                public float[] Ragged { get; } = new float[33];
-
-                /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
-                public float[][] Tensors { get; }
-
-                /// <summary>Sets every gradient to zero.</summary>
-                public void Clear()
-                {
-                    global::System.Array.Clear(Qkv);
-                    global::System.Array.Clear(AttentionOutput);
-                    global::System.Array.Clear(FfnUp);
-                    global::System.Array.Clear(FfnDown);
-                    global::System.Array.Clear(NormGain);
-                    global::System.Array.Clear(Ragged);
-                }
-            }
-
-            /// <summary>
-            /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
-            /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
-            /// </summary>
-            /// <param name="learningRate">lr, finite and ≥ 0.</param>
-            /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
-            /// <param name="gradients">The gradients, one member per tensor.</param>
-            /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
-            public global::Collins.StepOutcome Step(float learningRate, global::Samples.TransformerBlock model, Gradients gradients)
-            {
-                global::System.ArgumentNullException.ThrowIfNull(model);
-                global::System.ArgumentNullException.ThrowIfNull(gradients);
-                return Step(learningRate,
-                    model.AttentionInput ?? throw NullTensorMember("Qkv", "AttentionInput"), gradients.Qkv,
-                    model.AttentionOutput ?? throw NullTensorMember("AttentionOutput", "AttentionOutput"), gradients.AttentionOutput,
-                    model.FfnUp ?? throw NullTensorMember("FfnUp", "FfnUp"), gradients.FfnUp,
-                    model.FfnDown ?? throw NullTensorMember("FfnDown", "FfnDown"), gradients.FfnDown,
-                    model.NormGain ?? throw NullTensorMember("NormGain", "NormGain"), gradients.NormGain,
-                    model.Ragged ?? throw NullTensorMember("Ragged", "Ragged"), gradients.Ragged);
-            }
-
-            // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
-            private bool __deviceKernelsLoaded;
-            private __CheckKernel? __DenseCheck;   // one pair for every dense tensor
-            private __ElementKernel? __DenseApply;
-            private __SumKernel? __Qkv_DeviceAccumulate;
-            private __RowsKernel? __Qkv_DeviceApply;
-            private __SumKernel? __FfnUp_DeviceAccumulate;
-            private __RowsKernel? __FfnUp_DeviceApply;
-            private __SumKernel? __Ragged_DeviceAccumulate;
-            private __RowsKernel? __Ragged_DeviceApply;
-
-            /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
-            protected override void LoadDeviceKernels()
-            {
-                if (__deviceKernelsLoaded) return;
-                var accelerator = Accelerator!;
-                __DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, __Dense.CheckKernel);
-                __DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, __Dense.ApplyKernel);
-                __Qkv_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, Qkv.AccumulateKernel);
-                __Qkv_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Qkv.ApplyKernel);
-                __FfnUp_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, FfnUp.AccumulateKernel);
-                __FfnUp_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, FfnUp.ApplyKernel);
-                __Ragged_DeviceAccumulate = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, Ragged.AccumulateKernel);
-                __Ragged_DeviceApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Ragged.ApplyKernel);
-                __deviceKernelsLoaded = true;
-            }
-
-            /// <summary>
-            /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
-            /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
-            /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
-            /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
-            /// </summary>
-            /// <remarks>
-            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
-            /// and its gradient: <c>Qkv</c>, <c>QkvGrad</c>, <c>AttentionOutput</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Qkv.Length"/>).
-            /// </remarks>
-            public global::Collins.StepOutcome Step(float learningRate, __Floats Qkv, __Floats QkvGrad, __Floats AttentionOutput, __Floats AttentionOutputGrad, __Floats FfnUp, __Floats FfnUpGrad, __Floats FfnDown, __Floats FfnDownGrad, __Floats NormGain, __Floats NormGainGrad, __Floats Ragged, __Floats RaggedGrad)
-            {
-                var buffers = new __DeviceStepBuffers(Qkv, QkvGrad, AttentionOutput, AttentionOutputGrad, FfnUp, FfnUpGrad, FfnDown, FfnDownGrad, NormGain, NormGainGrad, Ragged, RaggedGrad);
-                return StepDevice(learningRate, ref buffers);
-            }
-
-            /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
-            protected override void DeviceAccumulate(int tensor, __Floats gradient, __Flags flag)
-            {
-                switch (tensor)
-                {
-                    case 0: __Qkv_DeviceAccumulate!(192, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), flag); break;
-                    case 1: __DenseCheck!(1024, gradient, flag); break;
-                    case 2: __FfnUp_DeviceAccumulate!(1024, gradient, DeviceSumM![2].AsContiguous(), DeviceSumV![2].AsContiguous(), flag); break;
-                    case 3: __DenseCheck!(4096, gradient, flag); break;
-                    case 4: __DenseCheck!(32, gradient, flag); break;
-                    case 5: __Ragged_DeviceAccumulate!(7, gradient, DeviceSumM![5].AsContiguous(), DeviceSumV![5].AsContiguous(), flag); break;
-                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
-                }
-            }
-
-            /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
-            protected override void DeviceApply(int tensor, __Floats parameters, __Floats gradient, in __Scalars scalars)
-            {
-                switch (tensor)
-                {
-                    case 0: __Qkv_DeviceApply!(192, parameters, gradient, DeviceFirstMoments![0].AsContiguous(), DeviceSecondMoments![0].AsContiguous(), DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), scalars); break;
-                    case 1: __DenseApply!(1024, parameters, gradient, DeviceFirstMoments![1].AsContiguous(), DeviceSecondMoments![1].AsContiguous(), scalars); break;
-                    case 2: __FfnUp_DeviceApply!(1024, parameters, gradient, DeviceFirstMoments![2].AsContiguous(), DeviceSecondMoments![2].AsContiguous(), DeviceSumM![2].AsContiguous(), DeviceSumV![2].AsContiguous(), scalars); break;
-                    case 3: __DenseApply!(4096, parameters, gradient, DeviceFirstMoments![3].AsContiguous(), DeviceSecondMoments![3].AsContiguous(), scalars); break;
-                    case 4: __DenseApply!(32, parameters, gradient, DeviceFirstMoments![4].AsContiguous(), DeviceSecondMoments![4].AsContiguous(), scalars); break;
-                    case 5: __Ragged_DeviceApply!(7, parameters, gradient, DeviceFirstMoments![5].AsContiguous(), DeviceSecondMoments![5].AsContiguous(), DeviceSumM![5].AsContiguous(), DeviceSumV![5].AsContiguous(), scalars); break;
-                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
-                }
-            }
-
-            /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
-            private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
-            {
-                private readonly __Floats Qkv; private readonly __Floats QkvGrad;
-                private readonly __Floats AttentionOutput; private readonly __Floats AttentionOutputGrad;
-                private readonly __Floats FfnUp; private readonly __Floats FfnUpGrad;
-                private readonly __Floats FfnDown; private readonly __Floats FfnDownGrad;
-                private readonly __Floats NormGain; private readonly __Floats NormGainGrad;
-                private readonly __Floats Ragged; private readonly __Floats RaggedGrad;
-
-                public __DeviceStepBuffers(__Floats Qkv, __Floats QkvGrad, __Floats AttentionOutput, __Floats AttentionOutputGrad, __Floats FfnUp, __Floats FfnUpGrad, __Floats FfnDown, __Floats FfnDownGrad, __Floats NormGain, __Floats NormGainGrad, __Floats Ragged, __Floats RaggedGrad)
-                {
-                    this.Qkv = Qkv; this.QkvGrad = QkvGrad;
-                    this.AttentionOutput = AttentionOutput; this.AttentionOutputGrad = AttentionOutputGrad;
-                    this.FfnUp = FfnUp; this.FfnUpGrad = FfnUpGrad;
-                    this.FfnDown = FfnDown; this.FfnDownGrad = FfnDownGrad;
-                    this.NormGain = NormGain; this.NormGainGrad = NormGainGrad;
-                    this.Ragged = Ragged; this.RaggedGrad = RaggedGrad;
-                }
-
-                public int ParameterCount => 6;
-                public int GradientCount => 6;
-                public __Floats Parameters(int tensor) => tensor switch
-                {
-                    0 => Qkv,
-                    1 => AttentionOutput,
-                    2 => FfnUp,
-                    3 => FfnDown,
-                    4 => NormGain,
-                    5 => Ragged,
-                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                };
-                public __Floats Gradient(int tensor) => tensor switch
-                {
-                    0 => QkvGrad,
-                    1 => AttentionOutputGrad,
-                    2 => FfnUpGrad,
-                    3 => FfnDownGrad,
-                    4 => NormGainGrad,
-                    5 => RaggedGrad,
-                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                };
-            }
-
-            /// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>
-            private static class __Dense
-            {
-                /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void CheckKernel(__Index index, __Floats gradient, __Flags flag)
-                {
-                    float x = gradient[index];
-                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
-                internal static void ApplyKernel(__Index index, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Scalars scalars)
-                {
-                    int i = index;
-                    float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                    secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.1f * g;
-                    firstMoment[i] = m;
-                    float mhat = m * scalars.InvBiasCorrection1;
-                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                }
-            }
-
-            /// <summary>
-            /// Tensor <c>Qkv</c> (Step parameter #0): shape [96 × 32], 3072 elements.
-            /// Sketched, Rotation layout, ratio 16: viewed as 16 rows × 192 buckets; entry i = r·k + c
-            /// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref="Rotations"/>, <see cref="Signs"/>); the last row has 192 entries.
-            /// Hash constants (seed 12345): ρ = [181, 102, 80, 150, 189, 79, 127, 18, 5, 168, 99, 186, 118, 128, 50, 158], σ = [+1, +1, −1, +1, +1, +1, −1, +1, −1, −1, +1, −1, +1, +1, −1, +1].
-            /// Optimizer state: 1536 bytes (m and v, 192 floats each) versus dense AdamW's 8·d = 24576 bytes (16× smaller).
-            /// </summary>
-            public static class Qkv
-            {
-                /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                public const int Index = 0;
-                /// <summary>d: number of elements.</summary>
-                public const int Length = 3072;
-                /// <summary>k: buckets per moment (d when dense).</summary>
-                public const int Buckets = 192;
-                /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                public const int Rows = 16;
-                /// <summary>Effective compression ratio (1 when dense).</summary>
-                public const int Ratio = 16;
-                /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                public const bool IsDense = false;
-                /// <summary>Bytes of optimizer state for this tensor.</summary>
-                public const long StateBytes = 1536L;
-                /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                public const long DenseAdamWStateBytes = 24576L;
-                /// <summary>ρ_r: the rotation of row r.</summary>
-                public static global::System.ReadOnlySpan<int> Rotations => new int[] { 181, 102, 80, 150, 189, 79, 127, 18, 5, 168, 99, 186, 118, 128, 50, 158 };
-                /// <summary>σ_r: the sign (±1) of row r.</summary>
-                public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, 1, -1, 1, 1, 1, -1, 1, -1, -1, 1, -1, 1, 1, -1, 1 };
-
-                /// <summary>
-                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
-                /// one line each (row r reads gradient[r·k + c]).
-                /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
-                /// </summary>
-                internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
-                {
-                    int b = bucket;
-                    int c;
-                    float x, v = 0f, m = 0f;
-                    c = b < 181 ? b + 11 : b - 181; x = gradient[c]; m += x; v += x * x;
-                    c = b < 102 ? b + 90 : b - 102; x = gradient[192 + c]; m += x; v += x * x;
-                    c = b < 80 ? b + 112 : b - 80; x = gradient[384 + c]; m -= x; v += x * x;
-                    c = b < 150 ? b + 42 : b - 150; x = gradient[576 + c]; m += x; v += x * x;
-                    c = b < 189 ? b + 3 : b - 189; x = gradient[768 + c]; m += x; v += x * x;
-                    c = b < 79 ? b + 113 : b - 79; x = gradient[960 + c]; m += x; v += x * x;
-                    c = b < 127 ? b + 65 : b - 127; x = gradient[1152 + c]; m -= x; v += x * x;
-                    c = b < 18 ? b + 174 : b - 18; x = gradient[1344 + c]; m += x; v += x * x;
-                    c = b < 5 ? b + 187 : b - 5; x = gradient[1536 + c]; m -= x; v += x * x;
-                    c = b < 168 ? b + 24 : b - 168; x = gradient[1728 + c]; m -= x; v += x * x;
-                    c = b < 99 ? b + 93 : b - 99; x = gradient[1920 + c]; m += x; v += x * x;
-                    c = b < 186 ? b + 6 : b - 186; x = gradient[2112 + c]; m -= x; v += x * x;
-                    c = b < 118 ? b + 74 : b - 118; x = gradient[2304 + c]; m += x; v += x * x;
-                    c = b < 128 ? b + 64 : b - 128; x = gradient[2496 + c]; m += x; v += x * x;
-                    c = b < 50 ? b + 142 : b - 50; x = gradient[2688 + c]; m -= x; v += x * x;
-                    c = b < 158 ? b + 34 : b - 158; x = gradient[2880 + c]; m += x; v += x * x;
-                    sumM[b] = m;
-                    sumV[b] = v;
-                    if (!(v <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>
-                /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
-                /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
-                /// </summary>
-                internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
-                {
-                    int b = bucket;
-                    float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
-                    firstMoment[b] = m;
-                    float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
-                    secondMoment[b] = v;
-                    float vhat = v; // SecondMoment = Sum
-                    float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                    float decay = scalars.Decay;
-                    int c, i;
-                    c = b < 181 ? b + 11 : b - 181; i = c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 102 ? b + 90 : b - 102; i = 192 + c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 80 ? b + 112 : b - 80; i = 384 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 150 ? b + 42 : b - 150; i = 576 + c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 189 ? b + 3 : b - 189; i = 768 + c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 79 ? b + 113 : b - 79; i = 960 + c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 127 ? b + 65 : b - 127; i = 1152 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 18 ? b + 174 : b - 18; i = 1344 + c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 5 ? b + 187 : b - 5; i = 1536 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 168 ? b + 24 : b - 168; i = 1728 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 99 ? b + 93 : b - 99; i = 1920 + c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 186 ? b + 6 : b - 186; i = 2112 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 118 ? b + 74 : b - 118; i = 2304 + c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 128 ? b + 64 : b - 128; i = 2496 + c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 50 ? b + 142 : b - 50; i = 2688 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 158 ? b + 34 : b - 158; i = 2880 + c; parameters[i] = parameters[i] * decay - q;
-                }
-            }
-
-            /// <summary>
-            /// Tensor <c>AttentionOutput</c> (Step parameter #1): shape [32 × 32], 1024 elements.
-            /// Dense: exact AdamW moments of 1024 floats each (ratio 1).
-            /// Optimizer state: 8192 bytes (m and v, 1024 floats each) versus dense AdamW's 8·d = 8192 bytes (the same).
-            /// </summary>
-            public static class AttentionOutput
-            {
-                /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                public const int Index = 1;
-                /// <summary>d: number of elements.</summary>
-                public const int Length = 1024;
-                /// <summary>k: buckets per moment (d when dense).</summary>
-                public const int Buckets = 1024;
-                /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                public const int Rows = 1;
-                /// <summary>Effective compression ratio (1 when dense).</summary>
-                public const int Ratio = 1;
-                /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                public const bool IsDense = true;
-                /// <summary>Bytes of optimizer state for this tensor.</summary>
-                public const long StateBytes = 8192L;
-                /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                public const long DenseAdamWStateBytes = 8192L;
-
-            }
-
-            /// <summary>
-            /// Tensor <c>FfnUp</c> (Step parameter #2): shape [128 × 32], 4096 elements.
-            /// Sketched, Rotation layout, ratio 4: viewed as 4 rows × 1024 buckets; entry i = r·k + c
-            /// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref="Rotations"/>, <see cref="Signs"/>); the last row has 1024 entries.
-            /// Hash constants (seed 12345): ρ = [975, 918, 461, 895], σ = [−1, +1, −1, +1].
-            /// Optimizer state: 8192 bytes (m and v, 1024 floats each) versus dense AdamW's 8·d = 32768 bytes (4× smaller).
-            /// </summary>
-            public static class FfnUp
-            {
-                /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                public const int Index = 2;
-                /// <summary>d: number of elements.</summary>
-                public const int Length = 4096;
-                /// <summary>k: buckets per moment (d when dense).</summary>
-                public const int Buckets = 1024;
-                /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                public const int Rows = 4;
-                /// <summary>Effective compression ratio (1 when dense).</summary>
-                public const int Ratio = 4;
-                /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                public const bool IsDense = false;
-                /// <summary>Bytes of optimizer state for this tensor.</summary>
-                public const long StateBytes = 8192L;
-                /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                public const long DenseAdamWStateBytes = 32768L;
-                /// <summary>ρ_r: the rotation of row r.</summary>
-                public static global::System.ReadOnlySpan<int> Rotations => new int[] { 975, 918, 461, 895 };
-                /// <summary>σ_r: the sign (±1) of row r.</summary>
-                public static global::System.ReadOnlySpan<int> Signs => new int[] { -1, 1, -1, 1 };
-
-                /// <summary>
-                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
-                /// one line each (row r reads gradient[r·k + c]).
-                /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
-                /// </summary>
-                internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
-                {
-                    int b = bucket;
-                    int c;
-                    float x, v = 0f, m = 0f;
-                    c = b < 975 ? b + 49 : b - 975; x = gradient[c]; m -= x; v += x * x;
-                    c = b < 918 ? b + 106 : b - 918; x = gradient[1024 + c]; m += x; v += x * x;
-                    c = b < 461 ? b + 563 : b - 461; x = gradient[2048 + c]; m -= x; v += x * x;
-                    c = b < 895 ? b + 129 : b - 895; x = gradient[3072 + c]; m += x; v += x * x;
-                    sumM[b] = m;
-                    sumV[b] = v;
-                    if (!(v <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>
-                /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
-                /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
-                /// </summary>
-                internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
-                {
-                    int b = bucket;
-                    float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
-                    firstMoment[b] = m;
-                    float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
-                    secondMoment[b] = v;
-                    float vhat = v; // SecondMoment = Sum
-                    float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                    float decay = scalars.Decay;
-                    int c, i;
-                    c = b < 975 ? b + 49 : b - 975; i = c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 918 ? b + 106 : b - 918; i = 1024 + c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 461 ? b + 563 : b - 461; i = 2048 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 895 ? b + 129 : b - 895; i = 3072 + c; parameters[i] = parameters[i] * decay - q;
-                }
-            }
-
-            /// <summary>
-            /// Tensor <c>FfnDown</c> (Step parameter #3): shape [32 × 128], 4096 elements.
-            /// Dense: exact AdamW moments of 4096 floats each (ratio 1).
-            /// Optimizer state: 32768 bytes (m and v, 4096 floats each) versus dense AdamW's 8·d = 32768 bytes (the same).
-            /// </summary>
-            public static class FfnDown
-            {
-                /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                public const int Index = 3;
-                /// <summary>d: number of elements.</summary>
-                public const int Length = 4096;
-                /// <summary>k: buckets per moment (d when dense).</summary>
-                public const int Buckets = 4096;
-                /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                public const int Rows = 1;
-                /// <summary>Effective compression ratio (1 when dense).</summary>
-                public const int Ratio = 1;
-                /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                public const bool IsDense = true;
-                /// <summary>Bytes of optimizer state for this tensor.</summary>
-                public const long StateBytes = 32768L;
-                /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                public const long DenseAdamWStateBytes = 32768L;
-
-            }
-
-            /// <summary>
-            /// Tensor <c>NormGain</c> (Step parameter #4): shape [32], 32 elements.
-            /// Dense: exact AdamW moments of 32 floats each (ratio 1).
-            /// Optimizer state: 256 bytes (m and v, 32 floats each) versus dense AdamW's 8·d = 256 bytes (the same).
-            /// </summary>
-            public static class NormGain
-            {
-                /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                public const int Index = 4;
-                /// <summary>d: number of elements.</summary>
-                public const int Length = 32;
-                /// <summary>k: buckets per moment (d when dense).</summary>
-                public const int Buckets = 32;
-                /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                public const int Rows = 1;
-                /// <summary>Effective compression ratio (1 when dense).</summary>
-                public const int Ratio = 1;
-                /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                public const bool IsDense = true;
-                /// <summary>Bytes of optimizer state for this tensor.</summary>
-                public const long StateBytes = 256L;
-                /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                public const long DenseAdamWStateBytes = 256L;
-
-            }
-
-            /// <summary>
-            /// Tensor <c>Ragged</c> (Step parameter #5): shape [33], 33 elements.
-            /// Sketched, Rotation layout, ratio 5: viewed as 5 rows × 7 buckets; entry i = r·k + c
-            /// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref="Rotations"/>, <see cref="Signs"/>); the last row has 5 entries.
-            /// Hash constants (seed 12345): ρ = [6, 1, 6, 2, 3], σ = [+1, −1, −1, −1, +1].
-            /// Optimizer state: 56 bytes (m and v, 7 floats each) versus dense AdamW's 8·d = 264 bytes (4.71× smaller).
-            /// </summary>
-            public static class Ragged
-            {
-                /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                public const int Index = 5;
-                /// <summary>d: number of elements.</summary>
-                public const int Length = 33;
-                /// <summary>k: buckets per moment (d when dense).</summary>
-                public const int Buckets = 7;
-                /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                public const int Rows = 5;
-                /// <summary>Effective compression ratio (1 when dense).</summary>
-                public const int Ratio = 5;
-                /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                public const bool IsDense = false;
-                /// <summary>Bytes of optimizer state for this tensor.</summary>
-                public const long StateBytes = 56L;
-                /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                public const long DenseAdamWStateBytes = 264L;
-                /// <summary>ρ_r: the rotation of row r.</summary>
-                public static global::System.ReadOnlySpan<int> Rotations => new int[] { 6, 1, 6, 2, 3 };
-                /// <summary>σ_r: the sign (±1) of row r.</summary>
-                public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, -1, -1, -1, 1 };
-
-                /// <summary>
-                /// Device phase 1, one thread per bucket b: SumM[b] = Σ_r σ_r·g[r·k + (b − ρ_r) mod k], SumV[b] = Σ_r g²; rows unrolled in order,
-                /// one line each (row r reads gradient[r·k + c]).
-                /// Raises <paramref name="flag"/>[0] (plain store, no atomics) when SumV[b] is not finite.
-                /// </summary>
-                internal static void AccumulateKernel(__Index bucket, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
-                {
-                    int b = bucket;
-                    int c;
-                    float x, v = 0f, m = 0f;
-                    c = b < 6 ? b + 1 : b - 6; x = gradient[c]; m += x; v += x * x;
-                    c = b < 1 ? b + 6 : b - 1; x = gradient[7 + c]; m -= x; v += x * x;
-                    c = b < 6 ? b + 1 : b - 6; x = gradient[14 + c]; m -= x; v += x * x;
-                    c = b < 2 ? b + 5 : b - 2; x = gradient[21 + c]; m -= x; v += x * x;
-                    c = b < 3 ? b + 4 : b - 3; if (c < 5) { x = gradient[28 + c]; m += x; v += x * x; }
-                    sumM[b] = m;
-                    sumV[b] = v;
-                    if (!(v <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>
-                /// Device phase 2, one thread per bucket b: updates the bucket's moments from SumM/SumV, then every row's parameter
-                /// r·k + (b − ρ_r) mod k (rows unrolled). No two threads touch the same parameter, so there are no atomics.
-                /// </summary>
-                internal static void ApplyKernel(__Index bucket, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Scalars scalars)
-                {
-                    int b = bucket;
-                    float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
-                    firstMoment[b] = m;
-                    float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
-                    secondMoment[b] = v;
-                    float vhat = v; // SecondMoment = Sum
-                    float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                    float decay = scalars.Decay;
-                    int c, i;
-                    c = b < 6 ? b + 1 : b - 6; i = c; parameters[i] = parameters[i] * decay - q;
-                    c = b < 1 ? b + 6 : b - 1; i = 7 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 6 ? b + 1 : b - 6; i = 14 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 2 ? b + 5 : b - 2; i = 21 + c; parameters[i] = parameters[i] * decay + q;
-                    c = b < 3 ? b + 4 : b - 3; if (c < 5) { i = 28 + c; parameters[i] = parameters[i] * decay - q; }
-                }
-            }
-
+            var buffers = new __StepBuffers { P0 = Qkv, G0 = QkvGrad, P1 = AttentionOutput, G1 = AttentionOutputGrad,
+                P2 = FfnUp, G2 = FfnUpGrad, P3 = FfnDown, G3 = FfnDownGrad, P4 = NormGain, G4 = NormGainGrad,
+                P5 = Ragged, G5 = RaggedGrad };
+            return StepCpu(learningRate, ref buffers);
         }
+
+        /// <summary>The span Step's buffers, tensor by tensor (P for parameters, G for gradients), for the runtime's validation and step.</summary>
+        private ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
+        {
+            public __Span P0, P1, P2, P3, P4, P5;
+            public __ReadOnlySpan G0, G1, G2, G3, G4, G5;
+            public readonly int ParameterCount => 6;
+            public readonly int GradientCount => 6;
+            public readonly __Span Parameters(int tensor) => tensor switch { 0 => P0, 1 => P1, 2 => P2, 3 => P3, 4 => P4,
+                5 => P5, _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)) };
+            public readonly __ReadOnlySpan Gradient(int tensor) => tensor switch { 0 => G0, 1 => G1, 2 => G2, 3 => G3,
+                4 => G4, 5 => G5, _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)) };
+        }
+
+        /// <summary>
+        /// One gradient buffer per tensor of <see cref="TransformerBlock"/>, named as the tensors and of their lengths, for
+        /// <see cref="Step(float, TransformerBlock, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
+        /// </summary>
+        public sealed class Gradients
+        {
+            /// <summary>Allocates one zeroed gradient array per tensor.</summary>
+            public Gradients() => Tensors = new float[][] { Qkv, AttentionOutput, FfnUp, FfnDown, NormGain, Ragged };
+
+            /// <summary>Gradient of tensor <c>Qkv</c> (3072 floats).</summary>
+            public float[] Qkv { get; } = new float[3072];
+            /// <summary>Gradient of tensor <c>AttentionOutput</c> (1024 floats).</summary>
+            public float[] AttentionOutput { get; } = new float[1024];
+            /// <summary>Gradient of tensor <c>FfnUp</c> (4096 floats).</summary>
+            public float[] FfnUp { get; } = new float[4096];
+            /// <summary>Gradient of tensor <c>FfnDown</c> (4096 floats).</summary>
+            public float[] FfnDown { get; } = new float[4096];
+            /// <summary>Gradient of tensor <c>NormGain</c> (32 floats).</summary>
+            public float[] NormGain { get; } = new float[32];
+            /// <summary>Gradient of tensor <c>Ragged</c> (33 floats).</summary>
+            public float[] Ragged { get; } = new float[33];
+
+            /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
+            public float[][] Tensors { get; }
+
+            /// <summary>Sets every gradient to zero.</summary>
+            public void Clear()
+            {
+                foreach (var gradient in Tensors) global::System.Array.Clear(gradient);
+            }
+        }
+
+        /// <summary>
+        /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
+        /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
+        /// </summary>
+        /// <param name="learningRate">lr, finite and ≥ 0.</param>
+        /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
+        /// <param name="gradients">The gradients, one member per tensor.</param>
+        /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
+        public global::Collins.StepOutcome Step(float learningRate, global::Samples.TransformerBlock model, Gradients gradients)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(model);
+            global::System.ArgumentNullException.ThrowIfNull(gradients);
+            var buffers = new global::Collins.Kernels.TensorArrays(
+                [
+                    model.AttentionInput ?? throw NullTensorMember("Qkv", "AttentionInput"),
+                    model.AttentionOutput ?? throw NullTensorMember("AttentionOutput", "AttentionOutput"),
+                    model.FfnUp ?? throw NullTensorMember("FfnUp", "FfnUp"),
+                    model.FfnDown ?? throw NullTensorMember("FfnDown", "FfnDown"),
+                    model.NormGain ?? throw NullTensorMember("NormGain", "NormGain"),
+                    model.Ragged ?? throw NullTensorMember("Ragged", "Ragged"),
+                ],
+                [gradients.Qkv, gradients.AttentionOutput, gradients.FfnUp, gradients.FfnDown, gradients.NormGain,
+                    gradients.Ragged]);
+            return StepCpu(learningRate, ref buffers);
+        }
+
+        /// <summary>
+        /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
+        /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
+        /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
+        /// nothing. The protocol and the kernels are the runtime's; this type supplies their constants (see its tensor types).
+        /// </summary>
+        /// <remarks>
+        /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+        /// and its gradient: <c>Qkv</c>, <c>QkvGrad</c>, <c>AttentionOutput</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Qkv.Length"/>).
+        /// </remarks>
+        public global::Collins.StepOutcome Step(float learningRate, __Floats Qkv, __Floats QkvGrad,
+            __Floats AttentionOutput, __Floats AttentionOutputGrad, __Floats FfnUp, __Floats FfnUpGrad,
+            __Floats FfnDown, __Floats FfnDownGrad, __Floats NormGain, __Floats NormGainGrad,
+            __Floats Ragged, __Floats RaggedGrad)
+        {
+            var buffers = new global::Collins.Kernels.DeviceViews(
+                [Qkv, AttentionOutput, FfnUp, FfnDown, NormGain, Ragged],
+                [QkvGrad, AttentionOutputGrad, FfnUpGrad, FfnDownGrad, NormGainGrad, RaggedGrad]);
+            return StepDevice(learningRate, ref buffers);
+        }
+
+        /// <summary>The runtime's device kernels, one set per tensor, specialised to this type's constants (compiled once per optimizer).</summary>
+        protected override __Kernels[] CreateDeviceKernels(global::ILGPU.Runtime.Accelerator accelerator)
+        {
+            var __dense = __Kernels.Dense<__Constants>(accelerator); // shared by every dense tensor
+            return [__Kernels.Rotation<__Constants, Qkv>(accelerator), __dense,
+                __Kernels.Rotation<__Constants, FfnUp>(accelerator), __dense, __dense,
+                __Kernels.Rotation<__Constants, Ragged>(accelerator)];
+        }
+
+        /// <summary>β1, β2, ε and 1 − β (formed in double, rounded once) as the floats of the device kernels; the estimator switches.</summary>
+        private readonly struct __Constants : global::Collins.Kernels.IStepConstants
+        {
+            public static float Beta1 => 0.9f;
+            public static float OneMinusBeta1 => 0.1f;
+            public static float Beta2 => 0.999f;
+            public static float OneMinusBeta2 => 0.001f;
+            public static float Epsilon => 1E-08f;
+            public static bool HasFirstMoment => true;
+            public static bool MeanSecondMoment => false;
+        }
+
+        /// <summary>
+        /// Tensor <c>Qkv</c> (Step parameter #0): shape [96 × 32], 3072 elements.
+        /// Sketched, Rotation layout, ratio 16: viewed as 16 rows × 192 buckets; entry i = r·k + c
+        /// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref="Rotations"/>, <see cref="Signs"/>); the last row has 192 entries.
+        /// Optimizer state: 1536 bytes (m and v, 192 floats each) versus dense AdamW's 8·d = 24576 bytes (16× smaller).
+        /// </summary>
+        public readonly struct Qkv : __RotationTensor
+        {
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 0, Length = 3072, Buckets = 192, Rows = 16, Ratio = 16;
+            /// <summary>True when the moments are exact dense AdamW moments.</summary>
+            public const bool IsDense = false;
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 1536L, DenseAdamWStateBytes = 24576L;
+            /// <summary>ρ_r: the rotation of row r.</summary>
+            public static global::System.ReadOnlySpan<int> Rotations => new int[] { 181, 102, 80, 150, 189, 79, 127, 18,
+                5, 168, 99, 186, 118, 128, 50, 158 };
+            /// <summary>σ_r: the sign (±1) of row r.</summary>
+            public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, 1, -1, 1, 1, 1, -1, 1, -1, -1, 1, -1,
+                1, 1, -1, 1 };
+
+            static int __RotationTensor.BucketCount => Buckets;
+
+            /// <summary>The rows, unrolled for the device kernels: Row(offset r·k, ρ_r, σ_r), the last one with its length when it is short.</summary>
+            static void __RotationTensor.VisitRows<TRow>(ref TRow row)
+            {
+                row.Row(0, 181, 1);
+                row.Row(192, 102, 1);
+                row.Row(384, 80, -1);
+                row.Row(576, 150, 1);
+                row.Row(768, 189, 1);
+                row.Row(960, 79, 1);
+                row.Row(1152, 127, -1);
+                row.Row(1344, 18, 1);
+                row.Row(1536, 5, -1);
+                row.Row(1728, 168, -1);
+                row.Row(1920, 99, 1);
+                row.Row(2112, 186, -1);
+                row.Row(2304, 118, 1);
+                row.Row(2496, 128, 1);
+                row.Row(2688, 50, -1);
+                row.Row(2880, 158, 1);
+            }
+        }
+
+        /// <summary>
+        /// Tensor <c>AttentionOutput</c> (Step parameter #1): shape [32 × 32], 1024 elements; dense, exact AdamW moments.
+        /// Optimizer state: 8192 bytes (m and v, 1024 floats each) versus dense AdamW's 8·d = 8192 bytes (the same).
+        /// </summary>
+        public static class AttentionOutput
+        {
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 1, Length = 1024, Buckets = 1024, Rows = 1, Ratio = 1;
+            /// <summary>True when the moments are exact dense AdamW moments.</summary>
+            public const bool IsDense = true;
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 8192L, DenseAdamWStateBytes = 8192L;
+        }
+
+        /// <summary>
+        /// Tensor <c>FfnUp</c> (Step parameter #2): shape [128 × 32], 4096 elements.
+        /// Sketched, Rotation layout, ratio 4: viewed as 4 rows × 1024 buckets; entry i = r·k + c
+        /// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref="Rotations"/>, <see cref="Signs"/>); the last row has 1024 entries.
+        /// Optimizer state: 8192 bytes (m and v, 1024 floats each) versus dense AdamW's 8·d = 32768 bytes (4× smaller).
+        /// </summary>
+        public readonly struct FfnUp : __RotationTensor
+        {
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 2, Length = 4096, Buckets = 1024, Rows = 4, Ratio = 4;
+            /// <summary>True when the moments are exact dense AdamW moments.</summary>
+            public const bool IsDense = false;
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 8192L, DenseAdamWStateBytes = 32768L;
+            /// <summary>ρ_r: the rotation of row r.</summary>
+            public static global::System.ReadOnlySpan<int> Rotations => new int[] { 975, 918, 461, 895 };
+            /// <summary>σ_r: the sign (±1) of row r.</summary>
+            public static global::System.ReadOnlySpan<int> Signs => new int[] { -1, 1, -1, 1 };
+
+            static int __RotationTensor.BucketCount => Buckets;
+
+            /// <summary>The rows, unrolled for the device kernels: Row(offset r·k, ρ_r, σ_r), the last one with its length when it is short.</summary>
+            static void __RotationTensor.VisitRows<TRow>(ref TRow row)
+            {
+                row.Row(0, 975, -1);
+                row.Row(1024, 918, 1);
+                row.Row(2048, 461, -1);
+                row.Row(3072, 895, 1);
+            }
+        }
+
+        /// <summary>
+        /// Tensor <c>FfnDown</c> (Step parameter #3): shape [32 × 128], 4096 elements; dense, exact AdamW moments.
+        /// Optimizer state: 32768 bytes (m and v, 4096 floats each) versus dense AdamW's 8·d = 32768 bytes (the same).
+        /// </summary>
+        public static class FfnDown
+        {
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 3, Length = 4096, Buckets = 4096, Rows = 1, Ratio = 1;
+            /// <summary>True when the moments are exact dense AdamW moments.</summary>
+            public const bool IsDense = true;
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 32768L, DenseAdamWStateBytes = 32768L;
+        }
+
+        /// <summary>
+        /// Tensor <c>NormGain</c> (Step parameter #4): shape [32], 32 elements; dense, exact AdamW moments.
+        /// Optimizer state: 256 bytes (m and v, 32 floats each) versus dense AdamW's 8·d = 256 bytes (the same).
+        /// </summary>
+        public static class NormGain
+        {
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 4, Length = 32, Buckets = 32, Rows = 1, Ratio = 1;
+            /// <summary>True when the moments are exact dense AdamW moments.</summary>
+            public const bool IsDense = true;
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 256L, DenseAdamWStateBytes = 256L;
+        }
+
+        /// <summary>
+        /// Tensor <c>Ragged</c> (Step parameter #5): shape [33], 33 elements.
+        /// Sketched, Rotation layout, ratio 5: viewed as 5 rows × 7 buckets; entry i = r·k + c
+        /// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref="Rotations"/>, <see cref="Signs"/>); the last row has 5 entries.
+        /// Optimizer state: 56 bytes (m and v, 7 floats each) versus dense AdamW's 8·d = 264 bytes (4.71× smaller).
+        /// </summary>
+        public readonly struct Ragged : __RotationTensor
+        {
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 5, Length = 33, Buckets = 7, Rows = 5, Ratio = 5;
+            /// <summary>True when the moments are exact dense AdamW moments.</summary>
+            public const bool IsDense = false;
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 56L, DenseAdamWStateBytes = 264L;
+            /// <summary>ρ_r: the rotation of row r.</summary>
+            public static global::System.ReadOnlySpan<int> Rotations => new int[] { 6, 1, 6, 2, 3 };
+            /// <summary>σ_r: the sign (±1) of row r.</summary>
+            public static global::System.ReadOnlySpan<int> Signs => new int[] { 1, -1, -1, -1, 1 };
+
+            static int __RotationTensor.BucketCount => Buckets;
+
+            /// <summary>The rows, unrolled for the device kernels: Row(offset r·k, ρ_r, σ_r), the last one with its length when it is short.</summary>
+            static void __RotationTensor.VisitRows<TRow>(ref TRow row)
+            {
+                row.Row(0, 6, 1);
+                row.Row(7, 1, -1);
+                row.Row(14, 6, -1);
+                row.Row(21, 2, -1);
+                row.LastRow(28, 3, 1, 5);
+            }
+        }
+
     }
 }

@@ -4,429 +4,220 @@
 #pragma warning disable CS1591 // every public member below has docs; the pragma guards against future additions
 
 using __Floats = global::ILGPU.ArrayView<float>;
-using __Flags = global::ILGPU.ArrayView<int>;
-using __Index = global::ILGPU.Index1D;
-using __Scalars = global::Collins.StepScalars;
 using __Span = global::System.Span<float>;
 using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
-using __KernelLoaders = global::ILGPU.Runtime.KernelLoaders;
-using __CheckKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
-using __SumKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<int>>;
-using __RowsKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
-using __BucketKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
-using __ElementKernel = global::System.Action<global::ILGPU.Index1D, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::ILGPU.ArrayView<float>, global::Collins.StepScalars>;
+using __Kernels = global::Collins.Kernels.DeviceTensorKernels;
+using __RotationTensor = global::Collins.Kernels.IRotationTensor;
+using __UniversalTensor = global::Collins.Kernels.IUniversalTensor;
 
-namespace Samples.Hashing
+namespace Samples.Hashing;
+
+partial class Embedding
 {
-    partial class Embedding
+    /// <summary>
+    /// Count-Sketch Adam optimizer for <see cref="Embedding"/>, specialised at compile time to its 2 tensor(s)
+    /// (16016 parameters): Universal layout, ratio 8, β1 = 0.9, β2 = 0.999, ε = 1E-08, weight decay 0, second moment Mean, seed -7.
+    /// </summary>
+    /// <remarks>
+    /// Optimizer state: 16128 bytes, versus 128128 bytes for dense AdamW (8 per parameter): 7.94× smaller.
+    /// Each <c>Step</c> runs in two phases: phase 1 sums every gradient into per-bucket workspaces and checks them;
+    /// phase 2 (only when every gradient is finite) updates the moment sketches and the parameters.
+    /// </remarks>
+    [global::System.CodeDom.Compiler.GeneratedCode("Collins.Generators", "0.1.0")]
+    public sealed class MeanEstimate : global::Collins.SketchedOptimizerBase
     {
+        /// <summary>The settings this optimizer was generated with (the attribute's values).</summary>
+        public static global::Collins.OptimizerSettings DefaultSettings { get; } = new global::Collins.OptimizerSettings
+        {
+            Ratio = 8,
+            Beta1 = 0.9d,
+            Beta2 = 0.999d,
+            Epsilon = 1E-08d,
+            WeightDecay = 0d,
+            Layout = global::Collins.SketchLayout.Universal,
+            SecondMoment = global::Collins.SecondMomentEstimate.Mean,
+            Seed = -7L,
+            DenseThreshold = 256,
+        };
+
+        /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
+        public static global::System.Collections.Generic.IReadOnlyList<global::Collins.TensorSpec> TensorSpecs { get; } = new global::Collins.TensorSpec[]
+        {
+            new global::Collins.TensorSpec("Table", new int[] { 1000, 16 }, 0, global::Collins.TensorSketching.Auto),
+            new global::Collins.TensorSpec("Bias", new int[] { 16 }, 0, global::Collins.TensorSketching.Auto),
+        };
+
+        /// <summary>Creates the optimizer with its state (zeroed moment sketches) in CPU memory.</summary>
+        public MeanEstimate() : base(DefaultSettings, __CreatePlans(), null) { }
+
+        /// <summary>Creates the optimizer with its state on <paramref name="accelerator"/>; step it with <see cref="global::ILGPU.ArrayView{T}"/> buffers of that accelerator.</summary>
+        public MeanEstimate(global::ILGPU.Runtime.Accelerator accelerator)
+            : base(DefaultSettings, __CreatePlans(), accelerator ?? throw new global::System.ArgumentNullException(nameof(accelerator))) { }
+
         /// <summary>
-        /// Count-Sketch Adam optimizer for <see cref="Embedding"/>, specialised at compile time to its 2 tensor(s)
-        /// (16016 parameters): Universal layout, ratio 8, β1 = 0.9, β2 = 0.999, ε = 1E-08, weight decay 0, second moment Mean, seed -7.
+        /// Builds the run-time plans from <see cref="TensorSpecs"/> and <see cref="DefaultSettings"/> (the base class needs them)
+        /// and checks that they agree with the constants compiled into this type.
+        /// </summary>
+        private static global::Collins.TensorPlan[] __CreatePlans()
+        {
+            var settings = DefaultSettings;
+            var plans = new global::Collins.TensorPlan[2];
+            for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
+            VerifyPlan(plans[0], Table.Length, Table.Buckets, Table.Rows, Table.IsDense, Table.A, Table.B, Table.SignA, Table.SignB);
+            VerifyPlan(plans[1], Bias.Length, Bias.Buckets, Bias.Rows, Bias.IsDense);
+            return plans;
+        }
+
+        /// <summary>
+        /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
+        /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
+        /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
+        /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
         /// </summary>
         /// <remarks>
-        /// Optimizer state: 16128 bytes, versus 128128 bytes for dense AdamW (8 per parameter): 7.94× smaller.
-        /// Each <c>Step</c> runs in two phases: phase 1 sums every gradient into per-bucket workspaces and checks them;
-        /// phase 2 (only when every gradient is finite) updates the moment sketches and the parameters.
+        /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+        /// and its gradient: <c>Table</c>, <c>TableGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Table.Length"/>).
         /// </remarks>
-        [global::System.CodeDom.Compiler.GeneratedCode("Collins.Generators", "0.1.0")]
-        public sealed class MeanEstimate : global::Collins.SketchedOptimizerBase
+        public global::Collins.StepOutcome Step(float learningRate, __Span Table, __ReadOnlySpan TableGrad,
+            __Span Bias, __ReadOnlySpan BiasGrad)
         {
-            /// <summary>The settings this optimizer was generated with (the attribute's values).</summary>
-            public static global::Collins.OptimizerSettings DefaultSettings { get; } = new global::Collins.OptimizerSettings
-            {
-                Ratio = 8,
-                Beta1 = 0.9d,
-                Beta2 = 0.999d,
-                Epsilon = 1E-08d,
-                WeightDecay = 0d,
-                Layout = global::Collins.SketchLayout.Universal,
-                SecondMoment = global::Collins.SecondMomentEstimate.Mean,
-                Seed = -7L,
-                DenseThreshold = 256,
-            };
-
-            /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
-            public static global::System.Collections.Generic.IReadOnlyList<global::Collins.TensorSpec> TensorSpecs { get; } = new global::Collins.TensorSpec[]
-            {
-                new global::Collins.TensorSpec("Table", new int[] { 1000, 16 }, 0, global::Collins.TensorSketching.Auto),
-                new global::Collins.TensorSpec("Bias", new int[] { 16 }, 0, global::Collins.TensorSketching.Auto),
-            };
-
-            /// <summary>Creates the optimizer with its state (zeroed moment sketches) in CPU memory.</summary>
-            public MeanEstimate() : base(DefaultSettings, __CreatePlans(), null) { }
-
-            /// <summary>Creates the optimizer with its state on <paramref name="accelerator"/>; step it with <see cref="global::ILGPU.ArrayView{T}"/> buffers of that accelerator.</summary>
-            public MeanEstimate(global::ILGPU.Runtime.Accelerator accelerator)
-                : base(DefaultSettings, __CreatePlans(), accelerator ?? throw new global::System.ArgumentNullException(nameof(accelerator))) { }
-
-            /// <summary>
-            /// Builds the run-time plans from <see cref="TensorSpecs"/> and <see cref="DefaultSettings"/> (the base class needs them)
-            /// and checks that they agree with the constants compiled into this type.
-            /// </summary>
-            private static global::Collins.TensorPlan[] __CreatePlans()
-            {
-                var settings = DefaultSettings;
-                var plans = new global::Collins.TensorPlan[2];
-                for (int i = 0; i < plans.Length; i++) plans[i] = new global::Collins.TensorPlan(TensorSpecs[i], settings);
-                VerifyPlan(plans[0], Table.Length, Table.Buckets, Table.Rows, Table.IsDense, Table.A, Table.B, Table.SignA, Table.SignB);
-                VerifyPlan(plans[1], Bias.Length, Bias.Buckets, Bias.Rows, Bias.IsDense);
-                return plans;
-            }
-
-            /// <summary>
-            /// One Count-Sketch Adam step on CPU buffers. Every tensor is validated before anything is written; when any
-            /// gradient holds NaN or ±Inf nothing changes and the step is skipped (or throws, per <see cref="global::Collins.SketchedOptimizerBase.NonFinitePolicy"/>).
-            /// Results are bit-identical for any <see cref="global::Collins.SketchedOptimizerBase.MaxThreads"/>, and to <see cref="global::Collins.CountSketchAdam"/>
-            /// with the same settings: the runtime's engine runs the step (one kernel per tensor kind) from the plans checked against this type's constants.
-            /// </summary>
-            /// <remarks>
-            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
-            /// and its gradient: <c>Table</c>, <c>TableGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Table.Length"/>).
-            /// </remarks>
-            public global::Collins.StepOutcome Step(float learningRate, __Span Table, __ReadOnlySpan TableGrad, __Span Bias, __ReadOnlySpan BiasGrad)
-            {
-                var buffers = new __StepBuffers(Table, TableGrad, Bias, BiasGrad);
-                return StepCpu(learningRate, ref buffers);
-            }
-
-            /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
-            private readonly ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
-            {
-                private readonly __Span Table; private readonly __ReadOnlySpan TableGrad;
-                private readonly __Span Bias; private readonly __ReadOnlySpan BiasGrad;
-
-                public __StepBuffers(__Span Table, __ReadOnlySpan TableGrad, __Span Bias, __ReadOnlySpan BiasGrad)
-                {
-                    this.Table = Table; this.TableGrad = TableGrad;
-                    this.Bias = Bias; this.BiasGrad = BiasGrad;
-                }
-
-                public int ParameterCount => 2;
-                public int GradientCount => 2;
-                public __Span Parameters(int tensor) => tensor switch
-                {
-                    0 => Table,
-                    1 => Bias,
-                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                };
-                public __ReadOnlySpan Gradient(int tensor) => tensor switch
-                {
-                    0 => TableGrad,
-                    1 => BiasGrad,
-                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                };
-            }
-
-            /// <summary>
-            /// One gradient buffer per tensor of <see cref="Embedding"/>, named as the tensors and of their lengths, for
-            /// <see cref="Step(float, Embedding, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
-            /// </summary>
-            public sealed class Gradients
-            {
-                /// <summary>Allocates one zeroed gradient array per tensor.</summary>
-                public Gradients() => Tensors = new float[][] { Table, Bias };
-
-                /// <summary>Gradient of tensor <c>Table</c> (16000 floats).</summary>
-                public float[] Table { get; } = new float[16000];
-                /// <summary>Gradient of tensor <c>Bias</c> (16 floats).</summary>
-                public float[] Bias { get; } = new float[16];
-
-                /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
-                public float[][] Tensors { get; }
-
-                /// <summary>Sets every gradient to zero.</summary>
-                public void Clear()
-                {
-                    global::System.Array.Clear(Table);
-                    global::System.Array.Clear(Bias);
-                }
-            }
-
-            /// <summary>
-            /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
-            /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
-            /// </summary>
-            /// <param name="learningRate">lr, finite and ≥ 0.</param>
-            /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
-            /// <param name="gradients">The gradients, one member per tensor.</param>
-            /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
-            public global::Collins.StepOutcome Step(float learningRate, global::Samples.Hashing.Embedding model, Gradients gradients)
-            {
-                global::System.ArgumentNullException.ThrowIfNull(model);
-                global::System.ArgumentNullException.ThrowIfNull(gradients);
-                return Step(learningRate,
-                    model.Table ?? throw NullTensorMember("Table", "Table"), gradients.Table,
-                    model.Bias ?? throw NullTensorMember("Bias", "Bias"), gradients.Bias);
-            }
-
-            // ILGPU kernels, loaded on the first device step and cached for this optimizer's accelerator.
-            private bool __deviceKernelsLoaded;
-            private __CheckKernel? __DenseCheck;   // one pair for every dense tensor
-            private __ElementKernel? __DenseApply;
-            private __SumKernel? __Table_DeviceScatter;
-            private __CheckKernel? __Table_DeviceCheck;
-            private __BucketKernel? __Table_DeviceBuckets;
-            private __ElementKernel? __Table_DeviceElements;
-            private global::ILGPU.Runtime.MemoryBuffer1D<float, global::ILGPU.Stride1D.Dense>? __Table_DeviceOccupancy; // derived from the hash, not state; freed in OnDispose
-
-            /// <summary>Compiles and caches every device kernel of this optimizer (once).</summary>
-            protected override void LoadDeviceKernels()
-            {
-                if (__deviceKernelsLoaded) return;
-                var accelerator = Accelerator!;
-                __DenseCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, __Dense.CheckKernel);
-                __DenseApply = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, __Dense.ApplyKernel);
-                __Table_DeviceScatter = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Flags>(accelerator, Table.ScatterKernel);
-                __Table_DeviceCheck = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Flags>(accelerator, Table.CheckKernel);
-                __Table_DeviceBuckets = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Table.BucketKernel);
-                __Table_DeviceElements = __KernelLoaders.LoadAutoGroupedStreamKernel<__Index, __Floats, __Floats, __Floats, __Floats, __Scalars>(accelerator, Table.ElementKernel);
-                __Table_DeviceOccupancy ??= global::ILGPU.Runtime.ArrayViewExtensions.Allocate1D<float>(accelerator, Table.Occupancy); // ??=: a load that failed later and is retried allocates it once
-                __deviceKernelsLoaded = true;
-            }
-
-            /// <summary>Frees the device occupancy tables (derived data this type allocated itself).</summary>
-            protected override void OnDispose()
-            {
-                __Table_DeviceOccupancy?.Dispose();
-            }
-
-            /// <summary>
-            /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
-            /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
-            /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
-            /// nothing. The protocol is the runtime's (<c>StepDevice</c>); this type supplies the unrolled kernels below.
-            /// </summary>
-            /// <remarks>
-            /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
-            /// and its gradient: <c>Table</c>, <c>TableGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Table.Length"/>).
-            /// </remarks>
-            public global::Collins.StepOutcome Step(float learningRate, __Floats Table, __Floats TableGrad, __Floats Bias, __Floats BiasGrad)
-            {
-                var buffers = new __DeviceStepBuffers(Table, TableGrad, Bias, BiasGrad);
-                return StepDevice(learningRate, ref buffers);
-            }
-
-            /// <summary>Device phase 1 of tensor <paramref name="tensor"/>: bucket sums (dense: the check only) and its flag.</summary>
-            protected override void DeviceAccumulate(int tensor, __Floats gradient, __Flags flag)
-            {
-                switch (tensor)
-                {
-                    case 0:
-                        global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(DeviceSumM![0].View);
-                        global::ILGPU.Runtime.ArrayViewExtensions.MemSetToZero(DeviceSumV![0].View);
-                        __Table_DeviceScatter!(16000, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), flag);
-                        __Table_DeviceCheck!(2000, DeviceSumV![0].AsContiguous(), flag);
-                        break;
-                    case 1: __DenseCheck!(16, gradient, flag); break;
-                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
-                }
-            }
-
-            /// <summary>Device phase 2 of tensor <paramref name="tensor"/>: its moments, then its parameters.</summary>
-            protected override void DeviceApply(int tensor, __Floats parameters, __Floats gradient, in __Scalars scalars)
-            {
-                switch (tensor)
-                {
-                    case 0:
-                        __Table_DeviceBuckets!(2000, DeviceFirstMoments![0].AsContiguous(), DeviceSecondMoments![0].AsContiguous(), DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), __Table_DeviceOccupancy!.AsContiguous(), scalars);
-                        __Table_DeviceElements!(16000, parameters, gradient, DeviceSumM![0].AsContiguous(), DeviceSumV![0].AsContiguous(), scalars);
-                        break;
-                    case 1: __DenseApply!(16, parameters, gradient, DeviceFirstMoments![1].AsContiguous(), DeviceSecondMoments![1].AsContiguous(), scalars); break;
-                    default: throw new global::System.ArgumentOutOfRangeException(nameof(tensor));
-                }
-            }
-
-            /// <summary>This optimizer's Step buffers, tensor by tensor, for the runtime's validation (lengths, aliasing).</summary>
-            private readonly struct __DeviceStepBuffers : global::Collins.Kernels.IDeviceStepBuffers
-            {
-                private readonly __Floats Table; private readonly __Floats TableGrad;
-                private readonly __Floats Bias; private readonly __Floats BiasGrad;
-
-                public __DeviceStepBuffers(__Floats Table, __Floats TableGrad, __Floats Bias, __Floats BiasGrad)
-                {
-                    this.Table = Table; this.TableGrad = TableGrad;
-                    this.Bias = Bias; this.BiasGrad = BiasGrad;
-                }
-
-                public int ParameterCount => 2;
-                public int GradientCount => 2;
-                public __Floats Parameters(int tensor) => tensor switch
-                {
-                    0 => Table,
-                    1 => Bias,
-                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                };
-                public __Floats Gradient(int tensor) => tensor switch
-                {
-                    0 => TableGrad,
-                    1 => BiasGrad,
-                    _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)),
-                };
-            }
-
-            /// <summary>Device kernels of every dense tensor (exact AdamW, one thread per element), shared: they depend on β1, β2, ε only.</summary>
-            private static class __Dense
-            {
-                /// <summary>Device phase 1: raises <paramref name="flag"/>[0] when g² is not a finite float (NaN, ±Inf or |g| above about 1.8e19: the sketched rule for one-entry buckets; plain store, no atomics).</summary>
-                internal static void CheckKernel(__Index index, __Floats gradient, __Flags flag)
-                {
-                    float x = gradient[index];
-                    if (!(x * x <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2: dense AdamW on element i, the CPU kernel's formula.</summary>
-                internal static void ApplyKernel(__Index index, __Floats parameters, __Floats gradient, __Floats firstMoment, __Floats secondMoment, __Scalars scalars)
-                {
-                    int i = index;
-                    float g = gradient[i];
-                    float v = 0.999f * secondMoment[i] + 0.001f * g * g;
-                    secondMoment[i] = v;
-                    float m = 0.9f * firstMoment[i] + 0.1f * g;
-                    firstMoment[i] = m;
-                    float mhat = m * scalars.InvBiasCorrection1;
-                    parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (global::System.MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                }
-            }
-
-            /// <summary>
-            /// Tensor <c>Table</c> (Step parameter #0): shape [1000 × 16], 16000 elements.
-            /// Sketched, Universal layout, ratio 8: 2000 buckets, bucket ((A·i + B) mod p) mod k and sign
-            /// 1 − 2·(((SignA·i + SignB) mod p) &amp; 1) with p = 2^31 − 1, A = 878353673, B = 467914218, SignA = 989824590, SignB = 118998941.
-            /// Optimizer state: 16000 bytes (m and v, 2000 floats each) versus dense AdamW's 8·d = 128000 bytes (8× smaller).
-            /// </summary>
-            public static class Table
-            {
-                /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                public const int Index = 0;
-                /// <summary>d: number of elements.</summary>
-                public const int Length = 16000;
-                /// <summary>k: buckets per moment (d when dense).</summary>
-                public const int Buckets = 2000;
-                /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                public const int Rows = 8;
-                /// <summary>Effective compression ratio (1 when dense).</summary>
-                public const int Ratio = 8;
-                /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                public const bool IsDense = false;
-                /// <summary>Bytes of optimizer state for this tensor.</summary>
-                public const long StateBytes = 16000L;
-                /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                public const long DenseAdamWStateBytes = 128000L;
-                /// <summary>Bucket hash multiplier a.</summary>
-                public const uint A = 878353673U;
-                /// <summary>Bucket hash offset b.</summary>
-                public const uint B = 467914218U;
-                /// <summary>Sign hash multiplier.</summary>
-                public const uint SignA = 989824590U;
-                /// <summary>Sign hash offset.</summary>
-                public const uint SignB = 118998941U;
-
-                /// <summary>h1(i) = ((A·i + B) mod (2^31 − 1)) mod k: Mersenne reduction by shifts, then % by the literal k.</summary>
-                [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-                internal static int Bucket(int i)
-                {
-                    ulong x = 878353673UL * (uint)i + 467914218UL;
-                    x = (x & 2147483647UL) + (x >> 31);
-                    x = (x & 2147483647UL) + (x >> 31);
-                    if (x >= 2147483647UL) x -= 2147483647UL;
-                    return (int)(x % 2000UL);
-                }
-
-                /// <summary>h2(i) = 1 − 2·(((SignA·i + SignB) mod (2^31 − 1)) &amp; 1), as a float ±1.</summary>
-                [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-                internal static float Sign(int i)
-                {
-                    ulong x = 989824590UL * (uint)i + 118998941UL;
-                    x = (x & 2147483647UL) + (x >> 31);
-                    x = (x & 2147483647UL) + (x >> 31);
-                    if (x >= 2147483647UL) x -= 2147483647UL;
-                    return (x & 1UL) == 0UL ? 1f : -1f;
-                }
-
-                private static float[]? s_occupancy;
-
-                /// <summary>
-                /// Entries per bucket (SecondMoment = Mean divides v by it). Derived from the hash, not optimizer state: built once per
-                /// process on first use by one pass over the hash (k floats), shared by every optimizer of this type; the device copy is uploaded once per optimizer.
-                /// </summary>
-                internal static float[] Occupancy => s_occupancy ??= BuildOccupancy();
-
-                private static float[] BuildOccupancy()
-                {
-                    var counts = new float[Buckets];
-                    for (int i = 0; i < Length; i++) counts[Bucket(i)] += 1f;
-                    return counts;
-                }
-
-                /// <summary>
-                /// Device phase 1a, one thread per element: atomic scatter of h2(i)·g[i] and g[i]² into the zeroed SumM/SumV.
-                /// An element whose g² is not finite raises <paramref name="flag"/>[0] (plain store) and is not added, so the atomics never
-                /// see NaN (ILGPU's CPU accelerator implements float atomics as a compare-exchange loop that never ends on NaN).
-                /// </summary>
-                internal static void ScatterKernel(__Index index, __Floats gradient, __Floats sumM, __Floats sumV, __Flags flag)
-                {
-                    int i = index;
-                    float x = gradient[i];
-                    if (!(x * x <= 3.40282347E+38f)) { flag[0] = 1; return; }
-                    int b = Bucket(i);
-                    global::ILGPU.Atomic.Add(ref sumM[b], Sign(i) * x);
-                    global::ILGPU.Atomic.Add(ref sumV[b], x * x);
-                }
-
-                /// <summary>Device phase 1b, one thread per bucket: raises <paramref name="flag"/>[0] (plain store) when SumV[b] is not finite.</summary>
-                internal static void CheckKernel(__Index bucket, __Floats sumV, __Flags flag)
-                {
-                    if (!(sumV[bucket] <= 3.40282347E+38f)) flag[0] = 1;
-                }
-
-                /// <summary>Device phase 2a, one thread per bucket: updates the bucket's moments once and stores its update coefficient in the workspace.</summary>
-                internal static void BucketKernel(__Index bucket, __Floats firstMoment, __Floats secondMoment, __Floats sumM, __Floats sumV, __Floats occupancy, __Scalars scalars)
-                {
-                    int b = bucket;
-                    float m = 0.9f * firstMoment[b] + 0.1f * sumM[b];
-                    firstMoment[b] = m;
-                    float v = 0.999f * secondMoment[b] + 0.001f * sumV[b];
-                    secondMoment[b] = v;
-                    float vhat = v / occupancy[b]; // SecondMoment = Mean: ÷ occupancy
-                    float q = scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (global::System.MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + 1E-08f);
-                    sumM[b] = q;
-                }
-
-                /// <summary>Device phase 2b, one thread per element: gathers the bucket coefficient and updates the parameter.</summary>
-                internal static void ElementKernel(__Index index, __Floats parameters, __Floats gradient, __Floats sumM, __Floats sumV, __Scalars scalars)
-                {
-                    int i = index;
-                    parameters[i] = parameters[i] * scalars.Decay - Sign(i) * sumM[Bucket(i)];
-                }
-            }
-
-            /// <summary>
-            /// Tensor <c>Bias</c> (Step parameter #1): shape [16], 16 elements.
-            /// Dense: exact AdamW moments of 16 floats each (ratio 1).
-            /// Optimizer state: 128 bytes (m and v, 16 floats each) versus dense AdamW's 8·d = 128 bytes (the same).
-            /// </summary>
-            public static class Bias
-            {
-                /// <summary>Position of this tensor in <see cref="TensorSpecs"/> and in the <c>Step</c> parameters.</summary>
-                public const int Index = 1;
-                /// <summary>d: number of elements.</summary>
-                public const int Length = 16;
-                /// <summary>k: buckets per moment (d when dense).</summary>
-                public const int Buckets = 16;
-                /// <summary>Rows of the Rotation view, ceil(d / k) (1 when dense).</summary>
-                public const int Rows = 1;
-                /// <summary>Effective compression ratio (1 when dense).</summary>
-                public const int Ratio = 1;
-                /// <summary>True when the moments are exact dense AdamW moments.</summary>
-                public const bool IsDense = true;
-                /// <summary>Bytes of optimizer state for this tensor.</summary>
-                public const long StateBytes = 128L;
-                /// <summary>Bytes dense AdamW would keep for this tensor (8 per parameter).</summary>
-                public const long DenseAdamWStateBytes = 128L;
-
-            }
-
+            var buffers = new __StepBuffers { P0 = Table, G0 = TableGrad, P1 = Bias, G1 = BiasGrad };
+            return StepCpu(learningRate, ref buffers);
         }
+
+        /// <summary>The span Step's buffers, tensor by tensor (P for parameters, G for gradients), for the runtime's validation and step.</summary>
+        private ref struct __StepBuffers : global::Collins.Kernels.IStepBuffers
+        {
+            public __Span P0, P1;
+            public __ReadOnlySpan G0, G1;
+            public readonly int ParameterCount => 2;
+            public readonly int GradientCount => 2;
+            public readonly __Span Parameters(int tensor) => tensor switch { 0 => P0, 1 => P1,
+                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)) };
+            public readonly __ReadOnlySpan Gradient(int tensor) => tensor switch { 0 => G0, 1 => G1,
+                _ => throw new global::System.ArgumentOutOfRangeException(nameof(tensor)) };
+        }
+
+        /// <summary>
+        /// One gradient buffer per tensor of <see cref="Embedding"/>, named as the tensors and of their lengths, for
+        /// <see cref="Step(float, Embedding, Gradients)"/>: fill them in the backward pass, step, then <see cref="Clear"/>.
+        /// </summary>
+        public sealed class Gradients
+        {
+            /// <summary>Allocates one zeroed gradient array per tensor.</summary>
+            public Gradients() => Tensors = new float[][] { Table, Bias };
+
+            /// <summary>Gradient of tensor <c>Table</c> (16000 floats).</summary>
+            public float[] Table { get; } = new float[16000];
+            /// <summary>Gradient of tensor <c>Bias</c> (16 floats).</summary>
+            public float[] Bias { get; } = new float[16];
+
+            /// <summary>The same arrays in declaration order (the order of <see cref="TensorSpecs"/>), for code that indexes tensors.</summary>
+            public float[][] Tensors { get; }
+
+            /// <summary>Sets every gradient to zero.</summary>
+            public void Clear()
+            {
+                foreach (var gradient in Tensors) global::System.Array.Clear(gradient);
+            }
+        }
+
+        /// <summary>
+        /// One step over <paramref name="model"/>'s tensor members in place, with each tensor's gradient taken from the member of
+        /// <paramref name="gradients"/> of the same name: the same step, checks and outcome as the span overload.
+        /// </summary>
+        /// <param name="learningRate">lr, finite and ≥ 0.</param>
+        /// <param name="model">The model whose <c>[Tensor]</c> members are updated.</param>
+        /// <param name="gradients">The gradients, one member per tensor.</param>
+        /// <exception cref="global::System.ArgumentException">A tensor member of the model is null or has the wrong length, or buffers overlap; nothing was changed.</exception>
+        public global::Collins.StepOutcome Step(float learningRate, global::Samples.Hashing.Embedding model, Gradients gradients)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(model);
+            global::System.ArgumentNullException.ThrowIfNull(gradients);
+            var buffers = new global::Collins.Kernels.TensorArrays(
+                [
+                    model.Table ?? throw NullTensorMember("Table", "Table"),
+                    model.Bias ?? throw NullTensorMember("Bias", "Bias"),
+                ],
+                [gradients.Table, gradients.Bias]);
+            return StepCpu(learningRate, ref buffers);
+        }
+
+        /// <summary>
+        /// One Count-Sketch Adam step on device buffers of this optimizer's accelerator: phase-1 kernels write the bucket
+        /// sums and raise their tensor's device flag on a non-finite gradient; after one synchronisation the flags are read and,
+        /// when all are clear, the phase-2 kernels update moments and parameters. A skipped step launches nothing else and changes
+        /// nothing. The protocol and the kernels are the runtime's; this type supplies their constants (see its tensor types).
+        /// </summary>
+        /// <remarks>
+        /// Parameters: the learning rate (finite, ≥ 0), then for each tensor in declaration order its parameters (updated in place)
+        /// and its gradient: <c>Table</c>, <c>TableGrad</c>, <c>Bias</c>, …; each of its tensor class's <c>Length</c> (e.g. <see cref="Table.Length"/>).
+        /// </remarks>
+        public global::Collins.StepOutcome Step(float learningRate, __Floats Table, __Floats TableGrad,
+            __Floats Bias, __Floats BiasGrad)
+        {
+            var buffers = new global::Collins.Kernels.DeviceViews(
+                [Table, Bias],
+                [TableGrad, BiasGrad]);
+            return StepDevice(learningRate, ref buffers);
+        }
+
+        /// <summary>The runtime's device kernels, one set per tensor, specialised to this type's constants (compiled once per optimizer).</summary>
+        protected override __Kernels[] CreateDeviceKernels(global::ILGPU.Runtime.Accelerator accelerator)
+        {
+            var __dense = __Kernels.Dense<__Constants>(accelerator); // shared by every dense tensor
+            return [__Kernels.Universal<__Constants, Table>(accelerator), __dense];
+        }
+
+        /// <summary>β1, β2, ε and 1 − β (formed in double, rounded once) as the floats of the device kernels; the estimator switches.</summary>
+        private readonly struct __Constants : global::Collins.Kernels.IStepConstants
+        {
+            public static float Beta1 => 0.9f;
+            public static float OneMinusBeta1 => 0.1f;
+            public static float Beta2 => 0.999f;
+            public static float OneMinusBeta2 => 0.001f;
+            public static float Epsilon => 1E-08f;
+            public static bool HasFirstMoment => true;
+            public static bool MeanSecondMoment => true;
+        }
+
+        /// <summary>
+        /// Tensor <c>Table</c> (Step parameter #0): shape [1000 × 16], 16000 elements.
+        /// Sketched, Universal layout, ratio 8: 2000 buckets, bucket ((A·i + B) mod p) mod k and sign
+        /// 1 − 2·(((SignA·i + SignB) mod p) &amp; 1) with p = 2^31 − 1.
+        /// Optimizer state: 16000 bytes (m and v, 2000 floats each) versus dense AdamW's 8·d = 128000 bytes (8× smaller).
+        /// </summary>
+        public readonly struct Table : __UniversalTensor
+        {
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 0, Length = 16000, Buckets = 2000, Rows = 8, Ratio = 8;
+            /// <summary>True when the moments are exact dense AdamW moments.</summary>
+            public const bool IsDense = false;
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 16000L, DenseAdamWStateBytes = 128000L;
+            /// <summary>The bucket hash's multiplier and offset, then the sign hash's.</summary>
+            public const uint A = 878353673U, B = 467914218U, SignA = 989824590U, SignB = 118998941U;
+
+            static int __UniversalTensor.BucketCount => Buckets;
+            static uint __UniversalTensor.A => A;
+            static uint __UniversalTensor.B => B;
+            static uint __UniversalTensor.SignA => SignA;
+            static uint __UniversalTensor.SignB => SignB;
+        }
+
+        /// <summary>
+        /// Tensor <c>Bias</c> (Step parameter #1): shape [16], 16 elements; dense, exact AdamW moments.
+        /// Optimizer state: 128 bytes (m and v, 16 floats each) versus dense AdamW's 8·d = 128 bytes (the same).
+        /// </summary>
+        public static class Bias
+        {
+            /// <summary>Index in <see cref="TensorSpecs"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>
+            public const int Index = 1, Length = 16, Buckets = 16, Rows = 1, Ratio = 1;
+            /// <summary>True when the moments are exact dense AdamW moments.</summary>
+            public const bool IsDense = true;
+            /// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>
+            public const long StateBytes = 128L, DenseAdamWStateBytes = 128L;
+        }
+
     }
 }
