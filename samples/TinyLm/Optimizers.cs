@@ -226,8 +226,15 @@ public static class OptimizerCatalog
     {
         if (name == "AdamW") return new DenseAdamW(config.Specs());
         var variant = Variant(name);
-        return config == TinyLmModel.Config ? variant.CreateGenerated() : CreateRuntime(name, variant.Settings, config.Specs());
+        return FallsBackToRuntime(name, config) ? CreateRuntime(name, variant.Settings, config.Specs()) : variant.CreateGenerated();
     }
+
+    /// <summary>
+    /// Whether <see cref="Create"/> gives the Collins variant <paramref name="name"/> the run-time <see cref="CountSketchAdam"/>
+    /// instead of its generated type: when <paramref name="config"/> is not the declared <see cref="TinyLmModel.Config"/> (the
+    /// generated optimizers are specialised to its shapes). Never for AdamW, which is not generated.
+    /// </summary>
+    public static bool FallsBackToRuntime(string name, ModelConfig config) => name != "AdamW" && config != TinyLmModel.Config;
 
     /// <summary>A Collins optimizer from run-time settings, for any shapes (the sweep's path).</summary>
     public static ITrainerOptimizer CreateRuntime(string name, OptimizerSettings settings, IReadOnlyList<TensorSpec> specs) =>

@@ -17,7 +17,7 @@ public static class Report
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"Model: {config.Layers}-layer pre-LayerNorm causal transformer, vocabulary {config.Vocab}, context {config.Context}, " +
                       $"d_model {config.DModel}, {config.Heads} heads, feed-forward {config.FeedForward} (GELU), {config.ParameterCount:N0} parameters.");
-        md.AppendLine(CultureInfo.InvariantCulture, $"Data: tiny Shakespeare, {corpus.Train.Length:N0} train / {corpus.Validation.Length:N0} validation characters (90/10 split).");
+        md.AppendLine(CultureInfo.InvariantCulture, $"Data: {corpus.Source}, {corpus.Train.Length:N0} train / {corpus.Validation.Length:N0} validation characters (90/10 split).");
         md.AppendLine($"Training: {o.Steps} steps of {o.Batch}×{config.Context} tokens, warm-up {o.WarmupSteps} then cosine decay to {o.FinalLrFraction:G2}·lr, " +
                       $"seed {o.Seed}, weight decay 0, β2 0.999, ε 1e-8, {Kernels.MaxThreads} threads. Final validation loss over " +
                       (o.FinalEvalWindows == 0 ? "every non-overlapping validation window" : $"{o.FinalEvalWindows} validation windows") + " (nats/char).");

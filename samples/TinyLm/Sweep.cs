@@ -33,8 +33,9 @@ public static class Sweep
     }
 
     public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir, int maxConfigurations = 0, bool resume = false,
-                          float[]? learningRates = null, string[]? only = null)
+                          float[]? learningRates = null, string[]? only = null, TextWriter? output = null)
     {
+        output ??= Console.Out;
         var grid = learningRates ?? DefaultLearningRates;
         var wall = Stopwatch.StartNew();
         var specs = config.Specs();
@@ -57,7 +58,7 @@ public static class Sweep
         }
         int total = configs.Length * grid.Length, done = 0, ran = 0;
         int pending = configs.Sum(c => grid.Count(lr => !previous.Has(c.Name, lr)));
-        Console.WriteLine($"Sweep: {configs.Length} configurations × {grid.Length} learning rates = {total} runs of {o.Steps} steps" +
+        output.WriteLine($"Sweep: {configs.Length} configurations × {grid.Length} learning rates = {total} runs of {o.Steps} steps" +
                           (previous.Runs.Count > 0 ? $" ({previous.Runs.Count} already in {allPath})." : "."));
         foreach (var (name, settings) in configs)
         {
@@ -70,13 +71,13 @@ public static class Sweep
                 ran++;
                 double perRun = wall.Elapsed.TotalSeconds / ran;
                 var eta = TimeSpan.FromSeconds(perRun * (pending - ran));
-                Console.WriteLine($"[{done}/{total}] {name} lr {lr:G3}: val {r.FinalValidationLoss:F4}  ({r.StepMs:F1} ms/step, {opt.Implementation})  " +
+                output.WriteLine($"[{done}/{total}] {name} lr {lr:G3}: val {r.FinalValidationLoss:F4}  ({r.StepMs:F1} ms/step, {opt.Implementation})  " +
                                   $"elapsed {wall.Elapsed:h\\:mm\\:ss}  ETA {eta:h\\:mm\\:ss}");
                 File.AppendAllText(allPath, SweepData.AllLine(name, settings, r) + "\n");
                 File.AppendAllText(curvesPath, string.Concat(r.ValidationCurve.Select(c => SweepData.CurveLine(name, lr, c.Step, c.Loss) + "\n")));
             }
         }
-        Console.WriteLine($"Sweep runs done in {wall.Elapsed:h\\:mm\\:ss}.");
-        return SweepReport.Write(dir, config, corpus, o);
+        output.WriteLine($"Sweep runs done in {wall.Elapsed:h\\:mm\\:ss}.");
+        return SweepReport.Write(dir, config, corpus, o, output);
     }
 }

@@ -81,10 +81,10 @@ public sealed class SweepData
 /// </summary>
 public static class SweepReport
 {
-    public static int Write(string dir, ModelConfig config, Corpus corpus, TrainOptions o)
+    public static int Write(string dir, ModelConfig config, Corpus corpus, TrainOptions o, TextWriter? output = null, TextWriter? error = null)
     {
         var data = SweepData.Load(dir);
-        if (data.Runs.Count == 0) { Console.Error.WriteLine($"No sweep runs in {Path.Combine(dir, "sweep_all.csv")}."); return 1; }
+        if (data.Runs.Count == 0) { (error ?? Console.Error).WriteLine($"No sweep runs in {Path.Combine(dir, "sweep_all.csv")}."); return 1; }
         var best = data.Runs.GroupBy(r => r.Name).Select(g => g.MinBy(r => r.FinalValidationLoss)!).ToList();
         var adam = best.FirstOrDefault(r => r.Ratio == 0);
         double Diff(SweepRun r) => adam is null ? double.NaN : 100 * (r.FinalValidationLoss - adam.FinalValidationLoss) / adam.FinalValidationLoss;
@@ -142,7 +142,7 @@ public static class SweepReport
         File.AppendAllText(Path.Combine(dir, "results.md"), md.ToString());
 
         PlotRatios(Path.Combine(dir, "ratio.png"), best, adam, families);
-        Console.WriteLine($"Wrote {Path.Combine(dir, "results.md")}, results.csv, curves.csv, loss.png, ratio.png.");
+        (output ?? Console.Out).WriteLine($"Wrote {Path.Combine(dir, "results.md")}, results.csv, curves.csv, loss.png, ratio.png.");
         return 0;
     }
 

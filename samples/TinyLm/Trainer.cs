@@ -5,7 +5,10 @@ namespace TinyLm;
 /// <summary>Character-level corpus: vocabulary, token ids, 90/10 train/validation split.</summary>
 public sealed class Corpus
 {
-    public Corpus(string text, double trainFraction = 0.9)
+    /// <summary>The share of the text, from its start, that is the training split; the rest is the validation split.</summary>
+    public const double DefaultTrainFraction = 0.9;
+
+    public Corpus(string text, double trainFraction = DefaultTrainFraction)
     {
         Vocabulary = text.Distinct().OrderBy(ch => ch).ToArray();
         var index = new Dictionary<char, int>();
@@ -19,9 +22,49 @@ public sealed class Corpus
     public char[] Vocabulary { get; }
     public int[] Train { get; }
     public int[] Validation { get; }
+    /// <summary>What the text is, for the output and the reports: "tiny Shakespeare", or the file name of <see cref="FromFile"/>.</summary>
+    public string Source { get; init; } = "tiny Shakespeare";
 
     /// <summary>Loads samples/TinyLm/data/input.txt (next to the executable, or from the source tree).</summary>
     public static Corpus Load(string? path = null) => new(File.ReadAllText(path ?? FindData()));
+
+    /// <summary>
+    /// Loads another plain-text corpus (UTF-8 unless it starts with a byte-order mark): its vocabulary is the distinct
+    /// characters of the file, split 90/10 like the default corpus. Throws <see cref="FileNotFoundException"/> for a missing
+    /// file and <see cref="InvalidDataException"/> for a folder, an empty file, one of a single distinct character, or one too
+    /// short for a model of <paramref name="context"/> characters (see <see cref="MinimumLength"/>); every message names the file.
+    /// </summary>
+    public static Corpus FromFile(string path, int context)
+    {
+        if (Directory.Exists(path)) throw new InvalidDataException($"{path} is a folder, not a text file.");
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist.", path);
+        string text = File.ReadAllText(path);
+        if (text.Length == 0) throw new InvalidDataException($"{path} is empty.");
+        int minimum = MinimumLength(context);
+        if (text.Length < minimum)
+            throw new InvalidDataException($"{path} holds {text.Length:N0} characters, too few: the last 10 % is the validation split, which must hold " +
+                                           $"one window of {context + 1} characters, so the file needs at least {minimum:N0}.");
+        var corpus = new Corpus(text) { Source = Path.GetFileName(path) };
+        if (corpus.Vocabulary.Length < 2) throw new InvalidDataException($"{path} holds a single distinct character: there is nothing to predict.");
+        return corpus;
+    }
+
+    /// <summary>
+    /// The fewest characters a corpus needs for a model of <paramref name="context"/> characters: its 10 % validation split
+    /// holds one window of context + 1 characters (input and shifted target) and its training split one more.
+    /// </summary>
+    public static int MinimumLength(int context)
+    {
+        int n = context + 2;
+        while (!Fits(n)) n++;
+        return n;
+
+        bool Fits(int length)
+        {
+            int split = (int)(length * DefaultTrainFraction);
+            return length - split >= context + 1 && split >= context + 2;
+        }
+    }
 
     public static string FindData()
     {
@@ -76,8 +119,12 @@ public sealed record RunResult(
 /// <summary>Trains one model with one optimizer; deterministic given the options' seed.</summary>
 public static class Trainer
 {
+    /// <summary>
+    /// Trains <paramref name="optimizer"/> for <paramref name="o"/>.Steps steps and evaluates; <paramref name="progress"/>
+    /// hears of every evaluation and every step (<see cref="PlainTrainingProgress"/> writes the console lines).
+    /// </summary>
     public static RunResult Train(ModelConfig config, Corpus corpus, ITrainerOptimizer optimizer, TrainOptions o,
-                                  Action<string>? log = null)
+                                  ITrainingProgress? progress = null)
     {
         // The optimizer's own buffers: for a generated one, its TinyLmModel's members and its Gradients holder's arrays.
         var buffers = optimizer.BuffersFor(config);
@@ -92,7 +139,6 @@ public static class Trainer
         var trainLosses = new List<float>(o.Steps);
         var total = Stopwatch.StartNew();
         var stepWatch = new Stopwatch(); var optWatch = new Stopwatch();
-        var lastLog = Stopwatch.StartNew();
         long tokens = 0;
         double ema = double.NaN;
 
@@ -102,7 +148,7 @@ public static class Trainer
             {
                 double v = Evaluate(model, corpus.Validation, o.EvalWindows, B);
                 curve.Add((step, v));
-                log?.Invoke($"  [{optimizer.Name}] step {step,5}/{o.Steps}  val {v:F4}");
+                progress?.Evaluated(optimizer.Name, step, o.Steps, v);
             }
             for (int b = 0; b < B; b++)
             {
@@ -120,19 +166,18 @@ public static class Trainer
             trainLosses.Add(loss);
             tokens += B * T;
             ema = double.IsNaN(ema) ? loss : 0.95 * ema + 0.05 * loss;
-            if (log is not null && (lastLog.Elapsed.TotalSeconds >= 5 || step == o.Steps - 1))
+            if (progress is not null)
             {
-                lastLog.Restart();
                 double tps = tokens / stepWatch.Elapsed.TotalSeconds;
                 double eta = (o.Steps - step - 1) * stepWatch.Elapsed.TotalSeconds / (step + 1);
-                log($"  [{optimizer.Name}] step {step + 1,5}/{o.Steps}  train {ema:F4}  lr {o.LearningRateAt(step):G3}  {tps / 1000:F1}k tok/s  ETA {TimeSpan.FromSeconds(eta):m\\:ss}");
+                progress.Stepped(new TrainingStep(optimizer.Name, step + 1, o.Steps, ema, o.LearningRateAt(step), tps, TimeSpan.FromSeconds(eta)));
             }
         }
         // The curve keeps one estimator (the interval windows); the final loss uses the final-evaluation windows.
         if (o.EvalEvery > 0) curve.Add((o.Steps, Evaluate(model, corpus.Validation, o.EvalWindows, B)));
         double final = Evaluate(model, corpus.Validation, o.FinalEvalWindows, B);
         if (o.EvalEvery <= 0) curve.Add((o.Steps, final));
-        log?.Invoke($"  [{optimizer.Name}] done: final val {final:F4} in {total.Elapsed.TotalSeconds:F1} s");
+        progress?.Finished(optimizer.Name, final, total.Elapsed);
         int tail = Math.Max(1, Math.Min(50, trainLosses.Count));
         return new RunResult(optimizer.Name, optimizer.Implementation, o.LearningRate, optimizer.StateBytes, config.ParameterCount,
             final, trainLosses.Count == 0 ? double.NaN : trainLosses.TakeLast(tail).Average(),
