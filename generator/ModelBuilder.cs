@@ -5,6 +5,7 @@ using System.Linq;
 using System.Text;
 using System.Threading;
 using Collins.Hashing;
+using Collins.Planning;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
@@ -402,9 +403,10 @@ namespace Collins.Generators
             var location = syntax?.GetLocation() ?? symbol.Locations.FirstOrDefault();
             Location? At(string argument) => NamedArgumentLocation(syntax, argument) ?? location;
             string name = "Optimizer";
-            int ratio = 32, layout = 0, secondMoment = 0, denseThreshold = 4096;
-            double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weightDecay = 0;
-            long seed = 0;
+            // The attribute's defaults (SettingsRules, linked from the runtime); layout 0 = Rotation, second moment 0 = Sum.
+            int ratio = SettingsRules.Ratio, layout = 0, secondMoment = 0, denseThreshold = SettingsRules.DenseThreshold;
+            double beta1 = SettingsRules.Beta1, beta2 = SettingsRules.Beta2, epsilon = SettingsRules.Epsilon, weightDecay = SettingsRules.WeightDecay;
+            long seed = SettingsRules.Seed;
             bool valid = true;
             foreach (var named in attr.NamedArguments)
             {
@@ -457,32 +459,32 @@ namespace Collins.Generators
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateVariantName, At("Name"), symbol.Name, name));
                 valid = false;
             }
-            if (ratio < 1)
+            if (!SettingsRules.RatioIsValid(ratio))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidRatio, At("Ratio"), "Optimizer '" + display + "'", ratio.ToString(CultureInfo.InvariantCulture)));
                 valid = false;
             }
-            if (!(beta1 >= 0 && beta1 < 1 && (float)beta1 < 1f))
+            if (!SettingsRules.BetaIsValid(beta1))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, At("Beta1"), display, "Beta1", Num(beta1)));
                 valid = false;
             }
-            if (!(beta2 >= 0 && beta2 < 1 && (float)beta2 < 1f))
+            if (!SettingsRules.BetaIsValid(beta2))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta, At("Beta2"), display, "Beta2", Num(beta2)));
                 valid = false;
             }
-            if (!(epsilon > 0) || double.IsInfinity(epsilon) || !((float)epsilon > 0f) || float.IsInfinity((float)epsilon))
+            if (!SettingsRules.EpsilonIsValid(epsilon))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidEpsilon, At("Epsilon"), display, Num(epsilon)));
                 valid = false;
             }
-            if (!(weightDecay >= 0) || double.IsInfinity(weightDecay))
+            if (!SettingsRules.WeightDecayIsValid(weightDecay))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidWeightDecay, At("WeightDecay"), display, Num(weightDecay)));
                 valid = false;
             }
-            if (denseThreshold < 0)
+            if (!SettingsRules.DenseThresholdIsValid(denseThreshold))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidDenseThreshold, At("DenseThreshold"), display, denseThreshold.ToString(CultureInfo.InvariantCulture)));
                 valid = false;
@@ -516,7 +518,7 @@ namespace Collins.Generators
         {
             int length = (int)t.Length;
             int ratio = t.SpecRatio == 0 ? settingsRatio : t.SpecRatio;
-            bool dense = ratio == 1 || t.Sketching == 1 || (t.Sketching == 0 && length < denseThreshold);
+            bool dense = SettingsRules.IsDense(ratio, t.Sketching, length, denseThreshold);
             int effectiveRatio = dense ? 1 : ratio;
             int buckets = dense ? length : HashDerivation.Buckets(length, ratio);
             int rows = dense ? 1 : HashDerivation.Rows(length, buckets);

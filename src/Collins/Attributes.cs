@@ -52,19 +52,19 @@ public sealed class SketchedOptimizerAttribute : Attribute
     public string Name { get; set; } = "Optimizer";
 
     /// <summary>Compression ratio: k = ceil(d / Ratio) buckets per tensor. 1 means exact dense Adam. Default 32.</summary>
-    public int Ratio { get; set; } = 32;
+    public int Ratio { get; set; } = Planning.SettingsRules.Ratio;
 
     /// <summary>First-moment decay. 0 removes the first-moment sketch entirely (m̂ = g). Default 0.9.</summary>
-    public double Beta1 { get; set; } = 0.9;
+    public double Beta1 { get; set; } = Planning.SettingsRules.Beta1;
 
     /// <summary>Second-moment decay. Default 0.999.</summary>
-    public double Beta2 { get; set; } = 0.999;
+    public double Beta2 { get; set; } = Planning.SettingsRules.Beta2;
 
     /// <summary>Denominator guard ε. Default 1e-8.</summary>
-    public double Epsilon { get; set; } = 1e-8;
+    public double Epsilon { get; set; } = Planning.SettingsRules.Epsilon;
 
     /// <summary>Decoupled weight decay (as in AdamW): p ← p − lr·WeightDecay·p. Default 0.</summary>
-    public double WeightDecay { get; set; }
+    public double WeightDecay { get; set; } = Planning.SettingsRules.WeightDecay;
 
     /// <summary>Hash layout. Default <see cref="SketchLayout.Rotation"/>.</summary>
     public SketchLayout Layout { get; set; } = SketchLayout.Rotation;
@@ -77,10 +77,10 @@ public sealed class SketchedOptimizerAttribute : Attribute
     public SecondMomentEstimate SecondMoment { get; set; } = SecondMomentEstimate.Sum;
 
     /// <summary>Seed from which every hash constant is derived (together with each tensor's name). Default 0.</summary>
-    public long Seed { get; set; }
+    public long Seed { get; set; } = Planning.SettingsRules.Seed;
 
     /// <summary>Tensors with fewer elements than this stay dense unless marked <see cref="TensorSketching.Sketched"/>. Default 4096.</summary>
-    public int DenseThreshold { get; set; } = 4096;
+    public int DenseThreshold { get; set; } = Planning.SettingsRules.DenseThreshold;
 }
 
 /// <summary>

@@ -3,6 +3,13 @@
 // Collins.ReferenceOptimizer.
 namespace Collins.Tests.Generated
 {
+    /// <summary>Every setting left to the attribute's defaults.</summary>
+    [SketchedOptimizer]
+    public partial class AllDefaults
+    {
+        [Tensor(8)] public float[] W = new float[8];
+    }
+
     /// <summary>Rotation, Sum, β1 = 0.9, weight decay; ragged shapes: prime, below ratio, not a multiple of ratio or vector width, one element.</summary>
     [SketchedOptimizer(Ratio = 16, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 64)]
     [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64, Seed = 7)]

@@ -8,6 +8,32 @@ namespace Collins.Tests;
 /// <summary>Bad input at run time: each case names the tensor and the expected/actual value, and changes nothing.</summary>
 public class ValidationTests
 {
+    /// <summary>The attribute, the run-time settings and a generated optimizer with no arguments agree on every default.</summary>
+    [Fact]
+    public void Defaults_are_the_same_for_the_attribute_the_settings_and_generated_code()
+    {
+        var attribute = new SketchedOptimizerAttribute();
+        var settings = new OptimizerSettings();
+        var generated = Generated.AllDefaults.Optimizer.DefaultSettings;   // [SketchedOptimizer] with no arguments
+        Assert.Equal((attribute.Beta1, attribute.Beta2, attribute.Epsilon, attribute.WeightDecay, attribute.Seed, attribute.DenseThreshold, attribute.Layout, attribute.SecondMoment),
+                     (settings.Beta1, settings.Beta2, settings.Epsilon, settings.WeightDecay, settings.Seed, settings.DenseThreshold, settings.Layout, settings.SecondMoment));
+        Assert.Equal(attribute.Ratio, settings.Ratio);
+        Assert.Equal(settings, generated);
+        Assert.Equal((32, 0.9, 0.999, 1e-8, 4096), (settings.Ratio, settings.Beta1, settings.Beta2, settings.Epsilon, settings.DenseThreshold));   // the README's table
+    }
+
+    /// <summary>The run-time settings refuse what the generator refuses (COL005/COL006): values valid as doubles that round to an unusable float.</summary>
+    [Theory]
+    [InlineData(0.99999999, 0.999, 1e-8, "Beta1")]
+    [InlineData(0.9, 0.999999999, 1e-8, "Beta2")]
+    [InlineData(0.9, 0.999, 1e-50, "Epsilon")]
+    [InlineData(0.9, 0.999, 1e39, "Epsilon")]
+    public void Settings_that_round_to_unusable_floats_are_refused_as_the_generator_refuses_them(double beta1, double beta2, double epsilon, string name)
+    {
+        var e = Assert.Throws<ArgumentException>(() => new OptimizerSettings { Beta1 = beta1, Beta2 = beta2, Epsilon = epsilon }.Validate());
+        Assert.Equal(name, e.ParamName);
+    }
+
     private static TensorSpec[] Specs => new[]
     {
         new TensorSpec("W1", new[] { 40, 50 }, Ratio: 8, Sketching: TensorSketching.Sketched),

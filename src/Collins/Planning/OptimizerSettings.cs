@@ -1,3 +1,5 @@
+using Collins.Planning;
+
 namespace Collins;
 
 /// <summary>
@@ -6,25 +8,25 @@ namespace Collins;
 /// </summary>
 public sealed record OptimizerSettings
 {
-    public int Ratio { get; init; } = 32;
-    public double Beta1 { get; init; } = 0.9;
-    public double Beta2 { get; init; } = 0.999;
-    public double Epsilon { get; init; } = 1e-8;
-    public double WeightDecay { get; init; }
+    public int Ratio { get; init; } = SettingsRules.Ratio;
+    public double Beta1 { get; init; } = SettingsRules.Beta1;
+    public double Beta2 { get; init; } = SettingsRules.Beta2;
+    public double Epsilon { get; init; } = SettingsRules.Epsilon;
+    public double WeightDecay { get; init; } = SettingsRules.WeightDecay;
     public SketchLayout Layout { get; init; } = SketchLayout.Rotation;
     public SecondMomentEstimate SecondMoment { get; init; } = SecondMomentEstimate.Sum;
-    public long Seed { get; init; }
-    public int DenseThreshold { get; init; } = 4096;
+    public long Seed { get; init; } = SettingsRules.Seed;
+    public int DenseThreshold { get; init; } = SettingsRules.DenseThreshold;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
-        if (Ratio < 1) throw new ArgumentException($"Ratio must be at least 1, got {Ratio}.", nameof(Ratio));
-        if (!(Beta1 >= 0 && Beta1 < 1)) throw new ArgumentException($"Beta1 must be in [0, 1), got {Beta1}.", nameof(Beta1));
-        if (!(Beta2 >= 0 && Beta2 < 1)) throw new ArgumentException($"Beta2 must be in [0, 1), got {Beta2}.", nameof(Beta2));
-        if (!(Epsilon > 0) || !double.IsFinite(Epsilon)) throw new ArgumentException($"Epsilon must be finite and > 0, got {Epsilon}.", nameof(Epsilon));
-        if (!(WeightDecay >= 0) || !double.IsFinite(WeightDecay)) throw new ArgumentException($"WeightDecay must be finite and >= 0, got {WeightDecay}.", nameof(WeightDecay));
-        if (DenseThreshold < 0) throw new ArgumentException($"DenseThreshold must be >= 0, got {DenseThreshold}.", nameof(DenseThreshold));
+        if (!SettingsRules.RatioIsValid(Ratio)) throw new ArgumentException($"Ratio must be at least 1, got {Ratio}.", nameof(Ratio));
+        if (!SettingsRules.BetaIsValid(Beta1)) throw new ArgumentException($"Beta1 must be in [0, 1) and below 1 as a float, got {Beta1}.", nameof(Beta1));
+        if (!SettingsRules.BetaIsValid(Beta2)) throw new ArgumentException($"Beta2 must be in [0, 1) and below 1 as a float, got {Beta2}.", nameof(Beta2));
+        if (!SettingsRules.EpsilonIsValid(Epsilon)) throw new ArgumentException($"Epsilon must be finite and > 0, also as a float, got {Epsilon}.", nameof(Epsilon));
+        if (!SettingsRules.WeightDecayIsValid(WeightDecay)) throw new ArgumentException($"WeightDecay must be finite and >= 0, got {WeightDecay}.", nameof(WeightDecay));
+        if (!SettingsRules.DenseThresholdIsValid(DenseThreshold)) throw new ArgumentException($"DenseThreshold must be >= 0, got {DenseThreshold}.", nameof(DenseThreshold));
     }
 }
 

@@ -1,3 +1,4 @@
+using Collins.Planning;
 using Collins.Hashing;
 
 namespace Collins;
@@ -36,9 +37,7 @@ public sealed class TensorPlan
         SecondMoment = settings.SecondMoment;
         HasFirstMoment = settings.Beta1 != 0;
         int ratio = spec.Ratio == 0 ? settings.Ratio : spec.Ratio;
-        IsDense = ratio == 1
-            || spec.Sketching == TensorSketching.Dense
-            || (spec.Sketching == TensorSketching.Auto && Length < settings.DenseThreshold);
+        IsDense = SettingsRules.IsDense(ratio, (int)spec.Sketching, Length, settings.DenseThreshold);
         Ratio = IsDense ? 1 : ratio;
         Buckets = IsDense ? Length : HashDerivation.Buckets(Length, ratio);
         Rows = IsDense ? 1 : HashDerivation.Rows(Length, Buckets);

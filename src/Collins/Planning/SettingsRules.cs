@@ -1,0 +1,51 @@
+// This file is compiled into BOTH the runtime (src/Collins) and the source generator (generator/, netstandard2.0) through a
+// <Compile Link> item, like Hashing/HashDerivation.cs: the single definition of the settings' defaults, of what makes a
+// setting valid and of which tensors stay dense. SketchedOptimizerAttribute, OptimizerSettings, TensorPlan and the
+// generator's ModelBuilder all read it; never restate a default or a rule elsewhere. Keep it free of APIs newer than
+// netstandard2.0.
+
+namespace Collins.Planning
+{
+    /// <summary>Defaults, validity rules and the dense rule of an optimizer's settings, shared by the runtime and the generator.</summary>
+    internal static class SettingsRules
+    {
+        /// <summary>Default compression ratio.</summary>
+        public const int Ratio = 32;
+        /// <summary>Default first-moment decay.</summary>
+        public const double Beta1 = 0.9;
+        /// <summary>Default second-moment decay.</summary>
+        public const double Beta2 = 0.999;
+        /// <summary>Default ε.</summary>
+        public const double Epsilon = 1e-8;
+        /// <summary>Default decoupled weight decay.</summary>
+        public const double WeightDecay = 0;
+        /// <summary>Default dense threshold: tensors with fewer entries stay dense unless marked sketched.</summary>
+        public const int DenseThreshold = 4096;
+        /// <summary>Default seed.</summary>
+        public const long Seed = 0;
+
+        /// <summary>A ratio is at least 1 (1 = dense).</summary>
+        public static bool RatioIsValid(int ratio) => ratio >= 1;
+
+        /// <summary>β in [0, 1) whose float the kernels use is below 1 too (0.99999999 rounds to 1f, which would freeze the moment).</summary>
+        public static bool BetaIsValid(double beta) => beta >= 0 && beta < 1 && (float)beta < 1f;
+
+        /// <summary>ε finite and &gt; 0, also as the float the kernels use (1e-50 rounds to 0f, 1e39 to +∞).</summary>
+        public static bool EpsilonIsValid(double epsilon)
+            => epsilon > 0 && !double.IsInfinity(epsilon) && (float)epsilon > 0f && !float.IsInfinity((float)epsilon);
+
+        /// <summary>Weight decay finite and ≥ 0.</summary>
+        public static bool WeightDecayIsValid(double weightDecay) => weightDecay >= 0 && !double.IsInfinity(weightDecay);
+
+        /// <summary>A dense threshold is ≥ 0.</summary>
+        public static bool DenseThresholdIsValid(int denseThreshold) => denseThreshold >= 0;
+
+        /// <summary>
+        /// Whether a tensor keeps exact dense AdamW moments: its effective ratio is 1, it is marked dense, or it is left to the
+        /// default (<paramref name="sketching"/> 0 = Auto, 1 = Dense, 2 = Sketched, as <c>TensorSketching</c>) and is shorter
+        /// than the dense threshold.
+        /// </summary>
+        public static bool IsDense(int effectiveRatio, int sketching, long length, int denseThreshold)
+            => effectiveRatio == 1 || sketching == 1 || (sketching == 0 && length < denseThreshold);
+    }
+}
