@@ -91,7 +91,7 @@ internal sealed class Cli
     {
         HelpName = "NAMES",
         Description = $"Comma-separated optimizers of the default run [default: {string.Join(",", App.DefaultOptimizers)}]; " +
-                      $"known: {string.Join(", ", OptimizerCatalog.Names)} (AdamW, and one per [SketchedOptimizer] on TinyLmModel)",
+                      $"known: {string.Join(", ", OptimizerCatalog.Names)} (AdamW, one per [SketchedOptimizer] on TinyLmModel, and the memory-light anchors of Anchors.cs)",
     };
 
     public Option<string?> Data { get; } = new("--data")
@@ -103,7 +103,7 @@ internal sealed class Cli
 
     public Option<bool> Sweep { get; } = new("--sweep")
     {
-        Description = "Run the sweep instead: AdamW and Collins at every ratio, layout, second-moment estimate and β1, each at every rate of --lrs",
+        Description = "Run the sweep instead: AdamW, Collins at every ratio, layout, second-moment estimate and β1, and the anchors, each at every rate of --lrs",
     };
 
     public Option<int> SweepMax { get; } = new("--sweep-max")

@@ -168,10 +168,11 @@ public sealed class GeneratedOptimizer<TOptimizer, TGradients> : IGeneratedOptim
 public sealed record CollinsVariant(string Name, OptimizerSettings Settings, IReadOnlyList<TensorSpec> TensorSpecs, Func<ITrainerOptimizer> CreateGenerated);
 
 /// <summary>
-/// Every optimizer the trainer knows, by name: "AdamW", and one Collins variant per <c>[SketchedOptimizer(Name = …)]</c> on
+/// Every optimizer the trainer knows, by name: "AdamW", one Collins variant per <c>[SketchedOptimizer(Name = …)]</c> on
 /// <see cref="TinyLmModel"/>, listed explicitly in <see cref="Variants"/> (a test checks that the list and the attributes
-/// agree). A variant runs its generated type <c>TinyLmModel.{Name}</c> for the declared <see cref="TinyLmModel.Config"/>,
-/// and the run-time <see cref="CountSketchAdam"/> with the same settings for any other shapes; the results say which.
+/// agree), and the memory-light anchors of <see cref="AnchorNames"/> (baselines, Anchors.cs). A variant runs its generated
+/// type <c>TinyLmModel.{Name}</c> for the declared <see cref="TinyLmModel.Config"/>, and the run-time
+/// <see cref="CountSketchAdam"/> with the same settings for any other shapes; the results say which.
 /// </summary>
 public static class OptimizerCatalog
 {
@@ -204,7 +205,14 @@ public static class OptimizerCatalog
         return variants;
     }
 
-    public static IEnumerable<string> Names => Variants.Select(v => v.Name).Prepend("AdamW");
+    /// <summary>
+    /// The memory-light anchors, baselines written from their papers (Anchors.cs): 8-bit Adam (bitsandbytes), 4-bit AdamW
+    /// (Li et al.), Adafactor (Shazeer &amp; Stern) and Adam-mini (Zhang et al.).
+    /// </summary>
+    public static IReadOnlyList<string> AnchorNames { get; } = ["Adam8bit", "AdamW4bit", "Adafactor", "AdamMini"];
+
+    /// <summary>Every name <see cref="Create"/> knows: AdamW, the Collins variants, the anchors.</summary>
+    public static IEnumerable<string> Names => Variants.Select(v => v.Name).Prepend("AdamW").Concat(AnchorNames);
 
     /// <summary>The variant named <paramref name="name"/>.</summary>
     public static CollinsVariant Variant(string name) => Variants.FirstOrDefault(v => v.Name == name)
@@ -215,26 +223,47 @@ public static class OptimizerCatalog
     /// docs/tinylm/sweep/results.md), which the default run uses unless <c>--lr</c> is given, so that no optimizer of
     /// the default run is handicapped by a rate chosen for another.
     /// </summary>
+    /// <remarks>
+    /// The anchors were not in that sweep: their rates are their best of {1e-3, 3e-3, 1e-2, 3e-2} in a 1500-step sweep
+    /// (seed 1; AdamW's best there was 1e-2 too) made when they were added, until the frontier sweep replaces them.
+    /// </remarks>
     public static float SweepLearningRate(string name) => name switch
     {
         "C32Mean" or "C32MeanNoMomentum" => 3e-3f,   // R32 Rotation Mean b1=0.9 / b1=0.0
-        _ => 1e-2f,                                   // AdamW, C1, C4, C8, C32, C32Universal, C32NoMomentum, C64
+        "AdamMini" => 3e-2f,                          // anchor: 1.9276 at 3e-2 against 1.9412 at 1e-2
+        _ => 1e-2f,                                   // AdamW, C1, C4, C8, C32, C32Universal, C32NoMomentum, C64; Adam8bit, AdamW4bit, Adafactor
     };
 
     /// <summary>Creates the optimizer named <paramref name="name"/> for a model of <paramref name="config"/>.</summary>
     public static ITrainerOptimizer Create(string name, ModelConfig config)
     {
-        if (name == "AdamW") return new DenseAdamW(config.Specs());
+        if (CreateBaseline(name, config) is { } baseline) return baseline;
         var variant = Variant(name);
         return FallsBackToRuntime(name, config) ? CreateRuntime(name, variant.Settings, config.Specs()) : variant.CreateGenerated();
+    }
+
+    /// <summary>AdamW or an anchor (<see cref="AnchorNames"/>) for a model of <paramref name="config"/>; null for any other name.</summary>
+    public static ITrainerOptimizer? CreateBaseline(string name, ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var specs = config.Specs();
+        return name switch
+        {
+            "AdamW" => new DenseAdamW(specs),
+            "Adam8bit" => new Adam8bit(specs),
+            "AdamW4bit" => new AdamW4bit(specs),
+            "Adafactor" => new Adafactor(specs),
+            "AdamMini" => new AdamMini(specs, config.Heads),
+            _ => null,
+        };
     }
 
     /// <summary>
     /// Whether <see cref="Create"/> gives the Collins variant <paramref name="name"/> the run-time <see cref="CountSketchAdam"/>
     /// instead of its generated type: when <paramref name="config"/> is not the declared <see cref="TinyLmModel.Config"/> (the
-    /// generated optimizers are specialised to its shapes). Never for AdamW, which is not generated.
+    /// generated optimizers are specialised to its shapes). Never for AdamW or an anchor, which are not generated.
     /// </summary>
-    public static bool FallsBackToRuntime(string name, ModelConfig config) => name != "AdamW" && config != TinyLmModel.Config;
+    public static bool FallsBackToRuntime(string name, ModelConfig config) => name != "AdamW" && !AnchorNames.Contains(name) && config != TinyLmModel.Config;
 
     /// <summary>A Collins optimizer from run-time settings, for any shapes (the sweep's path).</summary>
     public static ITrainerOptimizer CreateRuntime(string name, OptimizerSettings settings, IReadOnlyList<TensorSpec> specs) =>

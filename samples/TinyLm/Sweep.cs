@@ -6,7 +6,7 @@ using Collins;
 namespace TinyLm;
 
 /// <summary>
-/// The full grid: AdamW and Collins at Ratio × Layout × SecondMoment × Beta1, each at every learning
+/// The full grid: AdamW, Collins at Ratio × Layout × SecondMoment × Beta1, and the anchors, each at every learning
 /// rate of the grid (<see cref="DefaultLearningRates"/> unless given), reported at its best rate. The generator emits one type per
 /// attribute, so the sweep builds its configurations at run time with the run-time CountSketchAdam
 /// (the generated optimizers' kernels and hash derivation: bit-identical to them).
@@ -30,6 +30,8 @@ public static class Sweep
                         string name = ratio == 1 ? $"R1 b1={beta1:0.0#}" : $"R{ratio} {layout} {sm} b1={beta1:0.0#}";
                         yield return (name, new OptimizerSettings { Ratio = ratio, Layout = layout, SecondMoment = sm, Beta1 = beta1 });
                     }
+        // The anchors (Anchors.cs), like AdamW without Collins settings.
+        foreach (string anchor in OptimizerCatalog.AnchorNames) yield return (anchor, null);
     }
 
     public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir, int maxConfigurations = 0, bool resume = false,
@@ -66,7 +68,7 @@ public static class Sweep
             {
                 done++;
                 if (previous.Has(name, lr)) continue;
-                var opt = settings is null ? new DenseAdamW(specs) : OptimizerCatalog.CreateRuntime(name, settings, specs);
+                var opt = settings is null ? OptimizerCatalog.CreateBaseline(name, config)! : OptimizerCatalog.CreateRuntime(name, settings, specs);
                 var r = Trainer.Train(config, corpus, opt, o with { LearningRate = lr });
                 ran++;
                 double perRun = wall.Elapsed.TotalSeconds / ran;

@@ -10,8 +10,8 @@ public sealed record SweepRun(
     double FinalValidationLoss, double FinalTrainLoss, long StateBytes, long Parameters, double StepMs, double OptimizerMs,
     string Implementation, double WallSeconds)
 {
-    /// <summary>The family a Collins run belongs to (layout, estimate, β1); "AdamW" for the baseline.</summary>
-    public string Family => Ratio == 0 ? "AdamW" : $"{Layout} {SecondMoment} b1={Beta1:0.0#}";
+    /// <summary>The family a Collins run belongs to (layout, estimate, β1); its name for AdamW and the anchors (Ratio 0).</summary>
+    public string Family => Ratio == 0 ? Name : $"{Layout} {SecondMoment} b1={Beta1:0.0#}";
 }
 
 /// <summary>The sweep's raw data: every run (sweep_all.csv) and its validation curve (sweep_curves.csv).</summary>
@@ -86,7 +86,7 @@ public static class SweepReport
         var data = SweepData.Load(dir);
         if (data.Runs.Count == 0) { (error ?? Console.Error).WriteLine($"No sweep runs in {Path.Combine(dir, "sweep_all.csv")}."); return 1; }
         var best = data.Runs.GroupBy(r => r.Name).Select(g => g.MinBy(r => r.FinalValidationLoss)!).ToList();
-        var adam = best.FirstOrDefault(r => r.Ratio == 0);
+        var adam = best.FirstOrDefault(r => r.Name == "AdamW");
         double Diff(SweepRun r) => adam is null ? double.NaN : 100 * (r.FinalValidationLoss - adam.FinalValidationLoss) / adam.FinalValidationLoss;
         RunResult ToResult(SweepRun r) => new(r.Name, r.Implementation, r.LearningRate, r.StateBytes, r.Parameters, r.FinalValidationLoss,
             r.FinalTrainLoss, r.StepMs, r.OptimizerMs, r.WallSeconds, data.Curves.GetValueOrDefault((r.Name, r.LearningRate)) ?? [], []);
