@@ -56,30 +56,55 @@ public sealed record TensorBuffers(float[][] Parameters, float[][] Gradients)
     }
 }
 
-/// <summary>Dense AdamW (8 B/param) on the library's vectorised dense kernel: the baseline.</summary>
+/// <summary>
+/// Dense AdamW (8 B/param) on the library's vectorised dense kernel: the baseline. With <c>clipNorm</c> &gt; 0 it first clips
+/// the gradients by their global norm as PyTorch's <c>clip_grad_norm_</c> does (‖g‖ over every tensor in double; when it
+/// exceeds the bound, every gradient is scaled in place by bound / (‖g‖ + 1e-6)): "AdamWClip", the usual practice for transformers.
+/// </summary>
 public sealed class DenseAdamW : ITrainerOptimizer
 {
     private readonly float[][] _m, _v;
-    private readonly double _beta1, _beta2, _eps, _wd;
+    private readonly double _beta1, _beta2, _eps, _wd, _clipNorm;
     private int _t;
 
-    public DenseAdamW(IReadOnlyList<TensorSpec> tensors, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-8, double weightDecay = 0, string name = "AdamW")
+    public DenseAdamW(IReadOnlyList<TensorSpec> tensors, double beta1 = 0.9, double beta2 = 0.999, double epsilon = 1e-8, double weightDecay = 0,
+                      string name = "AdamW", double clipNorm = 0)
     {
+        if (!(clipNorm >= 0) || double.IsInfinity(clipNorm)) throw new ArgumentOutOfRangeException(nameof(clipNorm), clipNorm, "The clipping bound must be finite and >= 0 (0: off).");
         Name = name;
-        _beta1 = beta1; _beta2 = beta2; _eps = epsilon; _wd = weightDecay;
+        _beta1 = beta1; _beta2 = beta2; _eps = epsilon; _wd = weightDecay; _clipNorm = clipNorm;
         _m = tensors.Select(t => new float[t.Shape.Aggregate(1, (a, b) => a * b)]).ToArray();
         _v = tensors.Select(t => new float[t.Shape.Aggregate(1, (a, b) => a * b)]).ToArray();
     }
 
     public string Name { get; }
-    public string Implementation => "dense AdamW (Collins.Kernels.DenseAdamWCpu)";
+    public string Implementation => "dense AdamW (Collins.Kernels.DenseAdamWCpu)" + (_clipNorm > 0 ? $", global gradient-norm clipping at {_clipNorm:G3}" : "");
     public long StateBytes => _m.Sum(m => 8L * m.Length);
+
+    /// <summary>The global norm of the last step's gradients before clipping (NaN before the first step or without clipping).</summary>
+    public double LastGradientNorm { get; private set; } = double.NaN;
 
     public void Step(float learningRate, float[][] parameters, float[][] gradients)
     {
+        if (_clipNorm > 0) Clip(gradients);
         var s = StepScalars.For(++_t, learningRate, _beta1, _beta2, _wd);
         Kernels.For(parameters.Length, i =>
             DenseAdamWCpu.Step(parameters[i], gradients[i], _m[i], _v[i], s, (float)_beta1, (float)_beta2, (float)_eps));
+    }
+
+    /// <summary>clip_grad_norm_: ‖g‖ = √(Σ over tensors, in order, of Σ g²) in double; above the bound, g ← g·(bound / (‖g‖ + 1e-6)).</summary>
+    private void Clip(float[][] gradients)
+    {
+        double sum = 0;
+        foreach (var g in gradients)
+            foreach (float x in g) sum += (double)x * x;
+        double norm = Math.Sqrt(sum);
+        LastGradientNorm = norm;
+        double coefficient = _clipNorm / (norm + 1e-6);
+        if (!(coefficient < 1)) return;   // within the bound (or a non-finite norm, which the step's own checks report)
+        float c = (float)coefficient;
+        foreach (var g in gradients)
+            for (int i = 0; i < g.Length; i++) g[i] *= c;
     }
 }
 
@@ -212,7 +237,10 @@ public static class OptimizerCatalog
     public static IReadOnlyList<string> AnchorNames { get; } = ["Adam8bit", "AdamW4bit", "Adafactor", "AdamMini"];
 
     /// <summary>Every name <see cref="Create"/> knows: AdamW, the Collins variants, the anchors.</summary>
-    public static IEnumerable<string> Names => Variants.Select(v => v.Name).Prepend("AdamW").Concat(AnchorNames);
+    /// <summary>The AdamW baselines: plain, and with global gradient-norm clipping at 1.0 (<see cref="DenseAdamW"/>).</summary>
+    public static IReadOnlyList<string> AdamWNames { get; } = ["AdamW", "AdamWClip"];
+
+    public static IEnumerable<string> Names => AdamWNames.Concat(Variants.Select(v => v.Name)).Concat(AnchorNames);
 
     /// <summary>The variant named <paramref name="name"/>.</summary>
     public static CollinsVariant Variant(string name) => Variants.FirstOrDefault(v => v.Name == name)
@@ -250,6 +278,7 @@ public static class OptimizerCatalog
         return name switch
         {
             "AdamW" => new DenseAdamW(specs),
+            "AdamWClip" => new DenseAdamW(specs, name: "AdamWClip", clipNorm: 1.0),
             "Adam8bit" => new Adam8bit(specs),
             "AdamW4bit" => new AdamW4bit(specs),
             "Adafactor" => new Adafactor(specs),
@@ -263,7 +292,7 @@ public static class OptimizerCatalog
     /// instead of its generated type: when <paramref name="config"/> is not the declared <see cref="TinyLmModel.Config"/> (the
     /// generated optimizers are specialised to its shapes). Never for AdamW or an anchor, which are not generated.
     /// </summary>
-    public static bool FallsBackToRuntime(string name, ModelConfig config) => name != "AdamW" && !AnchorNames.Contains(name) && config != TinyLmModel.Config;
+    public static bool FallsBackToRuntime(string name, ModelConfig config) => !AdamWNames.Contains(name) && !AnchorNames.Contains(name) && config != TinyLmModel.Config;
 
     /// <summary>A Collins optimizer from run-time settings, for any shapes (the sweep's path).</summary>
     public static ITrainerOptimizer CreateRuntime(string name, OptimizerSettings settings, IReadOnlyList<TensorSpec> specs) =>

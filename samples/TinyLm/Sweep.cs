@@ -30,7 +30,9 @@ public static class Sweep
                         string name = ratio == 1 ? $"R1 b1={beta1:0.0#}" : $"R{ratio} {layout} {sm} b1={beta1:0.0#}";
                         yield return (name, new OptimizerSettings { Ratio = ratio, Layout = layout, SecondMoment = sm, Beta1 = beta1 });
                     }
-        // The anchors (Anchors.cs), like AdamW without Collins settings.
+        // AdamW with global gradient-norm clipping (the bar's second baseline) and the anchors (Anchors.cs), like AdamW
+        // without Collins settings.
+        yield return ("AdamWClip", null);
         foreach (string anchor in OptimizerCatalog.AnchorNames) yield return (anchor, null);
     }
 
