@@ -141,9 +141,76 @@ public static class SweepReport
             md.AppendLine($"| {g.Key} | " + string.Join(" | ", lrList.Select(l => g.FirstOrDefault(r => r.LearningRate == l)?.FinalValidationLoss.ToString("F4", CultureInfo.InvariantCulture) ?? "–")) + " |");
         File.AppendAllText(Path.Combine(dir, "results.md"), md.ToString());
 
+        var frontier = Frontier(best);
+        var fm = new StringBuilder();
+        fm.AppendLine();
+        fm.AppendLine("## Frontier: state against loss");
+        fm.AppendLine();
+        fm.AppendLine("Every configuration at its best learning rate, by state bytes per parameter; a configuration is on the frontier when no other has lower loss at equal or less state (frontier.png).");
+        fm.AppendLine();
+        fm.AppendLine("| configuration | state B/param | final val loss | vs AdamW | lr | on the frontier |");
+        fm.AppendLine("|---|---:|---:|---:|---:|:---:|");
+        foreach (var r in best.OrderBy(BytesPerParameter).ThenBy(r => r.FinalValidationLoss))
+            fm.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {r.Name} | {BytesPerParameter(r):F3} | {r.FinalValidationLoss:F4} | {Diff(r):+0.0;-0.0;0.0} % | {r.LearningRate:G3} | {(frontier.Contains(r) ? "yes" : "")} |"));
+        File.AppendAllText(Path.Combine(dir, "results.md"), fm.ToString());
+
         PlotRatios(Path.Combine(dir, "ratio.png"), best, adam, families);
-        (output ?? Console.Out).WriteLine($"Wrote {Path.Combine(dir, "results.md")}, results.csv, curves.csv, loss.png, ratio.png.");
+        PlotFrontier(Path.Combine(dir, "frontier.png"), best, frontier);
+        (output ?? Console.Out).WriteLine($"Wrote {Path.Combine(dir, "results.md")}, results.csv, curves.csv, loss.png, ratio.png, frontier.png.");
         return 0;
+    }
+
+    private static double BytesPerParameter(SweepRun r) => (double)r.StateBytes / r.Parameters;
+
+    /// <summary>
+    /// The configurations no other dominates: sorted by state, a configuration is kept when its loss is below that of every
+    /// configuration with less or equal state (ties in state: the lower loss).
+    /// </summary>
+    public static HashSet<SweepRun> Frontier(IEnumerable<SweepRun> best)
+    {
+        var frontier = new HashSet<SweepRun>();
+        double lowest = double.PositiveInfinity;
+        foreach (var r in best.OrderBy(BytesPerParameter).ThenBy(r => r.FinalValidationLoss))
+            if (r.FinalValidationLoss < lowest) { frontier.Add(r); lowest = r.FinalValidationLoss; }
+        return frontier;
+    }
+
+    /// <summary>frontier.png: state bytes per parameter (log scale) against final validation loss, one labelled point per configuration, the frontier as a step line.</summary>
+    private static void PlotFrontier(string path, List<SweepRun> best, HashSet<SweepRun> frontier)
+    {
+        var plt = new ScottPlot.Plot();
+        foreach (var r in best)
+        {
+            var point = plt.Add.Marker(Math.Log10(BytesPerParameter(r)), r.FinalValidationLoss);
+            point.Size = 8;
+            point.Color = frontier.Contains(r) ? ScottPlot.Colors.Red : r.Ratio == 0 ? ScottPlot.Colors.Black : ScottPlot.Colors.Blue;
+            var label = plt.Add.Text(r.Name, Math.Log10(BytesPerParameter(r)), r.FinalValidationLoss);
+            label.LabelFontSize = 11;
+            label.OffsetX = 6;
+        }
+        var steps = frontier.OrderBy(BytesPerParameter).ToArray();
+        if (steps.Length > 1)
+        {
+            var xs = new List<double>(); var ys = new List<double>();
+            for (int i = 0; i < steps.Length; i++)
+            {
+                if (i > 0) { xs.Add(Math.Log10(BytesPerParameter(steps[i]))); ys.Add(steps[i - 1].FinalValidationLoss); }
+                xs.Add(Math.Log10(BytesPerParameter(steps[i]))); ys.Add(steps[i].FinalValidationLoss);
+            }
+            var line = plt.Add.Scatter(xs.ToArray(), ys.ToArray());
+            line.MarkerSize = 0;
+            line.Color = ScottPlot.Colors.Red;
+            line.LegendText = "frontier (no configuration has lower loss at equal or less state)";
+        }
+        double[] ticks = [0.01, 0.03, 0.1, 0.3, 1, 2, 4, 8];
+        plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            ticks.Select(Math.Log10).ToArray(), ticks.Select(t => t.ToString("G3", CultureInfo.InvariantCulture)).ToArray());
+        plt.Title("TinyLm: optimizer state against final validation loss (best learning rate each)");
+        plt.XLabel("state bytes per parameter (log scale)");
+        plt.YLabel("final validation loss (nats/char)");
+        plt.ShowLegend(ScottPlot.Alignment.UpperRight);
+        plt.SavePng(path, 1100, 650);
     }
 
     private static void PlotRatios(string path, List<SweepRun> best, SweepRun? adam, string[] families)

@@ -63,3 +63,23 @@ public class SweepTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 }
+
+/// <summary>The frontier of the sweep report: the configurations no other beats on both state and loss.</summary>
+public class FrontierTests
+{
+    private static SweepRun Run(string name, long stateBytes, double loss)
+        => new(name, 0, "-", "-", 0.9, 1e-2f, loss, loss, stateBytes, 1000, 1, 1, "test", 1);
+
+    [Fact]
+    public void A_configuration_is_on_the_frontier_when_nothing_with_less_or_equal_state_has_lower_loss()
+    {
+        var a = Run("8 B, best", 8000, 1.90);
+        var b = Run("2 B, worse than a", 2000, 1.95);
+        var c = Run("2 B, dominated by b", 2000, 1.99);
+        var d = Run("0.1 B, worst", 100, 2.20);
+        var e = Run("4 B, dominated by b", 4000, 1.97);
+        var f = Run("0.5 B", 500, 2.00);
+        var frontier = SweepReport.Frontier([a, b, c, d, e, f]);
+        Assert.Equal(new[] { d, f, b, a }.ToHashSet(), frontier);
+    }
+}
