@@ -371,22 +371,16 @@ internal static class SpecializedDeviceKernels
     {
         public float M, V;
 
-        public void Row(int offset, int rotation, int sign)
-        {
-            float x = gradient[offset + Column(bucket, rotation, TT.BucketCount)];
-            if (TC.HasFirstMoment)
-            {
-                if (sign > 0) M += x;
-                else M -= x;
-            }
-            V += x * x;
-        }
+        public void Row(int offset, int rotation, int sign) => Add(gradient[offset + Column(bucket, rotation, TT.BucketCount)], sign);
 
         public void LastRow(int offset, int rotation, int sign, int length)
         {
             int c = Column(bucket, rotation, TT.BucketCount);
-            if (c >= length) return;
-            float x = gradient[offset + c];
+            if (c < length) Add(gradient[offset + c], sign);
+        }
+
+        private void Add(float x, int sign)
+        {
             if (TC.HasFirstMoment)
             {
                 if (sign > 0) M += x;
