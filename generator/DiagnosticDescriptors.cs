@@ -133,6 +133,21 @@ namespace Collins.Generators
             "Class '{0}' has [SketchedOptimizer], but this project compiles with C# {1}; the generated optimizer needs C# 13 or later (ref struct interfaces, collection expressions, static abstract interface members): set <LangVersion>13</LangVersion> or later, or remove the attribute",
             DiagnosticSeverity.Error);
 
+        public static readonly DiagnosticDescriptor FactoredNeedsBeta1Zero = Make("COL025",
+            "The factored second moment needs Beta1 = 0",
+            "Optimizer '{0}' has SecondMoment = Factored and Beta1 = {1}; the factored estimate keeps no first moment: set Beta1 = 0, or choose SecondMoment Sum or Mean",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor FactoredOneDimension = Make("COL026",
+            "A one-dimensional tensor cannot be factored",
+            "Tensor '{0}' of optimizer '{1}' is sketched and has one dimension, so SecondMoment = Factored cannot apply to it; it keeps the Count-Sketch Mean estimate. Give it two or more dimensions, or Sketching = TensorSketching.Dense to keep it exact",
+            DiagnosticSeverity.Warning);
+
+        public static readonly DiagnosticDescriptor InvalidUpdateClipping = Make("COL027",
+            "Invalid update clipping",
+            "Optimizer '{0}' has UpdateClipping = {1}; {2}",
+            DiagnosticSeverity.Error);
+
         public static readonly DiagnosticDescriptor TensorOutsideOptimizer = Make("COL019",
             "[Tensor] outside a [SketchedOptimizer] class",
             "Member '{0}' has [Tensor] but '{1}' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to '{1}' or remove [Tensor]",
@@ -153,7 +168,7 @@ namespace Collins.Generators
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
-            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, InternalError);
+            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InternalError);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

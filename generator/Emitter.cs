@@ -27,6 +27,7 @@ namespace Collins.Generators
         {
             public VariantModel Variant = null!;
             public bool HasFirstMoment, MeanSecondMoment, IsUniversal;
+            public string SecondMomentName = "Sum";
             public float Beta1, Beta2, Epsilon, OneMinusBeta1, OneMinusBeta2;
         }
 
@@ -36,7 +37,9 @@ namespace Collins.Generators
             {
                 Variant = variant,
                 HasFirstMoment = variant.Beta1 != 0,
-                MeanSecondMoment = variant.SecondMoment == 1,
+                // Mean, or Factored, whose sketched tensors of one dimension take the Mean estimate (COL026).
+                MeanSecondMoment = variant.SecondMoment != 0,
+                SecondMomentName = variant.SecondMoment == 2 ? "Factored" : variant.SecondMoment == 1 ? "Mean" : "Sum",
                 IsUniversal = variant.Layout == 1,
                 Beta1 = (float)variant.Beta1,
                 Beta2 = (float)variant.Beta2,
@@ -82,14 +85,14 @@ namespace Collins.Generators
         private static void EmitOptimizer(CodeWriter w, ClassModel model, VariantContext context)
         {
             var variant = context.Variant;
-            long state = variant.Tensors.Sum(t => (context.HasFirstMoment ? 2L : 1L) * t.Buckets * 4L);
+            long state = variant.Tensors.Sum(t => StateBytes(context, t));
             long dense = variant.Tensors.Sum(t => 8L * t.Length);
             long parameters = variant.Tensors.Sum(t => (long)t.Length);
             w.Line("/// <summary>");
             w.Line("/// Count-Sketch Adam optimizer for <see cref=\"" + model.ClassName + "\"/>, specialised at compile time to its " + variant.Tensors.Count + " tensor(s)");
             w.Line("/// (" + parameters.ToString(CultureInfo.InvariantCulture) + " parameters): " + LayoutName(context) + " layout, ratio " + variant.Ratio
                    + ", β1 = " + Literal.Prose(variant.Beta1) + ", β2 = " + Literal.Prose(variant.Beta2) + ", ε = " + Literal.Prose(variant.Epsilon)
-                   + ", weight decay " + Literal.Prose(variant.WeightDecay) + ", second moment " + (context.MeanSecondMoment ? "Mean" : "Sum") + ", seed " + variant.Seed.ToString(CultureInfo.InvariantCulture) + ".");
+                   + ", weight decay " + Literal.Prose(variant.WeightDecay) + ", second moment " + context.SecondMomentName + ", seed " + variant.Seed.ToString(CultureInfo.InvariantCulture) + ".");
             w.Line("/// </summary>");
             w.Line("/// <remarks>");
             w.Line("/// Optimizer state: " + state.ToString(CultureInfo.InvariantCulture) + " bytes, versus " + dense.ToString(CultureInfo.InvariantCulture)
@@ -110,9 +113,10 @@ namespace Collins.Generators
             w.Line("    Epsilon = " + Literal.Double(variant.Epsilon) + ",");
             w.Line("    WeightDecay = " + Literal.Double(variant.WeightDecay) + ",");
             w.Line("    Layout = global::Collins.SketchLayout." + LayoutName(context) + ",");
-            w.Line("    SecondMoment = global::Collins.SecondMomentEstimate." + (context.MeanSecondMoment ? "Mean" : "Sum") + ",");
+            w.Line("    SecondMoment = global::Collins.SecondMomentEstimate." + context.SecondMomentName + ",");
             w.Line("    Seed = " + Literal.Long(variant.Seed) + ",");
             w.Line("    DenseThreshold = " + Literal.Int(variant.DenseThreshold) + ",");
+            w.Line("    UpdateClipping = " + Literal.Double(variant.UpdateClipping) + ",");
             w.Line("};");
             w.Line();
             w.Line("/// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>");
@@ -142,6 +146,10 @@ namespace Collins.Generators
             w.Close();
         }
 
+        /// <summary>A tensor's state bytes: (β1 ≠ 0 ? 2 : 1)·k floats, or R + C floats when its second moment is factored.</summary>
+        private static long StateBytes(VariantContext context, TensorModel t)
+            => 4L * (t.IsFactored ? (long)t.FactorRows + t.FactorColumns : (context.HasFirstMoment ? 2L : 1L) * t.Buckets);
+
         private static string SketchingName(int s) => s == 1 ? "Dense" : s == 2 ? "Sketched" : "Auto";
 
         private static string Ratio(long dense, long state)
@@ -162,7 +170,8 @@ namespace Collins.Generators
             {
                 var t = variant.Tensors[i];
                 string p = "plans[" + Literal.Int(i) + "], " + t.Name + ".Length, " + t.Name + ".Buckets, " + t.Name + ".Rows, " + t.Name + ".IsDense";
-                if (t.IsDense) w.Line("VerifyPlan(" + p + ");");
+                if (t.IsFactored) w.Line("VerifyFactoredPlan(" + p + ", " + t.Name + ".FactorRows, " + t.Name + ".FactorColumns);");
+                else if (t.IsDense) w.Line("VerifyPlan(" + p + ");");
                 else if (!context.IsUniversal) w.Line("VerifyPlan(" + p + ", " + t.Name + ".Rotations, " + t.Name + ".Signs);");
                 else w.Line("VerifyPlan(" + p + ", " + t.Name + ".A, " + t.Name + ".B, " + t.Name + ".SignA, " + t.Name + ".SignB);");
             }
@@ -349,7 +358,9 @@ namespace Collins.Generators
             bool anyDense = variant.Tensors.Any(t => t.IsDense);
             if (anyDense) w.Line("var __dense = __Kernels.Dense<__Constants>(accelerator); // shared by every dense tensor");
             string kind = context.IsUniversal ? "Universal" : "Rotation";
-            w.Wrapped("return [", variant.Tensors.Select(t => t.IsDense ? "__dense" : "__Kernels." + kind + "<__Constants, " + t.Name + ">(accelerator)"), "];");
+            w.Wrapped("return [", variant.Tensors.Select(t => t.IsDense ? "__dense"
+                : t.IsFactored ? "__Kernels.CpuOnly(\"" + t.Name + "\")"
+                : "__Kernels." + kind + "<__Constants, " + t.Name + ">(accelerator)"), "];");
             w.Close();
             w.Line();
 
@@ -371,16 +382,21 @@ namespace Collins.Generators
         private static void EmitTensor(CodeWriter w, VariantContext context, TensorModel t, int index)
         {
             var variant = context.Variant;
-            long state = (context.HasFirstMoment ? 2L : 1L) * t.Buckets * 4L;
+            long state = StateBytes(context, t);
             long dense = 8L * t.Length;
             string shape = string.Join(" × ", t.Shape.Select(Literal.Int));
-            string stateLine = "Optimizer state: " + state.ToString(CultureInfo.InvariantCulture) + " bytes (" + (context.HasFirstMoment ? "m and v" : "v only, β1 = 0") + ", "
-                               + Literal.Int(t.Buckets) + " floats each) versus dense AdamW's 8·d = " + dense.ToString(CultureInfo.InvariantCulture) + " bytes ("
+            string stateLine = "Optimizer state: " + state.ToString(CultureInfo.InvariantCulture) + " bytes ("
+                               + (t.IsFactored ? Literal.Int(t.FactorRows) + " row and " + Literal.Int(t.FactorColumns) + " column means of g²"
+                                  : (context.HasFirstMoment ? "m and v" : "v only, β1 = 0") + ", " + Literal.Int(t.Buckets) + " floats each")
+                               + ") versus dense AdamW's 8·d = " + dense.ToString(CultureInfo.InvariantCulture) + " bytes ("
                                + (state == dense ? "the same" : Ratio(dense, state) + " smaller") + ").";
             w.Line("/// <summary>");
             w.Line("/// Tensor <c>" + t.Name + "</c> (Step parameter #" + Literal.Int(index) + "): shape [" + shape + "], " + Literal.Int(t.Length) + " elements"
                    + (t.IsDense ? "; dense, exact AdamW moments." : "."));
-            if (!t.IsDense && !context.IsUniversal)
+            if (t.IsFactored)
+                w.Line("/// Factored second moment (β1 = 0): viewed as " + Literal.Int(t.FactorRows) + " rows × " + Literal.Int(t.FactorColumns)
+                       + " columns, v̂[r, c] = R[r]·C[c] / mean(R) from EMAs of the row and column means of g².");
+            else if (!t.IsDense && !context.IsUniversal)
             {
                 w.Line("/// Sketched, Rotation layout, ratio " + Literal.Int(t.Ratio) + ": viewed as " + Literal.Int(t.Rows) + " rows × " + Literal.Int(t.Buckets) + " buckets; entry i = r·k + c");
                 w.Line("/// lands in bucket (c + ρ_r) mod k with sign σ_r (see <see cref=\"Rotations\"/>, <see cref=\"Signs\"/>); the last row has "
@@ -393,7 +409,7 @@ namespace Collins.Generators
             }
             w.Line("/// " + stateLine);
             w.Line("/// </summary>");
-            if (t.IsDense) w.Open("public static class " + t.Name);
+            if (t.IsDense || t.IsFactored) w.Open("public static class " + t.Name);
             else w.Open("public readonly struct " + t.Name + " : " + (context.IsUniversal ? "__UniversalTensor" : "__RotationTensor"));
             w.Line("/// <summary>Index in <see cref=\"TensorSpecs\"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>");
             w.Line("public const int Index = " + Literal.Int(index) + ", Length = " + Literal.Int(t.Length) + ", Buckets = " + Literal.Int(t.Buckets)
@@ -402,8 +418,13 @@ namespace Collins.Generators
             w.Line("public const bool IsDense = " + (t.IsDense ? "true" : "false") + ";");
             w.Line("/// <summary>Bytes of state for this tensor; what dense AdamW keeps (8·d).</summary>");
             w.Line("public const long StateBytes = " + Literal.Long(state) + ", DenseAdamWStateBytes = " + Literal.Long(dense) + ";");
-            if (!t.IsDense && !context.IsUniversal) EmitRotation(w, t);
-            if (!t.IsDense && context.IsUniversal) EmitUniversal(w, t);
+            if (t.IsFactored)
+            {
+                w.Line("/// <summary>R and C of the factored view: the product of all but the last dimension, and the last.</summary>");
+                w.Line("public const int FactorRows = " + Literal.Int(t.FactorRows) + ", FactorColumns = " + Literal.Int(t.FactorColumns) + ";");
+            }
+            else if (!t.IsDense && !context.IsUniversal) EmitRotation(w, t);
+            else if (!t.IsDense && context.IsUniversal) EmitUniversal(w, t);
             w.Close();
             w.Line();
         }

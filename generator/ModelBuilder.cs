@@ -29,7 +29,7 @@ namespace Collins.Generators
             "FirstMoments", "SecondMoments", "SumM", "SumV", "DeviceFirstMoments", "DeviceSecondMoments", "DeviceSumM", "DeviceSumV",
             "DeviceFlag", "DeviceFlagOf", "ClearDeviceFlags", "ReadDeviceVerdict", "BeginStep", "EndStep", "AbortStep", "StepCpu",
             "StepDevice", "LoadDeviceKernels", "CreateDeviceKernels", "DeviceAccumulate", "DeviceApply", "ValidateTensor", "ValidateBufferCounts",
-            "ValidateBuffers", "ValidateDeviceBuffers", "NoteFinite", "VerifyPlan", "NullTensorMember",
+            "ValidateBuffers", "ValidateDeviceBuffers", "NoteFinite", "VerifyPlan", "VerifyFactoredPlan", "NullTensorMember",
             "Equals", "GetHashCode", "ToString", "GetType", "MemberwiseClone", "Finalize",
             // Members of the generated type itself.
             "Step", "DefaultSettings", "TensorSpecs",
@@ -57,6 +57,7 @@ namespace Collins.Generators
             { "Index", "Length", "Buckets", "Rows", "Ratio", "IsDense", "StateBytes", "DenseAdamWStateBytes" };
         private static readonly string[] DenseClassMembers = Array.Empty<string>();   // constants only since the engine split
         private static readonly string[] RotationClassMembers = { "Rotations", "Signs", "BucketCount", "VisitRows" };
+        private static readonly string[] FactoredClassMembers = { "FactorRows", "FactorColumns" };
         private static readonly string[] UniversalClassMembers =
         {
             "A", "B", "SignA", "SignB", "BucketCount",
@@ -407,6 +408,7 @@ namespace Collins.Generators
             int ratio = SettingsRules.Ratio, layout = 0, secondMoment = 0, denseThreshold = SettingsRules.DenseThreshold;
             double beta1 = SettingsRules.Beta1, beta2 = SettingsRules.Beta2, epsilon = SettingsRules.Epsilon, weightDecay = SettingsRules.WeightDecay;
             long seed = SettingsRules.Seed;
+            double updateClipping = SettingsRules.UpdateClipping;
             bool valid = true;
             foreach (var named in attr.NamedArguments)
             {
@@ -423,6 +425,7 @@ namespace Collins.Generators
                     case "SecondMoment" when v is int i: secondMoment = i; break;
                     case "Seed": seed = v is long l ? l : v is int si ? si : 0; break;
                     case "DenseThreshold" when v is int i: denseThreshold = i; break;
+                    case "UpdateClipping": updateClipping = ToDouble(v); break;
                 }
             }
             string display = name;
@@ -489,21 +492,38 @@ namespace Collins.Generators
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidDenseThreshold, At("DenseThreshold"), display, denseThreshold.ToString(CultureInfo.InvariantCulture)));
                 valid = false;
             }
-            if (layout < 0 || layout > 1 || secondMoment < 0 || secondMoment > 1) valid = false; // undefined enum values
+            if (!SettingsRules.UpdateClippingIsValid(updateClipping))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidUpdateClipping, At("UpdateClipping"), display, Num(updateClipping),
+                    "it must be finite and >= 0 (0: off; Adafactor uses 1)"));
+                valid = false;
+            }
+            else if (!SettingsRules.UpdateClippingApplies(updateClipping, secondMoment))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidUpdateClipping, At("UpdateClipping"), display, Num(updateClipping),
+                    "update clipping applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored (with Beta1 = 0), or remove UpdateClipping"));
+                valid = false;
+            }
+            if (layout < 0 || layout > 1 || !SettingsRules.SecondMomentIsDefined(secondMoment)) valid = false; // undefined enum values
+            else if (!SettingsRules.FactoredAllowsBeta1(secondMoment, beta1))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredNeedsBeta1Zero, At("Beta1"), display, Num(beta1)));
+                valid = false;
+            }
             if (!valid) return null;
 
             var models = new List<TensorModel>();
             foreach (var t in tensors)
             {
                 if (!t.Valid) return null;
-                var model = Plan(t, name, ratio, beta1, layout, seed, denseThreshold, location, diagnostics);
+                var model = Plan(t, name, ratio, beta1, layout, secondMoment, seed, denseThreshold, location, diagnostics);
                 if (model is null) valid = false;
                 else models.Add(model);
             }
             if (!valid) return null;
             string hint = Sanitize(metadataName) + (attributeCount > 1 ? "." + name : "") + ".g.cs";
             return new VariantModel(name, hint, ratio, beta1, beta2, epsilon, weightDecay, layout, secondMoment, seed, denseThreshold,
-                new EquatableArray<TensorModel>(models));
+                new EquatableArray<TensorModel>(models), updateClipping);
         }
 
         /// <summary>Mirrors <c>TensorPlan</c>: dense rule, effective ratio, buckets, rows, hash constants.</summary>
@@ -513,7 +533,7 @@ namespace Collins.Generators
         /// </summary>
         internal const int MaxUnrolledRows = 1024;
 
-        private static TensorModel? Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, long seed, int denseThreshold,
+        private static TensorModel? Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, int secondMoment, long seed, int denseThreshold,
                                         Location? variantLocation, List<DiagnosticInfo> diagnostics)
         {
             int length = (int)t.Length;
@@ -522,7 +542,11 @@ namespace Collins.Generators
             int effectiveRatio = dense ? 1 : ratio;
             int buckets = dense ? length : HashDerivation.Buckets(length, ratio);
             int rows = dense ? 1 : HashDerivation.Rows(length, buckets);
-            var clashes = dense ? DenseClassMembers : layout == 0 ? RotationClassMembers : UniversalClassMembers;
+            int estimate = SettingsRules.TensorSecondMoment(secondMoment, t.Shape.Length);
+            bool factored = !dense && estimate == SettingsRules.FactoredEstimate;
+            if (!dense && secondMoment == SettingsRules.FactoredEstimate && !factored)
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredOneDimension, t.Location ?? variantLocation, t.Name, variant));
+            var clashes = dense ? DenseClassMembers : factored ? FactoredClassMembers : layout == 0 ? RotationClassMembers : UniversalClassMembers;
             if (Array.IndexOf(TensorClassMembers, t.Name) >= 0 || Array.IndexOf(clashes, t.Name) >= 0)
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.NameLocation ?? variantLocation, t.Name,
@@ -530,7 +554,7 @@ namespace Collins.Generators
                     + (dense ? "" : layout == 0 ? " (Rotation layout)" : " (Universal layout)")));
                 return null;
             }
-            if (!dense && layout == 0 && rows > MaxUnrolledRows)
+            if (!dense && !factored && layout == 0 && rows > MaxUnrolledRows)
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TooManyRows, t.Location ?? variantLocation, t.Name,
                     rows.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant,
@@ -539,18 +563,19 @@ namespace Collins.Generators
             }
             int[] rotations = Array.Empty<int>(), signs = Array.Empty<int>();
             uint a = 0, b = 0, sa = 0, sb = 0;
-            if (!dense && layout == 0)
+            if (!dense && !factored && layout == 0)
             {
                 rotations = new int[rows];
                 signs = new int[rows];
                 HashDerivation.Rotation(seed, t.Name, rows, buckets, rotations, signs);
             }
-            if (!dense && layout == 1) HashDerivation.Universal(seed, t.Name, out a, out b, out sa, out sb);
-            if (!dense && ratio > length)
+            if (!dense && !factored && layout == 1) HashDerivation.Universal(seed, t.Name, out a, out b, out sa, out sb);
+            if (!dense && !factored && ratio > length)
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.RatioExceedsLength, t.Location ?? variantLocation, t.Name,
                     length.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant));
             return new TensorModel(t.Name, t.Member, t.MemberIsStatic, t.IsTorchMember, new EquatableArray<int>(t.Shape), t.SpecRatio, t.Sketching, length, dense, effectiveRatio,
-                buckets, rows, new EquatableArray<int>(rotations), new EquatableArray<int>(signs), a, b, sa, sb);
+                buckets, rows, new EquatableArray<int>(rotations), new EquatableArray<int>(signs), a, b, sa, sb,
+                factored, factored ? length / t.Shape[t.Shape.Length - 1] : 0, factored ? t.Shape[t.Shape.Length - 1] : 0);
         }
 
         /// <summary>The location of <c>Name = value</c> in an attribute application, or null when it is not written there.</summary>

@@ -45,7 +45,8 @@ namespace Collins.Generators
         int Rows,
         EquatableArray<int> Rotations,
         EquatableArray<int> Signs,
-        uint A, uint B, uint SignA, uint SignB);
+        uint A, uint B, uint SignA, uint SignB,
+        bool IsFactored = false, int FactorRows = 0, int FactorColumns = 0);
 
     /// <summary>One generated optimizer (one [SketchedOptimizer] application).</summary>
     public sealed record VariantModel(
@@ -60,7 +61,8 @@ namespace Collins.Generators
         int SecondMoment,
         long Seed,
         int DenseThreshold,
-        EquatableArray<TensorModel> Tensors);
+        EquatableArray<TensorModel> Tensors,
+        double UpdateClipping = 0);
 
     /// <summary>An annotated model class and its valid optimizer variants.</summary>
     public sealed record ClassModel(

@@ -23,6 +23,8 @@ namespace TinyLm;
 [SketchedOptimizer(Name = "C4", Ratio = 4)]
 [SketchedOptimizer(Name = "C8", Ratio = 8)]
 [SketchedOptimizer(Name = "C64", Ratio = 64)]
+[SketchedOptimizer(Name = "Factored", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored)]
+[SketchedOptimizer(Name = "FactoredClip", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1)]
 public partial class TinyLmModel
 {
     public const int Vocab = 65, Context = 64, DModel = 64, Heads = 4, FeedForward = 256, Layers = 2;

@@ -213,6 +213,8 @@ public static class OptimizerCatalog
         Generated<M.C4, M.C4.Gradients>(nameof(M.C4), M.C4.DefaultSettings, M.C4.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
         Generated<M.C8, M.C8.Gradients>(nameof(M.C8), M.C8.DefaultSettings, M.C8.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
         Generated<M.C64, M.C64.Gradients>(nameof(M.C64), M.C64.DefaultSettings, M.C64.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.Factored, M.Factored.Gradients>(nameof(M.Factored), M.Factored.DefaultSettings, M.Factored.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.FactoredClip, M.FactoredClip.Gradients>(nameof(M.FactoredClip), M.FactoredClip.DefaultSettings, M.FactoredClip.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
     ]);
 
     private static CollinsVariant Generated<TOptimizer, TGradients>(

@@ -30,6 +30,10 @@ public static class Sweep
                         string name = ratio == 1 ? $"R1 b1={beta1:0.0#}" : $"R{ratio} {layout} {sm} b1={beta1:0.0#}";
                         yield return (name, new OptimizerSettings { Ratio = ratio, Layout = layout, SecondMoment = sm, Beta1 = beta1 });
                     }
+        // The factored second moment (β1 = 0): its state does not depend on the ratio for TinyLm's sketched tensors, which are
+        // all matrices, so one configuration.
+        yield return ("Factored b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0 });
+        yield return ("Factored clip=1 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1 });
         // AdamW with global gradient-norm clipping (the bar's second baseline) and the anchors (Anchors.cs), like AdamW
         // without Collins settings.
         yield return ("AdamWClip", null);

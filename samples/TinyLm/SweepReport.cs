@@ -204,6 +204,8 @@ public static class SweepReport
             line.LegendText = "frontier (no configuration has lower loss at equal or less state)";
         }
         double[] ticks = [0.01, 0.03, 0.1, 0.3, 1, 2, 4, 8];
+        // Room on the right for the labels of the 8 B/param baselines.
+        plt.Axes.SetLimitsX(Math.Log10(best.Min(BytesPerParameter)) - 0.1, Math.Log10(best.Max(BytesPerParameter)) + 0.35);
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
             ticks.Select(Math.Log10).ToArray(), ticks.Select(t => t.ToString("G3", CultureInfo.InvariantCulture)).ToArray());
         plt.Title("TinyLm: optimizer state against final validation loss (best learning rate each)");

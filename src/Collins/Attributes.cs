@@ -25,6 +25,15 @@ public enum SecondMomentEstimate
 
     /// <summary>v̂[i] = sketch_v[h1(i)] / occupancy(h1(i)): the bucket total divided by the number of entries in the bucket.</summary>
     Mean = 1,
+
+    /// <summary>
+    /// Adafactor's factored estimate (Shazeer &amp; Stern 2018) for a sketched tensor of two or more dimensions, viewed as a matrix of
+    /// R = the product of all but its last dimension rows by C = its last dimension columns: EMAs of the row means R[r] and
+    /// column means C[c] of g², and v̂[r, c] = R[r]·C[c] / mean(R); R + C floats of state instead of a sketch of v. Needs β1 = 0
+    /// (no first moment; m̂ = g) and runs on the CPU only so far. A sketched tensor of one dimension cannot be factored and
+    /// keeps the Count-Sketch <see cref="Mean"/> estimate (the generator says so with COL026).
+    /// </summary>
+    Factored = 2,
 }
 
 /// <summary>Whether a tensor's moments are sketched or kept dense.</summary>
@@ -81,6 +90,13 @@ public sealed class SketchedOptimizerAttribute : Attribute
 
     /// <summary>Tensors with fewer elements than this stay dense unless marked <see cref="TensorSketching.Sketched"/>. Default 4096.</summary>
     public int DenseThreshold { get; set; } = Planning.SettingsRules.DenseThreshold;
+
+    /// <summary>
+    /// Adafactor's update clipping with threshold d (0: off, the default): per factored tensor, the normalised update
+    /// u = g / (√v̂ + ε) is divided by max(1, RMS(u) / d) before the learning rate applies. Needs
+    /// <see cref="SecondMomentEstimate.Factored"/> (COL027 otherwise); Adafactor uses d = 1.
+    /// </summary>
+    public double UpdateClipping { get; set; } = Planning.SettingsRules.UpdateClipping;
 }
 
 /// <summary>

@@ -138,14 +138,18 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             for (int i = 0; i < n; i++)
             {
                 var plan = tensors[i];
-                FirstMoments[i] = plan.HasFirstMoment ? new float[plan.Buckets] : Array.Empty<float>();
-                SecondMoments[i] = new float[plan.Buckets];
-                SumM[i] = plan.IsDense || !plan.HasFirstMoment ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
-                SumV[i] = plan.IsDense ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
+                FirstMoments[i] = new float[plan.FirstMomentFloats];
+                SecondMoments[i] = new float[plan.SecondMomentFloats];
+                // The workspace of the bucket sums (a factored tensor's kernel keeps its own row and column sums).
+                SumM[i] = plan.IsDense || plan.IsFactored || !plan.HasFirstMoment ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
+                SumV[i] = plan.IsDense || plan.IsFactored ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
             }
         }
         else
         {
+            foreach (var plan in tensors)
+                if (plan.IsFactored)
+                    throw new NotSupportedException($"Tensor '{plan.Name}': the factored second moment runs on the CPU only so far; create the optimizer without an accelerator.");
             DeviceFirstMoments = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
             DeviceSecondMoments = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
             DeviceSumM = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
@@ -535,6 +539,13 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     {
         VerifyPlan(plan, length, buckets, rows, dense);
         if (plan.UniversalA != a || plan.UniversalB != b || plan.UniversalSignA != signA || plan.UniversalSignB != signB) throw PlanMismatch(plan.Name);
+    }
+
+    /// <summary>As <see cref="VerifyPlan(TensorPlan, int, int, int, bool)"/> for a tensor with a factored second moment, its R × C view included.</summary>
+    protected static void VerifyFactoredPlan(TensorPlan plan, int length, int buckets, int rows, bool dense, int factorRows, int factorColumns)
+    {
+        VerifyPlan(plan, length, buckets, rows, dense);
+        if (!plan.IsFactored || plan.FactorRows != factorRows || plan.FactorColumns != factorColumns) throw PlanMismatch(plan.Name);
     }
 
     private static InvalidOperationException PlanMismatch(string tensor)

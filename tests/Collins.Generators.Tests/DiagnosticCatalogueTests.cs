@@ -269,6 +269,50 @@ public class DiagnosticCatalogueTests
             Error("COL011", "Tensor name 'WGrad' is not usable: its Step parameters 'WGrad'/'WGradGrad' clash with another tensor's")));
     }
 
+    [Theory]
+    [InlineData("0.9", "0.9")]
+    [InlineData("0.5", "0.5")]
+    public void COL025_factored_with_a_first_moment(string beta1, string shown)
+        => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(SecondMoment = SecondMomentEstimate.Factored, [|Beta1 = {beta1}|])"),
+            Error("COL025", $"Optimizer 'Optimizer' has SecondMoment = Factored and Beta1 = {shown}; the factored estimate keeps no first moment: set Beta1 = 0, or choose SecondMoment Sum or Mean")));
+
+    [Fact]
+    public void COL025_reported_for_the_default_beta1_at_the_attribute()
+        => AssertNothingGenerated(AssertDiagnostics("""
+            using Collins;
+            namespace App;
+
+            [[|SketchedOptimizer(SecondMoment = SecondMomentEstimate.Factored)|]]
+            public partial class M
+            {
+                [Tensor(8, 8)] public float[] W = new float[64];
+            }
+            """,
+            Error("COL025", "Optimizer 'Optimizer' has SecondMoment = Factored and Beta1 = 0.9; the factored estimate keeps no first moment: set Beta1 = 0, or choose SecondMoment Sum or Mean")));
+
+    [Fact]
+    public void COL026_a_sketched_vector_cannot_be_factored_and_keeps_the_mean_sketch()
+    {
+        var run = AssertDiagnostics(Model("SketchedOptimizer(Ratio = 4, Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 4)",
+            "[Tensor(8, 8)] public float[] W = new float[64];\n    [[|Tensor(8)|]] public float[] B = new float[8];"),
+            ("COL026", DiagnosticSeverity.Warning, "Tensor 'B' of optimizer 'Optimizer' is sketched and has one dimension, so SecondMoment = Factored cannot apply to it; it keeps the Count-Sketch Mean estimate. Give it two or more dimensions, or Sketching = TensorSketching.Dense to keep it exact"));
+        string source = run.Sources["App.M.g.cs"];
+        Assert.Contains("public const int FactorRows = 8, FactorColumns = 8;", source);   // W is factored
+        Assert.Contains("__Kernels.Rotation<__Constants, B>(accelerator)", source);      // B keeps a (Mean) sketch
+        Assert.Contains("public static bool MeanSecondMoment => true;", source);
+        Assert.Contains("VerifyFactoredPlan(plans[0]", source);
+    }
+
+    [Fact]
+    public void COL027_update_clipping_needs_the_factored_estimate()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, [|UpdateClipping = 1|])"),
+            Error("COL027", "Optimizer 'Optimizer' has UpdateClipping = 1; update clipping applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored (with Beta1 = 0), or remove UpdateClipping")));
+
+    [Fact]
+    public void COL027_negative_update_clipping()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, [|UpdateClipping = -1|])"),
+            Error("COL027", "Optimizer 'Optimizer' has UpdateClipping = -1; it must be finite and >= 0 (0: off; Adafactor uses 1)")));
+
     [Fact]
     public void COL012_no_tensors()
         => AssertNothingGenerated(AssertDiagnostics(Model(body: "public float[] W = new float[64];", declaration: "public partial class [|M|]"),

@@ -10,6 +10,15 @@ namespace Collins.Tests.Generated
         [Tensor(8)] public float[] W = new float[8];
     }
 
+    /// <summary>The factored second moment: a matrix, a 3-D tensor (folded to 6 × 700) and a dense one.</summary>
+    [SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, WeightDecay = 0.01, DenseThreshold = 100)]
+    public partial class FactoredModel
+    {
+        [Tensor(37, 129)] public float[] W = new float[37 * 129];
+        [Tensor(2, 3, 700)] public float[] T = new float[4200];
+        [Tensor(20)] public float[] B = new float[20];
+    }
+
     /// <summary>Rotation, Sum, β1 = 0.9, weight decay; ragged shapes: prime, below ratio, not a multiple of ratio or vector width, one element.</summary>
     [SketchedOptimizer(Ratio = 16, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 64)]
     [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64, Seed = 7)]

@@ -269,9 +269,9 @@ public abstract partial class SketchedOptimizerBase
                 throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' records {fileBuckets[i]} buckets, its plan has {t.Buckets}.");
             m[i] = r.Floats();
             v[i] = r.Floats();
-            int expectM = t.HasFirstMoment ? t.Buckets : 0;
-            if (m[i].Length != expectM || v[i].Length != t.Buckets)
-                throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' has {m[i].Length} and {v[i].Length} moment values, expected {expectM} and {t.Buckets}.");
+            int expectM = t.FirstMomentFloats, expectV = t.SecondMomentFloats;   // v: R + C floats when factored
+            if (m[i].Length != expectM || v[i].Length != expectV)
+                throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' has {m[i].Length} and {v[i].Length} moment values, expected {expectM} and {expectV}.");
             // Values a step can produce: every moment finite, and v (a decayed sum of squares) not negative.
             for (int j = 0; j < m[i].Length; j++)
                 if (!float.IsFinite(m[i][j]))

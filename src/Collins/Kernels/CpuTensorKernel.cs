@@ -1,7 +1,7 @@
 namespace Collins.Kernels;
 
 /// <summary>
-/// One tensor's CPU step, one class per kind of tensor (dense, Rotation, Universal): phase 1 (<see cref="Accumulate"/>, reads
+/// One tensor's CPU step, one class per kind of tensor (dense, Rotation, Universal, factored): phase 1 (<see cref="Accumulate"/>, reads
 /// the gradient, writes only the workspace, returns the verdict) and phase 2 (<see cref="Apply"/>, moments and parameters).
 /// Every optimizer — generated or run-time — runs these, built from its <see cref="TensorPlan"/>s, over the fixed tiles of
 /// <see cref="KernelTiles"/>; a new state estimator is one new kind here (and its kernels), not edits in the emitter.
@@ -26,6 +26,7 @@ internal abstract class CpuTensorKernel
     /// <summary>The kind of kernel a plan takes.</summary>
     public static CpuTensorKernel Create(TensorPlan plan, OptimizerSettings settings)
         => plan.IsDense ? new DenseCpuKernel(plan, settings)
+         : plan.IsFactored ? new FactoredCpuKernel(plan, settings)
          : plan.Layout == SketchLayout.Rotation ? new RotationCpuKernel(plan, settings)
          : new UniversalCpuKernel(plan, settings);
 }

@@ -104,6 +104,13 @@ public abstract class DeviceTensorKernels : IDisposable
     public static DeviceTensorKernels Dense<TConstants>(Accelerator accelerator) where TConstants : struct, IStepConstants
         => new DenseKernels<TConstants>(accelerator ?? throw new ArgumentNullException(nameof(accelerator)));
 
+    /// <summary>
+    /// A tensor whose estimate has no device kernels yet (the factored second moment): never loaded, since an optimizer with such
+    /// a tensor refuses an accelerator at construction; throws <see cref="NotSupportedException"/> naming the tensor.
+    /// </summary>
+    public static DeviceTensorKernels CpuOnly(string tensor)
+        => throw new NotSupportedException($"Tensor '{tensor}': the factored second moment runs on the CPU only so far.");
+
     /// <summary>The Rotation kernels of tensor <typeparamref name="TTensor"/>, its rows unrolled.</summary>
     public static DeviceTensorKernels Rotation<TConstants, TTensor>(Accelerator accelerator)
         where TConstants : struct, IStepConstants where TTensor : struct, IRotationTensor

@@ -17,6 +17,8 @@ public sealed record OptimizerSettings
     public SecondMomentEstimate SecondMoment { get; init; } = SecondMomentEstimate.Sum;
     public long Seed { get; init; } = SettingsRules.Seed;
     public int DenseThreshold { get; init; } = SettingsRules.DenseThreshold;
+    /// <summary>Update clipping threshold d of the factored estimate (0: off); see <see cref="SketchedOptimizerAttribute.UpdateClipping"/>.</summary>
+    public double UpdateClipping { get; init; } = SettingsRules.UpdateClipping;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
@@ -26,6 +28,13 @@ public sealed record OptimizerSettings
         if (!SettingsRules.BetaIsValid(Beta2)) throw new ArgumentException($"Beta2 must be in [0, 1) and below 1 as a float, got {Beta2}.", nameof(Beta2));
         if (!SettingsRules.EpsilonIsValid(Epsilon)) throw new ArgumentException($"Epsilon must be finite and > 0, also as a float, got {Epsilon}.", nameof(Epsilon));
         if (!SettingsRules.WeightDecayIsValid(WeightDecay)) throw new ArgumentException($"WeightDecay must be finite and >= 0, got {WeightDecay}.", nameof(WeightDecay));
+        if (!SettingsRules.SecondMomentIsDefined((int)SecondMoment)) throw new ArgumentException($"SecondMoment {(int)SecondMoment} is not a defined estimate.", nameof(SecondMoment));
+        if (!SettingsRules.FactoredAllowsBeta1((int)SecondMoment, Beta1))
+            throw new ArgumentException($"SecondMoment = Factored keeps no first moment and needs Beta1 = 0, got {Beta1}.", nameof(Beta1));
+        if (!Enum.IsDefined(Layout)) throw new ArgumentException($"Layout {(int)Layout} is not a defined layout.", nameof(Layout));
+        if (!SettingsRules.UpdateClippingIsValid(UpdateClipping)) throw new ArgumentException($"UpdateClipping must be finite and >= 0 (0: off), got {UpdateClipping}.", nameof(UpdateClipping));
+        if (!SettingsRules.UpdateClippingApplies(UpdateClipping, (int)SecondMoment))
+            throw new ArgumentException($"UpdateClipping applies to SecondMoment = Factored only, got {SecondMoment}.", nameof(UpdateClipping));
         if (!SettingsRules.DenseThresholdIsValid(DenseThreshold)) throw new ArgumentException($"DenseThreshold must be >= 0, got {DenseThreshold}.", nameof(DenseThreshold));
     }
 }

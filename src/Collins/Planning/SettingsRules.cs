@@ -40,6 +40,31 @@ namespace Collins.Planning
         /// <summary>A dense threshold is ≥ 0.</summary>
         public static bool DenseThresholdIsValid(int denseThreshold) => denseThreshold >= 0;
 
+        /// <summary>Second-moment estimates, as <c>SecondMomentEstimate</c>: 0 Sum, 1 Mean, 2 Factored.</summary>
+        public const int SumEstimate = 0, MeanEstimate = 1, FactoredEstimate = 2;
+
+        /// <summary>Default update clipping: off.</summary>
+        public const double UpdateClipping = 0;
+
+        /// <summary>Update clipping is off (0) or a finite threshold d &gt; 0, and applies to the factored estimate only.</summary>
+        public static bool UpdateClippingIsValid(double d) => d >= 0 && !double.IsInfinity(d);
+
+        /// <summary>Update clipping needs the factored estimate (the only kind that implements it so far).</summary>
+        public static bool UpdateClippingApplies(double d, int estimate) => d == 0 || estimate == FactoredEstimate;
+
+        /// <summary>A defined second-moment estimate.</summary>
+        public static bool SecondMomentIsDefined(int estimate) => estimate >= SumEstimate && estimate <= FactoredEstimate;
+
+        /// <summary>The factored estimate keeps no first moment: it needs β1 = 0.</summary>
+        public static bool FactoredAllowsBeta1(int estimate, double beta1) => estimate != FactoredEstimate || beta1 == 0;
+
+        /// <summary>
+        /// The estimate a sketched tensor of <paramref name="dimensions"/> dimensions gets: the optimizer's, except that a
+        /// one-dimensional tensor cannot be factored and takes the Count-Sketch Mean estimate instead.
+        /// </summary>
+        public static int TensorSecondMoment(int estimate, int dimensions)
+            => estimate == FactoredEstimate && dimensions < 2 ? MeanEstimate : estimate;
+
         /// <summary>
         /// Whether a tensor keeps exact dense AdamW moments: its effective ratio is 1, it is marked dense, or it is left to the
         /// default (<paramref name="sketching"/> 0 = Auto, 1 = Dense, 2 = Sketched, as <c>TensorSketching</c>) and is shorter

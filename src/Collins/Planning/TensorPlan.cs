@@ -34,18 +34,22 @@ public sealed class TensorPlan
         Shape = (int[])spec.Shape.Clone();
         Length = (int)length;
         Layout = settings.Layout;
-        SecondMoment = settings.SecondMoment;
+        SecondMoment = (SecondMomentEstimate)SettingsRules.TensorSecondMoment((int)settings.SecondMoment, spec.Shape.Length);
         HasFirstMoment = settings.Beta1 != 0;
         int ratio = spec.Ratio == 0 ? settings.Ratio : spec.Ratio;
         IsDense = SettingsRules.IsDense(ratio, (int)spec.Sketching, Length, settings.DenseThreshold);
         Ratio = IsDense ? 1 : ratio;
         Buckets = IsDense ? Length : HashDerivation.Buckets(Length, ratio);
         Rows = IsDense ? 1 : HashDerivation.Rows(Length, Buckets);
-        _rotations = new int[IsDense || Layout != SketchLayout.Rotation ? 0 : Rows];
+        IsFactored = !IsDense && SecondMoment == SecondMomentEstimate.Factored;
+        FactorColumns = IsFactored ? spec.Shape[^1] : 0;
+        FactorRows = IsFactored ? Length / FactorColumns : 0;
+        bool hashed = !IsDense && !IsFactored;   // a factored tensor keeps no sketch (β1 = 0 and v factored): no hash
+        _rotations = new int[!hashed || Layout != SketchLayout.Rotation ? 0 : Rows];
         _signs = new int[_rotations.Length];
-        if (!IsDense && Layout == SketchLayout.Rotation)
+        if (hashed && Layout == SketchLayout.Rotation)
             HashDerivation.Rotation(settings.Seed, Name, Rows, Buckets, _rotations, _signs);
-        if (!IsDense && Layout == SketchLayout.Universal)
+        if (hashed && Layout == SketchLayout.Universal)
         {
             HashDerivation.Universal(settings.Seed, Name, out uint a, out uint b, out uint sa, out uint sb);
             UniversalA = a; UniversalB = b; UniversalSignA = sa; UniversalSignB = sb;
@@ -77,13 +81,29 @@ public sealed class TensorPlan
     public uint UniversalSignA { get; }
     public uint UniversalSignB { get; }
 
-    /// <summary>Floats of optimizer state: (HasFirstMoment ? 2 : 1) · k.</summary>
-    public long StateFloats => (HasFirstMoment ? 2L : 1L) * Buckets;
+    /// <summary>
+    /// True for a sketched tensor with the <see cref="SecondMomentEstimate.Factored"/> estimate: v is kept as
+    /// <see cref="FactorRows"/> row means and <see cref="FactorColumns"/> column means of g², and there is no first moment.
+    /// </summary>
+    public bool IsFactored { get; }
+    /// <summary>R of the factored view: the product of every dimension but the last (0 unless <see cref="IsFactored"/>).</summary>
+    public int FactorRows { get; }
+    /// <summary>C of the factored view: the last dimension (0 unless <see cref="IsFactored"/>).</summary>
+    public int FactorColumns { get; }
+
+    /// <summary>Floats of the first moment: k, or 0 when β1 = 0.</summary>
+    public int FirstMomentFloats => HasFirstMoment ? Buckets : 0;
+    /// <summary>Floats of the second moment: R + C when factored, k otherwise (d when dense).</summary>
+    public int SecondMomentFloats => IsFactored ? FactorRows + FactorColumns : Buckets;
+
+    /// <summary>Floats of optimizer state: <see cref="FirstMomentFloats"/> + <see cref="SecondMomentFloats"/>.</summary>
+    public long StateFloats => (long)FirstMomentFloats + SecondMomentFloats;
 
     /// <summary>h1(i): the bucket of entry i.</summary>
     public int Bucket(int i)
     {
         if (IsDense) return i;
+        if (IsFactored) throw new InvalidOperationException($"Tensor '{Name}' has a factored second moment and no sketch: it has no buckets.");
         if (Layout == SketchLayout.Rotation)
         {
             int r = i / Buckets, c = i - r * Buckets;

@@ -16,6 +16,9 @@ namespace Collins.Reference;
 /// <item>Update: p[i] ← p[i] − lr·wd·p[i] − lr·m̂[i]/(√v̂[i] + ε).</item>
 /// </list>
 /// Dense tensors (<see cref="TensorPlan.IsDense"/>) use h1(i) = i, h2(i) = +1, which is exact AdamW.
+/// A factored tensor (<see cref="TensorPlan.IsFactored"/>, β1 = 0) viewed as R × C keeps v as R row and C column EMAs:
+/// R[r] ← β2·R[r] + (1−β2)·mean_c g[r, c]², C[c] ← β2·C[c] + (1−β2)·mean_r g[r, c]², v̂[r, c] = R[r]·C[c] / mean(R) / bc2
+/// (0 when mean(R) is 0), u = g/(√v̂ + ε), with update clipping d &gt; 0 u ← u / max(1, RMS(u)/d), and p ← p − lr·wd·p − lr·u.
 /// The reference has no non-finite guard: it applies whatever the formulas give.
 /// </remarks>
 public sealed class ReferenceOptimizer
@@ -40,7 +43,7 @@ public sealed class ReferenceOptimizer
         {
             var plan = _plans[t];
             _m[t] = plan.HasFirstMoment ? new float[plan.Buckets] : Array.Empty<float>();
-            _v[t] = new float[plan.Buckets];
+            _v[t] = new float[plan.SecondMomentFloats];
             if (!plan.IsDense && plan.SecondMoment == SecondMomentEstimate.Mean) _occupancy[t] = plan.Occupancy();
         }
     }
@@ -73,6 +76,11 @@ public sealed class ReferenceOptimizer
             var plan = _plans[t];
             float[] p = parameters[t], g = gradients[t], m = _m[t], v = _v[t];
             int d = plan.Length, k = plan.Buckets;
+            if (plan.IsFactored)
+            {
+                FactoredStep(plan, p, g, v, lr, wd, beta2, eps, bc2, _settings.UpdateClipping);
+                continue;
+            }
 
             // 1. Sketch update (for a dense tensor h1(i) = i and h2(i) = 1, so this is AdamW's moment update).
             var sumM = new double[k];
@@ -104,9 +112,47 @@ public sealed class ReferenceOptimizer
         StepCount = step;
     }
 
+    /// <summary>The factored estimate of one tensor, from its formulas (see the remarks).</summary>
+    private static void FactoredStep(TensorPlan plan, float[] p, float[] g, float[] v, double lr, double wd, double beta2, double eps, double bc2, double clip)
+    {
+        int rows = plan.FactorRows, cols = plan.FactorColumns;
+        for (int r = 0; r < rows; r++)
+        {
+            double sum = 0;
+            for (int c = 0; c < cols; c++) sum += (double)g[r * cols + c] * g[r * cols + c];
+            v[r] = (float)(beta2 * v[r] + (1.0 - beta2) * (sum / cols));
+        }
+        for (int c = 0; c < cols; c++)
+        {
+            double sum = 0;
+            for (int r = 0; r < rows; r++) sum += (double)g[r * cols + c] * g[r * cols + c];
+            v[rows + c] = (float)(beta2 * v[rows + c] + (1.0 - beta2) * (sum / rows));
+        }
+        double meanR = 0;
+        for (int r = 0; r < rows; r++) meanR += v[r];
+        meanR /= rows;
+        var u = new double[rows * cols];
+        double squares = 0;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+            {
+                int i = r * cols + c;
+                double vHat = meanR > 0 ? (double)v[r] * v[rows + c] / meanR / bc2 : 0;
+                u[i] = g[i] / (Math.Sqrt(vHat) + eps);
+                squares += u[i] * u[i];
+            }
+        // Update clipping (Adafactor): u ← u / max(1, RMS(u) / d).
+        double scale = clip > 0 ? 1.0 / Math.Max(1.0, Math.Sqrt(squares / u.Length) / clip) : 1.0;
+        for (int i = 0; i < u.Length; i++)
+        {
+            double pi = p[i];
+            p[i] = (float)(pi - lr * wd * pi - lr * scale * u[i]);
+        }
+    }
+
     /// <summary>A copy of tensor <paramref name="tensor"/>'s first-moment sketch m (k floats; empty when β1 = 0).</summary>
     public float[] FirstMoment(int tensor) => (float[])_m[tensor].Clone();
 
-    /// <summary>A copy of tensor <paramref name="tensor"/>'s second-moment sketch v (k floats).</summary>
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s second moment v (k floats; R + C when factored, rows first).</summary>
     public float[] SecondMoment(int tensor) => (float[])_v[tensor].Clone();
 }

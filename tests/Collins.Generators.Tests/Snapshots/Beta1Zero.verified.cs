@@ -36,6 +36,7 @@ partial class NoMomentum
             SecondMoment = global::Collins.SecondMomentEstimate.Sum,
             Seed = 0L,
             DenseThreshold = 64,
+            UpdateClipping = 0d,
         };
 
         /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>

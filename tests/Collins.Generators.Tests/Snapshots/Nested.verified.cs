@@ -42,6 +42,7 @@ partial class Zoo
                     SecondMoment = global::Collins.SecondMomentEstimate.Sum,
                     Seed = 0L,
                     DenseThreshold = 16,
+                    UpdateClipping = 0d,
                 };
 
                 /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>

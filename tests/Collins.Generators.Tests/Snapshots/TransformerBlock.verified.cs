@@ -38,6 +38,7 @@ partial class TransformerBlock
             SecondMoment = global::Collins.SecondMomentEstimate.Sum,
             Seed = 12345L,
             DenseThreshold = 2048,
+            UpdateClipping = 0d,
         };
 
         /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>

@@ -38,6 +38,7 @@ partial class Embedding
             SecondMoment = global::Collins.SecondMomentEstimate.Sum,
             Seed = 0L,
             DenseThreshold = 256,
+            UpdateClipping = 0d,
         };
 
         /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>

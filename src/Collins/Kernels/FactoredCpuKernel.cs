@@ -1,0 +1,190 @@
+using System.Numerics;
+
+namespace Collins.Kernels;
+
+/// <summary>
+/// The factored second moment (<see cref="SecondMomentEstimate.Factored"/>, β1 = 0) of a tensor viewed as R rows × C columns
+/// (C its last dimension): v is R row means and C column means of g², kept as EMAs (state: R + C floats, in the tensor's
+/// second-moment array, rows first), and v̂[r, c] = R[r]·C[c] / mean(R).
+/// </summary>
+/// <remarks>
+/// Phase 1 (<see cref="Accumulate"/>), in fixed tiles of whole rows (about <see cref="KernelTiles.ElementTile"/> entries each):
+/// each tile writes its rows' Σ g² and its own partial column sums; the partials are then added in tile order, so the result
+/// is the same for any thread count. The verdict is finite when every row and column sum is (a gradient whose squares
+/// overflow is refused, as for every kind). Phase 2 (<see cref="Apply"/>): the R + C EMAs and mean(R) (in double) once, then,
+/// in the same row tiles, p ← p·decay − lr·g / (√(R[r]/mean(R)·C[c])·isb2 + ε); when mean(R) is 0 (every gradient so far was 0)
+/// v̂ is 0. With update clipping (<see cref="OptimizerSettings.UpdateClipping"/> d &gt; 0) a pass before the update forms
+/// RMS(u) of u = g / (√v̂·isb2 + ε) over the tensor (per tile in double, tiles in order) and scales lr by 1 / max(1, RMS(u)/d).
+/// The row, column and partial sums live in this kernel (workspace, not state).
+/// </remarks>
+internal sealed class FactoredCpuKernel : CpuTensorKernel
+{
+    private readonly int _rows, _cols, _rowsPerTile, _tiles;
+    private readonly float[] _rowSums, _colSums, _colPartials;
+    private readonly TileKernel _accumulate, _apply, _squares;
+    private readonly double[] _tileSquares;   // update clipping: Σ u² per tile
+    private readonly float _clip;             // update clipping threshold d (0: off)
+    private float _rowScale;   // 1 / mean(R) of this step's phase 2 (0 when mean(R) is 0)
+    private float _updateScale = 1f;   // 1 / max(1, RMS(u) / d) of this step (1 without clipping)
+
+    public FactoredCpuKernel(TensorPlan plan, OptimizerSettings settings) : base(plan, settings)
+    {
+        if (!plan.IsFactored || plan.HasFirstMoment) throw new ArgumentException($"Tensor '{plan.Name}' is not a factored tensor without a first moment.", nameof(plan));
+        _rows = plan.FactorRows;
+        _cols = plan.FactorColumns;
+        _rowsPerTile = Math.Max(1, KernelTiles.ElementTile / _cols);
+        _tiles = KernelTiles.Tiles(_rows, _rowsPerTile);
+        _rowSums = new float[_rows];
+        _colSums = new float[_cols];
+        _colPartials = new float[(long)_tiles * _cols];
+        _accumulate = AccumulateTile;
+        _apply = ApplyTile;
+        _squares = SquaresTile;
+        _clip = (float)settings.UpdateClipping;
+        _tileSquares = new double[_clip > 0 ? _tiles : 0];
+    }
+
+    public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
+    {
+        bool finite = TileRunner.Run(_tiles, threads, _accumulate, p, g, m, v, sumM, sumV, s);
+        // Column sums: the tiles' partials in tile order (deterministic), C·tiles additions.
+        Array.Clear(_colSums);
+        for (int tile = 0; tile < _tiles; tile++) Add(_colSums, _colPartials.AsSpan(tile * _cols, _cols));
+        foreach (float x in _colSums) finite &= float.IsFinite(x);
+        return finite;
+    }
+
+    public override void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
+    {
+        // The EMAs of the row and column means, rows first in v, and 1 / mean(R).
+        Span<float> rowEma = v[.._rows], colEma = v.Slice(_rows, _cols);
+        float beta2 = K.Beta2, oneMinusBeta2 = K.OneMinusBeta2, invCols = 1f / _cols, invRows = 1f / _rows;
+        double total = 0;
+        for (int r = 0; r < _rows; r++)
+        {
+            rowEma[r] = beta2 * rowEma[r] + oneMinusBeta2 * (_rowSums[r] * invCols);
+            total += rowEma[r];
+        }
+        for (int c = 0; c < _cols; c++) colEma[c] = beta2 * colEma[c] + oneMinusBeta2 * (_colSums[c] * invRows);
+        double mean = total / _rows;
+        _rowScale = mean > 0 ? (float)(1.0 / mean) : 0f;
+        _updateScale = 1f;
+        if (_clip > 0)
+        {
+            // RMS(u) of the normalised update u = g / (√v̂·isb2 + ε): a pass of its own, in tiles, summed in tile order.
+            TileRunner.Run(_tiles, threads, _squares, p, g, m, v, sumM, sumV, s);
+            double squares = 0;
+            foreach (double x in _tileSquares) squares += x;
+            double rms = Math.Sqrt(squares / Plan.Length);
+            _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
+        }
+        TileRunner.Run(_tiles, threads, _apply, p, g, m, v, sumM, sumV, s);
+    }
+
+    private bool AccumulateTile(int tile, in TileBuffers buf, in StepScalars s)
+    {
+        int r0 = tile * _rowsPerTile, r1 = Math.Min(r0 + _rowsPerTile, _rows);
+        var partial = _colPartials.AsSpan(tile * _cols, _cols);
+        partial.Clear();
+        var g = buf.Gradient;
+        bool finite = true;
+        for (int r = r0; r < r1; r++)
+        {
+            var row = g.Slice(r * _cols, _cols);
+            float sum = SquaresInto(partial, row);
+            _rowSums[r] = sum;
+            finite &= float.IsFinite(sum);
+        }
+        return finite;
+    }
+
+    private bool ApplyTile(int tile, in TileBuffers buf, in StepScalars s)
+    {
+        int r0 = tile * _rowsPerTile, r1 = Math.Min(r0 + _rowsPerTile, _rows);
+        var colEma = buf.SecondMoment.Slice(_rows, _cols);
+        var rowEma = buf.SecondMoment[.._rows];
+        float decay = s.Decay, lr = s.LearningRate * _updateScale, isb2 = s.InvSqrtBiasCorrection2, eps = K.Epsilon;
+        for (int r = r0; r < r1; r++)
+        {
+            float a = rowEma[r] * _rowScale;
+            var p = buf.Parameters.Slice(r * _cols, _cols);
+            var g = buf.Gradient.Slice(r * _cols, _cols);
+            int c = 0;
+            if (Vector.IsHardwareAccelerated && _cols >= Vector<float>.Count)
+            {
+                var va = new Vector<float>(a); var vdecay = new Vector<float>(decay); var vlr = new Vector<float>(lr);
+                var visb2 = new Vector<float>(isb2); var veps = new Vector<float>(eps);
+                for (; c <= _cols - Vector<float>.Count; c += Vector<float>.Count)
+                {
+                    var vhat = va * new Vector<float>(colEma[c..]);
+                    var den = Vector.SquareRoot(vhat) * visb2 + veps;
+                    var pc = new Vector<float>(p[c..]);
+                    (pc * vdecay - vlr * new Vector<float>(g[c..]) / den).CopyTo(p[c..]);
+                }
+            }
+            for (; c < _cols; c++)
+            {
+                float vhat = a * colEma[c];
+                p[c] = p[c] * decay - lr * g[c] / (MathF.Sqrt(vhat) * isb2 + eps);
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Update clipping: Σ u² of one tile's rows, u = g / (√v̂·isb2 + ε), in double, into its slot.</summary>
+    private bool SquaresTile(int tile, in TileBuffers buf, in StepScalars s)
+    {
+        int r0 = tile * _rowsPerTile, r1 = Math.Min(r0 + _rowsPerTile, _rows);
+        var colEma = buf.SecondMoment.Slice(_rows, _cols);
+        var rowEma = buf.SecondMoment[.._rows];
+        float isb2 = s.InvSqrtBiasCorrection2, eps = K.Epsilon;
+        double sum = 0;
+        for (int r = r0; r < r1; r++)
+        {
+            float a = rowEma[r] * _rowScale;
+            var g = buf.Gradient.Slice(r * _cols, _cols);
+            for (int c = 0; c < _cols; c++)
+            {
+                float u = g[c] / (MathF.Sqrt(a * colEma[c]) * isb2 + eps);
+                sum += (double)u * u;
+            }
+        }
+        _tileSquares[tile] = sum;
+        return true;
+    }
+
+    /// <summary>Adds g² of <paramref name="row"/> into <paramref name="columns"/> and returns the row's Σ g² (lanes, then lanes in order).</summary>
+    private static float SquaresInto(Span<float> columns, ReadOnlySpan<float> row)
+    {
+        int c = 0;
+        float sum = 0f;
+        if (Vector.IsHardwareAccelerated && row.Length >= Vector<float>.Count)
+        {
+            var acc = Vector<float>.Zero;
+            for (; c <= row.Length - Vector<float>.Count; c += Vector<float>.Count)
+            {
+                var x = new Vector<float>(row[c..]);
+                var sq = x * x;
+                acc += sq;
+                (new Vector<float>(columns[c..]) + sq).CopyTo(columns[c..]);
+            }
+            for (int l = 0; l < Vector<float>.Count; l++) sum += acc[l];
+        }
+        for (; c < row.Length; c++)
+        {
+            float sq = row[c] * row[c];
+            sum += sq;
+            columns[c] += sq;
+        }
+        return sum;
+    }
+
+    private static void Add(Span<float> into, ReadOnlySpan<float> values)
+    {
+        int c = 0;
+        if (Vector.IsHardwareAccelerated)
+            for (; c <= into.Length - Vector<float>.Count; c += Vector<float>.Count)
+                (new Vector<float>(into[c..]) + new Vector<float>(values[c..])).CopyTo(into[c..]);
+        for (; c < into.Length; c++) into[c] += values[c];
+    }
+}
