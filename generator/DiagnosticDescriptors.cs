@@ -148,6 +148,11 @@ namespace Collins.Generators
             "Optimizer '{0}' has UpdateClipping = {1}; {2}",
             DiagnosticSeverity.Error);
 
+        public static readonly DiagnosticDescriptor InvalidBeta2Schedule = Make("COL028",
+            "Invalid β2 schedule",
+            "Optimizer '{0}' has Beta2Schedule = {1}; {2}",
+            DiagnosticSeverity.Error);
+
         public static readonly DiagnosticDescriptor TensorOutsideOptimizer = Make("COL019",
             "[Tensor] outside a [SketchedOptimizer] class",
             "Member '{0}' has [Tensor] but '{1}' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to '{1}' or remove [Tensor]",
@@ -168,7 +173,7 @@ namespace Collins.Generators
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
-            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InternalError);
+            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InvalidBeta2Schedule, InternalError);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

@@ -117,6 +117,7 @@ namespace Collins.Generators
             w.Line("    Seed = " + Literal.Long(variant.Seed) + ",");
             w.Line("    DenseThreshold = " + Literal.Int(variant.DenseThreshold) + ",");
             w.Line("    UpdateClipping = " + Literal.Double(variant.UpdateClipping) + ",");
+            w.Line("    Beta2Schedule = " + Literal.Double(variant.Beta2Schedule) + ",");
             w.Line("};");
             w.Line();
             w.Line("/// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>");

@@ -408,7 +408,7 @@ namespace Collins.Generators
             int ratio = SettingsRules.Ratio, layout = 0, secondMoment = 0, denseThreshold = SettingsRules.DenseThreshold;
             double beta1 = SettingsRules.Beta1, beta2 = SettingsRules.Beta2, epsilon = SettingsRules.Epsilon, weightDecay = SettingsRules.WeightDecay;
             long seed = SettingsRules.Seed;
-            double updateClipping = SettingsRules.UpdateClipping;
+            double updateClipping = SettingsRules.UpdateClipping, beta2Schedule = SettingsRules.Beta2Schedule;
             bool valid = true;
             foreach (var named in attr.NamedArguments)
             {
@@ -426,6 +426,7 @@ namespace Collins.Generators
                     case "Seed": seed = v is long l ? l : v is int si ? si : 0; break;
                     case "DenseThreshold" when v is int i: denseThreshold = i; break;
                     case "UpdateClipping": updateClipping = ToDouble(v); break;
+                    case "Beta2Schedule": beta2Schedule = ToDouble(v); break;
                 }
             }
             string display = name;
@@ -504,6 +505,18 @@ namespace Collins.Generators
                     "update clipping applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored (with Beta1 = 0), or remove UpdateClipping"));
                 valid = false;
             }
+            if (!SettingsRules.Beta2ScheduleIsValid(beta2Schedule))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta2Schedule, At("Beta2Schedule"), display, Num(beta2Schedule),
+                    "it must be 0 (off) or in (0, 1] (Adafactor uses 0.8)"));
+                valid = false;
+            }
+            else if (!SettingsRules.Beta2ScheduleApplies(beta2Schedule, secondMoment))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidBeta2Schedule, At("Beta2Schedule"), display, Num(beta2Schedule),
+                    "the β2 schedule applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored (with Beta1 = 0), or remove Beta2Schedule"));
+                valid = false;
+            }
             if (layout < 0 || layout > 1 || !SettingsRules.SecondMomentIsDefined(secondMoment)) valid = false; // undefined enum values
             else if (!SettingsRules.FactoredAllowsBeta1(secondMoment, beta1))
             {
@@ -523,7 +536,7 @@ namespace Collins.Generators
             if (!valid) return null;
             string hint = Sanitize(metadataName) + (attributeCount > 1 ? "." + name : "") + ".g.cs";
             return new VariantModel(name, hint, ratio, beta1, beta2, epsilon, weightDecay, layout, secondMoment, seed, denseThreshold,
-                new EquatableArray<TensorModel>(models), updateClipping);
+                new EquatableArray<TensorModel>(models), updateClipping, beta2Schedule);
         }
 
         /// <summary>Mirrors <c>TensorPlan</c>: dense rule, effective ratio, buckets, rows, hash constants.</summary>

@@ -62,7 +62,8 @@ namespace Collins.Generators
         long Seed,
         int DenseThreshold,
         EquatableArray<TensorModel> Tensors,
-        double UpdateClipping = 0);
+        double UpdateClipping = 0,
+        double Beta2Schedule = 0);
 
     /// <summary>An annotated model class and its valid optimizer variants.</summary>
     public sealed record ClassModel(

@@ -25,6 +25,7 @@ namespace TinyLm;
 [SketchedOptimizer(Name = "C64", Ratio = 64)]
 [SketchedOptimizer(Name = "Factored", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored)]
 [SketchedOptimizer(Name = "FactoredClip", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1)]
+[SketchedOptimizer(Name = "FactoredSchedule", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1, Beta2Schedule = 0.8)]
 public partial class TinyLmModel
 {
     public const int Vocab = 65, Context = 64, DModel = 64, Heads = 4, FeedForward = 256, Layers = 2;

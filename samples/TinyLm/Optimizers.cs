@@ -215,6 +215,7 @@ public static class OptimizerCatalog
         Generated<M.C64, M.C64.Gradients>(nameof(M.C64), M.C64.DefaultSettings, M.C64.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
         Generated<M.Factored, M.Factored.Gradients>(nameof(M.Factored), M.Factored.DefaultSettings, M.Factored.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
         Generated<M.FactoredClip, M.FactoredClip.Gradients>(nameof(M.FactoredClip), M.FactoredClip.DefaultSettings, M.FactoredClip.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.FactoredSchedule, M.FactoredSchedule.Gradients>(nameof(M.FactoredSchedule), M.FactoredSchedule.DefaultSettings, M.FactoredSchedule.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
     ]);
 
     private static CollinsVariant Generated<TOptimizer, TGradients>(

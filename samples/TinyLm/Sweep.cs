@@ -34,6 +34,7 @@ public static class Sweep
         // all matrices, so one configuration.
         yield return ("Factored b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0 });
         yield return ("Factored clip=1 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1 });
+        yield return ("Factored clip=1 sched=0.8 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, Beta2Schedule = 0.8 });
         // AdamW with global gradient-norm clipping (the bar's second baseline) and the anchors (Anchors.cs), like AdamW
         // without Collins settings.
         yield return ("AdamWClip", null);

@@ -97,6 +97,13 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// <see cref="SecondMomentEstimate.Factored"/> (COL027 otherwise); Adafactor uses d = 1.
     /// </summary>
     public double UpdateClipping { get; set; } = Planning.SettingsRules.UpdateClipping;
+
+    /// <summary>
+    /// Adafactor's β2 schedule for <see cref="SecondMomentEstimate.Factored"/> tensors: with exponent c &gt; 0 the second-moment
+    /// decay of step t is β̂2 = 1 − t^−c (so step 1 keeps g² itself) instead of the constant <see cref="Beta2"/>, and no bias
+    /// correction applies. 0 (the default) is off; Adafactor uses 0.8; c in (0, 1] (COL028 otherwise, or without Factored).
+    /// </summary>
+    public double Beta2Schedule { get; set; } = Planning.SettingsRules.Beta2Schedule;
 }
 
 /// <summary>

@@ -309,6 +309,16 @@ public class DiagnosticCatalogueTests
             Error("COL027", "Optimizer 'Optimizer' has UpdateClipping = 1; update clipping applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored (with Beta1 = 0), or remove UpdateClipping")));
 
     [Fact]
+    public void COL028_beta2_schedule_needs_the_factored_estimate()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, [|Beta2Schedule = 0.8|])"),
+            Error("COL028", "Optimizer 'Optimizer' has Beta2Schedule = 0.8; the β2 schedule applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored (with Beta1 = 0), or remove Beta2Schedule")));
+
+    [Fact]
+    public void COL028_beta2_schedule_above_one()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, [|Beta2Schedule = 2|])"),
+            Error("COL028", "Optimizer 'Optimizer' has Beta2Schedule = 2; it must be 0 (off) or in (0, 1] (Adafactor uses 0.8)")));
+
+    [Fact]
     public void COL027_negative_update_clipping()
         => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, [|UpdateClipping = -1|])"),
             Error("COL027", "Optimizer 'Optimizer' has UpdateClipping = -1; it must be finite and >= 0 (0: off; Adafactor uses 1)")));

@@ -104,6 +104,40 @@ public class FactoredEstimateTests
         AssertBitIdentical([pu[2]], [pe[2]]);   // and not on the dense tensor
     }
 
+    /// <summary>Adafactor's form: the β2 schedule (c = 0.8) with update clipping (d = 1); at step 1 β̂2 = 0, so v̂ = g² exactly.</summary>
+    [Fact]
+    public void The_beta2_schedule_follows_the_reference()
+    {
+        var adafactor = Settings with { UpdateClipping = 1, Beta2Schedule = 0.8 };
+        var reference = new ReferenceOptimizer(adafactor, Specs);
+        using var engine = new CountSketchAdam(adafactor, Specs);
+        using var constant = new CountSketchAdam(Settings with { UpdateClipping = 1 }, Specs);
+        var pr = Parameters(Specs, 12);
+        var pe = Clone(pr);
+        var pc = Clone(pr);
+        for (int step = 1; step <= 12; step++)
+        {
+            var g = Gradients(Specs, 12, step);
+            reference.Step(1e-2f, pr, g);
+            engine.Step(1e-2f, pe, g);
+            constant.Step(1e-2f, pc, g);
+        }
+        AssertClose(Specs, pr, pe, 1e-5, "scheduled");
+        for (int t = 0; t < 2; t++) AssertClose([Specs[t]], [reference.SecondMoment(t)], [engine.CopySecondMoment(t)], 1e-5, "v");
+        Assert.NotEqual(pc[0], pe[0]);
+    }
+
+    [Theory]
+    [InlineData(-0.5)]
+    [InlineData(1.5)]
+    [InlineData(double.NaN)]
+    public void A_bad_beta2_schedule_is_refused(double c)
+        => Assert.Equal("Beta2Schedule", Assert.Throws<ArgumentException>(() => (Settings with { Beta2Schedule = c }).Validate()).ParamName);
+
+    [Fact]
+    public void The_beta2_schedule_without_the_factored_estimate_is_refused()
+        => Assert.Equal("Beta2Schedule", Assert.Throws<ArgumentException>(() => new OptimizerSettings { Beta2Schedule = 0.8 }.Validate()).ParamName);
+
     [Theory]
     [InlineData(-1.0)]
     [InlineData(double.PositiveInfinity)]

@@ -15,6 +15,7 @@ namespace Collins.Kernels;
 /// in the same row tiles, p ← p·decay − lr·g / (√(R[r]/mean(R)·C[c])·isb2 + ε); when mean(R) is 0 (every gradient so far was 0)
 /// v̂ is 0. With update clipping (<see cref="OptimizerSettings.UpdateClipping"/> d &gt; 0) a pass before the update forms
 /// RMS(u) of u = g / (√v̂·isb2 + ε) over the tensor (per tile in double, tiles in order) and scales lr by 1 / max(1, RMS(u)/d).
+/// With the β2 schedule (<see cref="OptimizerSettings.Beta2Schedule"/> c &gt; 0) step t decays by β̂2 = 1 − t^−c and isb2 = 1.
 /// The row, column and partial sums live in this kernel (workspace, not state).
 /// </remarks>
 internal sealed class FactoredCpuKernel : CpuTensorKernel
@@ -24,6 +25,8 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     private readonly TileKernel _accumulate, _apply, _squares;
     private readonly double[] _tileSquares;   // update clipping: Σ u² per tile
     private readonly float _clip;             // update clipping threshold d (0: off)
+    private readonly double _schedule;        // β2 schedule exponent c (0: off): β̂2 = 1 − t^−c, no bias correction
+    private float _invSqrtBias = 1f;          // this step's isb2 (1 under the schedule)
     private float _rowScale;   // 1 / mean(R) of this step's phase 2 (0 when mean(R) is 0)
     private float _updateScale = 1f;   // 1 / max(1, RMS(u) / d) of this step (1 without clipping)
 
@@ -41,6 +44,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         _apply = ApplyTile;
         _squares = SquaresTile;
         _clip = (float)settings.UpdateClipping;
+        _schedule = settings.Beta2Schedule;
         _tileSquares = new double[_clip > 0 ? _tiles : 0];
     }
 
@@ -59,6 +63,14 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         // The EMAs of the row and column means, rows first in v, and 1 / mean(R).
         Span<float> rowEma = v[.._rows], colEma = v.Slice(_rows, _cols);
         float beta2 = K.Beta2, oneMinusBeta2 = K.OneMinusBeta2, invCols = 1f / _cols, invRows = 1f / _rows;
+        _invSqrtBias = s.InvSqrtBiasCorrection2;
+        if (_schedule > 0)
+        {
+            double oneMinus = Math.Pow(s.Step, -_schedule);   // 1 − β̂2_t, formed in double, rounded once
+            beta2 = (float)(1.0 - oneMinus);
+            oneMinusBeta2 = (float)oneMinus;
+            _invSqrtBias = 1f;
+        }
         double total = 0;
         for (int r = 0; r < _rows; r++)
         {
@@ -103,7 +115,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         int r0 = tile * _rowsPerTile, r1 = Math.Min(r0 + _rowsPerTile, _rows);
         var colEma = buf.SecondMoment.Slice(_rows, _cols);
         var rowEma = buf.SecondMoment[.._rows];
-        float decay = s.Decay, lr = s.LearningRate * _updateScale, isb2 = s.InvSqrtBiasCorrection2, eps = K.Epsilon;
+        float decay = s.Decay, lr = s.LearningRate * _updateScale, isb2 = _invSqrtBias, eps = K.Epsilon;
         for (int r = r0; r < r1; r++)
         {
             float a = rowEma[r] * _rowScale;
@@ -137,7 +149,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         int r0 = tile * _rowsPerTile, r1 = Math.Min(r0 + _rowsPerTile, _rows);
         var colEma = buf.SecondMoment.Slice(_rows, _cols);
         var rowEma = buf.SecondMoment[.._rows];
-        float isb2 = s.InvSqrtBiasCorrection2, eps = K.Epsilon;
+        float isb2 = _invSqrtBias, eps = K.Epsilon;
         double sum = 0;
         for (int r = r0; r < r1; r++)
         {

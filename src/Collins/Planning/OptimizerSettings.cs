@@ -19,6 +19,8 @@ public sealed record OptimizerSettings
     public int DenseThreshold { get; init; } = SettingsRules.DenseThreshold;
     /// <summary>Update clipping threshold d of the factored estimate (0: off); see <see cref="SketchedOptimizerAttribute.UpdateClipping"/>.</summary>
     public double UpdateClipping { get; init; } = SettingsRules.UpdateClipping;
+    /// <summary>Exponent c of the factored estimate's β2 schedule, β̂2 = 1 − t^−c (0: off); see <see cref="SketchedOptimizerAttribute.Beta2Schedule"/>.</summary>
+    public double Beta2Schedule { get; init; } = SettingsRules.Beta2Schedule;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
@@ -35,6 +37,9 @@ public sealed record OptimizerSettings
         if (!SettingsRules.UpdateClippingIsValid(UpdateClipping)) throw new ArgumentException($"UpdateClipping must be finite and >= 0 (0: off), got {UpdateClipping}.", nameof(UpdateClipping));
         if (!SettingsRules.UpdateClippingApplies(UpdateClipping, (int)SecondMoment))
             throw new ArgumentException($"UpdateClipping applies to SecondMoment = Factored only, got {SecondMoment}.", nameof(UpdateClipping));
+        if (!SettingsRules.Beta2ScheduleIsValid(Beta2Schedule)) throw new ArgumentException($"Beta2Schedule must be 0 (off) or in (0, 1], got {Beta2Schedule}.", nameof(Beta2Schedule));
+        if (!SettingsRules.Beta2ScheduleApplies(Beta2Schedule, (int)SecondMoment))
+            throw new ArgumentException($"Beta2Schedule applies to SecondMoment = Factored only, got {SecondMoment}.", nameof(Beta2Schedule));
         if (!SettingsRules.DenseThresholdIsValid(DenseThreshold)) throw new ArgumentException($"DenseThreshold must be >= 0, got {DenseThreshold}.", nameof(DenseThreshold));
     }
 }

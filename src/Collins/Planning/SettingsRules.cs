@@ -52,6 +52,15 @@ namespace Collins.Planning
         /// <summary>Update clipping needs the factored estimate (the only kind that implements it so far).</summary>
         public static bool UpdateClippingApplies(double d, int estimate) => d == 0 || estimate == FactoredEstimate;
 
+        /// <summary>Default β2 schedule: off (a constant β2 with bias correction).</summary>
+        public const double Beta2Schedule = 0;
+
+        /// <summary>The β2 schedule's exponent c (β̂2_t = 1 − t^−c) is 0 (off) or in (0, 1].</summary>
+        public static bool Beta2ScheduleIsValid(double c) => c == 0 || (c > 0 && c <= 1);
+
+        /// <summary>The β2 schedule needs the factored estimate (the only kind that implements it so far).</summary>
+        public static bool Beta2ScheduleApplies(double c, int estimate) => c == 0 || estimate == FactoredEstimate;
+
         /// <summary>A defined second-moment estimate.</summary>
         public static bool SecondMomentIsDefined(int estimate) => estimate >= SumEstimate && estimate <= FactoredEstimate;
 

@@ -18,7 +18,7 @@ namespace Collins.Reference;
 /// Dense tensors (<see cref="TensorPlan.IsDense"/>) use h1(i) = i, h2(i) = +1, which is exact AdamW.
 /// A factored tensor (<see cref="TensorPlan.IsFactored"/>, β1 = 0) viewed as R × C keeps v as R row and C column EMAs:
 /// R[r] ← β2·R[r] + (1−β2)·mean_c g[r, c]², C[c] ← β2·C[c] + (1−β2)·mean_r g[r, c]², v̂[r, c] = R[r]·C[c] / mean(R) / bc2
-/// (0 when mean(R) is 0), u = g/(√v̂ + ε), with update clipping d &gt; 0 u ← u / max(1, RMS(u)/d), and p ← p − lr·wd·p − lr·u.
+/// (0 when mean(R) is 0; with the β2 schedule c: β2 = 1 − t^−c and bc2 = 1), u = g/(√v̂ + ε), with update clipping d &gt; 0 u ← u / max(1, RMS(u)/d), and p ← p − lr·wd·p − lr·u.
 /// The reference has no non-finite guard: it applies whatever the formulas give.
 /// </remarks>
 public sealed class ReferenceOptimizer
@@ -78,7 +78,8 @@ public sealed class ReferenceOptimizer
             int d = plan.Length, k = plan.Buckets;
             if (plan.IsFactored)
             {
-                FactoredStep(plan, p, g, v, lr, wd, beta2, eps, bc2, _settings.UpdateClipping);
+                double schedule = _settings.Beta2Schedule;   // β̂2 = 1 − t^−c, no bias correction
+                FactoredStep(plan, p, g, v, lr, wd, schedule > 0 ? 1.0 - Math.Pow(step, -schedule) : beta2, eps, schedule > 0 ? 1.0 : bc2, _settings.UpdateClipping);
                 continue;
             }
 

@@ -37,6 +37,7 @@ partial class NoMomentum
             Seed = 0L,
             DenseThreshold = 64,
             UpdateClipping = 0d,
+            Beta2Schedule = 0d,
         };
 
         /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>

@@ -43,6 +43,7 @@ partial class Zoo
                     Seed = 0L,
                     DenseThreshold = 16,
                     UpdateClipping = 0d,
+                    Beta2Schedule = 0d,
                 };
 
                 /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>

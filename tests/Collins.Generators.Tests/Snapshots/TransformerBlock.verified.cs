@@ -39,6 +39,7 @@ partial class TransformerBlock
             Seed = 12345L,
             DenseThreshold = 2048,
             UpdateClipping = 0d,
+            Beta2Schedule = 0d,
         };
 
         /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
