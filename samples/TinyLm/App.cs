@@ -31,9 +31,17 @@ internal static class App
             error.WriteLine((opts.Data is null ? "error: " : "error: --data: ") + e.Message);
             return Cli.UsageError;
         }
-        // The model's vocabulary is the corpus's: tiny Shakespeare's 65 characters are TinyLmModel's declared shapes, any other
-        // count changes the Embed and Head tensors, and then the Collins variants run on the run-time optimizer (below).
-        var config = TinyLmModel.Config with { Vocab = corpus.Vocabulary.Length };
+        // The model's vocabulary is the corpus's and its size the options': tiny Shakespeare's 65 characters and the default sizes
+        // are TinyLmModel's declared shapes; any other vocabulary or size changes the tensors, and then the Collins variants run
+        // on the run-time optimizer (below).
+        var config = TinyLmModel.Config with
+        {
+            Vocab = corpus.Vocabulary.Length,
+            DModel = opts.DModel,
+            Layers = opts.Layers,
+            Heads = opts.Heads,
+            FeedForward = opts.FeedForward,
+        };
 
         Directory.CreateDirectory(opts.Out);
         var train = new TrainOptions
@@ -69,8 +77,8 @@ internal static class App
         var names = opts.Optimizers ?? DefaultOptimizers;
         var fallback = names.Where(n => OptimizerCatalog.FallsBackToRuntime(n, config)).ToArray();
         if (fallback.Length > 0)
-            output.WriteLine($"Run-time optimizers for {string.Join(", ", fallback)}: the corpus has {config.Vocab} distinct characters, TinyLmModel " +
-                             $"declares {TinyLmModel.Config.Vocab}, and its generated optimizers are specialised to the declared shapes, so these run " +
+            output.WriteLine($"Run-time optimizers for {string.Join(", ", fallback)}: the shapes differ from the ones TinyLmModel declares " +
+                             $"({ShapeDifferences(config)}), and its generated optimizers are specialised to the declared shapes, so these run " +
                              "on the run-time Collins.CountSketchAdam with the same settings.");
 
         var results = new List<RunResult>();
@@ -89,5 +97,26 @@ internal static class App
         Report.Write(opts.Out, config, corpus, train, results, wall.Elapsed, sweepNote: null);
         output.WriteLine($"Wall time {wall.Elapsed:m\\:ss}. Wrote {Path.Combine(opts.Out, "results.md")}, results.csv, loss.png.");
         return 0;
+    }
+
+    /// <summary>
+    /// How <paramref name="config"/> differs from the declared <see cref="TinyLmModel.Config"/>: the vocabulary (the corpus's
+    /// distinct characters) and/or the model size, each as "found instead of declared"; empty when they are the same.
+    /// </summary>
+    public static string ShapeDifferences(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var declared = TinyLmModel.Config;
+        var parts = new List<string>();
+        if (config.Vocab != declared.Vocab)
+            parts.Add($"vocabulary: the corpus has {config.Vocab} distinct characters instead of {declared.Vocab}");
+        var size = new List<string>();
+        if (config.DModel != declared.DModel) size.Add($"d_model {config.DModel} instead of {declared.DModel}");
+        if (config.Layers != declared.Layers) size.Add($"{config.Layers} layer{(config.Layers == 1 ? "" : "s")} instead of {declared.Layers}");
+        if (config.Heads != declared.Heads) size.Add($"{config.Heads} head{(config.Heads == 1 ? "" : "s")} instead of {declared.Heads}");
+        if (config.FeedForward != declared.FeedForward) size.Add($"feed-forward {config.FeedForward} instead of {declared.FeedForward}");
+        if (config.Context != declared.Context) size.Add($"context {config.Context} instead of {declared.Context}");
+        if (size.Count > 0) parts.Add("model size: " + string.Join(", ", size));
+        return string.Join("; ", parts);
     }
 }

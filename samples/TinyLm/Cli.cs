@@ -31,6 +31,14 @@ internal sealed record CliOptions
     public bool SweepReport { get; init; }
     /// <summary>A plain-text corpus to train on instead of tiny Shakespeare; null: the shipped corpus.</summary>
     public string? Data { get; init; }
+    /// <summary>The model's width; the declared <see cref="TinyLmModel.DModel"/> unless given.</summary>
+    public int DModel { get; init; } = TinyLmModel.DModel;
+    /// <summary>Transformer layers; the declared <see cref="TinyLmModel.Layers"/> unless given.</summary>
+    public int Layers { get; init; } = TinyLmModel.Layers;
+    /// <summary>Attention heads (they divide <see cref="DModel"/>); the declared <see cref="TinyLmModel.Heads"/> unless given.</summary>
+    public int Heads { get; init; } = TinyLmModel.Heads;
+    /// <summary>Width of the feed-forward layer; the declared <see cref="TinyLmModel.FeedForward"/> unless given.</summary>
+    public int FeedForward { get; init; } = TinyLmModel.FeedForward;
 }
 
 /// <summary>
@@ -41,6 +49,9 @@ internal sealed class Cli
 {
     /// <summary>The exit code of a command line or an input file that cannot be used.</summary>
     public const int UsageError = 2;
+
+    /// <summary>The largest model sizes the options accept (sane bounds for a CPU sample, not limits of the model code).</summary>
+    public const int MaxDModel = 1024, MaxLayers = 16, MaxHeads = 64, MaxFeedForward = 8192;
 
     public Option<int?> Steps { get; } = new("--steps")
     {
@@ -101,6 +112,37 @@ internal sealed class Cli
                       "a vocabulary other than the declared 65 runs the Collins optimizers on the run-time CountSketchAdam",
     };
 
+    public Option<int> DModel { get; } = new("--d-model")
+    {
+        HelpName = "N",
+        Description = $"Model width d_model (a multiple of --heads, at most {MaxDModel}); " + ModelSizeNote,
+        DefaultValueFactory = _ => TinyLmModel.DModel,
+    };
+
+    public Option<int> Layers { get; } = new("--layers")
+    {
+        HelpName = "N",
+        Description = $"Transformer layers (at most {MaxLayers}); " + ModelSizeNote,
+        DefaultValueFactory = _ => TinyLmModel.Layers,
+    };
+
+    public Option<int> Heads { get; } = new("--heads")
+    {
+        HelpName = "N",
+        Description = $"Attention heads (they divide --d-model, at most {MaxHeads}); " + ModelSizeNote,
+        DefaultValueFactory = _ => TinyLmModel.Heads,
+    };
+
+    public Option<int> FeedForward { get; } = new("--feed-forward")
+    {
+        HelpName = "N",
+        Description = $"Width of the feed-forward layer (at most {MaxFeedForward}); " + ModelSizeNote,
+        DefaultValueFactory = _ => TinyLmModel.FeedForward,
+    };
+
+    private const string ModelSizeNote =
+        "a size other than TinyLmModel's declared one runs the Collins optimizers on the run-time CountSketchAdam";
+
     public Option<bool> Sweep { get; } = new("--sweep")
     {
         Description = "Run the sweep instead: AdamW, Collins at every ratio, layout, second-moment estimate and β1, and the anchors, each at every rate of --lrs",
@@ -144,6 +186,10 @@ internal sealed class Cli
         Batch.CustomParser = r => ParseInteger(r, minimum: 1) ?? 0;
         Threads.CustomParser = r => ParseInteger(r, minimum: 0) ?? 0;
         SweepMax.CustomParser = r => ParseInteger(r, minimum: 0) ?? 0;
+        DModel.CustomParser = r => ParseInteger(r, minimum: 1, maximum: MaxDModel) ?? 0;
+        Layers.CustomParser = r => ParseInteger(r, minimum: 1, maximum: MaxLayers) ?? 0;
+        Heads.CustomParser = r => ParseInteger(r, minimum: 1, maximum: MaxHeads) ?? 0;
+        FeedForward.CustomParser = r => ParseInteger(r, minimum: 1, maximum: MaxFeedForward) ?? 0;
         Out.Validators.Add(r =>
         {
             if (string.IsNullOrWhiteSpace(r.GetValueOrDefault<string>())) r.AddError("--out needs a folder name.");
@@ -164,9 +210,11 @@ internal sealed class Cli
             "TinyLm: trains a character-level transformer on tiny Shakespeare (or --data FILE) with dense AdamW and Collins " +
             "Count-Sketch Adam, and writes results.md, results.csv, curves.csv and loss.png to --out.")
         {
-            Steps, Seed, Out, Quick, Batch, LearningRate, Threads, Optimizers, Data, Sweep, SweepMax, Resume, LearningRates, Configurations, SweepReport,
+            Steps, Seed, Out, Quick, Batch, LearningRate, Threads, Optimizers, Data, DModel, Layers, Heads, FeedForward,
+            Sweep, SweepMax, Resume, LearningRates, Configurations, SweepReport,
         };
         Command.Validators.Add(CheckModes);
+        Command.Validators.Add(CheckHeads);
     }
 
     /// <summary>Parses <paramref name="args"/>; <see cref="ParseResult.Errors"/> holds what is wrong with them.</summary>
@@ -188,6 +236,10 @@ internal sealed class Cli
             Threads = result.GetValue(Threads),
             Optimizers = Given(result, Optimizers),
             Data = result.GetValue(Data),
+            DModel = result.GetValue(DModel),
+            Layers = result.GetValue(Layers),
+            Heads = result.GetValue(Heads),
+            FeedForward = result.GetValue(FeedForward),
             Sweep = result.GetValue(Sweep),
             SweepMax = result.GetValue(SweepMax),
             Resume = result.GetValue(Resume),
@@ -236,19 +288,52 @@ internal sealed class Cli
         }
     }
 
+    /// <summary>The heads split d_model evenly (each head has d_model / heads dimensions).</summary>
+    private void CheckHeads(CommandResult r)
+    {
+        if (SizeOrDeclared(r, DModel, TinyLmModel.DModel, MaxDModel) is not int dModel || SizeOrDeclared(r, Heads, TinyLmModel.Heads, MaxHeads) is not int heads) return;
+        if (dModel % heads != 0)
+            r.AddError($"--d-model {dModel} is not a multiple of --heads {heads}: each head needs d_model / heads whole dimensions.");
+    }
+
+    /// <summary>
+    /// A model size in a command validator: <paramref name="declared"/> when the command line does not give it (the default is
+    /// not bound yet there), null when its own parser refuses the value (that error is reported already). The tokens are read
+    /// again because System.CommandLine throws when a refused value is asked for.
+    /// </summary>
+    private static int? SizeOrDeclared(CommandResult r, Option<int> option, int declared, int maximum) => r.GetResult(option) switch
+    {
+        null or { Implicit: true } => declared,
+        { Tokens: [var token] } => Integer(token.Value, minimum: 1, maximum, out _),
+        _ => null,
+    };
+
     /// <summary>The option's name, for the messages.</summary>
     private static string OptionName(ArgumentResult r) => r.Parent is OptionResult o ? o.Option.Name : r.Argument.Name;
 
     private static string SingleToken(ArgumentResult r) => r.Tokens.Count == 1 ? r.Tokens[0].Value : "";
 
-    /// <summary>A whole number of at least <paramref name="minimum"/>; null (and an error naming the option) otherwise.</summary>
-    private static int? ParseInteger(ArgumentResult r, int minimum)
+    /// <summary>
+    /// A whole number of at least <paramref name="minimum"/> and at most <paramref name="maximum"/>; null (and an error naming
+    /// the option) otherwise.
+    /// </summary>
+    private static int? ParseInteger(ArgumentResult r, int minimum, int maximum = int.MaxValue)
     {
-        string token = SingleToken(r);
+        int? value = Integer(SingleToken(r), minimum, maximum, out string? problem);
+        if (problem is not null) r.AddError(OptionName(r) + problem);
+        return value;
+    }
+
+    /// <summary><paramref name="token"/> as a whole number within the bounds, or null and what is wrong with it (after the option's name).</summary>
+    private static int? Integer(string token, int minimum, int maximum, out string? problem)
+    {
+        problem = null;
         if (!int.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out int value))
-            r.AddError($"{OptionName(r)}: '{token}' is not a whole number.");
+            problem = $": '{token}' is not a whole number.";
         else if (value < minimum)
-            r.AddError($"{OptionName(r)} must be at least {minimum}, got {value}.");
+            problem = $" must be at least {minimum}, got {value}.";
+        else if (value > maximum)
+            problem = $" must be at most {maximum}, got {value}.";
         else
             return value;
         return null;

@@ -33,6 +33,7 @@ public class CliParserTests
         Assert.Null(o.LearningRates);
         Assert.Null(o.Configurations);
         Assert.False(o.SweepReport);
+        Assert.Equal(TinyLmModel.Config, TinyLmModel.Config with { DModel = o.DModel, Layers = o.Layers, Heads = o.Heads, FeedForward = o.FeedForward });
         Assert.Equal(["AdamW", "C32", "C32MeanNoMomentum"], App.DefaultOptimizers);
     }
 
@@ -67,6 +68,22 @@ public class CliParserTests
     }
 
     [Fact]
+    public void Every_model_size_option_is_parsed_in_either_mode()
+    {
+        var o = Parsed("--d-model", "128", "--layers", "4", "--heads", "8", "--feed-forward", "512");
+        Assert.Equal((128, 4, 8, 512), (o.DModel, o.Layers, o.Heads, o.FeedForward));
+        // One option alone keeps the declared values of the others.
+        var layers = Parsed("--layers", "1");
+        Assert.Equal((TinyLmModel.DModel, 1, TinyLmModel.Heads, TinyLmModel.FeedForward), (layers.DModel, layers.Layers, layers.Heads, layers.FeedForward));
+        // The bounds themselves are accepted, and the options apply to the sweep and its report too.
+        var largest = Parsed("--sweep", "--d-model", "1024", "--layers", "16", "--heads", "64", "--feed-forward", "8192");
+        Assert.Equal((Cli.MaxDModel, Cli.MaxLayers, Cli.MaxHeads, Cli.MaxFeedForward), (largest.DModel, largest.Layers, largest.Heads, largest.FeedForward));
+        Assert.True(largest.Sweep);
+        var smallest = Parsed("--sweep-report", "--d-model", "1", "--heads", "1", "--layers", "1", "--feed-forward", "1");
+        Assert.Equal((1, 1, 1, 1), (smallest.DModel, smallest.Layers, smallest.Heads, smallest.FeedForward));
+    }
+
+    [Fact]
     public void A_list_option_given_twice_keeps_both()
     {
         Assert.Equal(["AdamW", "C32", "C64"], Parsed("--optimizers", "AdamW", "--optimizers", "C32,C64").Optimizers);
@@ -98,6 +115,22 @@ public class CliParserTests
     [InlineData("--optimizers", "--sweep --optimizers AdamW")]
     [InlineData("--sweep-report", "--sweep --sweep-report")]
     [InlineData("--no-such-option", "--no-such-option")]
+    [InlineData("--d-model", "--d-model 0")]
+    [InlineData("--d-model", "--d-model -64")]
+    [InlineData("--d-model", "--d-model 1025")]
+    [InlineData("--d-model", "--d-model wide")]
+    [InlineData("--d-model", "--d-model")]
+    [InlineData("--layers", "--layers 0")]
+    [InlineData("--layers", "--layers 17")]
+    [InlineData("--layers", "--layers 2.5")]
+    [InlineData("--heads", "--heads 0")]
+    [InlineData("--heads", "--heads 65")]
+    [InlineData("--heads", "--heads 3")]                        // 64 (the declared d_model) is not a multiple of 3
+    [InlineData("--d-model", "--d-model 100 --heads 8")]
+    [InlineData("--heads", "--sweep --d-model 128 --heads 6")]
+    [InlineData("--feed-forward", "--feed-forward 0")]
+    [InlineData("--feed-forward", "--feed-forward 8193")]
+    [InlineData("--feed-forward", "--sweep-report --feed-forward x")]
     public void A_bad_command_line_names_the_option_and_exits_with_2(string option, string commandLine)
     {
         string[] args = commandLine.Split(' ');
@@ -270,5 +303,94 @@ public class PlainProgressTests
         lines.Clear();
         Trainer.Train(TinyLmModel.Config, Corpus.Load(), OptimizerCatalog.Create("AdamW", TinyLmModel.Config), o, new PlainTrainingProgress(lines.Add, TimeSpan.Zero));
         Assert.Equal(4, lines.Count(l => l.Contains(" train ", StringComparison.Ordinal)));
+    }
+}
+
+/// <summary>The model-size options: other shapes than the declared ones, the fallback to the run-time optimizers, the sweep.</summary>
+[Collection(TinyLmSerial.Name)]
+public sealed class CliModelSizeTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("tinylm-size").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static (int Code, string Output, string Error) Run(params string[] args)
+    {
+        var (output, error) = (new StringWriter(), new StringWriter());
+        int code = Cli.Run(args, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private static string[] CsvFields(string line) => line.Split(',').Select(f => f.Trim('"')).ToArray();
+
+    [Fact]
+    public void A_smaller_model_trains_with_the_run_time_optimizers_and_finite_losses()
+    {
+        var config = TinyLmModel.Config with { DModel = 32, Layers = 1 };
+        string outDir = Path.Combine(_dir, "small");
+
+        var (code, output, error) = Run("--quick", "--d-model", "32", "--layers", "1", "--optimizers", "AdamW,C32,C32MeanNoMomentum", "--out", outDir);
+
+        Assert.True(code == 0, error);
+        Assert.Contains($"TinyLm: 1-layer causal transformer, vocab 65, context 64, d_model 32, 4 heads, feed-forward 256; {config.ParameterCount:N0} parameters.",
+                        output, StringComparison.Ordinal);
+        // One line names the Collins variants that fall back and says why: the model size, not the vocabulary (tiny Shakespeare's 65).
+        var fallback = Assert.Single(output.Split('\n'), l => l.StartsWith("Run-time optimizers", StringComparison.Ordinal));
+        Assert.StartsWith("Run-time optimizers for C32, C32MeanNoMomentum: the shapes differ from the ones TinyLmModel declares " +
+                          "(model size: d_model 32 instead of 64, 1 layer instead of 2)", fallback, StringComparison.Ordinal);
+        Assert.DoesNotContain("vocabulary", fallback, StringComparison.Ordinal);
+
+        var rows = File.ReadAllLines(Path.Combine(outDir, "results.csv")).Skip(1).Select(CsvFields).ToDictionary(f => f[0]);
+        Assert.Equal(["AdamW", "C32", "C32MeanNoMomentum"], rows.Keys.Order());
+        Assert.Equal("runtime Collins.CountSketchAdam", rows["C32"][8]);
+        Assert.Equal("runtime Collins.CountSketchAdam", rows["C32MeanNoMomentum"][8]);
+        // AdamW keeps 8 bytes for every parameter of this model, so the state counts the smaller model's tensors.
+        Assert.Equal(8 * config.ParameterCount, long.Parse(rows["AdamW"][1], CultureInfo.InvariantCulture));
+        foreach (var (name, f) in rows)
+        {
+            double loss = double.Parse(f[3], CultureInfo.InvariantCulture);
+            // Finite, and below ln 65, the loss of a uniform guess: the model learned.
+            Assert.True(double.IsFinite(loss) && loss < Math.Log(65), $"{name}: final validation loss {loss}");
+        }
+        var curve = File.ReadAllLines(Path.Combine(outDir, "curves.csv")).Skip(1).Select(CsvFields).ToArray();
+        Assert.Equal(3 * 3, curve.Length);   // steps 0, 20, 40 of each
+        Assert.All(curve, f => Assert.True(double.IsFinite(double.Parse(f[2], CultureInfo.InvariantCulture)), string.Join(",", f)));
+        Assert.Contains($"d_model 32, 4 heads, feed-forward 256 (GELU), {config.ParameterCount:N0} parameters.",
+                        File.ReadAllText(Path.Combine(outDir, "results.md")), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_sweep_runs_on_another_model_size()
+    {
+        var config = TinyLmModel.Config with { DModel = 16, Layers = 1, Heads = 2, FeedForward = 32 };
+        string outDir = Path.Combine(_dir, "sweep");
+
+        var (code, output, error) = Run("--sweep", "--steps", "3", "--d-model", "16", "--layers", "1", "--heads", "2", "--feed-forward", "32",
+                                        "--configs", "AdamW;R32 Rotation Mean b1=0.0;Adafactor", "--lrs", "1e-3", "--out", outDir);
+
+        Assert.True(code == 0, error);
+        Assert.Contains($"d_model 16, 2 heads, feed-forward 32; {config.ParameterCount:N0} parameters.", output, StringComparison.Ordinal);
+        var runs = File.ReadAllLines(Path.Combine(outDir, "sweep_all.csv")).Skip(1).Select(CsvFields).ToArray();
+        Assert.Equal(["AdamW", "R32 Rotation Mean b1=0.0", "Adafactor"], runs.Select(f => f[0]));
+        Assert.All(runs, f => Assert.Equal(config.ParameterCount, long.Parse(f[9], CultureInfo.InvariantCulture)));
+        Assert.All(runs, f => Assert.True(double.IsFinite(double.Parse(f[6], CultureInfo.InvariantCulture)), string.Join(",", f)));
+        Assert.Equal(8 * config.ParameterCount, long.Parse(runs[0][8], CultureInfo.InvariantCulture));
+        Assert.True(File.Exists(Path.Combine(outDir, "results.md")));
+    }
+
+    [Fact]
+    public void The_shape_differences_name_the_vocabulary_and_the_model_size()
+    {
+        var declared = TinyLmModel.Config;
+        Assert.Equal("", App.ShapeDifferences(declared));
+        Assert.Equal("vocabulary: the corpus has 14 distinct characters instead of 65", App.ShapeDifferences(declared with { Vocab = 14 }));
+        Assert.Equal("model size: d_model 128 instead of 64, 4 layers instead of 2, 8 heads instead of 4, feed-forward 512 instead of 256",
+                     App.ShapeDifferences(declared with { DModel = 128, Layers = 4, Heads = 8, FeedForward = 512 }));
+        Assert.Equal("vocabulary: the corpus has 14 distinct characters instead of 65; model size: 1 head instead of 4",
+                     App.ShapeDifferences(declared with { Vocab = 14, Heads = 1 }));
+        // Every difference falls back, and only a difference does.
+        Assert.False(OptimizerCatalog.FallsBackToRuntime("C32", declared));
+        Assert.True(OptimizerCatalog.FallsBackToRuntime("C32", declared with { FeedForward = 512 }));
+        Assert.False(OptimizerCatalog.FallsBackToRuntime("Adafactor", declared with { FeedForward = 512 }));
     }
 }
