@@ -261,8 +261,9 @@ public static class OptimizerCatalog
     public static float SweepLearningRate(string name) => name switch
     {
         "C32Mean" or "C32MeanNoMomentum" => 3e-3f,   // R32 Rotation Mean b1=0.9 / b1=0.0
+        "Factored" => 3e-3f,                          // frontier sweep (1500 steps, seeds 1 and 2): 3e-3 both times, of 1e-3 … 3e-2
         "AdamMini" => 3e-2f,                          // anchor: 1.9276 at 3e-2 against 1.9412 at 1e-2
-        _ => 1e-2f,                                   // AdamW, C1, C4, C8, C32, C32Universal, C32NoMomentum, C64; Adam8bit, AdamW4bit, Adafactor
+        _ => 1e-2f,                                   // AdamW, C1, C4, C8, C32, C32Universal, C32NoMomentum, C64; Adam8bit, AdamW4bit, Adafactor; FactoredClip, FactoredSchedule (frontier sweep)
     };
 
     /// <summary>Creates the optimizer named <paramref name="name"/> for a model of <paramref name="config"/>.</summary>

@@ -34,7 +34,7 @@ public class CliParserTests
         Assert.Null(o.Configurations);
         Assert.False(o.SweepReport);
         Assert.Equal(TinyLmModel.Config, TinyLmModel.Config with { DModel = o.DModel, Layers = o.Layers, Heads = o.Heads, FeedForward = o.FeedForward });
-        Assert.Equal(["AdamW", "C32", "C32MeanNoMomentum"], App.DefaultOptimizers);
+        Assert.Equal(["AdamW", "C32", "C32MeanNoMomentum", "Factored"], App.DefaultOptimizers);
     }
 
     [Fact]
@@ -193,14 +193,14 @@ public sealed class CliDataTests : IDisposable
         return path;
     }
 
-    private static (int Code, string Output, string Error) Run(params string[] args)
+    internal static (int Code, string Output, string Error) Run(params string[] args)
     {
         var (output, error) = (new StringWriter(), new StringWriter());
         int code = Cli.Run(args, output, error);
         return (code, output.ToString(), error.ToString());
     }
 
-    private static string[] CsvFields(string line) => line.Split(',').Select(f => f.Trim('"')).ToArray();
+    internal static string[] CsvFields(string line) => line.Split(',').Select(f => f.Trim('"')).ToArray();
 
     [Fact]
     public void Another_alphabet_trains_with_the_run_time_optimizers_and_finite_losses()
@@ -314,14 +314,9 @@ public sealed class CliModelSizeTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static (int Code, string Output, string Error) Run(params string[] args)
-    {
-        var (output, error) = (new StringWriter(), new StringWriter());
-        int code = Cli.Run(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
+    private static (int Code, string Output, string Error) Run(params string[] args) => CliDataTests.Run(args);
 
-    private static string[] CsvFields(string line) => line.Split(',').Select(f => f.Trim('"')).ToArray();
+    private static string[] CsvFields(string line) => CliDataTests.CsvFields(line);
 
     [Fact]
     public void A_smaller_model_trains_with_the_run_time_optimizers_and_finite_losses()
