@@ -254,6 +254,56 @@ public sealed class RuntimeKernel : IBenchKernel
     }
 }
 
+/// <summary>
+/// The factored second moment (β1 = 0) on the run-time optimizer, the tensor viewed as d / 1024 rows × 1024 columns; with
+/// <c>clip</c>, Adafactor's update clipping (d = 1), which adds a pass that reads g again to form RMS(u).
+/// </summary>
+public sealed class FactoredKernel : IBenchKernel
+{
+    public const int Columns = 1024;
+    private readonly CountSketchAdam _opt;
+    private readonly float[][] _p, _g;
+    private readonly int _rows;
+    private readonly bool _clip;
+
+    private FactoredKernel(BenchBuffers b, bool clip, int threads)
+    {
+        _rows = b.Length / Columns;
+        _clip = clip;
+        var settings = new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = clip ? 1 : 0 };
+        long before = GC.GetTotalAllocatedBytes(true);
+        _opt = new CountSketchAdam(settings, [new TensorSpec("W", [_rows, Columns])]) { MaxThreads = threads };
+        ConstructionBytes = GC.GetTotalAllocatedBytes(true) - before;
+        _p = [b.Parameters];
+        _g = [b.Gradient];
+        Name = clip ? "runtime Factored clip=1" : "runtime Factored";
+    }
+
+    public string Name { get; }
+    public double NominalBytesPerParam => _clip ? 20 : 16;
+    public string BytesFormula => _clip
+        ? "20 = read g (phase 1: row and column sums), read g (RMS of the update), read g + r/w p (phase 2)"
+        : "16 = read g (phase 1: row and column sums), then read g + r/w p (phase 2)";
+    public long? StateBytes => _opt.StateBytes;
+    public long? FormulaStateBytes => 4L * (_rows + Columns);
+    public long ConstructionBytes { get; }
+
+    public void Step()
+    {
+        var outcome = _opt.Step(1e-4f, _p, _g);
+        if (outcome != StepOutcome.Applied) throw new InvalidOperationException($"{Name}: step was {outcome}");
+    }
+
+    public void Dispose() => _opt.Dispose();
+
+    /// <summary>The kernel, or null with the reason when d is not a multiple of <see cref="Columns"/>.</summary>
+    public static FactoredKernel? TryCreate(BenchBuffers b, bool clip, int threads, out string? why)
+    {
+        why = b.Length % Columns == 0 ? null : $"d = {b.Length} is not a multiple of {Columns}";
+        return why is null ? new FactoredKernel(b, clip, threads) : null;
+    }
+}
+
 /// <summary>Builds the kernel list for one size and ratio; reports the kernels that could not be built.</summary>
 public static class KernelSet
 {
@@ -282,6 +332,8 @@ public static class KernelSet
             var k = RuntimeKernel.TryCreate(b, ratio, layout, threads, out var why);
             Add(k, why, $"runtime CountSketchAdam {layout}");
         }
+        foreach (bool clip in new[] { false, true })
+            Add(FactoredKernel.TryCreate(b, clip, threads, out var why), why, clip ? "runtime Factored clip=1" : "runtime Factored");
         return list;
     }
 }

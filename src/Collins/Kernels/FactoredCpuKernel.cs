@@ -155,10 +155,26 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         {
             float a = rowEma[r] * _rowScale;
             var g = buf.Gradient.Slice(r * _cols, _cols);
-            for (int c = 0; c < _cols; c++)
+            int c = 0;
+            if (Vector.IsHardwareAccelerated && _cols >= Vector<float>.Count)
+            {
+                // u² in float lanes, widened and summed in double lanes; the lanes are added in order after the row.
+                var va = new Vector<float>(a); var visb2 = new Vector<float>(isb2); var veps = new Vector<float>(eps);
+                var acc0 = Vector<double>.Zero; var acc1 = Vector<double>.Zero;
+                for (; c <= _cols - Vector<float>.Count; c += Vector<float>.Count)
+                {
+                    var u = new Vector<float>(g[c..]) / (Vector.SquareRoot(va * new Vector<float>(colEma[c..])) * visb2 + veps);
+                    Vector.Widen(u * u, out var lo, out var hi);
+                    acc0 += lo;
+                    acc1 += hi;
+                }
+                var lanes = acc0 + acc1;
+                for (int l = 0; l < Vector<double>.Count; l++) sum += lanes[l];
+            }
+            for (; c < _cols; c++)
             {
                 float u = g[c] / (MathF.Sqrt(a * colEma[c]) * isb2 + eps);
-                sum += (double)u * u;
+                sum += (double)(u * u);
             }
         }
         _tileSquares[tile] = sum;
