@@ -211,18 +211,17 @@ public sealed class GeneratedKernel : IBenchKernel
     }
 }
 
-/// <summary>The run-time (non-generated) <see cref="CountSketchAdam"/>, bound by reflection so the bench builds before its Step exists.</summary>
+/// <summary>The run-time (non-generated) <see cref="CountSketchAdam"/> over one tensor of the bench's length.</summary>
 public sealed class RuntimeKernel : IBenchKernel
 {
-    private readonly SketchedOptimizerBase _opt;
-    private readonly Func<float, float[][], float[][], StepOutcome> _step;
+    private readonly CountSketchAdam _opt;
     private readonly float[][] _p, _g;
     private readonly int _length;
     private readonly SketchLayout _layout;
 
-    private RuntimeKernel(string name, SketchedOptimizerBase opt, Func<float, float[][], float[][], StepOutcome> step, BenchBuffers b, SketchLayout layout, long bytes)
+    private RuntimeKernel(string name, CountSketchAdam opt, BenchBuffers b, SketchLayout layout, long bytes)
     {
-        Name = name; _opt = opt; _step = step; _p = new[] { b.Parameters }; _g = new[] { b.Gradient }; _length = b.Length; _layout = layout; ConstructionBytes = bytes;
+        Name = name; _opt = opt; _p = new[] { b.Parameters }; _g = new[] { b.Gradient }; _length = b.Length; _layout = layout; ConstructionBytes = bytes;
     }
 
     public string Name { get; }
@@ -234,7 +233,7 @@ public sealed class RuntimeKernel : IBenchKernel
 
     public void Step()
     {
-        var outcome = _step(1e-4f, _p, _g);
+        var outcome = _opt.Step(1e-4f, _p, _g);
         if (outcome != StepOutcome.Applied) throw new InvalidOperationException($"{Name}: step was {outcome}");
     }
 
@@ -242,15 +241,13 @@ public sealed class RuntimeKernel : IBenchKernel
 
     public static RuntimeKernel? TryCreate(BenchBuffers b, int ratio, SketchLayout layout, int threads, out string? why)
     {
-        var method = typeof(CountSketchAdam).GetMethod("Step", BindingFlags.Public | BindingFlags.Instance, new[] { typeof(float), typeof(float[][]), typeof(float[][]) });
-        if (method is null || method.ReturnType != typeof(StepOutcome)) { why = "CountSketchAdam.Step(float, float[][], float[][]) does not exist yet"; return null; }
         var settings = new OptimizerSettings { Ratio = ratio, Layout = layout };
         long before = GC.GetTotalAllocatedBytes(true);
         var opt = new CountSketchAdam(settings, new[] { new TensorSpec("W", b.Length) });
         long bytes = GC.GetTotalAllocatedBytes(true) - before;
         opt.MaxThreads = threads;
         why = null;
-        return new RuntimeKernel($"runtime CountSketchAdam {layout}", opt, method.CreateDelegate<Func<float, float[][], float[][], StepOutcome>>(opt), b, layout, bytes);
+        return new RuntimeKernel($"runtime CountSketchAdam {layout}", opt, b, layout, bytes);
     }
 }
 
