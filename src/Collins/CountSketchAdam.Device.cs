@@ -70,8 +70,9 @@ public sealed partial class CountSketchAdam
         }
         _rotationAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>(RotationAccumulateKernel);
         _universalAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, DeviceTensorConstants>(UniversalAccumulateKernel);
-        _checkFinite = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(CheckFiniteKernel);
-        _checkSquares = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(CheckSquaresKernel);
+        // The finiteness checks are the generated optimizers' (they need no constants).
+        _checkFinite = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(SpecializedDeviceKernels.CheckSums);
+        _checkSquares = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(SpecializedDeviceKernels.DenseCheck);
         _bucketUpdate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(BucketUpdateKernel);
         _rotationApply = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(RotationApplyKernel);
         _universalApply = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants, StepScalars>(UniversalApplyKernel);
@@ -168,20 +169,6 @@ public sealed partial class CountSketchAdam
         int b = HashDerivation.UniversalBucket(c.A, c.B, c.Buckets, i);
         if (c.HasM != 0) Atomic.Add(ref sumM[b], HashDerivation.UniversalSign(c.SA, c.SB, i) * x);
         Atomic.Add(ref sumV[b], x * x);
-    }
-
-    internal static void CheckFiniteKernel(Index1D i, ArrayView<float> values, ArrayView<int> flag)
-    {
-        float x = values[i];
-        if (!(x - x == 0f)) flag[0] = 1;   // NaN and ±Inf give NaN
-    }
-
-    /// <summary>A dense tensor's phase 1: raises the flag when an entry's square is not a finite float (the sketched rule for one-entry buckets).</summary>
-    internal static void CheckSquaresKernel(Index1D i, ArrayView<float> gradient, ArrayView<int> flag)
-    {
-        float x = gradient[i];
-        float sq = x * x;
-        if (!(sq - sq == 0f)) flag[0] = 1;   // NaN, ±Inf and an overflowing square give NaN
     }
 
     /// <summary>

@@ -45,19 +45,12 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         ArgumentNullException.ThrowIfNull(gradients);
         for (int i = 0; i < parameters.Length; i++) if (parameters[i] is null) throw NullBuffer(i, "parameter");
         for (int i = 0; i < gradients.Length; i++) if (gradients[i] is null) throw NullBuffer(i, "gradient");
-        var buffers = new ArrayBuffers(parameters, gradients);
+        var buffers = new TensorArrays(parameters, gradients);
         return StepCpu(learningRate, ref buffers);
     }
 
-    // The buffer lists seen through structs, so the generic StepCore neither boxes them nor copies them into arrays.
-    private readonly struct ArrayBuffers(float[][] p, float[][] g) : IStepBuffers
-    {
-        public int ParameterCount => p.Length;
-        public int GradientCount => g.Length;
-        public Span<float> Parameters(int i) => p[i];
-        public ReadOnlySpan<float> Gradient(int i) => g[i];
-    }
-
+    // The memory lists seen through a struct, so the generic step neither boxes them nor copies them into arrays (the array
+    // overload uses the runtime's TensorArrays, as the generated model Step does).
     private readonly struct MemoryBuffers(IReadOnlyList<Memory<float>> p, IReadOnlyList<ReadOnlyMemory<float>> g) : IStepBuffers
     {
         public int ParameterCount => p.Count;

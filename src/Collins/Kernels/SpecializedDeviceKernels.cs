@@ -175,7 +175,7 @@ internal sealed class UniversalKernels<TC, TT> : DeviceTensorKernels where TC : 
     {
         _scatter = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>>(
             SpecializedDeviceKernels.UniversalScatter<TC, TT>);
-        _check = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(SpecializedDeviceKernels.UniversalCheck);
+        _check = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>>(SpecializedDeviceKernels.CheckSums);
         _buckets = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, StepScalars>(
             SpecializedDeviceKernels.UniversalBuckets<TC>);
         _elements = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, StepScalars>(
@@ -243,7 +243,7 @@ internal static class SpecializedDeviceKernels
             else if (typeof(IUniversalTensor).IsAssignableFrom(tensor))
             {
                 yield return (tensor.Name, Kernel(nameof(UniversalScatter)).MakeGenericMethod(constants, tensor));
-                yield return (tensor.Name, Kernel(nameof(UniversalCheck)));
+                yield return (tensor.Name, Kernel(nameof(CheckSums)));
                 yield return (tensor.Name, Kernel(nameof(UniversalBuckets)).MakeGenericMethod(constants));
                 yield return (tensor.Name, Kernel(nameof(UniversalElements)).MakeGenericMethod(constants, tensor));
             }
@@ -321,8 +321,11 @@ internal static class SpecializedDeviceKernels
         Atomic.Add(ref sumV[b], x * x);
     }
 
-    /// <summary>Universal phase 1b, one thread per bucket: raises the flag when SumV[b] is not finite.</summary>
-    internal static void UniversalCheck(Index1D bucket, ArrayView<float> sumV, ArrayView<int> flag)
+    /// <summary>
+    /// Phase 1b of a Universal tensor (and of every sketched tensor of the run-time optimizer), one thread per bucket: raises the
+    /// flag when SumV[b], a sum of squares, is not finite (NaN or +∞).
+    /// </summary>
+    internal static void CheckSums(Index1D bucket, ArrayView<float> sumV, ArrayView<int> flag)
     {
         if (!(sumV[bucket] <= float.MaxValue)) flag[0] = 1;
     }
