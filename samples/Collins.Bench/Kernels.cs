@@ -211,78 +211,33 @@ public sealed class GeneratedKernel : IBenchKernel
     }
 }
 
-/// <summary>The run-time (non-generated) <see cref="CountSketchAdam"/> over one tensor of the bench's length.</summary>
+/// <summary>
+/// The run-time (non-generated) <see cref="CountSketchAdam"/> over one tensor of the bench's length: a Count-Sketch layout
+/// (<see cref="TryCreate"/>) or the factored second moment (<see cref="TryCreateFactored"/>).
+/// </summary>
 public sealed class RuntimeKernel : IBenchKernel
 {
+    /// <summary>Columns of the factored view: the tensor is d / 1024 rows × 1024 columns.</summary>
+    public const int FactoredColumns = 1024;
+
     private readonly CountSketchAdam _opt;
     private readonly float[][] _p, _g;
-    private readonly int _length;
-    private readonly SketchLayout _layout;
 
-    private RuntimeKernel(string name, CountSketchAdam opt, BenchBuffers b, SketchLayout layout, long bytes)
+    private RuntimeKernel(string name, OptimizerSettings settings, TensorSpec spec, BenchBuffers b, int threads,
+                          double bytesPerParam, string bytesFormula, long formulaStateBytes)
     {
-        Name = name; _opt = opt; _p = new[] { b.Parameters }; _g = new[] { b.Gradient }; _length = b.Length; _layout = layout; ConstructionBytes = bytes;
-    }
-
-    public string Name { get; }
-    public double NominalBytesPerParam => 12;
-    public string BytesFormula => _layout == SketchLayout.Rotation ? "12 (as generated Rotation)" : "12 + random gathers (as generated Universal)";
-    public long? StateBytes => _opt.StateBytes;
-    public long? FormulaStateBytes => (_opt.Settings.Beta1 != 0 ? 2L : 1L) * ((_length + (long)_opt.Settings.Ratio - 1) / _opt.Settings.Ratio) * 4;
-    public long ConstructionBytes { get; }
-
-    public void Step()
-    {
-        var outcome = _opt.Step(1e-4f, _p, _g);
-        if (outcome != StepOutcome.Applied) throw new InvalidOperationException($"{Name}: step was {outcome}");
-    }
-
-    public void Dispose() => _opt.Dispose();
-
-    public static RuntimeKernel? TryCreate(BenchBuffers b, int ratio, SketchLayout layout, int threads, out string? why)
-    {
-        var settings = new OptimizerSettings { Ratio = ratio, Layout = layout };
         long before = GC.GetTotalAllocatedBytes(true);
-        var opt = new CountSketchAdam(settings, new[] { new TensorSpec("W", b.Length) });
-        long bytes = GC.GetTotalAllocatedBytes(true) - before;
-        opt.MaxThreads = threads;
-        why = null;
-        return new RuntimeKernel($"runtime CountSketchAdam {layout}", opt, b, layout, bytes);
-    }
-}
-
-/// <summary>
-/// The factored second moment (β1 = 0) on the run-time optimizer, the tensor viewed as d / 1024 rows × 1024 columns; with
-/// <c>clip</c>, Adafactor's update clipping (d = 1), which adds a pass that reads g again to form RMS(u).
-/// </summary>
-public sealed class FactoredKernel : IBenchKernel
-{
-    public const int Columns = 1024;
-    private readonly CountSketchAdam _opt;
-    private readonly float[][] _p, _g;
-    private readonly int _rows;
-    private readonly bool _clip;
-
-    private FactoredKernel(BenchBuffers b, bool clip, int threads)
-    {
-        _rows = b.Length / Columns;
-        _clip = clip;
-        var settings = new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = clip ? 1 : 0 };
-        long before = GC.GetTotalAllocatedBytes(true);
-        _opt = new CountSketchAdam(settings, [new TensorSpec("W", [_rows, Columns])]) { MaxThreads = threads };
+        _opt = new CountSketchAdam(settings, [spec]) { MaxThreads = threads };
         ConstructionBytes = GC.GetTotalAllocatedBytes(true) - before;
-        _p = [b.Parameters];
-        _g = [b.Gradient];
-        Name = clip ? "runtime Factored clip=1" : "runtime Factored";
+        Name = name; _p = [b.Parameters]; _g = [b.Gradient];
+        NominalBytesPerParam = bytesPerParam; BytesFormula = bytesFormula; FormulaStateBytes = formulaStateBytes;
     }
 
     public string Name { get; }
-    public double NominalBytesPerParam => _clip ? 20 : 16;
-    public string BytesFormula => _clip
-        ? "20 = read g (phase 1: row and column sums), read g (RMS of the update), read g + r/w p (phase 2)"
-        : "16 = read g (phase 1: row and column sums), then read g + r/w p (phase 2)";
+    public double NominalBytesPerParam { get; }
+    public string BytesFormula { get; }
     public long? StateBytes => _opt.StateBytes;
-    public long? FormulaStateBytes => 4L * (_rows + Columns);
+    public long? FormulaStateBytes { get; }
     public long ConstructionBytes { get; }
 
     public void Step()
@@ -293,11 +248,32 @@ public sealed class FactoredKernel : IBenchKernel
 
     public void Dispose() => _opt.Dispose();
 
-    /// <summary>The kernel, or null with the reason when d is not a multiple of <see cref="Columns"/>.</summary>
-    public static FactoredKernel? TryCreate(BenchBuffers b, bool clip, int threads, out string? why)
+    /// <summary>A Count-Sketch layout at <paramref name="ratio"/>, β1 0.9.</summary>
+    public static RuntimeKernel TryCreate(BenchBuffers b, int ratio, SketchLayout layout, int threads, out string? why)
     {
-        why = b.Length % Columns == 0 ? null : $"d = {b.Length} is not a multiple of {Columns}";
-        return why is null ? new FactoredKernel(b, clip, threads) : null;
+        why = null;
+        var settings = new OptimizerSettings { Ratio = ratio, Layout = layout };
+        long state = 2L * ((b.Length + (long)ratio - 1) / ratio) * 4;
+        return new RuntimeKernel($"runtime CountSketchAdam {layout}", settings, new TensorSpec("W", b.Length), b, threads, 12,
+            layout == SketchLayout.Rotation ? "12 (as generated Rotation)" : "12 + random gathers (as generated Universal)", state);
+    }
+
+    /// <summary>
+    /// The factored second moment (β1 = 0) of the tensor viewed as d / 1024 rows × 1024 columns; with <paramref name="clip"/>,
+    /// Adafactor's update clipping (d = 1), which adds a pass that reads g again to form RMS(u). Null, with the reason, when d
+    /// is not a multiple of <see cref="FactoredColumns"/>.
+    /// </summary>
+    public static RuntimeKernel? TryCreateFactored(BenchBuffers b, bool clip, int threads, out string? why)
+    {
+        why = b.Length % FactoredColumns == 0 ? null : $"d = {b.Length} is not a multiple of {FactoredColumns}";
+        if (why is not null) return null;
+        int rows = b.Length / FactoredColumns;
+        var settings = new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = clip ? 1 : 0 };
+        return new RuntimeKernel(clip ? "runtime Factored clip=1" : "runtime Factored", settings, new TensorSpec("W", [rows, FactoredColumns]), b, threads,
+            clip ? 20 : 16,
+            clip ? "20 = read g (phase 1: row and column sums), read g (RMS of the update), read g + r/w p (phase 2)"
+                 : "16 = read g (phase 1: row and column sums), then read g + r/w p (phase 2)",
+            4L * (rows + FactoredColumns));
     }
 }
 
@@ -330,7 +306,7 @@ public static class KernelSet
             Add(k, why, $"runtime CountSketchAdam {layout}");
         }
         foreach (bool clip in new[] { false, true })
-            Add(FactoredKernel.TryCreate(b, clip, threads, out var why), why, clip ? "runtime Factored clip=1" : "runtime Factored");
+            Add(RuntimeKernel.TryCreateFactored(b, clip, threads, out var why), why, clip ? "runtime Factored clip=1" : "runtime Factored");
         return list;
     }
 }
