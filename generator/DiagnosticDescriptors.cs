@@ -135,7 +135,7 @@ namespace Collins.Generators
 
         public static readonly DiagnosticDescriptor FactoredNeedsBeta1Zero = Make("COL025",
             "The factored second moment needs Beta1 = 0",
-            "Optimizer '{0}' has SecondMoment = Factored and Beta1 = {1}; the factored estimate keeps no first moment: set Beta1 = 0, or choose SecondMoment Sum or Mean",
+            "Optimizer '{0}' has SecondMoment = Factored and Beta1 = {1}; the factored estimate keeps no Count-Sketch first moment: set Beta1 = 0, keep m block-quantised (FirstMoment = FirstMomentStorage.Quantized8 or Quantized4), or choose SecondMoment Sum or Mean",
             DiagnosticSeverity.Error);
 
         public static readonly DiagnosticDescriptor FactoredOneDimension = Make("COL026",
@@ -151,6 +151,16 @@ namespace Collins.Generators
         public static readonly DiagnosticDescriptor InvalidBeta2Schedule = Make("COL028",
             "Invalid β2 schedule",
             "Optimizer '{0}' has Beta2Schedule = {1}; {2}",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor InvalidQuantizedFirstMoment = Make("COL030",
+            "Invalid quantised first moment",
+            "Optimizer '{0}' has FirstMoment = {1}; {2}",
+            DiagnosticSeverity.Error);
+
+        public static readonly DiagnosticDescriptor QuantizedOneDimension = Make("COL031",
+            "A one-dimensional sketched tensor cannot take a quantised first moment",
+            "Tensor '{0}' of optimizer '{1}' is sketched and has one dimension: FirstMoment = {2} applies to factored tensors, and a one-dimensional tensor cannot be factored. Declare it with Sketching = TensorSketching.Dense, or give it two or more dimensions",
             DiagnosticSeverity.Error);
 
         public static readonly DiagnosticDescriptor TensorOutsideOptimizer = Make("COL019",
@@ -173,7 +183,7 @@ namespace Collins.Generators
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
-            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InvalidBeta2Schedule, InternalError);
+            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InvalidBeta2Schedule, InvalidQuantizedFirstMoment, QuantizedOneDimension, InternalError);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

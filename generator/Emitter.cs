@@ -118,6 +118,9 @@ namespace Collins.Generators
             w.Line("    DenseThreshold = " + Literal.Int(variant.DenseThreshold) + ",");
             w.Line("    UpdateClipping = " + Literal.Double(variant.UpdateClipping) + ",");
             w.Line("    Beta2Schedule = " + Literal.Double(variant.Beta2Schedule) + ",");
+            w.Line("    FirstMoment = global::Collins.FirstMomentStorage." + (variant.FirstMoment == 1 ? "Quantized8" : variant.FirstMoment == 2 ? "Quantized4" : "Sketch") + ",");
+            w.Line("    QuantizationBlock = " + Literal.Int(variant.QuantizationBlock) + ",");
+            w.Line("    StochasticRounding = " + (variant.StochasticRounding ? "true" : "false") + ",");
             w.Line("};");
             w.Line();
             w.Line("/// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>");
@@ -147,9 +150,12 @@ namespace Collins.Generators
             w.Close();
         }
 
-        /// <summary>A tensor's state bytes: (β1 ≠ 0 ? 2 : 1)·k floats, or R + C floats when its second moment is factored.</summary>
+        /// <summary>
+        /// A tensor's state bytes: (β1 ≠ 0 ? 2 : 1)·k floats, or R + C floats when its second moment is factored, plus a quantised
+        /// first moment's block scales (4 bytes each) and codes.
+        /// </summary>
         private static long StateBytes(VariantContext context, TensorModel t)
-            => 4L * (t.IsFactored ? (long)t.FactorRows + t.FactorColumns : (context.HasFirstMoment ? 2L : 1L) * t.Buckets);
+            => 4L * (t.IsFactored ? (long)t.FactorRows + t.FactorColumns + t.QuantizedBlocks : (context.HasFirstMoment ? 2L : 1L) * t.Buckets) + t.CodeBytes;
 
         private static string SketchingName(int s) => s == 1 ? "Dense" : s == 2 ? "Sketched" : "Auto";
 
@@ -171,7 +177,9 @@ namespace Collins.Generators
             {
                 var t = variant.Tensors[i];
                 string p = "plans[" + Literal.Int(i) + "], " + t.Name + ".Length, " + t.Name + ".Buckets, " + t.Name + ".Rows, " + t.Name + ".IsDense";
-                if (t.IsFactored) w.Line("VerifyFactoredPlan(" + p + ", " + t.Name + ".FactorRows, " + t.Name + ".FactorColumns);");
+                if (t.IsFactored && t.QuantizedBlocks > 0)
+                    w.Line("VerifyFactoredPlan(" + p + ", " + t.Name + ".FactorRows, " + t.Name + ".FactorColumns, " + t.Name + ".QuantizedBlocks, " + t.Name + ".CodeBytes);");
+                else if (t.IsFactored) w.Line("VerifyFactoredPlan(" + p + ", " + t.Name + ".FactorRows, " + t.Name + ".FactorColumns);");
                 else if (t.IsDense) w.Line("VerifyPlan(" + p + ");");
                 else if (!context.IsUniversal) w.Line("VerifyPlan(" + p + ", " + t.Name + ".Rotations, " + t.Name + ".Signs);");
                 else w.Line("VerifyPlan(" + p + ", " + t.Name + ".A, " + t.Name + ".B, " + t.Name + ".SignA, " + t.Name + ".SignB);");
@@ -388,6 +396,7 @@ namespace Collins.Generators
             string shape = string.Join(" × ", t.Shape.Select(Literal.Int));
             string stateLine = "Optimizer state: " + state.ToString(CultureInfo.InvariantCulture) + " bytes ("
                                + (t.IsFactored ? Literal.Int(t.FactorRows) + " row and " + Literal.Int(t.FactorColumns) + " column means of g²"
+                                  + (t.QuantizedBlocks > 0 ? "; m in " + Literal.Int(t.QuantizedBlocks) + " block scales and " + Literal.Int(t.CodeBytes) + " bytes of codes" : "")
                                   : (context.HasFirstMoment ? "m and v" : "v only, β1 = 0") + ", " + Literal.Int(t.Buckets) + " floats each")
                                + ") versus dense AdamW's 8·d = " + dense.ToString(CultureInfo.InvariantCulture) + " bytes ("
                                + (state == dense ? "the same" : Ratio(dense, state) + " smaller") + ").";
@@ -395,8 +404,13 @@ namespace Collins.Generators
             w.Line("/// Tensor <c>" + t.Name + "</c> (Step parameter #" + Literal.Int(index) + "): shape [" + shape + "], " + Literal.Int(t.Length) + " elements"
                    + (t.IsDense ? "; dense, exact AdamW moments." : "."));
             if (t.IsFactored)
-                w.Line("/// Factored second moment (β1 = 0): viewed as " + Literal.Int(t.FactorRows) + " rows × " + Literal.Int(t.FactorColumns)
+            {
+                w.Line("/// Factored second moment" + (t.QuantizedBlocks > 0 ? "" : " (β1 = 0)") + ": viewed as " + Literal.Int(t.FactorRows) + " rows × " + Literal.Int(t.FactorColumns)
                        + " columns, v̂[r, c] = R[r]·C[c] / mean(R) from EMAs of the row and column means of g².");
+                if (t.QuantizedBlocks > 0)
+                    w.Line("/// First moment block-quantised (" + (variant.FirstMoment == 2 ? "4" : "8") + "-bit codes, " + Literal.Int(variant.QuantizationBlock)
+                           + " entries per fp32 scale, " + (variant.StochasticRounding ? "stochastic rounding" : "rounded to nearest") + ").");
+            }
             else if (!t.IsDense && !context.IsUniversal)
             {
                 w.Line("/// Sketched, Rotation layout, ratio " + Literal.Int(t.Ratio) + ": viewed as " + Literal.Int(t.Rows) + " rows × " + Literal.Int(t.Buckets) + " buckets; entry i = r·k + c");
@@ -423,6 +437,11 @@ namespace Collins.Generators
             {
                 w.Line("/// <summary>R and C of the factored view: the product of all but the last dimension, and the last.</summary>");
                 w.Line("public const int FactorRows = " + Literal.Int(t.FactorRows) + ", FactorColumns = " + Literal.Int(t.FactorColumns) + ";");
+                if (t.QuantizedBlocks > 0)
+                {
+                    w.Line("/// <summary>The quantised first moment: blocks (one fp32 scale each) and bytes of codes.</summary>");
+                    w.Line("public const int QuantizedBlocks = " + Literal.Int(t.QuantizedBlocks) + ", CodeBytes = " + Literal.Int(t.CodeBytes) + ";");
+                }
             }
             else if (!t.IsDense && !context.IsUniversal) EmitRotation(w, t);
             else if (!t.IsDense && context.IsUniversal) EmitUniversal(w, t);

@@ -409,6 +409,8 @@ namespace Collins.Generators
             double beta1 = SettingsRules.Beta1, beta2 = SettingsRules.Beta2, epsilon = SettingsRules.Epsilon, weightDecay = SettingsRules.WeightDecay;
             long seed = SettingsRules.Seed;
             double updateClipping = SettingsRules.UpdateClipping, beta2Schedule = SettingsRules.Beta2Schedule;
+            int firstMoment = SettingsRules.SketchStorage, quantizationBlock = SettingsRules.QuantizationBlock;
+            bool stochasticRounding = SettingsRules.StochasticRounding;
             bool valid = true;
             foreach (var named in attr.NamedArguments)
             {
@@ -427,6 +429,9 @@ namespace Collins.Generators
                     case "DenseThreshold" when v is int i: denseThreshold = i; break;
                     case "UpdateClipping": updateClipping = ToDouble(v); break;
                     case "Beta2Schedule": beta2Schedule = ToDouble(v); break;
+                    case "FirstMoment" when v is int i: firstMoment = i; break;
+                    case "QuantizationBlock" when v is int i: quantizationBlock = i; break;
+                    case "StochasticRounding" when v is bool b: stochasticRounding = b; break;
                 }
             }
             string display = name;
@@ -517,11 +522,30 @@ namespace Collins.Generators
                     "the β2 schedule applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored (with Beta1 = 0), or remove Beta2Schedule"));
                 valid = false;
             }
-            if (layout < 0 || layout > 1 || !SettingsRules.SecondMomentIsDefined(secondMoment)) valid = false; // undefined enum values
-            else if (!SettingsRules.FactoredAllowsBeta1(secondMoment, beta1))
+            if (layout < 0 || layout > 1 || !SettingsRules.SecondMomentIsDefined(secondMoment) || !SettingsRules.FirstMomentIsDefined(firstMoment))
+                valid = false; // undefined enum values
+            else
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredNeedsBeta1Zero, At("Beta1"), display, Num(beta1)));
-                valid = false;
+                if (!SettingsRules.FactoredAllowsBeta1(secondMoment, beta1, firstMoment))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredNeedsBeta1Zero, At("Beta1"), display, Num(beta1)));
+                    valid = false;
+                }
+                string storageName = StorageName(firstMoment);
+                if (firstMoment != SettingsRules.SketchStorage && !SettingsRules.QuantizationBlockIsValid(quantizationBlock))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidQuantizedFirstMoment, At("QuantizationBlock"), display, storageName,
+                        "QuantizationBlock = " + quantizationBlock.ToString(CultureInfo.InvariantCulture) + " must be a power of two from 8 to 65536 (default 128)"));
+                    valid = false;
+                }
+                if (!SettingsRules.QuantizedFirstMomentApplies(firstMoment, secondMoment, beta1))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidQuantizedFirstMoment, At("FirstMoment"), display, storageName,
+                        secondMoment != SettingsRules.FactoredEstimate
+                            ? "a quantised first moment applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored, or remove FirstMoment"
+                            : "with Beta1 = 0 there is no first moment to store: set Beta1 > 0 (e.g. 0.9), or remove FirstMoment"));
+                    valid = false;
+                }
             }
             if (!valid) return null;
 
@@ -529,14 +553,14 @@ namespace Collins.Generators
             foreach (var t in tensors)
             {
                 if (!t.Valid) return null;
-                var model = Plan(t, name, ratio, beta1, layout, secondMoment, seed, denseThreshold, location, diagnostics);
+                var model = Plan(t, name, ratio, beta1, layout, secondMoment, firstMoment, quantizationBlock, seed, denseThreshold, location, diagnostics);
                 if (model is null) valid = false;
                 else models.Add(model);
             }
             if (!valid) return null;
             string hint = Sanitize(metadataName) + (attributeCount > 1 ? "." + name : "") + ".g.cs";
             return new VariantModel(name, hint, ratio, beta1, beta2, epsilon, weightDecay, layout, secondMoment, seed, denseThreshold,
-                new EquatableArray<TensorModel>(models), updateClipping, beta2Schedule);
+                new EquatableArray<TensorModel>(models), updateClipping, beta2Schedule, firstMoment, quantizationBlock, stochasticRounding);
         }
 
         /// <summary>Mirrors <c>TensorPlan</c>: dense rule, effective ratio, buckets, rows, hash constants.</summary>
@@ -546,8 +570,10 @@ namespace Collins.Generators
         /// </summary>
         internal const int MaxUnrolledRows = 1024;
 
-        private static TensorModel? Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, int secondMoment, long seed, int denseThreshold,
-                                        Location? variantLocation, List<DiagnosticInfo> diagnostics)
+        private static string StorageName(int storage) => storage == SettingsRules.Quantized8Storage ? "Quantized8" : storage == SettingsRules.Quantized4Storage ? "Quantized4" : "Sketch";
+
+        private static TensorModel? Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, int secondMoment, int firstMoment, int quantizationBlock,
+                                        long seed, int denseThreshold, Location? variantLocation, List<DiagnosticInfo> diagnostics)
         {
             int length = (int)t.Length;
             int ratio = t.SpecRatio == 0 ? settingsRatio : t.SpecRatio;
@@ -558,7 +584,15 @@ namespace Collins.Generators
             int estimate = SettingsRules.TensorSecondMoment(secondMoment, t.Shape.Length);
             bool factored = !dense && estimate == SettingsRules.FactoredEstimate;
             if (!dense && secondMoment == SettingsRules.FactoredEstimate && !factored)
+            {
+                if (firstMoment != SettingsRules.SketchStorage)
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedOneDimension, t.Location ?? variantLocation, t.Name, variant, StorageName(firstMoment)));
+                    return null;
+                }
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredOneDimension, t.Location ?? variantLocation, t.Name, variant));
+            }
+            bool quantized = factored && beta1 != 0 && firstMoment != SettingsRules.SketchStorage;
             var clashes = dense ? DenseClassMembers : factored ? FactoredClassMembers : layout == 0 ? RotationClassMembers : UniversalClassMembers;
             if (Array.IndexOf(TensorClassMembers, t.Name) >= 0 || Array.IndexOf(clashes, t.Name) >= 0)
             {
@@ -588,7 +622,9 @@ namespace Collins.Generators
                     length.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant));
             return new TensorModel(t.Name, t.Member, t.MemberIsStatic, t.IsTorchMember, new EquatableArray<int>(t.Shape), t.SpecRatio, t.Sketching, length, dense, effectiveRatio,
                 buckets, rows, new EquatableArray<int>(rotations), new EquatableArray<int>(signs), a, b, sa, sb,
-                factored, factored ? length / t.Shape[t.Shape.Length - 1] : 0, factored ? t.Shape[t.Shape.Length - 1] : 0);
+                factored, factored ? length / t.Shape[t.Shape.Length - 1] : 0, factored ? t.Shape[t.Shape.Length - 1] : 0,
+                quantized ? (int)SettingsRules.QuantizedBlocks(length, quantizationBlock) : 0,
+                quantized ? (int)SettingsRules.QuantizedCodeBytes(firstMoment, length) : 0);
         }
 
         /// <summary>The location of <c>Name = value</c> in an attribute application, or null when it is not written there.</summary>

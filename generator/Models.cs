@@ -46,7 +46,8 @@ namespace Collins.Generators
         EquatableArray<int> Rotations,
         EquatableArray<int> Signs,
         uint A, uint B, uint SignA, uint SignB,
-        bool IsFactored = false, int FactorRows = 0, int FactorColumns = 0);
+        bool IsFactored = false, int FactorRows = 0, int FactorColumns = 0,
+        int QuantizedBlocks = 0, int CodeBytes = 0);
 
     /// <summary>One generated optimizer (one [SketchedOptimizer] application).</summary>
     public sealed record VariantModel(
@@ -63,7 +64,10 @@ namespace Collins.Generators
         int DenseThreshold,
         EquatableArray<TensorModel> Tensors,
         double UpdateClipping = 0,
-        double Beta2Schedule = 0);
+        double Beta2Schedule = 0,
+        int FirstMoment = 0,
+        int QuantizationBlock = 128,
+        bool StochasticRounding = false);
 
     /// <summary>An annotated model class and its valid optimizer variants.</summary>
     public sealed record ClassModel(

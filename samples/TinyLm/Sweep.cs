@@ -35,6 +35,13 @@ public static class Sweep
         yield return ("Factored b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0 });
         yield return ("Factored clip=1 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1 });
         yield return ("Factored clip=1 sched=0.8 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, Beta2Schedule = 0.8 });
+        // The factored second moment with a block-quantised first moment (β1 = 0.9, block 128): 8 and 4 bits, to nearest and
+        // stochastically rounded, and 4 bits with update clipping.
+        foreach (var (bits, storage) in new[] { ("q8", FirstMomentStorage.Quantized8), ("q4", FirstMomentStorage.Quantized4) })
+            foreach (bool stochastic in new[] { false, true })
+                yield return ($"Factored {bits}{(stochastic ? " sr" : "")} b1=0.9",
+                              new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0.9, FirstMoment = storage, StochasticRounding = stochastic });
+        yield return ("Factored q4 sr clip=1 b1=0.9", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0.9, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true, UpdateClipping = 1 });
         // AdamW with global gradient-norm clipping (the bar's second baseline) and the anchors (Anchors.cs), like AdamW
         // without Collins settings.
         yield return ("AdamWClip", null);

@@ -30,10 +30,28 @@ public enum SecondMomentEstimate
     /// Adafactor's factored estimate (Shazeer &amp; Stern 2018) for a sketched tensor of two or more dimensions, viewed as a matrix of
     /// R = the product of all but its last dimension rows by C = its last dimension columns: EMAs of the row means R[r] and
     /// column means C[c] of g², and v̂[r, c] = R[r]·C[c] / mean(R); R + C floats of state instead of a sketch of v. Needs β1 = 0
-    /// (no first moment; m̂ = g) and runs on the CPU only so far. A sketched tensor of one dimension cannot be factored and
+    /// (no first moment; m̂ = g), or a block-quantised first moment (<see cref="FirstMomentStorage.Quantized8"/>, <see cref="FirstMomentStorage.Quantized4"/>)
+    /// with β1 &gt; 0, and runs on the CPU only so far. A sketched tensor of one dimension cannot be factored and
     /// keeps the Count-Sketch <see cref="Mean"/> estimate (the generator says so with COL026).
     /// </summary>
     Factored = 2,
+}
+
+/// <summary>How the first moment m of a sketched tensor is stored.</summary>
+public enum FirstMomentStorage
+{
+    /// <summary>The seed's Count-Sketch of m (k floats; nothing when β1 = 0). The default.</summary>
+    Sketch = 0,
+
+    /// <summary>
+    /// m kept per entry as signed 8-bit codes q in [−127, 127] with one fp32 absmax scale per block of
+    /// <see cref="SketchedOptimizerAttribute.QuantizationBlock"/> entries: m = q·scale/127 (1 byte + 4/block bytes per entry).
+    /// Needs <see cref="SecondMomentEstimate.Factored"/> and β1 &gt; 0 (the kind that implements it).
+    /// </summary>
+    Quantized8 = 1,
+
+    /// <summary>As <see cref="Quantized8"/> with 4-bit codes q in [−7, 7], two per byte: m = q·scale/7 (0.5 byte + 4/block bytes per entry).</summary>
+    Quantized4 = 2,
 }
 
 /// <summary>Whether a tensor's moments are sketched or kept dense.</summary>
@@ -104,6 +122,26 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// correction applies. 0 (the default) is off; Adafactor uses 0.8; c in (0, 1] (COL028 otherwise, or without Factored).
     /// </summary>
     public double Beta2Schedule { get; set; } = Planning.SettingsRules.Beta2Schedule;
+
+    /// <summary>
+    /// How the first moment of sketched tensors is stored. Default <see cref="FirstMomentStorage.Sketch"/> (the seed's Count-Sketch).
+    /// <see cref="FirstMomentStorage.Quantized8"/> and <see cref="FirstMomentStorage.Quantized4"/> keep m per entry, block-quantised, with
+    /// <see cref="SecondMomentEstimate.Factored"/> and β1 &gt; 0 (COL030 otherwise); a sketched one-dimensional tensor cannot take
+    /// them (COL031): mark it dense.
+    /// </summary>
+    /// <remarks>
+    /// Each step dequantises a block, forms m ← β1·m + (1 − β1)·g and the update from that m in float, then stores the block
+    /// again: scale = max |m| over the block, q = clamp(⌊m·Q/scale + r⌋, −Q, Q), r = ½ (round to nearest) or, with
+    /// <see cref="StochasticRounding"/>, r uniform in [0, 1) from a counter-based hash of (seed, tensor, step, entry), so results
+    /// are the same for any thread count.
+    /// </remarks>
+    public FirstMomentStorage FirstMoment { get; set; } = FirstMomentStorage.Sketch;
+
+    /// <summary>Entries per fp32 scale of a quantised first moment: a power of two from 8 to 65536 (COL030 otherwise). Default 128.</summary>
+    public int QuantizationBlock { get; set; } = Planning.SettingsRules.QuantizationBlock;
+
+    /// <summary>Round quantised first-moment codes stochastically (unbiased) instead of to nearest. Default false.</summary>
+    public bool StochasticRounding { get; set; } = Planning.SettingsRules.StochasticRounding;
 }
 
 /// <summary>

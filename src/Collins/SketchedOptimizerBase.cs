@@ -127,6 +127,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         int n = tensors.Count;
         FirstMoments = new float[n][];
         SecondMoments = new float[n][];
+        FirstMomentCodes = new byte[n][];
+        Array.Fill(FirstMomentCodes, Array.Empty<byte>());
         SumM = new AlignedFloats[n];
         SumV = new AlignedFloats[n];
         Array.Fill(SumM, AlignedFloats.Empty);
@@ -134,11 +136,12 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         if (accelerator is null)
         {
             _cpuKernels = new CpuTensorKernel[n];
-            for (int i = 0; i < n; i++) _cpuKernels[i] = CpuTensorKernel.Create(tensors[i], settings);
             for (int i = 0; i < n; i++)
             {
                 var plan = tensors[i];
                 FirstMoments[i] = new float[plan.FirstMomentFloats];
+                FirstMomentCodes[i] = plan.IsQuantized ? new byte[plan.FirstMomentCodeBytes] : Array.Empty<byte>();
+                _cpuKernels[i] = CpuTensorKernel.Create(plan, settings, FirstMomentCodes[i]);
                 SecondMoments[i] = new float[plan.SecondMomentFloats];
                 // The workspace of the bucket sums (a factored tensor's kernel keeps its own row and column sums).
                 SumM[i] = plan.IsDense || plan.IsFactored || !plan.HasFirstMoment ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
@@ -211,10 +214,13 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     // One CPU kernel per tensor, of its kind (CPU state only): the engine every CPU step runs.
     private readonly CpuTensorKernel[]? _cpuKernels;
 
-    /// <summary>Bytes of optimizer state: Σ (β1 ≠ 0 ? 2 : 1)·k·4 over tensors (k = d for dense tensors).</summary>
+    /// <summary>
+    /// Bytes of optimizer state: Σ over tensors of <see cref="TensorPlan.StateBytes"/> — (β1 ≠ 0 ? 2 : 1)·k·4 for a sketch (k = d for
+    /// dense tensors), 4·(R + C) for a factored v, and 4·ceil(d / block) + d (8-bit) or ceil(d / 2) (4-bit) for a quantised m.
+    /// </summary>
     public long StateBytes
     {
-        get { long s = 0; foreach (var t in Tensors) s += t.StateFloats * sizeof(float); return s; }
+        get { long s = 0; foreach (var t in Tensors) s += t.StateBytes; return s; }
     }
 
     /// <summary>Bytes dense AdamW would keep for the same tensors: 8 per parameter.</summary>
@@ -232,6 +238,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     // CPU state: per tensor; empty arrays where a moment is not kept.
     protected float[][] FirstMoments { get; }
     protected float[][] SecondMoments { get; }
+    // CPU state of a quantised first moment (TensorPlan.IsQuantized): its codes (FirstMoments then holds the block scales); empty otherwise.
+    protected byte[][] FirstMomentCodes { get; }
     // CPU workspace for phase 1 (bucket sums), not state: empty for dense tensors. 64-byte aligned, so that phase 1 of a large
     // Rotation tensor can write it with non-temporal stores (RotationCpu.AccumulateTile).
     protected AlignedFloats[] SumM { get; }
@@ -244,7 +252,36 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     /// <summary>One int per tensor on the device, set to 1 by that tensor's phase-1 kernel when it saw a non-finite gradient (<see cref="DeviceFlagOf"/>).</summary>
     protected ILGPU.Runtime.MemoryBuffer1D<int, ILGPU.Stride1D.Dense>? DeviceFlag { get; }
 
-    /// <summary>A copy of tensor <paramref name="tensor"/>'s first-moment state (k floats, d when dense; empty when β1 = 0), from the device when the state lives there.</summary>
+    /// <summary>
+    /// A copy of the codes of tensor <paramref name="tensor"/>'s quantised first moment (<see cref="TensorPlan.FirstMomentCodeBytes"/>
+    /// bytes, layout in <see cref="TensorPlan.FirstMoment"/>'s docs); empty when m is not quantised.
+    /// </summary>
+    public byte[] CopyFirstMomentCodes(int tensor)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return (byte[])FirstMomentCodes[tensor].Clone();
+    }
+
+    /// <summary>
+    /// Tensor <paramref name="tensor"/>'s quantised first moment as the next step reads it, one float per entry: m[i] = q[i]·(scale / Q).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The tensor's first moment is not quantised.</exception>
+    public float[] DequantizeFirstMoment(int tensor)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var plan = Tensors[tensor];
+        if (!plan.IsQuantized) throw new InvalidOperationException($"Tensor '{plan.Name}' does not keep a quantised first moment.");
+        var m = new float[plan.Length];
+        for (int b = 0; b < plan.QuantizedBlocks; b++)
+        {
+            int start = b * plan.QuantizationBlock, len = Math.Min(plan.QuantizationBlock, plan.Length - start);
+            BlockQuantizer.Dequantize(FirstMomentCodes[tensor], plan.FirstMoment == FirstMomentStorage.Quantized4, start, FirstMoments[tensor][b],
+                                      plan.QuantizationLevels, m.AsSpan(start, len));
+        }
+        return m;
+    }
+
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s first-moment state (k floats, d when dense; the block scales when quantised; empty when β1 = 0), from the device when the state lives there.</summary>
     public float[] CopyFirstMoment(int tensor)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -542,10 +579,12 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     }
 
     /// <summary>As <see cref="VerifyPlan(TensorPlan, int, int, int, bool)"/> for a tensor with a factored second moment, its R × C view included.</summary>
-    protected static void VerifyFactoredPlan(TensorPlan plan, int length, int buckets, int rows, bool dense, int factorRows, int factorColumns)
+    protected static void VerifyFactoredPlan(TensorPlan plan, int length, int buckets, int rows, bool dense, int factorRows, int factorColumns,
+                                             int quantizedBlocks = 0, int codeBytes = 0)
     {
         VerifyPlan(plan, length, buckets, rows, dense);
         if (!plan.IsFactored || plan.FactorRows != factorRows || plan.FactorColumns != factorColumns) throw PlanMismatch(plan.Name);
+        if (plan.QuantizedBlocks != quantizedBlocks || plan.FirstMomentCodeBytes != codeBytes) throw PlanMismatch(plan.Name);
     }
 
     private static InvalidOperationException PlanMismatch(string tensor)

@@ -274,7 +274,7 @@ public class DiagnosticCatalogueTests
     [InlineData("0.5", "0.5")]
     public void COL025_factored_with_a_first_moment(string beta1, string shown)
         => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(SecondMoment = SecondMomentEstimate.Factored, [|Beta1 = {beta1}|])"),
-            Error("COL025", $"Optimizer 'Optimizer' has SecondMoment = Factored and Beta1 = {shown}; the factored estimate keeps no first moment: set Beta1 = 0, or choose SecondMoment Sum or Mean")));
+            Error("COL025", $"Optimizer 'Optimizer' has SecondMoment = Factored and Beta1 = {shown}; the factored estimate keeps no Count-Sketch first moment: set Beta1 = 0, keep m block-quantised (FirstMoment = FirstMomentStorage.Quantized8 or Quantized4), or choose SecondMoment Sum or Mean")));
 
     [Fact]
     public void COL025_reported_for_the_default_beta1_at_the_attribute()
@@ -288,7 +288,7 @@ public class DiagnosticCatalogueTests
                 [Tensor(8, 8)] public float[] W = new float[64];
             }
             """,
-            Error("COL025", "Optimizer 'Optimizer' has SecondMoment = Factored and Beta1 = 0.9; the factored estimate keeps no first moment: set Beta1 = 0, or choose SecondMoment Sum or Mean")));
+            Error("COL025", "Optimizer 'Optimizer' has SecondMoment = Factored and Beta1 = 0.9; the factored estimate keeps no Count-Sketch first moment: set Beta1 = 0, keep m block-quantised (FirstMoment = FirstMomentStorage.Quantized8 or Quantized4), or choose SecondMoment Sum or Mean")));
 
     [Fact]
     public void COL026_a_sketched_vector_cannot_be_factored_and_keeps_the_mean_sketch()
@@ -322,6 +322,44 @@ public class DiagnosticCatalogueTests
     public void COL027_negative_update_clipping()
         => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, [|UpdateClipping = -1|])"),
             Error("COL027", "Optimizer 'Optimizer' has UpdateClipping = -1; it must be finite and >= 0 (0: off; Adafactor uses 1)")));
+
+    [Fact]
+    public void COL030_a_quantised_first_moment_needs_the_factored_estimate()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer([|FirstMoment = FirstMomentStorage.Quantized8|])"),
+            Error("COL030", "Optimizer 'Optimizer' has FirstMoment = Quantized8; a quantised first moment applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored, or remove FirstMoment")));
+
+    [Fact]
+    public void COL030_a_quantised_first_moment_needs_beta1()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, [|FirstMoment = FirstMomentStorage.Quantized4|])"),
+            Error("COL030", "Optimizer 'Optimizer' has FirstMoment = Quantized4; with Beta1 = 0 there is no first moment to store: set Beta1 > 0 (e.g. 0.9), or remove FirstMoment")));
+
+    [Theory]
+    [InlineData("100")]
+    [InlineData("4")]
+    [InlineData("0")]
+    public void COL030_a_quantisation_block_that_is_not_a_power_of_two_from_8(string block)
+        => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized8, [|QuantizationBlock = {block}|])"),
+            Error("COL030", $"Optimizer 'Optimizer' has FirstMoment = Quantized8; QuantizationBlock = {block} must be a power of two from 8 to 65536 (default 128)")));
+
+    [Fact]
+    public void COL031_a_sketched_vector_cannot_take_a_quantised_first_moment()
+        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Ratio = 4, SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized8, DenseThreshold = 4)",
+            "[Tensor(8, 8)] public float[] W = new float[64];\n    [[|Tensor(8)|]] public float[] B = new float[8];"),
+            Error("COL031", "Tensor 'B' of optimizer 'Optimizer' is sketched and has one dimension: FirstMoment = Quantized8 applies to factored tensors, and a one-dimensional tensor cannot be factored. Declare it with Sketching = TensorSketching.Dense, or give it two or more dimensions")));
+
+    [Fact]
+    public void A_quantised_first_moment_generates_its_constants_and_plan_check()
+    {
+        var run = AssertDiagnostics(Model("SketchedOptimizer(SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, QuantizationBlock = 16, StochasticRounding = true, DenseThreshold = 16)",
+            "[Tensor(8, 9)] public float[] W = new float[72];\n    [Tensor(8)] public float[] B = new float[8];"));
+        string source = run.Sources["App.M.g.cs"];
+        Assert.Contains("FirstMoment = global::Collins.FirstMomentStorage.Quantized4,", source);
+        Assert.Contains("QuantizationBlock = 16,", source);
+        Assert.Contains("StochasticRounding = true,", source);
+        Assert.Contains("public const int QuantizedBlocks = 5, CodeBytes = 36;", source);   // ceil(72 / 16), ceil(72 / 2)
+        Assert.Contains("public const long StateBytes = " + (4 * (8 + 9 + 5) + 36) + "L,", source);
+        Assert.Contains("VerifyFactoredPlan(plans[0], W.Length, W.Buckets, W.Rows, W.IsDense, W.FactorRows, W.FactorColumns, W.QuantizedBlocks, W.CodeBytes);", source);
+    }
 
     [Fact]
     public void COL012_no_tensors()

@@ -71,7 +71,7 @@ public class CheckpointTests : IDisposable
         return ms.ToArray();
     }
 
-    private static void Reseal(byte[] file)
+    internal static void Reseal(byte[] file)
     {
         int body = file.Length - 8;
         BinaryPrimitives.WriteUInt64LittleEndian(file.AsSpan(body), XxHash64.HashToUInt64(file.AsSpan(0, body)));
@@ -489,13 +489,17 @@ public class CheckpointTests : IDisposable
         using var opt = Create();
         byte[] valid = SaveBytes(opt);
 
-        byte[] v2 = (byte[])valid.Clone();
-        BinaryPrimitives.WriteInt32LittleEndian(v2.AsSpan(8), 2);
-        Reseal(v2);
-        var ve = Assert.Throws<CheckpointVersionException>(() => opt.Load(new MemoryStream(v2)));
-        Assert.Equal(2, ve.FileVersion);
-        Assert.Equal(1, ve.SupportedVersion);
-        Assert.Contains("version 2", ve.Message);
+        byte[] v3 = (byte[])valid.Clone();
+        BinaryPrimitives.WriteInt32LittleEndian(v3.AsSpan(8), 3);
+        Reseal(v3);
+        var ve = Assert.Throws<CheckpointVersionException>(() => opt.Load(new MemoryStream(v3)));
+        Assert.Equal(3, ve.FileVersion);
+        Assert.Equal(2, ve.SupportedVersion);
+        Assert.Contains("version 3", ve.Message);
+        byte[] v0 = (byte[])valid.Clone();
+        BinaryPrimitives.WriteInt32LittleEndian(v0.AsSpan(8), 0);
+        Reseal(v0);
+        Assert.Equal(0, Assert.Throws<CheckpointVersionException>(() => opt.Load(new MemoryStream(v0))).FileVersion);
 
         byte[] magic = (byte[])valid.Clone();
         magic[0] = (byte)'X';

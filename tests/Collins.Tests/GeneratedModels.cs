@@ -19,6 +19,20 @@ namespace Collins.Tests.Generated
         [Tensor(20)] public float[] B = new float[20];
     }
 
+    /// <summary>
+    /// The quantised first moment with the factored second moment: 8-bit to nearest with the defaults, and 4-bit with stochastic
+    /// rounding, a block of 64 and update clipping; the same shapes as <see cref="FactoredModel"/> (blocks cross rows of 129 and 700).
+    /// </summary>
+    [SketchedOptimizer(Beta1 = 0.9, SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized8, WeightDecay = 0.01, DenseThreshold = 100)]
+    [SketchedOptimizer(Name = "Q4", Beta1 = 0.9, SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, QuantizationBlock = 64,
+                       StochasticRounding = true, UpdateClipping = 1, DenseThreshold = 100, Seed = 3)]
+    public partial class QuantizedModel
+    {
+        [Tensor(37, 129)] public float[] W = new float[37 * 129];
+        [Tensor(2, 3, 700)] public float[] T = new float[4200];
+        [Tensor(20)] public float[] B = new float[20];
+    }
+
     /// <summary>Rotation, Sum, β1 = 0.9, weight decay; ragged shapes: prime, below ratio, not a multiple of ratio or vector width, one element.</summary>
     [SketchedOptimizer(Ratio = 16, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 64)]
     [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64, Seed = 7)]

@@ -16,7 +16,7 @@ public sealed class CheckpointFormatException : CheckpointException
 public sealed class CheckpointVersionException : CheckpointException
 {
     public CheckpointVersionException(int fileVersion, int supportedVersion)
-        : base($"Checkpoint format version {fileVersion} is not supported; this library reads version {supportedVersion}.")
+        : base($"Checkpoint format version {fileVersion} is not supported; this library reads versions 1 to {supportedVersion}.")
     {
         FileVersion = fileVersion;
         SupportedVersion = supportedVersion;
@@ -24,7 +24,7 @@ public sealed class CheckpointVersionException : CheckpointException
 
     /// <summary>The version written in the file.</summary>
     public int FileVersion { get; }
-    /// <summary>The version this library reads and writes.</summary>
+    /// <summary>The newest version this library reads and writes (it reads every version from 1 up to it).</summary>
     public int SupportedVersion { get; }
 }
 

@@ -14,8 +14,14 @@ public abstract partial class SketchedOptimizerBase
     /// <summary>The 8-byte magic number that starts every checkpoint: ASCII "CLNSCKPT".</summary>
     internal static ReadOnlySpan<byte> CheckpointMagic => "CLNSCKPT"u8;
 
-    /// <summary>The checkpoint format version this library writes and reads.</summary>
-    public const int CheckpointFormatVersion = 1;
+    /// <summary>
+    /// The newest checkpoint format version this library writes and reads: 2, which adds a quantised first moment's storage,
+    /// block and codes. An optimizer without a quantised first moment writes version 1, which every release reads; both load.
+    /// </summary>
+    public const int CheckpointFormatVersion = 2;
+
+    /// <summary>The version a checkpoint of this optimizer is written in: 2 when a tensor keeps a quantised first moment, 1 otherwise.</summary>
+    private int WrittenVersion => Tensors.Any(t => t.IsQuantized) ? 2 : 1;
 
     /// <summary>magic (8) + version (4) + total length (8).</summary>
     internal const int CheckpointHeaderBytes = 20;
@@ -108,8 +114,9 @@ public abstract partial class SketchedOptimizerBase
         try
         {
             using var w = new CheckpointWriter();
+            int version = WrittenVersion;
             w.Bytes(CheckpointMagic);
-            w.Int32(CheckpointFormatVersion);
+            w.Int32(version);
             w.Int64(0); // total length, patched below
             // Plan fingerprint.
             w.Byte((byte)Settings.Layout);
@@ -117,6 +124,11 @@ public abstract partial class SketchedOptimizerBase
             w.Double(Settings.Beta1);
             w.Double(Settings.Beta2);
             w.Int64(Settings.Seed);
+            if (version >= 2)
+            {
+                w.Byte((byte)Settings.FirstMoment);
+                w.Int32(Settings.QuantizationBlock);
+            }
             w.Int32(Tensors.Count);
             foreach (var t in Tensors)
             {
@@ -135,6 +147,7 @@ public abstract partial class SketchedOptimizerBase
             {
                 w.Floats(Tensors[i].HasFirstMoment ? ReadFirstMomentState(i) : Array.Empty<float>());
                 w.Floats(ReadSecondMomentState(i));
+                if (version >= 2) w.ByteArray(FirstMomentCodes[i]);
             }
             return w.Finish();
         }
@@ -158,6 +171,7 @@ public abstract partial class SketchedOptimizerBase
         public void Int64(long v) { BinaryPrimitives.WriteInt64LittleEndian(_scratch, v); _s.Write(_scratch, 0, 8); }
         public void Double(double v) { BinaryPrimitives.WriteDoubleLittleEndian(_scratch, v); _s.Write(_scratch, 0, 8); }
         public void String(string s) { var b = Encoding.UTF8.GetBytes(s); Int32(b.Length); _s.Write(b); }
+        public void ByteArray(ReadOnlySpan<byte> b) { Int32(b.Length); _s.Write(b); }
 
         public void Floats(ReadOnlySpan<float> values)
         {
@@ -194,7 +208,7 @@ public abstract partial class SketchedOptimizerBase
         if (data.Length < CheckpointHeaderBytes + CheckpointChecksumBytes)
             throw new CheckpointFormatException($"The checkpoint is truncated: {data.Length} bytes, shorter than its header.");
         int version = BinaryPrimitives.ReadInt32LittleEndian(data[8..]);
-        if (version != CheckpointFormatVersion) throw new CheckpointVersionException(version, CheckpointFormatVersion);
+        if (version is not (1 or 2)) throw new CheckpointVersionException(version, CheckpointFormatVersion);
         long declared = BinaryPrimitives.ReadInt64LittleEndian(data[12..]);
         if (declared != data.Length)
             throw new CheckpointFormatException(declared > data.Length
@@ -213,12 +227,18 @@ public abstract partial class SketchedOptimizerBase
         var estimate = (SecondMomentEstimate)r.Byte();
         double beta1 = r.Double(), beta2 = r.Double();
         long seed = r.Int64();
+        // Version 1 predates the quantised first moment: its files are of the Count-Sketch storage.
+        var storage = version >= 2 ? (FirstMomentStorage)r.Byte() : FirstMomentStorage.Sketch;
+        int block = version >= 2 ? r.Int32() : Settings.QuantizationBlock;
         int count = r.Count(minBytesEach: 18);
         if (layout != Settings.Layout) differences.Add($"layout {layout} in file, {Settings.Layout} in optimizer");
         if (estimate != Settings.SecondMoment) differences.Add($"second-moment estimate {estimate} in file, {Settings.SecondMoment} in optimizer");
         if (BitConverter.DoubleToInt64Bits(beta1) != BitConverter.DoubleToInt64Bits(Settings.Beta1)) differences.Add($"Beta1 {F(beta1)} in file, {F(Settings.Beta1)} in optimizer");
         if (BitConverter.DoubleToInt64Bits(beta2) != BitConverter.DoubleToInt64Bits(Settings.Beta2)) differences.Add($"Beta2 {F(beta2)} in file, {F(Settings.Beta2)} in optimizer");
         if (seed != Settings.Seed) differences.Add($"seed {seed} in file, {Settings.Seed} in optimizer");
+        if (storage != Settings.FirstMoment) differences.Add($"first-moment storage {storage} in file, {Settings.FirstMoment} in optimizer");
+        else if (storage != FirstMomentStorage.Sketch && block != Settings.QuantizationBlock)
+            differences.Add($"quantisation block {block} in file, {Settings.QuantizationBlock} in optimizer");
 
         var fileNames = new string[count];
         var fileBuckets = new int[count];
@@ -262,6 +282,7 @@ public abstract partial class SketchedOptimizerBase
 
         var m = new float[count][];
         var v = new float[count][];
+        var codes = new byte[count][];
         for (int i = 0; i < count; i++)
         {
             var t = Tensors[i];
@@ -269,9 +290,18 @@ public abstract partial class SketchedOptimizerBase
                 throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' records {fileBuckets[i]} buckets, its plan has {t.Buckets}.");
             m[i] = r.Floats();
             v[i] = r.Floats();
-            int expectM = t.FirstMomentFloats, expectV = t.SecondMomentFloats;   // v: R + C floats when factored
+            codes[i] = version >= 2 ? r.ByteArray() : [];
+            int expectM = t.FirstMomentFloats, expectV = t.SecondMomentFloats;   // v: R + C floats when factored; m: block scales when quantised
             if (m[i].Length != expectM || v[i].Length != expectV)
                 throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' has {m[i].Length} and {v[i].Length} moment values, expected {expectM} and {expectV}.");
+            if (codes[i].Length != t.FirstMomentCodeBytes)
+                throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' has {codes[i].Length} bytes of first-moment codes, expected {t.FirstMomentCodeBytes}.");
+            if (t.IsQuantized && !Kernels.BlockQuantizer.CodesAreValid(codes[i], t.FirstMoment == FirstMomentStorage.Quantized4))
+                throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' first-moment codes hold a value outside [-{t.QuantizationLevels}, {t.QuantizationLevels}].");
+            if (t.IsQuantized)
+                for (int j = 0; j < m[i].Length; j++)
+                    if (m[i][j] < 0f)
+                        throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' first-moment scale [{j}] is {F(m[i][j])}; a block's absmax is ≥ 0.");
             // Values a step can produce: every moment finite, and v (a decayed sum of squares) not negative.
             for (int j = 0; j < m[i].Length; j++)
                 if (!float.IsFinite(m[i][j]))
@@ -292,6 +322,7 @@ public abstract partial class SketchedOptimizerBase
                 {
                     m[i].CopyTo(FirstMoments[i], 0);
                     v[i].CopyTo(SecondMoments[i], 0);
+                    codes[i].CopyTo(FirstMomentCodes[i], 0);
                 }
                 else
                 {
@@ -360,6 +391,8 @@ public abstract partial class SketchedOptimizerBase
             try { return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(Take(n)); }
             catch (DecoderFallbackException) { throw new CheckpointFormatException("The checkpoint is corrupt: a tensor name is not valid UTF-8."); }
         }
+
+        public byte[] ByteArray() => Take(Count(1)).ToArray();
 
         public float[] Floats()
         {

@@ -24,9 +24,12 @@ internal abstract class CpuTensorKernel
     public abstract void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s);
 
     /// <summary>The kind of kernel a plan takes.</summary>
-    public static CpuTensorKernel Create(TensorPlan plan, OptimizerSettings settings)
+    /// <param name="plan">The tensor's plan.</param>
+    /// <param name="settings">The optimizer's settings.</param>
+    /// <param name="firstMomentCodes">The codes of a quantised first moment (<see cref="TensorPlan.IsQuantized"/>): state the optimizer owns.</param>
+    public static CpuTensorKernel Create(TensorPlan plan, OptimizerSettings settings, byte[]? firstMomentCodes = null)
         => plan.IsDense ? new DenseCpuKernel(plan, settings)
-         : plan.IsFactored ? new FactoredCpuKernel(plan, settings)
+         : plan.IsFactored ? new FactoredCpuKernel(plan, settings, firstMomentCodes)
          : plan.Layout == SketchLayout.Rotation ? new RotationCpuKernel(plan, settings)
          : new UniversalCpuKernel(plan, settings);
 }

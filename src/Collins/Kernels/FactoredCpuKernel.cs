@@ -30,9 +30,36 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     private float _rowScale;   // 1 / mean(R) of this step's phase 2 (0 when mean(R) is 0)
     private float _updateScale = 1f;   // 1 / max(1, RMS(u) / d) of this step (1 without clipping)
 
-    public FactoredCpuKernel(TensorPlan plan, OptimizerSettings settings) : base(plan, settings)
+    // Quantised first moment (plan.IsQuantized): the codes (state, owned by the optimizer), the blocks and their tiles.
+    private readonly byte[] _codes;
+    private readonly bool _quantized, _fourBit, _stochastic;
+    private readonly int _block, _levels, _blocksPerTile, _blockTiles;
+    private readonly ulong _streamKey;
+    private readonly TileKernel _quantApply, _quantSquares;
+    private float _beta1, _oneMinusBeta1, _invBias1;
+    private int _step;
+
+    public FactoredCpuKernel(TensorPlan plan, OptimizerSettings settings, byte[]? codes = null) : base(plan, settings)
     {
-        if (!plan.IsFactored || plan.HasFirstMoment) throw new ArgumentException($"Tensor '{plan.Name}' is not a factored tensor without a first moment.", nameof(plan));
+        if (!plan.IsFactored || (plan.HasFirstMoment && !plan.IsQuantized))
+            throw new ArgumentException($"Tensor '{plan.Name}' is not a factored tensor without a first moment or with a quantised one.", nameof(plan));
+        _quantized = plan.IsQuantized;
+        _codes = codes ?? [];
+        if (_quantized)
+        {
+            if (_codes.Length != plan.FirstMomentCodeBytes)
+                throw new ArgumentException($"Tensor '{plan.Name}': {_codes.Length} bytes of first-moment codes, expected {plan.FirstMomentCodeBytes}.", nameof(codes));
+            _fourBit = plan.FirstMoment == FirstMomentStorage.Quantized4;
+            _block = plan.QuantizationBlock;
+            _levels = plan.QuantizationLevels;
+            _stochastic = settings.StochasticRounding;
+            _streamKey = BlockQuantizer.StreamKey(settings.Seed, plan.Name);
+            _blocksPerTile = Math.Max(1, KernelTiles.ElementTile / _block);
+            _blockTiles = KernelTiles.Tiles(plan.QuantizedBlocks, _blocksPerTile);
+            _quantApply = QuantizedApplyTile;
+            _quantSquares = QuantizedSquaresTile;
+        }
+        else _quantApply = _quantSquares = ApplyTile;
         _rows = plan.FactorRows;
         _cols = plan.FactorColumns;
         _rowsPerTile = Math.Max(1, KernelTiles.ElementTile / _cols);
@@ -45,7 +72,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         _squares = SquaresTile;
         _clip = (float)settings.UpdateClipping;
         _schedule = settings.Beta2Schedule;
-        _tileSquares = new double[_clip > 0 ? _tiles : 0];
+        _tileSquares = new double[_clip > 0 ? Math.Max(_tiles, _blockTiles) : 0];
     }
 
     public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
@@ -81,6 +108,11 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         double mean = total / _rows;
         _rowScale = mean > 0 ? (float)(1.0 / mean) : 0f;
         _updateScale = 1f;
+        if (_quantized)
+        {
+            QuantizedApply(threads, p, g, m, v, sumM, sumV, s);
+            return;
+        }
         if (_clip > 0)
         {
             // RMS(u) of the normalised update u = g / (√v̂·isb2 + ε): a pass of its own, in tiles, summed in tile order.
@@ -179,6 +211,99 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         }
         _tileSquares[tile] = sum;
         return true;
+    }
+
+    /// <summary>Phase 2 with a quantised first moment: optional RMS(u) pass, then the update and the new codes, in block tiles.</summary>
+    private void QuantizedApply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
+    {
+        _beta1 = K.Beta1;
+        _oneMinusBeta1 = K.OneMinusBeta1;
+        _invBias1 = s.InvBiasCorrection1;
+        _step = s.Step;
+        if (_clip > 0)
+        {
+            TileRunner.Run(_blockTiles, threads, _quantSquares, p, g, m, v, sumM, sumV, s);
+            double squares = 0;
+            for (int t = 0; t < _blockTiles; t++) squares += _tileSquares[t];
+            double rms = Math.Sqrt(squares / Plan.Length);
+            _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
+        }
+        TileRunner.Run(_blockTiles, threads, _quantApply, p, g, m, v, sumM, sumV, s);
+    }
+
+    private bool QuantizedApplyTile(int tile, in TileBuffers buf, in StepScalars s)
+    {
+        Span<float> mb = stackalloc float[_block];
+        double unused = 0;
+        int b0 = tile * _blocksPerTile, b1 = Math.Min(b0 + _blocksPerTile, Plan.QuantizedBlocks);
+        for (int b = b0; b < b1; b++) QuantizedBlock(b, in buf, in s, mb, write: true, ref unused);
+        return true;
+    }
+
+    private bool QuantizedSquaresTile(int tile, in TileBuffers buf, in StepScalars s)
+    {
+        Span<float> mb = stackalloc float[_block];
+        double squares = 0;
+        int b0 = tile * _blocksPerTile, b1 = Math.Min(b0 + _blocksPerTile, Plan.QuantizedBlocks);
+        for (int b = b0; b < b1; b++) QuantizedBlock(b, in buf, in s, mb, write: false, ref squares);
+        _tileSquares[tile] = squares;
+        return true;
+    }
+
+    /// <summary>
+    /// One block of a quantised first moment: m ← β1·deq(q) + (1 − β1)·g in float, u = m/bc1 / (√v̂·isb2 + ε) per row segment;
+    /// with <paramref name="write"/> p ← p·decay − lr·u and the block stored again (<see cref="BlockQuantizer.Quantize"/>),
+    /// otherwise only Σ u² (in double) into <paramref name="squares"/>.
+    /// </summary>
+    private void QuantizedBlock(int block, in TileBuffers buf, in StepScalars s, Span<float> mb, bool write, ref double squares)
+    {
+        int e0 = block * _block, len = Math.Min(_block, Plan.Length - e0);
+        var m = mb[..len];
+        var scales = buf.FirstMoment;
+        BlockQuantizer.Dequantize(_codes, _fourBit, e0, scales[block], _levels, m);
+        var g = buf.Gradient.Slice(e0, len);
+        float beta1 = _beta1, oneMinusBeta1 = _oneMinusBeta1;
+        int j = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vb1 = new Vector<float>(beta1); var vob1 = new Vector<float>(oneMinusBeta1);
+            for (; j <= len - Vector<float>.Count; j += Vector<float>.Count)
+                (vb1 * new Vector<float>(m[j..]) + vob1 * new Vector<float>(g[j..])).CopyTo(m[j..]);
+        }
+        for (; j < len; j++) m[j] = beta1 * m[j] + oneMinusBeta1 * g[j];
+
+        var colEma = buf.SecondMoment.Slice(_rows, _cols);
+        var rowEma = buf.SecondMoment[.._rows];
+        float decay = s.Decay, lr = s.LearningRate * _updateScale, isb2 = _invSqrtBias, eps = K.Epsilon, ibc1 = _invBias1;
+        var p = buf.Parameters;
+        for (int e = e0; e < e0 + len;)
+        {
+            int r = e / _cols, c0 = e - r * _cols, n = Math.Min(_cols - c0, e0 + len - e);
+            float a = rowEma[r] * _rowScale;
+            var mSeg = m.Slice(e - e0, n);
+            var col = colEma.Slice(c0, n);
+            var pSeg = p.Slice(e, n);
+            int c = 0;
+            if (write && Vector.IsHardwareAccelerated)
+            {
+                var va = new Vector<float>(a); var vdecay = new Vector<float>(decay); var vlr = new Vector<float>(lr);
+                var visb2 = new Vector<float>(isb2); var veps = new Vector<float>(eps); var vibc1 = new Vector<float>(ibc1);
+                for (; c <= n - Vector<float>.Count; c += Vector<float>.Count)
+                {
+                    var den = Vector.SquareRoot(va * new Vector<float>(col[c..])) * visb2 + veps;
+                    var u = new Vector<float>(mSeg[c..]) * vibc1 / den;
+                    (new Vector<float>(pSeg[c..]) * vdecay - vlr * u).CopyTo(pSeg[c..]);
+                }
+            }
+            for (; c < n; c++)
+            {
+                float u = mSeg[c] * ibc1 / (MathF.Sqrt(a * col[c]) * isb2 + eps);
+                if (write) pSeg[c] = pSeg[c] * decay - lr * u;
+                else squares += (double)(u * u);
+            }
+            e += n;
+        }
+        if (write) scales[block] = BlockQuantizer.Quantize(m, _codes, _fourBit, e0, _levels, _stochastic, _streamKey, _step);
     }
 
     /// <summary>Adds g² of <paramref name="row"/> into <paramref name="columns"/> and returns the row's Σ g² (lanes, then lanes in order).</summary>

@@ -21,6 +21,12 @@ public sealed record OptimizerSettings
     public double UpdateClipping { get; init; } = SettingsRules.UpdateClipping;
     /// <summary>Exponent c of the factored estimate's β2 schedule, β̂2 = 1 − t^−c (0: off); see <see cref="SketchedOptimizerAttribute.Beta2Schedule"/>.</summary>
     public double Beta2Schedule { get; init; } = SettingsRules.Beta2Schedule;
+    /// <summary>How sketched tensors store m; see <see cref="SketchedOptimizerAttribute.FirstMoment"/>.</summary>
+    public FirstMomentStorage FirstMoment { get; init; } = FirstMomentStorage.Sketch;
+    /// <summary>Entries per scale of a quantised first moment; see <see cref="SketchedOptimizerAttribute.QuantizationBlock"/>.</summary>
+    public int QuantizationBlock { get; init; } = SettingsRules.QuantizationBlock;
+    /// <summary>Stochastic rounding of quantised first-moment codes; see <see cref="SketchedOptimizerAttribute.StochasticRounding"/>.</summary>
+    public bool StochasticRounding { get; init; } = SettingsRules.StochasticRounding;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
@@ -31,8 +37,13 @@ public sealed record OptimizerSettings
         if (!SettingsRules.EpsilonIsValid(Epsilon)) throw new ArgumentException($"Epsilon must be finite and > 0, also as a float, got {Epsilon}.", nameof(Epsilon));
         if (!SettingsRules.WeightDecayIsValid(WeightDecay)) throw new ArgumentException($"WeightDecay must be finite and >= 0, got {WeightDecay}.", nameof(WeightDecay));
         if (!SettingsRules.SecondMomentIsDefined((int)SecondMoment)) throw new ArgumentException($"SecondMoment {(int)SecondMoment} is not a defined estimate.", nameof(SecondMoment));
-        if (!SettingsRules.FactoredAllowsBeta1((int)SecondMoment, Beta1))
-            throw new ArgumentException($"SecondMoment = Factored keeps no first moment and needs Beta1 = 0, got {Beta1}.", nameof(Beta1));
+        if (!SettingsRules.FirstMomentIsDefined((int)FirstMoment)) throw new ArgumentException($"FirstMoment {(int)FirstMoment} is not a defined storage.", nameof(FirstMoment));
+        if (!SettingsRules.FactoredAllowsBeta1((int)SecondMoment, Beta1, (int)FirstMoment))
+            throw new ArgumentException($"SecondMoment = Factored keeps no Count-Sketch first moment and needs Beta1 = 0 (or FirstMoment = Quantized8 / Quantized4), got {Beta1}.", nameof(Beta1));
+        if (!SettingsRules.QuantizationBlockIsValid(QuantizationBlock))
+            throw new ArgumentException($"QuantizationBlock must be a power of two from 8 to 65536, got {QuantizationBlock}.", nameof(QuantizationBlock));
+        if (!SettingsRules.QuantizedFirstMomentApplies((int)FirstMoment, (int)SecondMoment, Beta1))
+            throw new ArgumentException($"FirstMoment = {FirstMoment} needs SecondMoment = Factored and Beta1 > 0, got SecondMoment = {SecondMoment}, Beta1 = {Beta1}.", nameof(FirstMoment));
         if (!Enum.IsDefined(Layout)) throw new ArgumentException($"Layout {(int)Layout} is not a defined layout.", nameof(Layout));
         if (!SettingsRules.UpdateClippingIsValid(UpdateClipping)) throw new ArgumentException($"UpdateClipping must be finite and >= 0 (0: off), got {UpdateClipping}.", nameof(UpdateClipping));
         if (!SettingsRules.UpdateClippingApplies(UpdateClipping, (int)SecondMoment))

@@ -64,8 +64,44 @@ namespace Collins.Planning
         /// <summary>A defined second-moment estimate.</summary>
         public static bool SecondMomentIsDefined(int estimate) => estimate >= SumEstimate && estimate <= FactoredEstimate;
 
-        /// <summary>The factored estimate keeps no first moment: it needs β1 = 0.</summary>
-        public static bool FactoredAllowsBeta1(int estimate, double beta1) => estimate != FactoredEstimate || beta1 == 0;
+        /// <summary>
+        /// The factored estimate keeps no Count-Sketch first moment: it needs β1 = 0, unless the first moment is stored
+        /// block-quantised (<paramref name="storage"/> ≠ <see cref="SketchStorage"/>).
+        /// </summary>
+        public static bool FactoredAllowsBeta1(int estimate, double beta1, int storage)
+            => estimate != FactoredEstimate || beta1 == 0 || storage != SketchStorage;
+
+        /// <summary>First-moment storage, as <c>FirstMomentStorage</c>: 0 Sketch (the seed's), 1 Quantized8, 2 Quantized4 (block-quantised).</summary>
+        public const int SketchStorage = 0, Quantized8Storage = 1, Quantized4Storage = 2;
+
+        /// <summary>A defined first-moment storage.</summary>
+        public static bool FirstMomentIsDefined(int storage) => storage >= SketchStorage && storage <= Quantized4Storage;
+
+        /// <summary>Default quantisation block: 128 entries share one fp32 scale (measured: docs/tinylm, "Quantised first moment").</summary>
+        public const int QuantizationBlock = 128;
+
+        /// <summary>A quantisation block is a power of two from 8 to 65536 entries (whole bytes of 4-bit codes, a bounded workspace).</summary>
+        public static bool QuantizationBlockIsValid(int block) => block >= 8 && block <= 65536 && (block & (block - 1)) == 0;
+
+        /// <summary>Default rounding of the quantised first moment: to nearest.</summary>
+        public const bool StochasticRounding = false;
+
+        /// <summary>
+        /// A block-quantised first moment applies to the factored estimate with β1 &gt; 0 (the kind that implements it); the
+        /// Count-Sketch storage applies everywhere.
+        /// </summary>
+        public static bool QuantizedFirstMomentApplies(int storage, int estimate, double beta1)
+            => storage == SketchStorage || (estimate == FactoredEstimate && beta1 > 0);
+
+        /// <summary>The largest code magnitude Q of a storage: codes are integers in [−Q, Q] (127 for 8 bits, 7 for 4 bits).</summary>
+        public static int QuantizationLevels(int storage) => storage == Quantized8Storage ? 127 : storage == Quantized4Storage ? 7 : 0;
+
+        /// <summary>Bytes of codes of a quantised first moment of <paramref name="length"/> entries (one per entry, or one per two).</summary>
+        public static long QuantizedCodeBytes(int storage, long length)
+            => storage == Quantized8Storage ? length : storage == Quantized4Storage ? (length + 1) / 2 : 0;
+
+        /// <summary>Blocks (one fp32 scale each) of a quantised first moment: ceil(length / block).</summary>
+        public static long QuantizedBlocks(long length, int block) => (length + block - 1) / block;
 
         /// <summary>
         /// The estimate a sketched tensor of <paramref name="dimensions"/> dimensions gets: the optimizer's, except that a

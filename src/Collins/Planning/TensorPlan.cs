@@ -44,6 +44,16 @@ public sealed class TensorPlan
         IsFactored = !IsDense && SecondMoment == SecondMomentEstimate.Factored;
         FactorColumns = IsFactored ? spec.Shape[^1] : 0;
         FactorRows = IsFactored ? Length / FactorColumns : 0;
+        if (settings.FirstMoment != FirstMomentStorage.Sketch && !IsDense && !IsFactored)
+            throw new ArgumentException($"Tensor '{spec.Name}' is sketched and has one dimension: FirstMoment = {settings.FirstMoment} applies to factored tensors, and a one-dimensional tensor cannot be factored. Declare it with Sketching = TensorSketching.Dense, or give it two or more dimensions.", nameof(spec));
+        FirstMoment = IsFactored && HasFirstMoment ? settings.FirstMoment : FirstMomentStorage.Sketch;
+        if (IsQuantized)
+        {
+            QuantizationBlock = settings.QuantizationBlock;
+            QuantizedBlocks = (int)SettingsRules.QuantizedBlocks(Length, QuantizationBlock);
+            FirstMomentCodeBytes = (int)SettingsRules.QuantizedCodeBytes((int)FirstMoment, Length);
+            QuantizationLevels = SettingsRules.QuantizationLevels((int)FirstMoment);
+        }
         bool hashed = !IsDense && !IsFactored;   // a factored tensor keeps no sketch (β1 = 0 and v factored): no hash
         _rotations = new int[!hashed || Layout != SketchLayout.Rotation ? 0 : Rows];
         _signs = new int[_rotations.Length];
@@ -91,13 +101,33 @@ public sealed class TensorPlan
     /// <summary>C of the factored view: the last dimension (0 unless <see cref="IsFactored"/>).</summary>
     public int FactorColumns { get; }
 
-    /// <summary>Floats of the first moment: k, or 0 when β1 = 0.</summary>
-    public int FirstMomentFloats => HasFirstMoment ? Buckets : 0;
+    /// <summary>
+    /// How this tensor stores m: <see cref="FirstMomentStorage.Quantized8"/> or <see cref="FirstMomentStorage.Quantized4"/> for a factored
+    /// tensor of an optimizer with a quantised first moment, <see cref="FirstMomentStorage.Sketch"/> otherwise (dense tensors
+    /// keep exact m, sketched ones the Count-Sketch).
+    /// </summary>
+    public FirstMomentStorage FirstMoment { get; }
+    /// <summary>True when m is block-quantised: <see cref="QuantizedBlocks"/> fp32 scales and <see cref="FirstMomentCodeBytes"/> bytes of codes.</summary>
+    public bool IsQuantized => FirstMoment != FirstMomentStorage.Sketch;
+    /// <summary>Entries per scale of the quantised m (0 unless <see cref="IsQuantized"/>).</summary>
+    public int QuantizationBlock { get; }
+    /// <summary>Blocks of the quantised m, ceil(d / block): one fp32 scale each (0 unless <see cref="IsQuantized"/>).</summary>
+    public int QuantizedBlocks { get; }
+    /// <summary>Bytes of codes of the quantised m: d for 8 bits, ceil(d / 2) for 4 bits (0 unless <see cref="IsQuantized"/>).</summary>
+    public int FirstMomentCodeBytes { get; }
+    /// <summary>Q, the largest code magnitude: 127 (8 bits) or 7 (4 bits); 0 unless <see cref="IsQuantized"/>.</summary>
+    public int QuantizationLevels { get; }
+
+    /// <summary>Floats of the first moment: k (the block scales when quantised), or 0 when β1 = 0.</summary>
+    public int FirstMomentFloats => IsQuantized ? QuantizedBlocks : HasFirstMoment ? Buckets : 0;
     /// <summary>Floats of the second moment: R + C when factored, k otherwise (d when dense).</summary>
     public int SecondMomentFloats => IsFactored ? FactorRows + FactorColumns : Buckets;
 
     /// <summary>Floats of optimizer state: <see cref="FirstMomentFloats"/> + <see cref="SecondMomentFloats"/>.</summary>
     public long StateFloats => (long)FirstMomentFloats + SecondMomentFloats;
+
+    /// <summary>Bytes of optimizer state: 4·<see cref="StateFloats"/> + <see cref="FirstMomentCodeBytes"/>.</summary>
+    public long StateBytes => StateFloats * sizeof(float) + FirstMomentCodeBytes;
 
     /// <summary>h1(i): the bucket of entry i.</summary>
     public int Bucket(int i)

@@ -19,6 +19,11 @@ namespace Collins.Reference;
 /// A factored tensor (<see cref="TensorPlan.IsFactored"/>, β1 = 0) viewed as R × C keeps v as R row and C column EMAs:
 /// R[r] ← β2·R[r] + (1−β2)·mean_c g[r, c]², C[c] ← β2·C[c] + (1−β2)·mean_r g[r, c]², v̂[r, c] = R[r]·C[c] / mean(R) / bc2
 /// (0 when mean(R) is 0; with the β2 schedule c: β2 = 1 − t^−c and bc2 = 1), u = g/(√v̂ + ε), with update clipping d &gt; 0 u ← u / max(1, RMS(u)/d), and p ← p − lr·wd·p − lr·u.
+/// With a quantised first moment (<see cref="TensorPlan.IsQuantized"/>, factored tensors with β1 &gt; 0), per block of B entries with
+/// codes q and scale s: m[i] = q[i]·s/Q, m[i] ← β1·m[i] + (1−β1)·g[i], u = (m/bc1)/(√v̂ + ε) (then update clipping as above),
+/// p ← p − lr·wd·p − lr·u; the block is stored again with s = max |m| and q[i] = clamp(⌊m[i]·Q/s + r⌋, −Q, Q), r = ½ or, with
+/// stochastic rounding, the counter-based r of <c>BlockQuantizer.Uniform</c> (the storage format and the random bits are
+/// definitions shared with the kernels; the arithmetic here is its own, in double).
 /// The reference has no non-finite guard: it applies whatever the formulas give.
 /// </remarks>
 public sealed class ReferenceOptimizer
@@ -28,6 +33,7 @@ public sealed class ReferenceOptimizer
     private readonly float[][] _m;
     private readonly float[][] _v;
     private readonly int[]?[] _occupancy;
+    private readonly byte[][] _codes;
 
     public ReferenceOptimizer(OptimizerSettings settings, IReadOnlyList<TensorSpec> tensors)
     {
@@ -39,10 +45,12 @@ public sealed class ReferenceOptimizer
         _m = new float[_plans.Length][];
         _v = new float[_plans.Length][];
         _occupancy = new int[]?[_plans.Length];
+        _codes = new byte[_plans.Length][];
         for (int t = 0; t < _plans.Length; t++)
         {
             var plan = _plans[t];
-            _m[t] = plan.HasFirstMoment ? new float[plan.Buckets] : Array.Empty<float>();
+            _m[t] = plan.HasFirstMoment ? new float[plan.FirstMomentFloats] : Array.Empty<float>();
+            _codes[t] = new byte[plan.FirstMomentCodeBytes];
             _v[t] = new float[plan.SecondMomentFloats];
             if (!plan.IsDense && plan.SecondMoment == SecondMomentEstimate.Mean) _occupancy[t] = plan.Occupancy();
         }
@@ -79,7 +87,9 @@ public sealed class ReferenceOptimizer
             if (plan.IsFactored)
             {
                 double schedule = _settings.Beta2Schedule;   // β̂2 = 1 − t^−c, no bias correction
-                FactoredStep(plan, p, g, v, lr, wd, schedule > 0 ? 1.0 - Math.Pow(step, -schedule) : beta2, eps, schedule > 0 ? 1.0 : bc2, _settings.UpdateClipping);
+                var quantized = plan.IsQuantized ? new QuantizedMoment(plan, m, _codes[t], beta1, bc1, _settings.StochasticRounding,
+                                                                       Kernels.BlockQuantizer.StreamKey(_settings.Seed, plan.Name), step) : null;
+                FactoredStep(plan, p, g, v, lr, wd, schedule > 0 ? 1.0 - Math.Pow(step, -schedule) : beta2, eps, schedule > 0 ? 1.0 : bc2, _settings.UpdateClipping, quantized);
                 continue;
             }
 
@@ -114,8 +124,47 @@ public sealed class ReferenceOptimizer
     }
 
     /// <summary>The factored estimate of one tensor, from its formulas (see the remarks).</summary>
-    private static void FactoredStep(TensorPlan plan, float[] p, float[] g, float[] v, double lr, double wd, double beta2, double eps, double bc2, double clip)
+    /// <summary>A quantised first moment of one tensor for one step: its state and what its formulas need.</summary>
+    private sealed record QuantizedMoment(TensorPlan Plan, float[] Scales, byte[] Codes, double Beta1, double Bc1, bool Stochastic, ulong Key, int Step)
     {
+        private bool FourBit => Plan.FirstMoment == FirstMomentStorage.Quantized4;
+
+        /// <summary>m of every entry from the stored codes and scales: q·s/Q.</summary>
+        public double[] Read()
+        {
+            var m = new double[Plan.Length];
+            for (int i = 0; i < m.Length; i++)
+                m[i] = Kernels.BlockQuantizer.Code(Codes, FourBit, i) * (double)Scales[i / Plan.QuantizationBlock] / Plan.QuantizationLevels;
+            return m;
+        }
+
+        /// <summary>Stores <paramref name="m"/> block by block: s = max |m|, q = clamp(⌊m·Q/s + r⌋, −Q, Q).</summary>
+        public void Write(double[] m)
+        {
+            int block = Plan.QuantizationBlock, levels = Plan.QuantizationLevels;
+            for (int b = 0; b < Plan.QuantizedBlocks; b++)
+            {
+                int start = b * block, end = Math.Min(start + block, m.Length);
+                double absmax = 0;
+                for (int i = start; i < end; i++) absmax = Math.Max(absmax, Math.Abs(m[i]));
+                Scales[b] = (float)absmax;
+                for (int i = start; i < end; i++)
+                {
+                    double r = Stochastic ? Kernels.BlockQuantizer.Uniform(Key, Step, i) : 0.5;
+                    int q = absmax == 0 ? 0 : (int)Math.Clamp(Math.Floor(m[i] * levels / absmax + r), -levels, levels);
+                    Kernels.BlockQuantizer.SetCode(Codes, FourBit, i, q);
+                }
+            }
+        }
+    }
+
+    private static void FactoredStep(TensorPlan plan, float[] p, float[] g, float[] v, double lr, double wd, double beta2, double eps, double bc2, double clip,
+                                     QuantizedMoment? quantized)
+    {
+        // With a quantised first moment, m ← β1·m + (1 − β1)·g from the stored m, and the update reads m/bc1 instead of g.
+        double[]? m = quantized?.Read();
+        if (m is not null)
+            for (int i = 0; i < m.Length; i++) m[i] = quantized!.Beta1 * m[i] + (1.0 - quantized.Beta1) * g[i];
         int rows = plan.FactorRows, cols = plan.FactorColumns;
         for (int r = 0; r < rows; r++)
         {
@@ -139,7 +188,7 @@ public sealed class ReferenceOptimizer
             {
                 int i = r * cols + c;
                 double vHat = meanR > 0 ? (double)v[r] * v[rows + c] / meanR / bc2 : 0;
-                u[i] = g[i] / (Math.Sqrt(vHat) + eps);
+                u[i] = (m is null ? g[i] : m[i] / quantized!.Bc1) / (Math.Sqrt(vHat) + eps);
                 squares += u[i] * u[i];
             }
         // Update clipping (Adafactor): u ← u / max(1, RMS(u) / d).
@@ -149,9 +198,25 @@ public sealed class ReferenceOptimizer
             double pi = p[i];
             p[i] = (float)(pi - lr * wd * pi - lr * scale * u[i]);
         }
+        if (m is not null) quantized!.Write(m);
     }
 
-    /// <summary>A copy of tensor <paramref name="tensor"/>'s first-moment sketch m (k floats; empty when β1 = 0).</summary>
+    /// <summary>
+    /// Tensor <paramref name="tensor"/>'s quantised first moment, one value per entry, as the next step reads it (q·s/Q; empty
+    /// unless the tensor's m is quantised).
+    /// </summary>
+    public float[] FirstMomentValues(int tensor)
+    {
+        var plan = _plans[tensor];
+        if (!plan.IsQuantized) return Array.Empty<float>();
+        var values = new QuantizedMoment(plan, _m[tensor], _codes[tensor], 0, 1, false, 0, 0).Read();
+        return values.Select(x => (float)x).ToArray();
+    }
+
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s quantised first-moment codes (empty unless quantised).</summary>
+    public byte[] FirstMomentCodes(int tensor) => (byte[])_codes[tensor].Clone();
+
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s first-moment sketch m (k floats; the block scales when quantised; empty when β1 = 0).</summary>
     public float[] FirstMoment(int tensor) => (float[])_m[tensor].Clone();
 
     /// <summary>A copy of tensor <paramref name="tensor"/>'s second moment v (k floats; R + C when factored, rows first).</summary>

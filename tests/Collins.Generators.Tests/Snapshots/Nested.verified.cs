@@ -44,6 +44,9 @@ partial class Zoo
                     DenseThreshold = 16,
                     UpdateClipping = 0d,
                     Beta2Schedule = 0d,
+                    FirstMoment = global::Collins.FirstMomentStorage.Sketch,
+                    QuantizationBlock = 128,
+                    StochasticRounding = false,
                 };
 
                 /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
