@@ -153,6 +153,11 @@ namespace Collins.Generators
             "Optimizer '{0}' has Beta2Schedule = {1}; {2}",
             DiagnosticSeverity.Error);
 
+        public static readonly DiagnosticDescriptor InvalidMaxGradientNorm = Make("COL029",
+            "Invalid gradient-norm clipping bound",
+            "Optimizer '{0}' has MaxGradientNorm = {1}; it must be finite and >= 0: use 0 (off) or the bound on the global gradient norm, as clip_grad_norm_'s max_norm (1.0 is usual for transformers)",
+            DiagnosticSeverity.Error);
+
         public static readonly DiagnosticDescriptor TensorOutsideOptimizer = Make("COL019",
             "[Tensor] outside a [SketchedOptimizer] class",
             "Member '{0}' has [Tensor] but '{1}' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to '{1}' or remove [Tensor]",
@@ -173,7 +178,8 @@ namespace Collins.Generators
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
-            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InvalidBeta2Schedule, InternalError);
+            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InvalidBeta2Schedule, InternalError,
+            InvalidMaxGradientNorm);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

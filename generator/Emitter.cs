@@ -118,6 +118,7 @@ namespace Collins.Generators
             w.Line("    DenseThreshold = " + Literal.Int(variant.DenseThreshold) + ",");
             w.Line("    UpdateClipping = " + Literal.Double(variant.UpdateClipping) + ",");
             w.Line("    Beta2Schedule = " + Literal.Double(variant.Beta2Schedule) + ",");
+            w.Line("    MaxGradientNorm = " + Literal.Double(variant.MaxGradientNorm) + ",");
             w.Line("};");
             w.Line();
             w.Line("/// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>");

@@ -409,6 +409,7 @@ namespace Collins.Generators
             double beta1 = SettingsRules.Beta1, beta2 = SettingsRules.Beta2, epsilon = SettingsRules.Epsilon, weightDecay = SettingsRules.WeightDecay;
             long seed = SettingsRules.Seed;
             double updateClipping = SettingsRules.UpdateClipping, beta2Schedule = SettingsRules.Beta2Schedule;
+            double maxGradientNorm = SettingsRules.MaxGradientNorm;
             bool valid = true;
             foreach (var named in attr.NamedArguments)
             {
@@ -427,6 +428,7 @@ namespace Collins.Generators
                     case "DenseThreshold" when v is int i: denseThreshold = i; break;
                     case "UpdateClipping": updateClipping = ToDouble(v); break;
                     case "Beta2Schedule": beta2Schedule = ToDouble(v); break;
+                    case "MaxGradientNorm": maxGradientNorm = ToDouble(v); break;
                 }
             }
             string display = name;
@@ -517,6 +519,11 @@ namespace Collins.Generators
                     "the β2 schedule applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored (with Beta1 = 0), or remove Beta2Schedule"));
                 valid = false;
             }
+            if (!SettingsRules.MaxGradientNormIsValid(maxGradientNorm))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidMaxGradientNorm, At("MaxGradientNorm"), display, Num(maxGradientNorm)));
+                valid = false;
+            }
             if (layout < 0 || layout > 1 || !SettingsRules.SecondMomentIsDefined(secondMoment)) valid = false; // undefined enum values
             else if (!SettingsRules.FactoredAllowsBeta1(secondMoment, beta1))
             {
@@ -536,7 +543,7 @@ namespace Collins.Generators
             if (!valid) return null;
             string hint = Sanitize(metadataName) + (attributeCount > 1 ? "." + name : "") + ".g.cs";
             return new VariantModel(name, hint, ratio, beta1, beta2, epsilon, weightDecay, layout, secondMoment, seed, denseThreshold,
-                new EquatableArray<TensorModel>(models), updateClipping, beta2Schedule);
+                new EquatableArray<TensorModel>(models), updateClipping, beta2Schedule, maxGradientNorm);
         }
 
         /// <summary>Mirrors <c>TensorPlan</c>: dense rule, effective ratio, buckets, rows, hash constants.</summary>

@@ -63,7 +63,8 @@ namespace Collins.Generators
         int DenseThreshold,
         EquatableArray<TensorModel> Tensors,
         double UpdateClipping = 0,
-        double Beta2Schedule = 0);
+        double Beta2Schedule = 0,
+        double MaxGradientNorm = 0);
 
     /// <summary>An annotated model class and its valid optimizer variants.</summary>
     public sealed record ClassModel(

@@ -21,6 +21,8 @@ public sealed record OptimizerSettings
     public double UpdateClipping { get; init; } = SettingsRules.UpdateClipping;
     /// <summary>Exponent c of the factored estimate's β2 schedule, β̂2 = 1 − t^−c (0: off); see <see cref="SketchedOptimizerAttribute.Beta2Schedule"/>.</summary>
     public double Beta2Schedule { get; init; } = SettingsRules.Beta2Schedule;
+    /// <summary>Global gradient-norm clipping bound, as <c>clip_grad_norm_</c> (0: off); see <see cref="SketchedOptimizerAttribute.MaxGradientNorm"/>.</summary>
+    public double MaxGradientNorm { get; init; } = SettingsRules.MaxGradientNorm;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
@@ -40,6 +42,8 @@ public sealed record OptimizerSettings
         if (!SettingsRules.Beta2ScheduleIsValid(Beta2Schedule)) throw new ArgumentException($"Beta2Schedule must be 0 (off) or in (0, 1], got {Beta2Schedule}.", nameof(Beta2Schedule));
         if (!SettingsRules.Beta2ScheduleApplies(Beta2Schedule, (int)SecondMoment))
             throw new ArgumentException($"Beta2Schedule applies to SecondMoment = Factored only, got {SecondMoment}.", nameof(Beta2Schedule));
+        if (!SettingsRules.MaxGradientNormIsValid(MaxGradientNorm))
+            throw new ArgumentException($"MaxGradientNorm must be finite and >= 0 (0: off), got {MaxGradientNorm}.", nameof(MaxGradientNorm));
         if (!SettingsRules.DenseThresholdIsValid(DenseThreshold)) throw new ArgumentException($"DenseThreshold must be >= 0, got {DenseThreshold}.", nameof(DenseThreshold));
     }
 }

@@ -38,6 +38,7 @@ partial class NoMomentum
             DenseThreshold = 64,
             UpdateClipping = 0d,
             Beta2Schedule = 0d,
+            MaxGradientNorm = 0d,
         };
 
         /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>

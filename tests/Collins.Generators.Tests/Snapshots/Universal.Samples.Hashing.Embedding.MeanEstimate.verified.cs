@@ -40,6 +40,7 @@ partial class Embedding
             DenseThreshold = 256,
             UpdateClipping = 0d,
             Beta2Schedule = 0d,
+            MaxGradientNorm = 0d,
         };
 
         /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
