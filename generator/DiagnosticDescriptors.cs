@@ -163,6 +163,11 @@ namespace Collins.Generators
             "Tensor '{0}' of optimizer '{1}' is sketched and has one dimension: FirstMoment = {2} applies to factored tensors, and a one-dimensional tensor cannot be factored. Declare it with Sketching = TensorSketching.Dense, or give it two or more dimensions",
             DiagnosticSeverity.Error);
 
+        public static readonly DiagnosticDescriptor InvalidMaxGradientNorm = Make("COL029",
+            "Invalid gradient-norm clipping bound",
+            "Optimizer '{0}' has MaxGradientNorm = {1}; it must be finite and >= 0: use 0 (off) or the bound on the global gradient norm, as clip_grad_norm_'s max_norm (1.0 is usual for transformers)",
+            DiagnosticSeverity.Error);
+
         public static readonly DiagnosticDescriptor TensorOutsideOptimizer = Make("COL019",
             "[Tensor] outside a [SketchedOptimizer] class",
             "Member '{0}' has [Tensor] but '{1}' has no [SketchedOptimizer], so no optimizer uses it; add [SketchedOptimizer] to '{1}' or remove [Tensor]",
@@ -183,7 +188,8 @@ namespace Collins.Generators
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
-            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InvalidBeta2Schedule, InvalidQuantizedFirstMoment, QuantizedOneDimension, InternalError);
+            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InvalidBeta2Schedule, InvalidQuantizedFirstMoment, QuantizedOneDimension, InternalError,
+            InvalidMaxGradientNorm);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

@@ -121,6 +121,7 @@ namespace Collins.Generators
             w.Line("    FirstMoment = global::Collins.FirstMomentStorage." + (variant.FirstMoment == 1 ? "Quantized8" : variant.FirstMoment == 2 ? "Quantized4" : "Sketch") + ",");
             w.Line("    QuantizationBlock = " + Literal.Int(variant.QuantizationBlock) + ",");
             w.Line("    StochasticRounding = " + (variant.StochasticRounding ? "true" : "false") + ",");
+            w.Line("    MaxGradientNorm = " + Literal.Double(variant.MaxGradientNorm) + ",");
             w.Line("};");
             w.Line();
             w.Line("/// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>");

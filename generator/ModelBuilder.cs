@@ -411,6 +411,7 @@ namespace Collins.Generators
             double updateClipping = SettingsRules.UpdateClipping, beta2Schedule = SettingsRules.Beta2Schedule;
             int firstMoment = SettingsRules.SketchStorage, quantizationBlock = SettingsRules.QuantizationBlock;
             bool stochasticRounding = SettingsRules.StochasticRounding;
+            double maxGradientNorm = SettingsRules.MaxGradientNorm;
             bool valid = true;
             foreach (var named in attr.NamedArguments)
             {
@@ -432,6 +433,7 @@ namespace Collins.Generators
                     case "FirstMoment" when v is int i: firstMoment = i; break;
                     case "QuantizationBlock" when v is int i: quantizationBlock = i; break;
                     case "StochasticRounding" when v is bool b: stochasticRounding = b; break;
+                    case "MaxGradientNorm": maxGradientNorm = ToDouble(v); break;
                 }
             }
             string display = name;
@@ -522,6 +524,11 @@ namespace Collins.Generators
                     "the β2 schedule applies to SecondMoment = Factored only: set SecondMoment = SecondMomentEstimate.Factored (with Beta1 = 0), or remove Beta2Schedule"));
                 valid = false;
             }
+            if (!SettingsRules.MaxGradientNormIsValid(maxGradientNorm))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidMaxGradientNorm, At("MaxGradientNorm"), display, Num(maxGradientNorm)));
+                valid = false;
+            }
             if (layout < 0 || layout > 1 || !SettingsRules.SecondMomentIsDefined(secondMoment) || !SettingsRules.FirstMomentIsDefined(firstMoment))
                 valid = false; // undefined enum values
             else
@@ -560,7 +567,7 @@ namespace Collins.Generators
             if (!valid) return null;
             string hint = Sanitize(metadataName) + (attributeCount > 1 ? "." + name : "") + ".g.cs";
             return new VariantModel(name, hint, ratio, beta1, beta2, epsilon, weightDecay, layout, secondMoment, seed, denseThreshold,
-                new EquatableArray<TensorModel>(models), updateClipping, beta2Schedule, firstMoment, quantizationBlock, stochasticRounding);
+                new EquatableArray<TensorModel>(models), updateClipping, beta2Schedule, firstMoment, quantizationBlock, stochasticRounding, maxGradientNorm);
         }
 
         /// <summary>Mirrors <c>TensorPlan</c>: dense rule, effective ratio, buckets, rows, hash constants.</summary>

@@ -67,7 +67,8 @@ namespace Collins.Generators
         double Beta2Schedule = 0,
         int FirstMoment = 0,
         int QuantizationBlock = 128,
-        bool StochasticRounding = false);
+        bool StochasticRounding = false,
+        double MaxGradientNorm = 0);
 
     /// <summary>An annotated model class and its valid optimizer variants.</summary>
     public sealed record ClassModel(

@@ -248,15 +248,27 @@ public sealed class RuntimeKernel : IBenchKernel
 
     public void Dispose() => _opt.Dispose();
 
-    /// <summary>A Count-Sketch layout at <paramref name="ratio"/>, β1 0.9.</summary>
-    public static RuntimeKernel TryCreate(BenchBuffers b, int ratio, SketchLayout layout, int threads, out string? why)
+    /// <summary>
+    /// A Count-Sketch layout at <paramref name="ratio"/>, β1 0.9; with <paramref name="maxGradientNorm"/> &gt; 0, global gradient-norm
+    /// clipping (phase 1's k bucket sums of squares added once more; the bench's gradients exceed a bound of 1, so every step clips).
+    /// </summary>
+    public static RuntimeKernel TryCreate(BenchBuffers b, int ratio, SketchLayout layout, int threads, out string? why, double maxGradientNorm = 0)
     {
         why = null;
-        var settings = new OptimizerSettings { Ratio = ratio, Layout = layout };
+        var settings = new OptimizerSettings { Ratio = ratio, Layout = layout, MaxGradientNorm = maxGradientNorm };
         long state = 2L * ((b.Length + (long)ratio - 1) / ratio) * 4;
-        return new RuntimeKernel($"runtime CountSketchAdam {layout}", settings, new TensorSpec("W", b.Length), b, threads, 12,
+        return new RuntimeKernel($"runtime CountSketchAdam {layout}" + (maxGradientNorm > 0 ? " clipnorm=1" : ""), settings, new TensorSpec("W", b.Length), b, threads, 12,
             layout == SketchLayout.Rotation ? "12 (as generated Rotation)" : "12 + random gathers (as generated Universal)", state);
     }
+
+    /// <summary>
+    /// The run-time engine at Ratio 1: exact AdamW (β1 0.9) through the dense kernel, after phase 1's check of g. With
+    /// <paramref name="maxGradientNorm"/> &gt; 0 that check also sums the squares (one pass either way) and phase 2 uses the scale.
+    /// </summary>
+    public static RuntimeKernel CreateDense(BenchBuffers b, int threads, double maxGradientNorm)
+        => new("runtime dense (Ratio 1)" + (maxGradientNorm > 0 ? " clipnorm=1" : ""), new OptimizerSettings { Ratio = 1, MaxGradientNorm = maxGradientNorm },
+               new TensorSpec("W", b.Length), b, threads, 32, "32 = read g (phase 1: check, and Σg² when clipping), then read p, g, m, v and write p, m, v",
+               8L * b.Length);
 
     /// <summary>
     /// The factored second moment (β1 = 0) of the tensor viewed as d / 1024 rows × 1024 columns; with <paramref name="clip"/>,
@@ -307,6 +319,9 @@ public static class KernelSet
         }
         foreach (bool clip in new[] { false, true })
             Add(RuntimeKernel.TryCreateFactored(b, clip, threads, out var why), why, clip ? "runtime Factored clip=1" : "runtime Factored");
+        Add(RuntimeKernel.TryCreate(b, ratio, SketchLayout.Rotation, threads, out var clipWhy, maxGradientNorm: 1), clipWhy, "runtime CountSketchAdam Rotation clipnorm=1");
+        foreach (double clipNorm in new[] { 0.0, 1.0 })
+            Add(RuntimeKernel.CreateDense(b, threads, clipNorm), null, clipNorm > 0 ? "runtime dense (Ratio 1) clipnorm=1" : "runtime dense (Ratio 1)");
         return list;
     }
 }

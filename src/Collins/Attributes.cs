@@ -142,6 +142,16 @@ public sealed class SketchedOptimizerAttribute : Attribute
 
     /// <summary>Round quantised first-moment codes stochastically (unbiased) instead of to nearest. Default false.</summary>
     public bool StochasticRounding { get; set; } = Planning.SettingsRules.StochasticRounding;
+
+    /// <summary>
+    /// Global gradient-norm clipping inside the step, as PyTorch's <c>clip_grad_norm_(parameters, MaxGradientNorm)</c> (0: off,
+    /// the default): ‖g‖ = √(Σ over every tensor of Σ g²), from the sums of squares phase 1 forms anyway (no extra pass over a
+    /// sketched gradient); when c = MaxGradientNorm / (‖g‖ + 1e-6) is below 1, the step uses c·g (rounded to float) for every
+    /// gradient of every kind of tensor, dense ones included, as if the gradients had been clipped first. The caller's gradient
+    /// buffers are not written, and a refused (non-finite) step stays refused. The last norm is
+    /// <see cref="SketchedOptimizerBase.LastGradientNorm"/>. Finite and ≥ 0 (COL029 otherwise); CPU state only so far.
+    /// </summary>
+    public double MaxGradientNorm { get; set; } = Planning.SettingsRules.MaxGradientNorm;
 }
 
 /// <summary>

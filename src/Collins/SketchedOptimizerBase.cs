@@ -60,12 +60,17 @@ public sealed class NonFiniteGradientException : Exception
 public readonly struct StepScalars
 {
     public StepScalars(float learningRate, float decay, float invBiasCorrection1, float invSqrtBiasCorrection2, int step)
+        : this(learningRate, decay, invBiasCorrection1, invSqrtBiasCorrection2, step, 1f) { }
+
+    /// <summary>As the other constructor, with the gradient scale s of global gradient-norm clipping (<see cref="GradientScale"/>).</summary>
+    public StepScalars(float learningRate, float decay, float invBiasCorrection1, float invSqrtBiasCorrection2, int step, float gradientScale)
     {
         LearningRate = learningRate;
         Decay = decay;
         InvBiasCorrection1 = invBiasCorrection1;
         InvSqrtBiasCorrection2 = invSqrtBiasCorrection2;
         Step = step;
+        GradientScale = gradientScale;
     }
 
     /// <summary>lr.</summary>
@@ -78,6 +83,17 @@ public readonly struct StepScalars
     public float InvSqrtBiasCorrection2 { get; }
     /// <summary>t, the 1-based index of the step being taken.</summary>
     public int Step { get; }
+    /// <summary>
+    /// s, the factor of global gradient-norm clipping (<see cref="OptimizerSettings.MaxGradientNorm"/>): phase 2 of every kind of
+    /// tensor uses s·g wherever it uses the gradient g. 1 (the constructors' and <see cref="For"/>'s value) when clipping is off or
+    /// the norm is within the bound; multiplying by 1 is exact, so such a step is bit-identical to one without clipping.
+    /// (<c>default(StepScalars)</c> has 0 here, as in every other member: it is no step.)
+    /// </summary>
+    public float GradientScale { get; }
+
+    /// <summary>These scalars with gradient scale <paramref name="gradientScale"/> (<see cref="GradientScale"/>).</summary>
+    public StepScalars WithGradientScale(float gradientScale)
+        => new(LearningRate, Decay, InvBiasCorrection1, InvSqrtBiasCorrection2, Step, gradientScale);
 
     /// <summary>Scalars for step t (1-based).</summary>
     public static StepScalars For(int step, float learningRate, double beta1, double beta2, double weightDecay)
@@ -153,6 +169,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             foreach (var plan in tensors)
                 if (plan.IsFactored)
                     throw new NotSupportedException($"Tensor '{plan.Name}': the factored second moment runs on the CPU only so far; create the optimizer without an accelerator.");
+            if (settings.MaxGradientNorm > 0)
+                throw new NotSupportedException($"MaxGradientNorm = {settings.MaxGradientNorm}: global gradient-norm clipping runs on the CPU only so far; create the optimizer without an accelerator, or set MaxGradientNorm = 0.");
             DeviceFirstMoments = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
             DeviceSecondMoments = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
             DeviceSumM = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
@@ -205,6 +223,13 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     /// refused; a later applied step does not clear it (compare <see cref="NonFiniteGradient.Step"/> with <see cref="StepCount"/>).
     /// </summary>
     public NonFiniteGradient? LastNonFinite { get; private set; }
+
+    /// <summary>
+    /// With <see cref="OptimizerSettings.MaxGradientNorm"/> &gt; 0: ‖g‖, the global norm of the gradients of the most recent applied
+    /// step before clipping (√ of Σ g² over every tensor, as <c>clip_grad_norm_</c> returns it). NaN before the first applied step and
+    /// without clipping; a refused step leaves it as it was.
+    /// </summary>
+    public double LastGradientNorm { get; private set; } = double.NaN;
 
     // First tensor whose phase 1 reported a non-finite verdict in the running step (−1: none), and the entry when known.
     private int _nonFiniteTensor = -1;
@@ -329,7 +354,9 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     /// <summary>
     /// The CPU step, written once for every optimizer: validates every buffer (<see cref="ValidateBuffers{TBuffers}"/>), runs
     /// phase 1 of every tensor's kernel (<see cref="CpuTensorKernel"/>: bucket sums into the workspace, nothing of the state
-    /// written) and, only when every verdict is finite, phase 2 (moments, then parameters); then advances the step counter, or
+    /// written) and, only when every verdict is finite, phase 2 (moments, then parameters; with
+    /// <see cref="OptimizerSettings.MaxGradientNorm"/> &gt; 0 first the global norm and <see cref="StepScalars.GradientScale"/>
+    /// from phase 1's sums of squares, <see cref="ClipScale"/>); then advances the step counter, or
     /// counts / throws the refusal per <see cref="NonFinitePolicy"/>. Generated optimizers and <see cref="CountSketchAdam"/> both
     /// call it, which is why they are bit-identical.
     /// </summary>
@@ -348,8 +375,11 @@ public abstract partial class SketchedOptimizerBase : IDisposable
                 finite &= NoteFinite(i, kernels[i].Accumulate(threads, buffers.Parameters(i), g, FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], scalars), g);
             }
             if (finite)
+            {
+                if (Settings.MaxGradientNorm > 0) scalars = scalars.WithGradientScale(ClipScale(kernels));
                 for (int i = 0; i < kernels.Length; i++)
                     kernels[i].Apply(threads, buffers.Parameters(i), buffers.Gradient(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], scalars);
+            }
         }
         catch
         {
@@ -357,6 +387,22 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             throw;
         }
         return EndStep(finite);
+    }
+
+    /// <summary>
+    /// Global gradient-norm clipping, between the phases of a finite step: ‖g‖ = √(Σ over the tensors, in order, of each kernel's
+    /// <see cref="CpuTensorKernel.GradientSquares"/>), all in double, recorded in <see cref="LastGradientNorm"/>; returns
+    /// s = (float)(MaxGradientNorm / (‖g‖ + 1e-6)) when that coefficient is below 1, else 1 (clip_grad_norm_'s rule). The sums are
+    /// finite floats (the verdict), so ‖g‖ is finite: a double overflows only past about 10^270 of them.
+    /// </summary>
+    private float ClipScale(CpuTensorKernel[] kernels)
+    {
+        double squares = 0;
+        foreach (var kernel in kernels) squares += kernel.GradientSquares;
+        double norm = Math.Sqrt(squares);
+        LastGradientNorm = norm;
+        double coefficient = Settings.MaxGradientNorm / (norm + 1e-6);
+        return coefficient < 1 ? (float)coefficient : 1f;
     }
 
     /// <summary>

@@ -323,6 +323,24 @@ public class DiagnosticCatalogueTests
         => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, [|UpdateClipping = -1|])"),
             Error("COL027", "Optimizer 'Optimizer' has UpdateClipping = -1; it must be finite and >= 0 (0: off; Adafactor uses 1)")));
 
+    [Theory]
+    [InlineData("-1", "-1")]
+    [InlineData("-1e-300", "-1E-300")]
+    [InlineData("double.NaN", "NaN")]
+    [InlineData("double.PositiveInfinity", "Infinity")]
+    public void COL029_max_gradient_norm_negative_or_not_finite(string value, string shown)
+        => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(Ratio = 4, [|MaxGradientNorm = {value}|])"),
+            Error("COL029", $"Optimizer 'Optimizer' has MaxGradientNorm = {shown}; it must be finite and >= 0: use 0 (off) or the bound on the global gradient norm, as clip_grad_norm_'s max_norm (1.0 is usual for transformers)")));
+
+    [Fact]
+    public void COL029_a_valid_bound_is_emitted_for_every_kind()
+    {
+        // Valid for any estimate and layout (no COL029), and in DefaultSettings as given.
+        var run = GeneratorDriverHelper.Run(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, MaxGradientNorm = 0.5)"));
+        Assert.Empty(run.GeneratorDiagnostics);
+        Assert.Contains("    MaxGradientNorm = 0.5d,", Assert.Single(run.Generator.GeneratedSources).SourceText.ToString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void COL030_a_quantised_first_moment_needs_the_factored_estimate()
         => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer([|FirstMoment = FirstMomentStorage.Quantized8|])"),

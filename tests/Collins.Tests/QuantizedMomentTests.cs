@@ -178,7 +178,7 @@ public class QuantizedMomentTests
 
     // ------------------------------------------------------------------ the engine against the reference
 
-    public static TheoryData<string> Variants => new() { "Q8", "Q4", "Q8 stochastic", "Q4 nearest block 8", "Q8 clip" };
+    public static TheoryData<string> Variants => new() { "Q8", "Q4", "Q8 stochastic", "Q4 nearest block 8", "Q8 clip", "Q4 gradient-norm clipping" };
 
     private static OptimizerSettings Variant(string name) => name switch
     {
@@ -187,6 +187,7 @@ public class QuantizedMomentTests
         "Q8 stochastic" => Q8 with { StochasticRounding = true },
         "Q4 nearest block 8" => Q4 with { StochasticRounding = false, QuantizationBlock = 8, UpdateClipping = 0 },
         "Q8 clip" => Q8 with { UpdateClipping = 0.5 },
+        "Q4 gradient-norm clipping" => Q4 with { MaxGradientNorm = 2 },   // ‖g‖ of these gradients is about 4 to 40: clipped every step
         _ => throw new ArgumentOutOfRangeException(nameof(name)),
     };
 

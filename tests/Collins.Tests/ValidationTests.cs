@@ -18,6 +18,8 @@ public class ValidationTests
         Assert.Equal((attribute.Beta1, attribute.Beta2, attribute.Epsilon, attribute.WeightDecay, attribute.Seed, attribute.DenseThreshold, attribute.Layout, attribute.SecondMoment),
                      (settings.Beta1, settings.Beta2, settings.Epsilon, settings.WeightDecay, settings.Seed, settings.DenseThreshold, settings.Layout, settings.SecondMoment));
         Assert.Equal(attribute.Ratio, settings.Ratio);
+        Assert.Equal((attribute.UpdateClipping, attribute.Beta2Schedule, attribute.MaxGradientNorm), (settings.UpdateClipping, settings.Beta2Schedule, settings.MaxGradientNorm));
+        Assert.Equal(0, settings.MaxGradientNorm);   // the README's table: off
         Assert.Equal(settings, generated);
         Assert.Equal((32, 0.9, 0.999, 1e-8, 4096), (settings.Ratio, settings.Beta1, settings.Beta2, settings.Epsilon, settings.DenseThreshold));   // the README's table
     }

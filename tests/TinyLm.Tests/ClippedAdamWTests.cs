@@ -45,6 +45,34 @@ public class ClippedAdamWTests
         else Assert.True(clipped.LastGradientNorm < 1, $"norm {clipped.LastGradientNorm}");
     }
 
+    [Theory]
+    [InlineData(10f)]    // ‖g‖ ≈ 20 on even steps: clipped there
+    [InlineData(0.01f)]  // never clipped
+    public void The_librarys_dense_path_with_MaxGradientNorm_matches_AdamWClip(float scale)
+    {
+        // Ratio 1: every tensor dense, exact AdamW; MaxGradientNorm clips inside the step instead of in place. The two differ
+        // only in roundings (AdamWClip forms 1 − β in float and multiplies g first), far below the tolerance.
+        using var library = new CountSketchAdam(new OptimizerSettings { Ratio = 1, MaxGradientNorm = 1.0 }, Specs);
+        var sample = new DenseAdamW(Specs, name: "AdamWClip", clipNorm: 1.0);
+        var p1 = Parameters();
+        var p2 = Parameters();
+        int clipped = 0;
+        for (int step = 1; step <= 5; step++)
+        {
+            var g = Gradients(step % 2 == 0 ? scale : scale / 1000, step);   // clipped and unclipped steps alternate (Adam is not blind to that)
+            var copy = g.Select(x => (float[])x.Clone()).ToArray();
+            Assert.Equal(StepOutcome.Applied, library.Step(1e-2f, p1, g));
+            Assert.Equal(copy.SelectMany(x => x), g.SelectMany(x => x));   // the library does not write the gradients
+            sample.Step(1e-2f, p2, copy);
+            Assert.Equal(sample.LastGradientNorm, library.LastGradientNorm, 1e-6 * sample.LastGradientNorm);
+            if (library.LastGradientNorm > 1.5) clipped++;
+        }
+        var a = p1.SelectMany(x => x).ToArray();
+        var b = p2.SelectMany(x => x).ToArray();
+        for (int i = 0; i < a.Length; i++) Assert.True(Math.Abs(a[i] - b[i]) <= 1e-5 * Math.Max(1, Math.Abs(b[i])), $"entry {i}: {a[i]:R} vs {b[i]:R}");
+        Assert.Equal(scale > 1 ? 2 : 0, clipped);   // steps 2 and 4
+    }
+
     [Fact]
     public void Clipping_changes_the_step_when_the_norm_is_large()
     {

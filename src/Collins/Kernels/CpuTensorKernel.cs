@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace Collins.Kernels;
 
 /// <summary>
@@ -12,13 +14,38 @@ internal abstract class CpuTensorKernel
     protected readonly TensorPlan Plan;
     protected readonly KernelCoefficients K;
     protected readonly bool HasM;
+    /// <summary>The optimizer clips by the global gradient norm (<see cref="OptimizerSettings.MaxGradientNorm"/> &gt; 0): <see cref="Accumulate"/> forms <see cref="GradientSquares"/>.</summary>
+    protected readonly bool SumsSquares;
 
     protected CpuTensorKernel(TensorPlan plan, OptimizerSettings settings)
     {
         Plan = plan;
         K = KernelCoefficients.From(settings);
         HasM = plan.HasFirstMoment;
+        SumsSquares = settings.MaxGradientNorm > 0;
     }
+
+    /// <summary>
+    /// Σ g² of the gradient the last finite <see cref="Accumulate"/> read, in double, from the float sums phase 1 forms anyway
+    /// (bucket sums, row sums; a dense tensor's squares in the pass that checks them). Formed only when
+    /// <see cref="SumsSquares"/>; the base step adds them into the global norm of gradient-norm clipping.
+    /// </summary>
+    public double GradientSquares { get; protected set; }
+
+    /// <summary>
+    /// The coefficients phase 2 uses under gradient scale s (<see cref="StepScalars.GradientScale"/>): (1 − β1)·s and
+    /// (1 − β2)·(s·s), s·s rounded to float, so that m receives s·Σσg and v receives (s·s)·Σg², each up to one rounding.
+    /// Multiplying by s = 1 is exact: without clipping the coefficients are <see cref="K"/>'s, bit for bit.
+    /// </summary>
+    protected KernelCoefficients Scaled(in StepScalars s)
+        => K with { OneMinusBeta1 = K.OneMinusBeta1 * s.GradientScale, OneMinusBeta2 = K.OneMinusBeta2 * (s.GradientScale * s.GradientScale) };
+
+    /// <summary>
+    /// The scalars of a phase 2 that reads g itself (β1 = 0: m̂ = g): lr·s as the learning rate, so the update is (lr·s)·g / (…)
+    /// = lr·(s·g) / (…) up to one rounding, and <see cref="StepScalars.GradientScale"/> 1 (s is folded in). Exact when s = 1.
+    /// </summary>
+    protected static StepScalars GradientScaled(in StepScalars s)
+        => new(s.LearningRate * s.GradientScale, s.Decay, s.InvBiasCorrection1, s.InvSqrtBiasCorrection2, s.Step);
 
     public abstract bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s);
     public abstract void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s);
@@ -47,7 +74,13 @@ internal sealed class DenseCpuKernel : CpuTensorKernel
     }
 
     public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
-        => DenseAdamWCpu.SquaresFinite(g);
+    {
+        if (!SumsSquares) return DenseAdamWCpu.SquaresFinite(g);
+        // One pass that checks and sums: Σ of the float squares is finite exactly when every square is (SquaresFinite's verdict).
+        double squares = GradientNorm.SumOfSquares(g);
+        GradientSquares = squares;
+        return double.IsFinite(squares);
+    }
 
     public override void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
         => TileRunner.Run(_tiles, threads, _apply, p, g, m, v, sumM, sumV, s);
@@ -55,9 +88,11 @@ internal sealed class DenseCpuKernel : CpuTensorKernel
     private bool ApplyTile(int tile, in TileBuffers b, in StepScalars s)
     {
         int start = tile * KernelTiles.ElementTile, len = Math.Min(KernelTiles.ElementTile, Plan.Length - start);
+        var k = Scaled(in s);
+        var scalars = HasM ? s : GradientScaled(in s);
         DenseAdamWCpu.Step(b.Parameters.Slice(start, len), b.Gradient.Slice(start, len),
                            HasM ? b.FirstMoment.Slice(start, len) : default, b.SecondMoment.Slice(start, len),
-                           in s, in K);
+                           in scalars, in k);
         return true;
     }
 }
@@ -91,7 +126,11 @@ internal sealed class RotationCpuKernel : CpuTensorKernel
     internal bool NonTemporalSums => _nonTemporal;
 
     public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
-        => TileRunner.Run(_tiles, threads, _accumulate, p, g, m, v, sumM, sumV, s);
+    {
+        bool finite = TileRunner.Run(_tiles, threads, _accumulate, p, g, m, v, sumM, sumV, s);
+        if (SumsSquares && finite) GradientSquares = GradientNorm.Sum(sumV[.._k]);
+        return finite;
+    }
 
     public override void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
         => TileRunner.Run(_tiles, threads, _apply, p, g, m, v, sumM, sumV, s);
@@ -105,8 +144,10 @@ internal sealed class RotationCpuKernel : CpuTensorKernel
     private bool ApplyTile(int tile, in TileBuffers buf, in StepScalars s)
     {
         int b0 = tile * KernelTiles.RotationTileBuckets, b1 = Math.Min(b0 + KernelTiles.RotationTileBuckets, _k);
+        var k = Scaled(in s);
+        var scalars = HasM ? s : GradientScaled(in s);
         RotationCpu.UpdateApplyTile(buf.Parameters, HasM ? default : buf.Gradient, buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV,
-                                    b0, b1, _k, _lastLength, _rho, _sigma, K.Beta1, K.OneMinusBeta1, K.Beta2, K.OneMinusBeta2, K.Epsilon, in s, _mean);
+                                    b0, b1, _k, _lastLength, _rho, _sigma, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon, in scalars, _mean);
         return true;
     }
 }
@@ -139,7 +180,11 @@ internal sealed class UniversalCpuKernel : CpuTensorKernel
     }
 
     public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
-        => TileRunner.Run(UniversalCpu.ScatterTiles(_d, threads), threads, _scatter, p, g, m, v, sumM, sumV, s);
+    {
+        bool finite = TileRunner.Run(UniversalCpu.ScatterTiles(_d, threads), threads, _scatter, p, g, m, v, sumM, sumV, s);
+        if (SumsSquares && finite) GradientSquares = GradientNorm.Sum(sumV[.._k]);
+        return finite;
+    }
 
     public override void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
     {
@@ -153,10 +198,12 @@ internal sealed class UniversalCpuKernel : CpuTensorKernel
     private bool BucketTileKernel(int tile, in TileBuffers buf, in StepScalars s)
     {
         int b0 = tile * KernelTiles.UniversalBucketTile, b1 = Math.Min(b0 + KernelTiles.UniversalBucketTile, _k);
+        var k = Scaled(in s);
+        var scalars = HasM ? s : GradientScaled(in s);   // β1 = 0: the coefficient lr·s / (…) multiplies g in the gather
         if (_occupancy is null)
-            RotationCpu.UpdateBuckets(buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV, b0, b1, K.Beta1, K.OneMinusBeta1, K.Beta2, K.OneMinusBeta2, K.Epsilon, in s);
+            RotationCpu.UpdateBuckets(buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV, b0, b1, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon, in scalars);
         else
-            RotationCpu.UpdateBucketsMean(buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV, b0, b1, K.Beta1, K.OneMinusBeta1, K.Beta2, K.OneMinusBeta2, K.Epsilon, in s, _occupancy);
+            RotationCpu.UpdateBucketsMean(buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV, b0, b1, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon, in scalars, _occupancy);
         return true;
     }
 
@@ -164,5 +211,59 @@ internal sealed class UniversalCpuKernel : CpuTensorKernel
     {
         UniversalCpu.ApplyTile(tile, in buf, KernelTiles.ElementTile, s.Decay, _k, _a, _b, _sa, _sb);
         return true;
+    }
+}
+
+/// <summary>
+/// The sums behind global gradient-norm clipping (<see cref="OptimizerSettings.MaxGradientNorm"/>), in double and in a fixed order
+/// (float lanes widened into double lanes, the lanes added in order), so a result never depends on the thread count.
+/// </summary>
+internal static class GradientNorm
+{
+    /// <summary>Σ of <paramref name="values"/> (finite sums of squares from phase 1) in double.</summary>
+    public static double Sum(ReadOnlySpan<float> values)
+    {
+        int i = 0;
+        double sum = 0;
+        if (Vector.IsHardwareAccelerated && values.Length >= Vector<float>.Count)
+        {
+            var acc0 = Vector<double>.Zero; var acc1 = Vector<double>.Zero;
+            for (; i <= values.Length - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector.Widen(new Vector<float>(values[i..]), out var lo, out var hi);
+                acc0 += lo;
+                acc1 += hi;
+            }
+            var lanes = acc0 + acc1;
+            for (int l = 0; l < Vector<double>.Count; l++) sum += lanes[l];
+        }
+        for (; i < values.Length; i++) sum += values[i];
+        return sum;
+    }
+
+    /// <summary>
+    /// Σ g² of a dense tensor's gradient: each square in float (as the kernels form it), added in double. +Inf or NaN exactly
+    /// when some square is not a finite float (a double sum of at most 2^31 finite floats cannot overflow), so the one pass is
+    /// also the phase-1 verdict of <see cref="DenseAdamWCpu.SquaresFinite"/>.
+    /// </summary>
+    public static double SumOfSquares(ReadOnlySpan<float> gradient)
+    {
+        int i = 0;
+        double sum = 0;
+        if (Vector.IsHardwareAccelerated && gradient.Length >= Vector<float>.Count)
+        {
+            var acc0 = Vector<double>.Zero; var acc1 = Vector<double>.Zero;
+            for (; i <= gradient.Length - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                var x = new Vector<float>(gradient[i..]);
+                Vector.Widen(x * x, out var lo, out var hi);
+                acc0 += lo;
+                acc1 += hi;
+            }
+            var lanes = acc0 + acc1;
+            for (int l = 0; l < Vector<double>.Count; l++) sum += lanes[l];
+        }
+        for (; i < gradient.Length; i++) sum += (double)(gradient[i] * gradient[i]);
+        return sum;
     }
 }

@@ -16,6 +16,8 @@ namespace Collins.Kernels;
 /// v̂ is 0. With update clipping (<see cref="OptimizerSettings.UpdateClipping"/> d &gt; 0) a pass before the update forms
 /// RMS(u) of u = g / (√v̂·isb2 + ε) over the tensor (per tile in double, tiles in order) and scales lr by 1 / max(1, RMS(u)/d).
 /// With the β2 schedule (<see cref="OptimizerSettings.Beta2Schedule"/> c &gt; 0) step t decays by β̂2 = 1 − t^−c and isb2 = 1.
+/// With gradient-norm clipping (<see cref="StepScalars.GradientScale"/> s) the EMAs take (1 − β2)·(s·s), Σ u² is multiplied by s²
+/// and the learning rate by s, so phase 2 is that of s·g; phase 1 reports Σ g² from the row sums.
 /// The row, column and partial sums live in this kernel (workspace, not state).
 /// </remarks>
 internal sealed class FactoredCpuKernel : CpuTensorKernel
@@ -82,6 +84,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         Array.Clear(_colSums);
         for (int tile = 0; tile < _tiles; tile++) Add(_colSums, _colPartials.AsSpan(tile * _cols, _cols));
         foreach (float x in _colSums) finite &= float.IsFinite(x);
+        if (SumsSquares && finite) GradientSquares = GradientNorm.Sum(_rowSums);   // gradient-norm clipping: Σ g² from the row sums
         return finite;
     }
 
@@ -98,6 +101,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             oneMinusBeta2 = (float)oneMinus;
             _invSqrtBias = 1f;
         }
+        oneMinusBeta2 *= s.GradientScale * s.GradientScale;   // gradient-norm clipping: the EMAs see (s·s)·g² (exact for s = 1)
         double total = 0;
         for (int r = 0; r < _rows; r++)
         {
@@ -119,6 +123,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             TileRunner.Run(_tiles, threads, _squares, p, g, m, v, sumM, sumV, s);
             double squares = 0;
             foreach (double x in _tileSquares) squares += x;
+            squares *= (double)s.GradientScale * s.GradientScale;   // u of s·g (gradient-norm clipping; exact for s = 1)
             double rms = Math.Sqrt(squares / Plan.Length);
             _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
         }
@@ -147,7 +152,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         int r0 = tile * _rowsPerTile, r1 = Math.Min(r0 + _rowsPerTile, _rows);
         var colEma = buf.SecondMoment.Slice(_rows, _cols);
         var rowEma = buf.SecondMoment[.._rows];
-        float decay = s.Decay, lr = s.LearningRate * _updateScale, isb2 = _invSqrtBias, eps = K.Epsilon;
+        float decay = s.Decay, lr = s.LearningRate * s.GradientScale * _updateScale, isb2 = _invSqrtBias, eps = K.Epsilon;
         for (int r = r0; r < r1; r++)
         {
             float a = rowEma[r] * _rowScale;
@@ -217,7 +222,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     private void QuantizedApply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
     {
         _beta1 = K.Beta1;
-        _oneMinusBeta1 = K.OneMinusBeta1;
+        _oneMinusBeta1 = K.OneMinusBeta1 * s.GradientScale;   // gradient-norm clipping: m takes (1 − β1)·s·g (exact for s = 1)
         _invBias1 = s.InvBiasCorrection1;
         _step = s.Step;
         if (_clip > 0)

@@ -27,6 +27,8 @@ public sealed record OptimizerSettings
     public int QuantizationBlock { get; init; } = SettingsRules.QuantizationBlock;
     /// <summary>Stochastic rounding of quantised first-moment codes; see <see cref="SketchedOptimizerAttribute.StochasticRounding"/>.</summary>
     public bool StochasticRounding { get; init; } = SettingsRules.StochasticRounding;
+    /// <summary>Global gradient-norm clipping bound, as <c>clip_grad_norm_</c> (0: off); see <see cref="SketchedOptimizerAttribute.MaxGradientNorm"/>.</summary>
+    public double MaxGradientNorm { get; init; } = SettingsRules.MaxGradientNorm;
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
@@ -51,6 +53,8 @@ public sealed record OptimizerSettings
         if (!SettingsRules.Beta2ScheduleIsValid(Beta2Schedule)) throw new ArgumentException($"Beta2Schedule must be 0 (off) or in (0, 1], got {Beta2Schedule}.", nameof(Beta2Schedule));
         if (!SettingsRules.Beta2ScheduleApplies(Beta2Schedule, (int)SecondMoment))
             throw new ArgumentException($"Beta2Schedule applies to SecondMoment = Factored only, got {SecondMoment}.", nameof(Beta2Schedule));
+        if (!SettingsRules.MaxGradientNormIsValid(MaxGradientNorm))
+            throw new ArgumentException($"MaxGradientNorm must be finite and >= 0 (0: off), got {MaxGradientNorm}.", nameof(MaxGradientNorm));
         if (!SettingsRules.DenseThresholdIsValid(DenseThreshold)) throw new ArgumentException($"DenseThreshold must be >= 0, got {DenseThreshold}.", nameof(DenseThreshold));
     }
 }

@@ -61,6 +61,12 @@ namespace Collins.Planning
         /// <summary>The β2 schedule needs the factored estimate (the only kind that implements it so far).</summary>
         public static bool Beta2ScheduleApplies(double c, int estimate) => c == 0 || estimate == FactoredEstimate;
 
+        /// <summary>Default global gradient-norm clipping bound: off.</summary>
+        public const double MaxGradientNorm = 0;
+
+        /// <summary>The gradient-norm clipping bound is 0 (off) or finite and &gt; 0; it applies to every kind of tensor.</summary>
+        public static bool MaxGradientNormIsValid(double maxNorm) => maxNorm >= 0 && !double.IsInfinity(maxNorm);
+
         /// <summary>A defined second-moment estimate.</summary>
         public static bool SecondMomentIsDefined(int estimate) => estimate >= SumEstimate && estimate <= FactoredEstimate;
 

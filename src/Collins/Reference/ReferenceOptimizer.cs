@@ -24,6 +24,10 @@ namespace Collins.Reference;
 /// p ← p − lr·wd·p − lr·u; the block is stored again with s = max |m| and q[i] = clamp(⌊m[i]·Q/s + r⌋, −Q, Q), r = ½ or, with
 /// stochastic rounding, the counter-based r of <c>BlockQuantizer.Uniform</c> (the storage format and the random bits are
 /// definitions shared with the kernels; the arithmetic here is its own, in double).
+/// Global gradient-norm clipping (<see cref="OptimizerSettings.MaxGradientNorm"/> = c_max &gt; 0) as clip_grad_norm_: ‖g‖ = √(Σ over
+/// every tensor of Σ g²) in double, and when c_max / (‖g‖ + 1e-6) is below 1 each gradient is replaced by s·g with s that
+/// coefficient rounded to float (s = 1 otherwise). Sketch sums are formed from g and scaled once: s·sumM, and (s·s)·sumV with
+/// s·s rounded to float, as the engine does; every g read directly (m̂ = g when β1 = 0, the factored u) is s·g.
 /// The reference has no non-finite guard: it applies whatever the formulas give.
 /// </remarks>
 public sealed class ReferenceOptimizer
@@ -78,6 +82,8 @@ public sealed class ReferenceOptimizer
         double lr = learningRate;
         double bc1 = beta1 == 0 ? 1.0 : 1.0 - Math.Pow(beta1, step);
         double bc2 = 1.0 - Math.Pow(beta2, step);
+        float scale = ClipScale(gradients, _settings.MaxGradientNorm);
+        double gs = scale, gs2 = scale * scale;   // s, and s·s rounded to float
 
         for (int t = 0; t < _plans.Length; t++)
         {
@@ -89,7 +95,7 @@ public sealed class ReferenceOptimizer
                 double schedule = _settings.Beta2Schedule;   // β̂2 = 1 − t^−c, no bias correction
                 var quantized = plan.IsQuantized ? new QuantizedMoment(plan, m, _codes[t], beta1, bc1, _settings.StochasticRounding,
                                                                        Kernels.BlockQuantizer.StreamKey(_settings.Seed, plan.Name), step) : null;
-                FactoredStep(plan, p, g, v, lr, wd, schedule > 0 ? 1.0 - Math.Pow(step, -schedule) : beta2, eps, schedule > 0 ? 1.0 : bc2, _settings.UpdateClipping, quantized);
+                FactoredStep(plan, p, g, v, lr, wd, schedule > 0 ? 1.0 - Math.Pow(step, -schedule) : beta2, eps, schedule > 0 ? 1.0 : bc2, _settings.UpdateClipping, gs, gs2, quantized);
                 continue;
             }
 
@@ -104,8 +110,8 @@ public sealed class ReferenceOptimizer
             }
             for (int b = 0; b < k; b++)
             {
-                if (plan.HasFirstMoment) m[b] = (float)(beta1 * m[b] + (1.0 - beta1) * sumM[b]);
-                v[b] = (float)(beta2 * v[b] + (1.0 - beta2) * sumV[b]);
+                if (plan.HasFirstMoment) m[b] = (float)(beta1 * m[b] + (1.0 - beta1) * (gs * sumM[b]));
+                v[b] = (float)(beta2 * v[b] + (1.0 - beta2) * (gs2 * sumV[b]));
             }
 
             // 2. Recovery and 3. parameter update.
@@ -113,7 +119,7 @@ public sealed class ReferenceOptimizer
             for (int i = 0; i < d; i++)
             {
                 int b = plan.Bucket(i);
-                double mHat = plan.HasFirstMoment ? plan.Sign(i) * (double)m[b] / bc1 : g[i];
+                double mHat = plan.HasFirstMoment ? plan.Sign(i) * (double)m[b] / bc1 : gs * g[i];
                 double vHat = v[b] / bc2;
                 if (occupancy is not null) vHat /= occupancy[b];
                 double pi = p[i];
@@ -123,7 +129,17 @@ public sealed class ReferenceOptimizer
         StepCount = step;
     }
 
-    /// <summary>The factored estimate of one tensor, from its formulas (see the remarks).</summary>
+    /// <summary>clip_grad_norm_'s factor s over all the gradients (1 when <paramref name="maxNorm"/> is 0 or the norm is within it).</summary>
+    private static float ClipScale(IReadOnlyList<float[]> gradients, double maxNorm)
+    {
+        if (maxNorm == 0) return 1f;
+        double squares = 0;
+        foreach (var g in gradients)
+            foreach (float x in g) squares += (double)x * x;
+        double coefficient = maxNorm / (Math.Sqrt(squares) + 1e-6);
+        return coefficient < 1 ? (float)coefficient : 1f;
+    }
+
     /// <summary>A quantised first moment of one tensor for one step: its state and what its formulas need.</summary>
     private sealed record QuantizedMoment(TensorPlan Plan, float[] Scales, byte[] Codes, double Beta1, double Bc1, bool Stochastic, ulong Key, int Step)
     {
@@ -158,25 +174,29 @@ public sealed class ReferenceOptimizer
         }
     }
 
+    /// <summary>
+    /// The factored estimate of one tensor, from its formulas (see the remarks); <paramref name="gs"/> is the gradient-norm clipping
+    /// factor s, <paramref name="gs2"/> s·s; <paramref name="quantized"/> the tensor's quantised first moment, or null (m̂ = s·g).
+    /// </summary>
     private static void FactoredStep(TensorPlan plan, float[] p, float[] g, float[] v, double lr, double wd, double beta2, double eps, double bc2, double clip,
-                                     QuantizedMoment? quantized)
+                                     double gs, double gs2, QuantizedMoment? quantized)
     {
-        // With a quantised first moment, m ← β1·m + (1 − β1)·g from the stored m, and the update reads m/bc1 instead of g.
+        // With a quantised first moment, m ← β1·m + (1 − β1)·s·g from the stored m, and the update reads m/bc1 instead of s·g.
         double[]? m = quantized?.Read();
         if (m is not null)
-            for (int i = 0; i < m.Length; i++) m[i] = quantized!.Beta1 * m[i] + (1.0 - quantized.Beta1) * g[i];
+            for (int i = 0; i < m.Length; i++) m[i] = quantized!.Beta1 * m[i] + (1.0 - quantized.Beta1) * (gs * g[i]);
         int rows = plan.FactorRows, cols = plan.FactorColumns;
         for (int r = 0; r < rows; r++)
         {
             double sum = 0;
             for (int c = 0; c < cols; c++) sum += (double)g[r * cols + c] * g[r * cols + c];
-            v[r] = (float)(beta2 * v[r] + (1.0 - beta2) * (sum / cols));
+            v[r] = (float)(beta2 * v[r] + (1.0 - beta2) * (gs2 * sum / cols));
         }
         for (int c = 0; c < cols; c++)
         {
             double sum = 0;
             for (int r = 0; r < rows; r++) sum += (double)g[r * cols + c] * g[r * cols + c];
-            v[rows + c] = (float)(beta2 * v[rows + c] + (1.0 - beta2) * (sum / rows));
+            v[rows + c] = (float)(beta2 * v[rows + c] + (1.0 - beta2) * (gs2 * sum / rows));
         }
         double meanR = 0;
         for (int r = 0; r < rows; r++) meanR += v[r];
@@ -188,7 +208,7 @@ public sealed class ReferenceOptimizer
             {
                 int i = r * cols + c;
                 double vHat = meanR > 0 ? (double)v[r] * v[rows + c] / meanR / bc2 : 0;
-                u[i] = (m is null ? g[i] : m[i] / quantized!.Bc1) / (Math.Sqrt(vHat) + eps);
+                u[i] = (m is null ? gs * g[i] : m[i] / quantized!.Bc1) / (Math.Sqrt(vHat) + eps);
                 squares += u[i] * u[i];
             }
         // Update clipping (Adafactor): u ← u / max(1, RMS(u) / d).

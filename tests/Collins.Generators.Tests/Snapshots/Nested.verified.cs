@@ -47,6 +47,7 @@ partial class Zoo
                     FirstMoment = global::Collins.FirstMomentStorage.Sketch,
                     QuantizationBlock = 128,
                     StochasticRounding = false,
+                    MaxGradientNorm = 0d,
                 };
 
                 /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>

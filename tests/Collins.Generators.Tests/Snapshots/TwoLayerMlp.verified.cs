@@ -43,6 +43,7 @@ partial class Mlp
             FirstMoment = global::Collins.FirstMomentStorage.Sketch,
             QuantizationBlock = 128,
             StochasticRounding = false,
+            MaxGradientNorm = 0d,
         };
 
         /// <summary>The tensors, in declaration order (the order of the <c>Step</c> parameters).</summary>
