@@ -26,6 +26,7 @@ namespace TinyLm;
 [SketchedOptimizer(Name = "Factored", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored)]
 [SketchedOptimizer(Name = "FactoredClip", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1)]
 [SketchedOptimizer(Name = "FactoredSchedule", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1, Beta2Schedule = 0.8)]
+[SketchedOptimizer(Name = "FactoredQ4", Beta1 = 0.9, SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true)]
 public partial class TinyLmModel
 {
     public const int Vocab = 65, Context = 64, DModel = 64, Heads = 4, FeedForward = 256, Layers = 2;

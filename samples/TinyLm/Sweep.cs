@@ -42,6 +42,13 @@ public static class Sweep
                 yield return ($"Factored {bits}{(stochastic ? " sr" : "")} b1=0.9",
                               new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0.9, FirstMoment = storage, StochasticRounding = stochastic });
         yield return ("Factored q4 sr clip=1 b1=0.9", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0.9, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true, UpdateClipping = 1 });
+        // The quantisation block (the default is 128).
+        foreach (int block in new[] { 32, 512, 2048 })
+            yield return ($"Factored q4 sr block={block} b1=0.9", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0.9, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true, QuantizationBlock = block });
+        // Global gradient-norm clipping inside the step (MaxGradientNorm, as clip_grad_norm_(1.0): what AdamWClip does).
+        yield return ("Factored gclip=1 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, MaxGradientNorm = 1 });
+        yield return ("Factored clip=1 gclip=1 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, MaxGradientNorm = 1 });
+        yield return ("Factored q4 sr gclip=1 b1=0.9", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0.9, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true, MaxGradientNorm = 1 });
         // AdamW with global gradient-norm clipping (the bar's second baseline) and the anchors (Anchors.cs), like AdamW
         // without Collins settings.
         yield return ("AdamWClip", null);

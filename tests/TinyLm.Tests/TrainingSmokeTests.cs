@@ -237,7 +237,8 @@ public class ModelDeclarationTests
             {
                 Ratio = a.Ratio, Beta1 = a.Beta1, Beta2 = a.Beta2, Epsilon = a.Epsilon, WeightDecay = a.WeightDecay,
                 Layout = a.Layout, SecondMoment = a.SecondMoment, Seed = a.Seed, DenseThreshold = a.DenseThreshold,
-                UpdateClipping = a.UpdateClipping, Beta2Schedule = a.Beta2Schedule,
+                UpdateClipping = a.UpdateClipping, Beta2Schedule = a.Beta2Schedule, FirstMoment = a.FirstMoment,
+                QuantizationBlock = a.QuantizationBlock, StochasticRounding = a.StochasticRounding, MaxGradientNorm = a.MaxGradientNorm,
             };
             Assert.Equal(fromAttribute, v.Settings);
             var generated = Assert.IsAssignableFrom<IGeneratedOptimizer>(v.CreateGenerated());
