@@ -631,7 +631,7 @@ namespace Collins.Generators
                 buckets, rows, new EquatableArray<int>(rotations), new EquatableArray<int>(signs), a, b, sa, sb,
                 factored, factored ? length / t.Shape[t.Shape.Length - 1] : 0, factored ? t.Shape[t.Shape.Length - 1] : 0,
                 quantized ? (int)SettingsRules.QuantizedBlocks(length, quantizationBlock) : 0,
-                quantized ? (int)SettingsRules.QuantizedCodeBytes(firstMoment, length) : 0);
+                quantized ? (int)SettingsRules.QuantizedCodeBytes(firstMoment, length, quantizationBlock) : 0);
         }
 
         /// <summary>The location of <c>Name = value</c> in an attribute application, or null when it is not written there.</summary>

@@ -241,7 +241,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
 
     /// <summary>
     /// Bytes of optimizer state: Σ over tensors of <see cref="TensorPlan.StateBytes"/> — (β1 ≠ 0 ? 2 : 1)·k·4 for a sketch (k = d for
-    /// dense tensors), 4·(R + C) for a factored v, and 4·ceil(d / block) + d (8-bit) or ceil(d / 2) (4-bit) for a quantised m.
+    /// dense tensors), 4·(R + C) for a factored v, and 4·ceil(d / block) + d (8-bit) or ceil(d / block)·block / 2 (4-bit) for a quantised m.
     /// </summary>
     public long StateBytes
     {
@@ -300,7 +300,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         for (int b = 0; b < plan.QuantizedBlocks; b++)
         {
             int start = b * plan.QuantizationBlock, len = Math.Min(plan.QuantizationBlock, plan.Length - start);
-            BlockQuantizer.Dequantize(FirstMomentCodes[tensor], plan.FirstMoment == FirstMomentStorage.Quantized4, start, FirstMoments[tensor][b],
+            BlockQuantizer.Dequantize(FirstMomentCodes[tensor], plan.FirstMoment == FirstMomentStorage.Quantized4, plan.QuantizationBlock, start, FirstMoments[tensor][b],
                                       plan.QuantizationLevels, m.AsSpan(start, len));
         }
         return m;

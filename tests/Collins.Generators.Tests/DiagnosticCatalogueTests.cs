@@ -374,8 +374,8 @@ public class DiagnosticCatalogueTests
         Assert.Contains("FirstMoment = global::Collins.FirstMomentStorage.Quantized4,", source);
         Assert.Contains("QuantizationBlock = 16,", source);
         Assert.Contains("StochasticRounding = true,", source);
-        Assert.Contains("public const int QuantizedBlocks = 5, CodeBytes = 36;", source);   // ceil(72 / 16), ceil(72 / 2)
-        Assert.Contains("public const long StateBytes = " + (4 * (8 + 9 + 5) + 36) + "L,", source);
+        Assert.Contains("public const int QuantizedBlocks = 5, CodeBytes = 40;", source);   // ceil(72 / 16) blocks of 16 / 2 bytes
+        Assert.Contains("public const long StateBytes = " + (4 * (8 + 9 + 5) + 40) + "L,", source);
         Assert.Contains("VerifyFactoredPlan(plans[0], W.Length, W.Buckets, W.Rows, W.IsDense, W.FactorRows, W.FactorColumns, W.QuantizedBlocks, W.CodeBytes);", source);
     }
 

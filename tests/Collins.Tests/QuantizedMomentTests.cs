@@ -21,21 +21,68 @@ public class QuantizedMomentTests
     [Theory]
     [InlineData(false, 127)]
     [InlineData(true, 7)]
-    public void Every_code_round_trips_at_even_and_odd_entries_without_touching_its_neighbour(bool fourBit, int levels)
+    public void Every_code_round_trips_at_every_entry_without_touching_another(bool fourBit, int levels)
     {
-        var codes = new byte[fourBit ? 8 : 16];
+        const int block = 8, entries = 16;   // two blocks
+        var codes = new byte[fourBit ? entries / 2 : entries];
         for (int q = -levels; q <= levels; q++)
-            for (int i = 0; i < 16; i++)
+            for (int i = 0; i < entries; i++)
             {
                 Array.Fill(codes, (byte)0);
-                BlockQuantizer.SetCode(codes, fourBit, i, q);
-                Assert.Equal(q, BlockQuantizer.Code(codes, fourBit, i));
-                for (int j = 0; j < 16; j++) if (j != i) Assert.Equal(0, BlockQuantizer.Code(codes, fourBit, j));
+                BlockQuantizer.SetCode(codes, fourBit, block, i, q);
+                Assert.Equal(q, BlockQuantizer.Code(codes, fourBit, block, i));
+                for (int j = 0; j < entries; j++) if (j != i) Assert.Equal(0, BlockQuantizer.Code(codes, fourBit, block, j));
                 Assert.True(BlockQuantizer.CodesAreValid(codes, fourBit));
             }
         Assert.False(BlockQuantizer.CodesAreValid([0x80], fourBit: false));
         Assert.False(BlockQuantizer.CodesAreValid([0x08], fourBit: true));
         Assert.False(BlockQuantizer.CodesAreValid([0x80], fourBit: true));
+    }
+
+    /// <summary>4 bits are block-planar: entry j of block b in byte b·B/2 + (j mod B/2), low nibble for j &lt; B/2.</summary>
+    [Fact]
+    public void Four_bit_codes_are_block_planar()
+    {
+        var codes = new byte[8];   // two blocks of 8
+        BlockQuantizer.SetCode(codes, true, 8, 1, 3);    // block 0, low half: low nibble of byte 1
+        BlockQuantizer.SetCode(codes, true, 8, 5, -2);   // block 0, high half (5 − 4 = 1): high nibble of byte 1
+        BlockQuantizer.SetCode(codes, true, 8, 12, 7);   // block 1, high half: high nibble of byte 4 + 0
+        Assert.Equal(new byte[] { 0, 0x3 | (0xE << 4), 0, 0, 0x70, 0, 0, 0 }, codes);
+        Assert.Equal(2L * 4, BlockQuantizer.CodeBytes(true, 13, 8));   // the last block is padded to a whole block
+    }
+
+    /// <summary>
+    /// The vector path (a whole block of 128) against the formula, entry by entry: q = clamp(⌊m·(Q/max|m|) + r⌋, −Q, Q) and
+    /// m = q·(scale/Q), for 8 and 4 bits, to nearest and stochastically; and a partial block (the scalar path) the same way.
+    /// </summary>
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(false, true)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void Whole_and_partial_blocks_store_the_codes_of_the_formula(bool fourBit, bool stochastic)
+    {
+        const int block = 128, start = 3 * block;
+        int levels = fourBit ? 7 : 127;
+        ulong key = BlockQuantizer.StreamKey(4, "W");
+        foreach (int length in new[] { block, 77 })
+        {
+            var m = RandomArray(length, 21 + length, 0.02f);
+            var codes = new byte[BlockQuantizer.CodeBytes(fourBit, start + block, block)];
+            float scale = BlockQuantizer.Quantize(m, codes, fourBit, block, start, levels, stochastic, key, 9);
+            float absmax = m.Max(MathF.Abs);
+            Assert.Equal(absmax, scale);
+            float inv = levels / absmax;
+            var back = new float[length];
+            BlockQuantizer.Dequantize(codes, fourBit, block, start, scale, levels, back);
+            for (int j = 0; j < length; j++)
+            {
+                float r = stochastic ? BlockQuantizer.Uniform(key, 9, start + j) : 0.5f;
+                int q = Math.Clamp((int)MathF.Floor(m[j] * inv + r), -levels, levels);
+                Assert.True(q == BlockQuantizer.Code(codes, fourBit, block, start + j), $"length {length} entry {j}: code {BlockQuantizer.Code(codes, fourBit, block, start + j)}, formula {q}");
+                Assert.Equal(q * (scale / levels), back[j]);
+            }
+        }
     }
 
     [Fact]
@@ -66,21 +113,21 @@ public class QuantizedMomentTests
     {
         float[] m = [0.5f, -0.23f, 0.1f, 0f, 0.049f, -0.5f, 0.3f, 0.26f];   // max |m| = 0.5; y = 254·m (Q = 127)
         var codes = new byte[8];
-        float scale = BlockQuantizer.Quantize(m, codes, false, 0, 127, stochastic: false, 0, 1);
+        float scale = BlockQuantizer.Quantize(m, codes, false, 8, 0, 127, stochastic: false, 0, 1);
         Assert.Equal(0.5f, scale);
         int[] nearest = m.Select(x => (int)Math.Floor(x * 254.0 + 0.5)).ToArray();   // 127, −58, 25, 0, 12, −127, 76, 66
-        Assert.Equal(nearest, Enumerable.Range(0, 8).Select(i => BlockQuantizer.Code(codes, false, i)));
+        Assert.Equal(nearest, Enumerable.Range(0, 8).Select(i => BlockQuantizer.Code(codes, false, 8, i)));
 
         var sums = new double[8];
         const int steps = 20_000;
         for (int t = 1; t <= steps; t++)
         {
-            BlockQuantizer.Quantize(m, codes, true, 0, 7, stochastic: true, BlockQuantizer.StreamKey(0, "x"), t);
-            for (int i = 0; i < 8; i++) sums[i] += BlockQuantizer.Code(codes, true, i);
+            BlockQuantizer.Quantize(m, codes, true, 8, 0, 7, stochastic: true, BlockQuantizer.StreamKey(0, "x"), t);
+            for (int i = 0; i < 8; i++) sums[i] += BlockQuantizer.Code(codes, true, 8, i);
         }
         for (int i = 0; i < 8; i++) Assert.Equal(m[i] * 14.0, sums[i] / steps, 1);   // y = 14·m (Q = 7), within 0.05
-        Assert.Equal(0f, BlockQuantizer.Quantize(new float[8], codes, true, 0, 7, true, 1, 1));
-        Assert.All(Enumerable.Range(0, 8), i => Assert.Equal(0, BlockQuantizer.Code(codes, true, i)));
+        Assert.Equal(0f, BlockQuantizer.Quantize(new float[8], codes, true, 8, 0, 7, true, 1, 1));
+        Assert.All(Enumerable.Range(0, 8), i => Assert.Equal(0, BlockQuantizer.Code(codes, true, 8, i)));
     }
 
     // ------------------------------------------------------------------ plans and state bytes
@@ -93,12 +140,12 @@ public class QuantizedMomentTests
         using (var o = new CountSketchAdam(Q8, Specs)) Assert.Equal(q8, o.StateBytes);
         using (var g = new Generated.QuantizedModel.Optimizer()) Assert.Equal(q8, g.StateBytes);
         Assert.Equal(4L * (37 + 129 + 38) + 4773, Generated.QuantizedModel.Optimizer.W.StateBytes);
-        // Q4, block 64: W 75 blocks and ceil(4773 / 2) = 2387 bytes; T 66 blocks and 2100 bytes.
-        long q4 = 4L * (37 + 129 + 75) + 2387 + 4L * (6 + 700 + 66) + 2100 + 8 * 20;
+        // Q4, block 64: W 75 blocks of 32 bytes (the last block padded); T 66 blocks.
+        long q4 = 4L * (37 + 129 + 75) + 75 * 32 + 4L * (6 + 700 + 66) + 66 * 32 + 8 * 20;
         using (var o = new CountSketchAdam(Q4, Specs)) Assert.Equal(q4, o.StateBytes);
-        Assert.Equal((75, 2387), (Generated.QuantizedModel.Q4.W.QuantizedBlocks, Generated.QuantizedModel.Q4.W.CodeBytes));
+        Assert.Equal((75, 2400), (Generated.QuantizedModel.Q4.W.QuantizedBlocks, Generated.QuantizedModel.Q4.W.CodeBytes));
         var plan = new TensorPlan(Specs[0], Q4);
-        Assert.Equal((true, 75, 2387, 7, 75), (plan.IsQuantized, plan.QuantizedBlocks, plan.FirstMomentCodeBytes, plan.QuantizationLevels, plan.FirstMomentFloats));
+        Assert.Equal((true, 75, 2400, 7, 75), (plan.IsQuantized, plan.QuantizedBlocks, plan.FirstMomentCodeBytes, plan.QuantizationLevels, plan.FirstMomentFloats));
         Assert.False(new TensorPlan(Specs[2], Q4).IsQuantized);   // the dense vector keeps exact AdamW moments
     }
 
@@ -220,7 +267,7 @@ public class QuantizedMomentTests
                 bool fourBit = plan.FirstMoment == FirstMomentStorage.Quantized4;
                 for (int i = 0; i < plan.Length; i++)
                 {
-                    int a = BlockQuantizer.Code(re, fourBit, i), b = BlockQuantizer.Code(en, fourBit, i);
+                    int a = BlockQuantizer.Code(re, fourBit, plan.QuantizationBlock, i), b = BlockQuantizer.Code(en, fourBit, plan.QuantizationBlock, i);
                     if (a == b || parted[t][i]) continue;
                     Assert.True(Math.Abs(a - b) == 1, $"{variant} step {step}: tensor {plan.Name}[{i}] codes {a} and {b}");
                     parted[t][i] = true;

@@ -1,23 +1,31 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
 using Collins.Hashing;
 
 namespace Collins.Kernels;
 
 /// <summary>
 /// The storage of a block-quantised first moment (<see cref="FirstMomentStorage.Quantized8"/>, <see cref="FirstMomentStorage.Quantized4"/>):
-/// signed integer codes q in [−Q, Q] and one fp32 scale per block, m = q·(scale / Q); and the counter-based random bits of
-/// stochastic rounding. The kernels and the reference both read and write codes through this class (the storage format is
-/// defined once, like the hash constants); each writes its own arithmetic.
+/// signed integer codes q in [−Q, Q] and one fp32 scale per block of B entries, m = q·(scale / Q); and the counter-based random
+/// bits of stochastic rounding. The kernels and the reference both read and write codes through this class (the storage
+/// format is defined once, like the hash constants); each writes its own arithmetic.
 /// </summary>
 /// <remarks>
-/// <para>Codes: 8 bits store q as a signed byte at entry i; 4 bits store q as a two's-complement nibble, entry i in byte
-/// i / 2, the low nibble for even i. An all-zero array is m = 0; the byte −128 and the nibble −8 never occur.</para>
-/// <para>Random bits: u(key, t, i) = SplitMix64's finaliser of key ⊕ (t·2³² + i), its top 24 bits / 2²⁴, in [0, 1), where key
-/// is <see cref="HashDerivation.TensorKey"/> of (seed, tensor name) with a constant of its own. One value per (tensor, step,
-/// entry), whatever thread computes it.</para>
+/// <para>Codes: 8 bits store q as a signed byte at entry i (d bytes). 4 bits store q as a two's-complement nibble, block-planar
+/// so that a block dequantises with whole-vector shifts: entry j of block b lies in byte b·B/2 + (j mod B/2), in the low
+/// nibble for j &lt; B/2 and the high nibble otherwise (blocks·B/2 bytes; the last block's unused nibbles stay 0). An all-zero
+/// array is m = 0; the byte −128 and the nibble −8 never occur.</para>
+/// <para>Random bits: u(key, t, i) = the top 24 bits of MurmurHash3's 32-bit finaliser of a·i + c (mod 2³²), / 2²⁴, in [0, 1),
+/// where a (odd) and c are the two halves of SplitMix64's finaliser of key ⊕ t·2³², and key is
+/// <see cref="HashDerivation.TensorKey"/> of (seed, tensor name) with a constant of its own. Within a step the map i ↦ u is
+/// injective before the truncation (an odd multiplier and a bijective finaliser); it is one value per (tensor, step, entry),
+/// whatever thread computes it, and the same in the vector and scalar paths (32-bit integer arithmetic only).</para>
 /// </remarks>
 internal static class BlockQuantizer
 {
     private const ulong StreamSalt = 0x5155414E54495A45UL;   // "QUANTIZE": keeps these bits apart from the hash constants
+    private const ulong Mix1 = 0xBF58476D1CE4E5B9UL, Mix2 = 0x94D049BB133111EBUL;
+    private const float InvTwo24 = 1f / (1 << 24);
 
     /// <summary>The key of a tensor's stochastic-rounding stream.</summary>
     public static ulong StreamKey(long seed, string tensorName) => HashDerivation.TensorKey(seed, tensorName) ^ StreamSalt;
@@ -25,30 +33,65 @@ internal static class BlockQuantizer
     /// <summary>u(key, step, index) in [0, 1): the random offset of stochastic rounding for one entry of one step.</summary>
     public static float Uniform(ulong key, int step, int index)
     {
+        StepWords(key, step, out uint a, out uint c);
+        return (Fmix32(unchecked(a * (uint)index + c)) >> 8) * InvTwo24;
+    }
+
+    /// <summary>The step's affine map of the entry index: a (odd) and c, from SplitMix64's finaliser of key ⊕ t·2³².</summary>
+    private static void StepWords(ulong key, int step, out uint a, out uint c)
+    {
         unchecked
         {
-            ulong z = key ^ (((ulong)(uint)step << 32) | (uint)index);
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            ulong z = key ^ ((ulong)(uint)step << 32);
+            z = (z ^ (z >> 30)) * Mix1;
+            z = (z ^ (z >> 27)) * Mix2;
             z ^= z >> 31;
-            return (z >> 40) * (1f / (1 << 24));
+            a = (uint)(z >> 32) | 1u;
+            c = (uint)z;
         }
     }
 
+    /// <summary>MurmurHash3's 32-bit finaliser (a bijection of uint).</summary>
+    private static uint Fmix32(uint h)
+    {
+        unchecked
+        {
+            h ^= h >> 16;
+            h *= 0x85EBCA6BU;
+            h ^= h >> 13;
+            h *= 0xC2B2AE35U;
+            return h ^ (h >> 16);
+        }
+    }
+
+    /// <summary>Bytes of codes of a tensor of <paramref name="length"/> entries (as <c>SettingsRules.QuantizedCodeBytes</c>).</summary>
+    public static long CodeBytes(bool fourBit, long length, int block)
+        => fourBit ? (length + block - 1) / block * (block / 2) : length;
+
+    /// <summary>The byte of entry <paramref name="index"/> and whether its code is the high nibble (4 bits).</summary>
+    private static int ByteOf(int index, int block, out bool high)
+    {
+        int half = block >> 1, b = index / block, j = index - b * block;
+        high = j >= half;
+        return b * half + (high ? j - half : j);
+    }
+
     /// <summary>The code of entry <paramref name="index"/>.</summary>
-    public static int Code(ReadOnlySpan<byte> codes, bool fourBit, int index)
+    public static int Code(ReadOnlySpan<byte> codes, bool fourBit, int block, int index)
     {
         if (!fourBit) return (sbyte)codes[index];
-        int nibble = (index & 1) == 0 ? codes[index >> 1] & 0xF : codes[index >> 1] >> 4;
+        int at = ByteOf(index, block, out bool high);
+        int nibble = high ? codes[at] >> 4 : codes[at] & 0xF;
         return (nibble ^ 8) - 8;
     }
 
     /// <summary>Writes the code of entry <paramref name="index"/> (q in [−Q, Q]).</summary>
-    public static void SetCode(Span<byte> codes, bool fourBit, int index, int q)
+    public static void SetCode(Span<byte> codes, bool fourBit, int block, int index, int q)
     {
         if (!fourBit) { codes[index] = (byte)(sbyte)q; return; }
-        ref byte b = ref codes[index >> 1];
-        b = (index & 1) == 0 ? (byte)((b & 0xF0) | (q & 0xF)) : (byte)((b & 0x0F) | ((q & 0xF) << 4));
+        int at = ByteOf(index, block, out bool high);
+        ref byte b = ref codes[at];
+        b = high ? (byte)((b & 0x0F) | ((q & 0xF) << 4)) : (byte)((b & 0xF0) | (q & 0xF));
     }
 
     /// <summary>Whether every code of <paramref name="codes"/> is one a step writes (no −128 byte, no −8 nibble).</summary>
@@ -59,39 +102,132 @@ internal static class BlockQuantizer
         return true;
     }
 
-    /// <summary>One block of m (entries from <paramref name="start"/>), dequantised into <paramref name="m"/> (its length is the block's): m = q·(scale / Q).</summary>
-    public static void Dequantize(ReadOnlySpan<byte> codes, bool fourBit, int start, float scale, int levels, Span<float> m)
+    /// <summary>
+    /// One block of m (entries from <paramref name="start"/>, a multiple of <paramref name="block"/>), dequantised into
+    /// <paramref name="m"/> (its length is the block's): m = q·(scale / Q), vectorised for whole blocks.
+    /// </summary>
+    public static void Dequantize(ReadOnlySpan<byte> codes, bool fourBit, int block, int start, float scale, int levels, Span<float> m)
     {
         float step = scale / levels;
+        int j = 0;
         if (!fourBit)
         {
-            var q = codes.Slice(start, m.Length);
-            for (int j = 0; j < m.Length; j++) m[j] = (sbyte)q[j] * step;
+            var q = MemoryMarshal.Cast<byte, sbyte>(codes.Slice(start, m.Length));
+            if (Vector.IsHardwareAccelerated)
+                for (; j <= m.Length - Vector<sbyte>.Count; j += Vector<sbyte>.Count)
+                    Widen(new Vector<sbyte>(q[j..]), step, m[j..]);
+            for (; j < m.Length; j++) m[j] = q[j] * step;
             return;
         }
-        for (int j = 0; j < m.Length; j++) m[j] = Code(codes, true, start + j) * step;
+        int half = block >> 1;
+        if (Vector.IsHardwareAccelerated && m.Length == block && half % Vector<sbyte>.Count == 0)
+        {
+            var bytes = MemoryMarshal.Cast<byte, sbyte>(codes.Slice(start >> 1, half));
+            for (; j < half; j += Vector<sbyte>.Count)
+            {
+                var v = new Vector<sbyte>(bytes[j..]);
+                Widen(Vector.ShiftRightArithmetic(Vector.ShiftLeft(v, 4), 4), step, m[j..]);   // low nibbles: entries j …
+                Widen(Vector.ShiftRightArithmetic(v, 4), step, m[(half + j)..]);               // high nibbles: entries half + j …
+            }
+            return;
+        }
+        for (; j < m.Length; j++) m[j] = Code(codes, true, block, start + j) * step;
+    }
+
+    /// <summary>Vector&lt;sbyte&gt;.Count codes, as floats times <paramref name="step"/>, into <paramref name="m"/>.</summary>
+    private static void Widen(Vector<sbyte> v, float step, Span<float> m)
+    {
+        var vstep = new Vector<float>(step);
+        int n = Vector<int>.Count;
+        Vector.Widen(v, out Vector<short> s0, out Vector<short> s1);
+        Vector.Widen(s0, out Vector<int> i0, out Vector<int> i1);
+        Vector.Widen(s1, out Vector<int> i2, out Vector<int> i3);
+        (Vector.ConvertToSingle(i0) * vstep).CopyTo(m);
+        (Vector.ConvertToSingle(i1) * vstep).CopyTo(m[n..]);
+        (Vector.ConvertToSingle(i2) * vstep).CopyTo(m[(2 * n)..]);
+        (Vector.ConvertToSingle(i3) * vstep).CopyTo(m[(3 * n)..]);
     }
 
     /// <summary>
-    /// Stores <paramref name="m"/> (one block, starting at entry <paramref name="start"/>): scale = max |m|, q = clamp(⌊m·Q/scale + r⌋, −Q, Q)
-    /// with r = ½, or r = <see cref="Uniform"/> when <paramref name="stochastic"/>. Returns the scale (0 when m is 0, every code 0).
+    /// Stores <paramref name="m"/> (one block, starting at entry <paramref name="start"/>, a multiple of <paramref name="block"/>):
+    /// scale = max |m|, q = clamp(⌊m·(Q/scale) + r⌋, −Q, Q) with r = ½, or r = <see cref="Uniform"/> when <paramref name="stochastic"/>.
+    /// Returns the scale (0 when m is 0, every code 0). Vectorised for whole blocks; the scalar path computes the same codes.
     /// </summary>
-    public static float Quantize(ReadOnlySpan<float> m, Span<byte> codes, bool fourBit, int start, int levels, bool stochastic, ulong key, int step)
+    public static float Quantize(ReadOnlySpan<float> m, Span<byte> codes, bool fourBit, int block, int start, int levels, bool stochastic, ulong key, int step)
     {
-        float absmax = 0f;
-        foreach (float x in m) absmax = MathF.Max(absmax, MathF.Abs(x));
-        if (absmax == 0f)
+        float absmax = AbsMax(m);
+        float inv = absmax == 0f ? 0f : levels / absmax;   // inv = 0 gives y = r, ⌊r⌋ = 0: every code 0
+        int j = 0, half = block >> 1, f = Vector<float>.Count;
+        if (Vector.IsHardwareAccelerated && m.Length == block && (fourBit ? half : block) % Vector<sbyte>.Count == 0)
         {
-            for (int j = 0; j < m.Length; j++) SetCode(codes, fourBit, start + j, 0);
-            return 0f;
+            // Codes of Vector<sbyte>.Count entries at a time: four float vectors, narrowed int → short → sbyte.
+            int lanes = Vector<sbyte>.Count;
+            var target = MemoryMarshal.Cast<byte, sbyte>(codes);
+            for (; j < (fourBit ? half : block); j += lanes)
+            {
+                var lo = Codes(m, j, inv, levels, stochastic, key, step, start, f);
+                if (!fourBit) { lo.CopyTo(target[(start + j)..]); continue; }
+                var hi = Codes(m, half + j, inv, levels, stochastic, key, step, start, f);
+                ((lo & new Vector<sbyte>(0x0F)) | Vector.ShiftLeft(hi, 4)).CopyTo(target[((start >> 1) + j)..]);
+            }
+            return absmax;
         }
-        float inv = levels / absmax;
-        for (int j = 0; j < m.Length; j++)
+        for (; j < m.Length; j++)
         {
             float r = stochastic ? Uniform(key, step, start + j) : 0.5f;
             int q = (int)MathF.Floor(m[j] * inv + r);
-            SetCode(codes, fourBit, start + j, Math.Clamp(q, -levels, levels));
+            SetCode(codes, fourBit, block, start + j, Math.Clamp(q, -levels, levels));
         }
+        return absmax;
+    }
+
+    /// <summary>The codes of entries <paramref name="j"/> … j + Vector&lt;sbyte&gt;.Count − 1 of the block.</summary>
+    private static Vector<sbyte> Codes(ReadOnlySpan<float> m, int j, float inv, int levels, bool stochastic, ulong key, int step, int start, int f)
+        => Vector.Narrow(Vector.Narrow(Part(m, j, inv, levels, stochastic, key, step, start), Part(m, j + f, inv, levels, stochastic, key, step, start)),
+                         Vector.Narrow(Part(m, j + 2 * f, inv, levels, stochastic, key, step, start), Part(m, j + 3 * f, inv, levels, stochastic, key, step, start)));
+
+    /// <summary>clamp(⌊m·inv + r⌋, −Q, Q) of Vector&lt;float&gt;.Count entries from <paramref name="at"/>.</summary>
+    private static Vector<int> Part(ReadOnlySpan<float> m, int at, float inv, int levels, bool stochastic, ulong key, int step, int start)
+    {
+        var r = stochastic ? UniformVector(key, step, start + at) : new Vector<float>(0.5f);
+        var y = Vector.Floor(new Vector<float>(m[at..]) * new Vector<float>(inv) + r);
+        return Vector.Min(Vector.Max(Vector.ConvertToInt32(y), new Vector<int>(-levels)), new Vector<int>(levels));
+    }
+
+    /// <summary><see cref="Uniform"/> for Vector&lt;float&gt;.Count consecutive entries from <paramref name="index"/>.</summary>
+    private static Vector<float> UniformVector(ulong key, int step, int index)
+    {
+        StepWords(key, step, out uint a, out uint c);
+        var h = (new Vector<uint>((uint)index) + Iota) * new Vector<uint>(a) + new Vector<uint>(c);
+        h ^= Vector.ShiftRightLogical(h, 16);
+        h *= new Vector<uint>(0x85EBCA6BU);
+        h ^= Vector.ShiftRightLogical(h, 13);
+        h *= new Vector<uint>(0xC2B2AE35U);
+        h ^= Vector.ShiftRightLogical(h, 16);
+        // The top 24 bits: below 2²⁴, exact as int and as float.
+        return Vector.ConvertToSingle(Vector.AsVectorInt32(Vector.ShiftRightLogical(h, 8))) * new Vector<float>(InvTwo24);
+    }
+
+    private static readonly Vector<uint> Iota = MakeIota();
+
+    private static Vector<uint> MakeIota()
+    {
+        Span<uint> lanes = stackalloc uint[Vector<uint>.Count];
+        for (int l = 0; l < lanes.Length; l++) lanes[l] = (uint)l;
+        return new Vector<uint>(lanes);
+    }
+
+    private static float AbsMax(ReadOnlySpan<float> m)
+    {
+        int j = 0;
+        float absmax = 0f;
+        if (Vector.IsHardwareAccelerated && m.Length >= Vector<float>.Count)
+        {
+            var acc = Vector<float>.Zero;
+            for (; j <= m.Length - Vector<float>.Count; j += Vector<float>.Count) acc = Vector.Max(acc, Vector.Abs(new Vector<float>(m[j..])));
+            for (int l = 0; l < Vector<float>.Count; l++) absmax = MathF.Max(absmax, acc[l]);
+        }
+        for (; j < m.Length; j++) absmax = MathF.Max(absmax, MathF.Abs(m[j]));
         return absmax;
     }
 }

@@ -265,7 +265,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         int e0 = block * _block, len = Math.Min(_block, Plan.Length - e0);
         var m = mb[..len];
         var scales = buf.FirstMoment;
-        BlockQuantizer.Dequantize(_codes, _fourBit, e0, scales[block], _levels, m);
+        BlockQuantizer.Dequantize(_codes, _fourBit, _block, e0, scales[block], _levels, m);
         var g = buf.Gradient.Slice(e0, len);
         float beta1 = _beta1, oneMinusBeta1 = _oneMinusBeta1;
         int j = 0;
@@ -308,7 +308,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             }
             e += n;
         }
-        if (write) scales[block] = BlockQuantizer.Quantize(m, _codes, _fourBit, e0, _levels, _stochastic, _streamKey, _step);
+        if (write) scales[block] = BlockQuantizer.Quantize(m, _codes, _fourBit, _block, e0, _levels, _stochastic, _streamKey, _step);
     }
 
     /// <summary>Adds g² of <paramref name="row"/> into <paramref name="columns"/> and returns the row's Σ g² (lanes, then lanes in order).</summary>

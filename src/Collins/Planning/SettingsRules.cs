@@ -102,9 +102,12 @@ namespace Collins.Planning
         /// <summary>The largest code magnitude Q of a storage: codes are integers in [−Q, Q] (127 for 8 bits, 7 for 4 bits).</summary>
         public static int QuantizationLevels(int storage) => storage == Quantized8Storage ? 127 : storage == Quantized4Storage ? 7 : 0;
 
-        /// <summary>Bytes of codes of a quantised first moment of <paramref name="length"/> entries (one per entry, or one per two).</summary>
-        public static long QuantizedCodeBytes(int storage, long length)
-            => storage == Quantized8Storage ? length : storage == Quantized4Storage ? (length + 1) / 2 : 0;
+        /// <summary>
+        /// Bytes of codes of a quantised first moment of <paramref name="length"/> entries: one per entry (8 bits), or half a block
+        /// per block (4 bits, two codes a byte, the last block padded to a whole block).
+        /// </summary>
+        public static long QuantizedCodeBytes(int storage, long length, int block)
+            => storage == Quantized8Storage ? length : storage == Quantized4Storage ? QuantizedBlocks(length, block) * (block / 2) : 0;
 
         /// <summary>Blocks (one fp32 scale each) of a quantised first moment: ceil(length / block).</summary>
         public static long QuantizedBlocks(long length, int block) => (length + block - 1) / block;

@@ -51,7 +51,7 @@ public sealed class TensorPlan
         {
             QuantizationBlock = settings.QuantizationBlock;
             QuantizedBlocks = (int)SettingsRules.QuantizedBlocks(Length, QuantizationBlock);
-            FirstMomentCodeBytes = (int)SettingsRules.QuantizedCodeBytes((int)FirstMoment, Length);
+            FirstMomentCodeBytes = (int)SettingsRules.QuantizedCodeBytes((int)FirstMoment, Length, QuantizationBlock);
             QuantizationLevels = SettingsRules.QuantizationLevels((int)FirstMoment);
         }
         bool hashed = !IsDense && !IsFactored;   // a factored tensor keeps no sketch (β1 = 0 and v factored): no hash
@@ -113,7 +113,7 @@ public sealed class TensorPlan
     public int QuantizationBlock { get; }
     /// <summary>Blocks of the quantised m, ceil(d / block): one fp32 scale each (0 unless <see cref="IsQuantized"/>).</summary>
     public int QuantizedBlocks { get; }
-    /// <summary>Bytes of codes of the quantised m: d for 8 bits, ceil(d / 2) for 4 bits (0 unless <see cref="IsQuantized"/>).</summary>
+    /// <summary>Bytes of codes of the quantised m: d for 8 bits, blocks·block/2 for 4 bits (0 unless <see cref="IsQuantized"/>).</summary>
     public int FirstMomentCodeBytes { get; }
     /// <summary>Q, the largest code magnitude: 127 (8 bits) or 7 (4 bits); 0 unless <see cref="IsQuantized"/>.</summary>
     public int QuantizationLevels { get; }

@@ -150,7 +150,7 @@ public sealed class ReferenceOptimizer
         {
             var m = new double[Plan.Length];
             for (int i = 0; i < m.Length; i++)
-                m[i] = Kernels.BlockQuantizer.Code(Codes, FourBit, i) * (double)Scales[i / Plan.QuantizationBlock] / Plan.QuantizationLevels;
+                m[i] = Kernels.BlockQuantizer.Code(Codes, FourBit, Plan.QuantizationBlock, i) * (double)Scales[i / Plan.QuantizationBlock] / Plan.QuantizationLevels;
             return m;
         }
 
@@ -168,7 +168,7 @@ public sealed class ReferenceOptimizer
                 {
                     double r = Stochastic ? Kernels.BlockQuantizer.Uniform(Key, Step, i) : 0.5;
                     int q = absmax == 0 ? 0 : (int)Math.Clamp(Math.Floor(m[i] * levels / absmax + r), -levels, levels);
-                    Kernels.BlockQuantizer.SetCode(Codes, FourBit, i, q);
+                    Kernels.BlockQuantizer.SetCode(Codes, FourBit, block, i, q);
                 }
             }
         }
