@@ -45,6 +45,22 @@ public class ImplementationAgreementTests(ITestOutputHelper output)
                     $"{what}: tensor {t} [{i}] {expected[t][i]} vs {actual[t][i]}");
     }
 
+    /// <summary>
+    /// As <see cref="AssertClose"/> for a quantised first moment: a code is a rounding of m, so where the reference's double and
+    /// the kernels' float arithmetic put m on two sides of a rounding boundary they store neighbouring codes and that entry
+    /// parts ways (Collins.Tests' QuantizedMomentTests checks the codes themselves); at most 1 % of the entries of a tensor may.
+    /// </summary>
+    private static void AssertMostlyClose(float[][] expected, float[][] actual, string what)
+    {
+        for (int t = 0; t < expected.Length; t++)
+        {
+            int parted = 0;
+            for (int i = 0; i < expected[t].Length; i++)
+                if (!(Math.Abs(expected[t][i] - actual[t][i]) <= 1e-5f * (1 + Math.Abs(expected[t][i])))) parted++;
+            Assert.True(parted <= expected[t].Length / 100, $"{what}: tensor {t}: {parted} of {expected[t].Length} entries differ");
+        }
+    }
+
     [Fact]
     public void Generated_and_runtime_implementations_of_every_variant_agree_with_the_reference_and_each_other()
     {
@@ -61,11 +77,12 @@ public class ImplementationAgreementTests(ITestOutputHelper output)
             var gen = variant.CreateGenerated();
             Assert.Equal("generated TinyLmModel." + variant.Name, gen.Implementation);
             var generated = Run(gen, 3);
-            AssertClose(reference, generated, $"generated {variant.Name}");
+            Action<float[][], float[][], string> close = variant.Settings.FirstMoment == FirstMomentStorage.Sketch ? AssertClose : AssertMostlyClose;
+            close(reference, generated, $"generated {variant.Name}");
             compared.Add("generated " + variant.Name);
 
             var runtime = Run(OptimizerCatalog.CreateRuntime(variant.Name, variant.Settings, specs), 3);
-            AssertClose(reference, runtime, $"runtime {variant.Name}");
+            close(reference, runtime, $"runtime {variant.Name}");
             compared.Add("runtime " + variant.Name);
 
             // Same settings, same kernels: the generated type and CountSketchAdam agree to the bit.
