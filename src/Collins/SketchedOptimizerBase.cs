@@ -334,7 +334,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         return DeviceFirstMoments is null ? (float[])FirstMoments[tensor].Clone() : DeviceFirstMoments[tensor].GetAsArray1D();
     }
 
-    /// <summary>A copy of tensor <paramref name="tensor"/>'s second-moment state (k floats, d when dense), from the device when the state lives there.</summary>
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s second-moment state (k floats, d when dense, R + C when factored), from the device when the state lives there.</summary>
     public float[] CopySecondMoment(int tensor)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
