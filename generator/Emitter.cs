@@ -80,6 +80,7 @@ namespace Collins.Generators
             w.Line("using __Kernels = global::Collins.Kernels.DeviceTensorKernels;");
             w.Line("using __RotationTensor = global::Collins.Kernels.IRotationTensor;");
             w.Line("using __UniversalTensor = global::Collins.Kernels.IUniversalTensor;");
+            w.Line("using __FactoredTensor = global::Collins.Kernels.IFactoredTensor;");
         }
 
         private static void EmitOptimizer(CodeWriter w, ClassModel model, VariantContext context)
@@ -369,8 +370,7 @@ namespace Collins.Generators
             if (anyDense) w.Line("var __dense = __Kernels.Dense<__Constants>(accelerator); // shared by every dense tensor");
             string kind = context.IsUniversal ? "Universal" : "Rotation";
             w.Wrapped("return [", variant.Tensors.Select(t => t.IsDense ? "__dense"
-                : t.IsFactored ? "__Kernels.CpuOnly(\"" + t.Name + "\")"
-                : "__Kernels." + kind + "<__Constants, " + t.Name + ">(accelerator)"), "];");
+                : "__Kernels." + (t.IsFactored ? "Factored" : kind) + "<__Constants, " + t.Name + ">(accelerator)"), "];");
             w.Close();
             w.Line();
 
@@ -425,8 +425,8 @@ namespace Collins.Generators
             }
             w.Line("/// " + stateLine);
             w.Line("/// </summary>");
-            if (t.IsDense || t.IsFactored) w.Open("public static class " + t.Name);
-            else w.Open("public readonly struct " + t.Name + " : " + (context.IsUniversal ? "__UniversalTensor" : "__RotationTensor"));
+            if (t.IsDense) w.Open("public static class " + t.Name);
+            else w.Open("public readonly struct " + t.Name + " : " + (t.IsFactored ? "__FactoredTensor" : context.IsUniversal ? "__UniversalTensor" : "__RotationTensor"));
             w.Line("/// <summary>Index in <see cref=\"TensorSpecs\"/>; d; k, buckets per moment (d if dense); rows, ceil(d / k); ratio (1 if dense).</summary>");
             w.Line("public const int Index = " + Literal.Int(index) + ", Length = " + Literal.Int(t.Length) + ", Buckets = " + Literal.Int(t.Buckets)
                    + ", Rows = " + Literal.Int(t.Rows) + ", Ratio = " + Literal.Int(t.Ratio) + ";");
@@ -443,11 +443,25 @@ namespace Collins.Generators
                     w.Line("/// <summary>The quantised first moment: blocks (one fp32 scale each) and bytes of codes.</summary>");
                     w.Line("public const int QuantizedBlocks = " + Literal.Int(t.QuantizedBlocks) + ", CodeBytes = " + Literal.Int(t.CodeBytes) + ";");
                 }
+                EmitFactored(w, variant, t);
             }
             else if (!t.IsDense && !context.IsUniversal) EmitRotation(w, t);
             else if (!t.IsDense && context.IsUniversal) EmitUniversal(w, t);
             w.Close();
             w.Line();
+        }
+
+        // ---------------- factored
+
+        /// <summary>The descriptor the runtime's factored kernels check against the plan: R, C, the first moment's storage and block.</summary>
+        private static void EmitFactored(CodeWriter w, VariantModel variant, TensorModel t)
+        {
+            string storage = t.QuantizedBlocks == 0 ? "Sketch" : variant.FirstMoment == 2 ? "Quantized4" : "Quantized8";
+            w.Line();
+            w.Line("static int __FactoredTensor.Rows => FactorRows;");
+            w.Line("static int __FactoredTensor.Columns => FactorColumns;");
+            w.Line("static global::Collins.FirstMomentStorage __FactoredTensor.FirstMoment => global::Collins.FirstMomentStorage." + storage + ";");
+            w.Line("static int __FactoredTensor.QuantizationBlock => " + Literal.Int(t.QuantizedBlocks == 0 ? 0 : variant.QuantizationBlock) + ";");
         }
 
         // ---------------- rotation

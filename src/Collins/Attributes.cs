@@ -31,7 +31,8 @@ public enum SecondMomentEstimate
     /// R = the product of all but its last dimension rows by C = its last dimension columns: EMAs of the row means R[r] and
     /// column means C[c] of g², and v̂[r, c] = R[r]·C[c] / mean(R); R + C floats of state instead of a sketch of v. Needs β1 = 0
     /// (no first moment; m̂ = g), or a block-quantised first moment (<see cref="FirstMomentStorage.Quantized8"/>, <see cref="FirstMomentStorage.Quantized4"/>)
-    /// with β1 &gt; 0, and runs on the CPU only so far. A sketched tensor of one dimension cannot be factored and
+    /// with β1 &gt; 0. Runs on the CPU and on an ILGPU accelerator (the device computes the row and column sums, the EMAs, mean(R)
+    /// and update clipping itself; it agrees with the CPU engine to float rounding). A sketched tensor of one dimension cannot be factored and
     /// keeps the Count-Sketch <see cref="Mean"/> estimate (the generator says so with COL026).
     /// </summary>
     Factored = 2,
@@ -133,7 +134,9 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// Each step dequantises a block, forms m ← β1·m + (1 − β1)·g and the update from that m in float, then stores the block
     /// again: scale = max |m| over the block, q = clamp(⌊m·Q/scale + r⌋, −Q, Q), r = ½ (round to nearest) or, with
     /// <see cref="StochasticRounding"/>, r uniform in [0, 1) from a counter-based hash of (seed, tensor, step, entry), so results
-    /// are the same for any thread count.
+    /// are the same for any thread count. On an ILGPU accelerator one thread stores each block, with the same format and the same
+    /// random bits; float arithmetic in another order can put an entry's m on the other side of a rounding boundary, so a rare code
+    /// differs by one from the CPU engine's.
     /// </remarks>
     public FirstMomentStorage FirstMoment { get; set; } = FirstMomentStorage.Sketch;
 

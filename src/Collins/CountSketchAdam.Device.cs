@@ -24,7 +24,7 @@ public sealed partial class CountSketchAdam
             Beta1 = k.Beta1; Beta2 = k.Beta2; Epsilon = k.Epsilon; C1 = k.OneMinusBeta1; C2 = k.OneMinusBeta2;
             A = plan.UniversalA; B = plan.UniversalB; SA = plan.UniversalSignA; SB = plan.UniversalSignB;
             Universal = plan.Layout == SketchLayout.Universal ? 1 : 0;
-            LastRotation = !plan.IsDense && plan.Layout == SketchLayout.Rotation ? plan.Rotations[plan.Rows - 1] : 0;
+            LastRotation = !plan.IsDense && !plan.IsFactored && plan.Layout == SketchLayout.Rotation ? plan.Rotations[plan.Rows - 1] : 0;
             LastLength = plan.Length - (plan.Rows - 1) * plan.Buckets;
         }
 
@@ -44,6 +44,8 @@ public sealed partial class CountSketchAdam
     }
 
     private DeviceTensor[]? _device;
+    // The factored tensors' kernels (the generated optimizers' own set, bound to the plan; null for other tensors).
+    private FactoredKernels?[]? _factored;
     private Action<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>? _rotationAccumulate;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, DeviceTensorConstants>? _universalAccumulate;
     private Action<Index1D, ArrayView<float>, ArrayView<int>>? _checkFinite;
@@ -60,13 +62,23 @@ public sealed partial class CountSketchAdam
         {
             var plan = Tensors[i];
             var t = new DeviceTensor { Constants = new DeviceTensorConstants(plan, Settings) };
-            bool rotation = !plan.IsDense && plan.Layout == SketchLayout.Rotation;
+            bool rotation = !plan.IsDense && !plan.IsFactored && plan.Layout == SketchLayout.Rotation;
             t.Rotations = accelerator.Allocate1D(rotation ? plan.Rotations.ToArray() : new int[1]);
             t.Signs = accelerator.Allocate1D(rotation ? plan.Signs.ToArray().Select(s => (float)s).ToArray() : new float[1]);
             float[] inv = new float[1];
             if (t.Constants.Mean == 1 && t.Constants.Universal == 1) inv = plan.Occupancy().Select(o => (float)o).ToArray();
             t.Occupancy = accelerator.Allocate1D(inv);
             _device[i] = t;
+        }
+        _factored = new FactoredKernels?[Tensors.Count];
+        for (int i = 0; i < Tensors.Count; i++)
+        {
+            var plan = Tensors[i];
+            if (!plan.IsFactored) continue;
+            var kernels = new FactoredKernels(accelerator, KernelCoefficients.From(Settings), plan.FactorRows, plan.FactorColumns,
+                                              plan.IsQuantized ? plan.FirstMoment : FirstMomentStorage.Sketch, plan.IsQuantized ? plan.QuantizationBlock : 0);
+            _factored[i] = kernels;
+            kernels.Bind(plan, Settings, DeviceFirstMomentCodes![i].View);
         }
         _rotationAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, DeviceTensorConstants>(RotationAccumulateKernel);
         _universalAccumulate = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, DeviceTensorConstants>(UniversalAccumulateKernel);
@@ -100,6 +112,7 @@ public sealed partial class CountSketchAdam
         var plan = Tensors[tensor];
         var t = _device![tensor];
         if (plan.IsDense) { _checkSquares!(plan.Length, gradient, flag); return; }
+        if (_factored![tensor] is { } factored) { factored.Accumulate(plan, gradient, default, default, flag); return; }
         var sumM = DeviceSumM![tensor].View; var sumV = DeviceSumV![tensor].View;
         if (plan.Layout == SketchLayout.Rotation)
             _rotationAccumulate!(plan.Buckets, gradient, t.Rotations.View, t.Signs.View, sumM, sumV, t.Constants);
@@ -117,6 +130,7 @@ public sealed partial class CountSketchAdam
         var plan = Tensors[tensor];
         var t = _device![tensor];
         var m = DeviceFirstMoments![tensor].View; var v = DeviceSecondMoments![tensor].View;
+        if (_factored![tensor] is { } factored) { factored.Apply(plan, parameters, gradient, m, v, default, default, in scalars); return; }
         if (plan.IsDense) { _denseApply!(plan.Length, parameters, gradient, m, v, t.Constants, scalars); return; }
         var sumM = DeviceSumM![tensor].View; var sumV = DeviceSumV![tensor].View;
         _bucketUpdate!(plan.Buckets, m, v, sumM, sumV, t.Occupancy.View, t.Constants, scalars);
@@ -235,6 +249,8 @@ public sealed partial class CountSketchAdam
     {
         if (_device is null) return;
         foreach (var t in _device) t.Dispose();
+        foreach (var f in _factored ?? []) f?.Dispose();
+        _factored = null;
         _device = null;
     }
 }

@@ -166,24 +166,26 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         }
         else
         {
-            foreach (var plan in tensors)
-                if (plan.IsFactored)
-                    throw new NotSupportedException($"Tensor '{plan.Name}': the factored second moment runs on the CPU only so far; create the optimizer without an accelerator.");
             if (settings.MaxGradientNorm > 0)
                 throw new NotSupportedException($"MaxGradientNorm = {settings.MaxGradientNorm}: global gradient-norm clipping runs on the CPU only so far; create the optimizer without an accelerator, or set MaxGradientNorm = 0.");
             DeviceFirstMoments = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
             DeviceSecondMoments = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
             DeviceSumM = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
             DeviceSumV = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
+            DeviceFirstMomentCodes = new ILGPU.Runtime.MemoryBuffer1D<byte, ILGPU.Stride1D.Dense>[n];
             for (int i = 0; i < n; i++)
             {
+                // Sized from the plan: k floats per moment for a sketch (d when dense), R + C for a factored v, the block scales and
+                // the codes of a quantised m; a buffer a tensor does not use keeps one element (ILGPU views of length 0 are invalid).
                 var plan = tensors[i];
-                DeviceFirstMoments[i] = accelerator.Allocate1D<float>(plan.HasFirstMoment ? plan.Buckets : 1);
-                DeviceSecondMoments[i] = accelerator.Allocate1D<float>(plan.Buckets);
-                DeviceSumM[i] = accelerator.Allocate1D<float>(plan.IsDense || !plan.HasFirstMoment ? 1 : plan.Buckets);
-                DeviceSumV[i] = accelerator.Allocate1D<float>(plan.IsDense ? 1 : plan.Buckets);
+                DeviceFirstMoments[i] = accelerator.Allocate1D<float>(Math.Max(1, plan.FirstMomentFloats));
+                DeviceSecondMoments[i] = accelerator.Allocate1D<float>(plan.SecondMomentFloats);
+                DeviceFirstMomentCodes[i] = accelerator.Allocate1D<byte>(Math.Max(1, plan.FirstMomentCodeBytes));
+                DeviceSumM[i] = accelerator.Allocate1D<float>(plan.IsDense || plan.IsFactored || !plan.HasFirstMoment ? 1 : plan.Buckets);
+                DeviceSumV[i] = accelerator.Allocate1D<float>(plan.IsDense || plan.IsFactored ? 1 : plan.Buckets);
                 DeviceFirstMoments[i].MemSetToZero();
                 DeviceSecondMoments[i].MemSetToZero();
+                DeviceFirstMomentCodes[i].MemSetToZero();
             }
             DeviceFlag = accelerator.Allocate1D<int>(n);
             _deviceFlags = new int[n];
@@ -274,6 +276,11 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceSecondMoments { get; }
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceSumM { get; }
     protected ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[]? DeviceSumV { get; }
+    /// <summary>
+    /// Device codes of each tensor's quantised first moment (<see cref="TensorPlan.FirstMomentCodeBytes"/> bytes, the CPU format;
+    /// one unused byte when m is not quantised); null on CPU.
+    /// </summary>
+    protected ILGPU.Runtime.MemoryBuffer1D<byte, ILGPU.Stride1D.Dense>[]? DeviceFirstMomentCodes { get; }
     /// <summary>One int per tensor on the device, set to 1 by that tensor's phase-1 kernel when it saw a non-finite gradient (<see cref="DeviceFlagOf"/>).</summary>
     protected ILGPU.Runtime.MemoryBuffer1D<int, ILGPU.Stride1D.Dense>? DeviceFlag { get; }
 
@@ -284,7 +291,18 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     public byte[] CopyFirstMomentCodes(int tensor)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return (byte[])FirstMomentCodes[tensor].Clone();
+        return ReadCodes(tensor, copy: true);
+    }
+
+    /// <summary>The codes of tensor <paramref name="tensor"/> (the CPU array itself unless <paramref name="copy"/>, or a copy from the device).</summary>
+    private byte[] ReadCodes(int tensor, bool copy)
+    {
+        if (DeviceFirstMomentCodes is null) return copy ? (byte[])FirstMomentCodes[tensor].Clone() : FirstMomentCodes[tensor];
+        int bytes = Tensors[tensor].FirstMomentCodeBytes;
+        if (bytes == 0) return [];
+        var codes = new byte[bytes];
+        DeviceFirstMomentCodes[tensor].View.SubView(0, bytes).CopyToCPU(codes);
+        return codes;
     }
 
     /// <summary>
@@ -297,10 +315,12 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         var plan = Tensors[tensor];
         if (!plan.IsQuantized) throw new InvalidOperationException($"Tensor '{plan.Name}' does not keep a quantised first moment.");
         var m = new float[plan.Length];
+        byte[] codes = ReadCodes(tensor, copy: false);
+        float[] scales = DeviceFirstMoments is null ? FirstMoments[tensor] : DeviceFirstMoments[tensor].GetAsArray1D();
         for (int b = 0; b < plan.QuantizedBlocks; b++)
         {
             int start = b * plan.QuantizationBlock, len = Math.Min(plan.QuantizationBlock, plan.Length - start);
-            BlockQuantizer.Dequantize(FirstMomentCodes[tensor], plan.FirstMoment == FirstMomentStorage.Quantized4, plan.QuantizationBlock, start, FirstMoments[tensor][b],
+            BlockQuantizer.Dequantize(codes, plan.FirstMoment == FirstMomentStorage.Quantized4, plan.QuantizationBlock, start, scales[b],
                                       plan.QuantizationLevels, m.AsSpan(start, len));
         }
         return m;
@@ -314,7 +334,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         return DeviceFirstMoments is null ? (float[])FirstMoments[tensor].Clone() : DeviceFirstMoments[tensor].GetAsArray1D();
     }
 
-    /// <summary>A copy of tensor <paramref name="tensor"/>'s second-moment state (k floats, d when dense), from the device when the state lives there.</summary>
+    /// <summary>A copy of tensor <paramref name="tensor"/>'s second-moment state (k floats, d when dense, R + C when factored), from the device when the state lives there.</summary>
     public float[] CopySecondMoment(int tensor)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -452,6 +472,15 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         {
             if (kernels is not null) DisposeKernels(kernels);
             throw new InvalidOperationException($"{GetType().Name}.CreateDeviceKernels must return one kernel set per tensor ({Tensors.Count}).");
+        }
+        try
+        {
+            for (int i = 0; i < kernels.Length; i++) kernels[i].Bind(Tensors[i], Settings, DeviceFirstMomentCodes![i].View);
+        }
+        catch
+        {
+            DisposeKernels(kernels);
+            throw;
         }
         _deviceKernels = kernels;
     }
@@ -726,7 +755,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             for (int i = 0; i < Tensors.Count; i++)
             {
                 DeviceFirstMoments[i].Dispose(); DeviceSecondMoments![i].Dispose();
-                DeviceSumM![i].Dispose(); DeviceSumV![i].Dispose();
+                DeviceSumM![i].Dispose(); DeviceSumV![i].Dispose(); DeviceFirstMomentCodes![i].Dispose();
             }
             DeviceFlag!.Dispose();
         }

@@ -54,4 +54,40 @@ public class EmittedKernelChoiceTests
             Assert.Equal(1 + 3, denseNames);   // its declaration, then one entry per dense tensor
         }
     }
+
+    [Fact]
+    public void Factored_tensors_get_the_factored_device_kernels_and_a_descriptor()
+    {
+        var (result, output, diagnostics) = GeneratorHarness.Run("""
+            using Collins;
+            namespace N;
+            [SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 10)]
+            [SketchedOptimizer(Name = "Q", Beta1 = 0.9, SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4,
+                               QuantizationBlock = 32, DenseThreshold = 10)]
+            public partial class M
+            {
+                [Tensor(2, 3, 40)] public float[] W = new float[240];
+                [Tensor(5)] public float[] B = new float[5];
+            }
+            """);
+        Assert.Empty(diagnostics);
+        Assert.Empty(output.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error));
+        var sources = result.Results.Single().GeneratedSources.Select(g => g.SourceText.ToString()).ToArray();
+        Assert.Equal(2, sources.Length);
+        foreach (var source in sources)
+        {
+            Assert.DoesNotContain("CpuOnly", source);
+            Assert.Contains("__Kernels.Factored<__Constants, W>(accelerator)", source);
+            Assert.Contains("public readonly struct W : __FactoredTensor", source);
+            Assert.Contains("static int __FactoredTensor.Rows => FactorRows;", source);
+            Assert.Contains("static int __FactoredTensor.Columns => FactorColumns;", source);
+            Assert.Contains("public const int FactorRows = 6, FactorColumns = 40;", source);
+        }
+        string plain = sources.Single(s => s.Contains("class Optimizer", StringComparison.Ordinal));
+        string quantized = sources.Single(s => s.Contains("class Q", StringComparison.Ordinal));
+        Assert.Contains("__FactoredTensor.FirstMoment => global::Collins.FirstMomentStorage.Sketch;", plain);
+        Assert.Contains("static int __FactoredTensor.QuantizationBlock => 0;", plain);
+        Assert.Contains("__FactoredTensor.FirstMoment => global::Collins.FirstMomentStorage.Quantized4;", quantized);
+        Assert.Contains("static int __FactoredTensor.QuantizationBlock => 32;", quantized);
+    }
 }

@@ -22,6 +22,7 @@ public class GeneratedPtxTests
         typeof(Outer.Large.Optimizer),
         typeof(DeviceRotation.Optimizer), typeof(DeviceRotation.MeanNoMomentum),
         typeof(DeviceUniversal.Optimizer), typeof(DeviceUniversal.MeanNoMomentum),
+        typeof(FactoredModel.Optimizer), typeof(QuantizedModel.Optimizer), typeof(QuantizedModel.Q4),
     };
 
     /// <summary>(optimizer, tensor, kernel) for every kernel the generated optimizers load (the runtime's specialised kernels, instantiated as CreateDeviceKernels does).</summary>
@@ -47,7 +48,7 @@ public class GeneratedPtxTests
         Assert.Equal(CudaArchitecture.SM_90, backend.Architecture);
         var kernels = Kernels().ToList();
         Assert.True(kernels.Count >= 40, $"found only {kernels.Count} kernels");
-        int rotation = 0, universalScatter = 0;
+        int rotation = 0, universalScatter = 0, factored = 0;
         foreach (var (optimizer, tensor, kernel) in kernels)
         {
             string ptx = CompileToPtx(backend, kernel);
@@ -62,6 +63,7 @@ public class GeneratedPtxTests
             bool atomic = ptx.Contains("atom.", StringComparison.Ordinal) || ptx.Contains("red.", StringComparison.Ordinal);
             bool isUniversal = ((SketchLayout)optimizer.GetProperty("DefaultSettings")!.GetValue(null)!.GetType()
                 .GetProperty("Layout")!.GetValue(optimizer.GetProperty("DefaultSettings")!.GetValue(null))!) == SketchLayout.Universal;
+            if (kernel.DeclaringType!.Name == "FactoredDeviceKernels") factored++;
             if (kernel.Name == "UniversalScatter")
             {
                 Assert.True(atomic, $"{where}: the Universal scatter should use atomics");
@@ -85,7 +87,11 @@ public class GeneratedPtxTests
         }
         Assert.True(rotation >= 10, $"only {rotation} Rotation kernels checked");
         Assert.True(universalScatter >= 4, $"only {universalScatter} Universal scatter kernels checked");
+        // The factored kernels of each factored tensor (2 per model above): phase 1, the EMAs, mean(R), clipping, updates.
+        Assert.True(factored >= 6 * FactoredKernelCount, $"only {factored} factored kernels checked");
     }
+
+    private const int FactoredKernelCount = 9;
 
     /// <summary>Control for the unrolling check: the run-time optimizer's Rotation kernel loops over rows, so its PTX loads a few floats, not one per row.</summary>
     [Fact]

@@ -147,7 +147,7 @@ public abstract partial class SketchedOptimizerBase
             {
                 w.Floats(Tensors[i].HasFirstMoment ? ReadFirstMomentState(i) : Array.Empty<float>());
                 w.Floats(ReadSecondMomentState(i));
-                if (version >= 2) w.ByteArray(FirstMomentCodes[i]);
+                if (version >= 2) w.ByteArray(ReadCodes(i, copy: false));
             }
             return w.Finish();
         }
@@ -328,6 +328,7 @@ public abstract partial class SketchedOptimizerBase
                 {
                     if (m[i].Length > 0) DeviceFirstMoments![i].View.SubView(0, m[i].Length).CopyFromCPU(m[i]);
                     DeviceSecondMoments[i].View.CopyFromCPU(v[i]);
+                    if (codes[i].Length > 0) DeviceFirstMomentCodes![i].View.SubView(0, codes[i].Length).CopyFromCPU(codes[i]);
                 }
             }
             Accelerator?.Synchronize();

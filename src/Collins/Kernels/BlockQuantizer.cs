@@ -34,11 +34,17 @@ internal static class BlockQuantizer
     public static float Uniform(ulong key, int step, int index)
     {
         StepWords(key, step, out uint a, out uint c);
-        return (Fmix32(unchecked(a * (uint)index + c)) >> 8) * InvTwo24;
+        return Uniform(a, c, index);
     }
 
+    /// <summary>
+    /// u for one entry from the step's words a and c (<see cref="StepWords"/>): 32-bit integer arithmetic only, so the device
+    /// kernels call it too (the host forms a and c once per step).
+    /// </summary>
+    public static float Uniform(uint a, uint c, int index) => (Fmix32(unchecked(a * (uint)index + c)) >> 8) * InvTwo24;
+
     /// <summary>The step's affine map of the entry index: a (odd) and c, from SplitMix64's finaliser of key ⊕ t·2³².</summary>
-    private static void StepWords(ulong key, int step, out uint a, out uint c)
+    public static void StepWords(ulong key, int step, out uint a, out uint c)
     {
         unchecked
         {
@@ -150,7 +156,7 @@ internal static class BlockQuantizer
 
     /// <summary>
     /// Stores <paramref name="m"/> (one block, starting at entry <paramref name="start"/>, a multiple of <paramref name="block"/>):
-    /// scale = max |m|, q = clamp(⌊m·(Q/scale) + r⌋, −Q, Q) with r = ½, or r = <see cref="Uniform"/> when <paramref name="stochastic"/>.
+    /// scale = max |m|, q = clamp(⌊m·(Q/scale) + r⌋, −Q, Q) with r = ½, or r = <see cref="Uniform(ulong, int, int)"/> when <paramref name="stochastic"/>.
     /// Returns the scale (0 when m is 0, every code 0). Vectorised for whole blocks; the scalar path computes the same codes.
     /// </summary>
     public static float Quantize(ReadOnlySpan<float> m, Span<byte> codes, bool fourBit, int block, int start, int levels, bool stochastic, ulong key, int step)
@@ -194,7 +200,7 @@ internal static class BlockQuantizer
         return Vector.Min(Vector.Max(Vector.ConvertToInt32(y), new Vector<int>(-levels)), new Vector<int>(levels));
     }
 
-    /// <summary><see cref="Uniform"/> for Vector&lt;float&gt;.Count consecutive entries from <paramref name="index"/>.</summary>
+    /// <summary><see cref="Uniform(ulong, int, int)"/> for Vector&lt;float&gt;.Count consecutive entries from <paramref name="index"/>.</summary>
     private static Vector<float> UniformVector(ulong key, int step, int index)
     {
         StepWords(key, step, out uint a, out uint c);

@@ -97,6 +97,12 @@ public abstract class DeviceTensorKernels : IDisposable
     internal abstract void Apply(TensorPlan plan, ArrayView<float> parameters, ArrayView<float> gradient, ArrayView<float> firstMoment,
                                  ArrayView<float> secondMoment, ArrayView<float> sumM, ArrayView<float> sumV, in StepScalars scalars);
 
+    /// <summary>
+    /// Called by the optimizer once per tensor the set serves, before its first step: the tensor's plan, the settings and the device
+    /// codes of a quantised first moment (an empty view otherwise). Only the factored kernels keep anything.
+    /// </summary>
+    internal virtual void Bind(TensorPlan plan, OptimizerSettings settings, ArrayView<byte> codes) { }
+
     /// <summary>Frees what the kernels allocated themselves (the Universal Mean occupancy table); kernels need no freeing.</summary>
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
@@ -105,11 +111,14 @@ public abstract class DeviceTensorKernels : IDisposable
         => new DenseKernels<TConstants>(accelerator ?? throw new ArgumentNullException(nameof(accelerator)));
 
     /// <summary>
-    /// A tensor whose estimate has no device kernels yet (the factored second moment): never loaded, since an optimizer with such
-    /// a tensor refuses an accelerator at construction; throws <see cref="NotSupportedException"/> naming the tensor.
+    /// The kernels of factored tensor <typeparamref name="TTensor"/> (β1 = 0, or a block-quantised first moment): one set per
+    /// tensor, bound to its plan and state when the optimizer loads it (the descriptor's shape is checked against the plan then).
     /// </summary>
-    public static DeviceTensorKernels CpuOnly(string tensor)
-        => throw new NotSupportedException($"Tensor '{tensor}': the factored second moment runs on the CPU only so far.");
+    public static DeviceTensorKernels Factored<TConstants, TTensor>(Accelerator accelerator)
+        where TConstants : struct, IStepConstants where TTensor : struct, IFactoredTensor
+        => new FactoredKernels(accelerator ?? throw new ArgumentNullException(nameof(accelerator)),
+                               new KernelCoefficients(TConstants.Beta1, TConstants.OneMinusBeta1, TConstants.Beta2, TConstants.OneMinusBeta2, TConstants.Epsilon),
+                               TTensor.Rows, TTensor.Columns, TTensor.FirstMoment, TTensor.QuantizationBlock);
 
     /// <summary>The Rotation kernels of tensor <typeparamref name="TTensor"/>, its rows unrolled.</summary>
     public static DeviceTensorKernels Rotation<TConstants, TTensor>(Accelerator accelerator)
@@ -246,6 +255,11 @@ internal static class SpecializedDeviceKernels
                 yield return (tensor.Name, Kernel(nameof(CheckSums)));
                 yield return (tensor.Name, Kernel(nameof(UniversalBuckets)).MakeGenericMethod(constants));
                 yield return (tensor.Name, Kernel(nameof(UniversalElements)).MakeGenericMethod(constants, tensor));
+            }
+            else if (typeof(IFactoredTensor).IsAssignableFrom(tensor))
+            {
+                foreach (string name in FactoredDeviceKernels.Names)
+                    yield return (tensor.Name, typeof(FactoredDeviceKernels).GetMethod(name, Any)!);
             }
         }
     }

@@ -9,6 +9,7 @@ using __ReadOnlySpan = global::System.ReadOnlySpan<float>;
 using __Kernels = global::Collins.Kernels.DeviceTensorKernels;
 using __RotationTensor = global::Collins.Kernels.IRotationTensor;
 using __UniversalTensor = global::Collins.Kernels.IUniversalTensor;
+using __FactoredTensor = global::Collins.Kernels.IFactoredTensor;
 
 namespace Org.Models.Vision;
 
