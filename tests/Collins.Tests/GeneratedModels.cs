@@ -33,6 +33,16 @@ namespace Collins.Tests.Generated
         [Tensor(20)] public float[] B = new float[20];
     }
 
+    /// <summary>The README's first example, as written there (it must compile and generate): the recommended setting.</summary>
+    [SketchedOptimizer(SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true, WeightDecay = 0.01)]
+    public partial class ReadmeMlp
+    {
+        [Tensor(128, 784)] public float[] W1 = new float[128 * 784];
+        [Tensor(128)] public float[] B1 = new float[128];
+        [Tensor(10, 128, Sketching = TensorSketching.Sketched)] public float[] W2 = new float[1280];
+        [Tensor(10)] public float[] B2 = new float[10];
+    }
+
     /// <summary>Rotation, Sum, β1 = 0.9, weight decay; ragged shapes: prime, below ratio, not a multiple of ratio or vector width, one element.</summary>
     [SketchedOptimizer(Ratio = 16, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 64)]
     [SketchedOptimizer(Name = "MeanNoMomentum", Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64, Seed = 7)]

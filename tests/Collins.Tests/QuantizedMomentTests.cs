@@ -161,6 +161,22 @@ public class QuantizedMomentTests
         Assert.Equal(setting, Assert.Throws<ArgumentException>(settings.Validate).ParamName);
     }
 
+    /// <summary>The README's first example steps, and keeps what its comment says: m in 4-bit blocks, v factored, vectors dense.</summary>
+    [Fact]
+    public void The_README_example_steps_with_the_state_it_describes()
+    {
+        var model = new Generated.ReadmeMlp();
+        using var optimizer = new Generated.ReadmeMlp.Optimizer();
+        var grads = new Generated.ReadmeMlp.Optimizer.Gradients();
+        for (int i = 0; i < grads.W1.Length; i++) grads.W1[i] = 1e-3f * (i % 7 - 3);
+        Assert.Equal(StepOutcome.Applied, optimizer.Step(1e-3f, model, grads));
+        var w1 = optimizer.Tensors[0];
+        Assert.Equal((true, FirstMomentStorage.Quantized4, 128 + 784), (w1.IsQuantized, w1.FirstMoment, w1.SecondMomentFloats));
+        Assert.True(optimizer.Tensors[1].IsDense && optimizer.Tensors[3].IsDense);
+        Assert.True(optimizer.Tensors[2].IsQuantized);
+        Assert.True(optimizer.StateBytes * 10 < optimizer.DenseAdamWStateBytes);
+    }
+
     [Fact]
     public void A_sketched_vector_is_refused_naming_it()
     {
