@@ -85,15 +85,7 @@ public sealed class FactoredDeviceTests : IDisposable
                 if (!plan.IsQuantized) continue;
                 var (ce, de) = (cpu.CopyFirstMomentCodes(t), device.CopyFirstMomentCodes(t));
                 Assert.Equal(plan.FirstMomentCodeBytes, de.Length);
-                bool fourBit = plan.FirstMoment == FirstMomentStorage.Quantized4;
-                for (int i = 0; i < plan.Length; i++)
-                {
-                    int a = BlockQuantizer.Code(ce, fourBit, plan.QuantizationBlock, i), b = BlockQuantizer.Code(de, fourBit, plan.QuantizationBlock, i);
-                    if (a == b || parted[t][i]) continue;
-                    Assert.True(Math.Abs(a - b) == 1, $"{variant} step {step}: tensor {plan.Name}[{i}] codes {a} and {b}");
-                    parted[t][i] = true;
-                    differences++;
-                }
+                differences += QuantizedMomentTests.RecordParting(plan, ce, de, parted[t], $"{variant} step {step}");
             }
         }
         var pdHost = Download(pd);
