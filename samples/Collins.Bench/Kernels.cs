@@ -15,6 +15,11 @@ public interface IBenchKernel : IDisposable
     double NominalBytesPerParam { get; }
     /// <summary>How <see cref="NominalBytesPerParam"/> is counted.</summary>
     string BytesFormula { get; }
+    /// <summary>
+    /// What this kind must move and which measured floor kernels of the run bound its time (<see cref="Floors"/>); null for the floor
+    /// kernels themselves.
+    /// </summary>
+    Floor? Floor { get; }
     /// <summary>The optimizer's reported state bytes (null for the triad).</summary>
     long? StateBytes { get; }
     /// <summary>State bytes by the formula (β1 ≠ 0 ? 2 : 1)·k·4, k = ceil(d/Ratio) (d for dense AdamW).</summary>
@@ -68,6 +73,7 @@ public sealed class TriadKernel(BenchBuffers buffers, int threads) : IBenchKerne
     public string Name => "triad (limit)";
     public double NominalBytesPerParam => 12;
     public string BytesFormula => "12 = read g + read/write p";
+    public Floor? Floor => null;
     public long? StateBytes => null;
     public long? FormulaStateBytes => null;
     public long ConstructionBytes => 0;
@@ -78,8 +84,9 @@ public sealed class TriadKernel(BenchBuffers buffers, int threads) : IBenchKerne
         TileRunner.Run(tiles, threads, Kernel, buffers.Parameters, buffers.Gradient, default, default, default, default, in _scalars);
     }
 
+    /// <summary>The triad over one tile (also a pass of the composed floor kernels in Limits.cs).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool TriadTile(int tile, in TileBuffers b, in StepScalars s)
+    internal static bool TriadTile(int tile, in TileBuffers b, in StepScalars s)
     {
         int start = tile * TileLength;
         int n = Math.Min(TileLength, b.Parameters.Length - start);
@@ -131,6 +138,7 @@ public sealed class DenseAdamWKernel : IBenchKernel
     public string Name => _beta1 == 0 ? "dense AdamW β1=0" : "dense AdamW";
     public double NominalBytesPerParam => _beta1 == 0 ? 20 : 28;
     public string BytesFormula => _beta1 == 0 ? "20 = read g + r/w p, v" : "28 = read g + r/w p, m, v";
+    public Floor? Floor => Floors.DenseAdamW(_beta1 == 0);
     public long? StateBytes => (_beta1 == 0 ? 1L : 2L) * _b.Length * 4;
     public long? FormulaStateBytes => (_beta1 == 0 ? 1L : 2L) * _b.Length * 4;
     public long ConstructionBytes { get; }
@@ -167,6 +175,9 @@ public sealed class GeneratedKernel : IBenchKernel
     public string BytesFormula => _layout == SketchLayout.Rotation
         ? "12 = read g + r/w p (sketch traffic 4·(β1≠0?4:2)/Ratio not counted)"
         : "12 = read g + r/w p, streamed; + 2 random bucket gathers/scatters per param (not counted)";
+    public Floor? Floor => _layout == SketchLayout.Rotation
+        ? Floors.Rotation(_b.Length, _opt.Settings.Ratio, _opt.Settings.Beta1 == 0)
+        : Floors.Universal(_b.Length, _opt.Settings.Ratio, _opt.Settings.Beta1 == 0);
     public long? StateBytes => _opt.StateBytes;
     public long? FormulaStateBytes => (_opt.Settings.Beta1 != 0 ? 2L : 1L) * ((_b.Length + (long)_opt.Settings.Ratio - 1) / _opt.Settings.Ratio) * 4;
     public long ConstructionBytes { get; }
@@ -224,8 +235,9 @@ public sealed class RuntimeKernel : IBenchKernel
     private readonly float[][] _p, _g;
 
     private RuntimeKernel(string name, OptimizerSettings settings, TensorSpec spec, BenchBuffers b, int threads,
-                          double bytesPerParam, string bytesFormula, long formulaStateBytes)
+                          double bytesPerParam, string bytesFormula, long formulaStateBytes, Floor floor)
     {
+        Floor = floor;
         long before = GC.GetTotalAllocatedBytes(true);
         _opt = new CountSketchAdam(settings, [spec]) { MaxThreads = threads };
         ConstructionBytes = GC.GetTotalAllocatedBytes(true) - before;
@@ -236,6 +248,7 @@ public sealed class RuntimeKernel : IBenchKernel
     public string Name { get; }
     public double NominalBytesPerParam { get; }
     public string BytesFormula { get; }
+    public Floor? Floor { get; }
     public long? StateBytes => _opt.StateBytes;
     public long? FormulaStateBytes { get; }
     public long ConstructionBytes { get; }
@@ -255,7 +268,8 @@ public sealed class RuntimeKernel : IBenchKernel
         var settings = new OptimizerSettings { Ratio = ratio, Layout = layout };
         long state = 2L * ((b.Length + (long)ratio - 1) / ratio) * 4;
         return new RuntimeKernel($"runtime CountSketchAdam {layout}", settings, new TensorSpec("W", b.Length), b, threads, 12,
-            layout == SketchLayout.Rotation ? "12 (as generated Rotation)" : "12 + random gathers (as generated Universal)", state);
+            layout == SketchLayout.Rotation ? "12 (as generated Rotation)" : "12 + random gathers (as generated Universal)", state,
+            layout == SketchLayout.Rotation ? Floors.Rotation(b.Length, ratio, beta1Zero: false) : Floors.Universal(b.Length, ratio, beta1Zero: false));
     }
 
     /// <summary>
@@ -273,7 +287,7 @@ public sealed class RuntimeKernel : IBenchKernel
             clip ? 20 : 16,
             clip ? "20 = read g (phase 1: row and column sums), read g (RMS of the update), read g + r/w p (phase 2)"
                  : "16 = read g (phase 1: row and column sums), then read g + r/w p (phase 2)",
-            4L * (rows + FactoredColumns));
+            4L * (rows + FactoredColumns), Floors.Factored(rows, FactoredColumns, clip));
     }
 }
 
