@@ -44,28 +44,39 @@ public static class CpuBench
             }
 
             var median = samples.Select(Median).ToArray();
-            int triad = kernels.FindIndex(k => k.Name.StartsWith("triad"));
+            int triad = kernels.FindIndex(k => k.Name == Floors.Triad.Row);
             int adamw = kernels.FindIndex(k => k.Name == "dense AdamW");
 
+            // Per-kind floors from the floor kernels of this run (Floors.cs): the medians of the kind's passes, plus its k-sized
+            // traffic at the triad's bandwidth; vs_floor = floor / median (1.00 = at the floor).
+            double? MedianOf(string row) { int i = kernels.FindIndex(k => k.Name == row); return i >= 0 ? median[i] : null; }
+            var floorMs = kernels.Select(k => k.Floor?.Milliseconds(MedianOf, median[triad])).ToArray();
+
             Console.WriteLine();
-            Console.WriteLine($"| {"kernel",-32} | {"median ms",9} | {"min ms",8} | {"max ms",8} | {"GB/s",6} | {"B/param",7} | {"vs_adamw",8} | {"vs_limit",8} |");
-            Console.WriteLine($"|{new string('-', 34)}|{new string('-', 11)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 8)}|{new string('-', 9)}|{new string('-', 10)}|{new string('-', 10)}|");
+            Console.WriteLine($"| {"kernel",-34} | {"median ms",9} | {"min ms",8} | {"max ms",8} | {"GB/s",6} | {"B/param",7} | {"floor ms",8} | {"vs_floor",8} | {"vs_adamw",8} | {"vs_limit",8} |");
+            Console.WriteLine($"|{new string('-', 36)}|{new string('-', 11)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 8)}|{new string('-', 9)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 10)}|");
             for (int k = 0; k < kernels.Count; k++)
             {
                 double gbs = kernels[k].NominalBytesPerParam * o.Length / (median[k] * 1e-3) / 1e9;
                 string vsA = adamw >= 0 ? (median[adamw] / median[k]).ToString("F2") : "n/a";
-                string vsL = triad >= 0 ? (median[triad] / median[k]).ToString("F2") : "n/a";
-                Console.WriteLine($"| {kernels[k].Name,-32} | {median[k],9:F3} | {samples[k].Min(),8:F3} | {samples[k].Max(),8:F3} | {gbs,6:F1} | {kernels[k].NominalBytesPerParam,7:F0} | {vsA,8} | {vsL,8} |");
+                string vsL = (median[triad] / median[k]).ToString("F2");
+                string fl = floorMs[k] is double f ? f.ToString("F3") : "-";
+                string vsF = floorMs[k] is double f2 ? (f2 / median[k]).ToString("F2") : "-";
+                Console.WriteLine($"| {kernels[k].Name,-34} | {median[k],9:F3} | {samples[k].Min(),8:F3} | {samples[k].Max(),8:F3} | {gbs,6:F1} | {kernels[k].NominalBytesPerParam,7:F0} | {fl,8} | {vsF,8} | {vsA,8} | {vsL,8} |");
             }
             Console.WriteLine();
-            Console.WriteLine("nominal bytes per parameter:");
-            foreach (var k in kernels) Console.WriteLine($"  {k.Name,-32} {k.BytesFormula}");
+            Console.WriteLine("nominal bytes per parameter (and, for each kind, the bytes it must move and its floor: t[row] = that floor kernel's median in this run; k-sized traffic at the triad's bandwidth, 12 B/param per triad time):");
+            foreach (var k in kernels)
+            {
+                Console.WriteLine($"  {k.Name,-34} {k.BytesFormula}");
+                if (k.Floor is { } floor) Console.WriteLine($"  {"",-34}   floor: {floor.Formula}");
+            }
             foreach (var m in missing) Console.WriteLine($"  not measured: {m}");
 
             // Allocation per step after the first, and state bytes.
             Console.WriteLine();
-            Console.WriteLine($"| {"kernel",-32} | {"alloc B/step",12} | {"alloc B/step (caller)",21} | {"StateBytes",12} | {"formula",12} | {"alloc at ctor",13} |");
-            Console.WriteLine($"|{new string('-', 34)}|{new string('-', 14)}|{new string('-', 23)}|{new string('-', 14)}|{new string('-', 14)}|{new string('-', 15)}|");
+            Console.WriteLine($"| {"kernel",-34} | {"alloc B/step",12} | {"alloc B/step (caller)",21} | {"StateBytes",12} | {"formula",12} | {"alloc at ctor",13} |");
+            Console.WriteLine($"|{new string('-', 36)}|{new string('-', 14)}|{new string('-', 23)}|{new string('-', 14)}|{new string('-', 14)}|{new string('-', 15)}|");
             for (int k = 0; k < kernels.Count; k++)
             {
                 int n = o.AllocSteps > 0 ? o.AllocSteps : Math.Clamp(iters[k] * 2, 3, 200);
@@ -78,7 +89,7 @@ public static class CpuBench
                 string state = kernels[k].StateBytes?.ToString("N0") ?? "-";
                 string formula = kernels[k].FormulaStateBytes?.ToString("N0") ?? "-";
                 string ctor = kernels[k].ConstructionBytes > 0 ? kernels[k].ConstructionBytes.ToString("N0") : "-";
-                Console.WriteLine($"| {kernels[k].Name,-32} | {total,12:F1} | {caller,21:F1} | {state,12} | {formula,12} | {ctor,13} |");
+                Console.WriteLine($"| {kernels[k].Name,-34} | {total,12:F1} | {caller,21:F1} | {state,12} | {formula,12} | {ctor,13} |");
             }
             Console.WriteLine($"(alloc over {(o.AllocSteps > 0 ? o.AllocSteps.ToString() : "2×calibrated")} steps after warm-up; 'alloc at ctor' is the whole-process delta while constructing: state + workspace + plans)");
             if (o.Phases) { Console.WriteLine(); PhaseProbe.Run(buffers, o.Ratio, o.Threads, o.Reps, Console.Out); }
@@ -86,9 +97,9 @@ public static class CpuBench
 
             int rot = kernels.FindIndex(k => k.Name == "generated Rotation");
             int uni = kernels.FindIndex(k => k.Name == "generated Universal");
-            string rotPart = rot >= 0 && adamw >= 0 && triad >= 0
+            string rotPart = rot >= 0 && adamw >= 0
                 ? $"Rotation vs_adamw={median[adamw] / median[rot]:F2} vs_limit={median[triad] / median[rot]:F2}"
-                : "Rotation not measured (generated optimizer unavailable)";
+                : "Rotation not measured (filtered out, or no generated optimizer for this size)";
             string uniPart = uni >= 0 && adamw >= 0 ? $"; Universal vs_adamw={median[adamw] / median[uni]:F2}" : "";
             // The floors (Limits.cs and the triad): the best vs_adamw any kernel with the same memory protocol could reach here.
             int twoPass = kernels.FindIndex(k => k.Name.StartsWith("read + scale"));
@@ -96,7 +107,11 @@ public static class CpuBench
             string floors = adamw >= 0 && twoPass >= 0 && random >= 0
                 ? $"; floors: triad vs_adamw={median[adamw] / median[triad]:F2}, two-pass vs_adamw={median[adamw] / median[twoPass]:F2}, random scatter+gather vs_adamw={median[adamw] / median[random]:F2}"
                 : "";
-            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads} cpu=\"{CpuInfo.Description}\": {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms{floors}");
+            // Every kind's vs_floor, in row order (a kind below 0.9 of its floor shows as such: nothing is rounded up).
+            var perKind = Enumerable.Range(0, kernels.Count).Where(k => floorMs[k] is not null)
+                .Select(k => $"{kernels[k].Name} vs_floor={floorMs[k]!.Value / median[k]:F2}");
+            string kinds = $"; per-kind floors: {string.Join(", ", perKind)}";
+            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads} cpu=\"{CpuInfo.Description}\": {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms{floors}{kinds}");
             return 0;
         }
         finally

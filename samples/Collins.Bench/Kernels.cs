@@ -15,6 +15,11 @@ public interface IBenchKernel : IDisposable
     double NominalBytesPerParam { get; }
     /// <summary>How <see cref="NominalBytesPerParam"/> is counted.</summary>
     string BytesFormula { get; }
+    /// <summary>
+    /// What this kind must move and which measured floor kernels of the run bound its time (<see cref="Floors"/>); null for the floor
+    /// kernels themselves.
+    /// </summary>
+    Floor? Floor { get; }
     /// <summary>The optimizer's reported state bytes (null for the triad).</summary>
     long? StateBytes { get; }
     /// <summary>State bytes by the formula (β1 ≠ 0 ? 2 : 1)·k·4, k = ceil(d/Ratio) (d for dense AdamW).</summary>
@@ -68,6 +73,7 @@ public sealed class TriadKernel(BenchBuffers buffers, int threads) : IBenchKerne
     public string Name => "triad (limit)";
     public double NominalBytesPerParam => 12;
     public string BytesFormula => "12 = read g + read/write p";
+    public Floor? Floor => null;
     public long? StateBytes => null;
     public long? FormulaStateBytes => null;
     public long ConstructionBytes => 0;
@@ -78,8 +84,9 @@ public sealed class TriadKernel(BenchBuffers buffers, int threads) : IBenchKerne
         TileRunner.Run(tiles, threads, Kernel, buffers.Parameters, buffers.Gradient, default, default, default, default, in _scalars);
     }
 
+    /// <summary>The triad over one tile (also a pass of the composed floor kernels in Limits.cs).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool TriadTile(int tile, in TileBuffers b, in StepScalars s)
+    internal static bool TriadTile(int tile, in TileBuffers b, in StepScalars s)
     {
         int start = tile * TileLength;
         int n = Math.Min(TileLength, b.Parameters.Length - start);
@@ -131,6 +138,7 @@ public sealed class DenseAdamWKernel : IBenchKernel
     public string Name => _beta1 == 0 ? "dense AdamW β1=0" : "dense AdamW";
     public double NominalBytesPerParam => _beta1 == 0 ? 20 : 28;
     public string BytesFormula => _beta1 == 0 ? "20 = read g + r/w p, v" : "28 = read g + r/w p, m, v";
+    public Floor? Floor => Floors.DenseAdamW(_beta1 == 0);
     public long? StateBytes => (_beta1 == 0 ? 1L : 2L) * _b.Length * 4;
     public long? FormulaStateBytes => (_beta1 == 0 ? 1L : 2L) * _b.Length * 4;
     public long ConstructionBytes { get; }
@@ -167,6 +175,9 @@ public sealed class GeneratedKernel : IBenchKernel
     public string BytesFormula => _layout == SketchLayout.Rotation
         ? "12 = read g + r/w p (sketch traffic 4·(β1≠0?4:2)/Ratio not counted)"
         : "12 = read g + r/w p, streamed; + 2 random bucket gathers/scatters per param (not counted)";
+    public Floor? Floor => _layout == SketchLayout.Rotation
+        ? Floors.Rotation(_b.Length, _opt.Settings.Ratio, _opt.Settings.Beta1 == 0)
+        : Floors.Universal(_b.Length, _opt.Settings.Ratio, _opt.Settings.Beta1 == 0);
     public long? StateBytes => _opt.StateBytes;
     public long? FormulaStateBytes => (_opt.Settings.Beta1 != 0 ? 2L : 1L) * ((_b.Length + (long)_opt.Settings.Ratio - 1) / _opt.Settings.Ratio) * 4;
     public long ConstructionBytes { get; }
@@ -224,8 +235,9 @@ public sealed class RuntimeKernel : IBenchKernel
     private readonly float[][] _p, _g;
 
     private RuntimeKernel(string name, OptimizerSettings settings, TensorSpec spec, BenchBuffers b, int threads,
-                          double bytesPerParam, string bytesFormula, long formulaStateBytes)
+                          double bytesPerParam, string bytesFormula, long formulaStateBytes, Floor floor)
     {
+        Floor = floor;
         long before = GC.GetTotalAllocatedBytes(true);
         _opt = new CountSketchAdam(settings, [spec]) { MaxThreads = threads };
         ConstructionBytes = GC.GetTotalAllocatedBytes(true) - before;
@@ -236,6 +248,7 @@ public sealed class RuntimeKernel : IBenchKernel
     public string Name { get; }
     public double NominalBytesPerParam { get; }
     public string BytesFormula { get; }
+    public Floor? Floor { get; }
     public long? StateBytes => _opt.StateBytes;
     public long? FormulaStateBytes { get; }
     public long ConstructionBytes { get; }
@@ -258,7 +271,8 @@ public sealed class RuntimeKernel : IBenchKernel
         var settings = new OptimizerSettings { Ratio = ratio, Layout = layout, MaxGradientNorm = maxGradientNorm };
         long state = 2L * ((b.Length + (long)ratio - 1) / ratio) * 4;
         return new RuntimeKernel($"runtime CountSketchAdam {layout}" + (maxGradientNorm > 0 ? " clipnorm=1" : ""), settings, new TensorSpec("W", b.Length), b, threads, 12,
-            layout == SketchLayout.Rotation ? "12 (as generated Rotation)" : "12 + random gathers (as generated Universal)", state);
+            layout == SketchLayout.Rotation ? "12 (as generated Rotation)" : "12 + random gathers (as generated Universal)", state,
+            layout == SketchLayout.Rotation ? Floors.Rotation(b.Length, ratio, beta1Zero: false) : Floors.Universal(b.Length, ratio, beta1Zero: false));
     }
 
     /// <summary>
@@ -268,7 +282,7 @@ public sealed class RuntimeKernel : IBenchKernel
     public static RuntimeKernel CreateDense(BenchBuffers b, int threads, double maxGradientNorm)
         => new("runtime dense (Ratio 1)" + (maxGradientNorm > 0 ? " clipnorm=1" : ""), new OptimizerSettings { Ratio = 1, MaxGradientNorm = maxGradientNorm },
                new TensorSpec("W", b.Length), b, threads, 32, "32 = read g (phase 1: check, and Σg² when clipping), then read p, g, m, v and write p, m, v",
-               8L * b.Length);
+               8L * b.Length, Floors.DenseEngine());
 
     /// <summary>
     /// The factored second moment (β1 = 0) of the tensor viewed as d / 1024 rows × 1024 columns; with <paramref name="clip"/>,
@@ -285,7 +299,29 @@ public sealed class RuntimeKernel : IBenchKernel
             clip ? 20 : 16,
             clip ? "20 = read g (phase 1: row and column sums), read g (RMS of the update), read g + r/w p (phase 2)"
                  : "16 = read g (phase 1: row and column sums), then read g + r/w p (phase 2)",
-            4L * (rows + FactoredColumns));
+            4L * (rows + FactoredColumns), Floors.Factored(rows, FactoredColumns, clip));
+    }
+
+    /// <summary>
+    /// The factored second moment with a block-quantised first moment (β1 0.9, block 128): 8 or 4 bits, to nearest or
+    /// stochastically rounded. Null, with the reason, when d is not a multiple of <see cref="FactoredColumns"/>.
+    /// </summary>
+    public static RuntimeKernel? TryCreateQuantized(BenchBuffers b, bool fourBit, bool stochastic, int threads, out string? why)
+    {
+        why = b.Length % FactoredColumns == 0 ? null : $"d = {b.Length} is not a multiple of {FactoredColumns}";
+        if (why is not null) return null;
+        int rows = b.Length / FactoredColumns;
+        var settings = new OptimizerSettings
+        {
+            SecondMoment = SecondMomentEstimate.Factored, FirstMoment = fourBit ? FirstMomentStorage.Quantized4 : FirstMomentStorage.Quantized8,
+            StochasticRounding = stochastic,
+        };
+        var plan = new TensorPlan(new TensorSpec("W", [rows, FactoredColumns]), settings);
+        double codes = fourBit ? 1 : 2;   // read and written per parameter
+        return new RuntimeKernel($"runtime Factored q{(fourBit ? 4 : 8)}{(stochastic ? " sr" : "")}", settings, new TensorSpec("W", [rows, FactoredColumns]), b, threads,
+            16 + codes,
+            $"{16 + codes:0} = read g (phase 1), then read g + r/w p + r/w the {(fourBit ? "4" : "8")}-bit codes (phase 2)",
+            plan.StateBytes, Floors.FactoredQuantized(rows, FactoredColumns, fourBit, plan.QuantizationBlock));
     }
 }
 
@@ -319,6 +355,9 @@ public static class KernelSet
         }
         foreach (bool clip in new[] { false, true })
             Add(RuntimeKernel.TryCreateFactored(b, clip, threads, out var why), why, clip ? "runtime Factored clip=1" : "runtime Factored");
+        foreach (bool fourBit in new[] { false, true })
+            foreach (bool stochastic in new[] { false, true })
+                Add(RuntimeKernel.TryCreateQuantized(b, fourBit, stochastic, threads, out var why), why, $"runtime Factored q{(fourBit ? 4 : 8)}{(stochastic ? " sr" : "")}");
         Add(RuntimeKernel.TryCreate(b, ratio, SketchLayout.Rotation, threads, out var clipWhy, maxGradientNorm: 1), clipWhy, "runtime CountSketchAdam Rotation clipnorm=1");
         foreach (double clipNorm in new[] { 0.0, 1.0 })
             Add(RuntimeKernel.CreateDense(b, threads, clipNorm), null, clipNorm > 0 ? "runtime dense (Ratio 1) clipnorm=1" : "runtime dense (Ratio 1)");

@@ -16,6 +16,13 @@ namespace Collins.Bench;
 /// <item><c>scale (limit)</c>: p ← a·p: 8 B/param, the floor of a Rotation phase 2 (read and write p).</item>
 /// <item><c>read + scale (two-pass limit)</c>: the two as two runs, back to back: the floor of the two-phase protocol
 /// (every gradient known to be finite before anything is written), 12 B/param in two streaming passes.</item>
+/// <item><c>read + triad (two-pass limit)</c>: read g, then a triad (read g, read/write p): 16 B/param in two passes, the floor
+/// of a step whose phase 2 needs g again (Rotation β1 = 0, the factored second moment).</item>
+/// <item><c>2 reads + triad (three-pass limit)</c>: one more read of g first: 20 B/param in three passes (the factored second
+/// moment with update clipping, whose RMS(u) pass reads g).</item>
+/// <item><c>dense stream (limit)</c>: one pass reading g, p, m, v and writing p, m, v (p −= a·g, m and v scaled), each stream
+/// software-prefetched as dense AdamW prefetches its own: 28 B/param, dense AdamW's traffic without its arithmetic;
+/// <c>dense stream β1=0 (limit)</c> the same without m (20 B/param). They use the dense rows' shared m and v.</item>
 /// <item><c>random scatter+gather (limit)</c>: the memory pattern of a Universal step with the cheapest possible hash
 /// (one multiply and a multiply-shift range reduction): phase 1 adds (g, g²) into a random pair of a 2·k-float table
 /// (one random cache line per parameter), phase 2 reads p, gathers one float of a k-float table at a random bucket and
@@ -25,15 +32,17 @@ namespace Collins.Bench;
 public sealed class LimitKernel : IBenchKernel
 {
     public const int TileLength = 1 << 16;
-    private static readonly TileKernel ReadTile = Read, ScaleTile = Scale, ScatterTile = Scatter, GatherTile = Gather;
+    private const int PrefetchAhead = 256;   // floats, as DenseAdamWCpu
+    private static readonly TileKernel ReadTile = Read, ScaleTile = Scale, ScatterTile = Scatter, GatherTile = Gather,
+        TriadTile = TriadKernel.TriadTile, StreamTile = Stream;
     private readonly BenchBuffers _b;
     private readonly int _threads;
     private readonly Kind _kind;
     private readonly float[] _pairs = [], _q = [];
-    private readonly StepScalars _scalars;
+    private readonly StepScalars _scalars, _triadScalars, _streamScalars;
     private static readonly float[] s_sink = new float[1024 * 16];   // one 64-byte slot per tile (mod 1024): no false sharing
 
-    public enum Kind { Read, Scale, ReadScale, RandomScatterGather }
+    public enum Kind { Read, Scale, ReadScale, ReadTriad, ReadReadTriad, DenseStream, DenseStreamNoFirstMoment, RandomScatterGather }
 
     public LimitKernel(BenchBuffers buffers, int threads, Kind kind, int ratio = 32)
     {
@@ -47,23 +56,39 @@ public sealed class LimitKernel : IBenchKernel
         }
         // LearningRate carries the factor of scale (1 − 2⁻²⁴ rounds to 1 − 2⁻²⁴: p shrinks by one ulp-ish per step, never to 0 in a bench).
         _scalars = new StepScalars(1f - 1f / (1 << 24), 1f, 1f, 1f, 1);
+        // The triad passes subtract 1e-7·g (as TriadKernel); the dense streams also scale m and v by 1 − 2⁻²⁴ (Decay), so the dense
+        // rows' moments they share stay where dense AdamW left them (no growth, no denormals).
+        _triadScalars = new StepScalars(1e-7f, 1f, 1f, 1f, 1);
+        _streamScalars = new StepScalars(1e-7f, 1f - 1f / (1 << 24), 1f, 1f, 1);
     }
 
-    public string Name => _kind switch
+    /// <summary>The floor kernel's row: its name and bytes per parameter (<see cref="Floors"/>, where the per-kind floors use them).</summary>
+    public FloorPass Pass => _kind switch
     {
-        Kind.Read => "read (limit)",
-        Kind.Scale => "scale (limit)",
-        Kind.ReadScale => "read + scale (two-pass limit)",
-        _ => "random scatter+gather (limit)",
+        Kind.Read => Floors.Read,
+        Kind.Scale => Floors.Scale,
+        Kind.ReadScale => Floors.ReadScale,
+        Kind.ReadTriad => Floors.ReadTriad,
+        Kind.ReadReadTriad => Floors.ReadReadTriad,
+        Kind.DenseStream => Floors.DenseStream,
+        Kind.DenseStreamNoFirstMoment => Floors.DenseStreamNoFirstMoment,
+        Kind.RandomScatterGather => Floors.RandomScatterGather,
+        _ => throw new InvalidOperationException($"unknown floor kind {_kind}"),
     };
-    public double NominalBytesPerParam => _kind switch { Kind.Read => 4, Kind.Scale => 8, _ => 12 };
+    public string Name => Pass.Row;
+    public double NominalBytesPerParam => Pass.BytesPerParam;
     public string BytesFormula => _kind switch
     {
         Kind.Read => "4 = read g (floor of phase 1)",
         Kind.Scale => "8 = read/write p (floor of Rotation phase 2)",
         Kind.ReadScale => "12 = read g, then read/write p in a second pass (floor of the two-phase protocol)",
+        Kind.ReadTriad => "16 = read g, then read g + read/write p in a second pass (floor of a phase 2 that needs g again)",
+        Kind.ReadReadTriad => "20 = read g, read g, then read g + read/write p: three passes",
+        Kind.DenseStream => "28 = read g + r/w p, m, v in one pass (dense AdamW's streams)",
+        Kind.DenseStreamNoFirstMoment => "20 = read g + r/w p, v in one pass (dense AdamW β1=0's streams)",
         _ => "12 streamed + one random (g, g²) pair add and one random gather per param into 3·k floats (floor of a Universal step)",
     };
+    public Floor? Floor => null;
     public long? StateBytes => null;
     public long? FormulaStateBytes => null;
     public long ConstructionBytes => 0;
@@ -79,6 +104,21 @@ public sealed class LimitKernel : IBenchKernel
             case Kind.ReadScale:
                 TileRunner.Run(Tiles, _threads, ReadTile, p, g, default, default, default, default, in _scalars);
                 TileRunner.Run(Tiles, _threads, ScaleTile, p, g, default, default, default, default, in _scalars);
+                break;
+            case Kind.ReadTriad:
+                TileRunner.Run(Tiles, _threads, ReadTile, p, g, default, default, default, default, in _scalars);
+                TileRunner.Run(Tiles, _threads, TriadTile, p, g, default, default, default, default, in _triadScalars);
+                break;
+            case Kind.ReadReadTriad:
+                TileRunner.Run(Tiles, _threads, ReadTile, p, g, default, default, default, default, in _scalars);
+                TileRunner.Run(Tiles, _threads, ReadTile, p, g, default, default, default, default, in _scalars);
+                TileRunner.Run(Tiles, _threads, TriadTile, p, g, default, default, default, default, in _triadScalars);
+                break;
+            case Kind.DenseStream:
+                TileRunner.Run(Tiles, _threads, StreamTile, p, g, _b.DenseM, _b.DenseV, default, default, in _streamScalars);
+                break;
+            case Kind.DenseStreamNoFirstMoment:
+                TileRunner.Run(Tiles, _threads, StreamTile, p, g, default, _b.DenseV, default, default, in _streamScalars);
                 break;
             default:
                 _pairs.AsSpan().Clear();
@@ -119,6 +159,41 @@ public sealed class LimitKernel : IBenchKernel
             (va * Vector512.LoadUnsafe(ref p, (nuint)(i + 16))).StoreUnsafe(ref p, (nuint)(i + 16));
         }
         for (; i < n; i++) Unsafe.Add(ref p, i) *= s.LearningRate;
+        return true;
+    }
+
+    // p −= a·g, m ← c·m (when m is given), v ← c·v in one pass; every stream prefetched PrefetchAhead floats ahead, one line per
+    // stream per 16 floats, as dense AdamW does (without it four read streams per core leave the hardware prefetchers behind).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe bool Stream(int tile, in TileBuffers b, in StepScalars s)
+    {
+        int start = tile * TileLength, n = Math.Min(TileLength, b.Parameters.Length - start), i = 0;
+        bool hasM = b.FirstMoment.Length != 0;
+        ref float p = ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Parameters), start);
+        ref float g = ref Unsafe.Add(ref MemoryMarshal.GetReference(b.Gradient), start);
+        ref float v = ref Unsafe.Add(ref MemoryMarshal.GetReference(b.SecondMoment), start);
+        ref float m = ref (hasM ? ref Unsafe.Add(ref MemoryMarshal.GetReference(b.FirstMoment), start) : ref v);
+        var va = Vector512.Create(-s.LearningRate);
+        var vc = Vector512.Create(s.Decay);
+        for (; i <= n - 16; i += 16)
+        {
+            if (System.Runtime.Intrinsics.X86.Sse.IsSupported && i + PrefetchAhead < n)
+            {
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref g, i + PrefetchAhead)));
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref v, i + PrefetchAhead)));
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref p, i + PrefetchAhead)));
+                if (hasM) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref m, i + PrefetchAhead)));
+            }
+            (vc * Vector512.LoadUnsafe(ref v, (nuint)i)).StoreUnsafe(ref v, (nuint)i);
+            if (hasM) (vc * Vector512.LoadUnsafe(ref m, (nuint)i)).StoreUnsafe(ref m, (nuint)i);
+            Vector512.FusedMultiplyAdd(va, Vector512.LoadUnsafe(ref g, (nuint)i), Vector512.LoadUnsafe(ref p, (nuint)i)).StoreUnsafe(ref p, (nuint)i);
+        }
+        for (; i < n; i++)
+        {
+            Unsafe.Add(ref v, i) *= s.Decay;
+            if (hasM) Unsafe.Add(ref m, i) *= s.Decay;
+            Unsafe.Add(ref p, i) = MathF.FusedMultiplyAdd(-s.LearningRate, Unsafe.Add(ref g, i), Unsafe.Add(ref p, i));
+        }
         return true;
     }
 

@@ -4,7 +4,8 @@ using System.Runtime.Intrinsics;
 using Collins.Bench;
 
 // Collins.Bench: median of interleaved repetitions of each kernel's whole step, effective GB/s,
-// and speed relative to dense fused AdamW (vs_adamw) and to a stream triad (vs_limit).
+// and speed relative to dense fused AdamW (vs_adamw), to a stream triad (vs_limit) and to each kind's own floor from the
+// measured floor kernels of the same run (vs_floor; Floors.cs).
 //   dotnet run -c Release --project samples/Collins.Bench -- --length 64M --ratio 32 [--reps 7] [--threads N] [--filter text] [--gpu]
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
