@@ -21,7 +21,7 @@ public class KernelBenchmarks
         "triad (limit)", "dense AdamW", "dense AdamW β1=0",
         "generated Rotation", "generated Rotation β1=0", "generated Universal", "generated Universal β1=0",
         "runtime CountSketchAdam Rotation", "runtime CountSketchAdam Universal",
-        "runtime Factored", "runtime Factored clip=1",
+        "runtime Factored", "runtime Factored clip=1", "runtime Factored q8", "runtime Factored q8 sr", "runtime Factored q4", "runtime Factored q4 sr",
     };
 
     [ParamsSource(nameof(Lengths))] public string Length { get; set; } = "1M";

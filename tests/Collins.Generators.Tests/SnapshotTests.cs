@@ -87,6 +87,22 @@ public class SnapshotTests
         """, "Samples.Hashing.Embedding.Optimizer.g.cs", "Samples.Hashing.Embedding.MeanEstimate.g.cs");
 
     [Fact]
+    public void Factored_second_moment_with_and_without_a_quantised_first_moment() => Verify("Factored", """
+        using Collins;
+        namespace Samples;
+
+        [SketchedOptimizer(Name = "Factored", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1)]
+        [SketchedOptimizer(Name = "FactoredQ4", SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4,
+                           StochasticRounding = true, MaxGradientNorm = 1)]
+        public partial class Mlp
+        {
+            [Tensor(128, 784)] public float[] W1 = new float[128 * 784];
+            [Tensor(128)] public float[] B1 = new float[128];
+            [Tensor(2, 5, 128, Sketching = TensorSketching.Sketched)] public float[] W2 = new float[2 * 5 * 128];
+        }
+        """, "Samples.Mlp.Factored.g.cs", "Samples.Mlp.FactoredQ4.g.cs");
+
+    [Fact]
     public void Nested_namespace_inside_partial_containing_types() => Verify("Nested", """
         using Collins;
         namespace Org.Models
