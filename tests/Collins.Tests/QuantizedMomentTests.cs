@@ -1,5 +1,8 @@
 using Collins.Kernels;
 using Collins.Reference;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
 using static Collins.Tests.Generated.GeneratedTestSupport;
 
 namespace Collins.Tests;
@@ -336,6 +339,72 @@ public class QuantizedMomentTests
         foreach (int threads in new[] { 2, 3 }) AssertBitIdentical(one, Run(threads));
     }
 
+    // ------------------------------------------------------------------ extreme values
+
+    /// <summary>
+    /// mean(R) below 2.9e-39 (1 / mean(R) overflows float): rows whose EMA is 0 must not turn p into 0·∞ = NaN. One row with a
+    /// 1e-20 gradient, the others 0, for Factored β1 0 and with a quantised first moment; engine, device-free reference agree.
+    /// </summary>
+    [Theory]
+    [InlineData(FirstMomentStorage.Sketch)]
+    [InlineData(FirstMomentStorage.Quantized8)]
+    public void A_vanishing_row_mean_leaves_every_parameter_finite(FirstMomentStorage storage)
+    {
+        var specs = new[] { new TensorSpec("M", new[] { 4, 8 }, Sketching: TensorSketching.Sketched) };
+        var settings = storage == FirstMomentStorage.Sketch
+            ? new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored }
+            : new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, FirstMoment = storage, QuantizationBlock = 8 };
+        var g = new float[32];
+        for (int c = 0; c < 8; c++) g[c] = 1e-20f;
+        using var engine = new CountSketchAdam(settings, specs);
+        var reference = new ReferenceOptimizer(settings, specs);
+        var pe = Enumerable.Range(0, 32).Select(i => 1f + i).ToArray();
+        var pr = (float[])pe.Clone();
+        Assert.Equal(StepOutcome.Applied, engine.Step(1e-3f, [pe], [g]));
+        reference.Step(1e-3f, [pr], [g]);
+        for (int i = 0; i < 32; i++)
+        {
+            Assert.True(float.IsFinite(pe[i]), $"p[{i}] = {pe[i]}");
+            Assert.Equal(pr[i], pe[i], 5);
+        }
+    }
+
+    /// <summary>The same vanishing row mean on the device (ILGPU's CPU accelerator): every parameter finite, as on the CPU.</summary>
+    [Fact]
+    public void A_vanishing_row_mean_leaves_every_parameter_finite_on_the_device()
+    {
+        var specs = new[] { new TensorSpec("M", new[] { 4, 8 }, Sketching: TensorSketching.Sketched) };
+        var g = new float[32];
+        for (int c = 0; c < 8; c++) g[c] = 1e-20f;
+        using var context = Context.Create(b => b.CPU());
+        using var accelerator = context.CreateCPUAccelerator(0);
+        foreach (var settings in new[] { new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored },
+                                         new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, QuantizationBlock = 8 } })
+        {
+            using var device = new CountSketchAdam(settings, specs, accelerator);
+            using var p = accelerator.Allocate1D(Enumerable.Range(0, 32).Select(i => 1f + i).ToArray());
+            using var gd = accelerator.Allocate1D(g);
+            Assert.Equal(StepOutcome.Applied, device.Step(1e-3f, [p.View.AsContiguous()], [gd.View.AsContiguous()]));
+            Assert.All(p.GetAsArray1D(), x => Assert.True(float.IsFinite(x)));
+        }
+    }
+
+    /// <summary>A block whose max |m| is below Q / float.MaxValue is stored as 0 (scale 0, codes 0), by the kernel and the reference alike.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_block_too_small_for_its_scale_is_stored_as_zero(bool fourBit)
+    {
+        int levels = fourBit ? 7 : 127;
+        var m = RandomArray(128, 3, 1e-38f);
+        var codes = new byte[BlockQuantizer.CodeBytes(fourBit, 128, 128)];
+        Assert.Equal(0f, BlockQuantizer.Quantize(m, codes, fourBit, 128, 0, levels, stochastic: false, 0, 1));
+        Assert.All(codes, b => Assert.Equal(0, b));
+        var bigger = RandomArray(128, 3, 1e-30f);   // well above the threshold: ordinary codes
+        Assert.NotEqual(0f, BlockQuantizer.Quantize(bigger, codes, fourBit, 128, 0, levels, stochastic: false, 0, 1));
+        Assert.Contains(codes, b => b != 0);
+    }
+
     // ------------------------------------------------------------------ guard, checkpoints, the generated optimizer
 
     [Theory]
@@ -403,6 +472,14 @@ public class QuantizedMomentTests
         using var eight = new CountSketchAdam(Q8, Specs);
         Assert.Contains("first-moment storage Quantized4 in file, Quantized8 in optimizer",
                         Assert.Throws<CheckpointMismatchException>(() => eight.Load(stream)).Message, StringComparison.Ordinal);
+        // A quantised setting whose tensors are all dense still writes version 2 and loads its own file.
+        var denseOnly = new[] { new TensorSpec("b", 20), new TensorSpec("w", new[] { 4, 5 }) };
+        using var dense = new CountSketchAdam(Q8, denseOnly);
+        var own = new MemoryStream();
+        dense.Save(own);
+        Assert.Equal(2, BitConverter.ToInt32(own.ToArray(), 8));
+        own.Position = 0;
+        dense.Load(own);
         using var plain = new CountSketchAdam(new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 100 }, Specs);
         var ms = new MemoryStream();
         plain.Save(ms);

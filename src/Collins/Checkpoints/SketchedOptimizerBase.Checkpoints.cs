@@ -20,8 +20,11 @@ public abstract partial class SketchedOptimizerBase
     /// </summary>
     public const int CheckpointFormatVersion = 2;
 
-    /// <summary>The version a checkpoint of this optimizer is written in: 2 when a tensor keeps a quantised first moment, 1 otherwise.</summary>
-    private int WrittenVersion => Tensors.Any(t => t.IsQuantized) ? 2 : 1;
+    /// <summary>
+    /// The version a checkpoint of this optimizer is written in: 2 when its settings quantise the first moment (even if every
+    /// tensor is dense, so that the file records the storage it is compared against), 1 otherwise.
+    /// </summary>
+    private int WrittenVersion => Settings.FirstMoment != FirstMomentStorage.Sketch ? 2 : 1;
 
     /// <summary>magic (8) + version (4) + total length (8).</summary>
     internal const int CheckpointHeaderBytes = 20;
@@ -83,7 +86,8 @@ public abstract partial class SketchedOptimizerBase
     /// <summary>
     /// Reads a checkpoint written by <see cref="Save"/>. The whole stream is read and validated
     /// (magic number, version, length, checksum, plan fingerprint, sizes, and values: step counter in
-    /// [0, int.MaxValue − 1], skipped-step count ≥ 0, every moment finite, every second moment ≥ 0)
+    /// [0, int.MaxValue − 1], skipped-step count ≥ 0, every moment finite, every second moment ≥ 0; for a quantised first moment
+    /// every block scale ≥ 0 and every code one a step writes, the last block's padding 0)
     /// before the optimizer is touched: on any error the optimizer is unchanged.
     /// </summary>
     /// <exception cref="CheckpointFormatException">Truncated, corrupt, wrong magic number or checksum, or a value no step can produce (the message names the tensor, the moment and the index).</exception>
@@ -296,8 +300,9 @@ public abstract partial class SketchedOptimizerBase
                 throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' has {m[i].Length} and {v[i].Length} moment values, expected {expectM} and {expectV}.");
             if (codes[i].Length != t.FirstMomentCodeBytes)
                 throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' has {codes[i].Length} bytes of first-moment codes, expected {t.FirstMomentCodeBytes}.");
-            if (t.IsQuantized && !Kernels.BlockQuantizer.CodesAreValid(codes[i], t.FirstMoment == FirstMomentStorage.Quantized4))
-                throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' first-moment codes hold a value outside [-{t.QuantizationLevels}, {t.QuantizationLevels}].");
+            if (t.IsQuantized && (!Kernels.BlockQuantizer.CodesAreValid(codes[i], t.FirstMoment == FirstMomentStorage.Quantized4)
+                                  || !Kernels.BlockQuantizer.PaddingIsZero(codes[i], t.FirstMoment == FirstMomentStorage.Quantized4, t.QuantizationBlock, t.Length)))
+                throw new CheckpointFormatException($"The checkpoint is corrupt: tensor '{t.Name}' first-moment codes hold a value outside [-{t.QuantizationLevels}, {t.QuantizationLevels}], or a padding code of the last block that is not 0.");
             if (t.IsQuantized)
                 for (int j = 0; j < m[i].Length; j++)
                     if (m[i][j] < 0f)

@@ -108,6 +108,16 @@ internal static class BlockQuantizer
         return true;
     }
 
+    /// <summary>Whether the unused codes of the last 4-bit block (entries length … blocks·block − 1) are 0, as a step leaves them (8 bits: no padding).</summary>
+    public static bool PaddingIsZero(ReadOnlySpan<byte> codes, bool fourBit, int block, int length)
+    {
+        if (!fourBit) return true;
+        long padded = (length + (long)block - 1) / block * block;
+        for (long i = length; i < padded; i++)
+            if (Code(codes, true, block, (int)i) != 0) return false;
+        return true;
+    }
+
     /// <summary>
     /// One block of m (entries from <paramref name="start"/>, a multiple of <paramref name="block"/>), dequantised into
     /// <paramref name="m"/> (its length is the block's): m = q·(scale / Q), vectorised for whole blocks.
@@ -157,12 +167,20 @@ internal static class BlockQuantizer
     /// <summary>
     /// Stores <paramref name="m"/> (one block, starting at entry <paramref name="start"/>, a multiple of <paramref name="block"/>):
     /// scale = max |m|, q = clamp(⌊m·(Q/scale) + r⌋, −Q, Q) with r = ½, or r = <see cref="Uniform(ulong, int, int)"/> when <paramref name="stochastic"/>.
-    /// Returns the scale (0 when m is 0, every code 0). Vectorised for whole blocks; the scalar path computes the same codes.
+    /// Returns the scale (0 when m is 0, or when max |m| &lt; Q / float.MaxValue: every code 0). Vectorised for whole blocks; the
+    /// scalar path computes the same codes.
     /// </summary>
     public static float Quantize(ReadOnlySpan<float> m, Span<byte> codes, bool fourBit, int block, int start, int levels, bool stochastic, ulong key, int step)
     {
         float absmax = AbsMax(m);
         float inv = absmax == 0f ? 0f : levels / absmax;   // inv = 0 gives y = r, ⌊r⌋ = 0: every code 0
+        if (!(inv <= float.MaxValue))
+        {
+            // max |m| below Q / float.MaxValue (3.7e-37 at 8 bits, 2.1e-38 at 4): Q / max would overflow and saturate every code,
+            // so the block is stored as m = 0 (scale 0, codes 0). Such an m is far below anything an update can feel.
+            inv = 0f;
+            absmax = 0f;
+        }
         int j = 0, half = block >> 1, f = Vector<float>.Count;
         if (Vector.IsHardwareAccelerated && m.Length == block && (fourBit ? half : block) % Vector<sbyte>.Count == 0)
         {

@@ -16,8 +16,9 @@ namespace Collins.Kernels;
 /// v̂ is 0. With update clipping (<see cref="OptimizerSettings.UpdateClipping"/> d &gt; 0) a pass before the update forms
 /// RMS(u) of u = g / (√v̂·isb2 + ε) over the tensor (per tile in double, tiles in order) and scales lr by 1 / max(1, RMS(u)/d).
 /// With the β2 schedule (<see cref="OptimizerSettings.Beta2Schedule"/> c &gt; 0) step t decays by β̂2 = 1 − t^−c and isb2 = 1.
-/// With gradient-norm clipping (<see cref="StepScalars.GradientScale"/> s) the EMAs take (1 − β2)·(s·s), Σ u² is multiplied by s²
-/// and the learning rate by s, so phase 2 is that of s·g; phase 1 reports Σ g² from the row sums.
+/// With gradient-norm clipping (<see cref="StepScalars.GradientScale"/> s) the EMAs take (1 − β2)·(s·s) and, without a first moment,
+/// Σ u² is multiplied by s² and the learning rate by s; with a quantised first moment s enters m instead (m takes (1 − β1)·s·g, and
+/// u, Σ u² and lr follow from that m), so phase 2 is that of s·g either way; phase 1 reports Σ g² from the row sums.
 /// The row, column and partial sums live in this kernel (workspace, not state).
 /// </remarks>
 internal sealed class FactoredCpuKernel : CpuTensorKernel
@@ -110,7 +111,9 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         }
         for (int c = 0; c < _cols; c++) colEma[c] = beta2 * colEma[c] + oneMinusBeta2 * (_colSums[c] * invRows);
         double mean = total / _rows;
-        _rowScale = mean > 0 ? (float)(1.0 / mean) : 0f;
+        // 1 / mean(R), clamped to float.MaxValue: below mean(R) ≈ 2.9e-39 it would overflow to +∞ and a row whose EMA is 0 would
+        // give 0·∞ = NaN. There every v̂ is that small, so √v̂ ≪ ε and the clamp changes no update that matters.
+        _rowScale = mean > 0 ? (float)Math.Min(1.0 / mean, float.MaxValue) : 0f;
         _updateScale = 1f;
         if (_quantized)
         {

@@ -259,7 +259,7 @@ internal static class FactoredDeviceKernels
         double total = 0;
         for (int r = 0; r < f.Rows; r++) total += v[r];
         double mean = total / f.Rows;
-        scratch[0] = mean > 0 ? (float)(1.0 / mean) : 0f;
+        scratch[0] = mean > 0 ? (float)Math.Min(1.0 / mean, float.MaxValue) : 0f;   // clamped as the CPU kernel does (no 0·∞ = NaN)
         scratch[1] = 1f;
     }
 
@@ -312,7 +312,8 @@ internal static class FactoredDeviceKernels
     /// <summary>
     /// One block b of a quantised first moment, entries e0 … e0 + len − 1: m = β1·q·(scale / Q) + (1 − β1)·s·g in float, u = m/bc1 /
     /// (√v̂·isb2 + ε). With <paramref name="write"/>, a first pass updates p ← p·decay − lr·u and finds max |m|; a second pass forms
-    /// m again (the same operations on the same inputs: the same floats) and stores q = clamp(⌊m·(Q/max) + r⌋, −Q, Q) with
+    /// m again (the same operations on the same inputs; a GPU compiler may contract them into FMAs differently in the two passes,
+    /// which can move m by an ulp: the clamp keeps every code in range) and stores q = clamp(⌊m·(Q/max) + r⌋, −Q, Q) with
     /// r = ½ or <see cref="BlockQuantizer.Uniform(uint, uint, int)"/>, in <see cref="BlockQuantizer"/>'s format, then the new scale.
     /// No thread touches another block's bytes: blocks are powers of two, so a 4-bit block owns B/2 whole bytes.
     /// </summary>
@@ -343,6 +344,7 @@ internal static class FactoredDeviceKernels
             return;
         }
         float inv = absmax == 0f ? 0f : f.Levels / absmax;
+        if (!(inv <= float.MaxValue)) { inv = 0f; absmax = 0f; }   // max |m| below Q / float.MaxValue: stored as 0 (BlockQuantizer.Quantize)
         if (f.FourBit == 0)
         {
             for (int j = 0; j < len; j++)

@@ -21,7 +21,8 @@ namespace Collins.Reference;
 /// (0 when mean(R) is 0; with the β2 schedule c: β2 = 1 − t^−c and bc2 = 1), u = g/(√v̂ + ε), with update clipping d &gt; 0 u ← u / max(1, RMS(u)/d), and p ← p − lr·wd·p − lr·u.
 /// With a quantised first moment (<see cref="TensorPlan.IsQuantized"/>, factored tensors with β1 &gt; 0), per block of B entries with
 /// codes q and scale s: m[i] = q[i]·s/Q, m[i] ← β1·m[i] + (1−β1)·g[i], u = (m/bc1)/(√v̂ + ε) (then update clipping as above),
-/// p ← p − lr·wd·p − lr·u; the block is stored again with s = max |m| and q[i] = clamp(⌊m[i]·Q/s + r⌋, −Q, Q), r = ½ or, with
+/// p ← p − lr·wd·p − lr·u; the block is stored again with s = max |m| and q[i] = clamp(⌊m[i]·Q/s + r⌋, −Q, Q) (s = 0 and every
+/// q = 0 when s &lt; Q / float.MaxValue, where Q / s would not be a float), r = ½ or, with
 /// stochastic rounding, the counter-based r of <c>BlockQuantizer.Uniform</c> (the storage format and the random bits are
 /// definitions shared with the kernels; the arithmetic here is its own, in double).
 /// Global gradient-norm clipping (<see cref="OptimizerSettings.MaxGradientNorm"/> = c_max &gt; 0) as clip_grad_norm_: ‖g‖ = √(Σ over
@@ -163,6 +164,7 @@ public sealed class ReferenceOptimizer
                 int start = b * block, end = Math.Min(start + block, m.Length);
                 double absmax = 0;
                 for (int i = start; i < end; i++) absmax = Math.Max(absmax, Math.Abs(m[i]));
+                if (absmax < levels / (double)float.MaxValue) absmax = 0;   // too small for a float Q / max: stored as 0
                 Scales[b] = (float)absmax;
                 for (int i = start; i < end; i++)
                 {
