@@ -152,7 +152,8 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// sketched gradient); when c = MaxGradientNorm / (‖g‖ + 1e-6) is below 1, the step uses c·g (rounded to float) for every
     /// gradient of every kind of tensor, dense ones included, as if the gradients had been clipped first. The caller's gradient
     /// buffers are not written, and a refused (non-finite) step stays refused. The last norm is
-    /// <see cref="SketchedOptimizerBase.LastGradientNorm"/>. Finite and ≥ 0 (COL029 otherwise); CPU state only so far.
+    /// <see cref="SketchedOptimizerBase.LastGradientNorm"/>. Finite and ≥ 0 (COL029 otherwise). Works for CPU and device (ILGPU) state alike:
+    /// on a device each tensor's Σ g² is reduced on the device (deterministically, in double) and read back after the step's verdict.
     /// </summary>
     public double MaxGradientNorm { get; set; } = Planning.SettingsRules.MaxGradientNorm;
 }

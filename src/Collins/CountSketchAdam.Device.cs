@@ -125,6 +125,15 @@ public sealed partial class CountSketchAdam
     }
 
     /// <inheritdoc/>
+    private protected override (ArrayView<float> Values, bool Square) DeviceGradientSquaresSource(int tensor, ArrayView<float> gradient)
+    {
+        var plan = Tensors[tensor];
+        if (plan.IsDense) return (gradient, true);
+        if (_factored![tensor] is { } factored) return factored.GradientSquaresSource(plan, gradient, default);
+        return (DeviceSumV![tensor].View, false);
+    }
+
+    /// <inheritdoc/>
     protected override void DeviceApply(int tensor, ArrayView<float> parameters, ArrayView<float> gradient, in StepScalars scalars)
     {
         var plan = Tensors[tensor];
@@ -188,12 +197,14 @@ public sealed partial class CountSketchAdam
     /// <summary>
     /// One thread per bucket: moments, then the update factor into the workspace, with the CPU engine's operation order
     /// (<c>RotationCpu.UpdateBuckets</c>): v̂ = v / occupancy, q = lr·(m·invBc1) / (√v̂·invSqrtBc2 + ε), so that this kernel and a
-    /// generated optimizer's unrolled one give the same bits.
+    /// generated optimizer's unrolled one give the same bits. Gradient scale s: the coefficients (1 − β1)·s and (1 − β2)·(s·s), and
+    /// (lr·s) / (…) when β1 = 0 (the apply kernel multiplies that by g); exact for s = 1.
     /// </summary>
     internal static void BucketUpdateKernel(Index1D b, ArrayView<float> m, ArrayView<float> v, ArrayView<float> sumM, ArrayView<float> sumV,
                                            ArrayView<float> occupancy, DeviceTensorConstants c, StepScalars s)
     {
-        float vv = c.Beta2 * v[b] + c.C2 * sumV[b];
+        float gs = s.GradientScale;
+        float vv = c.Beta2 * v[b] + c.C2 * (gs * gs) * sumV[b];
         v[b] = vv;
         float vhat = vv;
         if (c.Mean != 0)
@@ -210,11 +221,11 @@ public sealed partial class CountSketchAdam
         float den = MathF.Sqrt(vhat) * s.InvSqrtBiasCorrection2 + c.Epsilon;
         if (c.HasM != 0)
         {
-            float mm = c.Beta1 * m[b] + c.C1 * sumM[b];
+            float mm = c.Beta1 * m[b] + c.C1 * gs * sumM[b];
             m[b] = mm;
             sumM[b] = s.LearningRate * (mm * s.InvBiasCorrection1) / den;
         }
-        else sumV[b] = s.LearningRate / den;
+        else sumV[b] = s.LearningRate * gs / den;
     }
 
     internal static void RotationApplyKernel(Index1D i, ArrayView<float> p, ArrayView<float> g, ArrayView<int> rho, ArrayView<float> sigma,
@@ -235,14 +246,17 @@ public sealed partial class CountSketchAdam
         else p[i] = p[i] * s.Decay - g[i] * factor[b];
     }
 
+    /// <summary>Exact AdamW on entry i, gradient scale s folded in as <c>SpecializedDeviceKernels.DenseApply</c> folds it.</summary>
     internal static void DenseApplyKernel(Index1D i, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v, DeviceTensorConstants c, StepScalars s)
     {
         float x = g[i];
-        float vv = c.Beta2 * v[i] + c.C2 * x * x;
+        float gs = s.GradientScale;
+        float vv = c.Beta2 * v[i] + c.C2 * (gs * gs) * x * x;
         v[i] = vv;
         float mHat = x;
-        if (c.HasM != 0) { float mm = c.Beta1 * m[i] + c.C1 * x; m[i] = mm; mHat = mm * s.InvBiasCorrection1; }
-        p[i] = p[i] * s.Decay - s.LearningRate * mHat / (MathF.Sqrt(vv) * s.InvSqrtBiasCorrection2 + c.Epsilon);
+        float lr = s.LearningRate * gs;
+        if (c.HasM != 0) { float mm = c.Beta1 * m[i] + c.C1 * gs * x; m[i] = mm; mHat = mm * s.InvBiasCorrection1; lr = s.LearningRate; }
+        p[i] = p[i] * s.Decay - lr * mHat / (MathF.Sqrt(vv) * s.InvSqrtBiasCorrection2 + c.Epsilon);
     }
 
     private void DisposeDevice()

@@ -166,8 +166,6 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         }
         else
         {
-            if (settings.MaxGradientNorm > 0)
-                throw new NotSupportedException($"MaxGradientNorm = {settings.MaxGradientNorm}: global gradient-norm clipping runs on the CPU only so far; create the optimizer without an accelerator, or set MaxGradientNorm = 0.");
             DeviceFirstMoments = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
             DeviceSecondMoments = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
             DeviceSumM = new ILGPU.Runtime.MemoryBuffer1D<float, ILGPU.Stride1D.Dense>[n];
@@ -189,6 +187,13 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             }
             DeviceFlag = accelerator.Allocate1D<int>(n);
             _deviceFlags = new int[n];
+            if (settings.MaxGradientNorm > 0)
+            {
+                // Gradient-norm clipping: what each tensor's Σ g² is reduced from (DeviceGradientSquaresSource) sizes the workspace.
+                int longest = tensors.Max(t => t.IsDense ? t.Length : t.IsFactored ? t.FactorRows : t.Buckets);
+                _deviceNorm = new DeviceGradientNorm(accelerator, n, longest);
+                _deviceSquares = new double[n];
+            }
             accelerator.Synchronize();
         }
     }
@@ -240,6 +245,9 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     private readonly int[]? _deviceFlags;
     // One CPU kernel per tensor, of its kind (CPU state only): the engine every CPU step runs.
     private readonly CpuTensorKernel[]? _cpuKernels;
+    // Device state with MaxGradientNorm > 0 only: the per-tensor Σ g² reduction and its host copy (allocated once).
+    private readonly DeviceGradientNorm? _deviceNorm;
+    private readonly double[]? _deviceSquares;
 
     /// <summary>
     /// Bytes of optimizer state: Σ over tensors of <see cref="TensorPlan.StateBytes"/> — (β1 ≠ 0 ? 2 : 1)·k·4 for a sketch (k = d for
@@ -396,7 +404,12 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             }
             if (finite)
             {
-                if (Settings.MaxGradientNorm > 0) scalars = scalars.WithGradientScale(ClipScale(kernels));
+                if (Settings.MaxGradientNorm > 0)
+                {
+                    double squares = 0;
+                    foreach (var kernel in kernels) squares += kernel.GradientSquares;
+                    scalars = scalars.WithGradientScale(ClipScale(squares));
+                }
                 for (int i = 0; i < kernels.Length; i++)
                     kernels[i].Apply(threads, buffers.Parameters(i), buffers.Gradient(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], scalars);
             }
@@ -410,15 +423,14 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     }
 
     /// <summary>
-    /// Global gradient-norm clipping, between the phases of a finite step: ‖g‖ = √(Σ over the tensors, in order, of each kernel's
-    /// <see cref="CpuTensorKernel.GradientSquares"/>), all in double, recorded in <see cref="LastGradientNorm"/>; returns
+    /// Global gradient-norm clipping, between the phases of a finite step: ‖g‖ = √<paramref name="squares"/>, the Σ over the
+    /// tensors, in order and in double, of each tensor's Σ g² (<see cref="CpuTensorKernel.GradientSquares"/> on the CPU, the device's
+    /// per-tensor reduction on an accelerator), recorded in <see cref="LastGradientNorm"/>; returns
     /// s = (float)(MaxGradientNorm / (‖g‖ + 1e-6)) when that coefficient is below 1, else 1 (clip_grad_norm_'s rule). The sums are
     /// finite floats (the verdict), so ‖g‖ is finite: a double overflows only past about 10^270 of them.
     /// </summary>
-    private float ClipScale(CpuTensorKernel[] kernels)
+    private float ClipScale(double squares)
     {
-        double squares = 0;
-        foreach (var kernel in kernels) squares += kernel.GradientSquares;
         double norm = Math.Sqrt(squares);
         LastGradientNorm = norm;
         double coefficient = Settings.MaxGradientNorm / (norm + 1e-6);
@@ -428,8 +440,9 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     /// <summary>
     /// The device step, written once for every optimizer: validates every view (<see cref="ValidateDeviceBuffers{TBuffers}"/>),
     /// lets the derived type load its kernels, launches every tensor's phase 1 (<see cref="DeviceAccumulate"/>: bucket sums and
-    /// that tensor's flag), reads the flags after one synchronisation and, only when none is raised, launches every phase 2
-    /// (<see cref="DeviceApply"/>) and waits for it. Derived types supply only the kernels: unrolled and specialised ones in
+    /// that tensor's flag; with <see cref="OptimizerSettings.MaxGradientNorm"/> &gt; 0 also the reduction of its Σ g² into one
+    /// double), reads the flags after one synchronisation and, only when none is raised, (with clipping: reads the n doubles and
+    /// forms ‖g‖ and s as <see cref="StepCpu{TBuffers}"/> does) launches every phase 2 (<see cref="DeviceApply"/>) and waits for it. Derived types supply only the kernels: unrolled and specialised ones in
     /// generated optimizers, generic ones in <see cref="CountSketchAdam"/>.
     /// </summary>
     protected StepOutcome StepDevice<TBuffers>(float learningRate, scoped ref TBuffers buffers) where TBuffers : IDeviceStepBuffers, allows ref struct
@@ -442,10 +455,29 @@ public abstract partial class SketchedOptimizerBase : IDisposable
             LoadDeviceKernels();
             ClearDeviceFlags();
             int n = Tensors.Count;
-            for (int i = 0; i < n; i++) DeviceAccumulate(i, buffers.Gradient(i), DeviceFlagOf(i));
+            var norm = _deviceNorm;
+            for (int i = 0; i < n; i++)
+            {
+                var g = buffers.Gradient(i);
+                DeviceAccumulate(i, g, DeviceFlagOf(i));
+                if (norm is not null)
+                {
+                    var (values, square) = DeviceGradientSquaresSource(i, g);
+                    norm.Reduce(i, values, square);
+                }
+            }
             finite = ReadDeviceVerdict();
             if (finite)
             {
+                if (norm is not null)
+                {
+                    // After the verdict's synchronisation: a refused step never reads these (its sums may be NaN).
+                    var tensorSquares = _deviceSquares!;
+                    norm.Read(tensorSquares);
+                    double squares = 0;
+                    foreach (double x in tensorSquares) squares += x;
+                    scalars = scalars.WithGradientScale(ClipScale(squares));
+                }
                 for (int i = 0; i < n; i++) DeviceApply(i, buffers.Parameters(i), buffers.Gradient(i), in scalars);
                 Accelerator!.Synchronize();
             }
@@ -499,6 +531,14 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     /// </summary>
     protected virtual void DeviceAccumulate(int tensor, ILGPU.ArrayView<float> gradient, ILGPU.ArrayView<int> flag)
         => _deviceKernels![tensor].Accumulate(Tensors[tensor], gradient, DeviceSumM![tensor].AsContiguous(), DeviceSumV![tensor].AsContiguous(), flag);
+
+    /// <summary>
+    /// What tensor <paramref name="tensor"/>'s Σ g² is reduced from on the device, after its phase 1 (gradient-norm clipping only):
+    /// the float sums that phase formed (a sketch's bucket sums of squares, a factored tensor's row sums), or a dense tensor's
+    /// gradient itself with <c>Square</c> true.
+    /// </summary>
+    private protected virtual (ILGPU.ArrayView<float> Values, bool Square) DeviceGradientSquaresSource(int tensor, ILGPU.ArrayView<float> gradient)
+        => _deviceKernels![tensor].GradientSquaresSource(Tensors[tensor], gradient, DeviceSumV![tensor].AsContiguous());
 
     /// <summary>Launches tensor <paramref name="tensor"/>'s device phase 2: its moments from the workspace, then its parameters.</summary>
     protected virtual void DeviceApply(int tensor, ILGPU.ArrayView<float> parameters, ILGPU.ArrayView<float> gradient, in StepScalars scalars)
@@ -758,6 +798,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
                 DeviceSumM![i].Dispose(); DeviceSumV![i].Dispose(); DeviceFirstMomentCodes![i].Dispose();
             }
             DeviceFlag!.Dispose();
+            _deviceNorm?.Dispose();
         }
         GC.SuppressFinalize(this);
     }

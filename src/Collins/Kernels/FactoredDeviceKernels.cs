@@ -47,19 +47,25 @@ internal readonly struct FactoredShape
 /// <summary>
 /// Phase 2's per-step scalars of a factored tensor, formed on the host as the CPU kernel forms them
 /// (<see cref="FactoredCpuKernel"/>): the β2 of this step (β̂2 = 1 − t^−c under the schedule) and its isb2, the learning rate and
-/// decay, and for a quantised first moment β1, (1 − β1)·s, 1/bc1 and the step's two words of stochastic-rounding bits.
+/// decay, and for a quantised first moment β1, (1 − β1)·s, 1/bc1 and the step's two words of stochastic-rounding bits. Gradient
+/// scale s (<see cref="StepScalars.GradientScale"/>) is folded in as the CPU kernel folds it: (1 − β2)·(s·s), lr·s (β1 = 0) or
+/// (1 − β1)·s (quantised m), and <see cref="ClipSquaresScale"/> s (β1 = 0: Σ u² of update clipping is of s·g) or 1 (quantised: u
+/// comes from m, which holds s already); every factor is 1 without gradient-norm clipping, and multiplying by 1 is exact.
 /// </summary>
 internal readonly struct FactoredStep
 {
     public FactoredStep(float beta2, float oneMinusBeta2, float invSqrtBias2, float learningRate, float decay,
-                        float beta1, float oneMinusBeta1, float invBias1, int stochastic, uint randomA, uint randomC, float clip)
+                        float beta1, float oneMinusBeta1, float invBias1, int stochastic, uint randomA, uint randomC, float clip, float clipSquaresScale)
     {
         Beta2 = beta2; OneMinusBeta2 = oneMinusBeta2; InvSqrtBias2 = invSqrtBias2; LearningRate = learningRate; Decay = decay;
         Beta1 = beta1; OneMinusBeta1 = oneMinusBeta1; InvBias1 = invBias1; Stochastic = stochastic; RandomA = randomA; RandomC = randomC;
         Clip = clip;
+        ClipSquaresScale = clipSquaresScale;
     }
 
     public readonly float Beta2, OneMinusBeta2, InvSqrtBias2, LearningRate, Decay, Beta1, OneMinusBeta1, InvBias1, Clip;
+    /// <summary>σ: update clipping's Σ u² is multiplied by σ² (in double) before RMS(u) is formed.</summary>
+    public readonly float ClipSquaresScale;
     public readonly int Stochastic;
     public readonly uint RandomA, RandomC;
 }
@@ -148,6 +154,13 @@ internal sealed class FactoredKernels : DeviceTensorKernels
         _columnSumsKernel(_columns, gradient, _columnSums!.View, flag, _shape);
     }
 
+    /// <summary>Gradient-norm clipping: Σ g² from the R row sums phase 1 formed (as the CPU kernel forms it).</summary>
+    internal override (ArrayView<float> Values, bool Square) GradientSquaresSource(TensorPlan plan, ArrayView<float> gradient, ArrayView<float> sumV)
+    {
+        Bound(plan);
+        return (_rowSums!.View, false);
+    }
+
     internal override void Apply(TensorPlan plan, ArrayView<float> parameters, ArrayView<float> gradient, ArrayView<float> firstMoment,
                                  ArrayView<float> secondMoment, ArrayView<float> sumM, ArrayView<float> sumV, in StepScalars scalars)
     {
@@ -167,7 +180,8 @@ internal sealed class FactoredKernels : DeviceTensorKernels
         if (quantized && _stochastic) BlockQuantizer.StepWords(_streamKey, scalars.Step, out a, out c);
         var step = new FactoredStep(beta2, oneMinusBeta2, isb2,
                                     quantized ? scalars.LearningRate : scalars.LearningRate * scalars.GradientScale, scalars.Decay,
-                                    _beta1, _oneMinusBeta1 * scalars.GradientScale, scalars.InvBiasCorrection1, _stochastic ? 1 : 0, a, c, _clip);
+                                    _beta1, _oneMinusBeta1 * scalars.GradientScale, scalars.InvBiasCorrection1, _stochastic ? 1 : 0, a, c, _clip,
+                                    quantized ? 1f : scalars.GradientScale);
         var v = secondMoment;
         var scratch = _scratch!.View;
         _emas(_rows + _columns, v, _rowSums!.View, _columnSums!.View, _shape, step);
@@ -278,12 +292,16 @@ internal static class FactoredDeviceKernels
         partials[r] = sum;
     }
 
-    /// <summary>Update clipping, a single thread: Σ of the partials in order, RMS(u) = √(Σ / d), scratch[1] = d_clip / RMS when RMS exceeds d_clip.</summary>
+    /// <summary>
+    /// Update clipping, a single thread: Σ of the partials in order, times σ² (<see cref="FactoredStep.ClipSquaresScale"/>: u of s·g),
+    /// RMS(u) = √(Σ / d), scratch[1] = d_clip / RMS when RMS exceeds d_clip.
+    /// </summary>
     internal static void ClipScale(Index1D index, ArrayView<double> partials, ArrayView<float> scratch, FactoredShape f, FactoredStep s)
     {
         double squares = 0;
         int n = (int)partials.Length;
         for (int i = 0; i < n; i++) squares += partials[i];
+        squares *= (double)s.ClipSquaresScale * s.ClipSquaresScale;
         double rms = Math.Sqrt(squares / f.Length);
         scratch[1] = rms > s.Clip ? (float)(s.Clip / rms) : 1f;
     }

@@ -103,6 +103,13 @@ public abstract class DeviceTensorKernels : IDisposable
     /// </summary>
     internal virtual void Bind(TensorPlan plan, OptimizerSettings settings, ArrayView<byte> codes) { }
 
+    /// <summary>
+    /// Gradient-norm clipping: the floats whose sum (of squares, when <c>Square</c>) is the tensor's Σ g², as phase 1 left them. A
+    /// sketch's bucket sums of squares (<paramref name="sumV"/>) by default; a dense tensor's gradient, a factored tensor's row sums.
+    /// </summary>
+    internal virtual (ArrayView<float> Values, bool Square) GradientSquaresSource(TensorPlan plan, ArrayView<float> gradient, ArrayView<float> sumV)
+        => (sumV, false);
+
     /// <summary>Frees what the kernels allocated themselves (the Universal Mean occupancy table); kernels need no freeing.</summary>
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
@@ -145,6 +152,9 @@ internal sealed class DenseKernels<TC> : DeviceTensorKernels where TC : struct, 
 
     internal override void Accumulate(TensorPlan plan, ArrayView<float> gradient, ArrayView<float> sumM, ArrayView<float> sumV, ArrayView<int> flag)
         => _check(plan.Length, gradient, flag);
+
+    internal override (ArrayView<float> Values, bool Square) GradientSquaresSource(TensorPlan plan, ArrayView<float> gradient, ArrayView<float> sumV)
+        => (gradient, true);
 
     internal override void Apply(TensorPlan plan, ArrayView<float> parameters, ArrayView<float> gradient, ArrayView<float> firstMoment,
                                  ArrayView<float> secondMoment, ArrayView<float> sumM, ArrayView<float> sumV, in StepScalars scalars)
@@ -242,6 +252,8 @@ internal static class SpecializedDeviceKernels
                         ?? throw new ArgumentException($"{optimizer.Name} is not a generated optimizer (no __Constants descriptor).", nameof(optimizer));
         yield return ("(dense)", Kernel(nameof(DenseCheck)));
         yield return ("(dense)", Kernel(nameof(DenseApply)).MakeGenericMethod(constants));
+        yield return ("(norm)", typeof(GradientNormDeviceKernels).GetMethod(nameof(GradientNormDeviceKernels.SumFloats), Any)!);
+        yield return ("(norm)", typeof(GradientNormDeviceKernels).GetMethod(nameof(GradientNormDeviceKernels.SumDoubles), Any)!);
         foreach (var tensor in optimizer.GetNestedTypes(System.Reflection.BindingFlags.Public))
         {
             if (typeof(IRotationTensor).IsAssignableFrom(tensor))
@@ -271,22 +283,28 @@ internal static class SpecializedDeviceKernels
         if (!(x * x <= float.MaxValue)) flag[0] = 1;
     }
 
-    /// <summary>Dense phase 2: exact AdamW on element i, the CPU kernel's formula and order.</summary>
+    /// <summary>
+    /// Dense phase 2: exact AdamW on element i, the CPU kernel's formula and order, gradient scale s folded in as the CPU folds it
+    /// (coefficients (1 − β1)·s and (1 − β2)·(s·s); lr·s when β1 = 0; multiplying by s = 1 is exact).
+    /// </summary>
     internal static void DenseApply<TC>(Index1D index, ArrayView<float> parameters, ArrayView<float> gradient, ArrayView<float> firstMoment,
                                        ArrayView<float> secondMoment, StepScalars scalars) where TC : struct, IStepConstants
     {
         int i = index;
         float g = gradient[i];
-        float v = TC.Beta2 * secondMoment[i] + TC.OneMinusBeta2 * g * g;
+        float gs = scalars.GradientScale;
+        float v = TC.Beta2 * secondMoment[i] + TC.OneMinusBeta2 * (gs * gs) * g * g;
         secondMoment[i] = v;
         float mhat = g;
+        float lr = scalars.LearningRate * gs;
         if (TC.HasFirstMoment)
         {
-            float m = TC.Beta1 * firstMoment[i] + TC.OneMinusBeta1 * g;
+            float m = TC.Beta1 * firstMoment[i] + TC.OneMinusBeta1 * gs * g;
             firstMoment[i] = m;
             mhat = m * scalars.InvBiasCorrection1;
+            lr = scalars.LearningRate;
         }
-        parameters[i] = parameters[i] * scalars.Decay - scalars.LearningRate * mhat / (MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + TC.Epsilon);
+        parameters[i] = parameters[i] * scalars.Decay - lr * mhat / (MathF.Sqrt(v) * scalars.InvSqrtBiasCorrection2 + TC.Epsilon);
     }
 
     /// <summary>
@@ -312,7 +330,7 @@ internal static class SpecializedDeviceKernels
         where TC : struct, IStepConstants where TT : struct, IRotationTensor
     {
         int b = bucket;
-        float vhat = Moments<TC>(b, firstMoment, secondMoment, sumM, sumV, out float m);
+        float vhat = Moments<TC>(b, firstMoment, secondMoment, sumM, sumV, scalars.GradientScale, out float m);
         if (TC.MeanSecondMoment)
         {
             var count = new CountRows<TT>(b);
@@ -349,7 +367,7 @@ internal static class SpecializedDeviceKernels
                                              ArrayView<float> sumV, ArrayView<float> occupancy, StepScalars scalars) where TC : struct, IStepConstants
     {
         int b = bucket;
-        float vhat = Moments<TC>(b, firstMoment, secondMoment, sumM, sumV, out float m);
+        float vhat = Moments<TC>(b, firstMoment, secondMoment, sumM, sumV, scalars.GradientScale, out float m);
         if (TC.MeanSecondMoment) vhat /= occupancy[b];
         float q = Update<TC>(m, vhat, scalars);
         if (TC.HasFirstMoment) sumM[b] = q;
@@ -366,26 +384,33 @@ internal static class SpecializedDeviceKernels
         else parameters[i] = parameters[i] * scalars.Decay - gradient[i] * sumV[b];
     }
 
-    /// <summary>The bucket's moment update (m first, then v, as the CPU engine); returns v (v̂ for Sum), m through <paramref name="m"/> (0 when β1 = 0).</summary>
-    private static float Moments<TC>(int b, ArrayView<float> firstMoment, ArrayView<float> secondMoment, ArrayView<float> sumM, ArrayView<float> sumV, out float m)
+    /// <summary>
+    /// The bucket's moment update (m first, then v, as the CPU engine) with the coefficients (1 − β1)·s and (1 − β2)·(s·s) of gradient
+    /// scale <paramref name="gradientScale"/> (exact for s = 1); returns v (v̂ for Sum), m through <paramref name="m"/> (0 when β1 = 0).
+    /// </summary>
+    private static float Moments<TC>(int b, ArrayView<float> firstMoment, ArrayView<float> secondMoment, ArrayView<float> sumM, ArrayView<float> sumV,
+                                     float gradientScale, out float m)
         where TC : struct, IStepConstants
     {
         m = 0f;
         if (TC.HasFirstMoment)
         {
-            m = TC.Beta1 * firstMoment[b] + TC.OneMinusBeta1 * sumM[b];
+            m = TC.Beta1 * firstMoment[b] + TC.OneMinusBeta1 * gradientScale * sumM[b];
             firstMoment[b] = m;
         }
-        float v = TC.Beta2 * secondMoment[b] + TC.OneMinusBeta2 * sumV[b];
+        float v = TC.Beta2 * secondMoment[b] + TC.OneMinusBeta2 * (gradientScale * gradientScale) * sumV[b];
         secondMoment[b] = v;
         return v;
     }
 
-    /// <summary>q = lr·(m·ib1)/(√v̂·isb2 + ε), or lr/(√v̂·isb2 + ε) when β1 = 0 (the parameter update then multiplies by g).</summary>
+    /// <summary>
+    /// q = lr·(m·ib1)/(√v̂·isb2 + ε), or (lr·s)/(√v̂·isb2 + ε) when β1 = 0 (the parameter update then multiplies by g, so it moves by
+    /// lr·s·g: gradient scale s enters where g is read, as in the CPU engine; exact for s = 1).
+    /// </summary>
     private static float Update<TC>(float m, float vhat, in StepScalars scalars) where TC : struct, IStepConstants
         => TC.HasFirstMoment
             ? scalars.LearningRate * (m * scalars.InvBiasCorrection1) / (MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + TC.Epsilon)
-            : scalars.LearningRate / (MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + TC.Epsilon);
+            : scalars.LearningRate * scalars.GradientScale / (MathF.Sqrt(vhat) * scalars.InvSqrtBiasCorrection2 + TC.Epsilon);
 
     /// <summary>c = (b − ρ) mod k for 0 ≤ b, ρ &lt; k.</summary>
     private static int Column(int b, int rotation, int k) => b < rotation ? b + (k - rotation) : b - rotation;
