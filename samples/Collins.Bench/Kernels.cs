@@ -366,9 +366,10 @@ public static class KernelSet
 }
 
 /// <summary>
-/// Profile evidence without hardware counters: times the two phases of a generated Rotation step
-/// separately (phase 1 reads g: 4 B/param; phase 2 updates the buckets, then reads and writes p:
-/// 8 B/param, plus g again when β1 = 0), next to the triad, using the generated tile kernels.
+/// Profile evidence without hardware counters: times the two phases of a Rotation step separately (phase 1 reads g: 4 B/param;
+/// phase 2 updates the buckets, then reads and writes p: 8 B/param, plus g again when β1 = 0), next to the triad, through the
+/// runtime's Rotation kernel (<see cref="RotationCpuKernel"/>), the one every generated and run-time optimizer runs since the
+/// engine redesign.
 /// </summary>
 public static class PhaseProbe
 {
@@ -376,24 +377,11 @@ public static class PhaseProbe
     {
         foreach (bool b0 in new[] { false, true })
         {
-            var model = GeneratedKernel.ModelFor(b.Length);
-            var variant = model?.GetNestedType(GeneratedKernel.VariantName(SketchLayout.Rotation, ratio, b0), BindingFlags.Public);
-            var tensor = variant?.GetNestedType("W", BindingFlags.Public | BindingFlags.NonPublic);
-            const BindingFlags Static = BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic;
-            var acc = tensor?.GetMethod("Accumulate", Static);
-            var app = tensor?.GetMethod("Apply", Static);
-            var tilesField = tensor?.GetField("Tiles", Static);
-            var bucketsField = tensor?.GetField("Buckets", Static);
-            if (acc is null || app is null || tilesField is null || bucketsField is null)
-            {
-                w.WriteLine($"phases: generated Rotation{(b0 ? " β1=0" : "")} tile kernels not found");
-                continue;
-            }
-            int tiles = (int)tilesField.GetRawConstantValue()!;
-            int k = (int)bucketsField.GetRawConstantValue()!;
-            var accumulate = acc.CreateDelegate<TileKernel>();
-            var apply = app.CreateDelegate<TileKernel>();
-            float[] m = new float[b0 ? 0 : k], v = new float[k];
+            var settings = new OptimizerSettings { Ratio = ratio, Beta1 = b0 ? 0 : 0.9 };
+            var plan = new TensorPlan(new TensorSpec("W", b.Length), settings);
+            var kernel = new RotationCpuKernel(plan, settings);
+            int k = plan.Buckets, tiles = KernelTiles.Tiles(k, KernelTiles.RotationTileBuckets);
+            float[] m = new float[plan.FirstMomentFloats], v = new float[plan.SecondMomentFloats];
             // The workspaces as the optimizers allocate them (64-byte aligned, so phase 1 can use non-temporal stores).
             AlignedFloats sumM = new(b0 ? 0 : k), sumV = new(k);
             var triad = new TriadKernel(b, threads);
@@ -401,8 +389,8 @@ public static class PhaseProbe
             Action[] steps =
             {
                 () => triad.Step(),
-                () => TileRunner.Run(tiles, threads, accumulate, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
-                () => TileRunner.Run(tiles, threads, apply, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
+                () => kernel.Accumulate(threads, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
+                () => kernel.Apply(threads, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
             };
             var samples = steps.Select(_ => new double[reps]).ToArray();
             foreach (var st in steps) { st(); st(); }
@@ -417,7 +405,7 @@ public static class PhaseProbe
             double Med(double[] x) { var c = (double[])x.Clone(); Array.Sort(c); return c[c.Length / 2]; }
             double tt = Med(samples[0]), ta = Med(samples[1]), tp = Med(samples[2]);
             double applyBytes = b0 ? 12 : 8;
-            w.WriteLine($"phases of generated Rotation{(b0 ? " β1=0" : "")} ({tiles} tiles, {k / tiles} buckets/tile, {threads} threads): " +
+            w.WriteLine($"phases of the Rotation kernel{(b0 ? " β1=0" : "")} ({tiles} tiles, {k / tiles} buckets/tile, {threads} threads): " +
                         $"accumulate {ta:F2} ms ({4.0 * b.Length / ta / 1e6:F1} GB/s at 4 B/param), apply {tp:F2} ms ({applyBytes * b.Length / tp / 1e6:F1} GB/s at {applyBytes} B/param), " +
                         $"sum {ta + tp:F2} ms; triad {tt:F2} ms ({12.0 * b.Length / tt / 1e6:F1} GB/s)");
         }
