@@ -181,6 +181,16 @@ public class QuantizedMomentTests
     }
 
     [Fact]
+    public void Eight_bit_codes_beyond_the_largest_array_are_refused_naming_the_tensor()
+    {
+        var huge = new TensorSpec("Huge", new[] { 2, 1_073_741_823 });   // 2,147,483,646 entries: indexable, but not as bytes of one array
+        var e = Assert.Throws<ArgumentException>(() => new TensorPlan(huge, Q8));
+        Assert.Contains("'Huge'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("Quantized4", e.Message, StringComparison.Ordinal);
+        Assert.True(new TensorPlan(huge, Q4).IsQuantized);   // 4 bits: half the bytes, fits
+    }
+
+    [Fact]
     public void A_sketched_vector_is_refused_naming_it()
     {
         var e = Assert.Throws<ArgumentException>(() => new CountSketchAdam(Q8, [.. Specs, new TensorSpec("V", 1000)]));
@@ -387,6 +397,31 @@ public class QuantizedMomentTests
             Assert.Equal(StepOutcome.Applied, device.Step(1e-3f, [p.View.AsContiguous()], [gd.View.AsContiguous()]));
             Assert.All(p.GetAsArray1D(), x => Assert.True(float.IsFinite(x)));
         }
+    }
+
+    /// <summary>
+    /// The factored kernel's workspace stays at most 64 tiles of C column partials (plus R + C sums) for a wide matrix, instead of
+    /// one tile per row; results stay those of the reference (the partition only orders the column sums).
+    /// </summary>
+    [Fact]
+    public void A_wide_matrix_keeps_a_bounded_workspace_and_follows_the_reference()
+    {
+        var spec = new TensorSpec("Wide", new[] { 300, 20_000 });   // C > ElementTile: one row per tile before
+        var settings = new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored };
+        var plan = new TensorPlan(spec, settings);
+        var kernel = new FactoredCpuKernel(plan, settings);
+        Assert.True(kernel.WorkspaceFloats <= FactoredCpuKernel.MaxRowTiles * 20_000L + 300 + 20_000, $"{kernel.WorkspaceFloats} floats");
+        using var engine = new CountSketchAdam(settings, [spec]);
+        var reference = new ReferenceOptimizer(settings, [spec]);
+        var pe = Parameters([spec], 2);
+        var pr = Clone(pe);
+        for (int step = 1; step <= 2; step++)
+        {
+            var g = Gradients([spec], 2, step);
+            Assert.Equal(StepOutcome.Applied, engine.Step(1e-2f, pe, g));
+            reference.Step(1e-2f, pr, g);
+        }
+        AssertClose([spec], pr, pe, 1e-5, "wide");
     }
 
     /// <summary>A block whose max |m| is below Q / float.MaxValue is stored as 0 (scale 0, codes 0), by the kernel and the reference alike.</summary>

@@ -42,6 +42,12 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     private float _beta1, _oneMinusBeta1, _invBias1;
     private int _step;
 
+    /// <summary>The most row tiles of phase 1 (each keeps C column partials).</summary>
+    internal const int MaxRowTiles = 64;
+
+    /// <summary>Floats of workspace this kernel keeps: R row sums, C column sums and the tiles' C column partials each.</summary>
+    internal long WorkspaceFloats => _rowSums.Length + _colSums.Length + _colPartials.LongLength;
+
     public FactoredCpuKernel(TensorPlan plan, OptimizerSettings settings, byte[]? codes = null) : base(plan, settings)
     {
         if (!plan.IsFactored || (plan.HasFirstMoment && !plan.IsQuantized))
@@ -65,7 +71,9 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         else _quantApply = _quantSquares = ApplyTile;
         _rows = plan.FactorRows;
         _cols = plan.FactorColumns;
-        _rowsPerTile = Math.Max(1, KernelTiles.ElementTile / _cols);
+        // Whole rows of about ElementTile entries per tile, but at most MaxRowTiles tiles: each tile keeps C column partials, so
+        // the workspace is at most MaxRowTiles·C floats (not R·C for a wide matrix). From the shape only: deterministic.
+        _rowsPerTile = Math.Max(Math.Max(1, KernelTiles.ElementTile / _cols), (int)(((long)_rows + MaxRowTiles - 1) / MaxRowTiles));
         _tiles = KernelTiles.Tiles(_rows, _rowsPerTile);
         _rowSums = new float[_rows];
         _colSums = new float[_cols];

@@ -47,6 +47,8 @@ public sealed class TensorPlan
         if (settings.FirstMoment != FirstMomentStorage.Sketch && !IsDense && !IsFactored)
             throw new ArgumentException($"Tensor '{spec.Name}' is sketched and has one dimension: FirstMoment = {settings.FirstMoment} applies to factored tensors, and a one-dimensional tensor cannot be factored. Declare it with Sketching = TensorSketching.Dense, or give it two or more dimensions.", nameof(spec));
         FirstMoment = IsFactored && HasFirstMoment ? settings.FirstMoment : FirstMomentStorage.Sketch;
+        if (IsQuantized && FirstMoment == FirstMomentStorage.Quantized8 && Length > Array.MaxLength)
+            throw new ArgumentException($"Tensor '{spec.Name}' has {Length} elements: its 8-bit first-moment codes (one byte each) would exceed the largest .NET array ({Array.MaxLength} bytes). Use FirstMoment = Quantized4, or split the tensor.", nameof(spec));
         if (IsQuantized)
         {
             QuantizationBlock = settings.QuantizationBlock;
