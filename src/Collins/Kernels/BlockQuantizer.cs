@@ -150,6 +150,55 @@ internal static class BlockQuantizer
         for (; j < m.Length; j++) m[j] = Code(codes, true, block, start + j) * step;
     }
 
+    /// <summary>
+    /// <see cref="Dequantize"/> fused with the first-moment EMA: m = β1·(q·(scale / Q)) + (1 − β1)·g, the same float operations in
+    /// the same order as dequantising and then forming the EMA (so the same floats), in one pass over the block.
+    /// </summary>
+    public static void DequantizeEma(ReadOnlySpan<byte> codes, bool fourBit, int block, int start, float scale, int levels,
+                                     ReadOnlySpan<float> g, float beta1, float oneMinusBeta1, Span<float> m)
+    {
+        float step = scale / levels;
+        int j = 0;
+        if (!fourBit)
+        {
+            var q = MemoryMarshal.Cast<byte, sbyte>(codes.Slice(start, m.Length));
+            if (Vector.IsHardwareAccelerated)
+                for (; j <= m.Length - Vector<sbyte>.Count; j += Vector<sbyte>.Count)
+                    WidenEma(new Vector<sbyte>(q[j..]), step, g[j..], beta1, oneMinusBeta1, m[j..]);
+            for (; j < m.Length; j++) m[j] = beta1 * (q[j] * step) + oneMinusBeta1 * g[j];
+            return;
+        }
+        int half = block >> 1;
+        if (Vector.IsHardwareAccelerated && m.Length == block && half % Vector<sbyte>.Count == 0)
+        {
+            var bytes = MemoryMarshal.Cast<byte, sbyte>(codes.Slice(start >> 1, half));
+            for (; j < half; j += Vector<sbyte>.Count)
+            {
+                var v = new Vector<sbyte>(bytes[j..]);
+                WidenEma(Vector.ShiftRightArithmetic(Vector.ShiftLeft(v, 4), 4), step, g[j..], beta1, oneMinusBeta1, m[j..]);
+                WidenEma(Vector.ShiftRightArithmetic(v, 4), step, g[(half + j)..], beta1, oneMinusBeta1, m[(half + j)..]);
+            }
+            return;
+        }
+        for (; j < m.Length; j++) m[j] = beta1 * (Code(codes, true, block, start + j) * step) + oneMinusBeta1 * g[j];
+    }
+
+    /// <summary>Vector&lt;sbyte&gt;.Count codes into <paramref name="m"/> as β1·(q·step) + (1 − β1)·g.</summary>
+    private static void WidenEma(Vector<sbyte> v, float step, ReadOnlySpan<float> g, float beta1, float oneMinusBeta1, Span<float> m)
+    {
+        var vstep = new Vector<float>(step);
+        var vb1 = new Vector<float>(beta1);
+        var vob1 = new Vector<float>(oneMinusBeta1);
+        int n = Vector<int>.Count;
+        Vector.Widen(v, out Vector<short> s0, out Vector<short> s1);
+        Vector.Widen(s0, out Vector<int> i0, out Vector<int> i1);
+        Vector.Widen(s1, out Vector<int> i2, out Vector<int> i3);
+        (vb1 * (Vector.ConvertToSingle(i0) * vstep) + vob1 * new Vector<float>(g)).CopyTo(m);
+        (vb1 * (Vector.ConvertToSingle(i1) * vstep) + vob1 * new Vector<float>(g[n..])).CopyTo(m[n..]);
+        (vb1 * (Vector.ConvertToSingle(i2) * vstep) + vob1 * new Vector<float>(g[(2 * n)..])).CopyTo(m[(2 * n)..]);
+        (vb1 * (Vector.ConvertToSingle(i3) * vstep) + vob1 * new Vector<float>(g[(3 * n)..])).CopyTo(m[(3 * n)..]);
+    }
+
     /// <summary>Vector&lt;sbyte&gt;.Count codes, as floats times <paramref name="step"/>, into <paramref name="m"/>.</summary>
     private static void Widen(Vector<sbyte> v, float step, Span<float> m)
     {
@@ -171,8 +220,11 @@ internal static class BlockQuantizer
     /// scalar path computes the same codes.
     /// </summary>
     public static float Quantize(ReadOnlySpan<float> m, Span<byte> codes, bool fourBit, int block, int start, int levels, bool stochastic, ulong key, int step)
+        => Quantize(m, AbsMax(m), codes, fourBit, block, start, levels, stochastic, key, step);
+
+    /// <summary>As <see cref="Quantize(ReadOnlySpan{float}, Span{byte}, bool, int, int, int, bool, ulong, int)"/> with max |m| already known (the caller's pass formed it).</summary>
+    public static float Quantize(ReadOnlySpan<float> m, float absmax, Span<byte> codes, bool fourBit, int block, int start, int levels, bool stochastic, ulong key, int step)
     {
-        float absmax = AbsMax(m);
         float inv = absmax == 0f ? 0f : levels / absmax;   // inv = 0 gives y = r, ⌊r⌋ = 0: every code 0
         if (!(inv <= float.MaxValue))
         {
@@ -182,6 +234,8 @@ internal static class BlockQuantizer
             absmax = 0f;
         }
         int j = 0, half = block >> 1, f = Vector<float>.Count;
+        uint a = 0, c = 0;
+        if (stochastic) StepWords(key, step, out a, out c);   // once per block, not per entry
         if (Vector.IsHardwareAccelerated && m.Length == block && (fourBit ? half : block) % Vector<sbyte>.Count == 0)
         {
             // Codes of Vector<sbyte>.Count entries at a time: four float vectors, narrowed int → short → sbyte.
@@ -189,16 +243,16 @@ internal static class BlockQuantizer
             var target = MemoryMarshal.Cast<byte, sbyte>(codes);
             for (; j < (fourBit ? half : block); j += lanes)
             {
-                var lo = Codes(m, j, inv, levels, stochastic, key, step, start, f);
+                var lo = Codes(m, j, inv, levels, stochastic, a, c, start, f);
                 if (!fourBit) { lo.CopyTo(target[(start + j)..]); continue; }
-                var hi = Codes(m, half + j, inv, levels, stochastic, key, step, start, f);
+                var hi = Codes(m, half + j, inv, levels, stochastic, a, c, start, f);
                 ((lo & new Vector<sbyte>(0x0F)) | Vector.ShiftLeft(hi, 4)).CopyTo(target[((start >> 1) + j)..]);
             }
             return absmax;
         }
         for (; j < m.Length; j++)
         {
-            float r = stochastic ? Uniform(key, step, start + j) : 0.5f;
+            float r = stochastic ? Uniform(a, c, start + j) : 0.5f;
             int q = (int)MathF.Floor(m[j] * inv + r);
             SetCode(codes, fourBit, block, start + j, Math.Clamp(q, -levels, levels));
         }
@@ -206,22 +260,21 @@ internal static class BlockQuantizer
     }
 
     /// <summary>The codes of entries <paramref name="j"/> … j + Vector&lt;sbyte&gt;.Count − 1 of the block.</summary>
-    private static Vector<sbyte> Codes(ReadOnlySpan<float> m, int j, float inv, int levels, bool stochastic, ulong key, int step, int start, int f)
-        => Vector.Narrow(Vector.Narrow(Part(m, j, inv, levels, stochastic, key, step, start), Part(m, j + f, inv, levels, stochastic, key, step, start)),
-                         Vector.Narrow(Part(m, j + 2 * f, inv, levels, stochastic, key, step, start), Part(m, j + 3 * f, inv, levels, stochastic, key, step, start)));
+    private static Vector<sbyte> Codes(ReadOnlySpan<float> m, int j, float inv, int levels, bool stochastic, uint a, uint c, int start, int f)
+        => Vector.Narrow(Vector.Narrow(Part(m, j, inv, levels, stochastic, a, c, start), Part(m, j + f, inv, levels, stochastic, a, c, start)),
+                         Vector.Narrow(Part(m, j + 2 * f, inv, levels, stochastic, a, c, start), Part(m, j + 3 * f, inv, levels, stochastic, a, c, start)));
 
     /// <summary>clamp(⌊m·inv + r⌋, −Q, Q) of Vector&lt;float&gt;.Count entries from <paramref name="at"/>.</summary>
-    private static Vector<int> Part(ReadOnlySpan<float> m, int at, float inv, int levels, bool stochastic, ulong key, int step, int start)
+    private static Vector<int> Part(ReadOnlySpan<float> m, int at, float inv, int levels, bool stochastic, uint a, uint c, int start)
     {
-        var r = stochastic ? UniformVector(key, step, start + at) : new Vector<float>(0.5f);
+        var r = stochastic ? UniformVector(a, c, start + at) : new Vector<float>(0.5f);
         var y = Vector.Floor(new Vector<float>(m[at..]) * new Vector<float>(inv) + r);
         return Vector.Min(Vector.Max(Vector.ConvertToInt32(y), new Vector<int>(-levels)), new Vector<int>(levels));
     }
 
-    /// <summary><see cref="Uniform(ulong, int, int)"/> for Vector&lt;float&gt;.Count consecutive entries from <paramref name="index"/>.</summary>
-    private static Vector<float> UniformVector(ulong key, int step, int index)
+    /// <summary><see cref="Uniform(uint, uint, int)"/> for Vector&lt;float&gt;.Count consecutive entries from <paramref name="index"/> (the step's words a, c).</summary>
+    private static Vector<float> UniformVector(uint a, uint c, int index)
     {
-        StepWords(key, step, out uint a, out uint c);
         var h = (new Vector<uint>((uint)index) + Iota) * new Vector<uint>(a) + new Vector<uint>(c);
         h ^= Vector.ShiftRightLogical(h, 16);
         h *= new Vector<uint>(0x85EBCA6BU);

@@ -268,7 +268,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
 
     /// <summary>
     /// One block of a quantised first moment: m ← β1·deq(q) + (1 − β1)·g in float, u = m/bc1 / (√v̂·isb2 + ε) per row segment;
-    /// with <paramref name="write"/> p ← p·decay − lr·u and the block stored again (<see cref="BlockQuantizer.Quantize"/>),
+    /// with <paramref name="write"/> p ← p·decay − lr·u and the block stored again (<see cref="BlockQuantizer.Quantize(ReadOnlySpan{float}, float, Span{byte}, bool, int, int, int, bool, ulong, int)"/>),
     /// otherwise only Σ u² (in double) into <paramref name="squares"/>.
     /// </summary>
     private void QuantizedBlock(int block, in TileBuffers buf, in StepScalars s, Span<float> mb, bool write, ref double squares)
@@ -276,22 +276,15 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         int e0 = block * _block, len = Math.Min(_block, Plan.Length - e0);
         var m = mb[..len];
         var scales = buf.FirstMoment;
-        BlockQuantizer.Dequantize(_codes, _fourBit, _block, e0, scales[block], _levels, m);
-        var g = buf.Gradient.Slice(e0, len);
-        float beta1 = _beta1, oneMinusBeta1 = _oneMinusBeta1;
-        int j = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var vb1 = new Vector<float>(beta1); var vob1 = new Vector<float>(oneMinusBeta1);
-            for (; j <= len - Vector<float>.Count; j += Vector<float>.Count)
-                (vb1 * new Vector<float>(m[j..]) + vob1 * new Vector<float>(g[j..])).CopyTo(m[j..]);
-        }
-        for (; j < len; j++) m[j] = beta1 * m[j] + oneMinusBeta1 * g[j];
+        // m ← β1·deq(q) + (1 − β1)·g in one pass (the same floats as dequantising, then forming the EMA).
+        BlockQuantizer.DequantizeEma(_codes, _fourBit, _block, e0, scales[block], _levels, buf.Gradient.Slice(e0, len), _beta1, _oneMinusBeta1, m);
 
         var colEma = buf.SecondMoment.Slice(_rows, _cols);
         var rowEma = buf.SecondMoment[.._rows];
         float decay = s.Decay, lr = s.LearningRate * _updateScale, isb2 = _invSqrtBias, eps = K.Epsilon, ibc1 = _invBias1;
         var p = buf.Parameters;
+        var vmax = Vector<float>.Zero;   // max |m| of the block, formed in the update pass (for the store)
+        float absmax = 0f;
         for (int e = e0; e < e0 + len;)
         {
             int r = e / _cols, c0 = e - r * _cols, n = Math.Min(_cols - c0, e0 + len - e);
@@ -307,19 +300,29 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
                 for (; c <= n - Vector<float>.Count; c += Vector<float>.Count)
                 {
                     var den = Vector.SquareRoot(va * new Vector<float>(col[c..])) * visb2 + veps;
-                    var u = new Vector<float>(mSeg[c..]) * vibc1 / den;
+                    var mv = new Vector<float>(mSeg[c..]);
+                    vmax = Vector.Max(vmax, Vector.Abs(mv));
+                    var u = mv * vibc1 / den;
                     (new Vector<float>(pSeg[c..]) * vdecay - vlr * u).CopyTo(pSeg[c..]);
                 }
             }
             for (; c < n; c++)
             {
                 float u = mSeg[c] * ibc1 / (MathF.Sqrt(a * col[c]) * isb2 + eps);
-                if (write) pSeg[c] = pSeg[c] * decay - lr * u;
+                if (write)
+                {
+                    pSeg[c] = pSeg[c] * decay - lr * u;
+                    absmax = MathF.Max(absmax, MathF.Abs(mSeg[c]));
+                }
                 else squares += (double)(u * u);
             }
             e += n;
         }
-        if (write) scales[block] = BlockQuantizer.Quantize(m, _codes, _fourBit, _block, e0, _levels, _stochastic, _streamKey, _step);
+        if (write)
+        {
+            for (int l = 0; l < Vector<float>.Count; l++) absmax = MathF.Max(absmax, vmax[l]);
+            scales[block] = BlockQuantizer.Quantize(m, absmax, _codes, _fourBit, _block, e0, _levels, _stochastic, _streamKey, _step);
+        }
     }
 
     /// <summary>Adds g² of <paramref name="row"/> into <paramref name="columns"/> and returns the row's Σ g² (lanes, then lanes in order).</summary>
