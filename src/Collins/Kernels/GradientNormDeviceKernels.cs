@@ -17,6 +17,7 @@ internal sealed class DeviceGradientNorm : IDisposable
     /// <summary>Values one thread adds per level.</summary>
     internal const int Chunk = 256;
 
+    private readonly Accelerator _accelerator;
     private readonly MemoryBuffer1D<double, Stride1D.Dense> _squares;
     private readonly MemoryBuffer1D<double, Stride1D.Dense> _partials;
     private readonly Action<Index1D, ArrayView<float>, ArrayView<double>, int> _floats;
@@ -27,6 +28,7 @@ internal sealed class DeviceGradientNorm : IDisposable
     /// <param name="longestSource">The most values any one tensor reduces (sizes the partials, which every tensor reuses in launch order).</param>
     public DeviceGradientNorm(Accelerator accelerator, int tensors, int longestSource)
     {
+        _accelerator = accelerator;
         _squares = accelerator.Allocate1D<double>(tensors);
         _partials = accelerator.Allocate1D<double>(Math.Max(1, Workspace(longestSource)));
         _floats = accelerator.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<double>, int>(GradientNormDeviceKernels.SumFloats);
@@ -73,8 +75,15 @@ internal sealed class DeviceGradientNorm : IDisposable
         _doubles(1, _partials.View.SubView(offset, count), slot);
     }
 
-    /// <summary>Copies every tensor's Σ g² to <paramref name="squares"/> (waits for the device).</summary>
-    public void Read(double[] squares) => _squares.View.CopyToCPU(ref squares[0], squares.Length);
+    /// <summary>
+    /// Copies every tensor's Σ g² to <paramref name="squares"/>. Waits for the device first: the copy alone is not ordered after the
+    /// reduction kernels on every accelerator (on ILGPU's CPU accelerator it could read the slots before the last kernel wrote them).
+    /// </summary>
+    public void Read(double[] squares)
+    {
+        _accelerator.Synchronize();
+        _squares.View.CopyToCPU(ref squares[0], squares.Length);
+    }
 
     public void Dispose()
     {
