@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
+using Collins.Planning;
 
 namespace Collins.Generators
 {
@@ -119,7 +120,7 @@ namespace Collins.Generators
             w.Line("    DenseThreshold = " + Literal.Int(variant.DenseThreshold) + ",");
             w.Line("    UpdateClipping = " + Literal.Double(variant.UpdateClipping) + ",");
             w.Line("    Beta2Schedule = " + Literal.Double(variant.Beta2Schedule) + ",");
-            w.Line("    FirstMoment = global::Collins.FirstMomentStorage." + (variant.FirstMoment == 1 ? "Quantized8" : variant.FirstMoment == 2 ? "Quantized4" : "Sketch") + ",");
+            w.Line("    FirstMoment = global::Collins.FirstMomentStorage." + SettingsRules.FirstMomentName(variant.FirstMoment) + ",");
             w.Line("    QuantizationBlock = " + Literal.Int(variant.QuantizationBlock) + ",");
             w.Line("    StochasticRounding = " + (variant.StochasticRounding ? "true" : "false") + ",");
             w.Line("    MaxGradientNorm = " + Literal.Double(variant.MaxGradientNorm) + ",");
@@ -456,7 +457,7 @@ namespace Collins.Generators
         /// <summary>The descriptor the runtime's factored kernels check against the plan: R, C, the first moment's storage and block.</summary>
         private static void EmitFactored(CodeWriter w, VariantModel variant, TensorModel t)
         {
-            string storage = t.QuantizedBlocks == 0 ? "Sketch" : variant.FirstMoment == 2 ? "Quantized4" : "Quantized8";
+            string storage = SettingsRules.FirstMomentName(t.QuantizedBlocks == 0 ? SettingsRules.SketchStorage : variant.FirstMoment);
             w.Line();
             w.Line("static int __FactoredTensor.Rows => FactorRows;");
             w.Line("static int __FactoredTensor.Columns => FactorColumns;");

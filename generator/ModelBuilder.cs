@@ -538,7 +538,7 @@ namespace Collins.Generators
                     diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredNeedsBeta1Zero, At("Beta1"), display, Num(beta1)));
                     valid = false;
                 }
-                string storageName = StorageName(firstMoment);
+                string storageName = SettingsRules.FirstMomentName(firstMoment);
                 if (firstMoment != SettingsRules.SketchStorage && !SettingsRules.QuantizationBlockIsValid(quantizationBlock))
                 {
                     diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidQuantizedFirstMoment, At("QuantizationBlock"), display, storageName,
@@ -577,8 +577,6 @@ namespace Collins.Generators
         /// </summary>
         internal const int MaxUnrolledRows = 1024;
 
-        private static string StorageName(int storage) => storage == SettingsRules.Quantized8Storage ? "Quantized8" : storage == SettingsRules.Quantized4Storage ? "Quantized4" : "Sketch";
-
         private static TensorModel? Plan(TensorDecl t, string variant, int settingsRatio, double beta1, int layout, int secondMoment, int firstMoment, int quantizationBlock,
                                         long seed, int denseThreshold, Location? variantLocation, List<DiagnosticInfo> diagnostics)
         {
@@ -594,7 +592,7 @@ namespace Collins.Generators
             {
                 if (firstMoment != SettingsRules.SketchStorage)
                 {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedOneDimension, t.Location ?? variantLocation, t.Name, variant, StorageName(firstMoment)));
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedOneDimension, t.Location ?? variantLocation, t.Name, variant, SettingsRules.FirstMomentName(firstMoment)));
                     return null;
                 }
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredOneDimension, t.Location ?? variantLocation, t.Name, variant));

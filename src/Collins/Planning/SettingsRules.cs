@@ -80,6 +80,10 @@ namespace Collins.Planning
         /// <summary>First-moment storage, as <c>FirstMomentStorage</c>: 0 Sketch (the seed's), 1 Quantized8, 2 Quantized4 (block-quantised).</summary>
         public const int SketchStorage = 0, Quantized8Storage = 1, Quantized4Storage = 2;
 
+        /// <summary>The member name of a first-moment storage in <c>FirstMomentStorage</c> (what the generator writes and reports).</summary>
+        public static string FirstMomentName(int storage)
+            => storage == Quantized8Storage ? "Quantized8" : storage == Quantized4Storage ? "Quantized4" : "Sketch";
+
         /// <summary>A defined first-moment storage.</summary>
         public static bool FirstMomentIsDefined(int storage) => storage >= SketchStorage && storage <= Quantized4Storage;
 
