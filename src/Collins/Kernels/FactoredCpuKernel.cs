@@ -39,8 +39,6 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     private readonly int _block, _levels, _blocksPerTile, _blockTiles;
     private readonly ulong _streamKey;
     private readonly TileKernel _quantApply, _quantSquares;
-    private float _beta1, _oneMinusBeta1, _invBias1;
-    private int _step;
 
     /// <summary>The most row tiles of phase 1 (each keeps C column partials).</summary>
     internal const int MaxRowTiles = 64;
@@ -65,10 +63,9 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             _streamKey = BlockQuantizer.StreamKey(settings.Seed, plan.Name);
             _blocksPerTile = Math.Max(1, KernelTiles.ElementTile / _block);
             _blockTiles = KernelTiles.Tiles(plan.QuantizedBlocks, _blocksPerTile);
-            _quantApply = QuantizedApplyTile;
-            _quantSquares = QuantizedSquaresTile;
         }
-        else _quantApply = _quantSquares = ApplyTile;
+        _quantApply = QuantizedApplyTile;
+        _quantSquares = QuantizedSquaresTile;
         _rows = plan.FactorRows;
         _cols = plan.FactorColumns;
         // Whole rows of about ElementTile entries per tile, but at most MaxRowTiles tiles: each tile keeps C column partials, so
@@ -232,10 +229,6 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     /// <summary>Phase 2 with a quantised first moment: optional RMS(u) pass, then the update and the new codes, in block tiles.</summary>
     private void QuantizedApply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
     {
-        _beta1 = K.Beta1;
-        _oneMinusBeta1 = K.OneMinusBeta1 * s.GradientScale;   // gradient-norm clipping: m takes (1 − β1)·s·g (exact for s = 1)
-        _invBias1 = s.InvBiasCorrection1;
-        _step = s.Step;
         if (_clip > 0)
         {
             TileRunner.Run(_blockTiles, threads, _quantSquares, p, g, m, v, sumM, sumV, s);
@@ -276,12 +269,14 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         int e0 = block * _block, len = Math.Min(_block, Plan.Length - e0);
         var m = mb[..len];
         var scales = buf.FirstMoment;
-        // m ← β1·deq(q) + (1 − β1)·g in one pass (the same floats as dequantising, then forming the EMA).
-        BlockQuantizer.DequantizeEma(_codes, _fourBit, _block, e0, scales[block], _levels, buf.Gradient.Slice(e0, len), _beta1, _oneMinusBeta1, m);
+        // m ← β1·deq(q) + (1 − β1)·s·g in one pass (the same floats as dequantising, then forming the EMA); gradient-norm clipping's
+        // s enters through m's coefficient (exact for s = 1).
+        BlockQuantizer.DequantizeEma(_codes, _fourBit, _block, e0, scales[block], _levels, buf.Gradient.Slice(e0, len), K.Beta1,
+                                     K.OneMinusBeta1 * s.GradientScale, m);
 
         var colEma = buf.SecondMoment.Slice(_rows, _cols);
         var rowEma = buf.SecondMoment[.._rows];
-        float decay = s.Decay, lr = s.LearningRate * _updateScale, isb2 = _invSqrtBias, eps = K.Epsilon, ibc1 = _invBias1;
+        float decay = s.Decay, lr = s.LearningRate * _updateScale, isb2 = _invSqrtBias, eps = K.Epsilon, ibc1 = s.InvBiasCorrection1;
         var p = buf.Parameters;
         var vmax = Vector<float>.Zero;   // max |m| of the block, formed in the update pass (for the store)
         float absmax = 0f;
@@ -321,7 +316,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         if (write)
         {
             for (int l = 0; l < Vector<float>.Count; l++) absmax = MathF.Max(absmax, vmax[l]);
-            scales[block] = BlockQuantizer.Quantize(m, absmax, _codes, _fourBit, _block, e0, _levels, _stochastic, _streamKey, _step);
+            scales[block] = BlockQuantizer.Quantize(m, absmax, _codes, _fourBit, _block, e0, _levels, _stochastic, _streamKey, s.Step);
         }
     }
 
