@@ -123,32 +123,7 @@ internal static class BlockQuantizer
     /// <paramref name="m"/> (its length is the block's): m = q·(scale / Q), vectorised for whole blocks.
     /// </summary>
     public static void Dequantize(ReadOnlySpan<byte> codes, bool fourBit, int block, int start, float scale, int levels, Span<float> m)
-    {
-        float step = scale / levels;
-        int j = 0;
-        if (!fourBit)
-        {
-            var q = MemoryMarshal.Cast<byte, sbyte>(codes.Slice(start, m.Length));
-            if (Vector.IsHardwareAccelerated)
-                for (; j <= m.Length - Vector<sbyte>.Count; j += Vector<sbyte>.Count)
-                    Widen(new Vector<sbyte>(q[j..]), step, m[j..]);
-            for (; j < m.Length; j++) m[j] = q[j] * step;
-            return;
-        }
-        int half = block >> 1;
-        if (Vector.IsHardwareAccelerated && m.Length == block && half % Vector<sbyte>.Count == 0)
-        {
-            var bytes = MemoryMarshal.Cast<byte, sbyte>(codes.Slice(start >> 1, half));
-            for (; j < half; j += Vector<sbyte>.Count)
-            {
-                var v = new Vector<sbyte>(bytes[j..]);
-                Widen(Vector.ShiftRightArithmetic(Vector.ShiftLeft(v, 4), 4), step, m[j..]);   // low nibbles: entries j …
-                Widen(Vector.ShiftRightArithmetic(v, 4), step, m[(half + j)..]);               // high nibbles: entries half + j …
-            }
-            return;
-        }
-        for (; j < m.Length; j++) m[j] = Code(codes, true, block, start + j) * step;
-    }
+        => Dequantize<Plain>(codes, fourBit, block, start, scale, levels, default, 0f, 0f, m);
 
     /// <summary>
     /// <see cref="Dequantize"/> fused with the first-moment EMA: m = β1·(q·(scale / Q)) + (1 − β1)·g, the same float operations in
@@ -156,6 +131,30 @@ internal static class BlockQuantizer
     /// </summary>
     public static void DequantizeEma(ReadOnlySpan<byte> codes, bool fourBit, int block, int start, float scale, int levels,
                                      ReadOnlySpan<float> g, float beta1, float oneMinusBeta1, Span<float> m)
+        => Dequantize<Ema>(codes, fourBit, block, start, scale, levels, g, beta1, oneMinusBeta1, m);
+
+    /// <summary>What a dequantised value x = q·step of entry j becomes: x itself, or the EMA β1·x + (1 − β1)·g[j].</summary>
+    private interface IDequantized
+    {
+        static abstract float Scalar(float x, ReadOnlySpan<float> g, int j, float beta1, float oneMinusBeta1);
+        static abstract Vector<float> Vector(Vector<float> x, ReadOnlySpan<float> g, Vector<float> beta1, Vector<float> oneMinusBeta1);
+    }
+
+    private readonly struct Plain : IDequantized
+    {
+        public static float Scalar(float x, ReadOnlySpan<float> g, int j, float beta1, float oneMinusBeta1) => x;
+        public static Vector<float> Vector(Vector<float> x, ReadOnlySpan<float> g, Vector<float> beta1, Vector<float> oneMinusBeta1) => x;
+    }
+
+    private readonly struct Ema : IDequantized
+    {
+        public static float Scalar(float x, ReadOnlySpan<float> g, int j, float beta1, float oneMinusBeta1) => beta1 * x + oneMinusBeta1 * g[j];
+        public static Vector<float> Vector(Vector<float> x, ReadOnlySpan<float> g, Vector<float> beta1, Vector<float> oneMinusBeta1)
+            => beta1 * x + oneMinusBeta1 * new Vector<float>(g);
+    }
+
+    private static void Dequantize<T>(ReadOnlySpan<byte> codes, bool fourBit, int block, int start, float scale, int levels,
+                                      ReadOnlySpan<float> g, float beta1, float oneMinusBeta1, Span<float> m) where T : struct, IDequantized
     {
         float step = scale / levels;
         int j = 0;
@@ -164,8 +163,8 @@ internal static class BlockQuantizer
             var q = MemoryMarshal.Cast<byte, sbyte>(codes.Slice(start, m.Length));
             if (Vector.IsHardwareAccelerated)
                 for (; j <= m.Length - Vector<sbyte>.Count; j += Vector<sbyte>.Count)
-                    WidenEma(new Vector<sbyte>(q[j..]), step, g[j..], beta1, oneMinusBeta1, m[j..]);
-            for (; j < m.Length; j++) m[j] = beta1 * (q[j] * step) + oneMinusBeta1 * g[j];
+                    Widen<T>(new Vector<sbyte>(q[j..]), step, g.IsEmpty ? g : g[j..], beta1, oneMinusBeta1, m[j..]);
+            for (; j < m.Length; j++) m[j] = T.Scalar(q[j] * step, g, j, beta1, oneMinusBeta1);
             return;
         }
         int half = block >> 1;
@@ -175,16 +174,18 @@ internal static class BlockQuantizer
             for (; j < half; j += Vector<sbyte>.Count)
             {
                 var v = new Vector<sbyte>(bytes[j..]);
-                WidenEma(Vector.ShiftRightArithmetic(Vector.ShiftLeft(v, 4), 4), step, g[j..], beta1, oneMinusBeta1, m[j..]);
-                WidenEma(Vector.ShiftRightArithmetic(v, 4), step, g[(half + j)..], beta1, oneMinusBeta1, m[(half + j)..]);
+                // Low nibbles: entries j …; high nibbles: entries half + j ….
+                Widen<T>(Vector.ShiftRightArithmetic(Vector.ShiftLeft(v, 4), 4), step, g.IsEmpty ? g : g[j..], beta1, oneMinusBeta1, m[j..]);
+                Widen<T>(Vector.ShiftRightArithmetic(v, 4), step, g.IsEmpty ? g : g[(half + j)..], beta1, oneMinusBeta1, m[(half + j)..]);
             }
             return;
         }
-        for (; j < m.Length; j++) m[j] = beta1 * (Code(codes, true, block, start + j) * step) + oneMinusBeta1 * g[j];
+        for (; j < m.Length; j++) m[j] = T.Scalar(Code(codes, true, block, start + j) * step, g, j, beta1, oneMinusBeta1);
     }
 
-    /// <summary>Vector&lt;sbyte&gt;.Count codes into <paramref name="m"/> as β1·(q·step) + (1 − β1)·g.</summary>
-    private static void WidenEma(Vector<sbyte> v, float step, ReadOnlySpan<float> g, float beta1, float oneMinusBeta1, Span<float> m)
+    /// <summary>Vector&lt;sbyte&gt;.Count codes, as floats times <paramref name="step"/> (then <typeparamref name="T"/>'s map), into <paramref name="m"/>.</summary>
+    private static void Widen<T>(Vector<sbyte> v, float step, ReadOnlySpan<float> g, float beta1, float oneMinusBeta1, Span<float> m)
+        where T : struct, IDequantized
     {
         var vstep = new Vector<float>(step);
         var vb1 = new Vector<float>(beta1);
@@ -193,24 +194,10 @@ internal static class BlockQuantizer
         Vector.Widen(v, out Vector<short> s0, out Vector<short> s1);
         Vector.Widen(s0, out Vector<int> i0, out Vector<int> i1);
         Vector.Widen(s1, out Vector<int> i2, out Vector<int> i3);
-        (vb1 * (Vector.ConvertToSingle(i0) * vstep) + vob1 * new Vector<float>(g)).CopyTo(m);
-        (vb1 * (Vector.ConvertToSingle(i1) * vstep) + vob1 * new Vector<float>(g[n..])).CopyTo(m[n..]);
-        (vb1 * (Vector.ConvertToSingle(i2) * vstep) + vob1 * new Vector<float>(g[(2 * n)..])).CopyTo(m[(2 * n)..]);
-        (vb1 * (Vector.ConvertToSingle(i3) * vstep) + vob1 * new Vector<float>(g[(3 * n)..])).CopyTo(m[(3 * n)..]);
-    }
-
-    /// <summary>Vector&lt;sbyte&gt;.Count codes, as floats times <paramref name="step"/>, into <paramref name="m"/>.</summary>
-    private static void Widen(Vector<sbyte> v, float step, Span<float> m)
-    {
-        var vstep = new Vector<float>(step);
-        int n = Vector<int>.Count;
-        Vector.Widen(v, out Vector<short> s0, out Vector<short> s1);
-        Vector.Widen(s0, out Vector<int> i0, out Vector<int> i1);
-        Vector.Widen(s1, out Vector<int> i2, out Vector<int> i3);
-        (Vector.ConvertToSingle(i0) * vstep).CopyTo(m);
-        (Vector.ConvertToSingle(i1) * vstep).CopyTo(m[n..]);
-        (Vector.ConvertToSingle(i2) * vstep).CopyTo(m[(2 * n)..]);
-        (Vector.ConvertToSingle(i3) * vstep).CopyTo(m[(3 * n)..]);
+        T.Vector(Vector.ConvertToSingle(i0) * vstep, g, vb1, vob1).CopyTo(m);
+        T.Vector(Vector.ConvertToSingle(i1) * vstep, g.IsEmpty ? g : g[n..], vb1, vob1).CopyTo(m[n..]);
+        T.Vector(Vector.ConvertToSingle(i2) * vstep, g.IsEmpty ? g : g[(2 * n)..], vb1, vob1).CopyTo(m[(2 * n)..]);
+        T.Vector(Vector.ConvertToSingle(i3) * vstep, g.IsEmpty ? g : g[(3 * n)..], vb1, vob1).CopyTo(m[(3 * n)..]);
     }
 
     /// <summary>

@@ -221,7 +221,35 @@ internal sealed class UniversalCpuKernel : CpuTensorKernel
 internal static class GradientNorm
 {
     /// <summary>Σ of <paramref name="values"/> (finite sums of squares from phase 1) in double.</summary>
-    public static double Sum(ReadOnlySpan<float> values)
+    public static double Sum(ReadOnlySpan<float> values) => Sum<Value>(values);
+
+    /// <summary>
+    /// Σ g² of a dense tensor's gradient: each square in float (as the kernels form it), added in double. +Inf or NaN exactly
+    /// when some square is not a finite float (a double sum of at most 2^31 finite floats cannot overflow), so the one pass is
+    /// also the phase-1 verdict of <see cref="DenseAdamWCpu.SquaresFinite"/>.
+    /// </summary>
+    public static double SumOfSquares(ReadOnlySpan<float> gradient) => Sum<Square>(gradient);
+
+    /// <summary>The term a value contributes: itself, or its square formed in float.</summary>
+    private interface ITerm
+    {
+        static abstract float Of(float x);
+        static abstract Vector<float> Of(Vector<float> x);
+    }
+
+    private readonly struct Value : ITerm
+    {
+        public static float Of(float x) => x;
+        public static Vector<float> Of(Vector<float> x) => x;
+    }
+
+    private readonly struct Square : ITerm
+    {
+        public static float Of(float x) => x * x;
+        public static Vector<float> Of(Vector<float> x) => x * x;
+    }
+
+    private static double Sum<T>(ReadOnlySpan<float> values) where T : struct, ITerm
     {
         int i = 0;
         double sum = 0;
@@ -230,40 +258,14 @@ internal static class GradientNorm
             var acc0 = Vector<double>.Zero; var acc1 = Vector<double>.Zero;
             for (; i <= values.Length - Vector<float>.Count; i += Vector<float>.Count)
             {
-                Vector.Widen(new Vector<float>(values[i..]), out var lo, out var hi);
+                Vector.Widen(T.Of(new Vector<float>(values[i..])), out var lo, out var hi);
                 acc0 += lo;
                 acc1 += hi;
             }
             var lanes = acc0 + acc1;
             for (int l = 0; l < Vector<double>.Count; l++) sum += lanes[l];
         }
-        for (; i < values.Length; i++) sum += values[i];
-        return sum;
-    }
-
-    /// <summary>
-    /// Σ g² of a dense tensor's gradient: each square in float (as the kernels form it), added in double. +Inf or NaN exactly
-    /// when some square is not a finite float (a double sum of at most 2^31 finite floats cannot overflow), so the one pass is
-    /// also the phase-1 verdict of <see cref="DenseAdamWCpu.SquaresFinite"/>.
-    /// </summary>
-    public static double SumOfSquares(ReadOnlySpan<float> gradient)
-    {
-        int i = 0;
-        double sum = 0;
-        if (Vector.IsHardwareAccelerated && gradient.Length >= Vector<float>.Count)
-        {
-            var acc0 = Vector<double>.Zero; var acc1 = Vector<double>.Zero;
-            for (; i <= gradient.Length - Vector<float>.Count; i += Vector<float>.Count)
-            {
-                var x = new Vector<float>(gradient[i..]);
-                Vector.Widen(x * x, out var lo, out var hi);
-                acc0 += lo;
-                acc1 += hi;
-            }
-            var lanes = acc0 + acc1;
-            for (int l = 0; l < Vector<double>.Count; l++) sum += lanes[l];
-        }
-        for (; i < gradient.Length; i++) sum += (double)(gradient[i] * gradient[i]);
+        for (; i < values.Length; i++) sum += T.Of(values[i]);
         return sum;
     }
 }
