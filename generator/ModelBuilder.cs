@@ -58,6 +58,7 @@ namespace Collins.Generators
         private static readonly string[] DenseClassMembers = Array.Empty<string>();   // constants only since the engine split
         private static readonly string[] RotationClassMembers = { "Rotations", "Signs", "BucketCount", "VisitRows" };
         private static readonly string[] FactoredClassMembers = { "FactorRows", "FactorColumns" };
+        private static readonly string[] QuantizedClassMembers = { "FactorRows", "FactorColumns", "QuantizedBlocks", "CodeBytes" };
         private static readonly string[] UniversalClassMembers =
         {
             "A", "B", "SignA", "SignB", "BucketCount",
@@ -598,12 +599,13 @@ namespace Collins.Generators
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredOneDimension, t.Location ?? variantLocation, t.Name, variant));
             }
             bool quantized = factored && beta1 != 0 && firstMoment != SettingsRules.SketchStorage;
-            var clashes = dense ? DenseClassMembers : factored ? FactoredClassMembers : layout == 0 ? RotationClassMembers : UniversalClassMembers;
+            var clashes = dense ? DenseClassMembers : quantized ? QuantizedClassMembers : factored ? FactoredClassMembers
+                        : layout == 0 ? RotationClassMembers : UniversalClassMembers;
             if (Array.IndexOf(TensorClassMembers, t.Name) >= 0 || Array.IndexOf(clashes, t.Name) >= 0)
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, t.NameLocation ?? variantLocation, t.Name,
                     "its generated class in optimizer '" + variant + "' has a member of that name"
-                    + (dense ? "" : layout == 0 ? " (Rotation layout)" : " (Universal layout)")));
+                    + (dense ? "" : factored ? " (factored second moment)" : layout == 0 ? " (Rotation layout)" : " (Universal layout)")));
                 return null;
             }
             if (!dense && !factored && layout == 0 && rows > MaxUnrolledRows)

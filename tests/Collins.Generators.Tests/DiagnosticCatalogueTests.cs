@@ -226,6 +226,16 @@ public class DiagnosticCatalogueTests
             Error("COL011", $"Tensor name '{name}' is not usable: {why}")));
 
     [Theory]
+    [InlineData("SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0", "FactorRows")]
+    [InlineData("SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4", "FactorColumns")]
+    [InlineData("SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4", "CodeBytes")]
+    [InlineData("SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized8", "QuantizedBlocks")]
+    public void COL011_factored_tensor_named_like_a_member_of_its_generated_class(string settings, string name)
+        => AssertNothingGenerated(AssertDiagnostics(
+            Model($"SketchedOptimizer({settings}, DenseThreshold = 0)", $"[Tensor(8, 8, [|Name = \"{name}\"|])] public float[] W = new float[64];"),
+            Error("COL011", $"Tensor name '{name}' is not usable: its generated class in optimizer 'Optimizer' has a member of that name (factored second moment)")));
+
+    [Theory]
     [InlineData("plans")]        // __CreatePlans: VerifyPlan(plans[0], plans.Length, …) would read the local
     [InlineData("settings")]
     [InlineData("accelerator")]  // LoadDeviceKernels: accelerator.AccumulateKernel would read the local
