@@ -95,7 +95,8 @@ public sealed class TensorPlan
 
     /// <summary>
     /// True for a sketched tensor with the <see cref="SecondMomentEstimate.Factored"/> estimate: v is kept as
-    /// <see cref="FactorRows"/> row means and <see cref="FactorColumns"/> column means of g², and there is no first moment.
+    /// <see cref="FactorRows"/> row means and <see cref="FactorColumns"/> column means of g², and the first moment is either not kept
+    /// (β1 = 0) or block-quantised (<see cref="IsQuantized"/>).
     /// </summary>
     public bool IsFactored { get; }
     /// <summary>R of the factored view: the product of every dimension but the last (0 unless <see cref="IsFactored"/>).</summary>
