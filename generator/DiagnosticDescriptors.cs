@@ -138,10 +138,6 @@ namespace Collins.Generators
             "Optimizer '{0}' has SecondMoment = Factored and Beta1 = {1}; the factored estimate keeps no Count-Sketch first moment: set Beta1 = 0, keep m block-quantised (FirstMoment = FirstMomentStorage.Quantized8 or Quantized4), or choose SecondMoment Sum or Mean",
             DiagnosticSeverity.Error);
 
-        public static readonly DiagnosticDescriptor FactoredOneDimension = Make("COL026",
-            "A one-dimensional tensor cannot be factored",
-            "Tensor '{0}' of optimizer '{1}' is sketched and has one dimension, so SecondMoment = Factored cannot apply to it; it keeps the Count-Sketch Mean estimate. Give it two or more dimensions, or Sketching = TensorSketching.Dense to keep it exact",
-            DiagnosticSeverity.Warning);
 
         public static readonly DiagnosticDescriptor InvalidUpdateClipping = Make("COL027",
             "Invalid update clipping",
@@ -158,10 +154,6 @@ namespace Collins.Generators
             "Optimizer '{0}' has FirstMoment = {1}; {2}",
             DiagnosticSeverity.Error);
 
-        public static readonly DiagnosticDescriptor QuantizedOneDimension = Make("COL031",
-            "A one-dimensional sketched tensor cannot take a quantised first moment",
-            "Tensor '{0}' of optimizer '{1}' is sketched and has one dimension: FirstMoment = {2} applies to factored tensors, and a one-dimensional tensor cannot be factored. Declare it with Sketching = TensorSketching.Dense, or give it two or more dimensions",
-            DiagnosticSeverity.Error);
 
         public static readonly DiagnosticDescriptor InvalidMaxGradientNorm = Make("COL029",
             "Invalid gradient-norm clipping bound",
@@ -188,7 +180,7 @@ namespace Collins.Generators
             ClassNotPartial, ContainingTypeNotPartial, GenericClass, InvalidRatio, InvalidBeta, InvalidEpsilon,
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
-            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, FactoredOneDimension, InvalidUpdateClipping, InvalidBeta2Schedule, InvalidQuantizedFirstMoment, QuantizedOneDimension, InternalError,
+            TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, InvalidUpdateClipping, InvalidBeta2Schedule, InvalidQuantizedFirstMoment, InternalError,
             InvalidMaxGradientNorm);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)

@@ -38,8 +38,7 @@ namespace Collins.Generators
             {
                 Variant = variant,
                 HasFirstMoment = variant.Beta1 != 0,
-                // Mean, or Factored, whose sketched tensors of one dimension take the Mean estimate (COL026).
-                MeanSecondMoment = variant.SecondMoment != 0,
+                MeanSecondMoment = variant.SecondMoment == 1,
                 SecondMomentName = variant.SecondMoment == 2 ? "Factored" : variant.SecondMoment == 1 ? "Mean" : "Sum",
                 IsUniversal = variant.Layout == 1,
                 Beta1 = (float)variant.Beta1,

@@ -587,17 +587,8 @@ namespace Collins.Generators
             int effectiveRatio = dense ? 1 : ratio;
             int buckets = dense ? length : HashDerivation.Buckets(length, ratio);
             int rows = dense ? 1 : HashDerivation.Rows(length, buckets);
-            int estimate = SettingsRules.TensorSecondMoment(secondMoment, t.Shape.Length);
-            bool factored = !dense && estimate == SettingsRules.FactoredEstimate;
-            if (!dense && secondMoment == SettingsRules.FactoredEstimate && !factored)
-            {
-                if (firstMoment != SettingsRules.SketchStorage)
-                {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizedOneDimension, t.Location ?? variantLocation, t.Name, variant, SettingsRules.FirstMomentName(firstMoment)));
-                    return null;
-                }
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredOneDimension, t.Location ?? variantLocation, t.Name, variant));
-            }
+            bool factored = !dense && secondMoment == SettingsRules.FactoredEstimate;
+            int factorColumns = factored ? SettingsRules.FactorColumns(t.Shape) : 0;
             bool quantized = factored && beta1 != 0 && firstMoment != SettingsRules.SketchStorage;
             var clashes = dense ? DenseClassMembers : quantized ? QuantizedClassMembers : factored ? FactoredClassMembers
                         : layout == 0 ? RotationClassMembers : UniversalClassMembers;
@@ -629,7 +620,7 @@ namespace Collins.Generators
                     length.ToString(CultureInfo.InvariantCulture), ratio.ToString(CultureInfo.InvariantCulture), variant));
             return new TensorModel(t.Name, t.Member, t.MemberIsStatic, t.IsTorchMember, new EquatableArray<int>(t.Shape), t.SpecRatio, t.Sketching, length, dense, effectiveRatio,
                 buckets, rows, new EquatableArray<int>(rotations), new EquatableArray<int>(signs), a, b, sa, sb,
-                factored, factored ? length / t.Shape[t.Shape.Length - 1] : 0, factored ? t.Shape[t.Shape.Length - 1] : 0,
+                factored, factored ? length / factorColumns : 0, factorColumns,
                 quantized ? (int)SettingsRules.QuantizedBlocks(length, quantizationBlock) : 0,
                 quantized ? (int)SettingsRules.QuantizedCodeBytes(firstMoment, length, quantizationBlock) : 0);
         }

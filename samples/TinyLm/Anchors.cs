@@ -415,12 +415,17 @@ public sealed class Adafactor : ITrainerOptimizer
     private readonly int[][] _shapes;
     private readonly double _decayRate, _epsilon1, _clipThreshold;
     private int _t;
+    private readonly AdafactorVectors _vectors;
 
     /// <param name="decayRate">c in β̂2_t = 1 − t^−c (0.8).</param>
     /// <param name="epsilon1">ε1, added to G² (1e-30).</param>
     /// <param name="clipThreshold">d of the update clipping (1).</param>
-    public Adafactor(IReadOnlyList<TensorSpec> tensors, double decayRate = 0.8, double epsilon1 = 1e-30, double clipThreshold = 1.0, string name = "Adafactor")
+    /// <param name="name">The name in the results.</param>
+    /// <param name="vectors">How the unfactored (1-D) tensors step: Adafactor's way, or one of the ablations of <see cref="AdafactorVectors"/>.</param>
+    public Adafactor(IReadOnlyList<TensorSpec> tensors, double decayRate = 0.8, double epsilon1 = 1e-30, double clipThreshold = 1.0, string name = "Adafactor",
+                     AdafactorVectors vectors = AdafactorVectors.Adafactor)
     {
+        _vectors = vectors;
         ArgumentNullException.ThrowIfNull(tensors);
         Name = name;
         _decayRate = decayRate; _epsilon1 = epsilon1; _clipThreshold = clipThreshold;
@@ -431,7 +436,8 @@ public sealed class Adafactor : ITrainerOptimizer
     }
 
     public string Name { get; }
-    public string Implementation => "anchor: Adafactor, factored v, beta1 0, update clipping d = 1 (TinyLm Anchors.cs)";
+    public string Implementation => "anchor: Adafactor, factored v, beta1 0, update clipping d = 1 (TinyLm Anchors.cs)"
+                                    + (_vectors == AdafactorVectors.Adafactor ? "" : $"; ablation: vectors {_vectors}");
     public long StateBytes => 4L * (_rows.Sum(r => r?.Length ?? 0) + _cols.Sum(c => c?.Length ?? 0) + _full.Sum(v => v?.Length ?? 0));
 
     /// <summary>β̂2_t = 1 − t^−c for step t (1-based).</summary>
@@ -463,6 +469,28 @@ public sealed class Adafactor : ITrainerOptimizer
 
     private void StepUnfactored(float[] p, float[] g, float[] v, double beta2, float lr)
     {
+        if (_vectors == AdafactorVectors.NoClipping)
+        {
+            for (int j = 0; j < p.Length; j++)
+            {
+                double gj = g[j];
+                v[j] = (float)(beta2 * v[j] + (1 - beta2) * (gj * gj + _epsilon1));
+                p[j] = (float)(p[j] - lr * (gj / Math.Sqrt(v[j])));
+            }
+            return;
+        }
+        if (_vectors == AdafactorVectors.Adam)
+        {
+            const double beta2Adam = 0.999, epsAdam = 1e-8;
+            double bc2 = 1 - Math.Pow(beta2Adam, _t);
+            for (int j = 0; j < p.Length; j++)
+            {
+                double gj = g[j];
+                v[j] = (float)(beta2Adam * v[j] + (1 - beta2Adam) * gj * gj);
+                p[j] = (float)(p[j] - lr * gj / (Math.Sqrt(v[j] / bc2) + epsAdam));
+            }
+            return;
+        }
         double sumU2 = 0;
         for (int j = 0; j < p.Length; j++)
         {
@@ -514,6 +542,20 @@ public sealed class Adafactor : ITrainerOptimizer
             for (int j = 0; j < cols; j++) p[i * cols + j] = (float)(p[i * cols + j] - step * (g[i * cols + j] * rowFactor * invSqrtC[j]));
         }
     }
+}
+
+/// <summary>
+/// How <see cref="Adafactor"/> steps its unfactored (1-D) tensors: as the paper does, or one of two ablations that measure what
+/// that treatment is worth (README "The frontier"): the matrices step as Adafactor's in every case.
+/// </summary>
+public enum AdafactorVectors
+{
+    /// <summary>The paper's: V ← β̂2·V + (1 − β̂2)·(G² + ε1), U = G/√V, clipped by max(1, RMS(U)/d) per tensor.</summary>
+    Adafactor,
+    /// <summary>As the dense tensors of a Collins factored setting below its dense threshold: Adam with β1 = 0, constant β2 = 0.999 with bias correction, ε = 1e-8 on √v̂, no clipping.</summary>
+    Adam,
+    /// <summary>The paper's V and β̂2 schedule, without the update clipping.</summary>
+    NoClipping,
 }
 
 /// <summary>How Adam-mini partitions one tensor into blocks that share one second moment.</summary>

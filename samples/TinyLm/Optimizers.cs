@@ -236,9 +236,10 @@ public static class OptimizerCatalog
 
     /// <summary>
     /// The memory-light anchors, baselines written from their papers (Anchors.cs): 8-bit Adam (bitsandbytes), 4-bit AdamW
-    /// (Li et al.), Adafactor (Shazeer &amp; Stern) and Adam-mini (Zhang et al.).
+    /// (Li et al.), Adafactor (Shazeer &amp; Stern) and Adam-mini (Zhang et al.); and two ablations of Adafactor's treatment of
+    /// vectors (<see cref="AdafactorVectors"/>: as Adam, and without clipping).
     /// </summary>
-    public static IReadOnlyList<string> AnchorNames { get; } = ["Adam8bit", "AdamW4bit", "Adafactor", "AdamMini"];
+    public static IReadOnlyList<string> AnchorNames { get; } = ["Adam8bit", "AdamW4bit", "Adafactor", "AdamMini", "AdafactorAdamVectors", "AdafactorNoClipVectors"];
 
     /// <summary>Every name <see cref="Create"/> knows: AdamW, the Collins variants, the anchors.</summary>
     /// <summary>The AdamW baselines: plain, and with global gradient-norm clipping at 1.0 (<see cref="DenseAdamW"/>).</summary>
@@ -287,6 +288,8 @@ public static class OptimizerCatalog
             "Adam8bit" => new Adam8bit(specs),
             "AdamW4bit" => new AdamW4bit(specs),
             "Adafactor" => new Adafactor(specs),
+            "AdafactorAdamVectors" => new Adafactor(specs, name: "AdafactorAdamVectors", vectors: AdafactorVectors.Adam),
+            "AdafactorNoClipVectors" => new Adafactor(specs, name: "AdafactorNoClipVectors", vectors: AdafactorVectors.NoClipping),
             "AdamMini" => new AdamMini(specs, config.Heads),
             _ => null,
         };

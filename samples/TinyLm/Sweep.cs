@@ -35,6 +35,12 @@ public static class Sweep
         yield return ("Factored b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0 });
         yield return ("Factored clip=1 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1 });
         yield return ("Factored clip=1 sched=0.8 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, Beta2Schedule = 0.8 });
+        // Every tensor factored (DenseThreshold 0): a vector is a 1 × n matrix, whose factored v̂ is its exact v, so update
+        // clipping and the β2 schedule reach the small tensors too, as in Adafactor.
+        yield return ("Factored dense=0 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, DenseThreshold = 0 });
+        yield return ("Factored clip=1 dense=0 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, DenseThreshold = 0 });
+        yield return ("Factored clip=1 sched=0.8 dense=0 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, Beta2Schedule = 0.8, DenseThreshold = 0 });
+        yield return ("Factored clip=1 sched=0.8 dense=0 eps=1e-30 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, Beta2Schedule = 0.8, DenseThreshold = 0, Epsilon = 1e-30 });
         // The factored second moment with a block-quantised first moment (β1 = 0.9, block 128): 8 and 4 bits, to nearest and
         // stochastically rounded, and 4 bits with update clipping.
         foreach (var (bits, storage) in new[] { ("q8", FirstMomentStorage.Quantized8), ("q4", FirstMomentStorage.Quantized4) })

@@ -32,8 +32,9 @@ public enum SecondMomentEstimate
     /// column means C[c] of g², and v̂[r, c] = R[r]·C[c] / mean(R); R + C floats of state instead of a sketch of v. Needs β1 = 0
     /// (no first moment; m̂ = g), or a block-quantised first moment (<see cref="FirstMomentStorage.Quantized8"/>, <see cref="FirstMomentStorage.Quantized4"/>)
     /// with β1 &gt; 0. Runs on the CPU and on an ILGPU accelerator (the device computes the row and column sums, the EMAs, mean(R)
-    /// and update clipping itself; it agrees with the CPU engine to float rounding). A sketched tensor of one dimension cannot be factored and
-    /// keeps the Count-Sketch <see cref="Mean"/> estimate (the generator says so with COL026).
+    /// and update clipping itself; it agrees with the CPU engine to float rounding). A sketched tensor of one dimension (n entries) is
+    /// viewed as n rows × 1 column, so its v̂ is its exact v (n + 1 floats), as Adafactor keeps a full v for vectors; tensors below
+    /// <see cref="SketchedOptimizerAttribute.DenseThreshold"/> stay dense AdamW (set it to 0 to factor every tensor, as Adafactor does).
     /// </summary>
     Factored = 2,
 }
@@ -127,8 +128,8 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// <summary>
     /// How the first moment of sketched tensors is stored. Default <see cref="FirstMomentStorage.Sketch"/> (the seed's Count-Sketch).
     /// <see cref="FirstMomentStorage.Quantized8"/> and <see cref="FirstMomentStorage.Quantized4"/> keep m per entry, block-quantised, with
-    /// <see cref="SecondMomentEstimate.Factored"/> and β1 &gt; 0 (COL030 otherwise); a sketched one-dimensional tensor cannot take
-    /// them (COL031): mark it dense.
+    /// <see cref="SecondMomentEstimate.Factored"/> and β1 &gt; 0 (COL030 otherwise); they apply to every sketched (that is, factored)
+    /// tensor, vectors included; dense tensors keep AdamW's fp32 moments.
     /// </summary>
     /// <remarks>
     /// Each step dequantises a block, forms m ← β1·m + (1 − β1)·g and the update from that m in float, then stores the block

@@ -301,16 +301,17 @@ public class DiagnosticCatalogueTests
             Error("COL025", "Optimizer 'Optimizer' has SecondMoment = Factored and Beta1 = 0.9; the factored estimate keeps no Count-Sketch first moment: set Beta1 = 0, keep m block-quantised (FirstMoment = FirstMomentStorage.Quantized8 or Quantized4), or choose SecondMoment Sum or Mean")));
 
     [Fact]
-    public void COL026_a_sketched_vector_cannot_be_factored_and_keeps_the_mean_sketch()
+    public void A_sketched_vector_under_the_factored_estimate_is_factored_as_n_rows_by_one_column()
     {
+        // No diagnostic (COL026, which kept a Mean sketch for it, is retired): B's factored v̂ is its exact v.
         var run = AssertDiagnostics(Model("SketchedOptimizer(Ratio = 4, Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 4)",
-            "[Tensor(8, 8)] public float[] W = new float[64];\n    [[|Tensor(8)|]] public float[] B = new float[8];"),
-            ("COL026", DiagnosticSeverity.Warning, "Tensor 'B' of optimizer 'Optimizer' is sketched and has one dimension, so SecondMoment = Factored cannot apply to it; it keeps the Count-Sketch Mean estimate. Give it two or more dimensions, or Sketching = TensorSketching.Dense to keep it exact"));
+            "[Tensor(8, 8)] public float[] W = new float[64];\n    [Tensor(8)] public float[] B = new float[8];"));
         string source = run.Sources["App.M.g.cs"];
-        Assert.Contains("public const int FactorRows = 8, FactorColumns = 8;", source);   // W is factored
-        Assert.Contains("__Kernels.Rotation<__Constants, B>(accelerator)", source);      // B keeps a (Mean) sketch
-        Assert.Contains("public static bool MeanSecondMoment => true;", source);
-        Assert.Contains("VerifyFactoredPlan(plans[0]", source);
+        Assert.Contains("public const int FactorRows = 8, FactorColumns = 8;", source);   // W
+        Assert.Contains("public const int FactorRows = 8, FactorColumns = 1;", source);   // B
+        Assert.DoesNotContain("__Kernels.Rotation<", source);                             // no sketch left
+        Assert.Contains("public static bool MeanSecondMoment => false;", source);
+        Assert.Contains("VerifyFactoredPlan(plans[1]", source);
     }
 
     [Fact]
@@ -370,10 +371,15 @@ public class DiagnosticCatalogueTests
             Error("COL030", $"Optimizer 'Optimizer' has FirstMoment = Quantized8; QuantizationBlock = {block} must be a power of two from 8 to 65536 (default 128)")));
 
     [Fact]
-    public void COL031_a_sketched_vector_cannot_take_a_quantised_first_moment()
-        => AssertNothingGenerated(AssertDiagnostics(Model("SketchedOptimizer(Ratio = 4, SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized8, DenseThreshold = 4)",
-            "[Tensor(8, 8)] public float[] W = new float[64];\n    [[|Tensor(8)|]] public float[] B = new float[8];"),
-            Error("COL031", "Tensor 'B' of optimizer 'Optimizer' is sketched and has one dimension: FirstMoment = Quantized8 applies to factored tensors, and a one-dimensional tensor cannot be factored. Declare it with Sketching = TensorSketching.Dense, or give it two or more dimensions")));
+    public void A_sketched_vector_takes_a_quantised_first_moment_as_a_factored_tensor()
+    {
+        // No diagnostic (COL031, which refused it, is retired): B is factored as 8 × 1 and its m block-quantised.
+        var run = AssertDiagnostics(Model("SketchedOptimizer(Ratio = 4, SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized8, DenseThreshold = 4)",
+            "[Tensor(8, 8)] public float[] W = new float[64];\n    [Tensor(8)] public float[] B = new float[8];"));
+        string source = run.Sources["App.M.g.cs"];
+        Assert.Contains("public const int FactorRows = 8, FactorColumns = 1;", source);
+        Assert.Contains("VerifyFactoredPlan(plans[1], B.Length, B.Buckets, B.Rows, B.IsDense, B.FactorRows, B.FactorColumns, B.QuantizedBlocks, B.CodeBytes);", source);
+    }
 
     [Fact]
     public void A_quantised_first_moment_generates_its_constants_and_plan_check()

@@ -13,24 +13,60 @@ namespace Collins.Tests;
 public class FactoredEstimateTests
 {
     private static readonly OptimizerSettings Settings = new() { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, WeightDecay = 0.01, DenseThreshold = 100 };
-    /// <summary>The generated model's tensors (a matrix, a 3-D tensor, a dense vector) and a sketched vector, which keeps the Mean sketch.</summary>
+    /// <summary>The generated model's tensors (a matrix, a 3-D tensor, a dense vector) and a sketched vector, factored as 1000 × 1.</summary>
     private static IReadOnlyList<TensorSpec> Specs => [.. Generated.FactoredModel.Optimizer.TensorSpecs, new TensorSpec("V", 1000)];
 
     [Fact]
-    public void Plans_factor_matrices_fold_leading_dimensions_and_leave_vectors_to_the_Mean_sketch()
+    public void Plans_factor_matrices_fold_leading_dimensions_and_view_vectors_as_one_column()
     {
         var plans = Specs.Select(s => new TensorPlan(s, Settings)).ToArray();
         Assert.Equal((true, 37, 129, 37 + 129), (plans[0].IsFactored, plans[0].FactorRows, plans[0].FactorColumns, plans[0].SecondMomentFloats));
         Assert.Equal((true, 6, 700), (plans[1].IsFactored, plans[1].FactorRows, plans[1].FactorColumns));
         Assert.True(plans[2].IsDense);
-        Assert.Equal((false, SecondMomentEstimate.Mean, false), (plans[3].IsFactored, plans[3].SecondMoment, plans[3].IsDense));
+        Assert.Equal((true, 1000, 1, 1001), (plans[3].IsFactored, plans[3].FactorRows, plans[3].FactorColumns, plans[3].SecondMomentFloats));
         Assert.Empty(plans[0].Rotations.ToArray());   // no sketch, no hash
+        Assert.Empty(plans[3].Rotations.ToArray());
         using var optimizer = new CountSketchAdam(Settings, Specs);
-        long expected = 4L * ((37 + 129) + (6 + 700) + 20 + plans[3].Buckets);   // β1 = 0: v only
+        long expected = 4L * ((37 + 129) + (6 + 700) + 20 + (1000 + 1));   // β1 = 0: v only
         Assert.Equal(expected, optimizer.StateBytes);
         long generated = Generated.FactoredModel.Optimizer.W.StateBytes + Generated.FactoredModel.Optimizer.T.StateBytes
                          + Generated.FactoredModel.Optimizer.B.StateBytes;
-        Assert.Equal(expected - 4L * plans[3].Buckets, generated);
+        Assert.Equal(expected - 4L * 1001, generated);
+    }
+
+    /// <summary>
+    /// A vector viewed as n × 1: its row means are its own g², so v̂ = R[r]·C[0]/mean(R) is Adam's exact v, and with β1 = 0 the
+    /// step is p·(1 − lr·λ) − lr·g/(√(v/bc2) + ε), v ← β2·v + (1 − β2)·g² (computed here from that formula in double), step after
+    /// step; and with Adafactor's schedule and clipping, v ← β̂2·v + (1 − β̂2)·g², u = g/(√v + ε), p·(1 − lr·λ) − lr·u/max(1, RMS(u)).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_vector_steps_with_its_exact_second_moment(bool adafactor)
+    {
+        var specs = new[] { new TensorSpec("V", [300], Sketching: TensorSketching.Sketched) };
+        var settings = adafactor ? Settings with { UpdateClipping = 1, Beta2Schedule = 0.8 } : Settings;
+        using var engine = new CountSketchAdam(settings, specs);
+        var p = Parameters(specs, 4);
+        var expected = p[0].Select(x => (double)x).ToArray();
+        var v = new double[300];
+        double beta2 = settings.Beta2, eps = settings.Epsilon;
+        for (int step = 1; step <= 15; step++)
+        {
+            var g = Gradients(specs, 4, step);
+            Assert.Equal(StepOutcome.Applied, engine.Step(1e-2f, p, g));
+            double b2 = adafactor ? 1 - Math.Pow(step, -0.8) : beta2, bc2 = adafactor ? 1 : 1 - Math.Pow(beta2, step);
+            var u = new double[300];
+            for (int i = 0; i < 300; i++)
+            {
+                v[i] = b2 * v[i] + (1 - b2) * g[0][i] * (double)g[0][i];
+                u[i] = g[0][i] / (Math.Sqrt(v[i] / bc2) + eps);
+            }
+            double scale = adafactor ? 1 / Math.Max(1, Math.Sqrt(u.Sum(x => x * x) / 300)) : 1;
+            for (int i = 0; i < 300; i++) expected[i] = expected[i] * (1 - 1e-2 * settings.WeightDecay) - 1e-2 * scale * u[i];   // decoupled decay, as AdamW
+            for (int i = 0; i < 300; i++)
+                Assert.True(Math.Abs(expected[i] - p[0][i]) <= 2e-5 * Math.Max(1, Math.Abs(expected[i])), $"step {step}, V[{i}]: {p[0][i]} vs {expected[i]}");
+        }
     }
 
     /// <summary>

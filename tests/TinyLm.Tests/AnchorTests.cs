@@ -360,6 +360,39 @@ public class AnchorStepTests
         AssertClose(q0.Zip(uh, (x, ui) => x - Lr * ui).ToArray(), q, 1e-6, "vector");
     }
 
+    /// <summary>
+    /// The vector ablations, from their formulas: <see cref="AdafactorVectors.Adam"/> steps a vector as Adam with β1 = 0
+    /// (v ← 0.999·v + 0.001·g², p − lr·g/(√(v/(1 − 0.999^t)) + 1e-8)); <see cref="AdafactorVectors.NoClipping"/> as Adafactor
+    /// without the clip.
+    /// </summary>
+    [Fact]
+    public void Adafactor_vector_ablations_step_as_their_formulas()
+    {
+        double[] q0 = [0.1, 0.2, 0.3], h1 = [0.3, -0.02, 0.0], h2 = [-0.1, 0.05, 0.2];
+        var adam = new Adafactor([new TensorSpec("b", [3])], vectors: AdafactorVectors.Adam);
+        var noClip = new Adafactor([new TensorSpec("b", [3])], vectors: AdafactorVectors.NoClipping);
+        float[] qa = F(q0), qn = F(q0);
+        double[] v = new double[3], expected = (double[])q0.Clone(), vn = new double[3], expectedN = (double[])q0.Clone();
+        int t = 0;
+        foreach (var h in new[] { h1, h2 })
+        {
+            t++;
+            adam.Step(Lr, [qa], [F(h)]);
+            noClip.Step(Lr, [qn], [F(h)]);
+            double beta = 1 - Math.Pow(t, -0.8);
+            for (int j = 0; j < 3; j++)
+            {
+                double g = (float)h[j];
+                v[j] = 0.999 * v[j] + 0.001 * g * g;
+                expected[j] -= Lr * g / (Math.Sqrt(v[j] / (1 - Math.Pow(0.999, t))) + 1e-8);
+                vn[j] = beta * vn[j] + (1 - beta) * (g * g + 1e-30);
+                expectedN[j] -= Lr * g / Math.Sqrt(vn[j]);
+            }
+            AssertClose(expected, qa, 1e-6, $"Adam vectors, step {t}");
+            AssertClose(expectedN, qn, 1e-6, $"no-clipping vectors, step {t}");
+        }
+    }
+
     [Fact]
     public void Adafactor_factored_second_moment_equals_the_outer_product_of_the_row_and_column_EMAs()
     {

@@ -117,11 +117,11 @@ namespace Collins.Planning
         public static long QuantizedBlocks(long length, int block) => (length + block - 1) / block;
 
         /// <summary>
-        /// The estimate a sketched tensor of <paramref name="dimensions"/> dimensions gets: the optimizer's, except that a
-        /// one-dimensional tensor cannot be factored and takes the Count-Sketch Mean estimate instead.
+        /// C of a factored tensor's R × C view: its last dimension, or 1 for a tensor of one dimension, which is factored as
+        /// n rows × 1 column: its row means are its own g², so its v̂ = R[r]·C[0] / mean(R) is its exact v (up to rounding),
+        /// as Adafactor keeps a full v for vectors. R is the product of the other dimensions (n for a vector).
         /// </summary>
-        public static int TensorSecondMoment(int estimate, int dimensions)
-            => estimate == FactoredEstimate && dimensions < 2 ? MeanEstimate : estimate;
+        public static int FactorColumns(int[] shape) => shape.Length >= 2 ? shape[shape.Length - 1] : 1;
 
         /// <summary>
         /// Whether a tensor keeps exact dense AdamW moments: its effective ratio is 1, it is marked dense, or it is left to the

@@ -34,7 +34,7 @@ public sealed class TensorPlan
         Shape = (int[])spec.Shape.Clone();
         Length = (int)length;
         Layout = settings.Layout;
-        SecondMoment = (SecondMomentEstimate)SettingsRules.TensorSecondMoment((int)settings.SecondMoment, spec.Shape.Length);
+        SecondMoment = settings.SecondMoment;
         HasFirstMoment = settings.Beta1 != 0;
         int ratio = spec.Ratio == 0 ? settings.Ratio : spec.Ratio;
         IsDense = SettingsRules.IsDense(ratio, (int)spec.Sketching, Length, settings.DenseThreshold);
@@ -42,10 +42,8 @@ public sealed class TensorPlan
         Buckets = IsDense ? Length : HashDerivation.Buckets(Length, ratio);
         Rows = IsDense ? 1 : HashDerivation.Rows(Length, Buckets);
         IsFactored = !IsDense && SecondMoment == SecondMomentEstimate.Factored;
-        FactorColumns = IsFactored ? spec.Shape[^1] : 0;
+        FactorColumns = IsFactored ? SettingsRules.FactorColumns(spec.Shape) : 0;
         FactorRows = IsFactored ? Length / FactorColumns : 0;
-        if (settings.FirstMoment != FirstMomentStorage.Sketch && !IsDense && !IsFactored)
-            throw new ArgumentException($"Tensor '{spec.Name}' is sketched and has one dimension: FirstMoment = {settings.FirstMoment} applies to factored tensors, and a one-dimensional tensor cannot be factored. Declare it with Sketching = TensorSketching.Dense, or give it two or more dimensions.", nameof(spec));
         FirstMoment = IsFactored && HasFirstMoment ? settings.FirstMoment : FirstMomentStorage.Sketch;
         if (IsQuantized && FirstMoment == FirstMomentStorage.Quantized8 && Length > Array.MaxLength)
             throw new ArgumentException($"Tensor '{spec.Name}' has {Length} elements: its 8-bit first-moment codes (one byte each) would exceed the largest .NET array ({Array.MaxLength} bytes). Use FirstMoment = Quantized4, or split the tensor.", nameof(spec));
@@ -99,9 +97,9 @@ public sealed class TensorPlan
     /// (β1 = 0) or block-quantised (<see cref="IsQuantized"/>).
     /// </summary>
     public bool IsFactored { get; }
-    /// <summary>R of the factored view: the product of every dimension but the last (0 unless <see cref="IsFactored"/>).</summary>
+    /// <summary>R of the factored view: the product of every dimension but the last, the length of a vector (0 unless <see cref="IsFactored"/>).</summary>
     public int FactorRows { get; }
-    /// <summary>C of the factored view: the last dimension (0 unless <see cref="IsFactored"/>).</summary>
+    /// <summary>C of the factored view: the last dimension, 1 for a vector (whose v̂ is then its exact v; 0 unless <see cref="IsFactored"/>).</summary>
     public int FactorColumns { get; }
 
     /// <summary>
