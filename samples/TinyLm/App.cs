@@ -8,13 +8,13 @@ internal static class App
 {
     /// <summary>
     /// The default set: the AdamW baseline, Collins at Ratio 32 as specified (Rotation, Sum, β1 0.9), and the two settings the
-    /// project recommends (README "The frontier"): "Factored" (β1 = 0, factored second moment, 0.135 B/param) for the smallest
-    /// state, and "FactoredQ4" (β1 0.9 with a 4-bit block-quantised first moment, stochastic rounding, and the factored second
+    /// project recommends (README "The frontier"): "FactoredClipAll" (β1 = 0, factored second moment, update clipping 1, every
+    /// tensor factored: 0.135 B/param) for the smallest state, and "FactoredQ4" (β1 0.9 with a 4-bit block-quantised first moment, stochastic rounding, and the factored second
     /// moment, 0.708 B/param) where about 0.7 B/param can be spent.
     /// Each optimizer runs at the learning rate it did best with in the sweeps (OptimizerCatalog.SweepLearningRate).
     /// Each name is an optimizer of OptimizerCatalog: "AdamW" or a [SketchedOptimizer(Name = ...)] on TinyLmModel.
     /// </summary>
-    public static IReadOnlyList<string> DefaultOptimizers { get; } = ["AdamW", "C32", "Factored", "FactoredQ4"];
+    public static IReadOnlyList<string> DefaultOptimizers { get; } = ["AdamW", "C32", "FactoredClipAll", "FactoredQ4"];
 
     /// <summary>Runs <paramref name="opts"/>; returns the exit code (2 for a corpus that cannot be used, with the reason).</summary>
     public static int Run(CliOptions opts, TextWriter output, TextWriter error, bool live)

@@ -10,7 +10,8 @@ namespace TinyLm;
 /// <remarks>
 /// A two-layer pre-LayerNorm causal transformer: vocabulary 65, context 64, d_model 64, 4 heads of 16,
 /// feed-forward 256 (GELU), untied output head. Tensors of ≥ 4096 elements (the default
-/// DenseThreshold) are sketched: Embed, Pos, Wqkv, Wo, W1, W2 and Head; the gains and biases stay dense.
+/// DenseThreshold) are sketched: Embed, Pos, Wqkv, Wo, W1, W2 and Head; the gains and biases stay dense, except in
+/// FactoredClipAll (DenseThreshold 0), where every tensor is factored and each vector's factored v̂ is its exact v.
 /// Adding an optimizer variant is one attribute line here and one line in <see cref="OptimizerCatalog.Variants"/> (a test fails
 /// until both agree).
 /// </remarks>
@@ -26,6 +27,7 @@ namespace TinyLm;
 [SketchedOptimizer(Name = "Factored", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored)]
 [SketchedOptimizer(Name = "FactoredClip", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1)]
 [SketchedOptimizer(Name = "FactoredSchedule", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1, Beta2Schedule = 0.8)]
+[SketchedOptimizer(Name = "FactoredClipAll", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1, DenseThreshold = 0)]
 [SketchedOptimizer(Name = "FactoredQ4", Beta1 = 0.9, SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true)]
 public partial class TinyLmModel
 {

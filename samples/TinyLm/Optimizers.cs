@@ -216,6 +216,7 @@ public static class OptimizerCatalog
         Generated<M.Factored, M.Factored.Gradients>(nameof(M.Factored), M.Factored.DefaultSettings, M.Factored.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
         Generated<M.FactoredClip, M.FactoredClip.Gradients>(nameof(M.FactoredClip), M.FactoredClip.DefaultSettings, M.FactoredClip.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
         Generated<M.FactoredSchedule, M.FactoredSchedule.Gradients>(nameof(M.FactoredSchedule), M.FactoredSchedule.DefaultSettings, M.FactoredSchedule.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
+        Generated<M.FactoredClipAll, M.FactoredClipAll.Gradients>(nameof(M.FactoredClipAll), M.FactoredClipAll.DefaultSettings, M.FactoredClipAll.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
         Generated<M.FactoredQ4, M.FactoredQ4.Gradients>(nameof(M.FactoredQ4), M.FactoredQ4.DefaultSettings, M.FactoredQ4.TensorSpecs, g => g.Tensors, (o, lr, m, g) => o.Step(lr, m, g)),
     ]);
 
@@ -265,7 +266,7 @@ public static class OptimizerCatalog
         "C32Mean" or "C32MeanNoMomentum" => 3e-3f,   // R32 Rotation Mean b1=0.9 / b1=0.0
         "Factored" => 3e-3f,                          // frontier sweep (1500 steps, seeds 1 and 2): 3e-3 both times, of 1e-3 … 3e-2
         "AdamMini" => 3e-2f,                          // anchor: 1.9276 at 3e-2 against 1.9412 at 1e-2
-        _ => 1e-2f,                                   // AdamW, C1, C4, C8, C32, C32Universal, C32NoMomentum, C64; Adam8bit, AdamW4bit, Adafactor; FactoredClip, FactoredSchedule, FactoredQ4 (frontier sweep)
+        _ => 1e-2f,                                   // AdamW, C1, C4, C8, C32, C32Universal, C32NoMomentum, C64; Adam8bit, AdamW4bit, Adafactor; FactoredClip, FactoredSchedule, FactoredClipAll, FactoredQ4 (frontier sweep)
     };
 
     /// <summary>Creates the optimizer named <paramref name="name"/> for a model of <paramref name="config"/>.</summary>

@@ -34,7 +34,7 @@ public class CliParserTests
         Assert.Null(o.Configurations);
         Assert.False(o.SweepReport);
         Assert.Equal(TinyLmModel.Config, TinyLmModel.Config with { DModel = o.DModel, Layers = o.Layers, Heads = o.Heads, FeedForward = o.FeedForward });
-        Assert.Equal(["AdamW", "C32", "Factored", "FactoredQ4"], App.DefaultOptimizers);
+        Assert.Equal(["AdamW", "C32", "FactoredClipAll", "FactoredQ4"], App.DefaultOptimizers);
     }
 
     [Fact]
