@@ -245,7 +245,37 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         Span<float> mb = stackalloc float[_block];
         double unused = 0;
         int b0 = tile * _blocksPerTile, b1 = Math.Min(b0 + _blocksPerTile, Plan.QuantizedBlocks);
-        for (int b = b0; b < b1; b++) QuantizedBlock(b, in buf, in s, mb, write: true, ref unused);
+        if (!WideCpu.FitsBlock(_fourBit, _block))
+        {
+            for (int b = b0; b < b1; b++) QuantizedBlock(b, in buf, in s, mb, write: true, ref unused);
+            return true;
+        }
+        // AVX-512: runs of whole blocks inside one row go to the fused wide pass (the same floats and codes as QuantizedBlock);
+        // a block that crosses a row or is the tensor's partial last one takes QuantizedBlock.
+        var ema = buf.SecondMoment;
+        var colEma = ema.Slice(_rows, _cols);
+        uint wa = 0, wc = 0;
+        if (_stochastic) BlockQuantizer.StepWords(_streamKey, s.Step, out wa, out wc);
+        float lr = s.LearningRate * _updateScale, oneMinusBeta1 = K.OneMinusBeta1 * s.GradientScale;
+        for (int b = b0; b < b1;)
+        {
+            long e0 = (long)b * _block;
+            int r = (int)(e0 / _cols), c0 = (int)(e0 - (long)r * _cols);
+            // Whole blocks from b that end inside row r (and before the tensor's end).
+            int run = Math.Min(b1 - b, (_cols - c0) / _block);
+            if (run > 0 && (long)(b + run) * _block > Plan.Length) run = (int)((Plan.Length - e0) / _block);
+            if (run <= 0)
+            {
+                QuantizedBlock(b, in buf, in s, mb, write: true, ref unused);
+                b++;
+                continue;
+            }
+            var k = new WideCpu.QuantizedCoefficients(K.Beta1, oneMinusBeta1, ema[r] * _rowScale, _invSqrtBias, K.Epsilon,
+                                                      s.InvBiasCorrection1, s.Decay, lr);
+            WideCpu.QuantizedRun(_codes, buf.FirstMoment, _fourBit, _block, _levels, b, run, buf.Gradient, buf.Parameters, colEma, c0, in k,
+                                 _stochastic, wa, wc, mb);
+            b += run;
+        }
         return true;
     }
 
