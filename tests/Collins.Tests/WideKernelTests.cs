@@ -8,7 +8,7 @@ namespace Collins.Tests;
 /// <summary>
 /// The AVX-512 paths of the factored kernel (<see cref="WideCpu"/>) against the <see cref="System.Numerics.Vector{T}"/> and scalar
 /// paths they stand in for: the same optimizer, inputs and steps with <see cref="WideCpu.Enabled"/> on and off must leave the same
-/// parameters, block scales, codes and second moments, bit for bit. The shapes put blocks across rows, partial last blocks,
+/// parameters, block scales, codes, second moments and update clipping's Σ u², bit for bit. The shapes put blocks across rows, partial last blocks,
 /// columns that are not multiples of 16 and rows shorter than a block next to whole-block runs, so every switch between the paths
 /// is crossed. On a CPU without AVX-512F both runs take the fallback (then only determinism is checked).
 /// </summary>
@@ -56,15 +56,27 @@ public class WideKernelTests
             {
                 using var o = new CountSketchAdam(settings, Specs) { MaxThreads = threads };
                 var p = Parameters(Specs, 3);
+                var squares = new List<float>();
                 for (int step = 1; step <= 6; step++)
                 {
                     var g = Gradients(Specs, 3, step);
-                    // A block of zeros and a block far below Q / float.MaxValue (stored as m = 0), where the gradient allows.
+                    // Every fifth entry 10⁻⁶ times smaller (u² spans more than a double's 53 bits over a row, so Σ u² depends
+                    // on the order of its additions), a block of zeros and a block far below Q / float.MaxValue (stored as m = 0).
+                    foreach (var gt in g)
+                        for (int i = 0; i < gt.Length; i += 5) gt[i] *= 1e-6f;
                     Array.Clear(g[0], 256, 128);
                     for (int i = 512; i < 640; i++) g[0][i] *= 1e-39f;
                     Assert.Equal(StepOutcome.Applied, o.Step(1e-2f, p, g));
+                    // Update clipping's Σ u² of the step (a double: its two halves as floats, bit for bit).
+                    for (int t = 0; t < Specs.Count; t++)
+                    {
+                        long bits = BitConverter.DoubleToInt64Bits(((FactoredCpuKernel)o.CpuKernelOf(t)).UpdateSquares);
+                        squares.Add(BitConverter.Int32BitsToSingle((int)bits));
+                        squares.Add(BitConverter.Int32BitsToSingle((int)(bits >> 32)));
+                    }
                 }
-                var state = new List<float[]>(p);
+                if (settings.UpdateClipping > 0) Assert.Contains(squares, x => x != 0f);
+                var state = new List<float[]>(p) { squares.ToArray() };
                 for (int t = 0; t < Specs.Count; t++)
                 {
                     state.Add(o.CopySecondMoment(t));

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace Collins.Kernels;
 
@@ -39,6 +40,9 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     private readonly int _block, _levels, _blocksPerTile, _blockTiles;
     private readonly ulong _streamKey;
     private readonly TileKernel _quantApply, _quantSquares;
+
+    /// <summary>Update clipping: the last applied step's Σ u² over the tensor, before gradient-norm clipping's s² (0 without clipping).</summary>
+    internal double UpdateSquares { get; private set; }
 
     /// <summary>The most row tiles of phase 1 (each keeps C column partials).</summary>
     internal const int MaxRowTiles = 64;
@@ -131,6 +135,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             TileRunner.Run(_tiles, threads, _squares, p, g, m, v, sumM, sumV, s);
             double squares = 0;
             foreach (double x in _tileSquares) squares += x;
+            UpdateSquares = squares;
             squares *= (double)s.GradientScale * s.GradientScale;   // u of s·g (gradient-norm clipping; exact for s = 1)
             double rms = Math.Sqrt(squares / Plan.Length);
             _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
@@ -166,7 +171,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             float a = rowEma[r] * _rowScale;
             var p = buf.Parameters.Slice(r * _cols, _cols);
             var g = buf.Gradient.Slice(r * _cols, _cols);
-            int c = 0;
+            int c = WideCpu.Enabled ? WideCpu.FactoredRow(colEma, g, p, a, decay, lr, isb2, eps) : 0;   // AVX-512: the same floats
             if (Vector.IsHardwareAccelerated && _cols >= Vector<float>.Count)
             {
                 var va = new Vector<float>(a); var vdecay = new Vector<float>(decay); var vlr = new Vector<float>(lr);
@@ -206,6 +211,14 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
                 // u² in float lanes, widened and summed in double lanes; the lanes are added in order after the row.
                 var va = new Vector<float>(a); var visb2 = new Vector<float>(isb2); var veps = new Vector<float>(eps);
                 var acc0 = Vector<double>.Zero; var acc1 = Vector<double>.Zero;
+                if (WideCpu.Enabled && Vector<float>.Count == 8)
+                {
+                    // AVX-512: 16 entries a vector into the same two accumulators, lane by lane in the same order (the same sum).
+                    Vector256<double> lo = default, hi = default;
+                    c = WideCpu.FactoredRowSquares(colEma, g, a, isb2, eps, ref lo, ref hi);
+                    acc0 = lo.AsVector();
+                    acc1 = hi.AsVector();
+                }
                 for (; c <= _cols - Vector<float>.Count; c += Vector<float>.Count)
                 {
                     var u = new Vector<float>(g[c..]) / (Vector.SquareRoot(va * new Vector<float>(colEma[c..])) * visb2 + veps);
@@ -234,6 +247,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             TileRunner.Run(_blockTiles, threads, _quantSquares, p, g, m, v, sumM, sumV, s);
             double squares = 0;
             for (int t = 0; t < _blockTiles; t++) squares += _tileSquares[t];
+            UpdateSquares = squares;
             double rms = Math.Sqrt(squares / Plan.Length);
             _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
         }

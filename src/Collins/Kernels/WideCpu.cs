@@ -85,13 +85,14 @@ internal static class WideCpu
                                                      ref bg, ref bc, ref bp, ref rm, step, beta1, oneMinusBeta1, a, isb2, eps, ibc1, decay, lr));
                 }
             }
-            // max |m|: every lane is a non-negative non-NaN float, so vmaxps and the order of the lanes give the fallback's value.
+            // max |m|: every lane is a non-negative non-NaN float, so vmaxps in any order gives the fallback's value.
             var m8 = Avx.Max(vmax.GetLower(), vmax.GetUpper());
-            float absmax = 0f;
-            for (int l = 0; l < Vector256<float>.Count; l++) absmax = MathF.Max(absmax, m8[l]);
+            var m4 = Sse.Max(m8.GetLower(), m8.GetUpper());
+            m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b_01_00_11_10));
+            float absmax = Sse.MaxScalar(m4, Sse.Shuffle(m4, m4, 0b_10_11_00_01)).ToScalar();
             float inv = BlockQuantizer.InverseStep(ref absmax, levels);
             scales[b] = absmax;
-            Quantize(m, inv, levels, fourBit, stochastic, wa, wc, e0, codes.Slice(fourBit ? e0 >> 1 : e0, fourBit ? half : block));
+            QuantizeBlock(ref rm, block, inv, levels, fourBit, stochastic, wa, wc, e0, ref Unsafe.Add(ref rq, fourBit ? e0 >> 1 : e0));
         }
     }
 
@@ -111,6 +112,55 @@ internal static class WideCpu
     }
 
     /// <summary>
+    /// The factored update of one row from its start, 16 entries a vector: p ← p·decay − lr·g / (√(a·col)·isb2 + ε) (the
+    /// fallback's operations lane by lane); returns how many entries it did (a multiple of 16), the caller's loop doing the rest.
+    /// </summary>
+    public static int FactoredRow(ReadOnlySpan<float> col, ReadOnlySpan<float> g, Span<float> p, float a, float decay, float lr, float isb2, float eps)
+    {
+        int n = p.Length;
+        if (col.Length != n || g.Length != n) throw new ArgumentException("The wide factored row takes the row's columns, g and p of one length.");
+        ref float rc = ref MemoryMarshal.GetReference(col), rg = ref MemoryMarshal.GetReference(g), rp = ref MemoryMarshal.GetReference(p);
+        var va = Vector512.Create(a); var vdecay = Vector512.Create(decay); var vlr = Vector512.Create(lr);
+        var visb2 = Vector512.Create(isb2); var veps = Vector512.Create(eps);
+        int c = 0;
+        for (; c <= n - W; c += W)
+        {
+            nuint at = (nuint)c;
+            var den = Vector512.Sqrt(va * Vector512.LoadUnsafe(ref rc, at)) * visb2 + veps;
+            (Vector512.LoadUnsafe(ref rp, at) * vdecay - vlr * Vector512.LoadUnsafe(ref rg, at) / den).StoreUnsafe(ref rp, at);
+        }
+        return c;
+    }
+
+    /// <summary>
+    /// Update clipping's u² = (g / (√(a·col)·isb2 + ε))² of one row from its start, widened to double and added into the lanes of
+    /// the fallback's two 8-float accumulators (<paramref name="lo"/>: entries 8k … 8k + 3, <paramref name="hi"/>: 8k + 4 … 8k + 7,
+    /// each in order of k, exactly as the 256-bit loop adds them); returns how many entries it did (a multiple of 16).
+    /// </summary>
+    public static int FactoredRowSquares(ReadOnlySpan<float> col, ReadOnlySpan<float> g, float a, float isb2, float eps,
+                                         ref Vector256<double> lo, ref Vector256<double> hi)
+    {
+        int n = g.Length;
+        if (col.Length != n) throw new ArgumentException("The wide factored squares take the row's columns and g of one length.");
+        ref float rc = ref MemoryMarshal.GetReference(col), rg = ref MemoryMarshal.GetReference(g);
+        var va = Vector512.Create(a); var visb2 = Vector512.Create(isb2); var veps = Vector512.Create(eps);
+        // Lane l of acc is entry class l mod 8: the first 8 floats of a vector are chunk 2k, the last 8 chunk 2k + 1, added in that order.
+        var acc = Vector512.Create(lo, hi);
+        int c = 0;
+        for (; c <= n - W; c += W)
+        {
+            nuint at = (nuint)c;
+            var u = Vector512.LoadUnsafe(ref rg, at) / (Vector512.Sqrt(va * Vector512.LoadUnsafe(ref rc, at)) * visb2 + veps);
+            var sq = u * u;
+            acc += Avx512F.ConvertToVector512Double(sq.GetLower());
+            acc += Avx512F.ConvertToVector512Double(sq.GetUpper());
+        }
+        lo = acc.GetLower();
+        hi = acc.GetUpper();
+        return c;
+    }
+
+    /// <summary>
     /// The codes of one whole block (<see cref="BlockQuantizer.Quantize(ReadOnlySpan{float}, float, Span{byte}, bool, int, int, int, bool, ulong, int)"/>'s
     /// vector path): q = clamp(⌊m·inv + r⌋, −Q, Q), r = ½ or the stream's u of entry start + j, into the block's bytes.
     /// </summary>
@@ -119,8 +169,14 @@ internal static class WideCpu
         int n = m.Length;
         if (n % (fourBit ? 2 * W : W) != 0 || blockCodes.Length != (fourBit ? n / 2 : n))
             throw new ArgumentException("The wide quantiser takes one whole block: m and its codes of matching lengths.");
-        ref float rm = ref MemoryMarshal.GetReference(m);
-        ref sbyte target = ref Unsafe.As<byte, sbyte>(ref MemoryMarshal.GetReference(blockCodes));
+        QuantizeBlock(ref MemoryMarshal.GetReference(m), n, inv, levels, fourBit, stochastic, a, c, start,
+                      ref Unsafe.As<byte, sbyte>(ref MemoryMarshal.GetReference(blockCodes)));
+    }
+
+    /// <summary><see cref="Quantize"/> with its lengths checked by the caller: <paramref name="n"/> entries of m, their codes at <paramref name="target"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void QuantizeBlock(ref float rm, int n, float inv, int levels, bool fourBit, bool stochastic, uint a, uint c, int start, ref sbyte target)
+    {
         var vinv = Vector512.Create(inv);
         var lo = Vector512.Create(-levels);
         var hi = Vector512.Create(levels);
