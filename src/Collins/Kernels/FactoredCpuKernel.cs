@@ -20,7 +20,10 @@ namespace Collins.Kernels;
 /// With gradient-norm clipping (<see cref="StepScalars.GradientScale"/> s) the EMAs take (1 − β2)·(s·s) and, without a first moment,
 /// Σ u² is multiplied by s² and the learning rate by s; with a quantised first moment s enters m instead (m takes (1 − β1)·s·g, and
 /// u, Σ u² and lr follow from that m), so phase 2 is that of s·g either way; phase 1 reports Σ g² from the row sums.
-/// The row, column and partial sums live in this kernel (workspace, not state).
+/// The row, column and partial sums live in this kernel (workspace, not state). With AVX-512F (<see cref="WideCpu.Enabled"/>) the
+/// rows of update clipping's Σ u² and runs of whole quantised blocks inside one row take <see cref="WideCpu"/>'s 16-lane bodies,
+/// which give the same floats, codes and sums as the paths here (the plain update stays in <see cref="Vector{T}"/> lanes: 16 lanes
+/// measured slower there, docs/benchmarks.md).
 /// </remarks>
 internal sealed class FactoredCpuKernel : CpuTensorKernel
 {
@@ -171,7 +174,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             float a = rowEma[r] * _rowScale;
             var p = buf.Parameters.Slice(r * _cols, _cols);
             var g = buf.Gradient.Slice(r * _cols, _cols);
-            int c = WideCpu.Enabled ? WideCpu.FactoredRow(colEma, g, p, a, decay, lr, isb2, eps) : 0;   // AVX-512: the same floats
+            int c = 0;
             if (Vector.IsHardwareAccelerated && _cols >= Vector<float>.Count)
             {
                 var va = new Vector<float>(a); var vdecay = new Vector<float>(decay); var vlr = new Vector<float>(lr);

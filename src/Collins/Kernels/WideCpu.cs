@@ -112,27 +112,6 @@ internal static class WideCpu
     }
 
     /// <summary>
-    /// The factored update of one row from its start, 16 entries a vector: p ← p·decay − lr·g / (√(a·col)·isb2 + ε) (the
-    /// fallback's operations lane by lane); returns how many entries it did (a multiple of 16), the caller's loop doing the rest.
-    /// </summary>
-    public static int FactoredRow(ReadOnlySpan<float> col, ReadOnlySpan<float> g, Span<float> p, float a, float decay, float lr, float isb2, float eps)
-    {
-        int n = p.Length;
-        if (col.Length != n || g.Length != n) throw new ArgumentException("The wide factored row takes the row's columns, g and p of one length.");
-        ref float rc = ref MemoryMarshal.GetReference(col), rg = ref MemoryMarshal.GetReference(g), rp = ref MemoryMarshal.GetReference(p);
-        var va = Vector512.Create(a); var vdecay = Vector512.Create(decay); var vlr = Vector512.Create(lr);
-        var visb2 = Vector512.Create(isb2); var veps = Vector512.Create(eps);
-        int c = 0;
-        for (; c <= n - W; c += W)
-        {
-            nuint at = (nuint)c;
-            var den = Vector512.Sqrt(va * Vector512.LoadUnsafe(ref rc, at)) * visb2 + veps;
-            (Vector512.LoadUnsafe(ref rp, at) * vdecay - vlr * Vector512.LoadUnsafe(ref rg, at) / den).StoreUnsafe(ref rp, at);
-        }
-        return c;
-    }
-
-    /// <summary>
     /// Update clipping's u² = (g / (√(a·col)·isb2 + ε))² of one row from its start, widened to double and added into the lanes of
     /// the fallback's two 8-float accumulators (<paramref name="lo"/>: entries 8k … 8k + 3, <paramref name="hi"/>: 8k + 4 … 8k + 7,
     /// each in order of k, exactly as the 256-bit loop adds them); returns how many entries it did (a multiple of 16).
