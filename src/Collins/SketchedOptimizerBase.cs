@@ -245,6 +245,9 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     private readonly int[]? _deviceFlags;
     // One CPU kernel per tensor, of its kind (CPU state only): the engine every CPU step runs.
     private readonly CpuTensorKernel[]? _cpuKernels;
+
+    /// <summary>Tensor <paramref name="tensor"/>'s CPU kernel (tests read its per-step diagnostics).</summary>
+    internal CpuTensorKernel CpuKernelOf(int tensor) => (_cpuKernels ?? throw new InvalidOperationException("This optimizer keeps its state on a device."))[tensor];
     // Device state with MaxGradientNorm > 0 only: the per-tensor Σ g² reduction and its host copy (allocated once).
     private readonly DeviceGradientNorm? _deviceNorm;
     private readonly double[]? _deviceSquares;

@@ -212,17 +212,15 @@ internal static class BlockQuantizer
     /// <summary>As <see cref="Quantize(ReadOnlySpan{float}, Span{byte}, bool, int, int, int, bool, ulong, int)"/> with max |m| already known (the caller's pass formed it).</summary>
     public static float Quantize(ReadOnlySpan<float> m, float absmax, Span<byte> codes, bool fourBit, int block, int start, int levels, bool stochastic, ulong key, int step)
     {
-        float inv = absmax == 0f ? 0f : levels / absmax;   // inv = 0 gives y = r, ⌊r⌋ = 0: every code 0
-        if (!(inv <= float.MaxValue))
-        {
-            // max |m| below Q / float.MaxValue (3.7e-37 at 8 bits, 2.1e-38 at 4): Q / max would overflow and saturate every code,
-            // so the block is stored as m = 0 (scale 0, codes 0). Such an m is far below anything an update can feel.
-            inv = 0f;
-            absmax = 0f;
-        }
+        float inv = InverseStep(ref absmax, levels);
         int j = 0, half = block >> 1, f = Vector<float>.Count;
         uint a = 0, c = 0;
         if (stochastic) StepWords(key, step, out a, out c);   // once per block, not per entry
+        if (m.Length == block && WideCpu.FitsBlock(fourBit, block))
+        {
+            WideCpu.Quantize(m, inv, levels, fourBit, stochastic, a, c, start, codes.Slice(fourBit ? start >> 1 : start, fourBit ? half : block));
+            return absmax;
+        }
         if (Vector.IsHardwareAccelerated && m.Length == block && (fourBit ? half : block) % Vector<sbyte>.Count == 0)
         {
             // Codes of Vector<sbyte>.Count entries at a time: four float vectors, narrowed int → short → sbyte.
@@ -244,6 +242,22 @@ internal static class BlockQuantizer
             SetCode(codes, fourBit, block, start + j, Math.Clamp(q, -levels, levels));
         }
         return absmax;
+    }
+
+    /// <summary>
+    /// Q / max |m| of a block, the factor its codes are formed with; 0 when max |m| is 0 (y = r, ⌊r⌋ = 0: every code 0) and when
+    /// max |m| &lt; Q / float.MaxValue (3.7e-37 at 8 bits, 2.1e-38 at 4), where Q / max would overflow and saturate every code: such
+    /// a block is stored as m = 0 (<paramref name="absmax"/> set to 0 too), far below anything an update can feel.
+    /// </summary>
+    internal static float InverseStep(ref float absmax, int levels)
+    {
+        float inv = absmax == 0f ? 0f : levels / absmax;
+        if (!(inv <= float.MaxValue))
+        {
+            inv = 0f;
+            absmax = 0f;
+        }
+        return inv;
     }
 
     /// <summary>The codes of entries <paramref name="j"/> … j + Vector&lt;sbyte&gt;.Count − 1 of the block.</summary>

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace Collins.Kernels;
 
@@ -19,7 +20,10 @@ namespace Collins.Kernels;
 /// With gradient-norm clipping (<see cref="StepScalars.GradientScale"/> s) the EMAs take (1 − β2)·(s·s) and, without a first moment,
 /// Σ u² is multiplied by s² and the learning rate by s; with a quantised first moment s enters m instead (m takes (1 − β1)·s·g, and
 /// u, Σ u² and lr follow from that m), so phase 2 is that of s·g either way; phase 1 reports Σ g² from the row sums.
-/// The row, column and partial sums live in this kernel (workspace, not state).
+/// The row, column and partial sums live in this kernel (workspace, not state). With AVX-512F (<see cref="WideCpu.Enabled"/>) the
+/// rows of update clipping's Σ u² and runs of whole quantised blocks inside one row take <see cref="WideCpu"/>'s 16-lane bodies,
+/// which give the same floats, codes and sums as the paths here (the plain update stays in <see cref="Vector{T}"/> lanes: 16 lanes
+/// measured slower there, docs/benchmarks.md).
 /// </remarks>
 internal sealed class FactoredCpuKernel : CpuTensorKernel
 {
@@ -39,6 +43,9 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     private readonly int _block, _levels, _blocksPerTile, _blockTiles;
     private readonly ulong _streamKey;
     private readonly TileKernel _quantApply, _quantSquares;
+
+    /// <summary>Update clipping: the last applied step's Σ u² over the tensor, before gradient-norm clipping's s² (0 without clipping).</summary>
+    internal double UpdateSquares { get; private set; }
 
     /// <summary>The most row tiles of phase 1 (each keeps C column partials).</summary>
     internal const int MaxRowTiles = 64;
@@ -131,6 +138,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             TileRunner.Run(_tiles, threads, _squares, p, g, m, v, sumM, sumV, s);
             double squares = 0;
             foreach (double x in _tileSquares) squares += x;
+            UpdateSquares = squares;
             squares *= (double)s.GradientScale * s.GradientScale;   // u of s·g (gradient-norm clipping; exact for s = 1)
             double rms = Math.Sqrt(squares / Plan.Length);
             _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
@@ -206,6 +214,14 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
                 // u² in float lanes, widened and summed in double lanes; the lanes are added in order after the row.
                 var va = new Vector<float>(a); var visb2 = new Vector<float>(isb2); var veps = new Vector<float>(eps);
                 var acc0 = Vector<double>.Zero; var acc1 = Vector<double>.Zero;
+                if (WideCpu.Enabled && Vector<float>.Count == 8)
+                {
+                    // AVX-512: 16 entries a vector into the same two accumulators, lane by lane in the same order (the same sum).
+                    Vector256<double> lo = default, hi = default;
+                    c = WideCpu.FactoredRowSquares(colEma, g, a, isb2, eps, ref lo, ref hi);
+                    acc0 = lo.AsVector();
+                    acc1 = hi.AsVector();
+                }
                 for (; c <= _cols - Vector<float>.Count; c += Vector<float>.Count)
                 {
                     var u = new Vector<float>(g[c..]) / (Vector.SquareRoot(va * new Vector<float>(colEma[c..])) * visb2 + veps);
@@ -234,6 +250,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             TileRunner.Run(_blockTiles, threads, _quantSquares, p, g, m, v, sumM, sumV, s);
             double squares = 0;
             for (int t = 0; t < _blockTiles; t++) squares += _tileSquares[t];
+            UpdateSquares = squares;
             double rms = Math.Sqrt(squares / Plan.Length);
             _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
         }
@@ -245,7 +262,37 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         Span<float> mb = stackalloc float[_block];
         double unused = 0;
         int b0 = tile * _blocksPerTile, b1 = Math.Min(b0 + _blocksPerTile, Plan.QuantizedBlocks);
-        for (int b = b0; b < b1; b++) QuantizedBlock(b, in buf, in s, mb, write: true, ref unused);
+        if (!WideCpu.FitsBlock(_fourBit, _block))
+        {
+            for (int b = b0; b < b1; b++) QuantizedBlock(b, in buf, in s, mb, write: true, ref unused);
+            return true;
+        }
+        // AVX-512: runs of whole blocks inside one row go to the fused wide pass (the same floats and codes as QuantizedBlock);
+        // a block that crosses a row or is the tensor's partial last one takes QuantizedBlock.
+        var ema = buf.SecondMoment;
+        var colEma = ema.Slice(_rows, _cols);
+        uint wa = 0, wc = 0;
+        if (_stochastic) BlockQuantizer.StepWords(_streamKey, s.Step, out wa, out wc);
+        float lr = s.LearningRate * _updateScale, oneMinusBeta1 = K.OneMinusBeta1 * s.GradientScale;
+        for (int b = b0; b < b1;)
+        {
+            long e0 = (long)b * _block;
+            int r = (int)(e0 / _cols), c0 = (int)(e0 - (long)r * _cols);
+            // Whole blocks from b that end inside row r (and before the tensor's end).
+            int run = Math.Min(b1 - b, (_cols - c0) / _block);
+            if (run > 0 && (long)(b + run) * _block > Plan.Length) run = (int)((Plan.Length - e0) / _block);
+            if (run <= 0)
+            {
+                QuantizedBlock(b, in buf, in s, mb, write: true, ref unused);
+                b++;
+                continue;
+            }
+            var k = new WideCpu.QuantizedCoefficients(K.Beta1, oneMinusBeta1, ema[r] * _rowScale, _invSqrtBias, K.Epsilon,
+                                                      s.InvBiasCorrection1, s.Decay, lr);
+            WideCpu.QuantizedRun(_codes, buf.FirstMoment, _fourBit, _block, _levels, b, run, buf.Gradient, buf.Parameters, colEma, c0, in k,
+                                 _stochastic, wa, wc, mb);
+            b += run;
+        }
         return true;
     }
 
