@@ -191,7 +191,7 @@ partial class Mlp
             public static float OneMinusBeta2 => 0.001f;
             public static float Epsilon => 1E-08f;
             public static bool HasFirstMoment => true;
-            public static bool MeanSecondMoment => true;
+            public static bool MeanSecondMoment => false;
         }
 
         /// <summary>
