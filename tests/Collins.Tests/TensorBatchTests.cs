@@ -10,17 +10,18 @@ namespace Collins.Tests;
 [Trait("Category", "Kernels")]
 public class TensorBatchTests
 {
-    // Thirty-two small tensors of every shape class (ragged matrices, a sketched vector, dense vectors), none dominating the rest, so
+    // Sixty-two small tensors (together above KernelTiles.BatchMinLength) of every shape class (ragged matrices, a sketched vector, dense vectors), none dominating the rest, so
     // that two and three threads batch them, and one of several tiles that is too large to share the batch (it runs its own tiles in
     // parallel, and seven threads, which batch nothing here, still give the pool workers tiles).
     private static TensorSpec[] SmallSpecs(bool sketchedVector)
     {
         var specs = new List<TensorSpec> { new("Big", [300, 400]) };
-        for (int i = 0; i < 10; i++)
+        for (int i = 0; i < 20; i++)
         {
-            specs.Add(new($"W{i}", [40 + 3 * i, 96 + 4 * i]));
-            specs.Add(new($"b{i}", 50 + 30 * i));                                    // dense: below the dense threshold
-            specs.Add(new($"U{i}", [3, 5 + i % 3, 300 - 10 * i]));
+            int j = i % 10;
+            specs.Add(new($"W{i}", [40 + 3 * j, 96 + 4 * j]));
+            specs.Add(new($"b{i}", 50 + 30 * j));                                    // dense: below the dense threshold
+            specs.Add(new($"U{i}", [3, 5 + j % 3, 300 - 10 * j]));
         }
         if (sketchedVector) specs.Add(new("v", 6000));                              // a sketched vector (Mean Rotation under Factored)
         specs.Add(new("one", 1));
@@ -66,9 +67,9 @@ public class TensorBatchTests
     {
         var specs = SmallSpecs(sketchedVector: true);
         using var opt = new CountSketchAdam(new OptimizerSettings { Ratio = 8 }, specs) { MaxThreads = 2 };
-        // U0 is declared before W9 but is smaller, so the batch (largest first) runs W9 first: the verdicts must still be read in
+        // U0 is declared before W19 but is smaller, so the batch (largest first) runs W19 first: the verdicts must still be read in
         // declaration order.
-        int early = Array.FindIndex(specs, s => s.Name == "U0"), late = Array.FindIndex(specs, s => s.Name == "W9");
+        int early = Array.FindIndex(specs, s => s.Name == "U0"), late = Array.FindIndex(specs, s => s.Name == "W19");
         Assert.True(early < late && opt.Tensors[early].Length < opt.Tensors[late].Length);
         Assert.True(opt.IsBatchedOnCpu(early, 2) && opt.IsBatchedOnCpu(late, 2));
         var rng = new Random(3);
@@ -92,14 +93,20 @@ public class TensorBatchTests
     public void The_batch_leaves_out_large_tensors_and_those_that_would_dominate_it()
     {
         var specs = new List<TensorSpec> { new("huge", KernelTiles.BatchedTensorMaxLength + 1), new("big", 400_000) };
-        for (int i = 0; i < 10; i++) specs.Add(new($"s{i}", 10_000 + i));
+        for (int i = 0; i < 20; i++) specs.Add(new($"s{i}", 10_000 + i));
         using var opt = new CountSketchAdam(new OptimizerSettings(), specs);
-        // Two threads: "huge" exceeds the length bound; "big" holds more than 1/8 of the 500,045 entries it would share the batch with.
+        // Two threads: "huge" exceeds the length bound; "big" holds more than 1/8 of the 600,190 entries it would share the batch with.
         Assert.False(opt.IsBatchedOnCpu(0, 2));
         Assert.False(opt.IsBatchedOnCpu(1, 2));
-        Assert.All(Enumerable.Range(2, 10), i => Assert.True(opt.IsBatchedOnCpu(i, 2)));
-        // Ten threads: a 10,000-entry tensor is more than 1/40 of the 100,045 left, so none is batched (nor are single survivors).
+        Assert.All(Enumerable.Range(2, 20), i => Assert.True(opt.IsBatchedOnCpu(i, 2)));
+        // Ten threads: a 10,000-entry tensor is more than 1/40 of the 200,190 left, so none is batched (nor are single survivors).
         Assert.All(Enumerable.Range(0, specs.Count), i => Assert.False(opt.IsBatchedOnCpu(i, 10)));
+        // Small tensors that hold fewer than BatchMinLength entries together are not worth waking the pool for.
+        int few = KernelTiles.BatchMinLength / 1000 - 1;
+        using var small = new CountSketchAdam(new OptimizerSettings(), Enumerable.Range(0, few).Select(i => new TensorSpec($"t{i}", 1000)).ToArray());
+        Assert.All(Enumerable.Range(0, few), i => Assert.False(small.IsBatchedOnCpu(i, 2)));
+        using var enough = new CountSketchAdam(new OptimizerSettings(), Enumerable.Range(0, few + 2).Select(i => new TensorSpec($"t{i}", 1000)).ToArray());
+        Assert.All(Enumerable.Range(0, few + 2), i => Assert.True(enough.IsBatchedOnCpu(i, 2)));
         // One thread batches nothing; back to two, the same choice as before.
         Assert.All(Enumerable.Range(0, specs.Count), i => Assert.False(opt.IsBatchedOnCpu(i, 1)));
         Assert.True(opt.IsBatchedOnCpu(5, 2));

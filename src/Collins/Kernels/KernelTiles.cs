@@ -29,6 +29,12 @@ internal static class KernelTiles
     /// </summary>
     public const int BatchedTensorMaxLength = 1 << 22;
 
+    /// <summary>
+    /// A batch of small tensors (<see cref="TensorBatch"/>) is run only when its tensors hold at least this many entries together:
+    /// below it, waking the pool costs about what it saves, and the tensors run one by one as before (a tensor of one tile inline).
+    /// </summary>
+    public const int BatchMinLength = 1 << 17;
+
     /// <summary>ceil(<paramref name="count"/> / <paramref name="tile"/>) without overflow.</summary>
     public static int Tiles(int count, int tile) => (int)(((long)count + tile - 1) / tile);
 

@@ -12,7 +12,8 @@ namespace Collins.Kernels;
 /// Which tensors are batched (<see cref="Prepare"/>) follows the shapes and the thread count T only: tensors of at most
 /// <see cref="KernelTiles.BatchedTensorMaxLength"/> entries, largest first, except that the largest are left to their own parallel run
 /// while one of them has more than 1 / (4·T) of the entries that would remain in the batch (a tensor is a tile here, so that bounds
-/// the imbalance of the run's last tiles). With T = 1, or fewer than two such tensors, nothing is batched. The buffers of a run are
+/// the imbalance of the run's last tiles). With T = 1, fewer than two such tensors, or fewer than
+/// <see cref="KernelTiles.BatchMinLength"/> entries in them together, nothing is batched. The buffers of a run are
 /// pinned by a recursion (one frame per tensor, at most <see cref="MaxTensorsPerRun"/> per run) and handed to the workers as
 /// pointers. Allocates nothing per step: every array is sized at construction, and <see cref="Prepare"/> only rewrites them when T changes.
 /// </remarks>
@@ -60,9 +61,6 @@ internal sealed unsafe class TensorBatch
         _apply = ApplyTensor;
     }
 
-    /// <summary>Tensors batched by the last <see cref="Prepare"/>.</summary>
-    internal int BatchedCount => _runCount;
-
     /// <summary>Whether tensor <paramref name="tensor"/> is stepped in the batch (as of the last <see cref="Prepare"/>).</summary>
     public bool IsBatched(int tensor) => _batched[tensor];
 
@@ -80,7 +78,7 @@ internal sealed unsafe class TensorBatch
         // Leave out the largest while one holds more than 1 / (4·T) of what would remain batched.
         while (first < _bySize.Length && (long)_plans[_bySize[first]].Length * 4 * threads > remaining)
             remaining -= _plans[_bySize[first++]].Length;
-        if (_bySize.Length - first < 2) return;
+        if (_bySize.Length - first < 2 || remaining < KernelTiles.BatchMinLength) return;
         for (int j = first; j < _bySize.Length; j++)
         {
             _batched[_bySize[j]] = true;
