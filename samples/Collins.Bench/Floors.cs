@@ -171,6 +171,40 @@ public static class Floors
     public static Floor DenseEngine() => new("dense AdamW through the engine", [Read, DenseStream], 0, "",
         "phase 1 read g; phase 2 one pass: read g, p, m, v; write p, m, v");
 
+    /// <summary>
+    /// The floor of one tensor of an optimizer, chosen by the kind its plan runs: a dense tensor is dense AdamW's one pass (β1 = 0
+    /// without m), a factored one <see cref="Factored"/> (with update clipping when the settings clip) or
+    /// <see cref="FactoredQuantized"/>, a sketched one <see cref="Rotation"/> or <see cref="Universal"/> at its effective ratio.
+    /// </summary>
+    /// <remarks>
+    /// A dense tensor is bounded by the fused pass alone, not by <see cref="DenseEngine"/>'s extra read of g: in a whole model the
+    /// dense tensors are the vectors below the dense threshold, whose phase-1 read leaves g in the cache for phase 2.
+    /// </remarks>
+    public static Floor Of(TensorPlan plan, OptimizerSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(settings);
+        bool beta1Zero = !plan.HasFirstMoment;
+        if (plan.IsDense) return DenseAdamW(beta1Zero);
+        if (plan.IsFactored)
+            return plan.IsQuantized
+                ? FactoredQuantized(plan.FactorRows, plan.FactorColumns, plan.FirstMoment == FirstMomentStorage.Quantized4, plan.QuantizationBlock)
+                : Factored(plan.FactorRows, plan.FactorColumns, clip: settings.UpdateClipping > 0);
+        return plan.Layout == SketchLayout.Rotation ? Rotation(plan.Length, plan.Ratio, beta1Zero) : Universal(plan.Length, plan.Ratio, beta1Zero);
+    }
+
+    /// <summary>
+    /// The bytes one step over every tensor of <paramref name="plans"/> must move: each tensor's floor (<see cref="Of"/>) in bytes per
+    /// parameter times its entries, summed over the tensors (the whole-model bench's floor, at the triad's bandwidth).
+    /// </summary>
+    public static double ModelBytes(IEnumerable<TensorPlan> plans, OptimizerSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(plans);
+        double sum = 0;
+        foreach (var plan in plans) sum += Of(plan, settings).BytesPerParam * plan.Length;
+        return sum;
+    }
+
     private static long Buckets(long length, int ratio)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(length, 1);

@@ -14,6 +14,6 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var opts = Options.Parse(args);
 if (opts is null) return 2;
 if (opts.DumpPtx is not null) return PtxDump.Run(opts.DumpPtx);
-if (opts.WholeModel) return WholeModelBench.Run(opts);
+if (opts.WholeModel) return opts.Parts ? WholeModelParts.Run(opts) : WholeModelBench.Run(opts);
 if (opts.Gpu) return GpuBench.Run(opts);
 return CpuBench.Run(opts);

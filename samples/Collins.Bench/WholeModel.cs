@@ -8,12 +8,21 @@ namespace Collins.Bench;
 /// The whole-model step: one optimizer step over every tensor of <see cref="Gpt2Small"/> (148 tensors of 768 to 38.6M
 /// entries, 124M parameters), where per-tensor dispatch and small-tensor overhead show, which a one-tensor bench hides.
 /// Rows: a triad over one contiguous buffer of the same size (the streaming limit), dense AdamW over the 148 tensors (the bar),
-/// and the two generated optimizers through their model-typed <c>Step</c>. Each row's floor is the bytes its kind must move,
-/// summed over the tensors, at the triad's bandwidth; vs_floor = floor / measured.
+/// and the generated optimizers through their model-typed <c>Step</c>: Rotation at Ratio 32 (β1 = 0.9, and β1 = 0 with Mean) and
+/// the factored second moment (β1 = 0, and with an 8-bit or 4-bit block-quantised first moment, stochastic rounding). Each row's
+/// floor is the bytes its kind must move, the per-tensor floors of <see cref="Floors.Of"/> summed over the tensors
+/// (<see cref="Floors.ModelBytes"/>), at the triad's bandwidth; vs_floor = floor / measured.
 /// </summary>
 public static class WholeModelBench
 {
     private const float LearningRate = 1e-6f;
+
+    /// <summary>The rows, in the order the bench prints them (BenchmarkDotNet's <c>WholeModelBenchmarks</c> offers the same).</summary>
+    public static readonly IReadOnlyList<string> RowNames =
+    [
+        "triad (limit), one buffer", "dense AdamW, 148 tensors", "generated Rotation R32", "generated Rotation R32 Mean β1=0",
+        "generated Factored β1=0", "generated Factored q8 sr", "generated Factored q4 sr",
+    ];
 
     /// <summary>One row of the whole-model bench: its step and the bytes its kind must move (its floor at the triad's bandwidth).</summary>
     public sealed class Row(string name, string bytesFormula, double floorBytes, Action step)
@@ -24,45 +33,107 @@ public static class WholeModelBench
         public Action Step { get; } = step;
     }
 
-    /// <summary>The model, its gradients and optimizers, and the rows that step them (shared by this bench and BenchmarkDotNet).</summary>
+    /// <summary>
+    /// The model, its gradients and optimizers, and the rows that step them (shared by this bench and BenchmarkDotNet). Only the rows
+    /// <paramref name="wanted"/> keeps (by name; default all) are built: each generated row holds its own 498 MB of gradients.
+    /// </summary>
     public sealed class Setup : IDisposable
     {
         private readonly List<IDisposable> _owned = new();
 
-        public Setup(int threads)
+        public Setup(int threads, Func<string, bool>? wanted = null)
         {
+            wanted ??= _ => true;
             var model = new Gpt2Small();
             var specs = Gpt2Small.Rotation_R32.TensorSpecs;
             var parameters = specs.Select(s => (float[])typeof(Gpt2Small).GetField(s.Name, BindingFlags.Public | BindingFlags.Instance)!.GetValue(model)!).ToArray();
-            var gradsA = new Gpt2Small.Rotation_R32.Gradients();
-            var gradsB = new Gpt2Small.Rotation_R32_MeanB0.Gradients();
             Fill(parameters, 0.2f, 0f, seed: 1);
-            Fill(gradsA.Tensors, 1e-3f, 1e-5f, seed: 2);
-            for (int t = 0; t < specs.Count; t++) gradsA.Tensors[t].CopyTo(gradsB.Tensors[t], 0);
             TensorCount = specs.Count;
             ParameterCount = parameters.Sum(p => (long)p.Length);
             Smallest = parameters.Min(p => p.Length);
             Largest = parameters.Max(p => p.Length);
-
-            var a = new Gpt2Small.Rotation_R32 { MaxThreads = threads };
-            var b = new Gpt2Small.Rotation_R32_MeanB0 { MaxThreads = threads };
-            var triad = new TriadKernel(new BenchBuffers(checked((int)ParameterCount)), threads);
-            _owned.Add(a); _owned.Add(b); _owned.Add(triad);
-            var m = parameters.Select(p => new float[p.Length]).ToArray();
-            var v = parameters.Select(p => new float[p.Length]).ToArray();
-            int adamStep = 0;
-            Rows = new List<Row>
+            // Every row steps the same parameters with the same gradient values (each optimizer type has its own holder).
+            float[][]? gradient = null;
+            float[][] Gradient(float[][] tensors)
             {
-                new("triad (limit), one buffer", "12·P", 12.0 * ParameterCount, triad.Step),
-                new("dense AdamW, 148 tensors", "28·P", 28.0 * ParameterCount, () =>
+                if (gradient is null) Fill(tensors, 1e-3f, 1e-5f, seed: 2);
+                else for (int t = 0; t < tensors.Length; t++) gradient[t].CopyTo(tensors[t], 0);
+                return gradient ??= tensors;
+            }
+
+            Gpt2Small.Rotation_R32.Gradients? shared = null;   // dense AdamW and Rotation R32 read the same holder
+            Gpt2Small.Rotation_R32.Gradients Shared() => shared ??= Filled(new Gpt2Small.Rotation_R32.Gradients());
+            Gpt2Small.Rotation_R32.Gradients Filled(Gpt2Small.Rotation_R32.Gradients g) { Gradient(g.Tensors); return g; }
+
+            var rows = new List<Row>();
+            void Add(string name, Func<Row> make)
+            {
+                if (!RowNames.Contains(name)) throw new InvalidOperationException($"row '{name}' is not in RowNames");
+                if (wanted(name)) rows.Add(make());
+            }
+            T Own<T>(T optimizer) where T : SketchedOptimizerBase
+            {
+                optimizer.MaxThreads = threads;
+                _owned.Add(optimizer);
+                return optimizer;
+            }
+            static double Bytes(SketchedOptimizerBase opt) => Floors.ModelBytes(opt.Tensors, opt.Settings);
+
+            Add(RowNames[0], () =>
+            {
+                var triad = new TriadKernel(new BenchBuffers(checked((int)ParameterCount)), threads);
+                _owned.Add(triad);
+                return new(RowNames[0], "12·P", 12.0 * ParameterCount, triad.Step);
+            });
+            Add(RowNames[1], () =>
+            {
+                var g = Shared().Tensors;
+                var m = parameters.Select(p => new float[p.Length]).ToArray();
+                var v = parameters.Select(p => new float[p.Length]).ToArray();
+                int adamStep = 0;
+                double bytes = parameters.Sum(p => Floors.DenseAdamW(beta1Zero: false).BytesPerParam * p.Length);
+                return new(RowNames[1], "28·P", bytes, () =>
                 {
                     var s = StepScalars.For(++adamStep, LearningRate, 0.9, 0.999, 0.0);
                     for (int t = 0; t < parameters.Length; t++)
-                        DenseAdamWCpu.Step(parameters[t], gradsA.Tensors[t], m[t], v[t], s, 0.9, 0.999, 1e-8f, threads);
-                }),
-                new("generated Rotation R32", "Σ sketched (12·d + 32·k) + Σ dense 28·d", Bytes(a), () => a.Step(LearningRate, model, gradsA)),
-                new("generated Rotation R32 Mean β1=0", "Σ sketched (16·d + 16·k) + Σ dense 20·d", Bytes(b), () => b.Step(LearningRate, model, gradsB)),
-            };
+                        DenseAdamWCpu.Step(parameters[t], g[t], m[t], v[t], s, 0.9, 0.999, 1e-8f, threads);
+                });
+            });
+            Add(RowNames[2], () =>
+            {
+                var opt = Own(new Gpt2Small.Rotation_R32());
+                var g = Shared();
+                return new(RowNames[2], "Σ sketched (12·d + 32·k) + Σ dense 28·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
+            });
+            Add(RowNames[3], () =>
+            {
+                var opt = Own(new Gpt2Small.Rotation_R32_MeanB0());
+                var g = new Gpt2Small.Rotation_R32_MeanB0.Gradients();
+                Gradient(g.Tensors);
+                return new(RowNames[3], "Σ sketched (16·d + 16·k) + Σ dense 20·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
+            });
+            Add(RowNames[4], () =>
+            {
+                var opt = Own(new Gpt2Small.Factored_B0());
+                var g = new Gpt2Small.Factored_B0.Gradients();
+                Gradient(g.Tensors);
+                return new(RowNames[4], "Σ factored (16·d + 16·(R+C)) + Σ dense 20·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
+            });
+            Add(RowNames[5], () =>
+            {
+                var opt = Own(new Gpt2Small.Factored_Q8());
+                var g = new Gpt2Small.Factored_Q8.Gradients();
+                Gradient(g.Tensors);
+                return new(RowNames[5], "Σ factored (18·d + 8·d/B + 16·(R+C)) + Σ dense 28·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
+            });
+            Add(RowNames[6], () =>
+            {
+                var opt = Own(new Gpt2Small.Factored_Q4());
+                var g = new Gpt2Small.Factored_Q4.Gradients();
+                Gradient(g.Tensors);
+                return new(RowNames[6], "Σ factored (17·d + 8·d/B + 16·(R+C)) + Σ dense 28·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
+            });
+            Rows = rows;
         }
 
         public IReadOnlyList<Row> Rows { get; }
@@ -74,32 +145,17 @@ public static class WholeModelBench
         public void Dispose() { foreach (var d in _owned) d.Dispose(); }
     }
 
-    // Bytes each kind must move per tensor (the formulas printed by the bench): a sketched Rotation tensor reads g and reads and
-    // writes p (12 B/entry; β1 = 0 reads g again in phase 2: 16), plus per bucket its moments read and written and its two
-    // phase-1 sums written and read (β1 ≠ 0: 32 B, β1 = 0: 16 B); a dense tensor is dense AdamW's 28 (β1 = 0: 20) B/entry.
-    private static double Bytes(SketchedOptimizerBase opt)
-    {
-        double sum = 0;
-        foreach (var plan in opt.Tensors)
-        {
-            bool hasM = plan.HasFirstMoment;
-            sum += plan.IsDense ? (hasM ? 28.0 : 20.0) * plan.Length
-                                : (hasM ? 12.0 : 16.0) * plan.Length + (hasM ? 32.0 : 16.0) * plan.Buckets;
-        }
-        return sum;
-    }
-
     public static int Run(Options o)
     {
         Console.WriteLine($"Collins.Bench whole model: Gpt2Small (GPT-2 small shapes)  threads={o.Threads}/{Environment.ProcessorCount}  reps={o.Reps} (interleaved)");
         Console.WriteLine($"cpu {CpuInfo.Description}  runtime {Environment.Version}  load average at start: {CpuBench.LoadAverage()}");
 
-        using var setup = new Setup(o.Threads);
+        // The triad and dense AdamW always run (the bandwidth and the bar); --filter keeps the generated rows whose name contains it.
+        using var setup = new Setup(o.Threads, name => o.Filter is null || name == RowNames[0] || name == RowNames[1]
+                                                       || name.Contains(o.Filter, StringComparison.OrdinalIgnoreCase));
         long total = setup.ParameterCount;
         Console.WriteLine($"{setup.TensorCount} tensors, {total:N0} parameters (smallest {setup.Smallest:N0}, largest {setup.Largest:N0})");
         var rows = setup.Rows.ToList();
-        if (o.Filter is not null) rows.RemoveAll(r => !r.Name.StartsWith("triad", StringComparison.Ordinal) && !r.Name.StartsWith("dense", StringComparison.Ordinal)
-                                                    && !r.Name.Contains(o.Filter, StringComparison.OrdinalIgnoreCase));
 
         // Warm-up (the first step allocates workspaces, JIT tiers up), then interleaved repetitions of single steps.
         foreach (var r in rows) { r.Step(); r.Step(); }
@@ -132,16 +188,21 @@ public static class WholeModelBench
         Console.WriteLine("bytes each row must move (P parameters; per tensor d entries, k buckets), at the triad's bandwidth = its floor:");
         foreach (var r in rows) Console.WriteLine($"  {r.Name,-34} {r.BytesFormula} = {r.FloorBytes / 1e6:F0} MB");
 
-        // A step allocates nothing after the first.
+        // A step allocates nothing after the first: a row that does fails the run (exit code 4).
+        var allocating = new List<string>();
         foreach (var r in rows.Skip(1))
         {
             long before = GC.GetTotalAllocatedBytes(true);
             for (int i = 0; i < 3; i++) r.Step();
-            Console.WriteLine($"  {r.Name,-34} allocated {(GC.GetTotalAllocatedBytes(true) - before) / 3.0:F0} B/step");
+            double perStep = (GC.GetTotalAllocatedBytes(true) - before) / 3.0;
+            Console.WriteLine($"  {r.Name,-34} allocated {perStep:F0} B/step");
+            if (perStep > 0) allocating.Add(r.Name);
         }
         Console.WriteLine($"load average at end: {CpuBench.LoadAverage()}");
         Console.WriteLine($"SUMMARY whole-model gpt2-small P={total} threads={o.Threads} cpu=\"{CpuInfo.Description}\" triad {median[0]:F1} ms ({bandwidth / 1e9:F1} GB/s): {string.Join("; ", summary)}");
-        return 0;
+        if (allocating.Count == 0) return 0;
+        Console.Error.WriteLine($"error: a step allocated: {string.Join(", ", allocating)}");
+        return 4;
     }
 
     private static void Fill(float[][] tensors, float scale, float offset, int seed)

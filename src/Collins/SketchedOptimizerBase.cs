@@ -163,6 +163,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
                 SumM[i] = plan.IsDense || plan.IsFactored || !plan.HasFirstMoment ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
                 SumV[i] = plan.IsDense || plan.IsFactored ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);
             }
+            _cpuBatch = new TensorBatch(_cpuKernels, tensors, FirstMoments, SecondMoments, SumM, SumV);
         }
         else
         {
@@ -245,6 +246,19 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     private readonly int[]? _deviceFlags;
     // One CPU kernel per tensor, of its kind (CPU state only): the engine every CPU step runs.
     private readonly CpuTensorKernel[]? _cpuKernels;
+    // The small tensors' batch of the CPU step (TensorBatch; CPU state only).
+    private readonly TensorBatch? _cpuBatch;
+
+    /// <summary>
+    /// Whether a CPU step on <paramref name="threads"/> threads steps tensor <paramref name="tensor"/> in the small tensors' batch
+    /// (<see cref="TensorBatch"/>) rather than in its own parallel run. For tests; results are the same either way.
+    /// </summary>
+    internal bool IsBatchedOnCpu(int tensor, int threads)
+    {
+        var batch = _cpuBatch ?? throw new InvalidOperationException("The optimizer keeps its state on a device.");
+        batch.Prepare(threads);
+        return batch.IsBatched(tensor);
+    }
 
     /// <summary>Tensor <paramref name="tensor"/>'s CPU kernel (tests read its per-step diagnostics).</summary>
     internal CpuTensorKernel CpuKernelOf(int tensor) => (_cpuKernels ?? throw new InvalidOperationException("This optimizer keeps its state on a device."))[tensor];
@@ -389,7 +403,8 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     /// <see cref="OptimizerSettings.MaxGradientNorm"/> &gt; 0 first the global norm and <see cref="StepScalars.GradientScale"/>
     /// from phase 1's sums of squares, <see cref="ClipScale"/>); then advances the step counter, or
     /// counts / throws the refusal per <see cref="NonFinitePolicy"/>. Generated optimizers and <see cref="CountSketchAdam"/> both
-    /// call it, which is why they are bit-identical.
+    /// call it, which is why they are bit-identical. In each phase the small tensors run in one batch, a whole tensor per thread
+    /// (<see cref="TensorBatch"/>), and the others each in its own parallel run; the verdicts are then noted in tensor order.
     /// </summary>
     protected StepOutcome StepCpu<TBuffers>(float learningRate, scoped ref TBuffers buffers) where TBuffers : IStepBuffers, allows ref struct
     {
@@ -399,12 +414,17 @@ public abstract partial class SketchedOptimizerBase : IDisposable
         {
             ValidateBuffers(ref buffers);
             var kernels = _cpuKernels!;
+            var batch = _cpuBatch!;
             int threads = MaxThreads;
+            // The small tensors run in one batch (a tensor per tile, TensorBatch), the others each in its own parallel run; every
+            // kernel's result is the same either way, and the verdicts and Σ g² are taken in tensor order below.
+            batch.Prepare(threads);
+            var verdicts = batch.Verdicts;
             for (int i = 0; i < kernels.Length; i++)
-            {
-                ReadOnlySpan<float> g = buffers.Gradient(i);
-                finite &= NoteFinite(i, kernels[i].Accumulate(threads, buffers.Parameters(i), g, FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], scalars), g);
-            }
+                if (!batch.IsBatched(i))
+                    verdicts[i] = kernels[i].Accumulate(threads, buffers.Parameters(i), buffers.Gradient(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], scalars);
+            batch.Accumulate(ref buffers, threads, in scalars);
+            for (int i = 0; i < kernels.Length; i++) finite &= NoteFinite(i, verdicts[i], buffers.Gradient(i));
             if (finite)
             {
                 if (Settings.MaxGradientNorm > 0)
@@ -414,7 +434,9 @@ public abstract partial class SketchedOptimizerBase : IDisposable
                     scalars = scalars.WithGradientScale(ClipScale(squares));
                 }
                 for (int i = 0; i < kernels.Length; i++)
-                    kernels[i].Apply(threads, buffers.Parameters(i), buffers.Gradient(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], scalars);
+                    if (!batch.IsBatched(i))
+                        kernels[i].Apply(threads, buffers.Parameters(i), buffers.Gradient(i), FirstMoments[i], SecondMoments[i], SumM[i], SumV[i], scalars);
+                batch.Apply(ref buffers, threads, in scalars);
             }
         }
         catch

@@ -127,6 +127,85 @@ public class BenchFloorTests
         Assert.Null(Floors.Rotation(D, Ratio, beta1Zero: true).Milliseconds(Of, TriadMs));
     }
 
+    // The GPT-2-small shapes of the whole-model bench (samples/Collins.Bench/Gpt2Small.cs), restated: 2 embeddings, 12 blocks of 4
+    // matrices and 8 vectors, the final norm's 2 vectors.
+    private const int Width = 768, Mlp = 3072, Vocab = 50257, Context = 1024, Layers = 12;
+
+    private static List<TensorSpec> Gpt2SmallSpecs()
+    {
+        var specs = new List<TensorSpec> { new("Wte", [Vocab, Width]), new("Wpe", [Context, Width]) };
+        for (int l = 0; l < Layers; l++)
+        {
+            specs.Add(new($"H{l}AttnW", [Width, 3 * Width])); specs.Add(new($"H{l}ProjW", [Width, Width]));
+            specs.Add(new($"H{l}FcW", [Width, Mlp])); specs.Add(new($"H{l}MlpProjW", [Mlp, Width]));
+            foreach (string v in new[] { "Ln1G", "Ln1B", "ProjB", "Ln2G", "Ln2B", "MlpProjB" }) specs.Add(new($"H{l}{v}", Width));
+            specs.Add(new($"H{l}AttnB", 3 * Width)); specs.Add(new($"H{l}FcB", Mlp));
+        }
+        specs.Add(new("LnfG", Width)); specs.Add(new("LnfB", Width));
+        return specs;
+    }
+
+    public static TheoryData<string> WholeModelSettings => new() { "Rotation R32", "Rotation R32 Mean b1=0", "Factored b1=0", "Factored q8 sr", "Factored q4 sr" };
+
+    private static OptimizerSettings SettingsOf(string name) => name switch
+    {
+        "Rotation R32" => new() { Ratio = 32 },
+        "Rotation R32 Mean b1=0" => new() { Ratio = 32, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean },
+        "Factored b1=0" => new() { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored },
+        "Factored q8 sr" => new() { SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized8, StochasticRounding = true },
+        "Factored q4 sr" => new() { SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true },
+        _ => throw new ArgumentOutOfRangeException(nameof(name), name, "unknown setting"),
+    };
+
+    [Theory]
+    [MemberData(nameof(WholeModelSettings))]
+    public void The_whole_model_floor_is_the_sum_of_each_tensors_streams(string setting)
+    {
+        var settings = SettingsOf(setting);
+        var plans = Gpt2SmallSpecs().Select(s => new TensorPlan(s, settings)).ToList();
+        Assert.Equal(148, plans.Count);
+        Assert.Equal(124_439_808L, plans.Sum(p => (long)p.Length));
+        // Counted here, per tensor, from the streams of its protocol (floats of 4 B, codes in bytes): every vector is below the dense
+        // threshold (4096) and takes dense AdamW's one pass; every matrix is sketched at Ratio 32 (k = d/32: every d is a multiple
+        // of 768) or factored into R × C.
+        double expected = 0;
+        foreach (var spec in Gpt2SmallSpecs())
+        {
+            long d = spec.Shape.Aggregate(1L, (a, x) => a * x);
+            bool vector = spec.Shape.Length == 1;
+            long rows = vector ? 0 : d / spec.Shape[^1], cols = vector ? 0 : spec.Shape[^1];
+            expected += setting switch
+            {
+                "Rotation R32" => vector ? 7 * F * d : 3 * F * d + 8 * F * (d / 32),                // g; p twice | Σσg, Σg², m, v twice each
+                "Rotation R32 Mean b1=0" => vector ? 5 * F * d : 4 * F * d + 4 * F * (d / 32),      // g twice; p twice | Σg², v twice each
+                "Factored b1=0" => vector ? 5 * F * d : 4 * F * d + 4 * F * (rows + cols),          // g twice; p twice | R + C sums and EMAs
+                // m's codes read and written (1 or ½ B each way), one fp32 scale per 128-entry block read and written.
+                "Factored q8 sr" => vector ? 7 * F * d : 4 * F * d + 4 * F * (rows + cols) + 2 * d + 2 * F * (d / 128),
+                "Factored q4 sr" => vector ? 7 * F * d : 4 * F * d + 4 * F * (rows + cols) + d + 2 * F * (d / 128),
+                _ => throw new InvalidOperationException(setting),
+            };
+        }
+        Assert.Equal(expected, Floors.ModelBytes(plans, settings), 6);
+    }
+
+    [Fact]
+    public void A_tensors_floor_follows_the_kind_its_plan_runs()
+    {
+        // A sketched vector under Factored keeps a Mean Rotation sketch (β1 = 0): read g twice, p twice; Σg² and v per bucket.
+        var factored = new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored };
+        var vector = new TensorPlan(new TensorSpec("v", 8192), factored);
+        Assert.Equal(4 * F + 4 * F * K(8192, 32) / 8192, Floors.Of(vector, factored).BytesPerParam, 12);
+        // Update clipping adds the RMS(u) read of g.
+        var clip = factored with { UpdateClipping = 1 };
+        Assert.Equal(5 * F + 4 * F * (64 + 128) / (64.0 * 128), Floors.Of(new TensorPlan(new TensorSpec("w", [64, 128]), clip), clip).BytesPerParam, 12);
+        // Universal: the random scatter+gather floor plus its bucket update.
+        var universal = new OptimizerSettings { Layout = SketchLayout.Universal, Ratio = 8 };
+        Assert.Equal(3 * F + 7 * F * K(10000, 8) / 10000, Floors.Of(new TensorPlan(new TensorSpec("u", 10000), universal), universal).BytesPerParam, 12);
+        // A per-tensor Ratio 1 is dense: dense AdamW's one pass.
+        var rotation = new OptimizerSettings();
+        Assert.Equal(7 * F, Floors.Of(new TensorPlan(new TensorSpec("r", [100, 100], Ratio: 1), rotation), rotation).BytesPerParam);
+    }
+
     [Fact]
     public void Bad_sizes_and_times_are_refused_by_name()
     {
