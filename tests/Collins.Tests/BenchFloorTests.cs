@@ -191,10 +191,11 @@ public class BenchFloorTests
     [Fact]
     public void A_tensors_floor_follows_the_kind_its_plan_runs()
     {
-        // A sketched vector under Factored keeps a Mean Rotation sketch (β1 = 0): read g twice, p twice; Σg² and v per bucket.
+        // A sketched vector under Factored is factored as n × 1 (β1 = 0): read g twice, p twice; per entry its row statistic
+        // (the sum written and read, the EMA read and written), and the one column's.
         var factored = new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored };
         var vector = new TensorPlan(new TensorSpec("v", 8192), factored);
-        Assert.Equal(4 * F + 4 * F * K(8192, 32) / 8192, Floors.Of(vector, factored).BytesPerParam, 12);
+        Assert.Equal(4 * F + 4 * F * (8192 + 1) / 8192.0, Floors.Of(vector, factored).BytesPerParam, 12);
         // Update clipping adds the RMS(u) read of g.
         var clip = factored with { UpdateClipping = 1 };
         Assert.Equal(5 * F + 4 * F * (64 + 128) / (64.0 * 128), Floors.Of(new TensorPlan(new TensorSpec("w", [64, 128]), clip), clip).BytesPerParam, 12);
