@@ -21,7 +21,7 @@ public static class WholeModelBench
     public static readonly IReadOnlyList<string> RowNames =
     [
         "triad (limit), one buffer", "dense AdamW, 148 tensors", "generated Rotation R32", "generated Rotation R32 Mean β1=0",
-        "generated Factored β1=0", "generated Factored q8 sr", "generated Factored q4 sr",
+        "generated Factored β1=0", "generated Factored q8 sr", "generated Factored q4 sr", "generated Factored clip all",
     ];
 
     /// <summary>One row of the whole-model bench: its step and the bytes its kind must move (its floor at the triad's bandwidth).</summary>
@@ -132,6 +132,13 @@ public static class WholeModelBench
                 var g = new Gpt2Small.Factored_Q4.Gradients();
                 Gradient(g.Tensors);
                 return new(RowNames[6], "Σ factored (17·d + 8·d/B + 16·(R+C)) + Σ dense 28·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
+            });
+            Add(RowNames[7], () =>
+            {
+                var opt = Own(new Gpt2Small.Factored_ClipAll());
+                var g = new Gpt2Small.Factored_ClipAll.Gradients();
+                Gradient(g.Tensors);
+                return new(RowNames[7], "Σ factored (20·d + 16·(R+C)), vectors R = d, C = 1", Bytes(opt), () => opt.Step(LearningRate, model, g));
             });
             Rows = rows;
         }

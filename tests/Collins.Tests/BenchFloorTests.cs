@@ -145,7 +145,7 @@ public class BenchFloorTests
         return specs;
     }
 
-    public static TheoryData<string> WholeModelSettings => new() { "Rotation R32", "Rotation R32 Mean b1=0", "Factored b1=0", "Factored q8 sr", "Factored q4 sr" };
+    public static TheoryData<string> WholeModelSettings => new() { "Rotation R32", "Rotation R32 Mean b1=0", "Factored b1=0", "Factored q8 sr", "Factored q4 sr", "Factored clip all" };
 
     private static OptimizerSettings SettingsOf(string name) => name switch
     {
@@ -154,6 +154,7 @@ public class BenchFloorTests
         "Factored b1=0" => new() { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored },
         "Factored q8 sr" => new() { SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized8, StochasticRounding = true },
         "Factored q4 sr" => new() { SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true },
+        "Factored clip all" => new() { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1, DenseThreshold = 0 },
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, "unknown setting"),
     };
 
@@ -182,6 +183,8 @@ public class BenchFloorTests
                 // m's codes read and written (1 or ½ B each way), one fp32 scale per 128-entry block read and written.
                 "Factored q8 sr" => vector ? 7 * F * d : 4 * F * d + 4 * F * (rows + cols) + 2 * d + 2 * F * (d / 128),
                 "Factored q4 sr" => vector ? 7 * F * d : 4 * F * d + 4 * F * (rows + cols) + d + 2 * F * (d / 128),
+                // Every tensor factored (a vector as d × 1), update clipping's extra read of g: g three times; p twice | R + C sums and EMAs.
+                "Factored clip all" => vector ? 5 * F * d + 4 * F * (d + 1) : 5 * F * d + 4 * F * (rows + cols),
                 _ => throw new InvalidOperationException(setting),
             };
         }
