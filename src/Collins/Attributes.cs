@@ -108,13 +108,18 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// <summary>Seed from which every hash constant is derived (together with each tensor's name). Default 0.</summary>
     public long Seed { get; set; } = Planning.SettingsRules.Seed;
 
-    /// <summary>Tensors with fewer elements than this stay dense unless marked <see cref="TensorSketching.Sketched"/>. Default 4096.</summary>
+    /// <summary>
+    /// Tensors with fewer elements than this stay dense (exact AdamW moments, not clipped by <see cref="UpdateClipping"/>) unless
+    /// marked <see cref="TensorSketching.Sketched"/>. Default 4096. 0 sketches every tensor, or with
+    /// <see cref="SecondMomentEstimate.Factored"/> factors every tensor (a vector as n × 1: its exact v), as Adafactor does.
+    /// </summary>
     public int DenseThreshold { get; set; } = Planning.SettingsRules.DenseThreshold;
 
     /// <summary>
     /// Adafactor's update clipping with threshold d (0: off, the default): per factored tensor, the normalised update
-    /// u = g / (√v̂ + ε) is divided by max(1, RMS(u) / d) before the learning rate applies. Needs
-    /// <see cref="SecondMomentEstimate.Factored"/> (COL027 otherwise); Adafactor uses d = 1.
+    /// u = g / (√v̂ + ε) is divided by max(1, RMS(u) / d) before the learning rate applies; dense tensors (below
+    /// <see cref="DenseThreshold"/>) are not clipped. Needs <see cref="SecondMomentEstimate.Factored"/> (COL027 otherwise);
+    /// Adafactor uses d = 1.
     /// </summary>
     public double UpdateClipping { get; set; } = Planning.SettingsRules.UpdateClipping;
 
