@@ -105,41 +105,18 @@ public static class WholeModelBench
                 var g = Shared();
                 return new(RowNames[2], "Σ sketched (12·d + 32·k) + Σ dense 28·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
             });
-            Add(RowNames[3], () =>
+            // A generated optimizer's row: its own gradient holder, filled with the shared gradient, stepped through its model-typed Step.
+            Row Generated<TO, TG>(int index, string formula, TO optimizer, TG gradients, float[][] tensors, Action<TO, TG> step) where TO : SketchedOptimizerBase
             {
-                var opt = Own(new Gpt2Small.Rotation_R32_MeanB0());
-                var g = new Gpt2Small.Rotation_R32_MeanB0.Gradients();
-                Gradient(g.Tensors);
-                return new(RowNames[3], "Σ sketched (16·d + 16·k) + Σ dense 20·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
-            });
-            Add(RowNames[4], () =>
-            {
-                var opt = Own(new Gpt2Small.Factored_B0());
-                var g = new Gpt2Small.Factored_B0.Gradients();
-                Gradient(g.Tensors);
-                return new(RowNames[4], "Σ factored (16·d + 16·(R+C)) + Σ dense 20·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
-            });
-            Add(RowNames[5], () =>
-            {
-                var opt = Own(new Gpt2Small.Factored_Q8());
-                var g = new Gpt2Small.Factored_Q8.Gradients();
-                Gradient(g.Tensors);
-                return new(RowNames[5], "Σ factored (18·d + 8·d/B + 16·(R+C)) + Σ dense 28·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
-            });
-            Add(RowNames[6], () =>
-            {
-                var opt = Own(new Gpt2Small.Factored_Q4());
-                var g = new Gpt2Small.Factored_Q4.Gradients();
-                Gradient(g.Tensors);
-                return new(RowNames[6], "Σ factored (17·d + 8·d/B + 16·(R+C)) + Σ dense 28·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
-            });
-            Add(RowNames[7], () =>
-            {
-                var opt = Own(new Gpt2Small.Factored_ClipAll());
-                var g = new Gpt2Small.Factored_ClipAll.Gradients();
-                Gradient(g.Tensors);
-                return new(RowNames[7], "Σ factored (20·d + 16·(R+C)), vectors R = d, C = 1", Bytes(opt), () => opt.Step(LearningRate, model, g));
-            });
+                var opt = Own(optimizer);
+                Gradient(tensors);
+                return new(RowNames[index], formula, Bytes(opt), () => step(opt, gradients));
+            }
+            Add(RowNames[3], () => { var g = new Gpt2Small.Rotation_R32_MeanB0.Gradients(); return Generated(3, "Σ sketched (16·d + 16·k) + Σ dense 20·d", new Gpt2Small.Rotation_R32_MeanB0(), g, g.Tensors, (o, x) => o.Step(LearningRate, model, x)); });
+            Add(RowNames[4], () => { var g = new Gpt2Small.Factored_B0.Gradients(); return Generated(4, "Σ factored (16·d + 16·(R+C)) + Σ dense 20·d", new Gpt2Small.Factored_B0(), g, g.Tensors, (o, x) => o.Step(LearningRate, model, x)); });
+            Add(RowNames[5], () => { var g = new Gpt2Small.Factored_Q8.Gradients(); return Generated(5, "Σ factored (18·d + 8·d/B + 16·(R+C)) + Σ dense 28·d", new Gpt2Small.Factored_Q8(), g, g.Tensors, (o, x) => o.Step(LearningRate, model, x)); });
+            Add(RowNames[6], () => { var g = new Gpt2Small.Factored_Q4.Gradients(); return Generated(6, "Σ factored (17·d + 8·d/B + 16·(R+C)) + Σ dense 28·d", new Gpt2Small.Factored_Q4(), g, g.Tensors, (o, x) => o.Step(LearningRate, model, x)); });
+            Add(RowNames[7], () => { var g = new Gpt2Small.Factored_ClipAll.Gradients(); return Generated(7, "Σ factored (20·d + 16·(R+C)), vectors R = d, C = 1", new Gpt2Small.Factored_ClipAll(), g, g.Tensors, (o, x) => o.Step(LearningRate, model, x)); });
             Rows = rows;
         }
 
