@@ -35,7 +35,7 @@ public static class Sweep
         yield return ("Factored b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0 });
         yield return ("Factored clip=1 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1 });
         yield return ("Factored clip=1 sched=0.8 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, Beta2Schedule = 0.8 });
-        // Every tensor factored (DenseThreshold 0): a vector is a 1 × n matrix, whose factored v̂ is its exact v, so update
+        // Every tensor factored (DenseThreshold 0): a vector is an n × 1 matrix, whose factored v̂ is its exact v, so update
         // clipping and the β2 schedule reach the small tensors too, as in Adafactor.
         yield return ("Factored dense=0 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, DenseThreshold = 0 });
         yield return ("Factored clip=1 dense=0 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, DenseThreshold = 0 });

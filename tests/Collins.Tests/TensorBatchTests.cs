@@ -23,7 +23,7 @@ public class TensorBatchTests
             specs.Add(new($"b{i}", 50 + 30 * j));                                    // dense: below the dense threshold
             specs.Add(new($"U{i}", [3, 5 + j % 3, 300 - 10 * j]));
         }
-        if (sketchedVector) specs.Add(new("v", 6000));                              // a sketched vector (Mean Rotation under Factored)
+        if (sketchedVector) specs.Add(new("v", 6000));                              // a sketched vector (factored as 6000 × 1 under Factored)
         specs.Add(new("one", 1));
         return specs.ToArray();
     }
@@ -46,14 +46,16 @@ public class TensorBatchTests
     public void Batched_steps_are_bit_identical_to_unbatched_ones_for_any_MaxThreads(string setting)
     {
         var settings = SettingsOf(setting);
-        var specs = SmallSpecs(sketchedVector: settings.FirstMoment == FirstMomentStorage.Sketch);
+        var specs = SmallSpecs(sketchedVector: true);
         Generated.ThreadCountDeterminism.AssertBitIdentical(threads =>
         {
             using var opt = new CountSketchAdam(settings, specs) { MaxThreads = threads };
-            // One thread batches nothing (the reference run); two and three batch every tensor of this model but Big.
+            // One thread batches nothing (the reference run); two and three batch every tensor of this model but Big; more threads
+            // leave more of the largest out (each batched tensor is one thread's work), never fewer.
+            int Batched(int t) => Enumerable.Range(0, specs.Length).Count(i => opt.IsBatchedOnCpu(i, t));
             Assert.False(opt.IsBatchedOnCpu(0, threads));
-            int batched = Enumerable.Range(1, specs.Length - 1).Count(i => opt.IsBatchedOnCpu(i, threads));
-            Assert.Equal(threads is 2 or 3 ? specs.Length - 1 : threads == 1 ? 0 : batched, batched);
+            if (threads <= 3) Assert.Equal(threads == 1 ? 0 : specs.Length - 1, Batched(threads));
+            else Assert.InRange(Batched(threads), 0, Batched(3));
             var rng = new Random(7);
             var p = opt.Tensors.Select(t => Uniform(rng, t.Length)).ToArray();
             for (int step = 0; step < 3; step++)

@@ -4,7 +4,7 @@ namespace TinyLm.Tests;
 
 /// <summary>
 /// The library's Adafactor-shaped setting (factored v, β1 0, update clipping 1, β̂2 = 1 − t^−0.8, every tensor factored:
-/// <see cref="OptimizerSettings.DenseThreshold"/> 0, so a vector is a 1 × n matrix whose factored v̂ is its exact v) against the
+/// <see cref="OptimizerSettings.DenseThreshold"/> 0, so a vector is an n × 1 matrix whose factored v̂ is its exact v) against the
 /// Adafactor anchor written from the paper (<see cref="Adafactor"/>, in double, ε1 = 1e-30 added to g²) on TinyLm's shapes:
 /// with ε = 1e-30 the two differ only by float rounding, step after step.
 /// </summary>

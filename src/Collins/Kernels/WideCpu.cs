@@ -9,7 +9,9 @@ namespace Collins.Kernels;
 /// AVX-512 bodies of the factored kernel's hot loops (<see cref="FactoredCpuKernel"/>, <see cref="BlockQuantizer"/>): 16 floats a
 /// vector where <see cref="System.Numerics.Vector{T}"/> is 8 wide on most AVX-512 CPUs. Each computes, lane by lane, the same
 /// IEEE float operations in the same order as the <see cref="System.Numerics.Vector{T}"/> and scalar paths it stands in for (and
-/// every max is exact), so results are bit-identical whichever path runs: the same floats and codes on every CPU.
+/// every max is exact), so results are bit-identical whichever path runs on a machine: switching this path on or off changes no
+/// float or code. (Across CPUs whose <see cref="System.Numerics.Vector{T}"/> has another width, sums the kernels form in
+/// Vector&lt;T&gt; lanes, such as the factored row sums, are added in another order, as for every kind.)
 /// </summary>
 /// <remarks>
 /// The quantised block update fuses what the fallback does in three passes over a block (dequantise with the EMA into a stack
