@@ -152,12 +152,9 @@ namespace Collins.Generators
             w.Close();
         }
 
-        /// <summary>
-        /// A tensor's state bytes: (β1 ≠ 0 ? 2 : 1)·k floats, or R + C floats when its second moment is factored, plus a quantised
-        /// first moment's block scales (4 bytes each) and codes.
-        /// </summary>
+        /// <summary>A tensor's state bytes, by the runtime's own formula (<see cref="SettingsRules.TensorStateBytes"/>).</summary>
         private static long StateBytes(VariantContext context, TensorModel t)
-            => 4L * (t.IsFactored ? (long)t.FactorRows + t.FactorColumns + t.QuantizedBlocks : (context.HasFirstMoment ? 2L : 1L) * t.Buckets) + t.CodeBytes;
+            => SettingsRules.TensorStateBytes(context.HasFirstMoment, t.Buckets, t.IsFactored, t.FactorRows, t.FactorColumns, t.QuantizedBlocks, t.CodeBytes);
 
         private static string SketchingName(int s) => s == 1 ? "Dense" : s == 2 ? "Sketched" : "Auto";
 

@@ -113,6 +113,18 @@ namespace Collins.Planning
         public static long QuantizedCodeBytes(int storage, long length, int block)
             => storage == Quantized8Storage ? length : storage == Quantized4Storage ? QuantizedBlocks(length, block) * (block / 2) : 0;
 
+        /// <summary>
+        /// Bytes of optimizer state of one tensor (the one formula the run-time plan and the generated code both report): its
+        /// first-moment floats (k, a quantised moment's <paramref name="quantizedBlocks"/> scales, or none with β1 = 0) and
+        /// second-moment floats (R + C when factored, else k; k = d when dense), 4 bytes each, plus a quantised moment's codes.
+        /// </summary>
+        public static long TensorStateBytes(bool hasFirstMoment, long buckets, bool factored, long factorRows, long factorColumns, long quantizedBlocks, long codeBytes)
+        {
+            long first = quantizedBlocks > 0 ? quantizedBlocks : hasFirstMoment ? buckets : 0;
+            long second = factored ? factorRows + factorColumns : buckets;
+            return 4L * (first + second) + codeBytes;
+        }
+
         /// <summary>Blocks (one fp32 scale each) of a quantised first moment: ceil(length / block).</summary>
         public static long QuantizedBlocks(long length, int block) => (length + block - 1) / block;
 

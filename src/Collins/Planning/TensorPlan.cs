@@ -127,8 +127,8 @@ public sealed class TensorPlan
     /// <summary>Floats of optimizer state: <see cref="FirstMomentFloats"/> + <see cref="SecondMomentFloats"/>.</summary>
     public long StateFloats => (long)FirstMomentFloats + SecondMomentFloats;
 
-    /// <summary>Bytes of optimizer state: 4·<see cref="StateFloats"/> + <see cref="FirstMomentCodeBytes"/>.</summary>
-    public long StateBytes => StateFloats * sizeof(float) + FirstMomentCodeBytes;
+    /// <summary>Bytes of optimizer state: 4·<see cref="StateFloats"/> + <see cref="FirstMomentCodeBytes"/> (<see cref="SettingsRules.TensorStateBytes"/>, which the generated code reports too).</summary>
+    public long StateBytes => SettingsRules.TensorStateBytes(HasFirstMoment, Buckets, IsFactored, FactorRows, FactorColumns, IsQuantized ? QuantizedBlocks : 0, FirstMomentCodeBytes);
 
     /// <summary>h1(i): the bucket of entry i.</summary>
     public int Bucket(int i)
