@@ -120,6 +120,25 @@ public static class CpuBench
         }
     }
 
+    /// <summary>
+    /// Times <paramref name="steps"/> after two warm-up calls each (workspaces, JIT tiers): <paramref name="reps"/> rounds, each
+    /// calling every step once in a rotated order so that no step always follows the same one; one row of milliseconds per step.
+    /// </summary>
+    public static double[][] Interleaved(IReadOnlyList<Action> steps, int reps)
+    {
+        foreach (var s in steps) { s(); s(); }
+        var samples = steps.Select(_ => new double[reps]).ToArray();
+        for (int rep = 0; rep < reps; rep++)
+            for (int j = 0; j < steps.Count; j++)
+            {
+                int k = (j + rep) % steps.Count;
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                steps[k]();
+                samples[k][rep] = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            }
+        return samples;
+    }
+
     public static double Median(double[] xs)
     {
         var s = (double[])xs.Clone();

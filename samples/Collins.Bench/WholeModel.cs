@@ -142,16 +142,7 @@ public static class WholeModelBench
         var rows = setup.Rows.ToList();
 
         // Warm-up (the first step allocates workspaces, JIT tiers up), then interleaved repetitions of single steps.
-        foreach (var r in rows) { r.Step(); r.Step(); }
-        var samples = rows.Select(_ => new double[o.Reps]).ToArray();
-        for (int rep = 0; rep < o.Reps; rep++)
-            for (int j = 0; j < rows.Count; j++)
-            {
-                int k = (j + rep) % rows.Count;
-                long t0 = Stopwatch.GetTimestamp();
-                rows[k].Step();
-                samples[k][rep] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-            }
+        var samples = CpuBench.Interleaved(rows.Select(r => r.Step).ToArray(), o.Reps);
         var median = samples.Select(CpuBench.Median).ToArray();
         double bandwidth = rows[0].FloorBytes / (median[0] * 1e-3);   // bytes/s of the triad
         int adamw = rows.FindIndex(r => r.Name.StartsWith("dense", StringComparison.Ordinal));

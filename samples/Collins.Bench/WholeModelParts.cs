@@ -59,16 +59,7 @@ public static class WholeModelParts
             }
         try
         {
-            foreach (var c in cases) { c.Step(); c.Step(); }
-            var samples = cases.Select(_ => new double[o.Reps]).ToArray();
-            for (int rep = 0; rep < o.Reps; rep++)
-                for (int j = 0; j < cases.Count; j++)
-                {
-                    int k = (j + rep) % cases.Count;
-                    long t0 = Stopwatch.GetTimestamp();
-                    cases[k].Step();
-                    samples[k][rep] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-                }
+            var samples = CpuBench.Interleaved(cases.Select(c => c.Step).ToArray(), o.Reps);
             var median = samples.Select(CpuBench.Median).ToArray();
             Console.WriteLine();
             Console.WriteLine($"| {"kind",-22} | {"case",-28} | {"median ms",9} | {"min ms",8} |");
