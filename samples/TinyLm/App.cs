@@ -90,7 +90,9 @@ internal static class App
                 var run = train with { LearningRate = opts.LearningRate ?? OptimizerCatalog.SweepLearningRate(name) };
                 display.Line($"== {name}: {optimizer.Implementation}, state {optimizer.StateBytes:N0} B, lr {run.LearningRate:G3}" +
                              (opts.LearningRate is null ? " (its best in the sweep)" : ""));
-                results.Add(Trainer.Train(config, corpus, optimizer, run, display.Track(name, run.Steps)));
+                var result = Trainer.Train(config, corpus, optimizer, run, display.Track(name, run.Steps));
+                if (result.SkippedWarning(run.Steps) is { } warning) display.Line(warning);
+                results.Add(result);
             }
             return 0;
         });

@@ -15,6 +15,12 @@ public interface ITrainerOptimizer
     long StateBytes { get; }
 
     /// <summary>
+    /// Steps the optimizer refused so far, changing nothing (a Collins optimizer's <see cref="SketchedOptimizerBase.SkippedSteps"/>:
+    /// a non-finite gradient, or one whose squares overflow); 0 for the baselines, which apply every step.
+    /// </summary>
+    long SkippedSteps => 0;
+
+    /// <summary>
     /// The parameter and gradient arrays, in <see cref="ModelConfig.Specs"/> order, that the trainer initialises, the backward
     /// pass fills and <see cref="Step"/> updates. By default fresh arrays; a generated optimizer hands out its model's members
     /// and its gradient holder's arrays (<see cref="GeneratedOptimizer{TOptimizer, TGradients}"/>).
@@ -115,6 +121,7 @@ public sealed class RuntimeCountSketchAdam(string name, OptimizerSettings settin
     public string Implementation => "runtime Collins.CountSketchAdam";
     public CountSketchAdam Optimizer { get; } = new(settings, tensors);
     public long StateBytes => Optimizer.StateBytes;
+    public long SkippedSteps => Optimizer.SkippedSteps;
     public void Step(float learningRate, float[][] parameters, float[][] gradients) => Optimizer.Step(learningRate, parameters, gradients);
 }
 
@@ -163,6 +170,7 @@ public sealed class GeneratedOptimizer<TOptimizer, TGradients> : IGeneratedOptim
     public string Name { get; }
     public string Implementation => "generated TinyLmModel." + Name;
     public long StateBytes => Optimizer.StateBytes;
+    public long SkippedSteps => Optimizer.SkippedSteps;
     public TOptimizer Optimizer { get; }
     SketchedOptimizerBase IGeneratedOptimizer.Optimizer => Optimizer;
     object IGeneratedOptimizer.Gradients => Gradients;

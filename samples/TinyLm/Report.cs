@@ -32,6 +32,8 @@ public static class Report
             string diff = adam is null ? "n/a" : (100 * (r.FinalValidationLoss - adam.FinalValidationLoss) / adam.FinalValidationLoss).ToString("+0.00;-0.00;0.00", CultureInfo.InvariantCulture);
             md.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.StateBytes:N0} | {r.BytesPerParameter:F3} | {r.FinalValidationLoss:F4} | {diff} | {r.StepMs:F1} | {r.OptimizerMs:F2} | {r.LearningRate:G3} | {r.Implementation} |");
         }
+        foreach (var r in results)
+            if (r.SkippedWarning(o.Steps) is { } warning) md.AppendLine().AppendLine(warning + ".");
         File.WriteAllText(Path.Combine(dir, "results.md"), md.ToString());
 
         var csv = new StringBuilder("configuration,state_bytes,bytes_per_parameter,final_val_loss,diff_from_adamw_percent,step_ms,optimizer_ms,lr,implementation\n");

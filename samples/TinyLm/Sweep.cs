@@ -102,6 +102,7 @@ public static class Sweep
                 var eta = TimeSpan.FromSeconds(perRun * (pending - ran));
                 output.WriteLine($"[{done}/{total}] {name} lr {lr:G3}: val {r.FinalValidationLoss:F4}  ({r.StepMs:F1} ms/step, {opt.Implementation})  " +
                                   $"elapsed {wall.Elapsed:h\\:mm\\:ss}  ETA {eta:h\\:mm\\:ss}");
+                if (r.SkippedWarning(o.Steps) is { } warning) output.WriteLine("  " + warning);
                 File.AppendAllText(allPath, SweepData.AllLine(name, settings, r) + "\n");
                 File.AppendAllText(curvesPath, string.Concat(r.ValidationCurve.Select(c => SweepData.CurveLine(name, lr, c.Step, c.Loss) + "\n")));
             }

@@ -111,8 +111,12 @@ public sealed record TrainOptions
 public sealed record RunResult(
     string Name, string Implementation, float LearningRate, long StateBytes, long Parameters,
     double FinalValidationLoss, double FinalTrainLoss, double StepMs, double OptimizerMs, double WallSeconds,
-    IReadOnlyList<(int Step, double Loss)> ValidationCurve, IReadOnlyList<float> TrainLosses)
+    IReadOnlyList<(int Step, double Loss)> ValidationCurve, IReadOnlyList<float> TrainLosses, long SkippedSteps = 0)
 {
+    /// <summary>A warning line when the optimizer refused steps (non-finite gradients), or null when it applied every one.</summary>
+    public string? SkippedWarning(int steps) => SkippedSteps == 0 ? null
+        : $"warning: {Name} skipped {SkippedSteps} of {steps} steps (non-finite gradients; those batches did not train)";
+
     public double BytesPerParameter => (double)StateBytes / Parameters;
 }
 
@@ -182,7 +186,7 @@ public static class Trainer
         return new RunResult(optimizer.Name, optimizer.Implementation, o.LearningRate, optimizer.StateBytes, config.ParameterCount,
             final, trainLosses.Count == 0 ? double.NaN : trainLosses.TakeLast(tail).Average(),
             o.Steps == 0 ? 0 : stepWatch.Elapsed.TotalMilliseconds / o.Steps, o.Steps == 0 ? 0 : optWatch.Elapsed.TotalMilliseconds / o.Steps,
-            total.Elapsed.TotalSeconds, curve, trainLosses);
+            total.Elapsed.TotalSeconds, curve, trainLosses, optimizer.SkippedSteps);
     }
 
     /// <summary>Mean cross-entropy over <paramref name="windows"/> evenly spaced windows (0 = all non-overlapping ones).</summary>
