@@ -589,7 +589,7 @@ namespace Collins.Generators
             int rows = dense ? 1 : HashDerivation.Rows(length, buckets);
             bool factored = !dense && secondMoment == SettingsRules.FactoredEstimate;
             int factorColumns = factored ? SettingsRules.FactorColumns(t.Shape) : 0;
-            bool quantized = factored && beta1 != 0 && firstMoment != SettingsRules.SketchStorage;
+            bool quantized = SettingsRules.TensorIsQuantized(factored, beta1, firstMoment);
             var clashes = dense ? DenseClassMembers : quantized ? QuantizedClassMembers : factored ? FactoredClassMembers
                         : layout == 0 ? RotationClassMembers : UniversalClassMembers;
             if (Array.IndexOf(TensorClassMembers, t.Name) >= 0 || Array.IndexOf(clashes, t.Name) >= 0)

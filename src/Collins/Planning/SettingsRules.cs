@@ -114,16 +114,25 @@ namespace Collins.Planning
             => storage == Quantized8Storage ? length : storage == Quantized4Storage ? QuantizedBlocks(length, block) * (block / 2) : 0;
 
         /// <summary>
+        /// Whether a tensor keeps its first moment block-quantised: it is factored, β1 ≠ 0 and the optimizer's storage is not the
+        /// Count-Sketch (dense tensors keep exact m, sketched ones the Count-Sketch).
+        /// </summary>
+        public static bool TensorIsQuantized(bool factored, double beta1, int storage) => factored && beta1 != 0 && storage != SketchStorage;
+
+        /// <summary>Floats of a tensor's first moment: a quantised moment's <paramref name="quantizedBlocks"/> scales, else k, or none with β1 = 0.</summary>
+        public static long FirstMomentFloats(bool hasFirstMoment, long buckets, long quantizedBlocks)
+            => quantizedBlocks > 0 ? quantizedBlocks : hasFirstMoment ? buckets : 0;
+
+        /// <summary>Floats of a tensor's second moment: R + C when factored, else k (k = d when dense).</summary>
+        public static long SecondMomentFloats(long buckets, bool factored, long factorRows, long factorColumns)
+            => factored ? factorRows + factorColumns : buckets;
+
+        /// <summary>
         /// Bytes of optimizer state of one tensor (the one formula the run-time plan and the generated code both report): its
-        /// first-moment floats (k, a quantised moment's <paramref name="quantizedBlocks"/> scales, or none with β1 = 0) and
-        /// second-moment floats (R + C when factored, else k; k = d when dense), 4 bytes each, plus a quantised moment's codes.
+        /// <see cref="FirstMomentFloats"/> and <see cref="SecondMomentFloats"/>, 4 bytes each, plus a quantised moment's codes.
         /// </summary>
         public static long TensorStateBytes(bool hasFirstMoment, long buckets, bool factored, long factorRows, long factorColumns, long quantizedBlocks, long codeBytes)
-        {
-            long first = quantizedBlocks > 0 ? quantizedBlocks : hasFirstMoment ? buckets : 0;
-            long second = factored ? factorRows + factorColumns : buckets;
-            return 4L * (first + second) + codeBytes;
-        }
+            => 4L * (FirstMomentFloats(hasFirstMoment, buckets, quantizedBlocks) + SecondMomentFloats(buckets, factored, factorRows, factorColumns)) + codeBytes;
 
         /// <summary>Blocks (one fp32 scale each) of a quantised first moment: ceil(length / block).</summary>
         public static long QuantizedBlocks(long length, int block) => (length + block - 1) / block;

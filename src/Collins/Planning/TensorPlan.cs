@@ -44,7 +44,7 @@ public sealed class TensorPlan
         IsFactored = !IsDense && SecondMoment == SecondMomentEstimate.Factored;
         FactorColumns = IsFactored ? SettingsRules.FactorColumns(spec.Shape) : 0;
         FactorRows = IsFactored ? Length / FactorColumns : 0;
-        FirstMoment = IsFactored && HasFirstMoment ? settings.FirstMoment : FirstMomentStorage.Sketch;
+        FirstMoment = SettingsRules.TensorIsQuantized(IsFactored, settings.Beta1, (int)settings.FirstMoment) ? settings.FirstMoment : FirstMomentStorage.Sketch;
         if (IsQuantized && FirstMoment == FirstMomentStorage.Quantized8 && Length > Array.MaxLength)
             throw new ArgumentException($"Tensor '{spec.Name}' has {Length} elements: its 8-bit first-moment codes (one byte each) would exceed the largest .NET array ({Array.MaxLength} bytes). Use FirstMoment = Quantized4, or split the tensor.", nameof(spec));
         if (IsQuantized)
@@ -120,15 +120,15 @@ public sealed class TensorPlan
     public int QuantizationLevels { get; }
 
     /// <summary>Floats of the first moment: k (the block scales when quantised), or 0 when β1 = 0.</summary>
-    public int FirstMomentFloats => IsQuantized ? QuantizedBlocks : HasFirstMoment ? Buckets : 0;
+    public int FirstMomentFloats => (int)SettingsRules.FirstMomentFloats(HasFirstMoment, Buckets, QuantizedBlocks);
     /// <summary>Floats of the second moment: R + C when factored, k otherwise (d when dense).</summary>
-    public int SecondMomentFloats => IsFactored ? FactorRows + FactorColumns : Buckets;
+    public int SecondMomentFloats => (int)SettingsRules.SecondMomentFloats(Buckets, IsFactored, FactorRows, FactorColumns);
 
     /// <summary>Floats of optimizer state: <see cref="FirstMomentFloats"/> + <see cref="SecondMomentFloats"/>.</summary>
     public long StateFloats => (long)FirstMomentFloats + SecondMomentFloats;
 
-    /// <summary>Bytes of optimizer state: 4·<see cref="StateFloats"/> + <see cref="FirstMomentCodeBytes"/> (<see cref="SettingsRules.TensorStateBytes"/>, which the generated code reports too).</summary>
-    public long StateBytes => SettingsRules.TensorStateBytes(HasFirstMoment, Buckets, IsFactored, FactorRows, FactorColumns, IsQuantized ? QuantizedBlocks : 0, FirstMomentCodeBytes);
+    /// <summary>Bytes of optimizer state: 4·<see cref="StateFloats"/> + <see cref="FirstMomentCodeBytes"/> (<see cref="SettingsRules.TensorStateBytes"/>, which the generated code reports).</summary>
+    public long StateBytes => StateFloats * sizeof(float) + FirstMomentCodeBytes;
 
     /// <summary>h1(i): the bucket of entry i.</summary>
     public int Bucket(int i)
