@@ -136,12 +136,8 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         {
             // RMS(u) of the normalised update u = g / (√v̂·isb2 + ε): a pass of its own, in tiles, summed in tile order.
             TileRunner.Run(_tiles, threads, _squares, p, g, m, v, sumM, sumV, s);
-            double squares = 0;
-            foreach (double x in _tileSquares) squares += x;
-            UpdateSquares = squares;
-            squares *= (double)s.GradientScale * s.GradientScale;   // u of s·g (gradient-norm clipping; exact for s = 1)
-            double rms = Math.Sqrt(squares / Plan.Length);
-            _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
+            // u of s·g (gradient-norm clipping; exact for s = 1).
+            SetUpdateScale(_tiles, (double)s.GradientScale * s.GradientScale);
         }
         TileRunner.Run(_tiles, threads, _apply, p, g, m, v, sumM, sumV, s);
     }
@@ -242,17 +238,26 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         return true;
     }
 
+    /// <summary>
+    /// Update clipping's scale from the first <paramref name="tiles"/> per-tile Σ u² (added in tile order; recorded in
+    /// <see cref="UpdateSquares"/>), times <paramref name="squareScale"/>: 1 / max(1, RMS(u) / d).
+    /// </summary>
+    private void SetUpdateScale(int tiles, double squareScale)
+    {
+        double squares = 0;
+        for (int t = 0; t < tiles; t++) squares += _tileSquares[t];
+        UpdateSquares = squares;
+        double rms = Math.Sqrt(squares * squareScale / Plan.Length);
+        _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
+    }
+
     /// <summary>Phase 2 with a quantised first moment: optional RMS(u) pass, then the update and the new codes, in block tiles.</summary>
     private void QuantizedApply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
     {
         if (_clip > 0)
         {
             TileRunner.Run(_blockTiles, threads, _quantSquares, p, g, m, v, sumM, sumV, s);
-            double squares = 0;
-            for (int t = 0; t < _blockTiles; t++) squares += _tileSquares[t];
-            UpdateSquares = squares;
-            double rms = Math.Sqrt(squares / Plan.Length);
-            _updateScale = rms > _clip ? (float)(_clip / rms) : 1f;
+            SetUpdateScale(_blockTiles, 1.0);   // s entered m itself: u is already that of s·g
         }
         TileRunner.Run(_blockTiles, threads, _quantApply, p, g, m, v, sumM, sumV, s);
     }
