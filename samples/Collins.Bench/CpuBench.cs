@@ -28,20 +28,8 @@ public static class CpuBench
                 iters[k] = Math.Clamp((int)Math.Ceiling(o.MinSampleMs / Math.Max(ms, 1e-3)), 1, 10_000);
             }
 
-            // Interleaved repetitions: every rep times every kernel once; the start rotates so no kernel always follows the same one.
-            var samples = new double[kernels.Count][];
-            for (int k = 0; k < kernels.Count; k++) samples[k] = new double[o.Reps];
-            for (int r = 0; r < o.Reps; r++)
-            {
-                for (int j = 0; j < kernels.Count; j++)
-                {
-                    int k = (j + r) % kernels.Count;
-                    var kernel = kernels[k];
-                    long t0 = Stopwatch.GetTimestamp();
-                    for (int it = 0; it < iters[k]; it++) kernel.Step();
-                    samples[k][r] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds / iters[k];
-                }
-            }
+            // Interleaved repetitions (the calibration above warmed every kernel up): each sample runs iters[k] steps.
+            var samples = Interleaved(kernels.Select(k => (Action)k.Step).ToArray(), o.Reps, warmups: 0, iterations: iters);
 
             var median = samples.Select(Median).ToArray();
             int triad = kernels.FindIndex(k => k.Name == Floors.Triad.Row);
@@ -121,20 +109,22 @@ public static class CpuBench
     }
 
     /// <summary>
-    /// Times <paramref name="steps"/> after two warm-up calls each (workspaces, JIT tiers): <paramref name="reps"/> rounds, each
-    /// calling every step once in a rotated order so that no step always follows the same one; one row of milliseconds per step.
+    /// Times <paramref name="steps"/> after <paramref name="warmups"/> warm-up calls each (workspaces, JIT tiers): <paramref name="reps"/>
+    /// rounds, each timing every step once in a rotated order so that no step always follows the same one; a sample is the mean of
+    /// <paramref name="iterations"/>[k] calls (1 unless given). One row of milliseconds per step.
     /// </summary>
-    public static double[][] Interleaved(IReadOnlyList<Action> steps, int reps)
+    public static double[][] Interleaved(IReadOnlyList<Action> steps, int reps, int warmups = 2, IReadOnlyList<int>? iterations = null)
     {
-        foreach (var s in steps) { s(); s(); }
+        foreach (var s in steps) for (int w = 0; w < warmups; w++) s();
         var samples = steps.Select(_ => new double[reps]).ToArray();
         for (int rep = 0; rep < reps; rep++)
             for (int j = 0; j < steps.Count; j++)
             {
-                int k = (j + rep) % steps.Count;
-                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                steps[k]();
-                samples[k][rep] = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                int k = (j + rep) % steps.Count, n = iterations?[k] ?? 1;
+                var step = steps[k];
+                long t0 = Stopwatch.GetTimestamp();
+                for (int it = 0; it < n; it++) step();
+                samples[k][rep] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds / n;
             }
         return samples;
     }

@@ -316,9 +316,10 @@ public sealed class RuntimeKernel : IBenchKernel
             SecondMoment = SecondMomentEstimate.Factored, FirstMoment = fourBit ? FirstMomentStorage.Quantized4 : FirstMomentStorage.Quantized8,
             StochasticRounding = stochastic,
         };
-        var plan = new TensorPlan(new TensorSpec("W", [rows, FactoredColumns]), settings);
+        var spec = new TensorSpec("W", [rows, FactoredColumns]);
+        var plan = new TensorPlan(spec, settings);
         double codes = fourBit ? 1 : 2;   // read and written per parameter
-        return new RuntimeKernel($"runtime Factored q{(fourBit ? 4 : 8)}{(stochastic ? " sr" : "")}", settings, new TensorSpec("W", [rows, FactoredColumns]), b, threads,
+        return new RuntimeKernel($"runtime Factored q{(fourBit ? 4 : 8)}{(stochastic ? " sr" : "")}", settings, spec, b, threads,
             16 + codes,
             $"{16 + codes:0} = read g (phase 1), then read g + r/w p + r/w the {(fourBit ? "4" : "8")}-bit codes (phase 2)",
             plan.StateBytes, Floors.FactoredQuantized(rows, FactoredColumns, fourBit, plan.QuantizationBlock));
