@@ -47,6 +47,12 @@ internal abstract class CpuTensorKernel
     protected static StepScalars GradientScaled(in StepScalars s)
         => new(s.LearningRate * s.GradientScale, s.Decay, s.InvBiasCorrection1, s.InvSqrtBiasCorrection2, s.Step);
 
+    /// <summary>
+    /// What a sketch's or a dense tensor's phase 2 runs with under gradient scale s: the coefficients <see cref="Scaled"/>, and the
+    /// scalars as given with a first moment (s is in the coefficients), or <see cref="GradientScaled"/> without one (phase 2 reads g).
+    /// </summary>
+    protected (KernelCoefficients Coefficients, StepScalars Scalars) PhaseTwo(in StepScalars s) => (Scaled(in s), HasM ? s : GradientScaled(in s));
+
     public abstract bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s);
     public abstract void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s);
 
@@ -88,8 +94,7 @@ internal sealed class DenseCpuKernel : CpuTensorKernel
     private bool ApplyTile(int tile, in TileBuffers b, in StepScalars s)
     {
         int start = tile * KernelTiles.ElementTile, len = Math.Min(KernelTiles.ElementTile, Plan.Length - start);
-        var k = Scaled(in s);
-        var scalars = HasM ? s : GradientScaled(in s);
+        var (k, scalars) = PhaseTwo(in s);
         DenseAdamWCpu.Step(b.Parameters.Slice(start, len), b.Gradient.Slice(start, len),
                            HasM ? b.FirstMoment.Slice(start, len) : default, b.SecondMoment.Slice(start, len),
                            in scalars, in k);
@@ -144,8 +149,7 @@ internal sealed class RotationCpuKernel : CpuTensorKernel
     private bool ApplyTile(int tile, in TileBuffers buf, in StepScalars s)
     {
         int b0 = tile * KernelTiles.RotationTileBuckets, b1 = Math.Min(b0 + KernelTiles.RotationTileBuckets, _k);
-        var k = Scaled(in s);
-        var scalars = HasM ? s : GradientScaled(in s);
+        var (k, scalars) = PhaseTwo(in s);
         RotationCpu.UpdateApplyTile(buf.Parameters, HasM ? default : buf.Gradient, buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV,
                                     b0, b1, _k, _lastLength, _rho, _sigma, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon, in scalars, _mean);
         return true;
@@ -198,8 +202,7 @@ internal sealed class UniversalCpuKernel : CpuTensorKernel
     private bool BucketTileKernel(int tile, in TileBuffers buf, in StepScalars s)
     {
         int b0 = tile * KernelTiles.UniversalBucketTile, b1 = Math.Min(b0 + KernelTiles.UniversalBucketTile, _k);
-        var k = Scaled(in s);
-        var scalars = HasM ? s : GradientScaled(in s);   // β1 = 0: the coefficient lr·s / (…) multiplies g in the gather
+        var (k, scalars) = PhaseTwo(in s);   // β1 = 0: the coefficient lr·s / (…) multiplies g in the gather
         if (_occupancy is null)
             RotationCpu.UpdateBuckets(buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV, b0, b1, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon, in scalars);
         else
