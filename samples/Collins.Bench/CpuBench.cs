@@ -10,6 +10,7 @@ public static class CpuBench
     {
         Console.WriteLine($"Collins.Bench  d={Options.FormatSize(o.Length)} ({o.Length:N0} params)  ratio={o.Ratio}  threads={o.Threads}/{Environment.ProcessorCount}  reps={o.Reps} (interleaved)");
         Console.WriteLine($"cpu {CpuInfo.Description}  runtime {Environment.Version}  Vector512={Vector512.IsHardwareAccelerated} Vector256={Vector256.IsHardwareAccelerated}  load average at start: {LoadAverage()}");
+        Console.WriteLine($"tuning {Collins.Kernels.CpuTuning.Current} (the Rotation kernels' prefetch distances, store kind and tile size for this CPU; {Collins.Kernels.CpuTuning.EnvironmentVariable} overrides)");
 
         var buffers = new BenchBuffers(o.Length);
         var missing = new List<string>();
@@ -97,9 +98,9 @@ public static class CpuBench
                 : "";
             // Every kind's vs_floor, in row order (a kind below 0.9 of its floor shows as such: nothing is rounded up).
             var perKind = Enumerable.Range(0, kernels.Count).Where(k => floorMs[k] is not null)
-                .Select(k => $"{kernels[k].Name} vs_floor={floorMs[k]!.Value / median[k]:F2}");
+                .Select(k => $"{kernels[k].Name} vs_floor={floorMs[k]!.Value / median[k]:F2} ({median[k]:F2}/{floorMs[k]!.Value:F2} ms)");
             string kinds = $"; per-kind floors: {string.Join(", ", perKind)}";
-            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads} cpu=\"{CpuInfo.Description}\": {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms{floors}{kinds}");
+            Console.WriteLine($"SUMMARY d={Options.FormatSize(o.Length)} ratio={o.Ratio} threads={o.Threads} cpu=\"{CpuInfo.Description}\" tuning=\"{Collins.Kernels.CpuTuning.Current.Name}\": {rotPart}{uniPart}; triad {median[triad]:F2} ms ({12.0 * o.Length / (median[triad] * 1e-3) / 1e9:F1} GB/s), dense AdamW {(adamw >= 0 ? median[adamw].ToString("F2") : "n/a")} ms{floors}{kinds}");
             return 0;
         }
         finally

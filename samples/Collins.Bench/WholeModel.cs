@@ -132,7 +132,7 @@ public static class WholeModelBench
     public static int Run(Options o)
     {
         Console.WriteLine($"Collins.Bench whole model: Gpt2Small (GPT-2 small shapes)  threads={o.Threads}/{Environment.ProcessorCount}  reps={o.Reps} (interleaved)");
-        Console.WriteLine($"cpu {CpuInfo.Description}  runtime {Environment.Version}  load average at start: {CpuBench.LoadAverage()}");
+        Console.WriteLine($"cpu {CpuInfo.Description}  runtime {Environment.Version}  tuning {Collins.Kernels.CpuTuning.Current}  load average at start: {CpuBench.LoadAverage()}");
 
         // The triad and dense AdamW always run (the bandwidth and the bar); --filter keeps the generated rows whose name contains it.
         using var setup = new Setup(o.Threads, name => o.Filter is null || name == RowNames[0] || name == RowNames[1]
@@ -157,7 +157,7 @@ public static class WholeModelBench
             double vsFloor = floorMs / median[k];
             string vsA = adamw >= 0 ? (median[adamw] / median[k]).ToString("F2") : "n/a";
             Console.WriteLine($"| {rows[k].Name,-34} | {median[k],9:F2} | {samples[k].Min(),8:F2} | {floorMs,8:F2} | {vsFloor,8:F2} | {vsA,8} |");
-            if (k > 0) summary.Add($"{rows[k].Name} {median[k]:F1} ms vs_floor={vsFloor:F2}" + (k != adamw && adamw >= 0 ? $" vs_adamw={vsA}" : ""));
+            if (k > 0) summary.Add($"{rows[k].Name} {median[k]:F1} ms floor={floorMs:F1} ms vs_floor={vsFloor:F2}" + (k != adamw && adamw >= 0 ? $" vs_adamw={vsA}" : ""));
         }
         Console.WriteLine();
         Console.WriteLine("bytes each row must move (P parameters; per tensor d entries, k buckets), at the triad's bandwidth = its floor:");
@@ -174,7 +174,7 @@ public static class WholeModelBench
             if (perStep > 0) allocating.Add(r.Name);
         }
         Console.WriteLine($"load average at end: {CpuBench.LoadAverage()}");
-        Console.WriteLine($"SUMMARY whole-model gpt2-small P={total} threads={o.Threads} cpu=\"{CpuInfo.Description}\" triad {median[0]:F1} ms ({bandwidth / 1e9:F1} GB/s): {string.Join("; ", summary)}");
+        Console.WriteLine($"SUMMARY whole-model gpt2-small P={total} threads={o.Threads} cpu=\"{CpuInfo.Description}\" tuning=\"{Collins.Kernels.CpuTuning.Current}\" triad {median[0]:F1} ms ({bandwidth / 1e9:F1} GB/s): {string.Join("; ", summary)}");
         if (allocating.Count == 0) return 0;
         Console.Error.WriteLine($"error: a step allocated: {string.Join(", ", allocating)}");
         return 4;

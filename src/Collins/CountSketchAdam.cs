@@ -28,6 +28,15 @@ public sealed partial class CountSketchAdam : SketchedOptimizerBase
         if (accelerator is not null) InitializeDevice(accelerator);
     }
 
+    /// <summary>
+    /// A CPU optimizer whose kernels run with <paramref name="tuning"/> instead of this process's <see cref="CpuTuning.Current"/>
+    /// (the bench times tunings against each other in one process; every tuning steps to the same values).
+    /// </summary>
+    internal CountSketchAdam(OptimizerSettings settings, IReadOnlyList<TensorSpec> tensors, CpuTuning tuning)
+        : base(settings, BuildPlans(settings, tensors), accelerator: null, tuning)
+    {
+    }
+
     /// <inheritdoc/>
     protected override void OnDispose() => DisposeDevice();
 

@@ -129,6 +129,16 @@ public abstract partial class SketchedOptimizerBase : IDisposable
     private bool _disposed;
 
     protected SketchedOptimizerBase(OptimizerSettings settings, IReadOnlyList<TensorPlan> tensors, ILGPU.Runtime.Accelerator? accelerator)
+        : this(settings, tensors, accelerator, tuning: null)
+    {
+    }
+
+    /// <param name="settings">The optimizer's settings.</param>
+    /// <param name="tensors">Its tensors' plans.</param>
+    /// <param name="accelerator">The accelerator of its state, or null for CPU state.</param>
+    /// <param name="tuning">The CPU tuning of its kernels (speed only, never a value); null: <see cref="CpuTuning.Current"/>.</param>
+    private protected SketchedOptimizerBase(OptimizerSettings settings, IReadOnlyList<TensorPlan> tensors, ILGPU.Runtime.Accelerator? accelerator,
+                                            CpuTuning? tuning)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(tensors);
@@ -157,7 +167,7 @@ public abstract partial class SketchedOptimizerBase : IDisposable
                 var plan = tensors[i];
                 FirstMoments[i] = new float[plan.FirstMomentFloats];
                 FirstMomentCodes[i] = plan.IsQuantized ? new byte[plan.FirstMomentCodeBytes] : Array.Empty<byte>();
-                _cpuKernels[i] = CpuTensorKernel.Create(plan, settings, FirstMomentCodes[i]);
+                _cpuKernels[i] = CpuTensorKernel.Create(plan, settings, FirstMomentCodes[i], tuning);
                 SecondMoments[i] = new float[plan.SecondMomentFloats];
                 // The workspace of the bucket sums (a factored tensor's kernel keeps its own row and column sums).
                 SumM[i] = plan.IsDense || plan.IsFactored || !plan.HasFirstMoment ? AlignedFloats.Empty : new AlignedFloats(plan.Buckets);

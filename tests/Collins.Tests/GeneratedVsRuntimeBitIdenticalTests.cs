@@ -49,7 +49,7 @@ public class GeneratedVsRuntimeBitIdenticalTests
         var (generated, settings, specs) = Create(variant);
         using var _ = generated;
         using var runtime = new CountSketchAdam(settings, specs);
-        Assert.True(runtime.Tensors[4].Length >= Collins.Kernels.KernelTiles.NonTemporalSumsMinLength);
+        Assert.True(runtime.Tensors[4].Length >= Collins.Kernels.CpuTuning.Current.NonTemporalMinLength);
         var p = Parameters(specs, 17);
         var q = Clone(p);
         for (int step = 1; step <= 20; step++)

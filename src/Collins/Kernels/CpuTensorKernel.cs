@@ -60,10 +60,11 @@ internal abstract class CpuTensorKernel
     /// <param name="plan">The tensor's plan.</param>
     /// <param name="settings">The optimizer's settings.</param>
     /// <param name="firstMomentCodes">The codes of a quantised first moment (<see cref="TensorPlan.IsQuantized"/>): state the optimizer owns.</param>
-    public static CpuTensorKernel Create(TensorPlan plan, OptimizerSettings settings, byte[]? firstMomentCodes = null)
+    /// <param name="tuning">The CPU tuning of the kinds that have one (Rotation); null: <see cref="CpuTuning.Current"/>.</param>
+    public static CpuTensorKernel Create(TensorPlan plan, OptimizerSettings settings, byte[]? firstMomentCodes = null, CpuTuning? tuning = null)
         => plan.IsDense ? new DenseCpuKernel(plan, settings)
          : plan.IsFactored ? new FactoredCpuKernel(plan, settings, firstMomentCodes)
-         : plan.Layout == SketchLayout.Rotation ? new RotationCpuKernel(plan, settings)
+         : plan.Layout == SketchLayout.Rotation ? new RotationCpuKernel(plan, settings, tuning)
          : new UniversalCpuKernel(plan, settings);
 }
 
@@ -104,30 +105,40 @@ internal sealed class DenseCpuKernel : CpuTensorKernel
 
 /// <summary>
 /// Rotation layout: phase 1 <see cref="RotationCpu.AccumulateTile"/> and phase 2 <see cref="RotationCpu.UpdateApplyTile"/> over
-/// tiles of <see cref="KernelTiles.RotationTileBuckets"/> buckets, non-temporal sums from
-/// <see cref="KernelTiles.NonTemporalSumsMinLength"/> entries: what the generated optimizers call, with the row constants in arrays.
+/// tiles of <see cref="CpuTuning.TileBuckets"/> buckets, non-temporal sums from <see cref="CpuTuning.NonTemporalMinLength"/> entries
+/// and the prefetch distances of the process's <see cref="CpuTuning"/> (none of which changes a value): what the generated
+/// optimizers call, with the row constants in arrays.
 /// </summary>
 internal sealed class RotationCpuKernel : CpuTensorKernel
 {
-    private readonly int _k, _lastLength, _tiles;
+    private readonly int _k, _lastLength, _tiles, _tileBuckets, _phase1Prefetch, _phase2Prefetch, _sketchPrefetch;
     private readonly bool _nonTemporal, _mean;
     private readonly int[] _rho, _sigma;
     private readonly TileKernel _accumulate, _apply;
 
-    public RotationCpuKernel(TensorPlan plan, OptimizerSettings settings) : base(plan, settings)
+    public RotationCpuKernel(TensorPlan plan, OptimizerSettings settings, CpuTuning? tuning = null) : base(plan, settings)
     {
+        Tuning = tuning ?? CpuTuning.Current;
         _k = plan.Buckets;
         _lastLength = plan.Length - (plan.Rows - 1) * _k;
         _rho = plan.Rotations.ToArray();
         _sigma = plan.Signs.ToArray();
-        _tiles = KernelTiles.Tiles(_k, KernelTiles.RotationTileBuckets);
-        _nonTemporal = KernelTiles.NonTemporalSums(plan.Length);
+        _tileBuckets = Tuning.TileBuckets;
+        _tiles = KernelTiles.Tiles(_k, _tileBuckets);
+        _nonTemporal = Tuning.NonTemporalSums(plan.Length);
+        (_phase1Prefetch, _phase2Prefetch, _sketchPrefetch) = (Tuning.Phase1Prefetch, Tuning.Phase2Prefetch, Tuning.SketchPrefetch);
         _mean = plan.SecondMoment == SecondMomentEstimate.Mean;
         _accumulate = AccumulateTile;
         _apply = ApplyTile;
     }
 
-    /// <summary>Whether phase 1 writes its sums with non-temporal stores (<see cref="KernelTiles.NonTemporalSums"/>).</summary>
+    /// <summary>The tuning this kernel runs with.</summary>
+    internal CpuTuning Tuning { get; }
+
+    /// <summary>Tiles per phase.</summary>
+    internal int Tiles => _tiles;
+
+    /// <summary>Whether phase 1 writes its sums with non-temporal stores (<see cref="CpuTuning.NonTemporalSums"/>).</summary>
     internal bool NonTemporalSums => _nonTemporal;
 
     public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
@@ -142,16 +153,17 @@ internal sealed class RotationCpuKernel : CpuTensorKernel
 
     private bool AccumulateTile(int tile, in TileBuffers buf, in StepScalars s)
     {
-        int b0 = tile * KernelTiles.RotationTileBuckets, b1 = Math.Min(b0 + KernelTiles.RotationTileBuckets, _k);
-        return RotationCpu.AccumulateTile(buf.Gradient, buf.SumM, buf.SumV, b0, b1, _k, _lastLength, _rho, _sigma, _nonTemporal);
+        int b0 = tile * _tileBuckets, b1 = Math.Min(b0 + _tileBuckets, _k);
+        return RotationCpu.AccumulateTilePrefetched(buf.Gradient, buf.SumM, buf.SumV, b0, b1, _k, _lastLength, _rho, _sigma, _nonTemporal, _phase1Prefetch);
     }
 
     private bool ApplyTile(int tile, in TileBuffers buf, in StepScalars s)
     {
-        int b0 = tile * KernelTiles.RotationTileBuckets, b1 = Math.Min(b0 + KernelTiles.RotationTileBuckets, _k);
+        int b0 = tile * _tileBuckets, b1 = Math.Min(b0 + _tileBuckets, _k);
         var (k, scalars) = PhaseTwo(in s);
-        RotationCpu.UpdateApplyTile(buf.Parameters, HasM ? default : buf.Gradient, buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV,
-                                    b0, b1, _k, _lastLength, _rho, _sigma, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon, in scalars, _mean);
+        RotationCpu.UpdateApplyTilePrefetched(buf.Parameters, HasM ? default : buf.Gradient, buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV,
+                                    b0, b1, _k, _lastLength, _rho, _sigma, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon, in scalars, _mean,
+                                    _phase2Prefetch, _sketchPrefetch);
         return true;
     }
 }

@@ -4,19 +4,11 @@ namespace Collins.Kernels;
 // into these tiles, which is part of why they are bit-identical.
 /// <summary>
 /// The fixed CPU partition of every kind of tensor (never the thread count: results are bit-identical for any
-/// <c>MaxThreads</c>), and the store-kind decision of the Rotation phase 1. Why these values: docs/benchmarks.md.
+/// <c>MaxThreads</c>). The Rotation tiles and store kind, which change no value, are the CPU's (<see cref="CpuTuning"/>).
+/// Why these values: docs/benchmarks.md.
 /// </summary>
 internal static class KernelTiles
 {
-    /// <summary>Buckets per tile of both Rotation phases (<c>RotationCpu.AccumulateTile</c>, <c>RotationCpu.UpdateApplyTile</c>).</summary>
-    public const int RotationTileBuckets = 2048;
-
-    /// <summary>
-    /// Rotation tensors of at least this many entries write their phase-1 sums with non-temporal stores; smaller ones keep
-    /// plain stores, their sums being cache-resident when phase 2 reads them.
-    /// </summary>
-    public const int NonTemporalSumsMinLength = 1 << 20;
-
     /// <summary>Buckets per tile of the Universal moment update (<c>RotationCpu.UpdateBuckets</c> / <c>UpdateBucketsMean</c>).</summary>
     public const int UniversalBucketTile = 4096;
 
@@ -37,7 +29,4 @@ internal static class KernelTiles
 
     /// <summary>ceil(<paramref name="count"/> / <paramref name="tile"/>) without overflow.</summary>
     public static int Tiles(int count, int tile) => (int)(((long)count + tile - 1) / tile);
-
-    /// <summary>Whether a Rotation tensor of <paramref name="length"/> entries writes its phase-1 sums non-temporally.</summary>
-    public static bool NonTemporalSums(int length) => length >= NonTemporalSumsMinLength;
 }

@@ -39,12 +39,6 @@ public static unsafe class RotationCpu
         if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs, bs - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
     }
 
-    /// <summary>Floats ahead in each row that <see cref="AccumulateTile"/> software-prefetches (a prefetch never faults, so an
-    /// address that a moving GC made stale costs nothing but the hint).</summary>
-    private const int PrefetchAhead = 256;
-
-    /// <summary>The same for <see cref="AccumulateTile"/> (the distances tried: docs/benchmarks.md, "What changed two rounds ago", item 3).</summary>
-    private const int AccumulatePrefetchAhead = 128;
 
     /// <summary>
     /// Phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
@@ -67,6 +61,16 @@ public static unsafe class RotationCpu
     public static bool AccumulateTile(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                       int bucketStart, int bucketEnd, int buckets, int lastRowLength,
                                       ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, bool nonTemporal = false)
+        => AccumulateTilePrefetched(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, nonTemporal,
+                                    CpuTuning.Current.Phase1Prefetch);
+
+    /// <summary>
+    /// <see cref="AccumulateTile"/> with each row stream software-prefetched <paramref name="prefetch"/> floats ahead (one of <see cref="CpuTuning.Distances"/>;
+    /// a prefetch never faults, so an address that a moving GC made stale costs nothing but the hint). The sums do not depend on it.
+    /// </summary>
+    internal static bool AccumulateTilePrefetched(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                        int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                        ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, bool nonTemporal, int prefetch)
     {
         int rows = rotations.Length;
         bool hasM = sumM.Length != 0;
@@ -90,13 +94,13 @@ public static unsafe class RotationCpu
             {
                 if (IsCacheLineAligned(pv + bucketStart) && (!hasM || IsCacheLineAligned(pm + bucketStart)))
                 {
-                    bool finite = AccumulateTileVector<NonTemporalStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs);
+                    bool finite = AccumulateTileVector<NonTemporalStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, prefetch);
                     System.Runtime.Intrinsics.X86.Sse.StoreFence(); // non-temporal stores are weakly ordered: drain them before the tile counts as done
                     return finite;
                 }
             }
         }
-        return AccumulateTileVector<PlainStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs);
+        return AccumulateTileVector<PlainStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, prefetch);
     }
 
     private static bool IsCacheLineAligned(float* element) => ((nuint)element & 63) == 0;
@@ -113,11 +117,27 @@ public static unsafe class RotationCpu
             => System.Runtime.Intrinsics.X86.Avx512F.StoreAlignedNonTemporal((float*)Unsafe.AsPointer(ref destination), value);
     }
 
-    /// <summary>The Vector512 body of <see cref="AccumulateTile"/> (arguments already validated).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>The prefetch distance of <see cref="AccumulateTileVector{TStore, TAhead}"/> as its type argument.</summary>
     private static bool AccumulateTileVector<TStore>(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                                      int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                                     ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs) where TStore : struct, IVectorStore
+                                                     ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, int prefetch) where TStore : struct, IVectorStore
+        => prefetch switch
+        {
+            0 => AccumulateTileVector<TStore, Ahead0>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
+            64 => AccumulateTileVector<TStore, Ahead64>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
+            128 => AccumulateTileVector<TStore, Ahead128>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
+            256 => AccumulateTileVector<TStore, Ahead256>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
+            512 => AccumulateTileVector<TStore, Ahead512>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
+            1024 => AccumulateTileVector<TStore, Ahead1024>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
+            _ => throw new ArgumentOutOfRangeException(nameof(prefetch), prefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
+        };
+
+    /// <summary>The Vector512 body of <see cref="AccumulateTile"/> (arguments already validated), each row prefetched <typeparamref name="TAhead"/> floats ahead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool AccumulateTileVector<TStore, TAhead>(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                                             int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                                             ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs)
+        where TStore : struct, IVectorStore where TAhead : struct, IPrefetchDistance
     {
         int rows = rotations.Length;
         bool hasM = sumM.Length != 0;
@@ -145,8 +165,8 @@ public static unsafe class RotationCpu
                 if (c + W <= len)
                 {
                     x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
-                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + AccumulatePrefetchAhead < len)
-                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + AccumulatePrefetchAhead))));
+                    if (TAhead.Ahead != 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported && c + TAhead.Ahead < len)
+                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + TAhead.Ahead))));
                 }
                 else
                 {
@@ -500,6 +520,19 @@ public static unsafe class RotationCpu
                                        ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
                                        float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
                                        in StepScalars scalars, bool meanSecondMoment = false)
+        => UpdateApplyTilePrefetched(parameters, gradient, firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength,
+                                     rotations, signs, beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, in scalars, meanSecondMoment,
+                                     CpuTuning.Current.Phase2Prefetch, CpuTuning.Current.SketchPrefetch);
+
+    /// <summary>
+    /// <see cref="UpdateApplyTile"/> with the row streams prefetched <paramref name="rowPrefetch"/> floats ahead and the moment and workspace streams
+    /// <paramref name="sketchPrefetch"/> buckets ahead (each one of <see cref="CpuTuning.Distances"/>). The values do not depend on them.
+    /// </summary>
+    internal static void UpdateApplyTilePrefetched(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
+                                         Span<float> sumM, Span<float> sumV, int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                         ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
+                                         float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
+                                         in StepScalars scalars, bool meanSecondMoment, int rowPrefetch, int sketchPrefetch)
     {
         int rows = rotations.Length;
         bool hasM = firstMoment.Length != 0;
@@ -511,13 +544,18 @@ public static unsafe class RotationCpu
         int vectorEnd = bucketStart;
         if (Vector512.IsHardwareAccelerated)
         {
-            var k = new FusedConstants(beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, in scalars, rows, buckets, rotations[rows - 1], lastRowLength);
+            var tile = new FusedTile
+            {
+                Parameters = parameters, Gradient = gradient, FirstMoment = firstMoment, SecondMoment = secondMoment, SumM = sumM, SumV = sumV,
+                BucketStart = bucketStart, BucketEnd = bucketEnd, LastRowLength = lastRowLength, Rotations = rotations, Signs = signs,
+                K = new FusedConstants(beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, in scalars, rows, buckets, rotations[rows - 1], lastRowLength),
+            };
             vectorEnd = (hasM, meanSecondMoment) switch
             {
-                (true, false) => UpdateApplyVector<WithFirstMoment, SumEstimate>(parameters, gradient, firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, lastRowLength, rotations, signs, in k),
-                (true, true) => UpdateApplyVector<WithFirstMoment, MeanEstimate>(parameters, gradient, firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, lastRowLength, rotations, signs, in k),
-                (false, false) => UpdateApplyVector<NoFirstMoment, SumEstimate>(parameters, gradient, firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, lastRowLength, rotations, signs, in k),
-                (false, true) => UpdateApplyVector<NoFirstMoment, MeanEstimate>(parameters, gradient, firstMoment, secondMoment, sumM, sumV, bucketStart, bucketEnd, lastRowLength, rotations, signs, in k),
+                (true, false) => UpdateApplyRows<WithFirstMoment, SumEstimate>(ref tile, rowPrefetch, sketchPrefetch),
+                (true, true) => UpdateApplyRows<WithFirstMoment, MeanEstimate>(ref tile, rowPrefetch, sketchPrefetch),
+                (false, false) => UpdateApplyRows<NoFirstMoment, SumEstimate>(ref tile, rowPrefetch, sketchPrefetch),
+                (false, true) => UpdateApplyRows<NoFirstMoment, MeanEstimate>(ref tile, rowPrefetch, sketchPrefetch),
             };
         }
         if (vectorEnd < bucketEnd)
@@ -531,12 +569,47 @@ public static unsafe class RotationCpu
         }
     }
 
+    /// <summary>The arguments of one fused phase-2 tile (<see cref="UpdateApplyVector{TFirst, TEstimate, TRow, TSketch}"/>), validated.</summary>
+    private ref struct FusedTile
+    {
+        public Span<float> Parameters, FirstMoment, SecondMoment;
+        public ReadOnlySpan<float> Gradient, SumM, SumV;
+        public ReadOnlySpan<int> Rotations, Signs;
+        public int BucketStart, BucketEnd, LastRowLength;
+        public FusedConstants K;
+    }
+
     /// <summary>
-    /// Buckets ahead that <see cref="UpdateApplyTile"/> software-prefetches in the moment and workspace arrays. Besides the 32 row
-    /// streams of a tile those four streams were left to the hardware prefetchers, which did not follow them; the distance is not
-    /// critical. Measurements: docs/benchmarks.md ("What moved in this round", change 3).
+    /// The prefetch distances of the fused phase 2 as type arguments: row streams <paramref name="rowPrefetch"/> floats ahead, the
+    /// moment and workspace streams <paramref name="sketchPrefetch"/> buckets ahead. Besides the 32 row streams of a tile those four
+    /// streams were left to the hardware prefetchers, which did not follow them (docs/benchmarks.md, "What moved in this round",
+    /// change 3); β1 = 0 reads g in the row streams as well.
     /// </summary>
-    private const int SketchPrefetchAhead = 64;
+    private static int UpdateApplyRows<TFirst, TEstimate>(ref FusedTile t, int rowPrefetch, int sketchPrefetch)
+        where TFirst : struct, IFirstMomentKind where TEstimate : struct, IEstimateKind
+        => rowPrefetch switch
+        {
+            0 => UpdateApplySketch<TFirst, TEstimate, Ahead0>(ref t, sketchPrefetch),
+            64 => UpdateApplySketch<TFirst, TEstimate, Ahead64>(ref t, sketchPrefetch),
+            128 => UpdateApplySketch<TFirst, TEstimate, Ahead128>(ref t, sketchPrefetch),
+            256 => UpdateApplySketch<TFirst, TEstimate, Ahead256>(ref t, sketchPrefetch),
+            512 => UpdateApplySketch<TFirst, TEstimate, Ahead512>(ref t, sketchPrefetch),
+            1024 => UpdateApplySketch<TFirst, TEstimate, Ahead1024>(ref t, sketchPrefetch),
+            _ => throw new ArgumentOutOfRangeException(nameof(rowPrefetch), rowPrefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
+        };
+
+    private static int UpdateApplySketch<TFirst, TEstimate, TRow>(ref FusedTile t, int sketchPrefetch)
+        where TFirst : struct, IFirstMomentKind where TEstimate : struct, IEstimateKind where TRow : struct, IPrefetchDistance
+        => sketchPrefetch switch
+        {
+            0 => UpdateApplyVector<TFirst, TEstimate, TRow, Ahead0>(ref t),
+            64 => UpdateApplyVector<TFirst, TEstimate, TRow, Ahead64>(ref t),
+            128 => UpdateApplyVector<TFirst, TEstimate, TRow, Ahead128>(ref t),
+            256 => UpdateApplyVector<TFirst, TEstimate, TRow, Ahead256>(ref t),
+            512 => UpdateApplyVector<TFirst, TEstimate, TRow, Ahead512>(ref t),
+            1024 => UpdateApplyVector<TFirst, TEstimate, TRow, Ahead1024>(ref t),
+            _ => throw new ArgumentOutOfRangeException(nameof(sketchPrefetch), sketchPrefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
+        };
 
     /// <summary>Step constants of <see cref="UpdateApplyTile"/>, broadcast once per call.</summary>
     private readonly struct FusedConstants(float beta1, float c1, float beta2, float c2, float epsilon, in StepScalars s,
@@ -560,40 +633,40 @@ public static unsafe class RotationCpu
     private readonly struct MeanEstimate : IEstimateKind { public static bool Mean => true; }
 
     /// <summary>
-    /// The Vector512 body of <see cref="UpdateApplyTile"/> over whole 16-bucket vectors from <paramref name="bucketStart"/>; returns
-    /// where it stopped (the partial vector, if any, is left to the caller). One loop per (moment kind, estimate) pair, no branch on
-    /// them inside. Per lane the operations and their order are those of <c>UpdateCore</c> and <see cref="ApplyTile"/>.
+    /// The Vector512 body of <see cref="UpdateApplyTile"/> over whole 16-bucket vectors from the tile's first bucket; returns
+    /// where it stopped (the partial vector, if any, is left to the caller). One loop per (moment kind, estimate, prefetch distances),
+    /// no branch on them inside. Per lane the operations and their order are those of <c>UpdateCore</c> and <see cref="ApplyTile"/>;
+    /// rows are prefetched <typeparamref name="TRow"/> floats ahead, the moment and workspace streams <typeparamref name="TSketch"/> buckets ahead.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int UpdateApplyVector<TFirst, TEstimate>(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment,
-                                                            Span<float> secondMoment, ReadOnlySpan<float> sumM, ReadOnlySpan<float> sumV,
-                                                            int bucketStart, int bucketEnd, int lastRowLength,
-                                                            ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, in FusedConstants k)
+    private static int UpdateApplyVector<TFirst, TEstimate, TRow, TSketch>(ref FusedTile t)
         where TFirst : struct, IFirstMomentKind where TEstimate : struct, IEstimateKind
+        where TRow : struct, IPrefetchDistance where TSketch : struct, IPrefetchDistance
     {
         const int W = 16;
-        ref float rp = ref MemoryMarshal.GetReference(parameters);
-        ref float rg = ref MemoryMarshal.GetReference(gradient);
-        ref float rm = ref MemoryMarshal.GetReference(firstMoment);
-        ref float rv = ref MemoryMarshal.GetReference(secondMoment);
-        ref float rsm = ref MemoryMarshal.GetReference(sumM);
-        ref float rsv = ref MemoryMarshal.GetReference(sumV);
-        ref int rrho = ref MemoryMarshal.GetReference(rotations);
-        ref int rsig = ref MemoryMarshal.GetReference(signs);
-        int rows = k.Rows, buckets = k.Buckets;
+        ref float rp = ref MemoryMarshal.GetReference(t.Parameters);
+        ref float rg = ref MemoryMarshal.GetReference(t.Gradient);
+        ref float rm = ref MemoryMarshal.GetReference(t.FirstMoment);
+        ref float rv = ref MemoryMarshal.GetReference(t.SecondMoment);
+        ref float rsm = ref MemoryMarshal.GetReference(t.SumM);
+        ref float rsv = ref MemoryMarshal.GetReference(t.SumV);
+        ref int rrho = ref MemoryMarshal.GetReference(t.Rotations);
+        ref int rsig = ref MemoryMarshal.GetReference(t.Signs);
+        ref readonly FusedConstants k = ref t.K;
+        int rows = k.Rows, buckets = k.Buckets, lastRowLength = t.LastRowLength, bucketEnd = t.BucketEnd;
         var vd = k.Decay;
-        int b = bucketStart;
+        int b = t.BucketStart;
         for (; b <= bucketEnd - W; b += W)
         {
             // Moments of the 16 buckets, then their coefficient (lane-wise IEEE operations, no fused multiply-add, as UpdateCore).
-            if (System.Runtime.Intrinsics.X86.Sse.IsSupported && b + SketchPrefetchAhead < bucketEnd)
+            if (TSketch.Ahead != 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported && b + TSketch.Ahead < bucketEnd)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rv, b + SketchPrefetchAhead)));
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsv, b + SketchPrefetchAhead)));
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rv, b + TSketch.Ahead)));
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsv, b + TSketch.Ahead)));
                 if (TFirst.Present)
                 {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rm, b + SketchPrefetchAhead)));
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsm, b + SketchPrefetchAhead)));
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rm, b + TSketch.Ahead)));
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsm, b + TSketch.Ahead)));
                 }
             }
             var v = k.Beta2 * Vector512.LoadUnsafe(ref rv, (nuint)b) + k.C2 * Vector512.LoadUnsafe(ref rsv, (nuint)b);
@@ -611,7 +684,7 @@ public static unsafe class RotationCpu
             else q = k.LearningRate / den;
 
             // Every row's parameters in these buckets, exactly as ApplyTile does it.
-            ApplyVector(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, q, vd, momentum: TFirst.Present);
+            ApplyVector<TRow>(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, q, vd, momentum: TFirst.Present);
         }
         return b;
     }
@@ -686,7 +759,9 @@ public static unsafe class RotationCpu
         int b = bucketStart;
         for (; b <= bucketEnd - W; b += W)
         {
-            ApplyVector(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, Vector512.LoadUnsafe(ref rq, (nuint)b), vd, momentum);
+            // Not a step's kernel since phase 2 was fused (the tests call it, and a tile's last partial vector, which has no
+            // whole vector): CpuTuning.Default's phase-2 distance.
+            ApplyVector<Ahead256>(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, Vector512.LoadUnsafe(ref rq, (nuint)b), vd, momentum);
         }
         if (b < bucketEnd)
         {
@@ -706,8 +781,8 @@ public static unsafe class RotationCpu
     /// <see cref="UpdateApplyTile"/>, which inlines it with <paramref name="momentum"/> a constant.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ApplyVector(ref float rp, ref float rg, ref int rrho, ref int rsig, int rows, int buckets, int lastRowLength,
-                                    int b, Vector512<float> q, Vector512<float> vd, bool momentum)
+    private static void ApplyVector<TAhead>(ref float rp, ref float rg, ref int rrho, ref int rsig, int rows, int buckets, int lastRowLength,
+                                            int b, Vector512<float> q, Vector512<float> vd, bool momentum) where TAhead : struct, IPrefetchDistance
     {
         const int W = 16;
         for (int r = 0; r < rows; r++)
@@ -721,10 +796,10 @@ public static unsafe class RotationCpu
             if (c + W <= len)
             {
                 nuint i = rowOffset + (nuint)c;
-                if (System.Runtime.Intrinsics.X86.Sse.IsSupported && c + PrefetchAhead < len)
+                if (TAhead.Ahead != 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported && c + TAhead.Ahead < len)
                 {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + PrefetchAhead)));
-                    if (!momentum) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + PrefetchAhead)));
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, i + (nuint)TAhead.Ahead)));
+                    if (!momentum) System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, i + (nuint)TAhead.Ahead)));
                 }
                 var pv = Vector512.LoadUnsafe(ref rp, i);
                 pv = momentum ? pv * vd - Vector512.Create(sign) * q : pv * vd - Vector512.LoadUnsafe(ref rg, i) * q;

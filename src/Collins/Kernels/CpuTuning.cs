@@ -1,0 +1,169 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+
+namespace Collins.Kernels;
+
+/// <summary>
+/// Which x86 CPU this is, from CPUID: the vendor string and the displayed family and model (the extended fields folded in the way
+/// the vendors' manuals do, so AMD Zen 5 reads family 26 and Intel Emerald Rapids family 6 model 207, as /proc/cpuinfo shows them).
+/// On other architectures the vendor is the architecture's name and family and model are 0.
+/// </summary>
+internal readonly record struct CpuIdentity(string Vendor, int Family, int Model)
+{
+    /// <summary>The CPU this process runs on.</summary>
+    public static CpuIdentity Current { get; } = Read();
+
+    private static CpuIdentity Read()
+    {
+        if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported)
+            return new(System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString(), 0, 0);
+        var (_, ebx, ecx, edx) = System.Runtime.Intrinsics.X86.X86Base.CpuId(0, 0);
+        Span<byte> name = stackalloc byte[12];
+        BitConverter.TryWriteBytes(name, ebx);
+        BitConverter.TryWriteBytes(name[4..], edx);
+        BitConverter.TryWriteBytes(name[8..], ecx);
+        var (eax, _, _, _) = System.Runtime.Intrinsics.X86.X86Base.CpuId(1, 0);
+        return FromSignature(System.Text.Encoding.ASCII.GetString(name), eax);
+    }
+
+    /// <summary>The identity a CPUID leaf-1 signature (EAX) gives for <paramref name="vendor"/>.</summary>
+    public static CpuIdentity FromSignature(string vendor, int eax)
+    {
+        int baseFamily = (eax >> 8) & 0xF, baseModel = (eax >> 4) & 0xF;
+        int family = baseFamily == 0xF ? baseFamily + ((eax >> 20) & 0xFF) : baseFamily;
+        int model = baseFamily is 0x6 or 0xF ? baseModel | (((eax >> 16) & 0xF) << 4) : baseModel;
+        return new(vendor, family, model);
+    }
+
+    public override string ToString() => $"{Vendor} family {Family} model {Model}";
+}
+
+/// <summary>
+/// The CPU engine's choices that change how fast a step runs and never what it computes: software-prefetch distances of the
+/// Rotation kernels, the store kind of their phase-1 sums, and their tile size. Every Rotation bucket is summed over its rows in
+/// row order whatever the tile, a prefetch is only a hint and a non-temporal store writes the same value, so a step is
+/// bit-identical under every tuning (CpuTuningTests steps each candidate against the default). Choices that would change a
+/// result (the factored kernels' row tiles, every tile that a partial sum is formed over) are fixed in <see cref="KernelTiles"/>
+/// and are not here.
+/// </summary>
+/// <remarks>
+/// One tuning is chosen per process (<see cref="Current"/>): the environment variable <c>COLLINS_CPU_TUNING</c> when set (a
+/// name from <see cref="Known"/>, or <c>key=value</c> pairs over the CPU's own tuning, for example
+/// <c>phase1=512,tile=4096</c>), otherwise the entry of <see cref="Known"/> for the running CPU (<see cref="For"/>), otherwise
+/// <see cref="Default"/>. The values of each entry, and how to measure a new CPU's, are in docs/benchmarks.md ("Per-CPU tuning").
+/// The kernels see the distances as struct type arguments (<see cref="Ahead0"/>, <see cref="Ahead64"/>, …), so each distance is a constant the JIT folds
+/// into its own copy of the loop, as the constants before it were.
+/// </remarks>
+/// <param name="Name">The entry's name (a CPU's, "default", or "custom" for an environment override).</param>
+/// <param name="Phase1Prefetch">Floats ahead that Rotation phase 1 prefetches in each row stream (0: none).</param>
+/// <param name="Phase2Prefetch">Floats ahead that Rotation phase 2 prefetches in each row stream of p (and of g when β1 = 0; 0: none).</param>
+/// <param name="SketchPrefetch">Buckets ahead that Rotation phase 2 prefetches in the moment and workspace arrays (0: none).</param>
+/// <param name="NonTemporalMinLength">Rotation tensors of at least this many entries write their phase-1 sums non-temporally.</param>
+/// <param name="TileBuckets">Buckets per tile of both Rotation phases (a multiple of 16, so that every tile starts on a cache line).</param>
+internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Prefetch, int SketchPrefetch, int NonTemporalMinLength, int TileBuckets)
+{
+    /// <summary>The prefetch distances the kernels are compiled for.</summary>
+    public static IReadOnlyList<int> Distances { get; } = [0, 64, 128, 256, 512, 1024];
+
+    /// <summary>The smallest and largest tile sizes accepted, in buckets.</summary>
+    public const int MinTileBuckets = 256, MaxTileBuckets = 1 << 16;
+
+    /// <summary>The name of the environment variable that overrides the CPU's tuning.</summary>
+    public const string EnvironmentVariable = "COLLINS_CPU_TUNING";
+
+    /// <summary>
+    /// The tuning of CPUs without an entry: the values measured on the Intel Xeon the kernels were first tuned on (family 6
+    /// model 207).
+    /// </summary>
+    public static CpuTuning Default { get; } = new("default", 128, 256, 64, 1 << 20, 2048);
+
+    /// <summary>The measured entries: a CPU's vendor and family (and model, where it matters) and its tuning.</summary>
+    public static IReadOnlyList<(string Vendor, int Family, int? Model, CpuTuning Tuning)> Known { get; } =
+    [
+        ("GenuineIntel", 6, 207, Default with { Name = "intel-6-207" }),
+        ("AuthenticAMD", 26, null, Default with { Name = "amd-26", Phase1Prefetch = 256, Phase2Prefetch = 512, TileBuckets = 4096 }),
+    ];
+
+    private static readonly Lazy<CpuTuning> s_current = new(() => FromEnvironment(Environment.GetEnvironmentVariable(EnvironmentVariable), CpuIdentity.Current));
+
+    /// <summary>
+    /// This process's tuning, chosen once. Throws <see cref="InvalidOperationException"/> naming the variable and the bad part
+    /// when <c>COLLINS_CPU_TUNING</c> cannot be read (every optimizer's constructor reads it first, so nothing is built with it).
+    /// </summary>
+    public static CpuTuning Current => s_current.Value;
+
+    /// <summary>The entry of <see cref="Known"/> for <paramref name="cpu"/>, or <see cref="Default"/>.</summary>
+    public static CpuTuning For(CpuIdentity cpu)
+    {
+        foreach (var (vendor, family, model, tuning) in Known)
+            if (vendor == cpu.Vendor && family == cpu.Family && (model is null || model == cpu.Model)) return tuning;
+        return Default;
+    }
+
+    /// <summary>The tuning for <paramref name="cpu"/> under the environment value <paramref name="value"/> (null or blank: none).</summary>
+    public static CpuTuning FromEnvironment(string? value, CpuIdentity cpu)
+    {
+        if (string.IsNullOrWhiteSpace(value)) return For(cpu);
+        try { return Parse(value, For(cpu)); }
+        catch (FormatException e) { throw new InvalidOperationException($"{EnvironmentVariable}='{value}': {e.Message}", e); }
+    }
+
+    /// <summary>
+    /// A tuning from text: a name of <see cref="Known"/> or "default", or comma-separated <c>key=value</c> pairs over
+    /// <paramref name="basis"/> with the keys <c>phase1</c>, <c>phase2</c>, <c>sketch</c> (distances of <see cref="Distances"/>),
+    /// <c>nt</c> (the non-temporal threshold in entries) and <c>tile</c> (buckets). Throws <see cref="FormatException"/> naming the
+    /// bad part.
+    /// </summary>
+    public static CpuTuning Parse(string text, CpuTuning basis)
+    {
+        string t = text.Trim();
+        if (t == Default.Name) return Default;
+        foreach (var entry in Known) if (entry.Tuning.Name == t) return entry.Tuning;
+        if (!t.Contains('='))
+            throw new FormatException($"'{t}' is neither a tuning name ({string.Join(", ", Known.Select(e => e.Tuning.Name).Prepend(Default.Name))}) nor key=value pairs.");
+        var result = basis with { Name = "custom" };
+        foreach (string part in t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int eq = part.IndexOf('=');
+            string key = eq < 0 ? part : part[..eq].Trim();
+            if (eq < 0 || !int.TryParse(part[(eq + 1)..].Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n))
+                throw new FormatException($"'{part}' is not key=integer.");
+            result = key switch
+            {
+                "phase1" => result with { Phase1Prefetch = Distance(key, n) },
+                "phase2" => result with { Phase2Prefetch = Distance(key, n) },
+                "sketch" => result with { SketchPrefetch = Distance(key, n) },
+                "nt" => n >= 0 ? result with { NonTemporalMinLength = n } : throw new FormatException($"nt={n}: the threshold is a length, at least 0."),
+                "tile" => n is >= MinTileBuckets and <= MaxTileBuckets && n % 16 == 0 ? result with { TileBuckets = n }
+                          : throw new FormatException($"tile={n}: a tile holds {MinTileBuckets}..{MaxTileBuckets} buckets, a multiple of 16."),
+                _ => throw new FormatException($"unknown key '{key}' (phase1, phase2, sketch, nt, tile)."),
+            };
+        }
+        return result;
+    }
+
+    private static int Distance(string key, int n)
+        => Distances.Contains(n) ? n : throw new FormatException($"{key}={n}: a prefetch distance is one of {string.Join(", ", Distances)}.");
+
+    /// <summary>Whether a Rotation tensor of <paramref name="length"/> entries writes its phase-1 sums non-temporally.</summary>
+    public bool NonTemporalSums(int length) => length >= NonTemporalMinLength;
+
+    /// <summary>The values as <see cref="Parse"/> reads them (for example <c>phase1=128,phase2=256,sketch=64,nt=1048576,tile=2048</c>).</summary>
+    public string Key => $"phase1={Phase1Prefetch},phase2={Phase2Prefetch},sketch={SketchPrefetch},nt={NonTemporalMinLength},tile={TileBuckets}";
+
+    public override string ToString() => $"{Name} ({Key})";
+}
+
+/// <summary>A software-prefetch distance as a type: the kernels take it as a struct type argument, so it is a JIT-time constant.</summary>
+internal interface IPrefetchDistance
+{
+    /// <summary>Elements ahead (0: no prefetch; the branch then folds away).</summary>
+    static abstract int Ahead { get; }
+}
+
+internal readonly struct Ahead0 : IPrefetchDistance { public static int Ahead => 0; }
+internal readonly struct Ahead64 : IPrefetchDistance { public static int Ahead => 64; }
+internal readonly struct Ahead128 : IPrefetchDistance { public static int Ahead => 128; }
+internal readonly struct Ahead256 : IPrefetchDistance { public static int Ahead => 256; }
+internal readonly struct Ahead512 : IPrefetchDistance { public static int Ahead => 512; }
+internal readonly struct Ahead1024 : IPrefetchDistance { public static int Ahead => 1024; }
