@@ -155,6 +155,26 @@ namespace Collins.Generators
             DiagnosticSeverity.Error);
 
 
+        public static readonly DiagnosticDescriptor QuantizationSettingWithoutQuantizedMoment = Make("COL032",
+            "Quantisation setting without a quantised first moment",
+            "Optimizer '{0}' has {1}, but no tensor keeps a block-quantised first moment ({2}), so it has no effect: {3}",
+            DiagnosticSeverity.Warning);
+
+        public static readonly DiagnosticDescriptor FactoredSettingWithoutFactoredTensor = Make("COL033",
+            "Factored-estimate setting without a factored tensor",
+            "Optimizer '{0}' has {1}, but no tensor is factored (every tensor stays dense: fewer entries than DenseThreshold = {2}, an effective Ratio of 1, or Sketching = Dense; dense tensors keep AdamW's fp32 moments), so it has no effect: {3}",
+            DiagnosticSeverity.Warning);
+
+        public static readonly DiagnosticDescriptor LayoutWithoutHashedTensor = Make("COL034",
+            "Layout without a hashed tensor",
+            "Optimizer '{0}' has Layout = {1}, but no tensor is hashed ({2}), so the layout has no effect on the step or the state: remove Layout",
+            DiagnosticSeverity.Warning);
+
+        public static readonly DiagnosticDescriptor TensorRatioWithoutEffect = Make("COL035",
+            "Tensor ratio without effect on a factored tensor",
+            "Tensor '{0}' has Ratio = {1}, but every optimizer of '{2}' factors it, and a factored tensor keeps R + C floats of v whatever its ratio, so the ratio has no effect: remove Ratio (Ratio = 1 would keep the tensor dense)",
+            DiagnosticSeverity.Warning);
+
         public static readonly DiagnosticDescriptor InvalidMaxGradientNorm = Make("COL029",
             "Invalid gradient-norm clipping bound",
             "Optimizer '{0}' has MaxGradientNorm = {1}; it must be finite and >= 0: use 0 (off) or the bound on the global gradient norm, as clip_grad_norm_'s max_norm (1.0 is usual for transformers)",
@@ -181,7 +201,8 @@ namespace Collins.Generators
             InvalidWeightDecay, InvalidDimension, TensorTooLarge, DuplicateTensorName, InvalidTensorName, NoTensors,
             RatioExceedsLength, DuplicateVariantName, InvalidVariantName, InvalidDenseThreshold, TooManyRows, UnsupportedTensorType,
             TensorOutsideOptimizer, InitializerLengthMismatch, WriteOnlyTensorProperty, MixedTensorMemberKinds, TorchAdapterMissing, LanguageVersionTooLow, FactoredNeedsBeta1Zero, InvalidUpdateClipping, InvalidBeta2Schedule, InvalidQuantizedFirstMoment, InternalError,
-            InvalidMaxGradientNorm);
+            InvalidMaxGradientNorm, QuantizationSettingWithoutQuantizedMoment, FactoredSettingWithoutFactoredTensor, LayoutWithoutHashedTensor,
+            TensorRatioWithoutEffect);
 
         private static Dictionary<string, DiagnosticDescriptor> Index(params DiagnosticDescriptor[] all)
         {

@@ -76,6 +76,8 @@ namespace Collins.Generators
             public int Sketching;
             public Location? Location;
             public Location? NameLocation;
+            /// <summary>The <c>Ratio = n</c> argument when it is written on the attribute (null when the ratio is inherited by default).</summary>
+            public Location? RatioLocation;
             public bool Valid = true;
         }
 
@@ -192,6 +194,8 @@ namespace Collins.Generators
                 if (variant is not null) variants.Add(variant);
             }
 
+            if (variants.Count == attributeCount && variants.Count > 0) ReportIneffectiveTensorRatios(tensors, variants, symbol.Name, diagnostics);
+
             // A class with an error gets no generated code at all, not even its valid variants (README, Diagnostics).
             if (diagnostics.Any(d => DiagnosticDescriptors.ById[d.Id].DefaultSeverity == DiagnosticSeverity.Error)) ok = false;
 
@@ -239,6 +243,7 @@ namespace Collins.Generators
                 }
             }
             var nameLocation = t.NameLocation = NamedArgumentLocation(syntax, "Name") ?? t.Location;
+            t.RatioLocation = NamedArgumentLocation(syntax, "Ratio");
             if (!IsIdentifier(t.Name, out string why))
             {
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidTensorName, nameLocation, t.Name, why));
@@ -540,10 +545,13 @@ namespace Collins.Generators
                     valid = false;
                 }
                 string storageName = SettingsRules.FirstMomentName(firstMoment);
-                if (firstMoment != SettingsRules.SketchStorage && !SettingsRules.QuantizationBlockIsValid(quantizationBlock))
+                // Checked for every storage: OptimizerSettings.Validate (which the generated constructor runs) refuses an invalid
+                // block whatever FirstMoment is, so accepting it here would compile an optimizer that throws when it is created.
+                if (!SettingsRules.QuantizationBlockIsValid(quantizationBlock))
                 {
                     diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidQuantizedFirstMoment, At("QuantizationBlock"), display, storageName,
-                        "QuantizationBlock = " + quantizationBlock.ToString(CultureInfo.InvariantCulture) + " must be a power of two from 8 to 65536 (default 128)"));
+                        "QuantizationBlock = " + quantizationBlock.ToString(CultureInfo.InvariantCulture) + " must be a power of two from 8 to 65536 (default 128)"
+                        + (firstMoment == SettingsRules.SketchStorage ? ", whatever FirstMoment is (the optimizer's settings refuse it when it is created): remove QuantizationBlock" : "")));
                     valid = false;
                 }
                 if (!SettingsRules.QuantizedFirstMomentApplies(firstMoment, secondMoment, beta1))
@@ -566,9 +574,84 @@ namespace Collins.Generators
                 else models.Add(model);
             }
             if (!valid) return null;
+            ReportIneffectiveSettings(display, At, models, layout, secondMoment, updateClipping, beta2Schedule, firstMoment, quantizationBlock,
+                stochasticRounding, denseThreshold, diagnostics);
             string hint = Sanitize(metadataName) + (attributeCount > 1 ? "." + name : "") + ".g.cs";
             return new VariantModel(name, hint, ratio, beta1, beta2, epsilon, weightDecay, layout, secondMoment, seed, denseThreshold,
                 new EquatableArray<TensorModel>(models), updateClipping, beta2Schedule, firstMoment, quantizationBlock, stochasticRounding, maxGradientNorm);
+        }
+
+        /// <summary>
+        /// Warnings (COL032, COL033, COL034) for settings of a valid variant that are written with a value other than their default
+        /// and change nothing in its step or state, each at its named argument: a setting left at its default, or written with the
+        /// default value, never warns. The runtime's <c>OptimizerSettings</c> accepts the same combinations and ignores them (its
+        /// XML docs say when).
+        /// </summary>
+        private static void ReportIneffectiveSettings(string display, Func<string, Location?> at, List<TensorModel> models, int layout, int secondMoment,
+                                                      double updateClipping, double beta2Schedule, int firstMoment, int quantizationBlock,
+                                                      bool stochasticRounding, int denseThreshold, List<DiagnosticInfo> diagnostics)
+        {
+            string threshold = denseThreshold.ToString(CultureInfo.InvariantCulture);
+            const string FactorFix = "lower DenseThreshold (0 factors every tensor) or mark a tensor Sketching = TensorSketching.Sketched, or remove ";
+
+            // COL033: the factored estimate's own settings when no tensor ends up factored (every tensor dense: dense tensors
+            // keep AdamW's moments, are not clipped, keep the constant β2 and an fp32 m). Without Factored these are errors (COL027,
+            // COL028, COL030), reported before planning.
+            if (secondMoment == SettingsRules.FactoredEstimate && !models.Any(m => m.IsFactored))
+            {
+                void NoFactoredTensor(string argument, string written)
+                    => diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FactoredSettingWithoutFactoredTensor, at(argument), display, written, threshold,
+                        FactorFix + argument));
+                if (updateClipping != SettingsRules.UpdateClipping) NoFactoredTensor("UpdateClipping", "UpdateClipping = " + Num(updateClipping));
+                if (beta2Schedule != SettingsRules.Beta2Schedule) NoFactoredTensor("Beta2Schedule", "Beta2Schedule = " + Num(beta2Schedule));
+                if (firstMoment != SettingsRules.SketchStorage) NoFactoredTensor("FirstMoment", "FirstMoment = " + SettingsRules.FirstMomentName(firstMoment));
+            }
+
+            // COL032: the quantiser's settings when no tensor keeps a quantised first moment: FirstMoment is the Count-Sketch, or it
+            // is quantised but every tensor is dense (COL033 above then names FirstMoment itself).
+            if (!models.Any(m => m.QuantizedBlocks > 0))
+            {
+                bool sketch = firstMoment == SettingsRules.SketchStorage;
+                string reason = sketch
+                    ? "FirstMoment is Sketch, the default"
+                    : "every tensor stays dense: fewer entries than DenseThreshold = " + threshold + ", an effective Ratio of 1, or Sketching = Dense";
+                void NotQuantized(string argument, string written)
+                    => diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizationSettingWithoutQuantizedMoment, at(argument), display, written, reason,
+                        sketch
+                            ? "set FirstMoment = FirstMomentStorage.Quantized8 or Quantized4 (with SecondMoment = Factored and Beta1 > 0), or remove " + argument
+                            : FactorFix + argument));
+                if (stochasticRounding != SettingsRules.StochasticRounding) NotQuantized("StochasticRounding", "StochasticRounding = true");
+                if (quantizationBlock != SettingsRules.QuantizationBlock)
+                    NotQuantized("QuantizationBlock", "QuantizationBlock = " + quantizationBlock.ToString(CultureInfo.InvariantCulture));
+            }
+
+            // COL034: the hash layout when no tensor is hashed: under Factored each tensor is factored or dense, and otherwise
+            // every tensor may be dense.
+            if (layout != 0 && !models.Any(m => !m.IsDense && !m.IsFactored))
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LayoutWithoutHashedTensor, at("Layout"), display, "Universal",
+                    secondMoment == SettingsRules.FactoredEstimate
+                        ? "under SecondMoment = Factored each tensor is factored or dense"
+                        : "every tensor stays dense: fewer entries than DenseThreshold = " + threshold + ", an effective Ratio of 1, or Sketching = Dense"));
+        }
+
+        /// <summary>
+        /// COL035: a tensor's <c>Ratio = n</c> (n ≥ 2) when every optimizer of the class factors it and would factor it with the
+        /// inherited ratio too: a factored tensor keeps R + C floats of v whatever its ratio (the ratio only decides dense or not, and
+        /// Ratio = 1, which keeps a tensor dense, has an effect). Only when every variant is valid (otherwise nothing is generated).
+        /// </summary>
+        private static void ReportIneffectiveTensorRatios(List<TensorDecl> tensors, List<VariantModel> variants, string className,
+                                                          List<DiagnosticInfo> diagnostics)
+        {
+            for (int i = 0; i < tensors.Count; i++)
+            {
+                var t = tensors[i];
+                if (t.RatioLocation is null || t.SpecRatio < 2) continue;
+                bool ignored = variants.All(v => v.SecondMoment == SettingsRules.FactoredEstimate && v.Tensors.Count == tensors.Count
+                    && v.Tensors[i].IsFactored && !SettingsRules.IsDense(v.Ratio, t.Sketching, t.Length, v.DenseThreshold));
+                if (ignored)
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.TensorRatioWithoutEffect, t.RatioLocation, t.Name,
+                        t.SpecRatio.ToString(CultureInfo.InvariantCulture), className));
+            }
         }
 
         /// <summary>Mirrors <c>TensorPlan</c>: dense rule, effective ratio, buckets, rows, hash constants.</summary>

@@ -95,7 +95,10 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// <summary>Decoupled weight decay (as in AdamW): p ← p − lr·WeightDecay·p. Default 0.</summary>
     public double WeightDecay { get; set; } = Planning.SettingsRules.WeightDecay;
 
-    /// <summary>Hash layout. Default <see cref="SketchLayout.Rotation"/>.</summary>
+    /// <summary>
+    /// Hash layout of the Count-Sketch tensors. Default <see cref="SketchLayout.Rotation"/>. No effect when no tensor is hashed (under
+    /// <see cref="SecondMomentEstimate.Factored"/>, or with every tensor dense): COL034 warns when it is set to Universal then.
+    /// </summary>
     public SketchLayout Layout { get; set; } = SketchLayout.Rotation;
 
     /// <summary>Second-moment estimate. Default <see cref="SecondMomentEstimate.Sum"/>.</summary>
@@ -118,15 +121,16 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// <summary>
     /// Adafactor's update clipping with threshold d (0: off, the default): per factored tensor, the normalised update
     /// u = g / (√v̂ + ε) is divided by max(1, RMS(u) / d) before the learning rate applies; dense tensors (below
-    /// <see cref="DenseThreshold"/>) are not clipped. Needs <see cref="SecondMomentEstimate.Factored"/> (COL027 otherwise);
-    /// Adafactor uses d = 1.
+    /// <see cref="DenseThreshold"/>) are not clipped. Needs <see cref="SecondMomentEstimate.Factored"/> (COL027 otherwise; COL033 warns
+    /// when every tensor is dense, so nothing is clipped); Adafactor uses d = 1.
     /// </summary>
     public double UpdateClipping { get; set; } = Planning.SettingsRules.UpdateClipping;
 
     /// <summary>
     /// Adafactor's β2 schedule for <see cref="SecondMomentEstimate.Factored"/> tensors: with exponent c &gt; 0 the second-moment
     /// decay of step t is β̂2 = 1 − t^−c (so step 1 keeps g² itself) instead of the constant <see cref="Beta2"/>, and no bias
-    /// correction applies. 0 (the default) is off; Adafactor uses 0.8; c in (0, 1] (COL028 otherwise, or without Factored).
+    /// correction applies. 0 (the default) is off; Adafactor uses 0.8; c in (0, 1] (COL028 otherwise, or without Factored; COL033 warns
+    /// when every tensor is dense, which keeps the constant β2).
     /// </summary>
     public double Beta2Schedule { get; set; } = Planning.SettingsRules.Beta2Schedule;
 
@@ -134,7 +138,7 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// How the first moment of sketched tensors is stored. Default <see cref="FirstMomentStorage.Sketch"/> (the seed's Count-Sketch).
     /// <see cref="FirstMomentStorage.Quantized8"/> and <see cref="FirstMomentStorage.Quantized4"/> keep m per entry, block-quantised, with
     /// <see cref="SecondMomentEstimate.Factored"/> and β1 &gt; 0 (COL030 otherwise); they apply to every sketched (that is, factored)
-    /// tensor, vectors included; dense tensors keep AdamW's fp32 moments.
+    /// tensor, vectors included; dense tensors keep AdamW's fp32 moments (COL033 warns when every tensor is dense).
     /// </summary>
     /// <remarks>
     /// Each step dequantises a block, forms m ← β1·m + (1 − β1)·g and the update from that m in float, then stores the block
@@ -146,10 +150,16 @@ public sealed class SketchedOptimizerAttribute : Attribute
     /// </remarks>
     public FirstMomentStorage FirstMoment { get; set; } = FirstMomentStorage.Sketch;
 
-    /// <summary>Entries per fp32 scale of a quantised first moment: a power of two from 8 to 65536 (COL030 otherwise). Default 128.</summary>
+    /// <summary>
+    /// Entries per fp32 scale of a quantised first moment: a power of two from 8 to 65536 (COL030 otherwise, whatever
+    /// <see cref="FirstMoment"/> is). Default 128. No effect unless a tensor keeps a quantised first moment (COL032).
+    /// </summary>
     public int QuantizationBlock { get; set; } = Planning.SettingsRules.QuantizationBlock;
 
-    /// <summary>Round quantised first-moment codes stochastically (unbiased) instead of to nearest. Default false.</summary>
+    /// <summary>
+    /// Round quantised first-moment codes stochastically (unbiased) instead of to nearest. Default false. No effect unless a tensor keeps
+    /// a quantised first moment (COL032).
+    /// </summary>
     public bool StochasticRounding { get; set; } = Planning.SettingsRules.StochasticRounding;
 
     /// <summary>
@@ -181,7 +191,11 @@ public sealed class TensorAttribute : Attribute
     /// <summary>The tensor's name (a C# identifier). Defaults to the member's name.</summary>
     public string? Name { get; set; }
 
-    /// <summary>Overrides the optimizer's ratio for this tensor; 0 (the default) inherits it. 1 means exact dense Adam.</summary>
+    /// <summary>
+    /// Overrides the optimizer's ratio for this tensor; 0 (the default) inherits it. 1 means exact dense Adam. Under
+    /// <see cref="SecondMomentEstimate.Factored"/> it only decides dense (1) or factored (R + C floats whatever the ratio): COL035 warns
+    /// when every optimizer of the class factors the tensor anyway.
+    /// </summary>
     public int Ratio { get; set; }
 
     /// <summary>Whether this tensor is sketched. Default <see cref="TensorSketching.Auto"/>.</summary>

@@ -395,6 +395,153 @@ public class DiagnosticCatalogueTests
         Assert.Contains("VerifyFactoredPlan(plans[0], W.Length, W.Buckets, W.Rows, W.IsDense, W.FactorRows, W.FactorColumns, W.QuantizedBlocks, W.CodeBytes);", source);
     }
 
+    [Theory]
+    [InlineData("3")]
+    [InlineData("100")]
+    public void COL030_an_invalid_quantisation_block_is_refused_with_the_sketch_storage_too(string block)
+        // OptimizerSettings.Validate refuses it for every storage, so the generated constructor would throw.
+        => AssertNothingGenerated(AssertDiagnostics(Model($"SketchedOptimizer(Ratio = 4, [|QuantizationBlock = {block}|])"),
+            Error("COL030", $"Optimizer 'Optimizer' has FirstMoment = Sketch; QuantizationBlock = {block} must be a power of two from 8 to 65536 (default 128), whatever FirstMoment is (the optimizer's settings refuse it when it is created): remove QuantizationBlock")));
+
+    // ------------------------------------------------------------------ settings that change nothing (warnings, COL032–COL035)
+
+    private static (string, DiagnosticSeverity, string) Warning(string id, string message) => (id, DiagnosticSeverity.Warning, message);
+
+    /// <summary>A warning leaves the class generated, and the generated code compiles (AssertDiagnostics checks that).</summary>
+    private static void AssertGenerated(GeneratorRun run) => Assert.Equal(new[] { "App.M.g.cs" }, run.Generator.GeneratedSources.Select(s => s.HintName));
+
+    private const string SketchFix = "set FirstMoment = FirstMomentStorage.Quantized8 or Quantized4 (with SecondMoment = Factored and Beta1 > 0), or remove ";
+    private const string DenseReason = "every tensor stays dense: fewer entries than DenseThreshold = 4096, an effective Ratio of 1, or Sketching = Dense";
+    private const string FactorFix = "lower DenseThreshold (0 factors every tensor) or mark a tensor Sketching = TensorSketching.Sketched, or remove ";
+
+    private static string NoFactoredTensor(string written, string argument, int threshold = 4096)
+        => $"Optimizer 'Optimizer' has {written}, but no tensor is factored (every tensor stays dense: fewer entries than DenseThreshold = {threshold}, an effective Ratio of 1, or Sketching = Dense; dense tensors keep AdamW's fp32 moments), so it has no effect: {FactorFix}{argument}";
+
+    [Theory]
+    [InlineData("StochasticRounding = true", "StochasticRounding")]
+    [InlineData("QuantizationBlock = 64", "QuantizationBlock")]
+    [InlineData("QuantizationBlock = 65536", "QuantizationBlock")]
+    public void COL032_a_quantisation_setting_with_the_sketch_storage(string written, string argument)
+        => AssertGenerated(AssertDiagnostics(Model($"SketchedOptimizer(Ratio = 4, DenseThreshold = 16, [|{written}|])"),
+            Warning("COL032", $"Optimizer 'Optimizer' has {written}, but no tensor keeps a block-quantised first moment (FirstMoment is Sketch, the default), so it has no effect: {SketchFix}{argument}")));
+
+    [Fact]
+    public void COL032_and_COL033_a_quantised_first_moment_of_an_all_dense_model()
+        // W (64 entries) and B (8) are below DenseThreshold 4096: both keep AdamW's fp32 m, so the storage, its block and its
+        // rounding all do nothing, each reported at its own argument.
+        => AssertGenerated(AssertDiagnostics(Model("SketchedOptimizer(SecondMoment = SecondMomentEstimate.Factored, [|FirstMoment = FirstMomentStorage.Quantized8|], [|QuantizationBlock = 32|], [|StochasticRounding = true|])"),
+            Warning("COL033", NoFactoredTensor("FirstMoment = Quantized8", "FirstMoment")),
+            Warning("COL032", $"Optimizer 'Optimizer' has QuantizationBlock = 32, but no tensor keeps a block-quantised first moment ({DenseReason}), so it has no effect: {FactorFix}QuantizationBlock"),
+            Warning("COL032", $"Optimizer 'Optimizer' has StochasticRounding = true, but no tensor keeps a block-quantised first moment ({DenseReason}), so it has no effect: {FactorFix}StochasticRounding")));
+
+    [Theory]
+    [InlineData("SketchedOptimizer(Ratio = 4)")]                                                       // every default
+    [InlineData("SketchedOptimizer(Ratio = 4, StochasticRounding = false, QuantizationBlock = 128)")] // the defaults, written
+    [InlineData("SketchedOptimizer(SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, QuantizationBlock = 16, StochasticRounding = true, DenseThreshold = 16)")] // W quantised
+    public void COL032_is_not_reported_for_defaults_or_a_quantised_tensor(string attribute)
+        => AssertGenerated(AssertDiagnostics(Model(attribute)));
+
+    [Theory]
+    [InlineData("UpdateClipping = 1", "UpdateClipping")]
+    [InlineData("UpdateClipping = 0.5", "UpdateClipping")]
+    [InlineData("Beta2Schedule = 0.8", "Beta2Schedule")]
+    public void COL033_a_factored_setting_when_every_tensor_is_below_the_dense_threshold(string written, string argument)
+        => AssertGenerated(AssertDiagnostics(Model($"SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, [|{written}|])"),
+            Warning("COL033", NoFactoredTensor(written, argument))));
+
+    [Fact]
+    public void COL033_every_factored_setting_of_a_model_kept_dense_by_Ratio_1()
+        // DenseThreshold = 0 would factor both tensors, but Ratio = 1 keeps every tensor dense AdamW.
+        => AssertGenerated(AssertDiagnostics(Model("SketchedOptimizer(Ratio = 1, DenseThreshold = 0, SecondMoment = SecondMomentEstimate.Factored, [|FirstMoment = FirstMomentStorage.Quantized4|], [|UpdateClipping = 1|], [|Beta2Schedule = 0.8|])"),
+            Warning("COL033", NoFactoredTensor("FirstMoment = Quantized4", "FirstMoment", threshold: 0)),
+            Warning("COL033", NoFactoredTensor("UpdateClipping = 1", "UpdateClipping", threshold: 0)),
+            Warning("COL033", NoFactoredTensor("Beta2Schedule = 0.8", "Beta2Schedule", threshold: 0))));
+
+    [Theory]
+    [InlineData("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1, Beta2Schedule = 0.8, DenseThreshold = 64)")] // W factored
+    [InlineData("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 0, Beta2Schedule = 0)")]                      // off, written
+    [InlineData("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored)")]                                                             // every tensor dense, nothing set
+    public void COL033_is_not_reported_with_a_factored_tensor_or_the_settings_off(string attribute)
+        => AssertGenerated(AssertDiagnostics(Model(attribute)));
+
+    [Fact]
+    public void COL033_is_not_reported_when_a_tensor_marked_sketched_is_factored()
+        => AssertGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1)",
+            "[Tensor(8, 8)] public float[] W = new float[64];\n    [Tensor(8, Sketching = TensorSketching.Sketched)] public float[] B = new float[8];")));
+
+    [Fact]
+    public void COL034_layout_under_the_factored_estimate()
+        => AssertGenerated(AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 16, [|Layout = SketchLayout.Universal|])"),
+            Warning("COL034", "Optimizer 'Optimizer' has Layout = Universal, but no tensor is hashed (under SecondMoment = Factored each tensor is factored or dense), so the layout has no effect on the step or the state: remove Layout")));
+
+    [Fact]
+    public void COL034_layout_when_every_tensor_is_dense()
+        => AssertGenerated(AssertDiagnostics(Model("SketchedOptimizer(Ratio = 4, [|Layout = SketchLayout.Universal|])"),
+            Warning("COL034", $"Optimizer 'Optimizer' has Layout = Universal, but no tensor is hashed ({DenseReason}), so the layout has no effect on the step or the state: remove Layout")));
+
+    [Theory]
+    [InlineData("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 16, Layout = SketchLayout.Rotation)")] // the default, written
+    [InlineData("SketchedOptimizer(Ratio = 4, DenseThreshold = 16, Layout = SketchLayout.Universal)")]                                           // W hashed
+    [InlineData("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 16, Layout = SketchLayout.Universal)")] // W hashed (Mean)
+    public void COL034_is_not_reported_for_the_default_or_with_a_hashed_tensor(string attribute)
+        => AssertGenerated(AssertDiagnostics(Model(attribute)));
+
+    private const string FactoredRatio = "Tensor 'W' has Ratio = 8, but every optimizer of 'M' factors it, and a factored tensor keeps R + C floats of v whatever its ratio, so the ratio has no effect: remove Ratio (Ratio = 1 would keep the tensor dense)";
+
+    [Fact]
+    public void COL035_a_tensor_ratio_on_a_factored_tensor()
+    {
+        var run = AssertDiagnostics(Model("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 16)",
+                "[Tensor(8, 8, [|Ratio = 8|])] public float[] W = new float[64];\n    [Tensor(8)] public float[] B = new float[8];"),
+            Warning("COL035", FactoredRatio));
+        AssertGenerated(run);
+        Assert.Contains("public const int FactorRows = 8, FactorColumns = 8;", run.Sources["App.M.g.cs"]);   // W is factored as declared
+    }
+
+    [Fact]
+    public void COL035_is_reported_once_when_every_variant_factors_the_tensor()
+    {
+        const string markup = """
+            using Collins;
+            namespace App;
+
+            [SketchedOptimizer(Name = "A", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 16)]
+            [SketchedOptimizer(Name = "B", SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized8, DenseThreshold = 0)]
+            public partial class M
+            {
+                [Tensor(8, 8, [|Ratio = 8|])] public float[] W = new float[64];
+            }
+            """;
+        var run = AssertDiagnostics(markup, Warning("COL035", FactoredRatio));
+        Assert.Equal(2, run.Generator.GeneratedSources.Length);
+    }
+
+    [Theory]
+    [InlineData("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 16)", "Ratio = 1")]   // keeps W dense: an effect
+    [InlineData("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 16)", "Ratio = 0")]   // inherits, written
+    [InlineData("SketchedOptimizer(Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, Ratio = 1, DenseThreshold = 16)", "Ratio = 8")] // W factored only by its own ratio
+    [InlineData("SketchedOptimizer(Ratio = 4, DenseThreshold = 16)", "Ratio = 8")]                                                 // hashed: k = 8 instead of 16
+    public void COL035_is_not_reported_where_the_tensor_ratio_has_an_effect(string attribute, string ratio)
+        => AssertGenerated(AssertDiagnostics(Model(attribute, $"[Tensor(8, 8, {ratio})] public float[] W = new float[64];\n    [Tensor(8)] public float[] B = new float[8];")));
+
+    [Fact]
+    public void COL035_is_not_reported_when_one_variant_hashes_the_tensor()
+    {
+        const string markup = """
+            using Collins;
+            namespace App;
+
+            [SketchedOptimizer(Name = "A", Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, DenseThreshold = 16)]
+            [SketchedOptimizer(Name = "B", Ratio = 4, DenseThreshold = 16)]
+            public partial class M
+            {
+                [Tensor(8, 8, Ratio = 8)] public float[] W = new float[64];
+            }
+            """;
+        var run = AssertDiagnostics(markup);
+        Assert.Equal(2, run.Generator.GeneratedSources.Length);
+    }
+
     [Fact]
     public void COL012_no_tensors()
         => AssertNothingGenerated(AssertDiagnostics(Model(body: "public float[] W = new float[64];", declaration: "public partial class [|M|]"),

@@ -483,6 +483,65 @@ public class CheckpointTests : IDisposable
         Assert.Contains("tensor 'b': dense in file, sketched in optimizer", e.Message);
     }
 
+    /// <summary>
+    /// Before vectors were factored, a sketched vector under <see cref="SecondMomentEstimate.Factored"/> kept a Count-Sketch Mean estimate
+    /// of v: k = ceil(n / Ratio) floats where the plan now keeps n + 1 (n row means and one column mean). Such a file has the same
+    /// fingerprint (the same ratio, dense flag and buckets k), so it must be refused by the second-moment count, naming the tensor and both
+    /// counts, and leave the optimizer as it was. The old file is this writer's output with the vector's v record cut back to k floats
+    /// (offsets from the format table in docs/reliability.md), then resealed.
+    /// </summary>
+    [Fact]
+    public void A_factored_checkpoint_written_before_vectors_were_factored_is_refused_naming_both_counts()
+    {
+        var settings = new OptimizerSettings { Ratio = 32, Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, Seed = 11 };
+        const int n = 100;
+        var specs = new[]
+        {
+            new TensorSpec("W", new[] { 64, 80 }),                                       // 5120 ≥ DenseThreshold: factored, 64 + 80 floats
+            new TensorSpec("Bias", new[] { n }, Sketching: TensorSketching.Sketched),    // factored as n × 1: n + 1 floats
+        };
+        using var source = new CountSketchAdam(settings, specs);
+        var rng = new Random(50);
+        Train(source, source.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), rng, 3);
+        int k = (n + settings.Ratio - 1) / settings.Ratio;
+        var bias = source.Tensors[1];
+        Assert.True(bias.IsFactored);
+        Assert.Equal((n, 1, n + 1, k), (bias.FactorRows, bias.FactorColumns, bias.SecondMomentFloats, bias.Buckets));
+        byte[] current = SaveBytes(source);
+
+        // Offsets of the version-1 format: header 20, fingerprint 30, per tensor its name, rank, dims, ratio, dense, buckets, has-m;
+        // then the counters (12) and per tensor an m record (count 0 with β1 = 0) and a v record (count + floats).
+        Assert.Equal(1, BinaryPrimitives.ReadInt32LittleEndian(current.AsSpan(8)));
+        int at = 20 + 30;
+        foreach (var t in source.Tensors) at += 4 + System.Text.Encoding.UTF8.GetByteCount(t.Name) + 4 + 4 * t.Shape.Count + 4 + 1 + 4 + 1;
+        at += 12;
+        at += 4 + 4 + 4 * (64 + 80);   // W: m count 0, v count and R + C floats
+        at += 4;                       // Bias: m count 0
+        Assert.Equal(0, BinaryPrimitives.ReadInt32LittleEndian(current.AsSpan(at - 4)));
+        Assert.Equal(n + 1, BinaryPrimitives.ReadInt32LittleEndian(current.AsSpan(at)));
+        Assert.Equal(current.Length - 8, at + 4 + 4 * (n + 1));   // Bias's v record is the last before the checksum
+
+        // The old file: Bias's v record holds k floats (bucket means of g², positive), the length field and the checksum follow.
+        byte[] old = new byte[at + 4 + 4 * k + 8];
+        current.AsSpan(0, at).CopyTo(old);
+        BinaryPrimitives.WriteInt64LittleEndian(old.AsSpan(12), old.Length);
+        BinaryPrimitives.WriteInt32LittleEndian(old.AsSpan(at), k);
+        for (int j = 0; j < k; j++) BinaryPrimitives.WriteSingleLittleEndian(old.AsSpan(at + 4 + 4 * j), 0.25f * (j + 1));
+        Reseal(old);
+
+        using var target = new CountSketchAdam(settings, specs);
+        Train(target, target.Tensors.Select(t => Uniform(rng, t.Length)).ToArray(), new Random(51), 2);
+        var before = Take(target);
+        var e = Assert.Throws<CheckpointFormatException>(() => target.Load(new MemoryStream(old)));
+        Assert.Contains("tensor 'Bias'", e.Message);
+        Assert.Contains($"has 0 and {k} moment values, expected 0 and {n + 1}", e.Message);
+        AssertSame(before, Take(target));
+
+        // The file as written loads (so it is the cut record that is refused), and gives the source's state.
+        target.Load(new MemoryStream(current));
+        AssertSame(Take(source), Take(target));
+    }
+
     [Fact]
     public void Unknown_version_bad_magic_truncation_and_checksum_are_reported_specifically()
     {

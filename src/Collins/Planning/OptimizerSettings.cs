@@ -13,19 +13,44 @@ public sealed record OptimizerSettings
     public double Beta2 { get; init; } = SettingsRules.Beta2;
     public double Epsilon { get; init; } = SettingsRules.Epsilon;
     public double WeightDecay { get; init; } = SettingsRules.WeightDecay;
+    /// <summary>
+    /// Hash layout of the Count-Sketch tensors; see <see cref="SketchedOptimizerAttribute.Layout"/>. Ignored when no tensor is hashed:
+    /// under <see cref="SecondMomentEstimate.Factored"/> (each tensor is factored or dense) or when every tensor is dense. A checkpoint
+    /// still records it and is refused by an optimizer with another layout.
+    /// </summary>
     public SketchLayout Layout { get; init; } = SketchLayout.Rotation;
     public SecondMomentEstimate SecondMoment { get; init; } = SecondMomentEstimate.Sum;
     public long Seed { get; init; } = SettingsRules.Seed;
     public int DenseThreshold { get; init; } = SettingsRules.DenseThreshold;
-    /// <summary>Update clipping threshold d of the factored estimate (0: off); see <see cref="SketchedOptimizerAttribute.UpdateClipping"/>.</summary>
+    /// <summary>
+    /// Update clipping threshold d of the factored estimate (0: off); see <see cref="SketchedOptimizerAttribute.UpdateClipping"/>. Needs
+    /// <see cref="SecondMomentEstimate.Factored"/> (<see cref="Validate"/> throws otherwise); ignored by dense tensors, so it has no effect
+    /// when every tensor is dense.
+    /// </summary>
     public double UpdateClipping { get; init; } = SettingsRules.UpdateClipping;
-    /// <summary>Exponent c of the factored estimate's β2 schedule, β̂2 = 1 − t^−c (0: off); see <see cref="SketchedOptimizerAttribute.Beta2Schedule"/>.</summary>
+    /// <summary>
+    /// Exponent c of the factored estimate's β2 schedule, β̂2 = 1 − t^−c (0: off); see <see cref="SketchedOptimizerAttribute.Beta2Schedule"/>.
+    /// Needs <see cref="SecondMomentEstimate.Factored"/> (<see cref="Validate"/> throws otherwise); dense tensors keep the constant
+    /// <see cref="Beta2"/>, so it has no effect when every tensor is dense.
+    /// </summary>
     public double Beta2Schedule { get; init; } = SettingsRules.Beta2Schedule;
-    /// <summary>How sketched tensors store m; see <see cref="SketchedOptimizerAttribute.FirstMoment"/>.</summary>
+    /// <summary>
+    /// How sketched tensors store m; see <see cref="SketchedOptimizerAttribute.FirstMoment"/>. A quantised storage needs
+    /// <see cref="SecondMomentEstimate.Factored"/> and <see cref="Beta1"/> &gt; 0 (<see cref="Validate"/> throws otherwise) and applies to the
+    /// factored tensors only: dense tensors keep an fp32 m, so it has no effect on the step when every tensor is dense (a checkpoint is
+    /// still written in format version 2 and records it).
+    /// </summary>
     public FirstMomentStorage FirstMoment { get; init; } = FirstMomentStorage.Sketch;
-    /// <summary>Entries per scale of a quantised first moment; see <see cref="SketchedOptimizerAttribute.QuantizationBlock"/>.</summary>
+    /// <summary>
+    /// Entries per scale of a quantised first moment; see <see cref="SketchedOptimizerAttribute.QuantizationBlock"/>. Validated whatever
+    /// <see cref="FirstMoment"/> is, and ignored when no tensor keeps a quantised first moment (<see cref="FirstMomentStorage.Sketch"/>, or
+    /// every tensor dense).
+    /// </summary>
     public int QuantizationBlock { get; init; } = SettingsRules.QuantizationBlock;
-    /// <summary>Stochastic rounding of quantised first-moment codes; see <see cref="SketchedOptimizerAttribute.StochasticRounding"/>.</summary>
+    /// <summary>
+    /// Stochastic rounding of quantised first-moment codes; see <see cref="SketchedOptimizerAttribute.StochasticRounding"/>. Ignored when no
+    /// tensor keeps a quantised first moment (<see cref="FirstMomentStorage.Sketch"/>, or every tensor dense).
+    /// </summary>
     public bool StochasticRounding { get; init; } = SettingsRules.StochasticRounding;
     /// <summary>Global gradient-norm clipping bound, as <c>clip_grad_norm_</c> (0: off); see <see cref="SketchedOptimizerAttribute.MaxGradientNorm"/>.</summary>
     public double MaxGradientNorm { get; init; } = SettingsRules.MaxGradientNorm;
@@ -62,7 +87,10 @@ public sealed record OptimizerSettings
 /// <summary>A tensor declared at run time: the twin of <see cref="TensorAttribute"/>.</summary>
 /// <param name="Name">The tensor's name; with the seed it determines the hash constants.</param>
 /// <param name="Shape">The tensor's shape; the product is its length.</param>
-/// <param name="Ratio">Per-tensor ratio override; 0 inherits the optimizer's.</param>
+/// <param name="Ratio">
+/// Per-tensor ratio override; 0 inherits the optimizer's. Under <see cref="SecondMomentEstimate.Factored"/> it only decides whether the
+/// tensor is dense (an effective ratio of 1) or factored: a factored tensor keeps R + C floats of v whatever its ratio.
+/// </param>
 /// <param name="Sketching">Whether the tensor is sketched.</param>
 public sealed record TensorSpec(string Name, int[] Shape, int Ratio = 0, TensorSketching Sketching = TensorSketching.Auto)
 {
