@@ -14,7 +14,7 @@ internal static class App
     /// Each optimizer runs at the learning rate it did best with in the sweeps (OptimizerCatalog.SweepLearningRate).
     /// Each name is an optimizer of OptimizerCatalog: "AdamW" or a [SketchedOptimizer(Name = ...)] on TinyLmModel.
     /// </summary>
-    public static IReadOnlyList<string> DefaultOptimizers { get; } = ["AdamW", "C32", "FactoredClipAll", "FactoredQ4"];
+    public static IReadOnlyList<string> DefaultOptimizers { get; } = ["AdamW", "C32", .. OptimizerCatalog.RecommendedVariants];
 
     /// <summary>Runs <paramref name="opts"/>; returns the exit code (2 for a corpus that cannot be used, with the reason).</summary>
     public static int Run(CliOptions opts, TextWriter output, TextWriter error, bool live)

@@ -102,7 +102,7 @@ internal sealed class Cli
     {
         HelpName = "NAMES",
         Description = $"Comma-separated optimizers of the default run [default: {string.Join(",", App.DefaultOptimizers)}]; " +
-                      $"known: {string.Join(", ", OptimizerCatalog.Names)} (AdamW, one per [SketchedOptimizer] on TinyLmModel, and the memory-light anchors of Anchors.cs)",
+                      $"known: {string.Join(", ", OptimizerCatalog.Names)} (the AdamW baselines, one per [SketchedOptimizer] on TinyLmModel, and the memory-light anchors of Anchors.cs)",
     };
 
     public Option<string?> Data { get; } = new("--data")
@@ -145,7 +145,7 @@ internal sealed class Cli
 
     public Option<bool> Sweep { get; } = new("--sweep")
     {
-        Description = "Run the sweep instead: AdamW, Collins at every ratio, layout, second-moment estimate and β1, and the anchors, each at every rate of --lrs",
+        Description = "Run the sweep instead: the AdamW baselines, Collins at every ratio, layout, second-moment estimate and β1, the factored and quantised settings, and the anchors, each at every rate of --lrs",
     };
 
     public Option<int> SweepMax { get; } = new("--sweep-max")
@@ -204,11 +204,13 @@ internal sealed class Cli
         Optimizers.Validators.Add(r => Known(r, "--optimizers", "optimizer", OptimizerCatalog.Names.ToArray()));
         Configurations.CustomParser = r => List(r, ';');
         Configurations.Validators.Add(r => Known(r, "--configs", "sweep configuration", TinyLm.Sweep.Configurations().Select(c => c.Name).ToArray(),
-            $"AdamW, R1 b1=0.9, R1 b1=0.0 and R{{{string.Join(",", TinyLm.Sweep.Ratios.Where(k => k > 1))}}} {{Rotation,Universal}} {{Sum,Mean}} b1={{0.9,0.0}}"));
+            TinyLm.Sweep.DescribeConfigurations()));
 
         Command = new RootCommand(
             "TinyLm: trains a character-level transformer on tiny Shakespeare (or --data FILE) with dense AdamW and Collins " +
-            "Count-Sketch Adam, and writes results.md, results.csv, curves.csv and loss.png to --out.")
+            "optimizers (the Count-Sketch settings as specified, and the factored second moment with no or a 4-bit first moment that " +
+            "the README recommends), and writes results.md, results.csv, curves.csv and loss.png to --out; --sweep compares them " +
+            "with the memory-light anchors (8-bit Adam, 4-bit AdamW, Adafactor, Adam-mini).")
         {
             Steps, Seed, Out, Quick, Batch, LearningRate, Threads, Optimizers, Data, DModel, Layers, Heads, FeedForward,
             Sweep, SweepMax, Resume, LearningRates, Configurations, SweepReport,

@@ -16,20 +16,17 @@ public static class Sweep
     /// <summary>The default grid (the issue asks for at least 3e-4, 1e-3, 3e-3); <c>--lrs</c> replaces it.</summary>
     public static readonly float[] DefaultLearningRates = [3e-4f, 1e-3f, 3e-3f, 1e-2f];
     public static readonly int[] Ratios = [1, 4, 8, 16, 32, 40, 64, 128];
+    /// <summary>The Count-Sketch grid's other axes (with <see cref="Ratios"/>): <see cref="CountSketchGrid"/>.</summary>
+    private static readonly SketchLayout[] GridLayouts = [SketchLayout.Rotation, SketchLayout.Universal];
+    private static readonly SecondMomentEstimate[] GridEstimates = [SecondMomentEstimate.Sum, SecondMomentEstimate.Mean];
+    private static readonly double[] GridBeta1 = [0.9, 0.0];
+
+    private static string Beta1Text(double beta1) => beta1.ToString("0.0#", CultureInfo.InvariantCulture);
 
     public static IEnumerable<(string Name, OptimizerSettings? Settings)> Configurations()
     {
         yield return ("AdamW", null);
-        foreach (int ratio in Ratios)
-            foreach (var layout in new[] { SketchLayout.Rotation, SketchLayout.Universal })
-                foreach (var sm in new[] { SecondMomentEstimate.Sum, SecondMomentEstimate.Mean })
-                    foreach (double beta1 in new[] { 0.9, 0.0 })
-                    {
-                        // Ratio 1 is dense exact Adam: layout and second-moment estimate do not apply.
-                        if (ratio == 1 && (layout != SketchLayout.Rotation || sm != SecondMomentEstimate.Sum)) continue;
-                        string name = ratio == 1 ? $"R1 b1={beta1:0.0#}" : $"R{ratio} {layout} {sm} b1={beta1:0.0#}";
-                        yield return (name, new OptimizerSettings { Ratio = ratio, Layout = layout, SecondMoment = sm, Beta1 = beta1 });
-                    }
+        foreach (var c in CountSketchGrid()) yield return c;
         // The factored second moment (β1 = 0): its state does not depend on the ratio for TinyLm's sketched tensors, which are
         // all matrices, so one configuration.
         yield return ("Factored b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0 });
@@ -55,10 +52,50 @@ public static class Sweep
         yield return ("Factored gclip=1 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, MaxGradientNorm = 1 });
         yield return ("Factored clip=1 gclip=1 b1=0.0", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0, UpdateClipping = 1, MaxGradientNorm = 1 });
         yield return ("Factored q4 sr gclip=1 b1=0.9", new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, Beta1 = 0.9, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true, MaxGradientNorm = 1 });
-        // AdamW with global gradient-norm clipping (the bar's second baseline) and the anchors (Anchors.cs), like AdamW
-        // without Collins settings.
+        // AdamW with global gradient-norm clipping (the bar's second baseline), AdamW with update clipping (the comparison for the
+        // settings with UpdateClipping) and the anchors (Anchors.cs), like AdamW without Collins settings.
         yield return ("AdamWClip", null);
+        yield return ("AdamWUpdateClip", null);
         foreach (string anchor in OptimizerCatalog.AnchorNames) yield return (anchor, null);
+    }
+
+    /// <summary>
+    /// The sweep configurations with the settings of a recommended variant (<see cref="OptimizerCatalog.RecommendedVariants"/>):
+    /// sweep name → variant name ("Factored q4 sr b1=0.9" → "FactoredQ4", …).
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> RecommendedConfigurations() =>
+        OptimizerCatalog.RecommendedVariants
+            .Select(v => (Variant: v, Settings: OptimizerCatalog.Variant(v).Settings))
+            .SelectMany(v => Configurations().Where(c => c.Settings == v.Settings).Select(c => (c.Name, v.Variant)))
+            .ToDictionary(x => x.Name, x => x.Variant, StringComparer.Ordinal);
+
+    /// <summary>The Count-Sketch grid: Ratio × layout × second-moment estimate × β1 (Ratio 1 once per β1: dense exact Adam).</summary>
+    public static IEnumerable<(string Name, OptimizerSettings? Settings)> CountSketchGrid()
+    {
+        foreach (int ratio in Ratios)
+            foreach (var layout in GridLayouts)
+                foreach (var sm in GridEstimates)
+                    foreach (double beta1 in GridBeta1)
+                    {
+                        // Ratio 1 is dense exact Adam: layout and second-moment estimate do not apply.
+                        if (ratio == 1 && (layout != GridLayouts[0] || sm != GridEstimates[0])) continue;
+                        string name = ratio == 1 ? $"R1 b1={Beta1Text(beta1)}" : $"R{ratio} {layout} {sm} b1={Beta1Text(beta1)}";
+                        yield return (name, new OptimizerSettings { Ratio = ratio, Layout = layout, SecondMoment = sm, Beta1 = beta1 });
+                    }
+    }
+
+    /// <summary>
+    /// Every name of <see cref="Configurations"/>, compactly, for messages: the Count-Sketch grid as a pattern built from its
+    /// axes, then every other configuration by name, separated by "; " as <c>--configs</c> takes them.
+    /// </summary>
+    public static string DescribeConfigurations()
+    {
+        string Set<T>(IEnumerable<T> values, Func<T, string> text) => "{" + string.Join(",", values.Select(text)) + "}";
+        string beta1 = Set(GridBeta1, Beta1Text);
+        string grid = $"R1 b1={beta1}; R{Set(Ratios.Where(r => r > 1), r => r.ToString(CultureInfo.InvariantCulture))} " +
+                      $"{Set(GridLayouts, l => l.ToString())} {Set(GridEstimates, e => e.ToString())} b1={beta1}";
+        var inGrid = CountSketchGrid().Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
+        return string.Join("; ", Configurations().Select(c => c.Name).Where(n => !inGrid.Contains(n)).Prepend(grid));
     }
 
     public static int Run(ModelConfig config, Corpus corpus, TrainOptions o, string dir, int maxConfigurations = 0, bool resume = false,

@@ -177,17 +177,28 @@ public static class SweepReport
     }
 
     /// <summary>
+    /// The order in which <see cref="PlotFrontier"/> labels points: the recommended settings (<see cref="Sweep.RecommendedConfigurations"/>)
+    /// first, then the frontier, then plain AdamW (the other AdamW rows share its state size, so its label would otherwise go to
+    /// whichever has the lowest loss), then the other baselines and the anchors (Ratio 0), then the rest; by loss within each.
+    /// </summary>
+    public static IEnumerable<SweepRun> LabelOrder(IEnumerable<SweepRun> best, HashSet<SweepRun> frontier, IReadOnlyDictionary<string, string> recommended) =>
+        best.OrderBy(r => recommended.ContainsKey(r.Name) ? 0 : frontier.Contains(r) ? 1 : r.Name == "AdamW" ? 2 : r.Ratio == 0 ? 3 : 4)
+            .ThenBy(r => r.FinalValidationLoss);
+
+    /// <summary>
     /// frontier.png: state bytes per parameter (log scale) against final validation loss, one point per configuration, the frontier as
-    /// a step line. Labels are placed frontier points first, then AdamW and the anchors, then the rest by loss, each only where it
-    /// does not overlap one already placed (many configurations share a state size); results.md's table names every point.
+    /// a step line. Labels are placed in <see cref="LabelOrder"/> (a recommended setting's label adds its TinyLm variant's name),
+    /// each only where it does not overlap one already placed (many configurations share a state size); results.md's table names
+    /// every point.
     /// </summary>
     private static void PlotFrontier(string path, List<SweepRun> best, HashSet<SweepRun> frontier)
     {
         var plt = new ScottPlot.Plot();
         double span = Math.Max(1e-9, best.Max(r => r.FinalValidationLoss) - best.Min(r => r.FinalValidationLoss));
         var placed = new List<(double X, double Y)>();
+        var recommended = Sweep.RecommendedConfigurations();
         int unlabelled = 0;
-        foreach (var r in best.OrderBy(r => frontier.Contains(r) ? 0 : r.Ratio == 0 ? 1 : 2).ThenBy(r => r.FinalValidationLoss))
+        foreach (var r in LabelOrder(best, frontier, recommended))
         {
             double x = Math.Log10(BytesPerParameter(r)), y = r.FinalValidationLoss;
             var point = plt.Add.Marker(x, y);
@@ -196,7 +207,7 @@ public static class SweepReport
             // A label runs about 0.4 decades to the right of its point and is about 2.2 % of the loss range tall.
             if (placed.Any(q => Math.Abs(q.X - x) < 0.4 && Math.Abs(q.Y - y) < 0.022 * span)) { unlabelled++; continue; }
             placed.Add((x, y));
-            var label = plt.Add.Text(r.Name, x, y);
+            var label = plt.Add.Text(recommended.TryGetValue(r.Name, out var variant) ? $"{r.Name} ({variant})" : r.Name, x, y);
             label.LabelFontSize = 11;
             label.OffsetX = 6;
         }

@@ -5,7 +5,8 @@ using TorchSharpLm;
 
 // dotnet run -c Release --project samples/TorchSharpLm [-- --quick] [--steps N] [--seed S] [--out DIR]
 // Trains the same TorchSharp transformer, from the same initial weights on the same batches, with libtorch's AdamW,
-// this project's dense AdamW, Collins as specified and Collins as recommended; writes artifacts/torchsharplm/.
+// this project's dense AdamW, Collins as specified and the best Count-Sketch setting of TinyLm's sweep (Ratio 32, Mean,
+// β1 0); writes artifacts/torchsharplm/.
 bool quick = args.Contains("--quick");
 string Arg(string name, string fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback; }
 

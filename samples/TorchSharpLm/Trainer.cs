@@ -131,7 +131,7 @@ public static class Trainer
         new("Collins C32", 1e-2, "Ratio 32, Rotation, Sum, β1 0.9 (the algorithm as specified): the generated CharTransformer.C32",
             (m, lr) => GeneratedStepper.For(m, lr, () => new CharTransformer.C32(), CharTransformer.C32.DefaultSettings,
                 (o, model, l) => ((CharTransformer.C32)o).Step(l, model))),
-        new("Collins C32 Mean β1=0", 3e-3, "Ratio 32, Rotation, Mean, β1 0 (the README's recommendation): the generated CharTransformer.C32MeanNoMomentum",
+        new("Collins C32 Mean β1=0", 3e-3, "Ratio 32, Rotation, Mean, β1 0 (the best Count-Sketch setting of TinyLm's sweep): the generated CharTransformer.C32MeanNoMomentum",
             (m, lr) => GeneratedStepper.For(m, lr, () => new CharTransformer.C32MeanNoMomentum(), CharTransformer.C32MeanNoMomentum.DefaultSettings,
                 (o, model, l) => ((CharTransformer.C32MeanNoMomentum)o).Step(l, model))),
     ];

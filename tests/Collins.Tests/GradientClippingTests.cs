@@ -6,8 +6,9 @@ namespace Collins.Tests.Generated
 {
     /// <summary>
     /// Global gradient-norm clipping (MaxGradientNorm = 5) for every kind of tensor: Rotation and Universal with β1 both ways
-    /// (and both estimates), factored (with update clipping), and all-dense AdamW (Ratio 1). W and V are sketched matrices, B a
-    /// dense vector (below the threshold), so every optimizer mixes kinds and the norm is global across them.
+    /// (and both estimates), factored (with update clipping), factored with a 4-bit first moment (stochastic rounding), and all-dense
+    /// AdamW (Ratio 1). W and V are sketched matrices, B a dense vector (below the threshold), so every optimizer mixes kinds and
+    /// the norm is global across them.
     /// </summary>
     [SketchedOptimizer(Name = "RotM", Ratio = 8, Beta1 = 0.9, WeightDecay = 0.01, DenseThreshold = 64, MaxGradientNorm = 5)]
     [SketchedOptimizer(Name = "RotNoM", Ratio = 8, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, DenseThreshold = 64, MaxGradientNorm = 5)]
@@ -39,7 +40,7 @@ namespace Collins.Tests
         private const double Bound = 5;
         private const float Lr = 1e-2f;
 
-        public static TheoryData<string> Kinds() => new() { "RotM", "RotNoM", "UniM", "UniNoM", "Factored", "Dense" };
+        public static TheoryData<string> Kinds() => new() { "RotM", "RotNoM", "UniM", "UniNoM", "Factored", "Dense", "FactoredQ4" };
 
         private static (OptimizerSettings Settings, IReadOnlyList<TensorSpec> Specs) Of(string kind) => kind switch
         {
@@ -49,6 +50,7 @@ namespace Collins.Tests
             "UniNoM" => (ClippedModel.UniNoM.DefaultSettings, ClippedModel.UniNoM.TensorSpecs),
             "Factored" => (ClippedModel.Factored.DefaultSettings, ClippedModel.Factored.TensorSpecs),
             "Dense" => (ClippedModel.Dense.DefaultSettings, ClippedModel.Dense.TensorSpecs),
+            "FactoredQ4" => (ClippedModel.FactoredQ4.DefaultSettings, ClippedModel.FactoredQ4.TensorSpecs),
             _ => throw new ArgumentException(kind),
         };
 
@@ -60,6 +62,7 @@ namespace Collins.Tests
             "UniNoM" => new ClippedModel.UniNoM(),
             "Factored" => new ClippedModel.Factored(),
             "Dense" => new ClippedModel.Dense(),
+            "FactoredQ4" => new ClippedModel.FactoredQ4(),
             _ => throw new ArgumentException(kind),
         };
 
@@ -71,6 +74,7 @@ namespace Collins.Tests
             ClippedModel.UniNoM x => x.Step(lr, p[0], g[0], p[1], g[1], p[2], g[2]),
             ClippedModel.Factored x => x.Step(lr, p[0], g[0], p[1], g[1], p[2], g[2]),
             ClippedModel.Dense x => x.Step(lr, p[0], g[0], p[1], g[1], p[2], g[2]),
+            ClippedModel.FactoredQ4 x => x.Step(lr, p[0], g[0], p[1], g[1], p[2], g[2]),
             _ => throw new ArgumentException(o.GetType().Name),
         };
 

@@ -9,6 +9,15 @@ public class AdapterTests
 {
     private static readonly OptimizerSettings Sketched = new() { Ratio = 8, Beta1 = 0.9, WeightDecay = 0.01 };
 
+    /// <summary>The Count-Sketch setting above and the README's two recommended factored settings, by name.</summary>
+    private static OptimizerSettings SettingsNamed(string name) => name switch
+    {
+        "Sketched" => Sketched,
+        "FactoredQ4" => new() { SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true, WeightDecay = 0.01 },
+        "FactoredClipAll" => new() { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1, DenseThreshold = 0 },
+        _ => throw new ArgumentException(name),
+    };
+
     private static float[] Random(int n, int seed)
     {
         var r = new Random(seed);
@@ -25,13 +34,17 @@ public class AdapterTests
         return [("embed.weight", Param(values[0], 96, 64)), ("embed.bias", Param(values[1], 64)), ("head.weight", Param(values[2], 8, 1000))];
     }
 
-    [Fact]
-    public void StepsInPlaceWithoutCopyingBitForBitAsTheEngineOnArrays()
+    [Theory]
+    [InlineData("Sketched")]
+    [InlineData("FactoredQ4")]
+    [InlineData("FactoredClipAll")]
+    public void StepsInPlaceWithoutCopyingBitForBitAsTheEngineOnArrays(string settingsName)
     {
+        var settings = SettingsNamed(settingsName);
         var named = Model(out var values);
         var pointers = named.Select(p => CollinsOptimizer.DataPointer(p.Item2)).ToArray();
-        using var adapter = new CollinsOptimizer(named, 1e-2, Sketched);
-        using var engine = new CountSketchAdam(Sketched, named.Select(p => new TensorSpec(p.Item1, p.Item2.shape.Select(d => (int)d).ToArray())).ToArray());
+        using var adapter = new CollinsOptimizer(named, 1e-2, settings);
+        using var engine = new CountSketchAdam(settings, named.Select(p => new TensorSpec(p.Item1, p.Item2.shape.Select(d => (int)d).ToArray())).ToArray());
         var arrays = values.Select(v => (float[])v.Clone()).ToArray();
         for (int step = 0; step < 4; step++)
         {
