@@ -22,6 +22,7 @@ public class KernelBenchmarks
         "generated Rotation", "generated Rotation β1=0", "generated Universal", "generated Universal β1=0",
         "runtime CountSketchAdam Rotation", "runtime CountSketchAdam Universal",
         "runtime Factored", "runtime Factored clip=1", "runtime Factored q8", "runtime Factored q8 sr", "runtime Factored q4", "runtime Factored q4 sr",
+        "runtime CountSketchAdam Rotation clipnorm=1", "runtime dense (Ratio 1)", "runtime dense (Ratio 1) clipnorm=1",
     };
 
     [ParamsSource(nameof(Lengths))] public string Length { get; set; } = "1M";

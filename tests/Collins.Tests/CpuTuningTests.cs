@@ -123,6 +123,7 @@ public class CpuTuningTests
     {
         "phase1=0,phase2=0,sketch=0", "phase1=64,phase2=64,sketch=64", "phase1=256,phase2=128,sketch=128", "phase1=512,phase2=512,sketch=256",
         "phase1=1024,phase2=1024,sketch=1024,tile=256", "tile=256,nt=0", "tile=65536,nt=0", "tile=4096,nt=2147483647", "tile=272,nt=0",
+        "rows=8,rows2=8", "rows=3,rows2=5,tile=256,nt=0", "rows=1,rows2=1,tile=4096", "rows=31,rows2=2", "rows=64,rows2=64",
     };
 
     [Theory]

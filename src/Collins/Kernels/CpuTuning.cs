@@ -60,7 +60,10 @@ internal readonly record struct CpuIdentity(string Vendor, int Family, int Model
 /// <param name="SketchPrefetch">Buckets ahead that Rotation phase 2 prefetches in the moment and workspace arrays (0: none).</param>
 /// <param name="NonTemporalMinLength">Rotation tensors of at least this many entries write their phase-1 sums non-temporally.</param>
 /// <param name="TileBuckets">Buckets per tile of both Rotation phases (a multiple of 16, so that every tile starts on a cache line).</param>
-internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Prefetch, int SketchPrefetch, int NonTemporalMinLength, int TileBuckets)
+/// <param name="Phase1RowsPerPass">Rows that Rotation phase 1 reads per pass over a tile (0: all rows in one pass).</param>
+/// <param name="Phase2RowsPerPass">Rows that Rotation phase 2 updates per pass over a tile (0: all rows in one pass).</param>
+internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Prefetch, int SketchPrefetch, int NonTemporalMinLength, int TileBuckets,
+                                 int Phase1RowsPerPass = 0, int Phase2RowsPerPass = 0)
 {
     /// <summary>The prefetch distances the kernels are compiled for.</summary>
     public static IReadOnlyList<int> Distances { get; } = [0, 64, 128, 256, 512, 1024];
@@ -81,7 +84,8 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
     public static IReadOnlyList<(string Vendor, int Family, int? Model, CpuTuning Tuning)> Known { get; } =
     [
         ("GenuineIntel", 6, 207, Default with { Name = "intel-6-207" }),
-        ("AuthenticAMD", 26, null, Default with { Name = "amd-26", Phase1Prefetch = 256, Phase2Prefetch = 512, TileBuckets = 4096 }),
+        ("AuthenticAMD", 26, null, Default with { Name = "amd-26", Phase1Prefetch = 256, Phase2Prefetch = 512, TileBuckets = 4096,
+                                                  Phase1RowsPerPass = 8, Phase2RowsPerPass = 8 }),
     ];
 
     private static readonly Lazy<CpuTuning> s_current = new(() => FromEnvironment(Environment.GetEnvironmentVariable(EnvironmentVariable), CpuIdentity.Current));
@@ -134,9 +138,11 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
                 "phase2" => result with { Phase2Prefetch = Distance(key, n) },
                 "sketch" => result with { SketchPrefetch = Distance(key, n) },
                 "nt" => n >= 0 ? result with { NonTemporalMinLength = n } : throw new FormatException($"nt={n}: the threshold is a length, at least 0."),
+                "rows" => n >= 0 ? result with { Phase1RowsPerPass = n } : throw new FormatException($"rows={n}: rows per pass, at least 0 (0: all)."),
+                "rows2" => n >= 0 ? result with { Phase2RowsPerPass = n } : throw new FormatException($"rows2={n}: rows per pass, at least 0 (0: all)."),
                 "tile" => n is >= MinTileBuckets and <= MaxTileBuckets && n % 16 == 0 ? result with { TileBuckets = n }
                           : throw new FormatException($"tile={n}: a tile holds {MinTileBuckets}..{MaxTileBuckets} buckets, a multiple of 16."),
-                _ => throw new FormatException($"unknown key '{key}' (phase1, phase2, sketch, nt, tile)."),
+                _ => throw new FormatException($"unknown key '{key}' (phase1, phase2, sketch, nt, tile, rows, rows2)."),
             };
         }
         return result;
@@ -149,7 +155,7 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
     public bool NonTemporalSums(int length) => length >= NonTemporalMinLength;
 
     /// <summary>The values as <see cref="Parse"/> reads them (for example <c>phase1=128,phase2=256,sketch=64,nt=1048576,tile=2048</c>).</summary>
-    public string Key => $"phase1={Phase1Prefetch},phase2={Phase2Prefetch},sketch={SketchPrefetch},nt={NonTemporalMinLength},tile={TileBuckets}";
+    public string Key => $"phase1={Phase1Prefetch},phase2={Phase2Prefetch},sketch={SketchPrefetch},nt={NonTemporalMinLength},tile={TileBuckets},rows={Phase1RowsPerPass},rows2={Phase2RowsPerPass}";
 
     public override string ToString() => $"{Name} ({Key})";
 }

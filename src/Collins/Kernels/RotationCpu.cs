@@ -70,7 +70,7 @@ public static unsafe class RotationCpu
     /// </summary>
     internal static bool AccumulateTilePrefetched(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                         int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                        ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, bool nonTemporal, int prefetch)
+                                        ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, bool nonTemporal, int prefetch, int rowsPerPass = 0)
     {
         int rows = rotations.Length;
         bool hasM = sumM.Length != 0;
@@ -94,13 +94,13 @@ public static unsafe class RotationCpu
             {
                 if (IsCacheLineAligned(pv + bucketStart) && (!hasM || IsCacheLineAligned(pm + bucketStart)))
                 {
-                    bool finite = AccumulateTileVector<NonTemporalStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, prefetch);
+                    bool finite = AccumulateTileVector<NonTemporalStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, prefetch, rowsPerPass);
                     System.Runtime.Intrinsics.X86.Sse.StoreFence(); // non-temporal stores are weakly ordered: drain them before the tile counts as done
                     return finite;
                 }
             }
         }
-        return AccumulateTileVector<PlainStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, prefetch);
+        return AccumulateTileVector<PlainStore>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, prefetch, rowsPerPass);
     }
 
     private static bool IsCacheLineAligned(float* element) => ((nuint)element & 63) == 0;
@@ -120,8 +120,19 @@ public static unsafe class RotationCpu
     /// <summary>The prefetch distance of <see cref="AccumulateTileVector{TStore, TAhead}"/> as its type argument.</summary>
     private static bool AccumulateTileVector<TStore>(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                                      int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                                     ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, int prefetch) where TStore : struct, IVectorStore
-        => prefetch switch
+                                                     ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, int prefetch, int rowsPerPass = 0) where TStore : struct, IVectorStore
+        => rowsPerPass > 0 && rowsPerPass < rotations.Length
+            ? prefetch switch
+            {
+                0 => AccumulateTileGrouped<TStore, Ahead0>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+                64 => AccumulateTileGrouped<TStore, Ahead64>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+                128 => AccumulateTileGrouped<TStore, Ahead128>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+                256 => AccumulateTileGrouped<TStore, Ahead256>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+                512 => AccumulateTileGrouped<TStore, Ahead512>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+                1024 => AccumulateTileGrouped<TStore, Ahead1024>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+                _ => throw new ArgumentOutOfRangeException(nameof(prefetch), prefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
+            }
+            : prefetch switch
         {
             0 => AccumulateTileVector<TStore, Ahead0>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
             64 => AccumulateTileVector<TStore, Ahead64>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
@@ -131,6 +142,114 @@ public static unsafe class RotationCpu
             1024 => AccumulateTileVector<TStore, Ahead1024>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
             _ => throw new ArgumentOutOfRangeException(nameof(prefetch), prefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
         };
+
+    /// <summary>
+    /// Buckets per chunk of a tile that the passes over fewer rows work through at a time (<see cref="AccumulateTileGrouped{TStore, TAhead}"/>,
+    /// <see cref="UpdateApplyVector{TFirst, TEstimate, TRow, TSketch}"/>): their partial sums or coefficients for one chunk are a
+    /// stack scratch of at most 2 × 4096 floats (32 KiB), in the cache while the chunk's passes run; nothing is allocated.
+    /// </summary>
+    private const int PassChunkBuckets = 4096;
+
+    /// <summary>
+    /// <see cref="AccumulateTileVector{TStore, TAhead}"/> reading the rows <paramref name="rowsPerPass"/> at a time: for each chunk of
+    /// the tile, pass j adds rows [j·n, (j + 1)·n) into a stack scratch of the chunk's sums, and the last pass stores them. Every
+    /// bucket still receives its rows in the order 0..R−1 with the same operations (a float stored and reloaded is the same float),
+    /// so the sums are those of the all-rows kernel bit for bit; what changes is that each pass reads n row streams instead of R.
+    /// The partial vector at the end of the range goes to the all-rows kernel (its scalar tail).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit]
+    private static bool AccumulateTileGrouped<TStore, TAhead>(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                                              int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                                              ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, int rowsPerPass)
+        where TStore : struct, IVectorStore where TAhead : struct, IPrefetchDistance
+    {
+        const int W = 16;
+        int rows = rotations.Length;
+        bool hasM = sumM.Length != 0;
+        int vectorEnd = bucketStart + (bucketEnd - bucketStart) / W * W;
+        Span<float> scratch = stackalloc float[2 * PassChunkBuckets];
+        ref float rg = ref MemoryMarshal.GetReference(gradient);
+        ref float rm = ref MemoryMarshal.GetReference(sumM);
+        ref float rv = ref MemoryMarshal.GetReference(sumV);
+        ref float xm = ref MemoryMarshal.GetReference(scratch);
+        ref float xv = ref scratch[PassChunkBuckets];
+        ref int rrho = ref MemoryMarshal.GetReference(rotations);
+        ref int rsig = ref MemoryMarshal.GetReference(signs);
+        Span<float> lanes = stackalloc float[W];
+        ref float rl = ref MemoryMarshal.GetReference(lanes);
+        var check = Vector512<float>.Zero;
+        for (int chunk = bucketStart; chunk < vectorEnd; chunk += PassChunkBuckets)
+        {
+            int chunkEnd = Math.Min(chunk + PassChunkBuckets, vectorEnd);
+            for (int r0 = 0; r0 < rows; r0 += rowsPerPass)
+            {
+                int r1 = Math.Min(r0 + rowsPerPass, rows);
+                bool last = r1 == rows;
+                for (int b = chunk; b < chunkEnd; b += W)
+                {
+                    nuint o = (nuint)(b - chunk);
+                    Vector512<float> sm = default, sv = default;
+                    if (r0 > 0)
+                    {
+                        if (hasM) sm = Vector512.LoadUnsafe(ref xm, o);
+                        sv = Vector512.LoadUnsafe(ref xv, o);
+                    }
+                    for (int r = r0; r < r1; r++)
+                    {
+                        int rho = Unsafe.Add(ref rrho, r);
+                        int c = b - rho;
+                        if (c < 0) c += buckets;
+                        int len = r == rows - 1 ? lastRowLength : buckets;
+                        nuint rowOffset = (nuint)r * (nuint)buckets;
+                        Vector512<float> x;
+                        if (c + W <= len)
+                        {
+                            x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
+                            if (TAhead.Ahead != 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported && c + TAhead.Ahead < len)
+                                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + TAhead.Ahead))));
+                        }
+                        else
+                        {
+                            // wrap point or ragged end inside this vector: lane by lane
+                            for (int j = 0; j < W; j++)
+                            {
+                                int cj = b + j - rho;
+                                if (cj < 0) cj += buckets;
+                                Unsafe.Add(ref rl, j) = cj < len ? Unsafe.Add(ref rg, rowOffset + (nuint)cj) : 0f;
+                            }
+                            x = Vector512.LoadUnsafe(ref rl);
+                        }
+                        if (r == 0)
+                        {
+                            if (hasM) sm = Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                            sv = x * x;
+                        }
+                        else
+                        {
+                            if (hasM) sm += Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                            sv += x * x;
+                        }
+                    }
+                    if (last)
+                    {
+                        if (hasM) TStore.Store(sm, ref Unsafe.Add(ref rm, b));
+                        TStore.Store(sv, ref Unsafe.Add(ref rv, b));
+                        check += sv * Vector512<float>.Zero;
+                    }
+                    else
+                    {
+                        if (hasM) sm.StoreUnsafe(ref xm, o);
+                        sv.StoreUnsafe(ref xv, o);
+                    }
+                }
+            }
+        }
+        bool finite = Vector512.EqualsAll(check, check);
+        if (vectorEnd < bucketEnd)
+            finite &= AccumulateTileVector<TStore, Ahead0>(gradient, sumM, sumV, vectorEnd, bucketEnd, buckets, lastRowLength, rotations, signs);
+        return finite;
+    }
 
     /// <summary>The Vector512 body of <see cref="AccumulateTile"/> (arguments already validated), each row prefetched <typeparamref name="TAhead"/> floats ahead.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -532,7 +651,7 @@ public static unsafe class RotationCpu
                                          Span<float> sumM, Span<float> sumV, int bucketStart, int bucketEnd, int buckets, int lastRowLength,
                                          ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs,
                                          float beta1, float oneMinusBeta1, float beta2, float oneMinusBeta2, float epsilon,
-                                         in StepScalars scalars, bool meanSecondMoment, int rowPrefetch, int sketchPrefetch)
+                                         in StepScalars scalars, bool meanSecondMoment, int rowPrefetch, int sketchPrefetch, int rowsPerPass = 0)
     {
         int rows = rotations.Length;
         bool hasM = firstMoment.Length != 0;
@@ -547,7 +666,7 @@ public static unsafe class RotationCpu
             var tile = new FusedTile
             {
                 Parameters = parameters, Gradient = gradient, FirstMoment = firstMoment, SecondMoment = secondMoment, SumM = sumM, SumV = sumV,
-                BucketStart = bucketStart, BucketEnd = bucketEnd, LastRowLength = lastRowLength, Rotations = rotations, Signs = signs,
+                BucketStart = bucketStart, BucketEnd = bucketEnd, LastRowLength = lastRowLength, Rotations = rotations, Signs = signs, RowsPerPass = rowsPerPass,
                 K = new FusedConstants(beta1, oneMinusBeta1, beta2, oneMinusBeta2, epsilon, in scalars, rows, buckets, rotations[rows - 1], lastRowLength),
             };
             vectorEnd = (hasM, meanSecondMoment) switch
@@ -575,7 +694,7 @@ public static unsafe class RotationCpu
         public Span<float> Parameters, FirstMoment, SecondMoment;
         public ReadOnlySpan<float> Gradient, SumM, SumV;
         public ReadOnlySpan<int> Rotations, Signs;
-        public int BucketStart, BucketEnd, LastRowLength;
+        public int BucketStart, BucketEnd, LastRowLength, RowsPerPass;
         public FusedConstants K;
     }
 
@@ -639,6 +758,7 @@ public static unsafe class RotationCpu
     /// rows are prefetched <typeparamref name="TRow"/> floats ahead, the moment and workspace streams <typeparamref name="TSketch"/> buckets ahead.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit]
     private static int UpdateApplyVector<TFirst, TEstimate, TRow, TSketch>(ref FusedTile t)
         where TFirst : struct, IFirstMomentKind where TEstimate : struct, IEstimateKind
         where TRow : struct, IPrefetchDistance where TSketch : struct, IPrefetchDistance
@@ -655,38 +775,58 @@ public static unsafe class RotationCpu
         ref readonly FusedConstants k = ref t.K;
         int rows = k.Rows, buckets = k.Buckets, lastRowLength = t.LastRowLength, bucketEnd = t.BucketEnd;
         var vd = k.Decay;
-        int b = t.BucketStart;
-        for (; b <= bucketEnd - W; b += W)
+        int passRows = t.RowsPerPass;
+        bool grouped = passRows > 0 && passRows < rows;
+        int firstPassEnd = grouped ? passRows : rows;
+        int vectorEnd = t.BucketStart + (bucketEnd - t.BucketStart) / W * W;
+        // Grouped, the tile is worked through in chunks whose coefficients wait in this scratch for the chunk's later passes.
+        Span<float> scratch = grouped ? stackalloc float[PassChunkBuckets] : default;
+        ref float rq = ref MemoryMarshal.GetReference(scratch);
+        int chunkBuckets = grouped ? PassChunkBuckets : vectorEnd - t.BucketStart;
+        for (int chunk = t.BucketStart; chunk < vectorEnd; chunk += chunkBuckets)
         {
-            // Moments of the 16 buckets, then their coefficient (lane-wise IEEE operations, no fused multiply-add, as UpdateCore).
-            if (TSketch.Ahead != 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported && b + TSketch.Ahead < bucketEnd)
+            int chunkEnd = Math.Min(chunk + chunkBuckets, vectorEnd);
+            for (int b = chunk; b < chunkEnd; b += W)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rv, b + TSketch.Ahead)));
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsv, b + TSketch.Ahead)));
+                // Moments of the 16 buckets, then their coefficient (lane-wise IEEE operations, no fused multiply-add, as UpdateCore).
+                if (TSketch.Ahead != 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported && b + TSketch.Ahead < bucketEnd)
+                {
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rv, b + TSketch.Ahead)));
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsv, b + TSketch.Ahead)));
+                    if (TFirst.Present)
+                    {
+                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rm, b + TSketch.Ahead)));
+                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsm, b + TSketch.Ahead)));
+                    }
+                }
+                var v = k.Beta2 * Vector512.LoadUnsafe(ref rv, (nuint)b) + k.C2 * Vector512.LoadUnsafe(ref rsv, (nuint)b);
+                v.StoreUnsafe(ref rv, (nuint)b);
+                var vhat = v;
+                if (TEstimate.Mean) vhat = v / k.Occupancy.GetVector512(b);
+                var den = Vector512.Sqrt(vhat) * k.InvSqrtBc2 + k.Epsilon;
+                Vector512<float> q;
                 if (TFirst.Present)
                 {
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rm, b + TSketch.Ahead)));
-                    System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rsm, b + TSketch.Ahead)));
+                    var m = k.Beta1 * Vector512.LoadUnsafe(ref rm, (nuint)b) + k.C1 * Vector512.LoadUnsafe(ref rsm, (nuint)b);
+                    m.StoreUnsafe(ref rm, (nuint)b);
+                    q = k.LearningRate * (m * k.InvBc1) / den;
                 }
-            }
-            var v = k.Beta2 * Vector512.LoadUnsafe(ref rv, (nuint)b) + k.C2 * Vector512.LoadUnsafe(ref rsv, (nuint)b);
-            v.StoreUnsafe(ref rv, (nuint)b);
-            var vhat = v;
-            if (TEstimate.Mean) vhat = v / k.Occupancy.GetVector512(b);
-            var den = Vector512.Sqrt(vhat) * k.InvSqrtBc2 + k.Epsilon;
-            Vector512<float> q;
-            if (TFirst.Present)
-            {
-                var m = k.Beta1 * Vector512.LoadUnsafe(ref rm, (nuint)b) + k.C1 * Vector512.LoadUnsafe(ref rsm, (nuint)b);
-                m.StoreUnsafe(ref rm, (nuint)b);
-                q = k.LearningRate * (m * k.InvBc1) / den;
-            }
-            else q = k.LearningRate / den;
+                else q = k.LearningRate / den;
 
-            // Every row's parameters in these buckets, exactly as ApplyTile does it.
-            ApplyVector<TRow>(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, q, vd, momentum: TFirst.Present);
+                // Every row's parameters in these buckets (the first pass's rows when grouped), exactly as ApplyTile does it.
+                if (grouped) q.StoreUnsafe(ref rq, (nuint)(b - chunk));
+                ApplyVector<TRow>(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, q, vd, TFirst.Present, 0, firstPassEnd);
+            }
+            // The chunk's other passes: the same coefficients, the next rows; every parameter is still written once, by its bucket.
+            for (int r0 = firstPassEnd; r0 < rows; r0 += passRows)
+            {
+                int r1 = Math.Min(r0 + passRows, rows);
+                for (int b = chunk; b < chunkEnd; b += W)
+                    ApplyVector<TRow>(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, Vector512.LoadUnsafe(ref rq, (nuint)(b - chunk)), vd,
+                                      TFirst.Present, r0, r1);
+            }
         }
-        return b;
+        return vectorEnd;
     }
 
     // ---------------------------------------------------------------- phase 2: parameters
@@ -761,7 +901,7 @@ public static unsafe class RotationCpu
         {
             // Not a step's kernel since phase 2 was fused (the tests call it, and a tile's last partial vector, which has no
             // whole vector): CpuTuning.Default's phase-2 distance.
-            ApplyVector<Ahead256>(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, Vector512.LoadUnsafe(ref rq, (nuint)b), vd, momentum);
+            ApplyVector<Ahead256>(ref rp, ref rg, ref rrho, ref rsig, rows, buckets, lastRowLength, b, Vector512.LoadUnsafe(ref rq, (nuint)b), vd, momentum, 0, rows);
         }
         if (b < bucketEnd)
         {
@@ -782,10 +922,10 @@ public static unsafe class RotationCpu
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ApplyVector<TAhead>(ref float rp, ref float rg, ref int rrho, ref int rsig, int rows, int buckets, int lastRowLength,
-                                            int b, Vector512<float> q, Vector512<float> vd, bool momentum) where TAhead : struct, IPrefetchDistance
+                                            int b, Vector512<float> q, Vector512<float> vd, bool momentum, int rowStart, int rowEnd) where TAhead : struct, IPrefetchDistance
     {
         const int W = 16;
-        for (int r = 0; r < rows; r++)
+        for (int r = rowStart; r < rowEnd; r++)
         {
             int rho = Unsafe.Add(ref rrho, r);
             int c = b - rho;
