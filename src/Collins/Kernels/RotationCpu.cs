@@ -78,6 +78,7 @@ public static unsafe class RotationCpu
             || sumV.Length < bucketEnd || (hasM && sumM.Length < bucketEnd)
             || lastRowLength <= 0 || lastRowLength > buckets || gradient.Length != (long)(rows - 1) * buckets + lastRowLength)
             throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
+        CheckDistance(prefetch, nameof(prefetch));
         if (!Vector512.IsHardwareAccelerated)
         {
             for (int r = 0; r < rows; r++)
@@ -104,6 +105,13 @@ public static unsafe class RotationCpu
     }
 
     private static bool IsCacheLineAligned(float* element) => ((nuint)element & 63) == 0;
+
+    /// <summary>Refuses a prefetch distance the kernels have no copy for (on every CPU, whether or not its vector path would read it).</summary>
+    private static void CheckDistance(int distance, string name)
+    {
+        if (!CpuTuning.Distances.Contains(distance))
+            throw new ArgumentOutOfRangeException(name, distance, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances).");
+    }
 
     /// <summary>How <see cref="AccumulateTileVector{TStore}"/> writes a vector of sums (a struct type argument: the JIT compiles one loop per store kind, with no branch inside).</summary>
     private interface IVectorStore { static abstract void Store(Vector512<float> value, ref float destination); }
@@ -660,6 +668,8 @@ public static unsafe class RotationCpu
             || lastRowLength <= 0 || lastRowLength > buckets || parameters.Length != (long)(rows - 1) * buckets + lastRowLength
             || (!hasM && gradient.Length != parameters.Length))
             throw new ArgumentException("Rotation tile arguments disagree with the buffers.");
+        CheckDistance(rowPrefetch, nameof(rowPrefetch));
+        CheckDistance(sketchPrefetch, nameof(sketchPrefetch));
         int vectorEnd = bucketStart;
         if (Vector512.IsHardwareAccelerated)
         {
