@@ -128,71 +128,65 @@ public static unsafe class RotationCpu
     /// <summary>The prefetch distance of <see cref="AccumulateTileVector{TStore, TAhead}"/> as its type argument.</summary>
     private static bool AccumulateTileVector<TStore>(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                                      int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                                     ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, int prefetch, int rowsPerPass = 0) where TStore : struct, IVectorStore
-        => rowsPerPass > 0 && rowsPerPass < rotations.Length
-            ? prefetch switch
-            {
-                0 => AccumulateTileGrouped<TStore, Ahead0>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
-                64 => AccumulateTileGrouped<TStore, Ahead64>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
-                128 => AccumulateTileGrouped<TStore, Ahead128>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
-                256 => AccumulateTileGrouped<TStore, Ahead256>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
-                512 => AccumulateTileGrouped<TStore, Ahead512>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
-                1024 => AccumulateTileGrouped<TStore, Ahead1024>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
-                _ => throw new ArgumentOutOfRangeException(nameof(prefetch), prefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
-            }
-            : prefetch switch
+                                                     ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, int prefetch, int rowsPerPass) where TStore : struct, IVectorStore
+        => prefetch switch
         {
-            0 => AccumulateTileVector<TStore, Ahead0>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
-            64 => AccumulateTileVector<TStore, Ahead64>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
-            128 => AccumulateTileVector<TStore, Ahead128>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
-            256 => AccumulateTileVector<TStore, Ahead256>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
-            512 => AccumulateTileVector<TStore, Ahead512>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
-            1024 => AccumulateTileVector<TStore, Ahead1024>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs),
+            0 => AccumulateTileVector<TStore, Ahead0>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+            64 => AccumulateTileVector<TStore, Ahead64>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+            128 => AccumulateTileVector<TStore, Ahead128>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+            256 => AccumulateTileVector<TStore, Ahead256>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+            512 => AccumulateTileVector<TStore, Ahead512>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
+            1024 => AccumulateTileVector<TStore, Ahead1024>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
             _ => throw new ArgumentOutOfRangeException(nameof(prefetch), prefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
         };
 
     /// <summary>
-    /// Buckets per chunk of a tile that the passes over fewer rows work through at a time (<see cref="AccumulateTileGrouped{TStore, TAhead}"/>,
+    /// Buckets per chunk of a tile that passes over fewer than all rows work through at a time (<see cref="AccumulateTileVector{TStore, TAhead}"/>,
     /// <see cref="UpdateApplyVector{TFirst, TEstimate, TRow, TSketch}"/>): their partial sums or coefficients for one chunk are a
     /// stack scratch of at most 2 × 4096 floats (32 KiB), in the cache while the chunk's passes run; nothing is allocated.
     /// </summary>
     private const int PassChunkBuckets = 4096;
 
     /// <summary>
-    /// <see cref="AccumulateTileVector{TStore, TAhead}"/> reading the rows <paramref name="rowsPerPass"/> at a time: for each chunk of
-    /// the tile, pass j adds rows [j·n, (j + 1)·n) into a stack scratch of the chunk's sums, and the last pass stores them. Every
-    /// bucket still receives its rows in the order 0..R−1 with the same operations (a float stored and reloaded is the same float),
-    /// so the sums are those of the all-rows kernel bit for bit; what changes is that each pass reads n row streams instead of R.
-    /// The partial vector at the end of the range goes to the all-rows kernel (its scalar tail).
+    /// The Vector512 body of <see cref="AccumulateTile"/> (arguments already validated), each row prefetched <typeparamref name="TAhead"/>
+    /// floats ahead, over whole 16-bucket vectors (the partial vector at the end of the range: <see cref="AccumulateTail"/>).
+    /// With <paramref name="rowsPerPass"/> n in [1, R) the rows are read n at a time: for each chunk of the tile
+    /// (<see cref="PassChunkBuckets"/>), pass j adds rows [j·n, (j + 1)·n) into a stack scratch of the chunk's sums and the last pass
+    /// stores them; otherwise one pass over the whole range reads all R rows, the sums staying in registers. Every bucket receives
+    /// its rows in the order 0..R−1 with the same operations either way (a float stored and reloaded is the same float), so the sums
+    /// never depend on n; what n changes is how many row streams a pass reads.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     [SkipLocalsInit]
-    private static bool AccumulateTileGrouped<TStore, TAhead>(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
-                                                              int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                                              ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, int rowsPerPass)
+    private static bool AccumulateTileVector<TStore, TAhead>(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                                             int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                                             ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs, int rowsPerPass)
         where TStore : struct, IVectorStore where TAhead : struct, IPrefetchDistance
     {
-        const int W = 16;
+        const int W = 16; // Vector512<float>.Count
         int rows = rotations.Length;
         bool hasM = sumM.Length != 0;
+        bool grouped = rowsPerPass > 0 && rowsPerPass < rows;
+        int passRows = grouped ? rowsPerPass : rows;
         int vectorEnd = bucketStart + (bucketEnd - bucketStart) / W * W;
-        Span<float> scratch = stackalloc float[2 * PassChunkBuckets];
+        int chunkBuckets = grouped ? PassChunkBuckets : vectorEnd - bucketStart;
+        Span<float> scratch = grouped ? stackalloc float[2 * PassChunkBuckets] : default;
         ref float rg = ref MemoryMarshal.GetReference(gradient);
         ref float rm = ref MemoryMarshal.GetReference(sumM);
         ref float rv = ref MemoryMarshal.GetReference(sumV);
         ref float xm = ref MemoryMarshal.GetReference(scratch);
-        ref float xv = ref scratch[PassChunkBuckets];
+        ref float xv = ref Unsafe.Add(ref xm, PassChunkBuckets);   // only dereferenced when grouped
         ref int rrho = ref MemoryMarshal.GetReference(rotations);
         ref int rsig = ref MemoryMarshal.GetReference(signs);
         Span<float> lanes = stackalloc float[W];
         ref float rl = ref MemoryMarshal.GetReference(lanes);
         var check = Vector512<float>.Zero;
-        for (int chunk = bucketStart; chunk < vectorEnd; chunk += PassChunkBuckets)
+        for (int chunk = bucketStart; chunk < vectorEnd; chunk += chunkBuckets)
         {
-            int chunkEnd = Math.Min(chunk + PassChunkBuckets, vectorEnd);
-            for (int r0 = 0; r0 < rows; r0 += rowsPerPass)
+            int chunkEnd = Math.Min(chunk + chunkBuckets, vectorEnd);
+            for (int r0 = 0; r0 < rows; r0 += passRows)
             {
-                int r1 = Math.Min(r0 + rowsPerPass, rows);
+                int r1 = Math.Min(r0 + passRows, rows);
                 bool last = r1 == rows;
                 for (int b = chunk; b < chunkEnd; b += W)
                 {
@@ -253,91 +247,39 @@ public static unsafe class RotationCpu
                 }
             }
         }
-        bool finite = Vector512.EqualsAll(check, check);
-        if (vectorEnd < bucketEnd)
-            finite &= AccumulateTileVector<TStore, Ahead0>(gradient, sumM, sumV, vectorEnd, bucketEnd, buckets, lastRowLength, rotations, signs);
-        return finite;
+        return Vector512.EqualsAll(check, check)
+             & AccumulateTail(gradient, sumM, sumV, vectorEnd, bucketEnd, buckets, lastRowLength, rotations, signs);
     }
 
-    /// <summary>The Vector512 body of <see cref="AccumulateTile"/> (arguments already validated), each row prefetched <typeparamref name="TAhead"/> floats ahead.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool AccumulateTileVector<TStore, TAhead>(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
-                                                             int bucketStart, int bucketEnd, int buckets, int lastRowLength,
-                                                             ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs)
-        where TStore : struct, IVectorStore where TAhead : struct, IPrefetchDistance
+    /// <summary>
+    /// The buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) after the last whole vector of a tile, one at a time
+    /// (the same operations in the same order per bucket as the vector body); false when a sum of squares is not finite.
+    /// </summary>
+    private static bool AccumulateTail(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
+                                       int bucketStart, int bucketEnd, int buckets, int lastRowLength,
+                                       ReadOnlySpan<int> rotations, ReadOnlySpan<int> signs)
     {
         int rows = rotations.Length;
         bool hasM = sumM.Length != 0;
-        const int W = 16; // Vector512<float>.Count
+        bool finite = true;
         ref float rg = ref MemoryMarshal.GetReference(gradient);
-        ref float rm = ref MemoryMarshal.GetReference(sumM);
-        ref float rv = ref MemoryMarshal.GetReference(sumV);
-        ref int rrho = ref MemoryMarshal.GetReference(rotations);
-        ref int rsig = ref MemoryMarshal.GetReference(signs);
-        Span<float> lanes = stackalloc float[W];
-        ref float rl = ref MemoryMarshal.GetReference(lanes);
-        var check = Vector512<float>.Zero;
-        int b = bucketStart;
-        for (; b <= bucketEnd - W; b += W)
-        {
-            Vector512<float> sm = default, sv = default;
-            for (int r = 0; r < rows; r++)
-            {
-                int rho = Unsafe.Add(ref rrho, r);
-                int c = b - rho;
-                if (c < 0) c += buckets;
-                int len = r == rows - 1 ? lastRowLength : buckets;
-                nuint rowOffset = (nuint)r * (nuint)buckets;
-                Vector512<float> x;
-                if (c + W <= len)
-                {
-                    x = Vector512.LoadUnsafe(ref rg, rowOffset + (nuint)c);
-                    if (TAhead.Ahead != 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported && c + TAhead.Ahead < len)
-                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, rowOffset + (nuint)(c + TAhead.Ahead))));
-                }
-                else
-                {
-                    // wrap point or ragged end inside this vector: lane by lane
-                    for (int j = 0; j < W; j++)
-                    {
-                        int cj = b + j - rho;
-                        if (cj < 0) cj += buckets;
-                        Unsafe.Add(ref rl, j) = cj < len ? Unsafe.Add(ref rg, rowOffset + (nuint)cj) : 0f;
-                    }
-                    x = Vector512.LoadUnsafe(ref rl);
-                }
-                if (r == 0)
-                {
-                    if (hasM) sm = Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                    sv = x * x;
-                }
-                else
-                {
-                    if (hasM) sm += Vector512.Create(Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
-                    sv += x * x;
-                }
-            }
-            if (hasM) TStore.Store(sm, ref Unsafe.Add(ref rm, b));
-            TStore.Store(sv, ref Unsafe.Add(ref rv, b));
-            check += sv * Vector512<float>.Zero;
-        }
-        for (; b < bucketEnd; b++)
+        for (int b = bucketStart; b < bucketEnd; b++)
         {
             float sm = 0f, sv = 0f;
             for (int r = 0; r < rows; r++)
             {
-                int c = b - Unsafe.Add(ref rrho, r);
+                int c = b - rotations[r];
                 if (c < 0) c += buckets;
                 int len = r == rows - 1 ? lastRowLength : buckets;
                 float x = c < len ? Unsafe.Add(ref rg, (nuint)r * (nuint)buckets + (nuint)c) : 0f;
-                float sx = (Unsafe.Add(ref rsig, r) > 0 ? 1f : -1f) * x;
+                float sx = (signs[r] > 0 ? 1f : -1f) * x;
                 if (r == 0) { sm = sx; sv = x * x; } else { sm += sx; sv += x * x; }
             }
-            if (hasM) Unsafe.Add(ref rm, b) = sm;
-            Unsafe.Add(ref rv, b) = sv;
-            if (!float.IsFinite(sv)) check = Vector512.Create(float.NaN);
+            if (hasM) sumM[b] = sm;
+            sumV[b] = sv;
+            finite &= float.IsFinite(sv);
         }
-        return Vector512.EqualsAll(check, check);
+        return finite;
     }
 
     private static void AccumulateSegment(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
