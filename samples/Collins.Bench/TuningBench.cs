@@ -15,8 +15,17 @@ public static class TuningBench
 {
     public static int Run(Options o)
     {
-        var current = CpuTuning.Current;
+        CpuTuning current;
         List<CpuTuning> tunings;
+        try
+        {
+            current = CpuTuning.Current;
+        }
+        catch (InvalidOperationException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
         try
         {
             tunings = [.. o.Tunings!.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -38,6 +47,8 @@ public static class TuningBench
         var triad = new TriadKernel(buffers, o.Threads);
         var rows = new List<(string Name, Action Step, IDisposable? Owner)> { ("triad (limit)", triad.Step, null) };
         float[][] p = [buffers.Parameters], g = [buffers.Gradient];
+        try
+        {
         foreach (double beta1 in new[] { 0.9, 0.0 })
             foreach (var t in tunings)
             {
@@ -49,6 +60,12 @@ public static class TuningBench
                     if (opt.Step(1e-4f, p, g) != StepOutcome.Applied) throw new InvalidOperationException($"{name}: the step was refused");
                 }, opt));
             }
+        }
+        catch
+        {
+            foreach (var r in rows) r.Owner?.Dispose();
+            throw;
+        }
         try
         {
             // Calibration (also the warm-up): steps per sample so that a sample lasts at least MinSampleMs.

@@ -120,6 +120,7 @@ public class CpuTuningTests
         "phase1=0,phase2=0,sketch=0", "phase1=64,phase2=64,sketch=64", "phase1=256,phase2=128,sketch=128", "phase1=512,phase2=512,sketch=256",
         "phase1=1024,phase2=1024,sketch=1024,tile=256", "tile=256,nt=0", "tile=65536,nt=0", "tile=4096,nt=2147483647", "tile=272,nt=0",
         "rows=8,rows2=8", "rows=3,rows2=5,tile=256,nt=0", "rows=1,rows2=1,tile=4096", "rows=31,rows2=2", "rows=64,rows2=64",
+        "rows=3,rows2=3,tile=16384,nt=0", "rows=8,rows2=8,tile=8192",   // tiles of several 2048-bucket chunks, passes in each
     };
 
     [Theory]
@@ -129,12 +130,13 @@ public class CpuTuningTests
         var t = CpuTuning.Parse(tuning, CpuTuning.Default);
         // Rotation tensors of several tiles with a ragged last row (k = ceil(d / Ratio)), both estimates, with and without a first
         // moment, weight decay and gradient-norm clipping; a dense tensor and a Universal one ride along (they have no tuning).
-        TensorSpec[] specs = [new("W", [97, 611]), new("v", 40_003), new("b", 64), new("E", [3, 7, 1500])];
+        TensorSpec[] specs = [new("W", [97, 611]), new("v", 40_003), new("b", 64), new("E", [3, 7, 1500]), new("L", [1021, 337])];
         foreach (var settings in new OptimizerSettings[]
         {
             new() { Ratio = 8, WeightDecay = 0.01 },
             new() { Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, MaxGradientNorm = 0.5 },
             new() { Ratio = 5, SecondMoment = SecondMomentEstimate.Mean },
+            new() { Ratio = 32, WeightDecay = 0.01 },                                   // 32 rows: several passes of 8
         })
         {
             using var reference = new CountSketchAdam(settings, specs, CpuTuning.Default) { MaxThreads = 2 };
@@ -155,5 +157,67 @@ public class CpuTuningTests
             tuned.Save(b);
             Assert.True(a.ToArray().AsSpan().SequenceEqual(b.ToArray()), $"{tuning}: state differs");
         }
+    }
+
+    [Fact]
+    public void A_tuning_the_kernels_cannot_run_is_refused_when_the_optimizer_is_built()
+    {
+        TensorSpec[] specs = [new("d", 64), new("u", 50_000)];
+        foreach (var bad in new[]
+        {
+            CpuTuning.Default with { Phase2Prefetch = 100 }, CpuTuning.Default with { SketchPrefetch = -1 },
+            CpuTuning.Default with { TileBuckets = 1000 }, CpuTuning.Default with { TileBuckets = 0 },
+            CpuTuning.Default with { NonTemporalMinLength = -5 }, CpuTuning.Default with { Phase2RowsPerPass = -1 },
+        })
+        {
+            var e = Assert.Throws<ArgumentException>(() => new CountSketchAdam(new OptimizerSettings { Ratio = 8 }, specs, bad));
+            Assert.Contains("CPU tuning", e.Message);
+        }
+        foreach (var entry in CpuTuning.Known) entry.Tuning.Validate();
+        CpuTuning.Default.Validate();
+    }
+
+    // (rows R, buckets k, length of the last row, tile [b0, b1)): several chunks of 2048 (10007 buckets), whole chunks, a chunk
+    // boundary off the tile start (8208 from 4096, 4160 from 64), a last row shorter than a vector, and tiles shorter than one vector.
+    [Theory]
+    [InlineData(7, 10007, 3001, 0, 10007)]
+    [InlineData(7, 10007, 3001, 16, 9000)]
+    [InlineData(5, 8192, 8192, 0, 8192)]
+    [InlineData(5, 8208, 17, 4096, 8208)]
+    [InlineData(3, 4111, 4111, 0, 4111)]
+    [InlineData(9, 64, 33, 16, 27)]
+    [InlineData(9, 64, 33, 0, 15)]
+    [InlineData(32, 4160, 1000, 64, 4160)]
+    public void Passes_over_fewer_rows_give_the_sums_and_steps_of_one_pass(int rows, int k, int last, int b0, int b1)
+    {
+        var rng = new Random(rows * k + b0);
+        int d = (rows - 1) * k + last;
+        var g = Enumerable.Range(0, d).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+        var rho = Enumerable.Range(0, rows).Select(r => r == 0 ? 0 : rng.Next(k)).ToArray();
+        var sigma = Enumerable.Range(0, rows).Select(_ => rng.Next(2) * 2 - 1).ToArray();
+        foreach (bool nonTemporal in new[] { false, true })
+            foreach (bool hasM in new[] { true, false })
+                foreach (bool mean in new[] { false, true })
+                    foreach (int n in new[] { 1, 2, 3, rows - 1, rows, 1000 })
+                    {
+                        string what = $"nt={nonTemporal} m={hasM} mean={mean} rows/pass={n}";
+                        AlignedFloats sm0 = new(hasM ? k : 0), sv0 = new(k), sm1 = new(hasM ? k : 0), sv1 = new(k);
+                        bool f0 = RotationCpu.AccumulateTilePrefetched(g, sm0.Span, sv0.Span, b0, b1, k, last, rho, sigma, nonTemporal, 128, 0);
+                        bool f1 = RotationCpu.AccumulateTilePrefetched(g, sm1.Span, sv1.Span, b0, b1, k, last, rho, sigma, nonTemporal, 128, n);
+                        Assert.Equal(f0, f1);
+                        Assert.True(sv0.Span.SequenceEqual(sv1.Span) && sm0.Span.SequenceEqual(sm1.Span), $"{what}: phase-1 sums differ");
+                        var p0 = Enumerable.Range(0, d).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
+                        var p1 = (float[])p0.Clone();
+                        float[] m0 = new float[hasM ? k : 0], m1 = new float[hasM ? k : 0];
+                        var v0 = Enumerable.Range(0, k).Select(_ => (float)rng.NextDouble()).ToArray();
+                        var v1 = (float[])v0.Clone();
+                        var s = StepScalars.For(3, 1e-2f, hasM ? 0.9 : 0, 0.999, 0.01);
+                        float beta1 = hasM ? 0.9f : 0f;
+                        RotationCpu.UpdateApplyTilePrefetched(p0, hasM ? default : g, m0, v0, sm0.Span, sv0.Span, b0, b1, k, last, rho, sigma,
+                                                              beta1, 1 - beta1, 0.999f, 0.001f, 1e-8f, in s, mean, 256, 64, 0);
+                        RotationCpu.UpdateApplyTilePrefetched(p1, hasM ? default : g, m1, v1, sm1.Span, sv1.Span, b0, b1, k, last, rho, sigma,
+                                                              beta1, 1 - beta1, 0.999f, 0.001f, 1e-8f, in s, mean, 256, 64, n);
+                        Assert.True(p0.AsSpan().SequenceEqual(p1) && v0.AsSpan().SequenceEqual(v1) && m0.AsSpan().SequenceEqual(m1), $"{what}: phase 2 differs");
+                    }
     }
 }

@@ -119,6 +119,7 @@ internal sealed class RotationCpuKernel : CpuTensorKernel
     public RotationCpuKernel(TensorPlan plan, OptimizerSettings settings, CpuTuning? tuning = null) : base(plan, settings)
     {
         Tuning = tuning ?? CpuTuning.Current;
+        Tuning.Validate();
         _k = plan.Buckets;
         _lastLength = plan.Length - (plan.Rows - 1) * _k;
         _rho = plan.Rotations.ToArray();

@@ -92,7 +92,9 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
 
     /// <summary>
     /// This process's tuning, chosen once. Throws <see cref="InvalidOperationException"/> naming the variable and the bad part
-    /// when <c>COLLINS_CPU_TUNING</c> cannot be read (every optimizer's constructor reads it first, so nothing is built with it).
+    /// when <c>COLLINS_CPU_TUNING</c> cannot be read: from the constructor of an optimizer with a Rotation tensor (whose kernel
+    /// reads it when it is built, so no optimizer is built with it), and from every later read in the process (the failure is
+    /// cached; the variable is read once).
     /// </summary>
     public static CpuTuning Current => s_current.Value;
 
@@ -115,8 +117,9 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
     /// <summary>
     /// A tuning from text: a name of <see cref="Known"/> or "default", or comma-separated <c>key=value</c> pairs over
     /// <paramref name="basis"/> with the keys <c>phase1</c>, <c>phase2</c>, <c>sketch</c> (distances of <see cref="Distances"/>),
-    /// <c>nt</c> (the non-temporal threshold in entries) and <c>tile</c> (buckets). Throws <see cref="FormatException"/> naming the
-    /// bad part.
+    /// <c>nt</c> (the non-temporal threshold in entries), <c>tile</c> (buckets), <c>rows</c> and <c>rows2</c> (rows per pass of
+    /// phase 1 and phase 2; 0, or at least the tensor's row count, reads every row in one pass). Throws <see cref="FormatException"/>
+    /// naming the bad part.
     /// </summary>
     public static CpuTuning Parse(string text, CpuTuning basis)
     {
@@ -150,6 +153,23 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
 
     private static int Distance(string key, int n)
         => Distances.Contains(n) ? n : throw new FormatException($"{key}={n}: a prefetch distance is one of {string.Join(", ", Distances)}.");
+
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> naming the first value the kernels cannot run with (the rules <see cref="Parse"/>
+    /// applies to text, for a tuning built in code); every Rotation kernel checks its tuning when it is built, before any step.
+    /// </summary>
+    public void Validate()
+    {
+        foreach (var (key, n) in new[] { ("phase1", Phase1Prefetch), ("phase2", Phase2Prefetch), ("sketch", SketchPrefetch) })
+            if (!Distances.Contains(n))
+                throw new ArgumentException($"CPU tuning '{Name}': {key}={n} is not a prefetch distance the kernels are compiled for ({string.Join(", ", Distances)}).");
+        if (NonTemporalMinLength < 0)
+            throw new ArgumentException($"CPU tuning '{Name}': nt={NonTemporalMinLength}: the threshold is a length, at least 0.");
+        if (TileBuckets is < MinTileBuckets or > MaxTileBuckets || TileBuckets % 16 != 0)
+            throw new ArgumentException($"CPU tuning '{Name}': tile={TileBuckets}: a tile holds {MinTileBuckets}..{MaxTileBuckets} buckets, a multiple of 16.");
+        if (Phase1RowsPerPass < 0 || Phase2RowsPerPass < 0)
+            throw new ArgumentException($"CPU tuning '{Name}': rows={Phase1RowsPerPass}, rows2={Phase2RowsPerPass}: rows per pass are at least 0 (0: all).");
+    }
 
     /// <summary>Whether a Rotation tensor of <paramref name="length"/> entries writes its phase-1 sums non-temporally.</summary>
     public bool NonTemporalSums(int length) => length >= NonTemporalMinLength;

@@ -57,6 +57,8 @@ public static unsafe class RotationCpu
     /// bandwidth (measured: docs/benchmarks.md, "What moved in this round", change 1). It needs both destinations 64-byte aligned at
     /// <paramref name="bucketStart"/> (as the optimizers' workspaces are, see <see cref="AlignedFloats"/>); when they are not, plain
     /// stores are used. The values written are the same either way.
+    /// Each row is prefetched at the distance of this process's <see cref="CpuTuning.Current"/> (which throws
+    /// <see cref="InvalidOperationException"/> when <c>COLLINS_CPU_TUNING</c> cannot be read), all rows in one pass.
     /// </remarks>
     public static bool AccumulateTile(ReadOnlySpan<float> gradient, Span<float> sumM, Span<float> sumV,
                                       int bucketStart, int bucketEnd, int buckets, int lastRowLength,
@@ -143,9 +145,9 @@ public static unsafe class RotationCpu
     /// <summary>
     /// Buckets per chunk of a tile that passes over fewer than all rows work through at a time (<see cref="AccumulateTileVector{TStore, TAhead}"/>,
     /// <see cref="UpdateApplyVector{TFirst, TEstimate, TRow, TSketch}"/>): their partial sums or coefficients for one chunk are a
-    /// stack scratch of at most 2 × 4096 floats (32 KiB), in the cache while the chunk's passes run; nothing is allocated.
+    /// stack scratch of at most 2 × 2048 floats (16 KiB; 2048 measured as fast as 4096, and half the stack), in the cache while the chunk's passes run; nothing is allocated.
     /// </summary>
-    private const int PassChunkBuckets = 4096;
+    private const int PassChunkBuckets = 2048;
 
     /// <summary>
     /// The Vector512 body of <see cref="AccumulateTile"/> (arguments already validated), each row prefetched <typeparamref name="TAhead"/>
@@ -583,6 +585,8 @@ public static unsafe class RotationCpu
     /// <see cref="ApplyTile"/> over the same range, which is what the last partial vector and CPUs without AVX-512 run (they leave
     /// the coefficient in the workspace, as those two do).
     /// <paramref name="sumM"/> and <paramref name="firstMoment"/> are empty when β1 = 0; <paramref name="gradient"/> is read only then.
+    /// The rows and the moment streams are prefetched at the distances of this process's <see cref="CpuTuning.Current"/> (which
+    /// throws <see cref="InvalidOperationException"/> when <c>COLLINS_CPU_TUNING</c> cannot be read), all rows in one pass.
     /// </summary>
     public static void UpdateApplyTile(Span<float> parameters, ReadOnlySpan<float> gradient, Span<float> firstMoment, Span<float> secondMoment,
                                        Span<float> sumM, Span<float> sumV, int bucketStart, int bucketEnd, int buckets, int lastRowLength,
