@@ -15,6 +15,6 @@ var opts = Options.Parse(args);
 if (opts is null) return 2;
 if (opts.DumpPtx is not null) return PtxDump.Run(opts.DumpPtx);
 if (opts.Tunings is not null) return TuningBench.Run(opts);
+if (opts.Gpu) return GpuBench.Run(opts);   // with --whole-model: GpuWholeModel
 if (opts.WholeModel) return opts.Parts ? WholeModelParts.Run(opts) : WholeModelBench.Run(opts);
-if (opts.Gpu) return GpuBench.Run(opts);
 return CpuBench.Run(opts);

@@ -56,6 +56,26 @@ public static class PtxDump
             File.WriteAllText(Path.Combine(directory, name + ".ptx"), ptx);
             written++;
         }
+        // The factored second moment's kernels (β1 = 0, update clipping, the block-quantised first moment; shared by every factored
+        // tensor: the shape and the settings are arguments), once: the bench's single-tensor models have no factored variant.
+        foreach (string kernelName in Collins.Kernels.FactoredDeviceKernels.Names)
+        {
+            var kernel = typeof(Collins.Kernels.FactoredDeviceKernels).GetMethod(kernelName, BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)!;
+            string name = "runtime.Factored." + kernelName;
+            try
+            {
+                var compiled = backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+                string ptx = ((PTXCompiledKernel)compiled).PTXAssembly;
+                File.WriteAllText(Path.Combine(directory, name + ".ptx"), ptx);
+                written++;
+                if (ptx.Contains(".local", StringComparison.Ordinal)) { local++; Console.WriteLine($"{name}: declares local memory"); }
+            }
+            catch (Exception e)
+            {
+                failed++;
+                Console.Error.WriteLine($"{name}: {e.GetType().Name}: {e.Message}");
+            }
+        }
         foreach (var file in Directory.GetFiles(directory, "*.ptx").Order(StringComparer.Ordinal))
             counts.Add(Count(Path.GetFileNameWithoutExtension(file), File.ReadAllLines(file)));
         Console.WriteLine("Static PTX size of the Rotation kernels (instructions / float loads / branches), specialised per tensor against the run-time generic kernel:");
