@@ -11,7 +11,10 @@ namespace Collins.Bench;
 /// and the generated optimizers through their model-typed <c>Step</c>: Rotation at Ratio 32 (β1 = 0.9, and β1 = 0 with Mean) and
 /// the factored second moment (β1 = 0, and with an 8-bit or 4-bit block-quantised first moment, stochastic rounding). Each row's
 /// floor is the bytes its kind must move, the per-tensor floors of <see cref="Floors.Of"/> summed over the tensors
-/// (<see cref="Floors.ModelBytes"/>), at the triad's bandwidth; vs_floor = floor / measured.
+/// (<see cref="Floors.ModelBytes"/>), at the triad's bandwidth; vs_floor = floor / measured. Its pass floor is the same tensors'
+/// floors formed as the one-tensor bench forms them, from floor kernels whose passes are the kind's (read, then scale; read, then
+/// triad; …), run over all P parameters in the same interleaved rounds; vs_pass_floor = pass floor / measured. The first prices
+/// a multi-pass kind's bytes at the one-pass triad's bandwidth, so it is the stricter of the two.
 /// </summary>
 public static class WholeModelBench
 {
@@ -24,13 +27,35 @@ public static class WholeModelBench
         "generated Factored β1=0", "generated Factored q8 sr", "generated Factored q4 sr", "generated Factored clip all",
     ];
 
-    /// <summary>One row of the whole-model bench: its step and the bytes its kind must move (its floor at the triad's bandwidth).</summary>
-    public sealed class Row(string name, string bytesFormula, double floorBytes, Action step)
+    /// <summary>
+    /// One row of the whole-model bench: its step, the bytes its kind must move (its floor at the triad's bandwidth), and each
+    /// tensor's own floor (<see cref="Floors.Of"/>; empty for the triad), from which <see cref="PassFloorMs"/> forms the floor the
+    /// one-tensor bench would give each tensor.
+    /// </summary>
+    public sealed class Row(string name, string bytesFormula, double floorBytes, Action step, IReadOnlyList<(long Length, Floor Floor)>? tensorFloors = null)
     {
         public string Name { get; } = name;
         public string BytesFormula { get; } = bytesFormula;
         public double FloorBytes { get; } = floorBytes;
         public Action Step { get; } = step;
+        public IReadOnlyList<(long Length, Floor Floor)> TensorFloors { get; } = tensorFloors ?? [];
+
+        /// <summary>
+        /// Σ over the tensors of (d / P) · the tensor kind's floor from floor kernels run over all P parameters (their medians
+        /// <paramref name="medianMsOf"/>, the triad's <paramref name="triadMs"/>): the one-tensor bench's per-kind floor, summed over
+        /// the model. Null for a row without tensor floors or when a pass was not measured.
+        /// </summary>
+        public double? PassFloorMs(Func<string, double?> medianMsOf, double triadMs, long parameterCount)
+        {
+            if (TensorFloors.Count == 0) return null;
+            double sum = 0;
+            foreach (var (length, floor) in TensorFloors)
+            {
+                if (floor.Milliseconds(medianMsOf, triadMs) is not double ms) return null;
+                sum += ms * length / parameterCount;
+            }
+            return sum;
+        }
     }
 
     /// <summary>
@@ -78,6 +103,7 @@ public static class WholeModelBench
                 return optimizer;
             }
             static double Bytes(SketchedOptimizerBase opt) => Floors.ModelBytes(opt.Tensors, opt.Settings);
+            static (long, Floor)[] TensorFloors(SketchedOptimizerBase opt) => opt.Tensors.Select(t => ((long)t.Length, Floors.Of(t, opt.Settings))).ToArray();
 
             Add(RowNames[0], () =>
             {
@@ -97,20 +123,20 @@ public static class WholeModelBench
                     var s = StepScalars.For(++adamStep, LearningRate, 0.9, 0.999, 0.0);
                     for (int t = 0; t < parameters.Length; t++)
                         DenseAdamWCpu.Step(parameters[t], g[t], m[t], v[t], s, 0.9, 0.999, 1e-8f, threads);
-                });
+                }, parameters.Select(p => ((long)p.Length, Floors.DenseAdamW(beta1Zero: false))).ToArray());
             });
             Add(RowNames[2], () =>
             {
                 var opt = Own(new Gpt2Small.Rotation_R32());
                 var g = Shared();
-                return new(RowNames[2], "Σ sketched (12·d + 32·k) + Σ dense 28·d", Bytes(opt), () => opt.Step(LearningRate, model, g));
+                return new(RowNames[2], "Σ sketched (12·d + 32·k) + Σ dense 28·d", Bytes(opt), () => opt.Step(LearningRate, model, g), TensorFloors(opt));
             });
             // A generated optimizer's row: its own gradient holder, filled with the shared gradient, stepped through its model-typed Step.
             Row Generated<TO, TG>(int index, string formula, TO optimizer, TG gradients, float[][] tensors, Action<TO, TG> step) where TO : SketchedOptimizerBase
             {
                 var opt = Own(optimizer);
                 Gradient(tensors);
-                return new(RowNames[index], formula, Bytes(opt), () => step(opt, gradients));
+                return new(RowNames[index], formula, Bytes(opt), () => step(opt, gradients), TensorFloors(opt));
             }
             Add(RowNames[3], () => { var g = new Gpt2Small.Rotation_R32_MeanB0.Gradients(); return Generated(3, "Σ sketched (16·d + 16·k) + Σ dense 20·d", new Gpt2Small.Rotation_R32_MeanB0(), g, g.Tensors, (o, x) => o.Step(LearningRate, model, x)); });
             Add(RowNames[4], () => { var g = new Gpt2Small.Factored_B0.Gradients(); return Generated(4, "Σ factored (16·d + 16·(R+C)) + Σ dense 20·d", new Gpt2Small.Factored_B0(), g, g.Tensors, (o, x) => o.Step(LearningRate, model, x)); });
@@ -141,24 +167,50 @@ public static class WholeModelBench
         Console.WriteLine($"{setup.TensorCount} tensors, {total:N0} parameters (smallest {setup.Smallest:N0}, largest {setup.Largest:N0})");
         var rows = setup.Rows.ToList();
 
+        // The floor kernels the rows' tensor floors are made of, over one buffer pair of all P parameters, timed with the rows: the
+        // pass floor of a row is the one-tensor bench's floor of each tensor's kind (Floors.Of) at those kernels' speed, summed.
+        var passKinds = rows.SelectMany(r => r.TensorFloors).SelectMany(t => t.Floor.Passes).Select(p => p.Row).ToHashSet();
+        var passBuffers = passKinds.Count > 0 ? new BenchBuffers(checked((int)total)) : null;
+        var passKernels = passBuffers is null ? [] : Enum.GetValues<LimitKernel.Kind>()
+            .Where(k => k != LimitKernel.Kind.RandomScatterGather)
+            .Select(k => new LimitKernel(passBuffers, o.Threads, k))
+            .Where(k => passKinds.Contains(k.Name)).ToList();
+
         // Warm-up (the first step allocates workspaces, JIT tiers up), then interleaved repetitions of single steps.
-        var samples = CpuBench.Interleaved(rows.Select(r => r.Step).ToArray(), o.Reps);
+        var samples = CpuBench.Interleaved(rows.Select(r => r.Step).Concat(passKernels.Select(k => (Action)k.Step)).ToArray(), o.Reps);
         var median = samples.Select(CpuBench.Median).ToArray();
         double bandwidth = rows[0].FloorBytes / (median[0] * 1e-3);   // bytes/s of the triad
         int adamw = rows.FindIndex(r => r.Name.StartsWith("dense", StringComparison.Ordinal));
+        double? PassMedian(string row)
+        {
+            if (row == Floors.Triad.Row) return median[0];
+            int i = passKernels.FindIndex(k => k.Name == row);
+            return i >= 0 ? median[rows.Count + i] : null;
+        }
 
         Console.WriteLine();
-        Console.WriteLine($"| {"row",-34} | {"median ms",9} | {"min ms",8} | {"floor ms",8} | {"vs_floor",8} | {"vs_adamw",8} |");
-        Console.WriteLine($"|{new string('-', 36)}|{new string('-', 11)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 10)}|");
+        Console.WriteLine($"| {"row",-34} | {"median ms",9} | {"min ms",8} | {"floor ms",8} | {"vs_floor",8} | {"pass floor ms",13} | {"vs_pass_floor",13} | {"vs_adamw",8} |");
+        Console.WriteLine($"|{new string('-', 36)}|{new string('-', 11)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 10)}|{new string('-', 15)}|{new string('-', 15)}|{new string('-', 10)}|");
         var summary = new List<string>();
         for (int k = 0; k < rows.Count; k++)
         {
             double floorMs = rows[k].FloorBytes / bandwidth * 1e3;
             double vsFloor = floorMs / median[k];
+            double? passMs = rows[k].PassFloorMs(PassMedian, median[0], total);
+            string pass = passMs is double pm ? pm.ToString("F2") : "-", vsPass = passMs is double pm2 ? (pm2 / median[k]).ToString("F2") : "-";
             string vsA = adamw >= 0 ? (median[adamw] / median[k]).ToString("F2") : "n/a";
-            Console.WriteLine($"| {rows[k].Name,-34} | {median[k],9:F2} | {samples[k].Min(),8:F2} | {floorMs,8:F2} | {vsFloor,8:F2} | {vsA,8} |");
-            if (k > 0) summary.Add($"{rows[k].Name} {median[k]:F1} ms floor={floorMs:F1} ms vs_floor={vsFloor:F2}" + (k != adamw && adamw >= 0 ? $" vs_adamw={vsA}" : ""));
+            Console.WriteLine($"| {rows[k].Name,-34} | {median[k],9:F2} | {samples[k].Min(),8:F2} | {floorMs,8:F2} | {vsFloor,8:F2} | {pass,13} | {vsPass,13} | {vsA,8} |");
+            if (k > 0) summary.Add($"{rows[k].Name} {median[k]:F1} ms floor={floorMs:F1} ms vs_floor={vsFloor:F2}"
+                                   + (passMs is double p3 ? $" pass_floor={p3:F1} ms vs_pass_floor={p3 / median[k]:F2}" : "")
+                                   + (k != adamw && adamw >= 0 ? $" vs_adamw={vsA}" : ""));
         }
+        if (passKernels.Count > 0)
+        {
+            Console.WriteLine("floor kernels over all P parameters (the passes of the pass floors): "
+                              + string.Join(", ", passKernels.Select((pk, i) => $"{pk.Name} {median[rows.Count + i]:F2} ms")));
+            Console.WriteLine("(floor: every byte at the one-buffer triad's bandwidth; pass floor: each tensor's one-tensor floor, its passes at these kernels' speed)");
+        }
+        foreach (var pk in passKernels) pk.Dispose();
         Console.WriteLine();
         Console.WriteLine("bytes each row must move (P parameters; per tensor d entries, k buckets), at the triad's bandwidth = its floor:");
         foreach (var r in rows) Console.WriteLine($"  {r.Name,-34} {r.BytesFormula} = {r.FloorBytes / 1e6:F0} MB");
