@@ -205,6 +205,27 @@ public static class Floors
         return sum;
     }
 
+    /// <summary>
+    /// The whole model's pass floor in milliseconds: Σ over the tensors of (d / <paramref name="parameterCount"/>) times the
+    /// tensor's floor (<see cref="Floor.Milliseconds"/>) from floor kernels run over all <paramref name="parameterCount"/>
+    /// parameters (medians <paramref name="medianMsOf"/>, the triad's <paramref name="triadMs"/>). Null when a pass was not measured
+    /// or there are no tensors.
+    /// </summary>
+    public static double? ModelPassMilliseconds(IReadOnlyList<(long Length, Floor Floor)> tensors, Func<string, double?> medianMsOf,
+                                                double triadMs, long parameterCount)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentOutOfRangeException.ThrowIfLessThan(parameterCount, 1);
+        if (tensors.Count == 0) return null;
+        double sum = 0;
+        foreach (var (length, floor) in tensors)
+        {
+            if (floor.Milliseconds(medianMsOf, triadMs) is not double ms) return null;
+            sum += ms * length / parameterCount;
+        }
+        return sum;
+    }
+
     private static long Buckets(long length, int ratio)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(length, 1);

@@ -46,16 +46,7 @@ public static class WholeModelBench
         /// the model. Null for a row without tensor floors or when a pass was not measured.
         /// </summary>
         public double? PassFloorMs(Func<string, double?> medianMsOf, double triadMs, long parameterCount)
-        {
-            if (TensorFloors.Count == 0) return null;
-            double sum = 0;
-            foreach (var (length, floor) in TensorFloors)
-            {
-                if (floor.Milliseconds(medianMsOf, triadMs) is not double ms) return null;
-                sum += ms * length / parameterCount;
-            }
-            return sum;
-        }
+            => Floors.ModelPassMilliseconds(TensorFloors, medianMsOf, triadMs, parameterCount);
     }
 
     /// <summary>

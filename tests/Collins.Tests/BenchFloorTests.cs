@@ -127,6 +127,24 @@ public class BenchFloorTests
         Assert.Null(Floors.Rotation(D, Ratio, beta1Zero: true).Milliseconds(Of, TriadMs));
     }
 
+    [Fact]
+    public void The_whole_models_pass_floor_weighs_each_tensors_floor_by_its_share_of_the_parameters()
+    {
+        // Floor kernels run over all P = 4000 parameters: read + scale 10 ms, dense stream 20 ms; triad 6 ms (0.5 ms per B/param).
+        const long P = 4000; const int Ratio = 32;
+        var medians = new Dictionary<string, double> { [Floors.ReadScale.Row] = 10.0, [Floors.DenseStream.Row] = 20.0 };
+        double? Of(string row) => medians.TryGetValue(row, out double ms) ? ms : null;
+        const double TriadMs = 6.0;
+        // A Rotation tensor of 3000 entries and a dense one of 1000: each kind's floor per parameter, times its share of P.
+        (long, Floor)[] tensors = [(3000, Floors.Rotation(3000, Ratio, beta1Zero: false)), (1000, Floors.DenseAdamW(beta1Zero: false))];
+        double rotationMs = 10.0 + 32.0 * K(3000, Ratio) / 3000 * (TriadMs / 12);
+        Assert.Equal(rotationMs * 3000 / P + 20.0 * 1000 / P, Floors.ModelPassMilliseconds(tensors, Of, TriadMs, P)!.Value, 12);
+        // A pass not measured, or no tensors: no floor rather than a partial one.
+        Assert.Null(Floors.ModelPassMilliseconds([(1000, Floors.DenseAdamW(beta1Zero: true))], Of, TriadMs, P));
+        Assert.Null(Floors.ModelPassMilliseconds([], Of, TriadMs, P));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Floors.ModelPassMilliseconds(tensors, Of, TriadMs, 0));
+    }
+
     // The GPT-2-small shapes of the whole-model bench (samples/Collins.Bench/Gpt2Small.cs), restated: 2 embeddings, 12 blocks of 4
     // matrices and 8 vectors, the final norm's 2 vectors.
     private const int Width = 768, Mlp = 3072, Vocab = 50257, Context = 1024, Layers = 12;
