@@ -25,25 +25,27 @@ public static class PtxDump
         using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90,
                                            CudaInstructionSet.ISA_83, null!);
         int written = 0, local = 0, failed = 0;
+        // Compiles one kernel to PTX into the directory, counting it and whether it declares local memory; a failure is reported and counted.
+        void Emit(string name, MethodInfo kernel)
+        {
+            try
+            {
+                var compiled = backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+                string ptx = ((PTXCompiledKernel)compiled).PTXAssembly;
+                File.WriteAllText(Path.Combine(directory, name + ".ptx"), ptx);
+                written++;
+                if (ptx.Contains(".local", StringComparison.Ordinal)) { local++; Console.WriteLine($"{name}: declares local memory"); }
+            }
+            catch (Exception e)
+            {
+                failed++;
+                Console.Error.WriteLine($"{name}: {e.GetType().Name}: {e.Message}");
+            }
+        }
         foreach (var model in Models)
             foreach (var variant in model.GetNestedTypes(BindingFlags.Public).Where(t => typeof(SketchedOptimizerBase).IsAssignableFrom(t)))
                 foreach (var (tensor, kernel) in Collins.Kernels.SpecializedDeviceKernels.KernelsOf(variant))
-                    {
-                        string name = $"{model.Name}.{variant.Name}.{tensor}.{kernel.Name}";
-                        try
-                        {
-                            var compiled = backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
-                            string ptx = ((PTXCompiledKernel)compiled).PTXAssembly;
-                            File.WriteAllText(Path.Combine(directory, name + ".ptx"), ptx);
-                            written++;
-                            if (ptx.Contains(".local", StringComparison.Ordinal)) { local++; Console.WriteLine($"{name}: declares local memory"); }
-                        }
-                        catch (Exception e)
-                        {
-                            failed++;
-                            Console.Error.WriteLine($"{name}: {e.GetType().Name}: {e.Message}");
-                        }
-                    }
+                    Emit($"{model.Name}.{variant.Name}.{tensor}.{kernel.Name}", kernel);
         // The run-time optimizer's generic kernels (constants as arguments, rows in a loop), for comparison with the specialised ones.
         var runtimeKernels = typeof(CountSketchAdam).GetMethods(BindingFlags.Static | BindingFlags.NonPublic)
             .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)).ToList();
@@ -61,20 +63,7 @@ public static class PtxDump
         foreach (string kernelName in Collins.Kernels.FactoredDeviceKernels.Names)
         {
             var kernel = typeof(Collins.Kernels.FactoredDeviceKernels).GetMethod(kernelName, BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic)!;
-            string name = "runtime.Factored." + kernelName;
-            try
-            {
-                var compiled = backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
-                string ptx = ((PTXCompiledKernel)compiled).PTXAssembly;
-                File.WriteAllText(Path.Combine(directory, name + ".ptx"), ptx);
-                written++;
-                if (ptx.Contains(".local", StringComparison.Ordinal)) { local++; Console.WriteLine($"{name}: declares local memory"); }
-            }
-            catch (Exception e)
-            {
-                failed++;
-                Console.Error.WriteLine($"{name}: {e.GetType().Name}: {e.Message}");
-            }
+            Emit("runtime.Factored." + kernelName, kernel);
         }
         foreach (var file in Directory.GetFiles(directory, "*.ptx").Order(StringComparer.Ordinal))
             counts.Add(Count(Path.GetFileNameWithoutExtension(file), File.ReadAllLines(file)));
