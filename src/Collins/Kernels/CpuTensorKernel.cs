@@ -111,7 +111,7 @@ internal sealed class DenseCpuKernel : CpuTensorKernel
 /// </summary>
 internal sealed class RotationCpuKernel : CpuTensorKernel
 {
-    private readonly int _k, _lastLength, _tiles, _tileBuckets, _phase1Prefetch, _phase2Prefetch, _sketchPrefetch, _rowsPerPass, _rowsPerPass2;
+    private readonly int _k, _lastLength, _tiles;
     private readonly bool _nonTemporal, _mean;
     private readonly int[] _rho, _sigma;
     private readonly TileKernel _accumulate, _apply;
@@ -124,11 +124,8 @@ internal sealed class RotationCpuKernel : CpuTensorKernel
         _lastLength = plan.Length - (plan.Rows - 1) * _k;
         _rho = plan.Rotations.ToArray();
         _sigma = plan.Signs.ToArray();
-        _tileBuckets = Tuning.TileBuckets;
-        _tiles = KernelTiles.Tiles(_k, _tileBuckets);
+        _tiles = KernelTiles.Tiles(_k, Tuning.TileBuckets);
         _nonTemporal = Tuning.NonTemporalSums(plan.Length);
-        (_phase1Prefetch, _phase2Prefetch, _sketchPrefetch) = (Tuning.Phase1Prefetch, Tuning.Phase2Prefetch, Tuning.SketchPrefetch);
-        (_rowsPerPass, _rowsPerPass2) = (Tuning.Phase1RowsPerPass, Tuning.Phase2RowsPerPass);
         _mean = plan.SecondMoment == SecondMomentEstimate.Mean;
         _accumulate = AccumulateTile;
         _apply = ApplyTile;
@@ -155,18 +152,26 @@ internal sealed class RotationCpuKernel : CpuTensorKernel
 
     private bool AccumulateTile(int tile, in TileBuffers buf, in StepScalars s)
     {
-        int b0 = tile * _tileBuckets, b1 = Math.Min(b0 + _tileBuckets, _k);
-        return RotationCpu.AccumulateTilePrefetched(buf.Gradient, buf.SumM, buf.SumV, b0, b1, _k, _lastLength, _rho, _sigma, _nonTemporal, _phase1Prefetch, _rowsPerPass);
+        var (b0, b1) = Buckets(tile);
+        return RotationCpu.AccumulateTilePrefetched(buf.Gradient, buf.SumM, buf.SumV, b0, b1, _k, _lastLength, _rho, _sigma, _nonTemporal,
+                                                    Tuning.Phase1Prefetch, Tuning.Phase1RowsPerPass);
     }
 
     private bool ApplyTile(int tile, in TileBuffers buf, in StepScalars s)
     {
-        int b0 = tile * _tileBuckets, b1 = Math.Min(b0 + _tileBuckets, _k);
+        var (b0, b1) = Buckets(tile);
         var (k, scalars) = PhaseTwo(in s);
         RotationCpu.UpdateApplyTilePrefetched(buf.Parameters, HasM ? default : buf.Gradient, buf.FirstMoment, buf.SecondMoment, buf.SumM, buf.SumV,
                                     b0, b1, _k, _lastLength, _rho, _sigma, k.Beta1, k.OneMinusBeta1, k.Beta2, k.OneMinusBeta2, k.Epsilon, in scalars, _mean,
-                                    _phase2Prefetch, _sketchPrefetch, _rowsPerPass2);
+                                    Tuning.Phase2Prefetch, Tuning.SketchPrefetch, Tuning.Phase2RowsPerPass);
         return true;
+    }
+
+    /// <summary>The buckets [b0, b1) of <paramref name="tile"/>, the same in both phases.</summary>
+    private (int Start, int End) Buckets(int tile)
+    {
+        int b0 = tile * Tuning.TileBuckets;
+        return (b0, Math.Min(b0 + Tuning.TileBuckets, _k));
     }
 }
 

@@ -135,24 +135,45 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
             string key = eq < 0 ? part : part[..eq].Trim();
             if (eq < 0 || !int.TryParse(part[(eq + 1)..].Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n))
                 throw new FormatException($"'{part}' is not key=integer.");
-            result = key switch
-            {
-                "phase1" => result with { Phase1Prefetch = Distance(key, n) },
-                "phase2" => result with { Phase2Prefetch = Distance(key, n) },
-                "sketch" => result with { SketchPrefetch = Distance(key, n) },
-                "nt" => n >= 0 ? result with { NonTemporalMinLength = n } : throw new FormatException($"nt={n}: the threshold is a length, at least 0."),
-                "rows" => n >= 0 ? result with { Phase1RowsPerPass = n } : throw new FormatException($"rows={n}: rows per pass, at least 0 (0: all)."),
-                "rows2" => n >= 0 ? result with { Phase2RowsPerPass = n } : throw new FormatException($"rows2={n}: rows per pass, at least 0 (0: all)."),
-                "tile" => n is >= MinTileBuckets and <= MaxTileBuckets && n % 16 == 0 ? result with { TileBuckets = n }
-                          : throw new FormatException($"tile={n}: a tile holds {MinTileBuckets}..{MaxTileBuckets} buckets, a multiple of 16."),
-                _ => throw new FormatException($"unknown key '{key}' (phase1, phase2, sketch, nt, tile, rows, rows2)."),
-            };
+            if (Problem(key, n) is string problem) throw new FormatException(problem);
+            result = result.With(key, n);
         }
         return result;
     }
 
-    private static int Distance(string key, int n)
-        => Distances.Contains(n) ? n : throw new FormatException($"{key}={n}: a prefetch distance is one of {string.Join(", ", Distances)}.");
+    /// <summary>The keys of <see cref="Parse"/> with this tuning's values, in the order <see cref="Key"/> writes them.</summary>
+    private (string Key, int Value)[] Values =>
+    [
+        ("phase1", Phase1Prefetch), ("phase2", Phase2Prefetch), ("sketch", SketchPrefetch), ("nt", NonTemporalMinLength),
+        ("tile", TileBuckets), ("rows", Phase1RowsPerPass), ("rows2", Phase2RowsPerPass),
+    ];
+
+    /// <summary>This tuning with <paramref name="key"/> set to <paramref name="n"/> (a key of <see cref="Values"/>, already checked).</summary>
+    private CpuTuning With(string key, int n) => key switch
+    {
+        "phase1" => this with { Phase1Prefetch = n },
+        "phase2" => this with { Phase2Prefetch = n },
+        "sketch" => this with { SketchPrefetch = n },
+        "nt" => this with { NonTemporalMinLength = n },
+        "tile" => this with { TileBuckets = n },
+        "rows" => this with { Phase1RowsPerPass = n },
+        "rows2" => this with { Phase2RowsPerPass = n },
+        _ => throw new ArgumentOutOfRangeException(nameof(key), key, "not a tuning key"),
+    };
+
+    /// <summary>Whether the kernels have a copy for the prefetch distance <paramref name="n"/> (one of <see cref="Distances"/>).</summary>
+    public static bool IsDistance(int n) => Distances.Contains(n);
+
+    /// <summary>The one rule per key, shared by <see cref="Parse"/> and <see cref="Validate"/>: why <paramref name="n"/> cannot be its value, or null.</summary>
+    private static string? Problem(string key, int n) => key switch
+    {
+        "phase1" or "phase2" or "sketch" => IsDistance(n) ? null : $"{key}={n}: a prefetch distance is one of {string.Join(", ", Distances)}.",
+        "nt" => n >= 0 ? null : $"nt={n}: the threshold is a length, at least 0.",
+        "tile" => n is >= MinTileBuckets and <= MaxTileBuckets && n % 16 == 0 ? null
+                  : $"tile={n}: a tile holds {MinTileBuckets}..{MaxTileBuckets} buckets, a multiple of 16.",
+        "rows" or "rows2" => n >= 0 ? null : $"{key}={n}: rows per pass, at least 0 (0: all).",
+        _ => $"unknown key '{key}' (phase1, phase2, sketch, nt, tile, rows, rows2).",
+    };
 
     /// <summary>
     /// Throws <see cref="ArgumentException"/> naming the first value the kernels cannot run with (the rules <see cref="Parse"/>
@@ -160,22 +181,15 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
     /// </summary>
     public void Validate()
     {
-        foreach (var (key, n) in new[] { ("phase1", Phase1Prefetch), ("phase2", Phase2Prefetch), ("sketch", SketchPrefetch) })
-            if (!Distances.Contains(n))
-                throw new ArgumentException($"CPU tuning '{Name}': {key}={n} is not a prefetch distance the kernels are compiled for ({string.Join(", ", Distances)}).");
-        if (NonTemporalMinLength < 0)
-            throw new ArgumentException($"CPU tuning '{Name}': nt={NonTemporalMinLength}: the threshold is a length, at least 0.");
-        if (TileBuckets is < MinTileBuckets or > MaxTileBuckets || TileBuckets % 16 != 0)
-            throw new ArgumentException($"CPU tuning '{Name}': tile={TileBuckets}: a tile holds {MinTileBuckets}..{MaxTileBuckets} buckets, a multiple of 16.");
-        if (Phase1RowsPerPass < 0 || Phase2RowsPerPass < 0)
-            throw new ArgumentException($"CPU tuning '{Name}': rows={Phase1RowsPerPass}, rows2={Phase2RowsPerPass}: rows per pass are at least 0 (0: all).");
+        foreach (var (key, n) in Values)
+            if (Problem(key, n) is string problem) throw new ArgumentException($"CPU tuning '{Name}': {problem}");
     }
 
     /// <summary>Whether a Rotation tensor of <paramref name="length"/> entries writes its phase-1 sums non-temporally.</summary>
     public bool NonTemporalSums(int length) => length >= NonTemporalMinLength;
 
     /// <summary>The values as <see cref="Parse"/> reads them (for example <c>phase1=128,phase2=256,sketch=64,nt=1048576,tile=2048</c>).</summary>
-    public string Key => $"phase1={Phase1Prefetch},phase2={Phase2Prefetch},sketch={SketchPrefetch},nt={NonTemporalMinLength},tile={TileBuckets},rows={Phase1RowsPerPass},rows2={Phase2RowsPerPass}";
+    public string Key => string.Join(",", Values.Select(v => v.Key + "=" + v.Value.ToString(CultureInfo.InvariantCulture)));
 
     public override string ToString() => $"{Name} ({Key})";
 }

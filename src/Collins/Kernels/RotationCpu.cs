@@ -111,7 +111,7 @@ public static unsafe class RotationCpu
     /// <summary>Refuses a prefetch distance the kernels have no copy for (on every CPU, whether or not its vector path would read it).</summary>
     private static void CheckDistance(int distance, string name)
     {
-        if (!CpuTuning.Distances.Contains(distance))
+        if (!CpuTuning.IsDistance(distance))
             throw new ArgumentOutOfRangeException(name, distance, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances).");
     }
 
