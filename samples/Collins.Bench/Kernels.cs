@@ -397,18 +397,8 @@ public static class PhaseProbe
                 () => read.Step(),
                 () => scale.Step(),
             };
-            var samples = steps.Select(_ => new double[reps]).ToArray();
-            foreach (var st in steps) { st(); st(); }
-            for (int r = 0; r < reps; r++)
-                for (int j = 0; j < steps.Length; j++)
-                {
-                    int i = (j + r) % steps.Length;
-                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                    steps[i]();
-                    samples[i][r] = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-                }
-            double Med(double[] x) { var c = (double[])x.Clone(); Array.Sort(c); return c[c.Length / 2]; }
-            double tt = Med(samples[0]), ta = Med(samples[1]), tp = Med(samples[2]), tr = Med(samples[3]), ts = Med(samples[4]);
+            var median = CpuBench.Interleaved(steps, reps).Select(CpuBench.Median).ToArray();
+            double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ts = median[4];
             double applyBytes = b0 ? 12 : 8;
             // Each phase's own floor from this run: phase 1 reads g (the read kernel); phase 2 reads and writes p (the scale kernel), and
             // reads g too when β1 = 0 (the triad). The k-sized sketch traffic of each phase is not in these floors.
