@@ -592,6 +592,7 @@ namespace Collins.Generators
                                                       bool stochasticRounding, int denseThreshold, List<DiagnosticInfo> diagnostics)
         {
             string threshold = denseThreshold.ToString(CultureInfo.InvariantCulture);
+            string allDense = "every tensor stays dense: fewer entries than DenseThreshold = " + threshold + ", an effective Ratio of 1, or Sketching = Dense";
             const string FactorFix = "lower DenseThreshold (0 factors every tensor) or mark a tensor Sketching = TensorSketching.Sketched, or remove ";
 
             // COL033: the factored estimate's own settings when no tensor ends up factored (every tensor dense: dense tensors
@@ -614,7 +615,7 @@ namespace Collins.Generators
                 bool sketch = firstMoment == SettingsRules.SketchStorage;
                 string reason = sketch
                     ? "FirstMoment is Sketch, the default"
-                    : "every tensor stays dense: fewer entries than DenseThreshold = " + threshold + ", an effective Ratio of 1, or Sketching = Dense";
+                    : allDense;
                 void NotQuantized(string argument, string written)
                     => diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.QuantizationSettingWithoutQuantizedMoment, at(argument), display, written, reason,
                         sketch
@@ -631,7 +632,7 @@ namespace Collins.Generators
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.LayoutWithoutHashedTensor, at("Layout"), display, "Universal",
                     secondMoment == SettingsRules.FactoredEstimate
                         ? "under SecondMoment = Factored each tensor is factored or dense"
-                        : "every tensor stays dense: fewer entries than DenseThreshold = " + threshold + ", an effective Ratio of 1, or Sketching = Dense"));
+                        : allDense));
         }
 
         /// <summary>
