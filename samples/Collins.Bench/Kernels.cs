@@ -370,10 +370,14 @@ public static class KernelSet
 /// Profile evidence without hardware counters: times the two phases of a Rotation step separately (phase 1 reads g: 4 B/param;
 /// phase 2 updates the buckets, then reads and writes p: 8 B/param, plus g again when β1 = 0), next to the triad, through the
 /// runtime's Rotation kernel (<see cref="RotationCpuKernel"/>), the one every generated and run-time optimizer runs since the
-/// engine redesign.
+/// engine redesign; then the two phases of the factored kernel (<see cref="FactoredCpuKernel"/>, β1 = 0), with and without its
+/// AVX-512 row bodies. Each phase is also timed on an L2-sized tensor: the cost of its instructions when memory is no limit.
 /// </summary>
 public static class PhaseProbe
 {
+    /// <summary>Entries of the L2-sized tensors the phases are also timed on (256 KiB of p and of g).</summary>
+    private const int SmallLength = 1 << 16;
+
     public static void Run(BenchBuffers b, int ratio, int threads, int reps, TextWriter w)
     {
         foreach (bool b0 in new[] { false, true })
@@ -389,6 +393,13 @@ public static class PhaseProbe
             var read = new LimitKernel(b, threads, LimitKernel.Kind.Read);
             var scale = new LimitKernel(b, threads, LimitKernel.Kind.Scale);
             var s = StepScalars.For(10, 1e-4f, b0 ? 0 : 0.9, 0.999, 0);
+            // The same phases on an L2-sized tensor (one thread, repeated to the same entries, divided by the thread count; see Factored).
+            var smallPlan = new TensorPlan(new TensorSpec("S", SmallLength), settings);
+            var small = new RotationCpuKernel(smallPlan, settings);
+            float[] ms = new float[smallPlan.FirstMomentFloats], vs = new float[smallPlan.SecondMomentFloats];
+            float[] ps = b.Parameters.AsSpan(0, SmallLength).ToArray(), gs = b.Gradient.AsSpan(0, SmallLength).ToArray();
+            AlignedFloats sumMs = new(b0 ? 0 : smallPlan.Buckets), sumVs = new(smallPlan.Buckets);
+            int repeat = b.Length / SmallLength;
             Action[] steps =
             {
                 () => triad.Step(),
@@ -396,17 +407,82 @@ public static class PhaseProbe
                 () => kernel.Apply(threads, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
                 () => read.Step(),
                 () => scale.Step(),
+                () => { for (int i = 0; i < repeat; i++) small.Accumulate(1, ps, gs, ms, vs, sumMs, sumVs, in s); },
+                () => { for (int i = 0; i < repeat; i++) small.Apply(1, ps, gs, ms, vs, sumMs, sumVs, in s); },
             };
             var median = CpuBench.Interleaved(steps, reps).Select(CpuBench.Median).ToArray();
-            double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ts = median[4];
+            double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ts = median[4], ca = median[5] / threads, cp = median[6] / threads;
             double applyBytes = b0 ? 12 : 8;
             // Each phase's own floor from this run: phase 1 reads g (the read kernel); phase 2 reads and writes p (the scale kernel), and
             // reads g too when β1 = 0 (the triad). The k-sized sketch traffic of each phase is not in these floors.
             double applyFloor = b0 ? tt : ts;
             w.WriteLine($"phases of the Rotation kernel{(b0 ? " β1=0" : "")} ({tiles} tiles, {k / tiles} buckets/tile, {threads} threads, tuning {kernel.Tuning.Name}): " +
-                        $"accumulate {ta:F2} ms ({4.0 * b.Length / ta / 1e6:F1} GB/s at 4 B/param; read floor {tr:F2} ms, vs_floor {tr / ta:F2}), " +
-                        $"apply {tp:F2} ms ({applyBytes * b.Length / tp / 1e6:F1} GB/s at {applyBytes} B/param; {(b0 ? "triad" : "scale")} floor {applyFloor:F2} ms, vs_floor {applyFloor / tp:F2}), " +
+                        $"accumulate {ta:F2} ms ({4.0 * b.Length / ta / 1e6:F1} GB/s at 4 B/param; read floor {tr:F2} ms, vs_floor {tr / ta:F2}; in L2 {ca:F2} ms), " +
+                        $"apply {tp:F2} ms ({applyBytes * b.Length / tp / 1e6:F1} GB/s at {applyBytes} B/param; {(b0 ? "triad" : "scale")} floor {applyFloor:F2} ms, vs_floor {applyFloor / tp:F2}; in L2 {cp:F2} ms), " +
                         $"sum {ta + tp:F2} ms; triad {tt:F2} ms ({12.0 * b.Length / tt / 1e6:F1} GB/s)");
         }
+        if (b.Length % RuntimeKernel.FactoredColumns == 0) Factored(b, threads, reps, w);
+    }
+
+    /// <summary>
+    /// The two phases of the factored kernel (β1 = 0, d/1024 × 1024; <see cref="FactoredCpuKernel"/>): phase 1 reads g (row sums
+    /// and column partials of g²; the read floor), phase 2 reads g and reads and writes p (the triad). Each phase is also timed on an
+    /// L2-sized tensor of the same column count, repeated to the same number of entries, on one thread and divided by the thread
+    /// count: what the phase's instructions cost when memory is no limit (a compute floor of that code; the phase runs no faster
+    /// than either floor).
+    /// </summary>
+    private static void Factored(BenchBuffers b, int threads, int reps, TextWriter w)
+    {
+        const int cols = RuntimeKernel.FactoredColumns, smallRows = SmallLength / cols;
+        var settings = new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored };
+        var plan = new TensorPlan(new TensorSpec("W", [b.Length / cols, cols]), settings);
+        var kernel = new FactoredCpuKernel(plan, settings);
+        var small = new FactoredCpuKernel(new TensorPlan(new TensorSpec("S", [smallRows, cols]), settings), settings);
+        float[] v = new float[plan.SecondMomentFloats], vs = new float[smallRows + cols];
+        float[] ps = b.Parameters.AsSpan(0, smallRows * cols).ToArray(), gs = b.Gradient.AsSpan(0, smallRows * cols).ToArray();
+        int repeat = b.Length / (smallRows * cols);
+        var triad = new TriadKernel(b, threads);
+        var read = new LimitKernel(b, threads, LimitKernel.Kind.Read);
+        var s = StepScalars.For(10, 1e-4f, 0, 0.999, 0);
+        // The quantised phase 2 of the recommended 4-bit setting (FactoredQ4: β1 = 0.9, 4-bit codes, stochastic rounding).
+        var settingsQ = new OptimizerSettings { SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true };
+        var planQ = new TensorPlan(new TensorSpec("W", [b.Length / cols, cols]), settingsQ);
+        var smallPlanQ = new TensorPlan(new TensorSpec("S", [smallRows, cols]), settingsQ);
+        var kernelQ = new FactoredCpuKernel(planQ, settingsQ, new byte[planQ.FirstMomentCodeBytes]);
+        var smallQ = new FactoredCpuKernel(smallPlanQ, settingsQ, new byte[smallPlanQ.FirstMomentCodeBytes]);
+        float[] mQ = new float[planQ.FirstMomentFloats], vQ = new float[planQ.SecondMomentFloats];
+        float[] mQs = new float[smallPlanQ.FirstMomentFloats], vQs = new float[smallPlanQ.SecondMomentFloats];
+        var sQ = StepScalars.For(10, 1e-4f, 0.9, 0.999, 0);
+        kernelQ.Accumulate(threads, b.Parameters, b.Gradient, mQ, vQ, [], [], in sQ);   // its row and column sums, once
+        smallQ.Accumulate(1, ps, gs, mQs, vQs, [], [], in sQ);
+        bool wide = WideCpu.Enabled;
+        // Each phase with and without the AVX-512 row bodies (WideCpu; the same floats either way), the switch set for that step only.
+        Action Narrow(Action step) => () => { WideCpu.Enabled = false; try { step(); } finally { WideCpu.Enabled = wide; } };
+        Action accumulate = () => kernel.Accumulate(threads, b.Parameters, b.Gradient, [], v, [], [], in s);
+        Action apply = () => kernel.Apply(threads, b.Parameters, b.Gradient, [], v, [], [], in s);
+        Action accumulateL2 = () => { for (int i = 0; i < repeat; i++) small.Accumulate(1, ps, gs, [], vs, [], [], in s); };
+        Action applyL2 = () => { for (int i = 0; i < repeat; i++) small.Apply(1, ps, gs, [], vs, [], [], in s); };
+        Action[] steps =
+        {
+            () => triad.Step(), accumulate, apply, () => read.Step(), accumulateL2, applyL2,
+            Narrow(accumulate), Narrow(apply), Narrow(accumulateL2), Narrow(applyL2),
+            () => kernelQ.Apply(threads, b.Parameters, b.Gradient, mQ, vQ, [], [], in sQ),
+            () => { for (int i = 0; i < repeat; i++) smallQ.Apply(1, ps, gs, mQs, vQs, [], [], in sQ); },
+        };
+        var median = CpuBench.Interleaved(steps, reps).Select(CpuBench.Median).ToArray();
+        // The L2 runs take one thread (no hand-off between threads in 2048 short steps); the cores share no L2, so with all
+        // threads each would do 1/threads of them in the same time per entry: divided by the thread count.
+        double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ca = median[4] / threads, cp = median[5] / threads;
+        w.WriteLine($"phases of the factored kernel β1=0 ({b.Length / cols} x {cols}, {threads} threads): " +
+                    $"accumulate {ta:F2} ms (read floor {tr:F2} ms, vs_floor {tr / ta:F2}; in L2 {ca:F2} ms), " +
+                    $"apply {tp:F2} ms (triad floor {tt:F2} ms, vs_floor {tt / tp:F2}; in L2 {cp:F2} ms), " +
+                    $"sum {ta + tp:F2} ms against read + triad {tr + tt:F2} ms (vs_floor {(tr + tt) / (ta + tp):F2}); " +
+                    (wide ? $"without the AVX-512 row bodies: accumulate {median[6]:F2} ms (in L2 {median[8] / threads:F2}), apply {median[7]:F2} ms (in L2 {median[9] / threads:F2}); "
+                          : "(no AVX-512: the row bodies do not run); ") +
+                    $"in L2: {smallRows} x {cols} stepped {repeat} times on 1 thread, / {threads}");
+        // Its floor: the triad's 12 B/param plus reading and writing the 4-bit codes (1 B/param) and the block scales (8/B).
+        double qBytes = 12 + 1 + 8.0 / planQ.QuantizationBlock, qFloor = tt * qBytes / 12;
+        w.WriteLine($"phase 2 of the 4-bit factored kernel (FactoredQ4: 4-bit codes, stochastic rounding, blocks of {planQ.QuantizationBlock}): " +
+                    $"apply {median[10]:F2} ms (floor {qFloor:F2} ms = triad × {qBytes:F3}/12, vs_floor {qFloor / median[10]:F2}; in L2 {median[11] / threads:F2} ms)");
     }
 }

@@ -5,7 +5,8 @@ namespace Collins.Bench;
 
 /// <summary>
 /// <c>--tunings "A;B;…"</c>: the Rotation step (β1 = 0.9 and β1 = 0, the run-time optimizer over one tensor of the bench's length)
-/// under each CPU tuning (<see cref="CpuTuning"/>: prefetch distances, store kind, tile size), all in one process. Each round steps
+/// and the factored step with update clipping (β1 = 0, d/1024 × 1024: all three of its row loops) under each CPU tuning
+/// (<see cref="CpuTuning"/>: prefetch distances, store kind, tile size), all in one process. Each round steps
 /// every tuning once in a rotated order; a tuning's figure is the median over the rounds of its time divided by the mean time of
 /// the first tuning's two copies in the same round, so a change of the machine's memory state between rounds or processes cancels
 /// out; the second copy over the first is the A/A spread. This is how a CPU's entry in <see cref="CpuTuning.Known"/> is measured
@@ -47,14 +48,21 @@ public static class TuningBench
         var triad = new TriadKernel(buffers, o.Threads);
         var rows = new List<(string Name, Action Step, IDisposable? Owner)> { ("triad (limit)", triad.Step, null) };
         float[][] p = [buffers.Parameters], g = [buffers.Gradient];
+        var kinds = new List<(string Label, string Summary, OptimizerSettings Settings, TensorSpec Spec)>
+        {
+            ("Rotation", "", new OptimizerSettings { Ratio = o.Ratio, Layout = SketchLayout.Rotation }, new TensorSpec("W", o.Length)),
+            ("Rotation β1=0", "β1=0 ", new OptimizerSettings { Ratio = o.Ratio, Beta1 = 0, Layout = SketchLayout.Rotation }, new TensorSpec("W", o.Length)),
+        };
+        if (o.Length % RuntimeKernel.FactoredColumns == 0)
+            kinds.Add(("Factored clip=1", "factored ", new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1 },
+                       new TensorSpec("W", [o.Length / RuntimeKernel.FactoredColumns, RuntimeKernel.FactoredColumns])));
         try
         {
-        foreach (double beta1 in new[] { 0.9, 0.0 })
+        foreach (var kind in kinds)
             foreach (var t in tunings)
             {
-                var settings = new OptimizerSettings { Ratio = o.Ratio, Beta1 = beta1, Layout = SketchLayout.Rotation };
-                var opt = new CountSketchAdam(settings, [new TensorSpec("W", o.Length)], t) { MaxThreads = o.Threads };
-                string name = $"Rotation{(beta1 == 0 ? " β1=0" : "")} {t}";
+                var opt = new CountSketchAdam(kind.Settings, [kind.Spec], t) { MaxThreads = o.Threads };
+                string name = $"{kind.Label} {t}";
                 rows.Add((name, () =>
                 {
                     if (opt.Step(1e-4f, p, g) != StepOutcome.Applied) throw new InvalidOperationException($"{name}: the step was refused");
@@ -83,7 +91,7 @@ public static class TuningBench
             Console.WriteLine($"|{new string('-', 102)}|{new string('-', 11)}|{new string('-', 26)}|{new string('-', 17)}|");
             Console.WriteLine($"| {rows[0].Name,-100} | {CpuBench.Median(samples[0]),9:F3} | {"",24} | {"",15} |");
             var summary = new List<string>();
-            for (int group = 0; group < 2; group++)
+            for (int group = 0; group < kinds.Count; group++)
             {
                 int first = 1 + group * tunings.Count;
                 // The reference of a round: the mean of the first tuning's two copies in it (the first optimizer built was measured
@@ -97,7 +105,7 @@ public static class TuningBench
                     string paired = i == 1 ? $"A/A {CpuBench.Median(ratios):F3}" : $"{CpuBench.Median(ratios):F3}";
                     string range = $"{ratios.Min():F3}..{ratios.Max():F3}";
                     Console.WriteLine($"| {rows[r].Name,-100} | {CpuBench.Median(samples[r]),9:F3} | {paired,24} | {range,15} |");
-                    summary.Add($"{(group == 1 ? "β1=0 " : "")}{(i == 1 ? "A/A" : $"[{tunings[i].Key}]")}={CpuBench.Median(ratios):F3}");
+                    summary.Add($"{kinds[group].Summary}{(i == 1 ? "A/A" : $"[{tunings[i].Key}]")}={CpuBench.Median(ratios):F3}");
                 }
             }
             Console.WriteLine("(time ratio to the mean of the first tuning's two copies in the same round, median over rounds: below 1 is faster; A/A = its second copy over its first)");

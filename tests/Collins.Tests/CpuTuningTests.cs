@@ -85,6 +85,7 @@ public class CpuTuningTests
     [InlineData("tile=100", "tile=100")]
     [InlineData("tile=131072", "tile=131072")]
     [InlineData("nt=-1", "nt=-1")]
+    [InlineData("factored=100", "factored=100")]
     [InlineData("colour=3", "unknown key 'colour'")]
     [InlineData("phase1=12.5", "'phase1=12.5' is not key=integer")]
     [InlineData("phase1", "neither a tuning name")]
@@ -117,8 +118,8 @@ public class CpuTuningTests
 
     public static TheoryData<string> Tunings => new()
     {
-        "phase1=0,phase2=0,sketch=0", "phase1=64,phase2=64,sketch=64", "phase1=256,phase2=128,sketch=128", "phase1=512,phase2=512,sketch=256",
-        "phase1=1024,phase2=1024,sketch=1024,tile=256", "tile=256,nt=0", "tile=65536,nt=0", "tile=4096,nt=2147483647", "tile=272,nt=0",
+        "phase1=0,phase2=0,sketch=0,factored=0", "phase1=64,phase2=64,sketch=64,factored=64", "phase1=256,phase2=128,sketch=128,factored=128",
+        "phase1=512,phase2=512,sketch=256,factored=512", "phase1=1024,phase2=1024,sketch=1024,tile=256,factored=1024", "tile=256,nt=0", "tile=65536,nt=0", "tile=4096,nt=2147483647", "tile=272,nt=0",
         "rows=8,rows2=8", "rows=3,rows2=5,tile=256,nt=0", "rows=1,rows2=1,tile=4096", "rows=31,rows2=2", "rows=64,rows2=64",
         "rows=3,rows2=3,tile=16384,nt=0", "rows=8,rows2=8,tile=8192",   // tiles of several 2048-bucket chunks, passes in each
     };
@@ -130,6 +131,8 @@ public class CpuTuningTests
         var t = CpuTuning.Parse(tuning, CpuTuning.Default);
         // Rotation tensors of several tiles with a ragged last row (k = ceil(d / Ratio)), both estimates, with and without a first
         // moment, weight decay and gradient-norm clipping; a dense tensor and a Universal one ride along (they have no tuning).
+        // The factored settings put the matrices through the factored kernel's row loops (rows of 611, 1500 and 337 columns: the
+        // prefetch runs across row ends), with update clipping and with a 4-bit first moment.
         TensorSpec[] specs = [new("W", [97, 611]), new("v", 40_003), new("b", 64), new("E", [3, 7, 1500]), new("L", [1021, 337])];
         foreach (var settings in new OptimizerSettings[]
         {
@@ -137,6 +140,8 @@ public class CpuTuningTests
             new() { Ratio = 16, Beta1 = 0, SecondMoment = SecondMomentEstimate.Mean, MaxGradientNorm = 0.5 },
             new() { Ratio = 5, SecondMoment = SecondMomentEstimate.Mean },
             new() { Ratio = 32, WeightDecay = 0.01 },                                   // 32 rows: several passes of 8
+            new() { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1, WeightDecay = 0.01 },
+            new() { SecondMoment = SecondMomentEstimate.Factored, FirstMoment = FirstMomentStorage.Quantized4, StochasticRounding = true, MaxGradientNorm = 0.5 },
         })
         {
             using var reference = new CountSketchAdam(settings, specs, CpuTuning.Default) { MaxThreads = 2 };
@@ -168,11 +173,16 @@ public class CpuTuningTests
             CpuTuning.Default with { Phase2Prefetch = 100 }, CpuTuning.Default with { SketchPrefetch = -1 },
             CpuTuning.Default with { TileBuckets = 1000 }, CpuTuning.Default with { TileBuckets = 0 },
             CpuTuning.Default with { NonTemporalMinLength = -5 }, CpuTuning.Default with { Phase2RowsPerPass = -1 },
+            CpuTuning.Default with { FactoredPrefetch = 32 },
         })
         {
             var e = Assert.Throws<ArgumentException>(() => new CountSketchAdam(new OptimizerSettings { Ratio = 8 }, specs, bad));
             Assert.Contains("CPU tuning", e.Message);
         }
+        // A factored tensor's kernel checks the tuning too (here the only tensor).
+        var factored = Assert.Throws<ArgumentException>(() => new CountSketchAdam(new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored },
+                                                                                  [new TensorSpec("M", [64, 64])], CpuTuning.Default with { FactoredPrefetch = 100 }));
+        Assert.Contains("factored=100", factored.Message);
         foreach (var entry in CpuTuning.Known) entry.Tuning.Validate();
         CpuTuning.Default.Validate();
     }

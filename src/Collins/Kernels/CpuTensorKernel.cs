@@ -60,10 +60,10 @@ internal abstract class CpuTensorKernel
     /// <param name="plan">The tensor's plan.</param>
     /// <param name="settings">The optimizer's settings.</param>
     /// <param name="firstMomentCodes">The codes of a quantised first moment (<see cref="TensorPlan.IsQuantized"/>): state the optimizer owns.</param>
-    /// <param name="tuning">The CPU tuning of the kinds that have one (Rotation); null: <see cref="CpuTuning.Current"/>.</param>
+    /// <param name="tuning">The CPU tuning of the kinds that have one (Rotation, factored); null: <see cref="CpuTuning.Current"/>.</param>
     public static CpuTensorKernel Create(TensorPlan plan, OptimizerSettings settings, byte[]? firstMomentCodes = null, CpuTuning? tuning = null)
         => plan.IsDense ? new DenseCpuKernel(plan, settings)
-         : plan.IsFactored ? new FactoredCpuKernel(plan, settings, firstMomentCodes)
+         : plan.IsFactored ? new FactoredCpuKernel(plan, settings, firstMomentCodes, tuning)
          : plan.Layout == SketchLayout.Rotation ? new RotationCpuKernel(plan, settings, tuning)
          : new UniversalCpuKernel(plan, settings);
 }

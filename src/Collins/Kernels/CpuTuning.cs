@@ -40,7 +40,7 @@ internal readonly record struct CpuIdentity(string Vendor, int Family, int Model
 
 /// <summary>
 /// The CPU engine's choices that change how fast a step runs and never what it computes: software-prefetch distances of the
-/// Rotation kernels, the store kind of their phase-1 sums, and their tile size. Every Rotation bucket is summed over its rows in
+/// Rotation kernels and of the factored kernel's AVX-512 row bodies, the store kind of the Rotation phase-1 sums, and their tile size. Every Rotation bucket is summed over its rows in
 /// row order whatever the tile, a prefetch is only a hint and a non-temporal store writes the same value, so a step is
 /// bit-identical under every tuning (CpuTuningTests steps each candidate against the default). Choices that would change a
 /// result (the factored kernels' row tiles, every tile that a partial sum is formed over) are fixed in <see cref="KernelTiles"/>
@@ -62,8 +62,10 @@ internal readonly record struct CpuIdentity(string Vendor, int Family, int Model
 /// <param name="TileBuckets">Buckets per tile of both Rotation phases (a multiple of 16, so that every tile starts on a cache line).</param>
 /// <param name="Phase1RowsPerPass">Rows that Rotation phase 1 reads per pass over a tile (0: all rows in one pass).</param>
 /// <param name="Phase2RowsPerPass">Rows that Rotation phase 2 updates per pass over a tile (0: all rows in one pass).</param>
+/// <param name="FactoredPrefetch">Floats ahead that the factored kernel's AVX-512 row bodies (phase 1, the update, update clipping's
+/// Σu²) prefetch g and p, across row ends (0: none).</param>
 internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Prefetch, int SketchPrefetch, int NonTemporalMinLength, int TileBuckets,
-                                 int Phase1RowsPerPass = 0, int Phase2RowsPerPass = 0)
+                                 int Phase1RowsPerPass = 0, int Phase2RowsPerPass = 0, int FactoredPrefetch = 256)
 {
     /// <summary>The prefetch distances the kernels are compiled for.</summary>
     public static IReadOnlyList<int> Distances { get; } = [0, 64, 128, 256, 512, 1024];
@@ -76,7 +78,8 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
 
     /// <summary>
     /// The tuning of CPUs without an entry: the values measured on the Intel Xeon the kernels were first tuned on (family 6
-    /// model 207).
+    /// model 207). The factored distance was not measured there (the factored kernel came later): 256, the distance the dense
+    /// streams were tuned to on that machine.
     /// </summary>
     public static CpuTuning Default { get; } = new("default", 128, 256, 64, 1 << 20, 2048);
 
@@ -85,14 +88,14 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
     [
         ("GenuineIntel", 6, 207, Default with { Name = "intel-6-207" }),
         ("AuthenticAMD", 26, null, Default with { Name = "amd-26", Phase1Prefetch = 256, Phase2Prefetch = 512, TileBuckets = 4096,
-                                                  Phase1RowsPerPass = 8, Phase2RowsPerPass = 8 }),
+                                                  Phase1RowsPerPass = 8, Phase2RowsPerPass = 8, FactoredPrefetch = 1024 }),
     ];
 
     private static readonly Lazy<CpuTuning> s_current = new(() => FromEnvironment(Environment.GetEnvironmentVariable(EnvironmentVariable), CpuIdentity.Current));
 
     /// <summary>
     /// This process's tuning, chosen once. Throws <see cref="InvalidOperationException"/> naming the variable and the bad part
-    /// when <c>COLLINS_CPU_TUNING</c> cannot be read: from the constructor of an optimizer with a Rotation tensor (whose kernel
+    /// when <c>COLLINS_CPU_TUNING</c> cannot be read: from the constructor of an optimizer with a Rotation or factored tensor (whose kernel
     /// reads it when it is built, so no optimizer is built with it), and from every later read in the process (the failure is
     /// cached; the variable is read once).
     /// </summary>
@@ -118,7 +121,8 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
     /// A tuning from text: a name of <see cref="Known"/> or "default", or comma-separated <c>key=value</c> pairs over
     /// <paramref name="basis"/> with the keys <c>phase1</c>, <c>phase2</c>, <c>sketch</c> (distances of <see cref="Distances"/>),
     /// <c>nt</c> (the non-temporal threshold in entries), <c>tile</c> (buckets), <c>rows</c> and <c>rows2</c> (rows per pass of
-    /// phase 1 and phase 2; 0, or at least the tensor's row count, reads every row in one pass). Throws <see cref="FormatException"/>
+    /// phase 1 and phase 2; 0, or at least the tensor's row count, reads every row in one pass), <c>factored</c> (the factored
+    /// kernel's distance, one of <see cref="Distances"/>). Throws <see cref="FormatException"/>
     /// naming the bad part.
     /// </summary>
     public static CpuTuning Parse(string text, CpuTuning basis)
@@ -145,7 +149,7 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
     private (string Key, int Value)[] Values =>
     [
         ("phase1", Phase1Prefetch), ("phase2", Phase2Prefetch), ("sketch", SketchPrefetch), ("nt", NonTemporalMinLength),
-        ("tile", TileBuckets), ("rows", Phase1RowsPerPass), ("rows2", Phase2RowsPerPass),
+        ("tile", TileBuckets), ("rows", Phase1RowsPerPass), ("rows2", Phase2RowsPerPass), ("factored", FactoredPrefetch),
     ];
 
     /// <summary>This tuning with <paramref name="key"/> set to <paramref name="n"/> (a key of <see cref="Values"/>, already checked).</summary>
@@ -158,6 +162,7 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
         "tile" => this with { TileBuckets = n },
         "rows" => this with { Phase1RowsPerPass = n },
         "rows2" => this with { Phase2RowsPerPass = n },
+        "factored" => this with { FactoredPrefetch = n },
         _ => throw new ArgumentOutOfRangeException(nameof(key), key, "not a tuning key"),
     };
 
@@ -167,17 +172,17 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
     /// <summary>The one rule per key, shared by <see cref="Parse"/> and <see cref="Validate"/>: why <paramref name="n"/> cannot be its value, or null.</summary>
     private static string? Problem(string key, int n) => key switch
     {
-        "phase1" or "phase2" or "sketch" => IsDistance(n) ? null : $"{key}={n}: a prefetch distance is one of {string.Join(", ", Distances)}.",
+        "phase1" or "phase2" or "sketch" or "factored" => IsDistance(n) ? null : $"{key}={n}: a prefetch distance is one of {string.Join(", ", Distances)}.",
         "nt" => n >= 0 ? null : $"nt={n}: the threshold is a length, at least 0.",
         "tile" => n is >= MinTileBuckets and <= MaxTileBuckets && n % 16 == 0 ? null
                   : $"tile={n}: a tile holds {MinTileBuckets}..{MaxTileBuckets} buckets, a multiple of 16.",
         "rows" or "rows2" => n >= 0 ? null : $"{key}={n}: rows per pass, at least 0 (0: all).",
-        _ => $"unknown key '{key}' (phase1, phase2, sketch, nt, tile, rows, rows2).",
+        _ => $"unknown key '{key}' (phase1, phase2, sketch, nt, tile, rows, rows2, factored).",
     };
 
     /// <summary>
     /// Throws <see cref="ArgumentException"/> naming the first value the kernels cannot run with (the rules <see cref="Parse"/>
-    /// applies to text, for a tuning built in code); every Rotation kernel checks its tuning when it is built, before any step.
+    /// applies to text, for a tuning built in code); every Rotation and factored kernel checks its tuning when it is built, before any step.
     /// </summary>
     public void Validate()
     {

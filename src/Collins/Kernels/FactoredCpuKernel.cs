@@ -21,9 +21,9 @@ namespace Collins.Kernels;
 /// Σ u² is multiplied by s² and the learning rate by s; with a quantised first moment s enters m instead (m takes (1 − β1)·s·g, and
 /// u, Σ u² and lr follow from that m), so phase 2 is that of s·g either way; phase 1 reports Σ g² from the row sums.
 /// The row, column and partial sums live in this kernel (workspace, not state). With AVX-512F (<see cref="WideCpu.Enabled"/>) the
-/// rows of update clipping's Σ u² and runs of whole quantised blocks inside one row take <see cref="WideCpu"/>'s 16-lane bodies,
-/// which give the same floats, codes and sums as the paths here (the plain update stays in <see cref="Vector{T}"/> lanes: 16 lanes
-/// measured slower there, docs/benchmarks.md).
+/// rows of phase 1, of the plain update and of update clipping's Σ u², and runs of whole quantised blocks inside one row, take
+/// <see cref="WideCpu"/>'s 16-lane bodies, which give the same floats, codes and sums as the paths here; the row bodies prefetch
+/// g (and p) <see cref="CpuTuning.FactoredPrefetch"/> floats ahead of the process's tuning, across row ends (docs/benchmarks.md).
 /// </remarks>
 internal sealed class FactoredCpuKernel : CpuTensorKernel
 {
@@ -53,7 +53,10 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     /// <summary>Floats of workspace this kernel keeps: R row sums, C column sums and the tiles' C column partials each.</summary>
     internal long WorkspaceFloats => _rowSums.Length + _colSums.Length + _colPartials.LongLength;
 
-    public FactoredCpuKernel(TensorPlan plan, OptimizerSettings settings, byte[]? codes = null) : base(plan, settings)
+    /// <summary>The CPU tuning whose factored prefetch distance the AVX-512 row bodies use (checked when the kernel is built).</summary>
+    public CpuTuning Tuning { get; }
+
+    public FactoredCpuKernel(TensorPlan plan, OptimizerSettings settings, byte[]? codes = null, CpuTuning? tuning = null) : base(plan, settings)
     {
         if (!plan.IsFactored || (plan.HasFirstMoment && !plan.IsQuantized))
             throw new ArgumentException($"Tensor '{plan.Name}' is not a factored tensor without a first moment or with a quantised one.", nameof(plan));
@@ -82,9 +85,18 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         _rowSums = new float[_rows];
         _colSums = new float[_cols];
         _colPartials = new float[(long)_tiles * _cols];
-        _accumulate = AccumulateTile;
-        _apply = ApplyTile;
-        _squares = SquaresTile;
+        Tuning = tuning ?? CpuTuning.Current;
+        Tuning.Validate();
+        (_accumulate, _apply, _squares) = Tuning.FactoredPrefetch switch
+        {
+            0 => RowKernels<Ahead0>(),
+            64 => RowKernels<Ahead64>(),
+            128 => RowKernels<Ahead128>(),
+            256 => RowKernels<Ahead256>(),
+            512 => RowKernels<Ahead512>(),
+            1024 => RowKernels<Ahead1024>(),
+            _ => throw new ArgumentException($"CPU tuning '{Tuning.Name}': factored={Tuning.FactoredPrefetch} has no compiled copy."),
+        };
         _clip = (float)settings.UpdateClipping;
         _schedule = settings.Beta2Schedule;
         _tileSquares = new double[_clip > 0 ? Math.Max(_tiles, _blockTiles) : 0];
@@ -142,7 +154,11 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         TileRunner.Run(_tiles, threads, _apply, p, g, m, v, sumM, sumV, s);
     }
 
-    private bool AccumulateTile(int tile, in TileBuffers buf, in StepScalars s)
+    /// <summary>The tile kernels of the three row loops with the row bodies' prefetch distance as a type (a JIT-time constant).</summary>
+    private (TileKernel Accumulate, TileKernel Apply, TileKernel Squares) RowKernels<TAhead>() where TAhead : struct, IPrefetchDistance
+        => (AccumulateTile<TAhead>, ApplyTile<TAhead>, SquaresTile<TAhead>);
+
+    private bool AccumulateTile<TAhead>(int tile, in TileBuffers buf, in StepScalars s) where TAhead : struct, IPrefetchDistance
     {
         int r0 = tile * _rowsPerTile, r1 = Math.Min(r0 + _rowsPerTile, _rows);
         var partial = _colPartials.AsSpan(tile * _cols, _cols);
@@ -152,14 +168,14 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         for (int r = r0; r < r1; r++)
         {
             var row = g.Slice(r * _cols, _cols);
-            float sum = SquaresInto(partial, row);
+            float sum = SquaresInto<TAhead>(partial, row, g[(r * _cols)..]);
             _rowSums[r] = sum;
             finite &= float.IsFinite(sum);
         }
         return finite;
     }
 
-    private bool ApplyTile(int tile, in TileBuffers buf, in StepScalars s)
+    private bool ApplyTile<TAhead>(int tile, in TileBuffers buf, in StepScalars s) where TAhead : struct, IPrefetchDistance
     {
         int r0 = tile * _rowsPerTile, r1 = Math.Min(r0 + _rowsPerTile, _rows);
         var colEma = buf.SecondMoment.Slice(_rows, _cols);
@@ -170,8 +186,8 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
             float a = rowEma[r] * _rowScale;
             var p = buf.Parameters.Slice(r * _cols, _cols);
             var g = buf.Gradient.Slice(r * _cols, _cols);
-            int c = 0;
-            if (Vector.IsHardwareAccelerated && _cols >= Vector<float>.Count)
+            int c = WideCpu.Enabled ? WideCpu.FactoredRowApply<TAhead>(colEma, buf.Gradient[(r * _cols)..], buf.Parameters[(r * _cols)..], a, isb2, eps, decay, lr) : 0;
+            if (Vector.IsHardwareAccelerated && _cols - c >= Vector<float>.Count)
             {
                 var va = new Vector<float>(a); var vdecay = new Vector<float>(decay); var vlr = new Vector<float>(lr);
                 var visb2 = new Vector<float>(isb2); var veps = new Vector<float>(eps);
@@ -193,7 +209,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     }
 
     /// <summary>Update clipping: Σ u² of one tile's rows, u = g / (√v̂·isb2 + ε), in double, into its slot.</summary>
-    private bool SquaresTile(int tile, in TileBuffers buf, in StepScalars s)
+    private bool SquaresTile<TAhead>(int tile, in TileBuffers buf, in StepScalars s) where TAhead : struct, IPrefetchDistance
     {
         int r0 = tile * _rowsPerTile, r1 = Math.Min(r0 + _rowsPerTile, _rows);
         var colEma = buf.SecondMoment.Slice(_rows, _cols);
@@ -214,7 +230,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
                 {
                     // AVX-512: 16 entries a vector into the same two accumulators, lane by lane in the same order (the same sum).
                     Vector256<double> lo = default, hi = default;
-                    c = WideCpu.FactoredRowSquares(colEma, g, a, isb2, eps, ref lo, ref hi);
+                    c = WideCpu.FactoredRowSquares<TAhead>(colEma, buf.Gradient[(r * _cols)..], a, isb2, eps, ref lo, ref hi);
                     acc0 = lo.AsVector();
                     acc1 = hi.AsVector();
                 }
@@ -372,14 +388,23 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         }
     }
 
-    /// <summary>Adds g² of <paramref name="row"/> into <paramref name="columns"/> and returns the row's Σ g² (lanes, then lanes in order).</summary>
-    private static float SquaresInto(Span<float> columns, ReadOnlySpan<float> row)
+    /// <summary>
+    /// Adds g² of <paramref name="row"/> into <paramref name="columns"/> and returns the row's Σ g² (lanes, then lanes in order);
+    /// <paramref name="fromRow"/> is the gradient from the row's start on (the wide body prefetches inside it, across the row's end).
+    /// </summary>
+    private static float SquaresInto<TAhead>(Span<float> columns, ReadOnlySpan<float> row, ReadOnlySpan<float> fromRow) where TAhead : struct, IPrefetchDistance
     {
         int c = 0;
         float sum = 0f;
         if (Vector.IsHardwareAccelerated && row.Length >= Vector<float>.Count)
         {
             var acc = Vector<float>.Zero;
+            if (WideCpu.Enabled && Vector<float>.Count == 8)
+            {
+                var wide = Vector256<float>.Zero;
+                c = WideCpu.FactoredRowSquaresInto<TAhead>(columns, fromRow, ref wide);
+                acc = wide.AsVector();
+            }
             for (; c <= row.Length - Vector<float>.Count; c += Vector<float>.Count)
             {
                 var x = new Vector<float>(row[c..]);

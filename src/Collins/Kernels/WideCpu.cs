@@ -114,16 +114,81 @@ internal static class WideCpu
     }
 
     /// <summary>
-    /// Update clipping's u² = (g / (√(a·col)·isb2 + ε))² of one row from its start, widened to double and added into the lanes of
+    /// Phase 1 of one factored row from its start, 16 entries a vector: g² of the row (the first <paramref name="columns"/>.Length
+    /// entries of <paramref name="fromRow"/>, the gradient from the row's start on) added into <paramref name="columns"/> and into
+    /// the fallback's 8-float row accumulator <paramref name="acc"/> (lane l: entries 8k + l in order of k; the first 8 floats of
+    /// a vector are chunk 2k, the last 8 chunk 2k + 1, added in that order, as the 256-bit loop adds them), the gradient prefetched
+    /// <typeparamref name="TAhead"/> floats ahead (<see cref="CpuTuning.FactoredPrefetch"/>) inside <paramref name="fromRow"/>; returns how many entries it did (a
+    /// multiple of 16).
+    /// </summary>
+    public static unsafe int FactoredRowSquaresInto<TAhead>(Span<float> columns, ReadOnlySpan<float> fromRow, ref Vector256<float> acc)
+        where TAhead : struct, IPrefetchDistance
+    {
+        int n = columns.Length;
+        if (fromRow.Length < n) throw new ArgumentException("The wide factored row sums take a row and its columns of one length.");
+        ref float rc = ref MemoryMarshal.GetReference(columns), rg = ref MemoryMarshal.GetReference(fromRow);
+        int prefetchEnd = fromRow.Length - TAhead.Ahead;
+        var a = acc;
+        int c = 0;
+        for (; c <= n - W; c += W)
+        {
+            nuint at = (nuint)c;
+            if (TAhead.Ahead != 0 && Sse.IsSupported && c < prefetchEnd) Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, at + (nuint)TAhead.Ahead)));
+            var x = Vector512.LoadUnsafe(ref rg, at);
+            var sq = x * x;
+            a += sq.GetLower();
+            a += sq.GetUpper();
+            (Vector512.LoadUnsafe(ref rc, at) + sq).StoreUnsafe(ref rc, at);
+        }
+        acc = a;
+        return c;
+    }
+
+    /// <summary>
+    /// The plain factored update of one row from its start, 16 entries a vector: p ← p·decay − lr·g / (√(a·col)·isb2 + ε) over the
+    /// first <paramref name="col"/>.Length entries of <paramref name="gFromRow"/> and <paramref name="pFromRow"/> (g and p from the
+    /// row's start on, prefetched <typeparamref name="TAhead"/> floats ahead (<see cref="CpuTuning.FactoredPrefetch"/>) inside them), the operations of
+    /// <see cref="FactoredCpuKernel"/>'s <see cref="System.Numerics.Vector{T}"/> loop in their order (each entry is independent, so
+    /// the width changes no bit); returns how many entries it did (a multiple of 16).
+    /// </summary>
+    public static unsafe int FactoredRowApply<TAhead>(ReadOnlySpan<float> col, ReadOnlySpan<float> gFromRow, Span<float> pFromRow, float a, float isb2, float eps,
+                                                      float decay, float lr) where TAhead : struct, IPrefetchDistance
+    {
+        int n = col.Length;
+        if (gFromRow.Length < n || pFromRow.Length != gFromRow.Length)
+            throw new ArgumentException("The wide factored update takes a row's columns and g and p from the row's start, of one length.");
+        ref float rc = ref MemoryMarshal.GetReference(col), rg = ref MemoryMarshal.GetReference(gFromRow), rp = ref MemoryMarshal.GetReference(pFromRow);
+        int prefetchEnd = gFromRow.Length - TAhead.Ahead;
+        var va = Vector512.Create(a); var visb2 = Vector512.Create(isb2); var veps = Vector512.Create(eps);
+        var vdecay = Vector512.Create(decay); var vlr = Vector512.Create(lr);
+        int c = 0;
+        for (; c <= n - W; c += W)
+        {
+            nuint at = (nuint)c;
+            if (TAhead.Ahead != 0 && Sse.IsSupported && c < prefetchEnd)
+            {
+                Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, at + (nuint)TAhead.Ahead)));
+                Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rp, at + (nuint)TAhead.Ahead)));
+            }
+            var den = Vector512.Sqrt(va * Vector512.LoadUnsafe(ref rc, at)) * visb2 + veps;
+            (Vector512.LoadUnsafe(ref rp, at) * vdecay - vlr * Vector512.LoadUnsafe(ref rg, at) / den).StoreUnsafe(ref rp, at);
+        }
+        return c;
+    }
+
+    /// <summary>
+    /// Update clipping's u² = (g / (√(a·col)·isb2 + ε))² of one row from its start (the first <paramref name="col"/>.Length entries
+    /// of <paramref name="gFromRow"/>, g from the row's start on, prefetched <typeparamref name="TAhead"/> floats ahead (<see cref="CpuTuning.FactoredPrefetch"/>) inside it), widened to double and added into the lanes of
     /// the fallback's two 8-float accumulators (<paramref name="lo"/>: entries 8k … 8k + 3, <paramref name="hi"/>: 8k + 4 … 8k + 7,
     /// each in order of k, exactly as the 256-bit loop adds them); returns how many entries it did (a multiple of 16).
     /// </summary>
-    public static int FactoredRowSquares(ReadOnlySpan<float> col, ReadOnlySpan<float> g, float a, float isb2, float eps,
-                                         ref Vector256<double> lo, ref Vector256<double> hi)
+    public static unsafe int FactoredRowSquares<TAhead>(ReadOnlySpan<float> col, ReadOnlySpan<float> gFromRow, float a, float isb2, float eps,
+                                                        ref Vector256<double> lo, ref Vector256<double> hi) where TAhead : struct, IPrefetchDistance
     {
-        int n = g.Length;
-        if (col.Length != n) throw new ArgumentException("The wide factored squares take the row's columns and g of one length.");
-        ref float rc = ref MemoryMarshal.GetReference(col), rg = ref MemoryMarshal.GetReference(g);
+        int n = col.Length;
+        if (gFromRow.Length < n) throw new ArgumentException("The wide factored squares take a row's columns and g from the row's start.");
+        ref float rc = ref MemoryMarshal.GetReference(col), rg = ref MemoryMarshal.GetReference(gFromRow);
+        int prefetchEnd = gFromRow.Length - TAhead.Ahead;
         var va = Vector512.Create(a); var visb2 = Vector512.Create(isb2); var veps = Vector512.Create(eps);
         // Lane l of acc is entry class l mod 8: the first 8 floats of a vector are chunk 2k, the last 8 chunk 2k + 1, added in that order.
         var acc = Vector512.Create(lo, hi);
@@ -131,6 +196,7 @@ internal static class WideCpu
         for (; c <= n - W; c += W)
         {
             nuint at = (nuint)c;
+            if (TAhead.Ahead != 0 && Sse.IsSupported && c < prefetchEnd) Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref rg, at + (nuint)TAhead.Ahead)));
             var u = Vector512.LoadUnsafe(ref rg, at) / (Vector512.Sqrt(va * Vector512.LoadUnsafe(ref rc, at)) * visb2 + veps);
             var sq = u * u;
             acc += Avx512F.ConvertToVector512Double(sq.GetLower());
