@@ -1,7 +1,7 @@
 // Same-process comparison of builds of src/Collins that differ only in the Rotation prefetch distances.
 // Usage: PrefetchHarness MEBI-ENTRIES ROUNDS BETA1 VARIANT... ; VARIANT is a folder under $VARIANTS (default /tmp/tunevar)
 // made by make-variants.sh. Each variant's Collins.dll is loaded into its own AssemblyLoadContext, one run-time
-// CountSketchAdam (Rotation, Ratio 32) per variant steps the same buffers, one step per variant per round in rotated
+// CountSketchAdam (Rotation, Ratio 32, or $RATIO) per variant steps the same buffers, one step per variant per round in rotated
 // order; printed: each variant's median step time and the median of its per-round ratio to the first variant.
 using System.Diagnostics;
 using System.Globalization;
@@ -13,6 +13,8 @@ int rounds = int.Parse(args[1], CultureInfo.InvariantCulture);
 double beta1 = double.Parse(args[2], CultureInfo.InvariantCulture);
 string[] variants = args[3..];
 string root = Environment.GetEnvironmentVariable("VARIANTS") ?? "/tmp/tunevar";
+// RATIO (default 32): the optimizer's Ratio; RATIO=1 steps the dense kernel.
+int sketchRatio = int.Parse(Environment.GetEnvironmentVariable("RATIO") ?? "32", CultureInfo.InvariantCulture);
 float[] p = new float[n], g = new float[n];
 var rnd = new Random(1);
 for (int i = 0; i < n; i++) { p[i] = (float)(rnd.NextDouble() - 0.5); g[i] = (float)(rnd.NextDouble() - 0.5) * 1e-2f; }
@@ -25,7 +27,7 @@ foreach (string v in variants)
     Type T(string name) => asm.GetTypes().First(t => t.Name == name);
     var settingsType = T("OptimizerSettings");
     object settings = Activator.CreateInstance(settingsType)!;
-    settingsType.GetProperty("Ratio")!.SetValue(settings, 32);
+    settingsType.GetProperty("Ratio")!.SetValue(settings, sketchRatio);
     settingsType.GetProperty("Beta1")!.SetValue(settings, beta1);
     var specType = T("TensorSpec");
     var specCtor = specType.GetConstructors().First(c => c.GetParameters().Length == 4);
@@ -50,7 +52,7 @@ for (int r = 0; r < rounds; r++)
         times[i][r] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
     }
 static double Median(IEnumerable<double> x) { var a = x.Order().ToArray(); return a[a.Length / 2]; }
-Console.WriteLine(FormattableString.Invariant($"d={n >> 20}M beta1={beta1} rounds={rounds} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}"));
+Console.WriteLine(FormattableString.Invariant($"d={n >> 20}M ratio={sketchRatio} beta1={beta1} rounds={rounds} load={File.ReadAllText("/proc/loadavg").Split(' ')[0]}"));
 for (int i = 0; i < variants.Length; i++)
 {
     double ratio = Median(Enumerable.Range(0, rounds).Select(r => times[i][r] / times[0][r]));

@@ -10,7 +10,7 @@ public static class CpuBench
     {
         Console.WriteLine($"Collins.Bench  d={Options.FormatSize(o.Length)} ({o.Length:N0} params)  ratio={o.Ratio}  threads={o.Threads}/{Environment.ProcessorCount}  reps={o.Reps} (interleaved)");
         Console.WriteLine($"cpu {CpuInfo.Description}  runtime {Environment.Version}  Vector512={Vector512.IsHardwareAccelerated} Vector256={Vector256.IsHardwareAccelerated}  load average at start: {LoadAverage()}");
-        Console.WriteLine($"tuning {Collins.Kernels.CpuTuning.Current} (the Rotation kernels' prefetch distances, store kind and tile size for this CPU; {Collins.Kernels.CpuTuning.EnvironmentVariable} overrides)");
+        Console.WriteLine($"tuning {Collins.Kernels.CpuTuning.Current} (the Rotation kernels' prefetch distances, store kind, tile size and rows per pass, and the factored row bodies' prefetch distance, for this CPU; {Collins.Kernels.CpuTuning.EnvironmentVariable} overrides)");
 
         var buffers = new BenchBuffers(o.Length);
         var missing = new List<string>();

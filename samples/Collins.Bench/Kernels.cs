@@ -378,8 +378,20 @@ public static class PhaseProbe
     /// <summary>Entries of the L2-sized tensors the phases are also timed on (256 KiB of p and of g).</summary>
     private const int SmallLength = 1 << 16;
 
+    /// <summary>
+    /// From the time of <paramref name="repeat"/> one-thread steps of the L2-sized tensor to that of d entries on all threads: scaled
+    /// to d (when d is no multiple of <see cref="SmallLength"/>) and divided by the thread count (the cores share no L2, so each
+    /// would do its share in the same time per entry: an assumption about the machine, stated with the figures).
+    /// </summary>
+    private static double L2Scale(int length, int repeat, int threads) => (double)length / ((long)repeat * SmallLength) / threads;
+
     public static void Run(BenchBuffers b, int ratio, int threads, int reps, TextWriter w)
     {
+        if (b.Length < SmallLength)
+        {
+            w.WriteLine($"phases: not measured, d = {b.Length} is below the {SmallLength} entries of the L2-sized tensors the phases are also timed on");
+            return;
+        }
         foreach (bool b0 in new[] { false, true })
         {
             var settings = new OptimizerSettings { Ratio = ratio, Beta1 = b0 ? 0 : 0.9 };
@@ -400,6 +412,7 @@ public static class PhaseProbe
             float[] ps = b.Parameters.AsSpan(0, SmallLength).ToArray(), gs = b.Gradient.AsSpan(0, SmallLength).ToArray();
             AlignedFloats sumMs = new(b0 ? 0 : smallPlan.Buckets), sumVs = new(smallPlan.Buckets);
             int repeat = b.Length / SmallLength;
+            double l2 = L2Scale(b.Length, repeat, threads);
             Action[] steps =
             {
                 () => triad.Step(),
@@ -411,7 +424,7 @@ public static class PhaseProbe
                 () => { for (int i = 0; i < repeat; i++) small.Apply(1, ps, gs, ms, vs, sumMs, sumVs, in s); },
             };
             var median = CpuBench.Interleaved(steps, reps).Select(CpuBench.Median).ToArray();
-            double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ts = median[4], ca = median[5] / threads, cp = median[6] / threads;
+            double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ts = median[4], ca = median[5] * l2, cp = median[6] * l2;
             double applyBytes = b0 ? 12 : 8;
             // Each phase's own floor from this run: phase 1 reads g (the read kernel); phase 2 reads and writes p (the scale kernel), and
             // reads g too when β1 = 0 (the triad). The k-sized sketch traffic of each phase is not in these floors.
@@ -419,7 +432,8 @@ public static class PhaseProbe
             w.WriteLine($"phases of the Rotation kernel{(b0 ? " β1=0" : "")} ({tiles} tiles, {k / tiles} buckets/tile, {threads} threads, tuning {kernel.Tuning.Name}): " +
                         $"accumulate {ta:F2} ms ({4.0 * b.Length / ta / 1e6:F1} GB/s at 4 B/param; read floor {tr:F2} ms, vs_floor {tr / ta:F2}; in L2 {ca:F2} ms), " +
                         $"apply {tp:F2} ms ({applyBytes * b.Length / tp / 1e6:F1} GB/s at {applyBytes} B/param; {(b0 ? "triad" : "scale")} floor {applyFloor:F2} ms, vs_floor {applyFloor / tp:F2}; in L2 {cp:F2} ms), " +
-                        $"sum {ta + tp:F2} ms; triad {tt:F2} ms ({12.0 * b.Length / tt / 1e6:F1} GB/s)");
+                        $"sum {ta + tp:F2} ms; triad {tt:F2} ms ({12.0 * b.Length / tt / 1e6:F1} GB/s); " +
+                        $"in L2: {SmallLength} entries stepped {repeat} times on 1 thread, scaled to d and / {threads} (its sums stored plainly)");
         }
         if (b.Length % RuntimeKernel.FactoredColumns == 0) Factored(b, threads, reps, w);
     }
@@ -441,6 +455,7 @@ public static class PhaseProbe
         float[] v = new float[plan.SecondMomentFloats], vs = new float[smallRows + cols];
         float[] ps = b.Parameters.AsSpan(0, smallRows * cols).ToArray(), gs = b.Gradient.AsSpan(0, smallRows * cols).ToArray();
         int repeat = b.Length / (smallRows * cols);
+        double l2 = L2Scale(b.Length, repeat, threads);
         var triad = new TriadKernel(b, threads);
         var read = new LimitKernel(b, threads, LimitKernel.Kind.Read);
         var s = StepScalars.For(10, 1e-4f, 0, 0.999, 0);
@@ -472,17 +487,17 @@ public static class PhaseProbe
         var median = CpuBench.Interleaved(steps, reps).Select(CpuBench.Median).ToArray();
         // The L2 runs take one thread (no hand-off between threads in 2048 short steps); the cores share no L2, so with all
         // threads each would do 1/threads of them in the same time per entry: divided by the thread count.
-        double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ca = median[4] / threads, cp = median[5] / threads;
+        double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ca = median[4] * l2, cp = median[5] * l2;
         w.WriteLine($"phases of the factored kernel β1=0 ({b.Length / cols} x {cols}, {threads} threads): " +
                     $"accumulate {ta:F2} ms (read floor {tr:F2} ms, vs_floor {tr / ta:F2}; in L2 {ca:F2} ms), " +
                     $"apply {tp:F2} ms (triad floor {tt:F2} ms, vs_floor {tt / tp:F2}; in L2 {cp:F2} ms), " +
                     $"sum {ta + tp:F2} ms against read + triad {tr + tt:F2} ms (vs_floor {(tr + tt) / (ta + tp):F2}); " +
-                    (wide ? $"without the AVX-512 row bodies: accumulate {median[6]:F2} ms (in L2 {median[8] / threads:F2}), apply {median[7]:F2} ms (in L2 {median[9] / threads:F2}); "
+                    (wide ? $"without the AVX-512 row bodies: accumulate {median[6]:F2} ms (in L2 {median[8] * l2:F2}), apply {median[7]:F2} ms (in L2 {median[9] * l2:F2}); "
                           : "(no AVX-512: the row bodies do not run); ") +
-                    $"in L2: {smallRows} x {cols} stepped {repeat} times on 1 thread, / {threads}");
+                    $"in L2: {smallRows} x {cols} stepped {repeat} times on 1 thread, scaled to d and / {threads}");
         // Its floor: the triad's 12 B/param plus reading and writing the 4-bit codes (1 B/param) and the block scales (8/B).
         double qBytes = 12 + 1 + 8.0 / planQ.QuantizationBlock, qFloor = tt * qBytes / 12;
         w.WriteLine($"phase 2 of the 4-bit factored kernel (FactoredQ4: 4-bit codes, stochastic rounding, blocks of {planQ.QuantizationBlock}): " +
-                    $"apply {median[10]:F2} ms (floor {qFloor:F2} ms = triad × {qBytes:F3}/12, vs_floor {qFloor / median[10]:F2}; in L2 {median[11] / threads:F2} ms)");
+                    $"apply {median[10]:F2} ms (floor {qFloor:F2} ms = triad × {qBytes:F3}/12, vs_floor {qFloor / median[10]:F2}; in L2 {median[11] * l2:F2} ms)");
     }
 }

@@ -4,8 +4,9 @@ using Collins.Kernels;
 namespace Collins.Tests;
 
 /// <summary>
-/// The per-CPU tuning of the Rotation kernels (<see cref="CpuTuning"/>): which CPU gets which entry, how an override is read, and
-/// that no tuning changes a value (prefetch distances, store kind and tile size change speed only).
+/// The per-CPU tuning of the Rotation kernels and the factored row bodies (<see cref="CpuTuning"/>): which CPU gets which entry,
+/// how an override is read, and that no tuning changes a value (prefetch distances, store kind, tile size and rows per pass change
+/// speed only).
 /// </summary>
 [Trait("Category", "Kernels")]
 public class CpuTuningTests

@@ -72,17 +72,19 @@ internal abstract class CpuTensorKernel
 internal sealed class DenseCpuKernel : CpuTensorKernel
 {
     private readonly int _tiles;
-    private readonly TileKernel _apply;
+    private readonly TileKernel _apply, _check;
 
     public DenseCpuKernel(TensorPlan plan, OptimizerSettings settings) : base(plan, settings)
     {
         _tiles = KernelTiles.Tiles(plan.Length, KernelTiles.ElementTile);
         _apply = ApplyTile;
+        _check = CheckTile;
     }
 
     public override bool Accumulate(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
     {
-        if (!SumsSquares) return DenseAdamWCpu.SquaresFinite(g);
+        // The finite check in the same tiles as phase 2, on every thread (a verdict, so the split changes nothing).
+        if (!SumsSquares) return TileRunner.Run(_tiles, threads, _check, p, g, m, v, sumM, sumV, s);
         // One pass that checks and sums: Σ of the float squares is finite exactly when every square is (SquaresFinite's verdict).
         double squares = GradientNorm.SumOfSquares(g);
         GradientSquares = squares;
@@ -91,6 +93,12 @@ internal sealed class DenseCpuKernel : CpuTensorKernel
 
     public override void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
         => TileRunner.Run(_tiles, threads, _apply, p, g, m, v, sumM, sumV, s);
+
+    private bool CheckTile(int tile, in TileBuffers b, in StepScalars s)
+    {
+        int start = tile * KernelTiles.ElementTile, len = Math.Min(KernelTiles.ElementTile, Plan.Length - start);
+        return DenseAdamWCpu.SquaresFinite(b.Gradient.Slice(start, len));
+    }
 
     private bool ApplyTile(int tile, in TileBuffers b, in StepScalars s)
     {

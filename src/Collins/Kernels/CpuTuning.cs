@@ -193,7 +193,7 @@ internal sealed record CpuTuning(string Name, int Phase1Prefetch, int Phase2Pref
     /// <summary>Whether a Rotation tensor of <paramref name="length"/> entries writes its phase-1 sums non-temporally.</summary>
     public bool NonTemporalSums(int length) => length >= NonTemporalMinLength;
 
-    /// <summary>The values as <see cref="Parse"/> reads them (for example <c>phase1=128,phase2=256,sketch=64,nt=1048576,tile=2048</c>).</summary>
+    /// <summary>The values as <see cref="Parse"/> reads them (for example <c>phase1=128,phase2=256,sketch=64,nt=1048576,tile=2048,rows=0,rows2=0,factored=256</c>).</summary>
     public string Key => string.Join(",", Values.Select(v => v.Key + "=" + v.Value.ToString(CultureInfo.InvariantCulture)));
 
     public override string ToString() => $"{Name} ({Key})";

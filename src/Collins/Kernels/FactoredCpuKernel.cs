@@ -23,7 +23,9 @@ namespace Collins.Kernels;
 /// The row, column and partial sums live in this kernel (workspace, not state). With AVX-512F (<see cref="WideCpu.Enabled"/>) the
 /// rows of phase 1, of the plain update and of update clipping's Σ u², and runs of whole quantised blocks inside one row, take
 /// <see cref="WideCpu"/>'s 16-lane bodies, which give the same floats, codes and sums as the paths here; the row bodies prefetch
-/// g (and p) <see cref="CpuTuning.FactoredPrefetch"/> floats ahead of the process's tuning, across row ends (docs/benchmarks.md).
+/// g (and p) <see cref="CpuTuning.FactoredPrefetch"/> floats ahead of the kernel's <see cref="Tuning"/>, across row ends
+/// (docs/benchmarks.md). Where <see cref="Vector{T}"/> is itself 16 wide, phase 1 and update clipping's Σ u² keep its loops (their
+/// sums are formed in its lanes) and only the update takes the wide body.
 /// </remarks>
 internal sealed class FactoredCpuKernel : CpuTensorKernel
 {
