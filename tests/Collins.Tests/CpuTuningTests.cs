@@ -166,6 +166,25 @@ public class CpuTuningTests
     }
 
     [Fact]
+    public void The_factored_kernel_runs_the_copy_of_its_tuning_s_distance()
+    {
+        // Which instantiation each tile kernel is (its prefetch distance as a type argument), read from the private delegates.
+        var settings = new OptimizerSettings { Beta1 = 0, SecondMoment = SecondMomentEstimate.Factored, UpdateClipping = 1 };
+        var plan = new TensorPlan(new TensorSpec("M", [64, 64]), settings);
+        foreach (int d in CpuTuning.Distances)
+        {
+            var kernel = new FactoredCpuKernel(plan, settings, tuning: CpuTuning.Default with { FactoredPrefetch = d });
+            foreach (string field in new[] { "_accumulate", "_apply", "_squares" })
+            {
+                var tile = (Delegate)typeof(FactoredCpuKernel).GetField(field, System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(kernel)!;
+                var ahead = tile.Method.GetGenericArguments().Single();
+                Assert.Equal(d, (int)ahead.GetProperty("Ahead")!.GetValue(null)!);
+            }
+        }
+        Assert.Same(CpuTuning.Current, new FactoredCpuKernel(plan, settings).Tuning);
+    }
+
+    [Fact]
     public void A_tuning_the_kernels_cannot_run_is_refused_when_the_optimizer_is_built()
     {
         TensorSpec[] specs = [new("d", 64), new("u", 50_000)];

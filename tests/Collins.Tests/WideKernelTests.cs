@@ -39,11 +39,14 @@ public class WideKernelTests
     }
 
     // Row lengths: whole blocks per row (1024, 512), blocks across rows and a partial last block (1000 × 3 + 7 rows of 100),
-    // rows shorter than a block (40), one row of many blocks whose length is no multiple of 16 (4099).
+    // rows shorter than a block (40), one row of many blocks whose length is no multiple of 16 (4099); and rows that take the
+    // 16-lane body, then the 8-lane loop, then the scalar tail (27 = 16 + 8 + 3), only the 8-lane loop and the tail (11), or only
+    // the tail (5).
     private static readonly IReadOnlyList<TensorSpec> Specs =
     [
         new TensorSpec("A", [8, 1024]), new TensorSpec("B", [3, 1000]), new TensorSpec("C", [7, 100]), new TensorSpec("D", [9, 40]),
         new TensorSpec("E", [1, 4099]), new TensorSpec("F", [6, 512]), new TensorSpec("G", [2, 2, 200]),
+        new TensorSpec("H", [13, 27]), new TensorSpec("I", [9, 11]), new TensorSpec("J", [7, 5]),
     ];
 
     private static float[][] Run(OptimizerSettings settings, bool wide, int threads)
