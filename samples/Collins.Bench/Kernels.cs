@@ -385,6 +385,9 @@ public static class PhaseProbe
     /// </summary>
     private static double L2Scale(int length, int repeat, int threads) => (double)length / ((long)repeat * SmallLength) / threads;
 
+    /// <summary>One timed step of an L2-sized tensor: <paramref name="step"/> <paramref name="repeat"/> times.</summary>
+    private static Action Repeated(int repeat, Action step) => () => { for (int i = 0; i < repeat; i++) step(); };
+
     public static void Run(BenchBuffers b, int ratio, int threads, int reps, TextWriter w)
     {
         if (b.Length < SmallLength)
@@ -420,8 +423,8 @@ public static class PhaseProbe
                 () => kernel.Apply(threads, b.Parameters, b.Gradient, m, v, sumM, sumV, in s),
                 () => read.Step(),
                 () => scale.Step(),
-                () => { for (int i = 0; i < repeat; i++) small.Accumulate(1, ps, gs, ms, vs, sumMs, sumVs, in s); },
-                () => { for (int i = 0; i < repeat; i++) small.Apply(1, ps, gs, ms, vs, sumMs, sumVs, in s); },
+                Repeated(repeat, () => small.Accumulate(1, ps, gs, ms, vs, sumMs, sumVs, in s)),
+                Repeated(repeat, () => small.Apply(1, ps, gs, ms, vs, sumMs, sumVs, in s)),
             };
             var median = CpuBench.Interleaved(steps, reps).Select(CpuBench.Median).ToArray();
             double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ts = median[4], ca = median[5] * l2, cp = median[6] * l2;
@@ -453,8 +456,8 @@ public static class PhaseProbe
         var kernel = new FactoredCpuKernel(plan, settings);
         var small = new FactoredCpuKernel(new TensorPlan(new TensorSpec("S", [smallRows, cols]), settings), settings);
         float[] v = new float[plan.SecondMomentFloats], vs = new float[smallRows + cols];
-        float[] ps = b.Parameters.AsSpan(0, smallRows * cols).ToArray(), gs = b.Gradient.AsSpan(0, smallRows * cols).ToArray();
-        int repeat = b.Length / (smallRows * cols);
+        float[] ps = b.Parameters.AsSpan(0, SmallLength).ToArray(), gs = b.Gradient.AsSpan(0, SmallLength).ToArray();
+        int repeat = b.Length / SmallLength;
         double l2 = L2Scale(b.Length, repeat, threads);
         var triad = new TriadKernel(b, threads);
         var read = new LimitKernel(b, threads, LimitKernel.Kind.Read);
@@ -475,18 +478,16 @@ public static class PhaseProbe
         Action Narrow(Action step) => () => { WideCpu.Enabled = false; try { step(); } finally { WideCpu.Enabled = wide; } };
         Action accumulate = () => kernel.Accumulate(threads, b.Parameters, b.Gradient, [], v, [], [], in s);
         Action apply = () => kernel.Apply(threads, b.Parameters, b.Gradient, [], v, [], [], in s);
-        Action accumulateL2 = () => { for (int i = 0; i < repeat; i++) small.Accumulate(1, ps, gs, [], vs, [], [], in s); };
-        Action applyL2 = () => { for (int i = 0; i < repeat; i++) small.Apply(1, ps, gs, [], vs, [], [], in s); };
+        Action accumulateL2 = Repeated(repeat, () => small.Accumulate(1, ps, gs, [], vs, [], [], in s));
+        Action applyL2 = Repeated(repeat, () => small.Apply(1, ps, gs, [], vs, [], [], in s));
         Action[] steps =
         {
             () => triad.Step(), accumulate, apply, () => read.Step(), accumulateL2, applyL2,
             Narrow(accumulate), Narrow(apply), Narrow(accumulateL2), Narrow(applyL2),
             () => kernelQ.Apply(threads, b.Parameters, b.Gradient, mQ, vQ, [], [], in sQ),
-            () => { for (int i = 0; i < repeat; i++) smallQ.Apply(1, ps, gs, mQs, vQs, [], [], in sQ); },
+            Repeated(repeat, () => smallQ.Apply(1, ps, gs, mQs, vQs, [], [], in sQ)),
         };
         var median = CpuBench.Interleaved(steps, reps).Select(CpuBench.Median).ToArray();
-        // The L2 runs take one thread (no hand-off between threads in 2048 short steps); the cores share no L2, so with all
-        // threads each would do 1/threads of them in the same time per entry: divided by the thread count.
         double tt = median[0], ta = median[1], tp = median[2], tr = median[3], ca = median[4] * l2, cp = median[5] * l2;
         w.WriteLine($"phases of the factored kernel β1=0 ({b.Length / cols} x {cols}, {threads} threads): " +
                     $"accumulate {ta:F2} ms (read floor {tr:F2} ms, vs_floor {tr / ta:F2}; in L2 {ca:F2} ms), " +

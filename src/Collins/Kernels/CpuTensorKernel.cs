@@ -94,15 +94,22 @@ internal sealed class DenseCpuKernel : CpuTensorKernel
     public override void Apply(int threads, Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, Span<float> sumM, Span<float> sumV, in StepScalars s)
         => TileRunner.Run(_tiles, threads, _apply, p, g, m, v, sumM, sumV, s);
 
+    /// <summary>The entries of one tile (the same tiles in both phases).</summary>
+    private (int Start, int Length) Range(int tile)
+    {
+        int start = tile * KernelTiles.ElementTile;
+        return (start, Math.Min(KernelTiles.ElementTile, Plan.Length - start));
+    }
+
     private bool CheckTile(int tile, in TileBuffers b, in StepScalars s)
     {
-        int start = tile * KernelTiles.ElementTile, len = Math.Min(KernelTiles.ElementTile, Plan.Length - start);
+        var (start, len) = Range(tile);
         return DenseAdamWCpu.SquaresFinite(b.Gradient.Slice(start, len));
     }
 
     private bool ApplyTile(int tile, in TileBuffers b, in StepScalars s)
     {
-        int start = tile * KernelTiles.ElementTile, len = Math.Min(KernelTiles.ElementTile, Plan.Length - start);
+        var (start, len) = Range(tile);
         var (k, scalars) = PhaseTwo(in s);
         DenseAdamWCpu.Step(b.Parameters.Slice(start, len), b.Gradient.Slice(start, len),
                            HasM ? b.FirstMoment.Slice(start, len) : default, b.SecondMoment.Slice(start, len),

@@ -169,8 +169,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         bool finite = true;
         for (int r = r0; r < r1; r++)
         {
-            var row = g.Slice(r * _cols, _cols);
-            float sum = SquaresInto<TAhead>(partial, row, g[(r * _cols)..]);
+            float sum = SquaresInto<TAhead>(partial, g[(r * _cols)..]);
             _rowSums[r] = sum;
             finite &= float.IsFinite(sum);
         }
@@ -186,9 +185,12 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         for (int r = r0; r < r1; r++)
         {
             float a = rowEma[r] * _rowScale;
-            var p = buf.Parameters.Slice(r * _cols, _cols);
-            var g = buf.Gradient.Slice(r * _cols, _cols);
-            int c = WideCpu.Enabled ? WideCpu.FactoredRowApply<TAhead>(colEma, buf.Gradient[(r * _cols)..], buf.Parameters[(r * _cols)..], a, isb2, eps, decay, lr) : 0;
+            // p and g from the row's start (the wide body prefetches inside them, across the row's end), and the row itself.
+            var pFrom = buf.Parameters[(r * _cols)..];
+            var gFrom = buf.Gradient[(r * _cols)..];
+            var p = pFrom[.._cols];
+            var g = gFrom[.._cols];
+            int c = WideCpu.Enabled ? WideCpu.FactoredRowApply<TAhead>(colEma, gFrom, pFrom, a, isb2, eps, decay, lr) : 0;
             if (Vector.IsHardwareAccelerated && _cols - c >= Vector<float>.Count)
             {
                 var va = new Vector<float>(a); var vdecay = new Vector<float>(decay); var vlr = new Vector<float>(lr);
@@ -221,7 +223,8 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
         for (int r = r0; r < r1; r++)
         {
             float a = rowEma[r] * _rowScale;
-            var g = buf.Gradient.Slice(r * _cols, _cols);
+            var gFrom = buf.Gradient[(r * _cols)..];
+            var g = gFrom[.._cols];
             int c = 0;
             if (Vector.IsHardwareAccelerated && _cols >= Vector<float>.Count)
             {
@@ -232,7 +235,7 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
                 {
                     // AVX-512: 16 entries a vector into the same two accumulators, lane by lane in the same order (the same sum).
                     Vector256<double> lo = default, hi = default;
-                    c = WideCpu.FactoredRowSquares<TAhead>(colEma, buf.Gradient[(r * _cols)..], a, isb2, eps, ref lo, ref hi);
+                    c = WideCpu.FactoredRowSquares<TAhead>(colEma, gFrom, a, isb2, eps, ref lo, ref hi);
                     acc0 = lo.AsVector();
                     acc1 = hi.AsVector();
                 }
@@ -391,11 +394,13 @@ internal sealed class FactoredCpuKernel : CpuTensorKernel
     }
 
     /// <summary>
-    /// Adds g² of <paramref name="row"/> into <paramref name="columns"/> and returns the row's Σ g² (lanes, then lanes in order);
-    /// <paramref name="fromRow"/> is the gradient from the row's start on (the wide body prefetches inside it, across the row's end).
+    /// Adds g² of one row into <paramref name="columns"/> and returns the row's Σ g² (lanes, then lanes in order); the row is the
+    /// first <paramref name="columns"/>.Length entries of <paramref name="fromRow"/>, the gradient from the row's start on (the
+    /// wide body prefetches inside it, across the row's end).
     /// </summary>
-    private static float SquaresInto<TAhead>(Span<float> columns, ReadOnlySpan<float> row, ReadOnlySpan<float> fromRow) where TAhead : struct, IPrefetchDistance
+    private static float SquaresInto<TAhead>(Span<float> columns, ReadOnlySpan<float> fromRow) where TAhead : struct, IPrefetchDistance
     {
+        var row = fromRow[..columns.Length];
         int c = 0;
         float sum = 0f;
         if (Vector.IsHardwareAccelerated && row.Length >= Vector<float>.Count)
