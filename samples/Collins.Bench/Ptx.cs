@@ -51,13 +51,7 @@ public static class PtxDump
             .Where(m => m.Name.EndsWith("Kernel", StringComparison.Ordinal)).ToList();
         var counts = new List<(string Name, int Instructions, int Loads, int Branches)>();
         foreach (var kernel in runtimeKernels)
-        {
-            string name = "runtime.CountSketchAdam." + kernel.Name;
-            var compiled = backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
-            string ptx = ((PTXCompiledKernel)compiled).PTXAssembly;
-            File.WriteAllText(Path.Combine(directory, name + ".ptx"), ptx);
-            written++;
-        }
+            Emit("runtime.CountSketchAdam." + kernel.Name, kernel);
         // The factored second moment's kernels (β1 = 0, update clipping, the block-quantised first moment; shared by every factored
         // tensor: the shape and the settings are arguments), once: the bench's single-tensor models have no factored variant.
         foreach (string kernelName in Collins.Kernels.FactoredDeviceKernels.Names)

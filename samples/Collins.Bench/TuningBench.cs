@@ -58,24 +58,17 @@ public static class TuningBench
                        new TensorSpec("W", [o.Length / RuntimeKernel.FactoredColumns, RuntimeKernel.FactoredColumns])));
         try
         {
-        foreach (var kind in kinds)
-            foreach (var t in tunings)
-            {
-                var opt = new CountSketchAdam(kind.Settings, [kind.Spec], t) { MaxThreads = o.Threads };
-                string name = $"{kind.Label} {t}";
-                rows.Add((name, () =>
+            foreach (var kind in kinds)
+                foreach (var t in tunings)
                 {
-                    if (opt.Step(1e-4f, p, g) != StepOutcome.Applied) throw new InvalidOperationException($"{name}: the step was refused");
-                }, opt));
-            }
-        }
-        catch
-        {
-            foreach (var r in rows) r.Owner?.Dispose();
-            throw;
-        }
-        try
-        {
+                    var opt = new CountSketchAdam(kind.Settings, [kind.Spec], t) { MaxThreads = o.Threads };
+                    string name = $"{kind.Label} {t}";
+                    rows.Add((name, () =>
+                    {
+                        if (opt.Step(1e-4f, p, g) != StepOutcome.Applied) throw new InvalidOperationException($"{name}: the step was refused");
+                    }, opt));
+                }
+
             // Calibration (also the warm-up): steps per sample so that a sample lasts at least MinSampleMs.
             var iters = rows.Select(r =>
             {

@@ -39,7 +39,6 @@ public static unsafe class RotationCpu
         if (bs < be) AccumulateSegment(gradient, sumM, sumV, bs, bs - rotation, be - bs, rowOffset, rowLength, sign, first, hasM);
     }
 
-
     /// <summary>
     /// Phase 1 for buckets [<paramref name="bucketStart"/>, <paramref name="bucketEnd"/>) of the Rotation view, all rows at once:
     /// for each vector of 16 buckets the sums are kept in registers while the rows are read in order 0..R−1 (row r at
@@ -111,9 +110,12 @@ public static unsafe class RotationCpu
     /// <summary>Refuses a prefetch distance the kernels have no copy for (on every CPU, whether or not its vector path would read it).</summary>
     private static void CheckDistance(int distance, string name)
     {
-        if (!CpuTuning.IsDistance(distance))
-            throw new ArgumentOutOfRangeException(name, distance, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances).");
+        if (!CpuTuning.IsDistance(distance)) throw NotADistance(name, distance);
     }
+
+    /// <summary>The refusal of <see cref="CheckDistance"/>, also the last arm of each switch over the distances.</summary>
+    private static ArgumentOutOfRangeException NotADistance(string name, int distance)
+        => new(name, distance, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances).");
 
     /// <summary>How <see cref="AccumulateTileVector{TStore}"/> writes a vector of sums (a struct type argument: the JIT compiles one loop per store kind, with no branch inside).</summary>
     private interface IVectorStore { static abstract void Store(Vector512<float> value, ref float destination); }
@@ -139,7 +141,7 @@ public static unsafe class RotationCpu
             256 => AccumulateTileVector<TStore, Ahead256>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
             512 => AccumulateTileVector<TStore, Ahead512>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
             1024 => AccumulateTileVector<TStore, Ahead1024>(gradient, sumM, sumV, bucketStart, bucketEnd, buckets, lastRowLength, rotations, signs, rowsPerPass),
-            _ => throw new ArgumentOutOfRangeException(nameof(prefetch), prefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
+            _ => throw NotADistance(nameof(prefetch), prefetch),
         };
 
     /// <summary>
@@ -670,7 +672,7 @@ public static unsafe class RotationCpu
             256 => UpdateApplySketch<TFirst, TEstimate, Ahead256>(ref t, sketchPrefetch),
             512 => UpdateApplySketch<TFirst, TEstimate, Ahead512>(ref t, sketchPrefetch),
             1024 => UpdateApplySketch<TFirst, TEstimate, Ahead1024>(ref t, sketchPrefetch),
-            _ => throw new ArgumentOutOfRangeException(nameof(rowPrefetch), rowPrefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
+            _ => throw NotADistance(nameof(rowPrefetch), rowPrefetch),
         };
 
     private static int UpdateApplySketch<TFirst, TEstimate, TRow>(ref FusedTile t, int sketchPrefetch)
@@ -683,7 +685,7 @@ public static unsafe class RotationCpu
             256 => UpdateApplyVector<TFirst, TEstimate, TRow, Ahead256>(ref t),
             512 => UpdateApplyVector<TFirst, TEstimate, TRow, Ahead512>(ref t),
             1024 => UpdateApplyVector<TFirst, TEstimate, TRow, Ahead1024>(ref t),
-            _ => throw new ArgumentOutOfRangeException(nameof(sketchPrefetch), sketchPrefetch, "Not a prefetch distance the kernels are compiled for (CpuTuning.Distances)."),
+            _ => throw NotADistance(nameof(sketchPrefetch), sketchPrefetch),
         };
 
     /// <summary>Step constants of <see cref="UpdateApplyTile"/>, broadcast once per call.</summary>
